@@ -1,0 +1,275 @@
+// Node + cluster state + options -> the node's iptables rule set, with kube-proxy's semantics
+// (pkg/proxy/iptables/proxier.go syncProxyRules), one function per rule family.
+import { ClusterState, categorizeEndpoints, externallyAccessible, cidrContains, type Endpoint, type ServicePort } from '@kpx/model';
+import { NodeNotFoundError } from '../errors.js';
+import { Table, type NodeRuleSet } from '../ruleset.js';
+import { RuleBuilder, comment } from './builder.js';
+import { makeContext, type CompileContext } from './context.js';
+import { Chain, endpointChainName, serviceChainNames, type ServiceChainNames } from './names.js';
+import type { IptablesOptions } from './options.js';
+
+export const IptablesMode = 'iptables';
+
+/** Jumps from builtin chains, in the order they end up on a fresh node (kube-proxy prepends each in turn). */
+function writeJumps(b: RuleBuilder, ctx: CompileContext): void {
+  const NEW = '-m conntrack --ctstate NEW';
+  const j = (table: Table, chain: string, target: string, text: string | undefined, extra = ''): void =>
+    b.jump(table, chain, target, [extra, text ? comment(text) : '', `-j ${target}`].filter(Boolean).join(' '));
+  const kubeletGuard = !ctx.isIPv6 && ctx.localhostNodePorts;
+  if (kubeletGuard) j(Table.Filter, 'INPUT', Chain.KubeletFirewall, undefined);
+  j(Table.Filter, 'INPUT', Chain.ProxyFirewall, 'kubernetes load balancer firewall', NEW);
+  j(Table.Filter, 'INPUT', Chain.NodePorts, 'kubernetes health check service ports');
+  j(Table.Filter, 'INPUT', Chain.ExternalServices, 'kubernetes externally-visible service portals', NEW);
+  j(Table.Filter, 'FORWARD', Chain.ProxyFirewall, 'kubernetes load balancer firewall', NEW);
+  j(Table.Filter, 'FORWARD', Chain.Forward, 'kubernetes forwarding rules');
+  j(Table.Filter, 'FORWARD', Chain.Services, 'kubernetes service portals', NEW);
+  j(Table.Filter, 'FORWARD', Chain.ExternalServices, 'kubernetes externally-visible service portals', NEW);
+  if (kubeletGuard) j(Table.Filter, 'OUTPUT', Chain.KubeletFirewall, undefined);
+  j(Table.Filter, 'OUTPUT', Chain.ProxyFirewall, 'kubernetes load balancer firewall', NEW);
+  j(Table.Filter, 'OUTPUT', Chain.Services, 'kubernetes service portals', NEW);
+  j(Table.Nat, 'PREROUTING', Chain.Services, 'kubernetes service portals');
+  j(Table.Nat, 'OUTPUT', Chain.Services, 'kubernetes service portals');
+  j(Table.Nat, 'POSTROUTING', Chain.Postrouting, 'kubernetes postrouting rules');
+}
+
+function writeBaseChains(b: RuleBuilder, ctx: CompileContext): void {
+  for (const c of [Chain.Services, Chain.ExternalServices, Chain.Forward, Chain.NodePorts, Chain.ProxyFirewall]) b.chain(Table.Filter, c);
+  for (const c of [Chain.Services, Chain.NodePorts, Chain.Postrouting, Chain.MarkMasq]) b.chain(Table.Nat, c);
+  const m = ctx.masqMark;
+  b.nat(Chain.Postrouting, `-m mark ! --mark ${m}/${m} -j RETURN`);
+  b.nat(Chain.Postrouting, `-j MARK --xor-mark ${m}`);
+  b.nat(Chain.Postrouting, comment('kubernetes service traffic requiring SNAT'), '-j MASQUERADE', ctx.opts.randomFully && '--random-fully');
+  b.nat(Chain.MarkMasq, `-j MARK --or-mark ${m}`);
+  if (!ctx.isIPv6 && ctx.localhostNodePorts) {
+    // route_localnet opens a hole (kubernetes#90259); kube-proxy (and kubelet) close it with this rule.
+    b.chain(Table.Filter, Chain.KubeletFirewall);
+    b.filter(Chain.KubeletFirewall, comment('block incoming localnet connections'), '-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP');
+  }
+}
+
+/** What one service port needs, decided once from its policies and this node's endpoints. */
+interface PortPlan {
+  readonly svc: ServicePort;
+  readonly proto: string;
+  readonly chains: ServiceChainNames;
+  readonly cluster: readonly Endpoint[];
+  readonly local: readonly Endpoint[];
+  readonly allReachable: readonly Endpoint[];
+  readonly hasEndpoints: boolean;
+  readonly hasInternalEndpoints: boolean;
+  readonly hasExternalEndpoints: boolean;
+  readonly internalChain: string;
+  readonly externalPolicyChain: string;
+  readonly usesClusterChain: boolean;
+  readonly usesLocalChain: boolean;
+  readonly usesExternalChain: boolean;
+  readonly usesFirewallChain: boolean;
+  readonly loadBalancerChain: string;
+  /** REJECT (no endpoints anywhere) or DROP (no local ones) for filtered internal / external traffic. */
+  readonly internalFilter?: { target: string; comment: string };
+  readonly externalFilter?: { target: string; comment: string };
+}
+
+function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): PortPlan {
+  const proto = svc.protocol.toLowerCase();
+  const chains = serviceChainNames(svc.name, proto);
+  const cat = categorizeEndpoints(endpoints, svc, ctx.node, ctx.opts.topology);
+  const hasEndpoints = cat.hasAnyEndpoints;
+  const hasInternalEndpoints = hasEndpoints && (!svc.internalPolicyLocal || cat.local.length > 0);
+  const hasExternalEndpoints = hasEndpoints && (!svc.externalPolicyLocal || cat.local.length > 0);
+  const usesFirewallChain = hasEndpoints && svc.loadBalancerVIPs.length > 0 && svc.loadBalancerSourceRanges.length > 0;
+  const noEndpoints = { target: 'REJECT', comment: `${svc.name} has no endpoints` };
+  const noLocal = { target: 'DROP', comment: `${svc.name} has no local endpoints` };
+  return {
+    svc,
+    proto,
+    chains,
+    cluster: cat.cluster,
+    local: cat.local,
+    allReachable: cat.allReachable,
+    hasEndpoints,
+    hasInternalEndpoints,
+    hasExternalEndpoints,
+    internalChain: svc.internalPolicyLocal ? chains.local : chains.cluster,
+    externalPolicyChain: svc.externalPolicyLocal ? chains.local : chains.cluster,
+    usesClusterChain: cat.cluster.length > 0,
+    usesLocalChain: cat.local.length > 0,
+    usesExternalChain: hasEndpoints && externallyAccessible(svc),
+    usesFirewallChain,
+    loadBalancerChain: usesFirewallChain ? chains.firewall : chains.external,
+    ...(!hasEndpoints ? { internalFilter: noEndpoints, externalFilter: noEndpoints } : {}),
+    ...(hasEndpoints && !hasInternalEndpoints ? { internalFilter: noLocal } : {}),
+    ...(hasEndpoints && !hasExternalEndpoints ? { externalFilter: noLocal } : {}),
+  };
+}
+
+const match = (p: PortPlan, dst: string, port: number): string => `-m ${p.proto} -p ${p.proto} -d ${dst} --dport ${port}`;
+
+function writeClusterIPRules(b: RuleBuilder, p: PortPlan): void {
+  const { svc } = p;
+  if (p.hasInternalEndpoints) b.nat(Chain.Services, comment(`${svc.name} cluster IP`), match(p, svc.clusterIP, svc.port), `-j ${p.internalChain}`);
+  else if (p.internalFilter) b.filter(Chain.Services, comment(p.internalFilter.comment), match(p, svc.clusterIP, svc.port), `-j ${p.internalFilter.target}`);
+}
+
+function writeExternalIPRules(b: RuleBuilder, p: PortPlan): void {
+  for (const ip of p.svc.externalIPs) {
+    if (p.hasEndpoints) b.nat(Chain.Services, comment(`${p.svc.name} external IP`), match(p, ip, p.svc.port), `-j ${p.chains.external}`);
+    if (p.externalFilter) b.filter(Chain.ExternalServices, comment(p.externalFilter.comment), match(p, ip, p.svc.port), `-j ${p.externalFilter.target}`);
+  }
+}
+
+function writeLoadBalancerRules(b: RuleBuilder, p: PortPlan): void {
+  const { svc } = p;
+  for (const ip of svc.loadBalancerVIPs) {
+    if (p.hasEndpoints) b.nat(Chain.Services, comment(`${svc.name} loadbalancer IP`), match(p, ip, svc.port), `-j ${p.loadBalancerChain}`);
+    if (p.usesFirewallChain) b.filter(Chain.ProxyFirewall, comment(`${svc.name} traffic not accepted by ${p.chains.firewall}`), match(p, ip, svc.port), '-j DROP');
+  }
+  if (p.externalFilter) {
+    for (const ip of svc.loadBalancerVIPs) b.filter(Chain.ExternalServices, comment(p.externalFilter.comment), match(p, ip, svc.port), `-j ${p.externalFilter.target}`);
+  }
+}
+
+function writeNodePortRules(b: RuleBuilder, p: PortPlan): void {
+  const { svc } = p;
+  if (svc.nodePort === 0) return;
+  // NodePorts are not subject to loadBalancerSourceRanges (kube-proxy cannot change that).
+  if (p.hasEndpoints) b.nat(Chain.NodePorts, comment(svc.name), `-m ${p.proto} -p ${p.proto} --dport ${svc.nodePort}`, `-j ${p.chains.external}`);
+  if (p.externalFilter) {
+    b.filter(Chain.ExternalServices, comment(p.externalFilter.comment), '-m addrtype --dst-type LOCAL', `-m ${p.proto} -p ${p.proto} --dport ${svc.nodePort}`, `-j ${p.externalFilter.target}`);
+  }
+}
+
+function writeHealthCheckRule(b: RuleBuilder, p: PortPlan): void {
+  if (p.svc.healthCheckNodePort === 0) return;
+  b.filter(Chain.NodePorts, comment(`${p.svc.name} health check node port`), `-m tcp -p tcp --dport ${p.svc.healthCheckNodePort}`, '-j ACCEPT');
+}
+
+/** Masquerade off-cluster (or all, with masqueradeAll) traffic to the cluster IP. */
+function writeInternalMasq(b: RuleBuilder, ctx: CompileContext, p: PortPlan): void {
+  if (!p.hasInternalEndpoints) return;
+  const args = [comment(`${p.svc.name} cluster IP`), match(p, p.svc.clusterIP, p.svc.port)];
+  if (ctx.opts.masqueradeAll) b.nat(p.internalChain, ...args, `-j ${Chain.MarkMasq}`);
+  else if (ctx.localDetector) b.nat(p.internalChain, ...args, ctx.localDetector.ifNotLocal, `-j ${Chain.MarkMasq}`);
+}
+
+/** KUBE-EXT-: masquerade (eTP Cluster) or short-circuit pod/host traffic (eTP Local), then the policy chain. */
+function writeExternalChain(b: RuleBuilder, ctx: CompileContext, p: PortPlan): void {
+  if (!p.usesExternalChain) return;
+  const ext = p.chains.external;
+  const name = p.svc.name;
+  b.chain(Table.Nat, ext);
+  if (!p.svc.externalPolicyLocal) {
+    b.nat(ext, comment(`masquerade traffic for ${name} external destinations`), `-j ${Chain.MarkMasq}`);
+  } else {
+    if (ctx.localDetector) b.nat(ext, comment(`pod traffic for ${name} external destinations`), ctx.localDetector.ifLocal, `-j ${p.chains.cluster}`);
+    b.nat(ext, comment(`masquerade LOCAL traffic for ${name} external destinations`), '-m addrtype --src-type LOCAL', `-j ${Chain.MarkMasq}`);
+    b.nat(ext, comment(`route LOCAL traffic for ${name} external destinations`), '-m addrtype --src-type LOCAL', `-j ${p.chains.cluster}`);
+  }
+  if (p.hasExternalEndpoints) b.nat(ext, `-j ${p.externalPolicyChain}`);
+}
+
+/** KUBE-FW-: loadBalancerSourceRanges; what falls through is dropped by KUBE-PROXY-FIREWALL. */
+function writeFirewallChain(b: RuleBuilder, ctx: CompileContext, p: PortPlan): void {
+  if (!p.usesFirewallChain) return;
+  const fw = p.chains.firewall;
+  const head = comment(`${p.svc.name} loadbalancer IP`);
+  b.chain(Table.Nat, fw);
+  let allowFromNode = false;
+  for (const cidr of p.svc.loadBalancerSourceRanges) {
+    b.nat(fw, head, `-s ${cidr.text}`, `-j ${p.chains.external}`);
+    if (ctx.nodeIP !== undefined && cidrContains(cidr, ctx.nodeIP)) allowFromNode = true;
+  }
+  // A node reaching its own VIP-like LB loops back with the VIP as source.
+  if (allowFromNode) for (const ip of p.svc.loadBalancerVIPs) b.nat(fw, head, `-s ${ip}`, `-j ${p.chains.external}`);
+  b.nat(fw, comment(`other traffic to ${p.svc.name} will be dropped by KUBE-PROXY-FIREWALL`));
+}
+
+function writeServiceToEndpointRules(b: RuleBuilder, ctx: CompileContext, p: PortPlan, chain: string, endpoints: readonly Endpoint[]): void {
+  b.chain(Table.Nat, chain);
+  const epChain = (ep: Endpoint): string => endpointChainName(p.svc.name, p.proto, ep.address);
+  const epComment = (ep: Endpoint): string | undefined => (ctx.largeClusterMode ? undefined : comment(`${p.svc.name} -> ${ep.address}`));
+  if (p.svc.affinityTimeoutSeconds > 0) {
+    for (const ep of endpoints) {
+      b.nat(chain, epComment(ep), `-m recent --name ${epChain(ep)} --rcheck --seconds ${p.svc.affinityTimeoutSeconds} --reap`, `-j ${epChain(ep)}`);
+    }
+  }
+  const n = endpoints.length;
+  endpoints.forEach((ep, i) => {
+    const stat = i < n - 1 ? `-m statistic --mode random --probability ${probability(n - i)}` : undefined;
+    b.nat(chain, epComment(ep), stat, `-j ${epChain(ep)}`);
+  });
+}
+
+function writeEndpointChains(b: RuleBuilder, ctx: CompileContext, p: PortPlan): void {
+  for (const ep of p.allReachable) {
+    const chain = endpointChainName(p.svc.name, p.proto, ep.address);
+    const head = ctx.largeClusterMode ? undefined : comment(p.svc.name);
+    b.chain(Table.Nat, chain);
+    // Hairpin: a pod reaching itself through the service must be masqueraded.
+    b.nat(chain, head, `-s ${ep.ip}`, `-j ${Chain.MarkMasq}`);
+    const affinity = p.svc.affinityTimeoutSeconds > 0 ? `-m recent --name ${chain} --set` : undefined;
+    b.nat(chain, head, affinity, `-m ${p.proto} -p ${p.proto} -j DNAT --to-destination ${ep.address}`);
+  }
+}
+
+const probabilities: string[] = [];
+/** kube-proxy's `%0.10f` of 1/n. */
+export function probability(n: number): string {
+  return (probabilities[n] ??= (1 / n).toFixed(10));
+}
+
+function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {
+  const p = planPort(ctx, svc, endpoints);
+  writeClusterIPRules(b, p);
+  writeExternalIPRules(b, p);
+  writeLoadBalancerRules(b, p);
+  writeNodePortRules(b, p);
+  writeHealthCheckRule(b, p);
+  writeInternalMasq(b, ctx, p);
+  writeExternalChain(b, ctx, p);
+  writeFirewallChain(b, ctx, p);
+  if (p.usesClusterChain) writeServiceToEndpointRules(b, ctx, p, p.chains.cluster, p.cluster);
+  if (p.usesLocalChain) writeServiceToEndpointRules(b, ctx, p, p.chains.local, p.local);
+  writeEndpointChains(b, ctx, p);
+}
+
+/** The tail call into KUBE-NODEPORTS; must stay the last rule of nat KUBE-SERVICES. */
+function writeNodePortsJump(b: RuleBuilder, ctx: CompileContext): void {
+  const text = comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
+  if (ctx.nodePorts.matchAll) {
+    const guard = ctx.isIPv6 ? '! -d ::1/128' : ctx.localhostNodePorts ? undefined : '! -d 127.0.0.0/8';
+    b.nat(Chain.Services, text, '-m addrtype --dst-type LOCAL', guard, `-j ${Chain.NodePorts}`);
+    return;
+  }
+  for (const ip of ctx.nodePorts.ips) b.nat(Chain.Services, text, `-d ${ip}`, `-j ${Chain.NodePorts}`);
+}
+
+function writeForwardRules(b: RuleBuilder, ctx: CompileContext): void {
+  // Without tcp_be_liberal, out-of-window packets marked INVALID would reset connections (kubernetes#74839).
+  if (!ctx.opts.conntrackTCPLiberal) b.filter(Chain.Forward, '-m conntrack --ctstate INVALID -j DROP');
+  b.filter(Chain.Forward, comment('kubernetes forwarding rules'), `-m mark --mark ${ctx.masqMark}/${ctx.masqMark}`, '-j ACCEPT');
+  b.filter(Chain.Forward, comment('kubernetes forwarding conntrack rule'), '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
+}
+
+export interface CompileIptablesInput {
+  readonly state: ClusterState;
+  readonly nodeName: string;
+  readonly options: IptablesOptions;
+}
+
+/** Compiles one node's iptables rules for one IP family. Pure: no I/O, same input -> same output. */
+export function compileIptables({ state, nodeName, options }: CompileIptablesInput): NodeRuleSet {
+  const node = state.node(nodeName);
+  if (!node) throw new NodeNotFoundError(nodeName, state.nodeNames());
+  const ports = state.servicePorts(options.family);
+  const endpointsOf = ports.map((svc) => state.endpoints(svc));
+  const totalEndpoints = endpointsOf.reduce((n, eps) => n + eps.length, 0);
+  const ctx = makeContext(node, options, totalEndpoints);
+  const b = new RuleBuilder();
+  writeJumps(b, ctx);
+  writeBaseChains(b, ctx);
+  ports.forEach((svc, i) => writeServicePort(b, ctx, svc, endpointsOf[i] ?? []));
+  writeNodePortsJump(b, ctx);
+  writeForwardRules(b, ctx);
+  return { node: nodeName, mode: IptablesMode, family: options.family, objects: b.objects() };
+}

@@ -1,0 +1,135 @@
+// The observed cluster: services, endpoint slices and nodes, converted and validated one object at a time,
+// with endpoints merged per service port the way kube-proxy's EndpointSliceCache merges them.
+import type { Diagnostic } from './diagnostics.js';
+import { convertEndpointSlice, type Endpoint, type EndpointSliceInfo } from './endpoints.js';
+import type { IPFamily } from './ip.js';
+import type { EndpointSliceObject, NodeObject, ServiceObject } from './k8s.js';
+import { convertNode, type NodeInfo } from './node.js';
+import { convertService, servicePortKey, type ServicePort } from './service.js';
+import { compareEndpoints } from './topology.js';
+
+const nsName = (namespace: string, name: string): string => `${namespace}/${name}`;
+
+/** Mutable, validated view of the cluster. Invalid objects are kept out and reported; the rest still works. */
+export class ClusterState {
+  private readonly services = new Map<string, readonly ServicePort[]>();
+  private readonly slices = new Map<string, EndpointSliceInfo>();
+  /** service ns/name -> slice keys */
+  private readonly slicesByService = new Map<string, Set<string>>();
+  private readonly nodes = new Map<string, NodeInfo>();
+  private readonly diagnosticsByObject = new Map<string, Diagnostic[]>();
+  private readonly endpointCache = new Map<string, Map<string, readonly Endpoint[]>>();
+
+  /** Adds or replaces a Service. Returns its diagnostics. */
+  upsertService(obj: ServiceObject, opts: { source?: string } = {}): Diagnostic[] {
+    const res = convertService(obj, opts);
+    const key = nsName(obj.metadata?.namespace || 'default', obj.metadata?.name ?? '');
+    this.services.set(key, res.ports);
+    this.diagnosticsByObject.set(`Service/${key}`, res.diagnostics);
+    return res.diagnostics;
+  }
+
+  deleteService(namespace: string, name: string): void {
+    const key = nsName(namespace, name);
+    this.services.delete(key);
+    this.diagnosticsByObject.delete(`Service/${key}`);
+  }
+
+  upsertEndpointSlice(obj: EndpointSliceObject, opts: { source?: string } = {}): Diagnostic[] {
+    const namespace = obj.metadata?.namespace || 'default';
+    const key = nsName(namespace, obj.metadata?.name ?? '');
+    this.removeSlice(key);
+    const res = convertEndpointSlice(obj, opts);
+    this.diagnosticsByObject.set(`EndpointSlice/${key}`, res.diagnostics);
+    if (res.slice) {
+      this.slices.set(key, res.slice);
+      const svcKey = nsName(namespace, res.slice.serviceName);
+      let set = this.slicesByService.get(svcKey);
+      if (!set) this.slicesByService.set(svcKey, (set = new Set()));
+      set.add(key);
+      this.endpointCache.delete(svcKey);
+    }
+    return res.diagnostics;
+  }
+
+  deleteEndpointSlice(namespace: string, name: string): void {
+    const key = nsName(namespace, name);
+    this.removeSlice(key);
+    this.diagnosticsByObject.delete(`EndpointSlice/${key}`);
+  }
+
+  private removeSlice(key: string): void {
+    const old = this.slices.get(key);
+    if (!old) return;
+    this.slices.delete(key);
+    const svcKey = nsName(old.namespace, old.serviceName);
+    this.slicesByService.get(svcKey)?.delete(key);
+    this.endpointCache.delete(svcKey);
+  }
+
+  upsertNode(obj: NodeObject, opts: { source?: string } = {}): Diagnostic[] {
+    const res = convertNode(obj, opts);
+    const name = obj.metadata?.name ?? '';
+    if (res.node) this.nodes.set(name, res.node);
+    else this.nodes.delete(name);
+    this.diagnosticsByObject.set(`Node/${name}`, res.diagnostics);
+    return res.diagnostics;
+  }
+
+  deleteNode(name: string): void {
+    this.nodes.delete(name);
+    this.diagnosticsByObject.delete(`Node/${name}`);
+  }
+
+  node(name: string): NodeInfo | undefined {
+    return this.nodes.get(name);
+  }
+
+  nodeNames(): string[] {
+    return [...this.nodes.keys()].sort();
+  }
+
+  /** Every valid service port of a family, sorted by service port name then protocol. */
+  servicePorts(family: IPFamily): ServicePort[] {
+    const out: ServicePort[] = [];
+    for (const ports of this.services.values()) for (const p of ports) if (p.family === family) out.push(p);
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0));
+  }
+
+  /**
+   * Endpoints of a service port, merged over the service's slices (in slice-name order; a later slice's
+   * copy of the same ip:port wins, as in kube-proxy), sorted by address.
+   */
+  endpoints(port: ServicePort): readonly Endpoint[] {
+    const svcKey = nsName(port.service.namespace, port.service.name);
+    let byPort = this.endpointCache.get(svcKey);
+    if (!byPort) {
+      byPort = this.mergeSlices(svcKey);
+      this.endpointCache.set(svcKey, byPort);
+    }
+    return byPort.get(servicePortKey(port)) ?? [];
+  }
+
+  private mergeSlices(svcKey: string): Map<string, readonly Endpoint[]> {
+    const merged = new Map<string, Map<string, Endpoint>>();
+    const keys = [...(this.slicesByService.get(svcKey) ?? [])].sort();
+    for (const key of keys) {
+      const slice = this.slices.get(key);
+      if (!slice) continue;
+      for (const sp of slice.ports) {
+        const k = servicePortKey({ service: { namespace: slice.namespace, name: slice.serviceName }, portName: sp.portName, protocol: sp.protocol, family: sp.family });
+        let m = merged.get(k);
+        if (!m) merged.set(k, (m = new Map()));
+        for (const ep of sp.endpoints) m.set(ep.address, ep);
+      }
+    }
+    const out = new Map<string, readonly Endpoint[]>();
+    for (const [k, m] of merged) out.set(k, [...m.values()].sort(compareEndpoints));
+    return out;
+  }
+
+  /** Every diagnostic of every object currently held, sorted by object. */
+  diagnostics(): Diagnostic[] {
+    return [...this.diagnosticsByObject.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).flatMap(([, d]) => d);
+  }
+}

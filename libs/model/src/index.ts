@@ -1,0 +1,29 @@
+export { ClusterState } from './cluster.js';
+export { DiagnosticSink, Severity, formatDiagnostic, formatObjectRef } from './diagnostics.js';
+export type { Diagnostic, ObjectRef } from './diagnostics.js';
+export { convertEndpointSlice } from './endpoints.js';
+export type { Endpoint, EndpointSliceConversion, EndpointSliceInfo, SlicePort } from './endpoints.js';
+export { ManifestError } from './errors.js';
+export { IPFamily, canonicalIP, cidrContains, ipFamilyOf, isLoopback, joinHostPort, parseCidr } from './ip.js';
+export type { Cidr } from './ip.js';
+export { Kind, LabelServiceName, LabelTopologyZone } from './k8s.js';
+export type { EndpointSliceObject, KubeObject, NodeObject, ObjectMeta, ServiceObject } from './k8s.js';
+export { loadClusterState, parseManifests, readManifestDir } from './manifests.js';
+export type { ManifestObject } from './manifests.js';
+export { convertNode, primaryNodeIP } from './node.js';
+export type { NodeAddressInfo, NodeInfo } from './node.js';
+export {
+  DefaultAffinityTimeoutSeconds,
+  Protocol,
+  ServiceType,
+  TrafficPolicy,
+  convertService,
+  externallyAccessible,
+  servicePortKey,
+  servicePortNameString,
+  usesClusterEndpoints,
+  usesLocalEndpoints,
+} from './service.js';
+export type { ServiceConversion, ServicePort, ServiceRef } from './service.js';
+export { TopologyMode, categorizeEndpoints, compareEndpoints, isLocalEndpoint, topologyModeFromHints } from './topology.js';
+export type { CategorizedEndpoints, NodeTopology, TopologyOptions } from './topology.js';

@@ -1,0 +1,255 @@
+// Service -> service ports, validated. Mirrors kube-proxy's ServiceChangeTracker / BaseServicePortInfo:
+// one ServicePort per (service, spec port, IP family that has a cluster IP).
+import { DiagnosticSink, type Diagnostic } from './diagnostics.js';
+import { canonicalIP, ipFamilyOf, parseCidr, IPFamily, type Cidr } from './ip.js';
+import { Kind, type ServiceObject } from './k8s.js';
+
+export const Protocol = { TCP: 'TCP', UDP: 'UDP', SCTP: 'SCTP' } as const;
+export type Protocol = (typeof Protocol)[keyof typeof Protocol];
+
+export const ServiceType = {
+  ClusterIP: 'ClusterIP',
+  NodePort: 'NodePort',
+  LoadBalancer: 'LoadBalancer',
+  ExternalName: 'ExternalName',
+} as const;
+export type ServiceType = (typeof ServiceType)[keyof typeof ServiceType];
+
+export const TrafficPolicy = { Cluster: 'Cluster', Local: 'Local' } as const;
+export type TrafficPolicy = (typeof TrafficPolicy)[keyof typeof TrafficPolicy];
+
+/** Default ClientIP affinity timeout (v1.DefaultClientIPServiceAffinitySeconds). */
+export const DefaultAffinityTimeoutSeconds = 10800;
+const MaxAffinityTimeoutSeconds = 86400;
+
+export interface ServiceRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly resourceVersion: string;
+}
+
+/** One port of one service in one IP family: what kube-proxy calls a ServicePort. */
+export interface ServicePort {
+  readonly service: ServiceRef;
+  /** kube-proxy's ServicePortName.String(): `ns/name` or `ns/name:portName`. */
+  readonly name: string;
+  readonly portName: string;
+  readonly protocol: Protocol;
+  readonly family: IPFamily;
+  readonly clusterIP: string;
+  readonly port: number;
+  /** 0 when the service has no node port. */
+  readonly nodePort: number;
+  readonly externalIPs: readonly string[];
+  /** LoadBalancer ingress IPs of this family in VIP mode (ipMode Proxy excluded). */
+  readonly loadBalancerVIPs: readonly string[];
+  readonly loadBalancerSourceRanges: readonly Cidr[];
+  /** 0 when ClientIP affinity is off, else the stickiness timeout in seconds. */
+  readonly affinityTimeoutSeconds: number;
+  readonly externalPolicyLocal: boolean;
+  readonly internalPolicyLocal: boolean;
+  /** 0 unless the service is a LoadBalancer with eTP Local. */
+  readonly healthCheckNodePort: number;
+}
+
+/** Key joining a service port to its endpoints: `ns/name:portName/PROTOCOL/family`. */
+export function servicePortKey(p: { service: { namespace: string; name: string }; portName: string; protocol: Protocol; family: IPFamily }): string {
+  return `${p.service.namespace}/${p.service.name}:${p.portName}/${p.protocol}/${p.family}`;
+}
+
+/** kube-proxy's ServicePortName.String(). */
+export function servicePortNameString(namespace: string, name: string, portName: string): string {
+  return portName ? `${namespace}/${name}:${portName}` : `${namespace}/${name}`;
+}
+
+export function externallyAccessible(p: ServicePort): boolean {
+  return p.nodePort !== 0 || p.loadBalancerVIPs.length > 0 || p.externalIPs.length > 0;
+}
+
+/** Cluster endpoints are needed unless iTP is Local and nothing external reaches the port. */
+export function usesClusterEndpoints(p: ServicePort): boolean {
+  return !p.internalPolicyLocal || externallyAccessible(p);
+}
+
+export function usesLocalEndpoints(p: ServicePort): boolean {
+  return p.internalPolicyLocal || (p.externalPolicyLocal && externallyAccessible(p));
+}
+
+export interface ServiceConversion {
+  /** Service ports of every family; empty for headless / ExternalName / invalid services. */
+  readonly ports: ServicePort[];
+  readonly diagnostics: Diagnostic[];
+  /** Why the service produces no rules, when it produces none on purpose (headless, ExternalName). */
+  readonly skipped?: string;
+}
+
+function isPortNumber(v: unknown, allowZero = false): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v <= 65535 && (allowZero ? v >= 0 : v >= 1);
+}
+
+function parseProtocol(v: unknown): Protocol | undefined {
+  if (v === undefined || v === null || v === '') return Protocol.TCP;
+  return Object.values(Protocol).find((p) => p === v);
+}
+
+function parsePolicy(sink: DiagnosticSink, field: string, v: unknown): TrafficPolicy {
+  if (v === undefined || v === null || v === '') return TrafficPolicy.Cluster;
+  if (v === TrafficPolicy.Cluster || v === TrafficPolicy.Local) return v;
+  sink.error(field, `unsupported value ${JSON.stringify(v)}: must be "Cluster" or "Local"`);
+  return TrafficPolicy.Cluster;
+}
+
+function clusterIPsOf(sink: DiagnosticSink, spec: NonNullable<ServiceObject['spec']>): Map<IPFamily, string> | 'headless' {
+  const list = Array.isArray(spec.clusterIPs) && spec.clusterIPs.length > 0 ? spec.clusterIPs : spec.clusterIP !== undefined ? [spec.clusterIP] : [];
+  if (list.length === 0 || list[0] === 'None' || list[0] === '') return 'headless';
+  if (spec.clusterIP !== undefined && spec.clusterIP !== '' && Array.isArray(spec.clusterIPs) && spec.clusterIPs.length > 0 && spec.clusterIPs[0] !== spec.clusterIP) {
+    sink.error('spec.clusterIPs[0]', `must equal spec.clusterIP ${JSON.stringify(spec.clusterIP)}`);
+  }
+  const byFamily = new Map<IPFamily, string>();
+  const field = Array.isArray(spec.clusterIPs) && spec.clusterIPs.length > 0 ? 'spec.clusterIPs' : 'spec.clusterIP';
+  list.forEach((raw, i) => {
+    const ip = canonicalIP(String(raw));
+    const f = field === 'spec.clusterIPs' ? `${field}[${i}]` : field;
+    if (ip === undefined) {
+      sink.error(f, `${JSON.stringify(raw)} is not a valid IP address`);
+      return;
+    }
+    const family = ipFamilyOf(ip) ?? IPFamily.IPv4;
+    if (byFamily.has(family)) sink.error(f, `more than one ${family} cluster IP`);
+    byFamily.set(family, ip);
+  });
+  return byFamily;
+}
+
+function ipList(sink: DiagnosticSink, field: string, v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    sink.error(field, 'must be a list of IP addresses');
+    return [];
+  }
+  const out: string[] = [];
+  v.forEach((raw, i) => {
+    const ip = canonicalIP(String(raw));
+    if (ip === undefined) sink.error(`${field}[${i}]`, `${JSON.stringify(raw)} is not a valid IP address`);
+    else out.push(ip);
+  });
+  return out;
+}
+
+/** Converts one Service object. Invalid services yield no ports and at least one error diagnostic. */
+export function convertService(obj: ServiceObject, opts: { source?: string } = {}): ServiceConversion {
+  const name = obj.metadata?.name ?? '';
+  const namespace = obj.metadata?.namespace || 'default';
+  const sink = new DiagnosticSink({ kind: Kind.Service, namespace, name: name || '<unnamed>' }, opts.source);
+  if (!name) {
+    sink.error('metadata.name', 'is required');
+    return { ports: [], diagnostics: sink.items };
+  }
+  const spec = obj.spec ?? {};
+  const type = (spec.type ?? ServiceType.ClusterIP) as string;
+  if (!Object.values(ServiceType).includes(type as ServiceType)) {
+    sink.error('spec.type', `unsupported value ${JSON.stringify(type)}: must be ClusterIP, NodePort, LoadBalancer or ExternalName`);
+    return { ports: [], diagnostics: sink.items };
+  }
+  if (type === ServiceType.ExternalName) return { ports: [], diagnostics: sink.items, skipped: 'ExternalName service' };
+  const clusterIPs = clusterIPsOf(sink, spec);
+  if (clusterIPs === 'headless') return { ports: [], diagnostics: sink.items, skipped: 'headless service (clusterIP None)' };
+
+  const ports = Array.isArray(spec.ports) ? spec.ports : [];
+  if (ports.length === 0) sink.error('spec.ports', 'a service with a cluster IP needs at least one port');
+  const seenNames = new Set<string>();
+  const seenPorts = new Set<string>();
+  const portSpecs: { portName: string; protocol: Protocol; port: number; nodePort: number }[] = [];
+  const hasNodePorts = type === ServiceType.NodePort || type === ServiceType.LoadBalancer;
+  ports.forEach((p, i) => {
+    const f = `spec.ports[${i}]`;
+    const portName = typeof p?.name === 'string' ? p.name : '';
+    if (ports.length > 1 && !portName) sink.error(`${f}.name`, 'is required when a service has more than one port');
+    if (portName && seenNames.has(portName)) sink.error(`${f}.name`, `duplicate port name ${JSON.stringify(portName)}`);
+    seenNames.add(portName);
+    const protocol = parseProtocol(p?.protocol);
+    if (protocol === undefined) sink.error(`${f}.protocol`, `unsupported protocol ${JSON.stringify(p?.protocol)}: must be TCP, UDP or SCTP`);
+    if (!isPortNumber(p?.port)) sink.error(`${f}.port`, `${JSON.stringify(p?.port)} is not a valid port number (1-65535)`);
+    let nodePort = 0;
+    if (p?.nodePort !== undefined && p.nodePort !== 0) {
+      if (!isPortNumber(p.nodePort)) sink.error(`${f}.nodePort`, `${JSON.stringify(p.nodePort)} is not a valid port number (1-65535)`);
+      else if (!hasNodePorts) sink.warn(`${f}.nodePort`, `ignored: service type ${type} has no node ports`);
+      else nodePort = p.nodePort;
+    }
+    const key = `${String(p?.port)}/${protocol ?? ''}`;
+    if (seenPorts.has(key)) sink.error(`${f}.port`, `duplicate port ${key}`);
+    seenPorts.add(key);
+    if (protocol !== undefined && isPortNumber(p?.port)) portSpecs.push({ portName, protocol, port: p.port, nodePort });
+  });
+
+  const externalIPs = ipList(sink, 'spec.externalIPs', spec.externalIPs);
+  const sourceRanges: Cidr[] = [];
+  (Array.isArray(spec.loadBalancerSourceRanges) ? spec.loadBalancerSourceRanges : []).forEach((raw, i) => {
+    const cidr = parseCidr(String(raw));
+    if (cidr === undefined) sink.error(`spec.loadBalancerSourceRanges[${i}]`, `${JSON.stringify(raw)} is not a valid CIDR`);
+    else sourceRanges.push(cidr);
+  });
+  const lbVIPs: string[] = [];
+  (obj.status?.loadBalancer?.ingress ?? []).forEach((ing, i) => {
+    const f = `status.loadBalancer.ingress[${i}]`;
+    if (ing?.ipMode !== undefined && ing.ipMode !== 'VIP' && ing.ipMode !== 'Proxy') {
+      sink.error(`${f}.ipMode`, `unsupported value ${JSON.stringify(ing.ipMode)}: must be "VIP" or "Proxy"`);
+    }
+    if (!ing?.ip) return;
+    const ip = canonicalIP(ing.ip);
+    if (ip === undefined) {
+      sink.error(`${f}.ip`, `${JSON.stringify(ing.ip)} is not a valid IP address`);
+      return;
+    }
+    // Proxy-mode load balancers deliver to the node themselves: kube-proxy programs nothing for their IPs.
+    if (ing.ipMode !== 'Proxy') lbVIPs.push(ip);
+  });
+  const eTP = parsePolicy(sink, 'spec.externalTrafficPolicy', spec.externalTrafficPolicy);
+  const iTP = parsePolicy(sink, 'spec.internalTrafficPolicy', spec.internalTrafficPolicy);
+  let affinityTimeoutSeconds = 0;
+  const affinity = spec.sessionAffinity ?? 'None';
+  if (affinity === 'ClientIP') {
+    const t = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DefaultAffinityTimeoutSeconds;
+    if (!Number.isInteger(t) || t < 1 || t > MaxAffinityTimeoutSeconds) {
+      sink.error('spec.sessionAffinityConfig.clientIP.timeoutSeconds', `${JSON.stringify(t)} must be an integer from 1 to ${MaxAffinityTimeoutSeconds}`);
+    } else affinityTimeoutSeconds = t;
+  } else if (affinity !== 'None' && affinity !== '') {
+    sink.error('spec.sessionAffinity', `unsupported value ${JSON.stringify(affinity)}: must be "None" or "ClientIP"`);
+  }
+  const externalPolicyLocal = hasNodePorts && eTP === TrafficPolicy.Local;
+  let healthCheckNodePort = 0;
+  if (type === ServiceType.LoadBalancer && eTP === TrafficPolicy.Local) {
+    const h = spec.healthCheckNodePort ?? 0;
+    if (h === 0) sink.warn('spec.healthCheckNodePort', 'a LoadBalancer service with externalTrafficPolicy Local has no health check node port');
+    else if (!isPortNumber(h)) sink.error('spec.healthCheckNodePort', `${JSON.stringify(h)} is not a valid port number (1-65535)`);
+    else healthCheckNodePort = h;
+  }
+  if (sink.hasErrors) return { ports: [], diagnostics: sink.items };
+
+  const service: ServiceRef = { namespace, name, resourceVersion: obj.metadata?.resourceVersion ?? '' };
+  const out: ServicePort[] = [];
+  for (const family of [IPFamily.IPv4, IPFamily.IPv6]) {
+    const clusterIP = clusterIPs.get(family);
+    if (clusterIP === undefined) continue;
+    for (const ps of portSpecs) {
+      out.push({
+        service,
+        name: servicePortNameString(namespace, name, ps.portName),
+        portName: ps.portName,
+        protocol: ps.protocol,
+        family,
+        clusterIP,
+        port: ps.port,
+        nodePort: ps.nodePort,
+        externalIPs: externalIPs.filter((ip) => ipFamilyOf(ip) === family),
+        loadBalancerVIPs: lbVIPs.filter((ip) => ipFamilyOf(ip) === family),
+        loadBalancerSourceRanges: sourceRanges.filter((c) => c.family === family),
+        affinityTimeoutSeconds,
+        externalPolicyLocal,
+        internalPolicyLocal: iTP === TrafficPolicy.Local,
+        healthCheckNodePort,
+      });
+    }
+  }
+  return { ports: out, diagnostics: sink.items };
+}

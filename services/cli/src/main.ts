@@ -1,0 +1,47 @@
+// The kpx command.
+import { renderCommand } from './render.js';
+import { UsageError } from './errors.js';
+
+const USAGE = `usage: kpx <command> [options]
+
+commands:
+  render   compile one node's rules from a directory of manifests and print them
+
+run 'kpx <command> --help' for a command's options
+`;
+
+export interface Io {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+const processIo: Io = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+/** Runs the command line; returns the exit code. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'render':
+        return await renderCommand(rest, io);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        io.stdout(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`kpx: ${err.message}\n`);
+      return 2;
+    }
+    io.stderr(`kpx: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -220,6 +220,8 @@ export function probability(n: number): string {
 
 function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {
   const p = planPort(ctx, svc, endpoints);
+  if (p.usesClusterChain) b.chain(Table.Nat, p.chains.cluster);
+  if (p.usesLocalChain) b.chain(Table.Nat, p.chains.local);
   writeClusterIPRules(b, p);
   writeExternalIPRules(b, p);
   writeLoadBalancerRules(b, p);

@@ -1,6 +1,7 @@
 // Test helpers: build a cluster from manifest text and compile a node.
 import { readFileSync } from 'node:fs';
-import { ClusterState, IPFamily, loadClusterState, parseManifests, readManifestDir } from '@kpx/model';
+import type { ClusterState} from '@kpx/model';
+import { IPFamily, loadClusterState, parseManifests, readManifestDir } from '@kpx/model';
 import { compileIptables, defaultIptablesOptions, renderRestore, type IptablesOptions, type IptablesChainObject, type NodeRuleSet } from '../src/index.js';
 
 export const repoRoot = new URL('../../../../', import.meta.url);

@@ -119,7 +119,7 @@ export class ClusterState {
       for (const sp of slice.ports) {
         const k = servicePortKey({ service: { namespace: slice.namespace, name: slice.serviceName }, portName: sp.portName, protocol: sp.protocol, family: sp.family });
         let m = merged.get(k);
-        if (!m) merged.set(k, (m = new Map()));
+        if (!m) merged.set(k, (m = new Map<string, Endpoint>()));
         for (const ep of sp.endpoints) m.set(ep.address, ep);
       }
     }

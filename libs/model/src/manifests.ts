@@ -5,7 +5,7 @@ import { parseAllDocuments } from 'yaml';
 import { ManifestError } from './errors.js';
 import type { Diagnostic } from './diagnostics.js';
 import { ClusterState } from './cluster.js';
-import type { EndpointSliceObject, KubeObject, NodeObject, ServiceObject } from './k8s.js';
+import type { KubeObject } from './k8s.js';
 
 export interface ManifestObject {
   readonly object: KubeObject;
@@ -21,7 +21,7 @@ function expand(value: unknown, source: string, out: ManifestObject[]): void {
     value.items.forEach((item, i) => expand(item, `${source}#items[${i}]`, out));
     return;
   }
-  out.push({ object: value as KubeObject, source });
+  out.push({ object: value, source });
 }
 
 /** Parses one manifest file's text. Throws ManifestError (with line information) when it is not YAML/JSON. */
@@ -76,9 +76,9 @@ export function loadClusterState(objects: readonly ManifestObject[], state = new
       diagnostics.push({ severity: 'error', object: ref, field: 'apiVersion', message: `${JSON.stringify(object.apiVersion)} is not supported for ${kind}: use ${expected}`, source });
       continue;
     }
-    if (kind === 'Service') diagnostics.push(...state.upsertService(object as ServiceObject, { source }));
-    else if (kind === 'EndpointSlice') diagnostics.push(...state.upsertEndpointSlice(object as EndpointSliceObject, { source }));
-    else diagnostics.push(...state.upsertNode(object as NodeObject, { source }));
+    if (kind === 'Service') diagnostics.push(...state.upsertService(object, { source }));
+    else if (kind === 'EndpointSlice') diagnostics.push(...state.upsertEndpointSlice(object, { source }));
+    else diagnostics.push(...state.upsertNode(object, { source }));
   }
   return { state, diagnostics };
 }

@@ -146,7 +146,7 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
     return { ports: [], diagnostics: sink.items };
   }
   const spec = obj.spec ?? {};
-  const type = (spec.type ?? ServiceType.ClusterIP) as string;
+  const type = (spec.type ?? ServiceType.ClusterIP);
   if (!Object.values(ServiceType).includes(type as ServiceType)) {
     sink.error('spec.type', `unsupported value ${JSON.stringify(type)}: must be ClusterIP, NodePort, LoadBalancer or ExternalName`);
     return { ports: [], diagnostics: sink.items };

@@ -26,7 +26,7 @@ test('slice ports match service ports by name and protocol', () => {
   const [dnsUdp, dnsTcp] = s.servicePorts(IPFamily.IPv4);
   assert.equal(dnsUdp?.name, 'ns1/dns:dns');
   assert.equal(dnsUdp?.protocol, 'UDP');
-  assert.deepEqual(s.endpoints(dnsUdp!).map((e) => e.port), [5353]);
+  assert.deepEqual(s.endpoints(dnsUdp).map((e) => e.port), [5353]);
   assert.deepEqual(s.endpoints(dnsTcp!).map((e) => e.port), [5354]);
 });
 

@@ -1,5 +1,5 @@
 // KubeProxyConfiguration -> compiler options.
-import { IPFamily } from '@kpx/model';
+import type { IPFamily } from '@kpx/model';
 import { defaultIptablesOptions, type IptablesOptions } from '@kpx/compiler';
 
 export interface LoadedProxyConfig {

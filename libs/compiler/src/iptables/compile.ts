@@ -1,6 +1,7 @@
 // Node + cluster state + options -> the node's iptables rule set, with kube-proxy's semantics
 // (pkg/proxy/iptables/proxier.go syncProxyRules), one function per rule family.
-import { ClusterState, categorizeEndpoints, externallyAccessible, cidrContains, type Endpoint, type ServicePort } from '@kpx/model';
+import type { ClusterState} from '@kpx/model';
+import { categorizeEndpoints, externallyAccessible, cidrContains, type Endpoint, type ServicePort } from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
 import { Table, type NodeRuleSet } from '../ruleset.js';
 import { RuleBuilder, comment } from './builder.js';

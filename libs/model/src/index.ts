@@ -27,3 +27,28 @@ export {
 export type { ServiceConversion, ServicePort, ServiceRef } from './service.js';
 export { TopologyMode, categorizeEndpoints, compareEndpoints, isLocalEndpoint, topologyModeFromHints } from './topology.js';
 export type { CategorizedEndpoints, NodeTopology, TopologyOptions } from './topology.js';
+export {
+  IPVSScheduler,
+  KUBE_PROXY_CONFIG_API_VERSION,
+  KUBE_PROXY_CONFIG_KIND,
+  LocalMode,
+  NodePortAddressesKind,
+  ProxyMode,
+  defaultKubeProxyConfig,
+  loadKubeProxyConfig,
+  readKubeProxyConfigFile,
+} from './config.js';
+export type {
+  KubeProxyClientConnectionConfig,
+  KubeProxyConfig,
+  KubeProxyConfigLoadResult,
+  KubeProxyConntrackConfig,
+  KubeProxyDetectLocalConfig,
+  KubeProxyIPTablesConfig,
+  KubeProxyIPVSConfig,
+  KubeProxyNFTablesConfig,
+  LoadKubeProxyConfigOptions,
+  NodePortAddresses,
+} from './config.js';
+export { KubeProxyConfigError } from './config-errors.js';
+export type { KubeProxyConfigErrorOptions, KubeProxyConfigProblem } from './config-errors.js';

@@ -4,7 +4,7 @@ export type { CompileIptablesInput } from './iptables/compile.js';
 export { LargeClusterEndpointsThreshold, masqueradeMark } from './iptables/context.js';
 export { Chain, ChainPrefix, endpointChainName, hash16, isServiceChain, serviceChainNames } from './iptables/names.js';
 export type { ServiceChainNames } from './iptables/names.js';
-export { LocalMode, defaultIptablesOptions } from './iptables/options.js';
+export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/options.js';
 export type { IptablesOptions } from './iptables/options.js';
 export { RestoreFormat, orderedChains, renderRestore } from './iptables/render.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';

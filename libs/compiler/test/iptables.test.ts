@@ -1,8 +1,8 @@
 // Behaviour of the iptables compiler, rule family by rule family, against kube-proxy's semantics.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IPFamily, parseCidr } from '@kpx/model';
-import { LocalMode, NodeNotFoundError, masqueradeMark, probability, serviceChainNames } from '../src/index.js';
+import { IPFamily, LocalMode, parseCidr } from '@kpx/model';
+import { NodeNotFoundError, masqueradeMark, probability, serviceChainNames } from '../src/index.js';
 import { TWO_NODES, chain, compile, stateFrom, svcWithEndpoints } from './helpers.js';
 
 const names = (svc: string) => serviceChainNames(`ns1/${svc}:p80`, 'tcp');

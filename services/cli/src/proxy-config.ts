@@ -1,17 +1,7 @@
-// KubeProxyConfiguration -> compiler options.
-import type { IPFamily } from '@kpx/model';
-import { defaultIptablesOptions, type IptablesOptions } from '@kpx/compiler';
+// The KubeProxyConfiguration kpx render uses: a file, or kube-proxy's defaults.
+import { defaultKubeProxyConfig, readKubeProxyConfigFile, type KubeProxyConfigLoadResult } from '@kpx/model';
 
-export interface LoadedProxyConfig {
-  readonly config: { mode: string };
-  readonly warnings: readonly string[];
-}
-
-export async function loadProxyConfig(path: string | undefined): Promise<LoadedProxyConfig> {
-  if (path !== undefined) throw new Error('config files are not supported yet');
-  return Promise.resolve({ config: { mode: '' }, warnings: [] });
-}
-
-export function iptablesOptionsFor(_config: LoadedProxyConfig['config'], family: IPFamily): IptablesOptions {
-  return defaultIptablesOptions(family);
+export async function loadProxyConfig(path: string | undefined): Promise<KubeProxyConfigLoadResult> {
+  if (path === undefined) return { config: defaultKubeProxyConfig(), warnings: [] };
+  return readKubeProxyConfigFile(path);
 }

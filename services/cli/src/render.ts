@@ -1,10 +1,10 @@
 // kpx render: compile one node's rules from manifests, print them; diagnostics on stderr.
 import { parseArgs } from 'node:util';
 import { IPFamily, formatDiagnostic, loadClusterState, readManifestDir } from '@kpx/model';
-import { RestoreFormat, compileIptables, renderRestore } from '@kpx/compiler';
+import { RestoreFormat, compileIptables, iptablesOptionsFromConfig, renderRestore } from '@kpx/compiler';
 import { UsageError } from './errors.js';
 import type { Io } from './main.js';
-import { loadProxyConfig, iptablesOptionsFor } from './proxy-config.js';
+import { loadProxyConfig } from './proxy-config.js';
 
 export const RENDER_USAGE = `usage: kpx render --manifests DIR --node NAME [--config FILE] [--mode iptables] [--ip-family ipv4|ipv6] [--format full|chains]
 
@@ -58,7 +58,7 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
 
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
-  const mode = values.mode ?? (config.mode || 'iptables');
+  const mode = values.mode ?? config.mode;
   if (mode !== 'iptables') {
     io.stderr(`kpx: mode ${JSON.stringify(mode)} cannot be rendered yet: only iptables is implemented\n`);
     return 1;
@@ -67,7 +67,7 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
   const objects = await readManifestDir(values.manifests);
   const { state, diagnostics } = loadClusterState(objects);
   for (const d of diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
-  const ruleSet = compileIptables({ state, nodeName: values.node, options: iptablesOptionsFor(config, family) });
+  const ruleSet = compileIptables({ state, nodeName: values.node, options: iptablesOptionsFromConfig(config, family) });
   io.stdout(renderRestore(ruleSet, format));
   return 0;
 }

@@ -1,6 +1,6 @@
 // Per-node facts every rule family needs, computed once per compile.
-import { IPFamily, cidrContains, isLoopback, parseCidr, primaryNodeIP, type Cidr, type NodeInfo } from '@kpx/model';
-import { LocalMode, type IptablesOptions } from './options.js';
+import { IPFamily, LocalMode, cidrContains, isLoopback, parseCidr, primaryNodeIP, type Cidr, type NodeInfo } from '@kpx/model';
+import type { IptablesOptions } from './options.js';
 
 export interface LocalDetector {
   /** Matches traffic from local pods. */

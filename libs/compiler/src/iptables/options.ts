@@ -1,13 +1,5 @@
 // What the iptables compiler needs from kube-proxy's configuration, already resolved.
-import type { Cidr, IPFamily, TopologyOptions } from '@kpx/model';
-
-export const LocalMode = {
-  ClusterCIDR: 'ClusterCIDR',
-  NodeCIDR: 'NodeCIDR',
-  BridgeInterface: 'BridgeInterface',
-  InterfaceNamePrefix: 'InterfaceNamePrefix',
-} as const;
-export type LocalMode = (typeof LocalMode)[keyof typeof LocalMode];
+import { LocalMode, NodePortAddressesKind, type Cidr, type IPFamily, type KubeProxyConfig, type TopologyOptions } from '@kpx/model';
 
 export interface IptablesOptions {
   readonly family: IPFamily;
@@ -42,5 +34,25 @@ export function defaultIptablesOptions(family: IPFamily): IptablesOptions {
     conntrackTCPLiberal: false,
     randomFully: true,
     topology: {},
+  };
+}
+
+/** The iptables options a resolved KubeProxyConfiguration gives for one family. */
+export function iptablesOptionsFromConfig(config: KubeProxyConfig, family: IPFamily): IptablesOptions {
+  const npa = config.nodePortAddresses;
+  const preferSameNode = config.featureGates['PreferSameTrafficDistribution'];
+  return {
+    family,
+    masqueradeAll: config.iptables.masqueradeAll,
+    masqueradeBit: config.iptables.masqueradeBit,
+    detectLocalMode: config.detectLocalMode,
+    clusterCIDRs: config.clusterCIDRs.filter((c) => c.family === family),
+    ...(config.detectLocal.bridgeInterface ? { bridgeInterface: config.detectLocal.bridgeInterface } : {}),
+    ...(config.detectLocal.interfaceNamePrefix ? { interfaceNamePrefix: config.detectLocal.interfaceNamePrefix } : {}),
+    nodePortAddresses: npa.kind === NodePortAddressesKind.All ? [] : npa.kind === NodePortAddressesKind.Primary ? ['primary'] : npa.cidrs.map((c) => c.text),
+    localhostNodePorts: config.iptables.localhostNodePorts,
+    conntrackTCPLiberal: config.conntrack.tcpBeLiberal,
+    randomFully: true,
+    topology: preferSameNode === undefined ? {} : { preferSameNodeHints: preferSameNode },
   };
 }

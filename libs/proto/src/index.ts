@@ -1,0 +1,31 @@
+// @kpx/proto: the wire contract of kpx (proto/kpx/v1/*.proto) as generated ts-proto code.
+// Each message name is both a type and a value (encode/decode/fromJSON/toJSON/create/fromPartial).
+export {
+  Cause,
+  Delta,
+  IpsetSet,
+  IptablesChain,
+  IptablesJump,
+  IpvsAddress,
+  IpvsRealServer,
+  IpvsService,
+  NftChain,
+  NftMap,
+  NftSet,
+  NodeRuleSet,
+  ObjectRef,
+  RuleObject,
+} from './gen/kpx/v1/rules.js';
+export type { DeepPartial, Exact, MessageFns } from './gen/kpx/v1/rules.js';
+export {
+  AckRequest,
+  AckResponse,
+  NodeSyncClient,
+  NodeSyncService,
+  SnapshotChunk,
+  SnapshotRequest,
+} from './gen/kpx/v1/sync.js';
+export type { NodeSyncServer } from './gen/kpx/v1/sync.js';
+export { Timestamp } from './gen/google/protobuf/timestamp.js';
+export { IpFamily, ProxyMode, RuleKind, hasConsistentKind, kindOfPayloadCase } from './kinds.js';
+export type { RulePayload, RulePayloadCase } from './kinds.js';

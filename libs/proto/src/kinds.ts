@@ -1,0 +1,56 @@
+// Named values of the string fields of the wire contract (proto/kpx/v1/rules.proto documents them).
+// Hand-written next to the generated code so producers and consumers share one spelling.
+import type { RuleObject } from './gen/kpx/v1/rules.js';
+
+/** RuleObject.kind values. */
+export const RuleKind = {
+  IptablesChain: 'iptables.chain',
+  IptablesJump: 'iptables.jump',
+  IpvsService: 'ipvs.service',
+  IpvsAddress: 'ipvs.address',
+  IpsetSet: 'ipset.set',
+  NftChain: 'nft.chain',
+  NftSet: 'nft.set',
+  NftMap: 'nft.map',
+} as const;
+export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
+
+/** The `mode` field of NodeRuleSet, Delta, AckRequest, SnapshotRequest/Chunk (kube-proxy mode names). */
+export const ProxyMode = {
+  Iptables: 'iptables',
+  Ipvs: 'ipvs',
+  Nftables: 'nftables',
+} as const;
+export type ProxyMode = (typeof ProxyMode)[keyof typeof ProxyMode];
+
+/** The `ip_family` field (Kubernetes IPFamily names). */
+export const IpFamily = {
+  IPv4: 'IPv4',
+  IPv6: 'IPv6',
+} as const;
+export type IpFamily = (typeof IpFamily)[keyof typeof IpFamily];
+
+/** The payload of a RuleObject: a `{ $case, value }` union. */
+export type RulePayload = NonNullable<RuleObject['payload']>;
+/** The `$case` names of RulePayload, e.g. "iptablesChain". */
+export type RulePayloadCase = RulePayload['$case'];
+
+/**
+ * The kind each payload case must be sent with. `satisfies` makes the compiler fail here when a payload is
+ * added to the oneof without a kind.
+ */
+export const kindOfPayloadCase = {
+  iptablesChain: RuleKind.IptablesChain,
+  iptablesJump: RuleKind.IptablesJump,
+  ipvsService: RuleKind.IpvsService,
+  ipvsAddress: RuleKind.IpvsAddress,
+  ipsetSet: RuleKind.IpsetSet,
+  nftChain: RuleKind.NftChain,
+  nftSet: RuleKind.NftSet,
+  nftMap: RuleKind.NftMap,
+} as const satisfies Record<RulePayloadCase, RuleKind>;
+
+/** True when the object has a payload and its kind is the one of that payload (see RuleObject). */
+export function hasConsistentKind(object: RuleObject): boolean {
+  return object.payload !== undefined && kindOfPayloadCase[object.payload.$case] === object.kind;
+}

@@ -63,6 +63,7 @@ const EXPECTED_API: Record<string, string> = { Service: 'v1', Node: 'v1', Endpoi
  */
 export function loadClusterState(objects: readonly ManifestObject[], state = new ClusterState()): { state: ClusterState; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
+  const seen = new Map<string, string>();
   for (const { object, source } of objects) {
     const kind = object.kind ?? '';
     const expected = EXPECTED_API[kind];
@@ -76,6 +77,12 @@ export function loadClusterState(objects: readonly ManifestObject[], state = new
       diagnostics.push({ severity: 'error', object: ref, field: 'apiVersion', message: `${JSON.stringify(object.apiVersion)} is not supported for ${kind}: use ${expected}`, source });
       continue;
     }
+    const id = `${kind}/${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
+    const earlier = seen.get(id);
+    if (earlier !== undefined) {
+      diagnostics.push({ severity: 'warning', object: ref, field: 'metadata.name', message: `also defined in ${earlier}; this later definition wins`, source });
+    }
+    seen.set(id, source);
     if (kind === 'Service') diagnostics.push(...state.upsertService(object, { source }));
     else if (kind === 'EndpointSlice') diagnostics.push(...state.upsertEndpointSlice(object, { source }));
     else diagnostics.push(...state.upsertNode(object, { source }));

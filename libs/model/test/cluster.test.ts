@@ -80,3 +80,11 @@ metadata: {name: ignored}
   assert.equal(json[0]?.object.metadata?.name, 'j');
   assert.throws(() => parseManifests('a: [1,\n', 'broken.yaml'), /broken\.yaml/);
 });
+
+test('an object defined twice: warning, the later definition wins', () => {
+  const node = (ip: string) => `apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: ${ip}}]}\n`;
+  const { state, diagnostics } = loadClusterState([...parseManifests(node('10.0.0.1'), 'a.yaml'), ...parseManifests(node('10.0.0.2'), 'b.yaml')]);
+  assert.equal(state.node('n1')?.addresses[0]?.ip, '10.0.0.2');
+  assert.match(diagnostics[0]?.message ?? '', /also defined in a\.yaml/);
+  assert.equal(diagnostics[0]?.source, 'b.yaml');
+});

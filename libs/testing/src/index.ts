@@ -1,0 +1,16 @@
+export { CommandError, RulesLoadError, ServerStartError, TopologyError } from './errors.js';
+export { ipBatch, run, runIn } from './exec.js';
+export type { RunOptions, RunResult } from './exec.js';
+export { standardNode, standardPod } from './layout.js';
+export { listNamespaces, makeRunPrefix, MaxNameLength, sweepNamespaces } from './netns.js';
+export { createTopology, IpFamily, PodServerScript, ProbeClientScript, Role } from './topology.js';
+export type {
+  ClientRoute,
+  NodeSpec,
+  PodSpec,
+  ProbeRequest,
+  ProbeResult,
+  ServerOptions,
+  Topology,
+  TopologySpec,
+} from './topology.js';

@@ -1,11 +1,12 @@
 export { NodeNotFoundError } from './errors.js';
-export { IptablesMode, compileIptables, probability } from './iptables/compile.js';
+export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, probability, totalEndpoints } from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
-export { LargeClusterEndpointsThreshold, masqueradeMark } from './iptables/context.js';
+export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './iptables/context.js';
+export type { CompileContext } from './iptables/context.js';
 export { Chain, ChainPrefix, endpointChainName, hash16, isServiceChain, serviceChainNames } from './iptables/names.js';
 export type { ServiceChainNames } from './iptables/names.js';
 export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/options.js';
 export type { IptablesOptions } from './iptables/options.js';
-export { RestoreFormat, orderedChains, renderRestore } from './iptables/render.js';
+export { RestoreFormat, chainRules, orderedChains, renderRestore } from './iptables/render.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';
-export type { IptablesChainObject, IptablesJumpObject, NodeRuleSet, RuleObject } from './ruleset.js';
+export type { IptablesChainObject, IptablesJumpObject, IptablesRulesObject, NodeRuleSet, RuleObject } from './ruleset.js';

@@ -6,6 +6,11 @@ export const RuleKind = {
   IptablesChain: 'iptables.chain',
   /** A jump from a builtin chain into a kpx chain. Key `table/BUILTIN/TARGET`. */
   IptablesJump: 'iptables.jump',
+  /**
+   * Rules one service port (or the node) contributes to a shared chain such as KUBE-SERVICES. Key
+   * `table/CHAIN/OWNER`. The chain is its own rules followed by its fragments, ordered by (position, key).
+   */
+  IptablesRules: 'iptables.rules',
 } as const;
 export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
 
@@ -34,7 +39,17 @@ export interface IptablesJumpObject {
   readonly position: number;
 }
 
-export type RuleObject = IptablesChainObject | IptablesJumpObject;
+export interface IptablesRulesObject {
+  readonly kind: typeof RuleKind.IptablesRules;
+  readonly key: string;
+  readonly table: Table;
+  readonly chain: string;
+  readonly rules: readonly string[];
+  /** 0: among the service ports' rules (ordered by key); 1: after them (KUBE-SERVICES' NodePort tail call). */
+  readonly position: number;
+}
+
+export type RuleObject = IptablesChainObject | IptablesJumpObject | IptablesRulesObject;
 
 export interface NodeRuleSet {
   readonly node: string;

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { ClusterState} from '@kpx/model';
 import { IPFamily, loadClusterState, parseManifests, readManifestDir } from '@kpx/model';
-import { compileIptables, defaultIptablesOptions, renderRestore, type IptablesOptions, type IptablesChainObject, type NodeRuleSet } from '../src/index.js';
+import { chainRules, compileIptables, defaultIptablesOptions, renderRestore, type IptablesOptions, type NodeRuleSet } from '../src/index.js';
 
 export const repoRoot = new URL('../../../../', import.meta.url);
 export const goldenDir = new URL('../../test/golden/', import.meta.url);
@@ -29,9 +29,8 @@ export function render(state: ClusterState, nodeName: string, opts: Partial<Ipta
 }
 
 /** Rules of one chain as `-A CHAIN ...` lines. */
-export function chain(rs: NodeRuleSet, table: string, name: string): string[] | undefined {
-  const c = rs.objects.find((o): o is IptablesChainObject => o.kind === 'iptables.chain' && o.key === `${table}/${name}`);
-  return c?.rules.map((r) => `-A ${name} ${r}`);
+export function chain(rs: NodeRuleSet, table: 'nat' | 'filter', name: string): string[] | undefined {
+  return chainRules(rs, table, name)?.map((r) => `-A ${name} ${r}`);
 }
 
 export function readGolden(name: string): string | undefined {

@@ -89,11 +89,11 @@ export class ClusterState {
     return [...this.nodes.keys()].sort();
   }
 
-  /** Every valid service port of a family, sorted by service port name then protocol. */
+  /** Every valid service port of a family, in canonical order: by `name/PROTOCOL` (the compilers' key order). */
   servicePorts(family: IPFamily): ServicePort[] {
-    const out: ServicePort[] = [];
-    for (const ports of this.services.values()) for (const p of ports) if (p.family === family) out.push(p);
-    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0));
+    const out: { key: string; port: ServicePort }[] = [];
+    for (const ports of this.services.values()) for (const p of ports) if (p.family === family) out.push({ key: `${p.name}/${p.protocol}`, port: p });
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((e) => e.port);
   }
 
   /**

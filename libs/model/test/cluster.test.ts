@@ -23,7 +23,7 @@ test('slice ports match service ports by name and protocol', () => {
   const s = new ClusterState();
   s.upsertService(service('dns', { clusterIP: '10.96.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] }));
   s.upsertEndpointSlice(slice('dns-1', 'dns', [ep('10.244.1.2', 'n1')], { ports: [{ name: 'dns', port: 5353, protocol: 'UDP' }, { name: 'dns-tcp', port: 5354, protocol: 'TCP' }, { name: 'dns', port: 9, protocol: 'SCTP' }] }));
-  const [dnsUdp, dnsTcp] = s.servicePorts(IPFamily.IPv4);
+  const [dnsTcp, dnsUdp] = s.servicePorts(IPFamily.IPv4);
   assert.equal(dnsUdp?.name, 'ns1/dns:dns');
   assert.equal(dnsUdp?.protocol, 'UDP');
   assert.deepEqual(s.endpoints(dnsUdp).map((e) => e.port), [5353]);

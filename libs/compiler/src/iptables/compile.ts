@@ -1,9 +1,17 @@
 // Node + cluster state + options -> the node's iptables rule set, with kube-proxy's semantics
 // (pkg/proxy/iptables/proxier.go syncProxyRules), one function per rule family.
-import type { ClusterState} from '@kpx/model';
-import { categorizeEndpoints, externallyAccessible, cidrContains, type Endpoint, type ServicePort } from '@kpx/model';
+import {
+  LocalMode,
+  categorizeEndpoints,
+  cidrContains,
+  externallyAccessible,
+  usesLocalEndpoints,
+  type ClusterState,
+  type Endpoint,
+  type ServicePort,
+} from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
-import { Table, type NodeRuleSet } from '../ruleset.js';
+import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment } from './builder.js';
 import { makeContext, type CompileContext } from './context.js';
 import { Chain, endpointChainName, serviceChainNames, type ServiceChainNames } from './names.js';
@@ -219,6 +227,62 @@ export function probability(n: number): string {
   return (probabilities[n] ??= (1 / n).toFixed(10));
 }
 
+/** Chains owned by the node; service ports add fragments to them. */
+const SHARED_CHAINS: ReadonlySet<string> = new Set([
+  `${Table.Nat}/${Chain.Services}`,
+  `${Table.Nat}/${Chain.NodePorts}`,
+  `${Table.Filter}/${Chain.Services}`,
+  `${Table.Filter}/${Chain.ExternalServices}`,
+  `${Table.Filter}/${Chain.NodePorts}`,
+  `${Table.Filter}/${Chain.ProxyFirewall}`,
+]);
+
+/** Owner part of the keys of a service port's fragments: `ns/name:port/PROTOCOL`. */
+export function portOwner(svc: ServicePort): string {
+  return `${svc.name}/${svc.protocol}`;
+}
+
+/**
+ * The rule objects one service port contributes on a node: its own chains (SVC, SVL, EXT, FW, SEP) and its
+ * fragments of the node's top-level chains. Depends on the node only through {@link portVariantKey}.
+ */
+export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+  const b = new RuleBuilder(SHARED_CHAINS, portOwner(svc));
+  writeServicePort(b, ctx, svc, endpoints);
+  return b.objects();
+}
+
+/**
+ * A string that is equal for two nodes exactly when {@link compileServicePort} gives them the same objects for
+ * this service port: the node facts the port's rules depend on (zone when topology hints are in play, the node's
+ * name when it hosts an endpoint the port uses locally or is named in node hints, its pod CIDR with NodeCIDR
+ * local detection, whether its IP is inside the load balancer source ranges).
+ */
+export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): string {
+  const node = ctx.node;
+  let allZoneHints = true;
+  let allNodeHints = true;
+  let hostsOrHinted = false;
+  const local = usesLocalEndpoints(svc);
+  for (const ep of endpoints) {
+    if (local && ep.nodeName === node.name) hostsOrHinted = true;
+    if (!ep.ready) continue;
+    if (ep.zoneHints.length === 0) allZoneHints = false;
+    if (ep.nodeHints.length === 0) allNodeHints = false;
+    else if (ep.nodeHints.includes(node.name)) hostsOrHinted = true;
+  }
+  const preferSameNode = ctx.opts.topology.preferSameNodeHints ?? true;
+  const parts: string[] = [];
+  if (allZoneHints && endpoints.some((e) => e.ready)) parts.push(`z=${node.zone}`);
+  if (hostsOrHinted && (local || (preferSameNode && allNodeHints))) parts.push(`n=${node.name}`);
+  if (ctx.opts.detectLocalMode === LocalMode.NodeCIDR) parts.push(`c=${ctx.localDetector?.ifLocal ?? ''}`);
+  if (svc.loadBalancerVIPs.length > 0 && svc.loadBalancerSourceRanges.length > 0) {
+    const inRange = ctx.nodeIP !== undefined && svc.loadBalancerSourceRanges.some((c) => cidrContains(c, ctx.nodeIP ?? ''));
+    parts.push(`f=${inRange}`);
+  }
+  return parts.join(',');
+}
+
 function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {
   const p = planPort(ctx, svc, endpoints);
   if (p.usesClusterChain) b.chain(Table.Nat, p.chains.cluster);
@@ -236,15 +300,17 @@ function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort,
   writeEndpointChains(b, ctx, p);
 }
 
-/** The tail call into KUBE-NODEPORTS; must stay the last rule of nat KUBE-SERVICES. */
-function writeNodePortsJump(b: RuleBuilder, ctx: CompileContext): void {
+/** The tail call into KUBE-NODEPORTS; must stay the last rule of nat KUBE-SERVICES (a position-1 fragment). */
+function writeNodePortsJump(ctx: CompileContext): RuleObject[] {
+  const b = new RuleBuilder(SHARED_CHAINS, 'nodeports', 1);
   const text = comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
   if (ctx.nodePorts.matchAll) {
     const guard = ctx.isIPv6 ? '! -d ::1/128' : ctx.localhostNodePorts ? undefined : '! -d 127.0.0.0/8';
     b.nat(Chain.Services, text, '-m addrtype --dst-type LOCAL', guard, `-j ${Chain.NodePorts}`);
-    return;
+  } else {
+    for (const ip of ctx.nodePorts.ips) b.nat(Chain.Services, text, `-d ${ip}`, `-j ${Chain.NodePorts}`);
   }
-  for (const ip of ctx.nodePorts.ips) b.nat(Chain.Services, text, `-d ${ip}`, `-j ${Chain.NodePorts}`);
+  return b.objects();
 }
 
 function writeForwardRules(b: RuleBuilder, ctx: CompileContext): void {
@@ -260,19 +326,27 @@ export interface CompileIptablesInput {
   readonly options: IptablesOptions;
 }
 
+/** The node's own objects: jumps, top-level chains and their fixed rules, the NodePort tail call. */
+export function compileNodeBase(ctx: CompileContext): RuleObject[] {
+  const b = new RuleBuilder();
+  writeJumps(b, ctx);
+  writeBaseChains(b, ctx);
+  writeForwardRules(b, ctx);
+  return [...b.objects(), ...writeNodePortsJump(ctx)];
+}
+
+/** Total endpoints of a family: above LargeClusterEndpointsThreshold per-endpoint comments go. */
+export function totalEndpoints(state: ClusterState, ports: readonly ServicePort[]): number {
+  return ports.reduce((n, svc) => n + state.endpoints(svc).length, 0);
+}
+
 /** Compiles one node's iptables rules for one IP family. Pure: no I/O, same input -> same output. */
 export function compileIptables({ state, nodeName, options }: CompileIptablesInput): NodeRuleSet {
   const node = state.node(nodeName);
   if (!node) throw new NodeNotFoundError(nodeName, state.nodeNames());
   const ports = state.servicePorts(options.family);
-  const endpointsOf = ports.map((svc) => state.endpoints(svc));
-  const totalEndpoints = endpointsOf.reduce((n, eps) => n + eps.length, 0);
-  const ctx = makeContext(node, options, totalEndpoints);
-  const b = new RuleBuilder();
-  writeJumps(b, ctx);
-  writeBaseChains(b, ctx);
-  ports.forEach((svc, i) => writeServicePort(b, ctx, svc, endpointsOf[i] ?? []));
-  writeNodePortsJump(b, ctx);
-  writeForwardRules(b, ctx);
-  return { node: nodeName, mode: IptablesMode, family: options.family, objects: b.objects() };
+  const ctx = makeContext(node, options, totalEndpoints(state, ports));
+  const objects = compileNodeBase(ctx);
+  for (const svc of ports) objects.push(...compileServicePort(ctx, svc, state.endpoints(svc)));
+  return { node: nodeName, mode: IptablesMode, family: options.family, objects: sortObjects(objects) };
 }

@@ -6,6 +6,7 @@ export {
   IpsetSet,
   IptablesChain,
   IptablesJump,
+  IptablesRules,
   IpvsAddress,
   IpvsRealServer,
   IpvsService,

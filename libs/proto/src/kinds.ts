@@ -6,6 +6,7 @@ import type { RuleObject } from './gen/kpx/v1/rules.js';
 export const RuleKind = {
   IptablesChain: 'iptables.chain',
   IptablesJump: 'iptables.jump',
+  IptablesRules: 'iptables.rules',
   IpvsService: 'ipvs.service',
   IpvsAddress: 'ipvs.address',
   IpsetSet: 'ipset.set',
@@ -42,6 +43,7 @@ export type RulePayloadCase = RulePayload['$case'];
 export const kindOfPayloadCase = {
   iptablesChain: RuleKind.IptablesChain,
   iptablesJump: RuleKind.IptablesJump,
+  iptablesRules: RuleKind.IptablesRules,
   ipvsService: RuleKind.IpvsService,
   ipvsAddress: RuleKind.IpvsAddress,
   ipsetSet: RuleKind.IpsetSet,

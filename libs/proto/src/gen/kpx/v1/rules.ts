@@ -38,6 +38,7 @@ export const protobufFileName = "kpx/v1/rules.proto";
  * | ---------------- | ------------------------------------- | ---------------- |
  * | `iptables.chain` | `<table>/<chain>`, e.g. `nat/KUBE-SVC-ABC`  | iptables_chain   |
  * | `iptables.jump`  | `<table>/<builtin chain>/<target chain>`, e.g. `nat/PREROUTING/KUBE-SERVICES` | iptables_jump |
+ * | `iptables.rules` | `<table>/<shared chain>/<owner>`, e.g. `nat/KUBE-SERVICES/ns1/web:http/TCP` | iptables_rules |
  * | `ipvs.service`   | `<PROTOCOL>/<address>:<port>`, e.g. `TCP/10.96.0.10:53`, `UDP/[fd00::a]:53` | ipvs_service |
  * | `ipvs.address`   | `<interface>/<address>`, e.g. `kube-ipvs0/10.96.0.10` | ipvs_address |
  * | `ipset.set`      | `<set name>`, e.g. `KUBE-CLUSTER-IP`  | ipset_set        |
@@ -60,6 +61,9 @@ export interface RuleObject {
     | //
     /** kind "iptables.jump". */
     { $case: "iptablesJump"; value: IptablesJump }
+    | //
+    /** kind "iptables.rules". */
+    { $case: "iptablesRules"; value: IptablesRules }
     | //
     /** kind "ipvs.service". */
     { $case: "ipvsService"; value: IpvsService }
@@ -96,6 +100,23 @@ export interface IptablesChain {
    * e.g. `-m comment --comment "ns/svc:http" -j KUBE-SEP-XYZ`. The applier prepends `-A <name> `.
    */
   rules: string[];
+}
+
+/**
+ * Rules one owner (a service port, or the node itself) contributes to a chain shared by many owners, such as
+ * KUBE-SERVICES or KUBE-NODEPORTS. Splitting shared chains into fragments keeps a delta for one service small.
+ * The chain as the kernel gets it: the IptablesChain's own rules, then every fragment of that chain ordered by
+ * (position, key). Key `<table>/<chain>/<owner>`, e.g. `nat/KUBE-SERVICES/ns1/web:http/TCP`.
+ */
+export interface IptablesRules {
+  /** The table: "filter" or "nat". */
+  table: string;
+  /** The shared chain, e.g. "KUBE-SERVICES"; an IptablesChain object of the same rule set declares it. */
+  chain: string;
+  /** The rules in order, in iptables-restore syntax WITHOUT the leading `-A <chain> `. */
+  rules: string[];
+  /** 0: among the service ports' fragments; 1: after all of them (the NodePort tail call of KUBE-SERVICES). */
+  position: number;
 }
 
 /**
@@ -331,6 +352,9 @@ export const RuleObject: MessageFns<RuleObject> = {
       case "iptablesJump":
         IptablesJump.encode(message.payload.value, writer.uint32(90).fork()).join();
         break;
+      case "iptablesRules":
+        IptablesRules.encode(message.payload.value, writer.uint32(98).fork()).join();
+        break;
       case "ipvsService":
         IpvsService.encode(message.payload.value, writer.uint32(162).fork()).join();
         break;
@@ -396,6 +420,14 @@ export const RuleObject: MessageFns<RuleObject> = {
             }
 
             message.payload = { $case: "iptablesJump", value: IptablesJump.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.payload = { $case: "iptablesRules", value: IptablesRules.decode(reader, reader.uint32()) };
             continue;
           }
           case 20: {
@@ -470,6 +502,10 @@ export const RuleObject: MessageFns<RuleObject> = {
         ? { $case: "iptablesJump", value: IptablesJump.fromJSON(object.iptablesJump) }
         : isSet(object.iptables_jump)
         ? { $case: "iptablesJump", value: IptablesJump.fromJSON(object.iptables_jump) }
+        : isSet(object.iptablesRules)
+        ? { $case: "iptablesRules", value: IptablesRules.fromJSON(object.iptablesRules) }
+        : isSet(object.iptables_rules)
+        ? { $case: "iptablesRules", value: IptablesRules.fromJSON(object.iptables_rules) }
         : isSet(object.ipvsService)
         ? { $case: "ipvsService", value: IpvsService.fromJSON(object.ipvsService) }
         : isSet(object.ipvs_service)
@@ -510,6 +546,8 @@ export const RuleObject: MessageFns<RuleObject> = {
       obj.iptablesChain = IptablesChain.toJSON(message.payload.value);
     } else if (message.payload?.$case === "iptablesJump") {
       obj.iptablesJump = IptablesJump.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "iptablesRules") {
+      obj.iptablesRules = IptablesRules.toJSON(message.payload.value);
     } else if (message.payload?.$case === "ipvsService") {
       obj.ipvsService = IpvsService.toJSON(message.payload.value);
     } else if (message.payload?.$case === "ipvsAddress") {
@@ -543,6 +581,12 @@ export const RuleObject: MessageFns<RuleObject> = {
       case "iptablesJump": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "iptablesJump", value: IptablesJump.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "iptablesRules": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "iptablesRules", value: IptablesRules.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -684,6 +728,123 @@ export const IptablesChain: MessageFns<IptablesChain> = {
     message.table = object.table ?? "";
     message.name = object.name ?? "";
     message.rules = object.rules?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseIptablesRules(): IptablesRules {
+  return { table: "", chain: "", rules: [], position: 0 };
+}
+
+export const IptablesRules: MessageFns<IptablesRules> = {
+  encode(message: IptablesRules, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.table !== "") {
+      writer.uint32(10).string(message.table);
+    }
+    if (message.chain !== "") {
+      writer.uint32(18).string(message.chain);
+    }
+    for (const v of message.rules) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.position !== 0) {
+      writer.uint32(32).uint32(message.position);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IptablesRules {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIptablesRules();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.table = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.chain = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rules.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.position = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IptablesRules {
+    return {
+      table: isSet(object.table) ? globalThis.String(object.table) : "",
+      chain: isSet(object.chain) ? globalThis.String(object.chain) : "",
+      rules: globalThis.Array.isArray(object?.rules) ? object.rules.map((e: any) => globalThis.String(e)) : [],
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+    };
+  },
+
+  toJSON(message: IptablesRules): unknown {
+    const obj: any = {};
+    if (message.table !== "") {
+      obj.table = message.table;
+    }
+    if (message.chain !== "") {
+      obj.chain = message.chain;
+    }
+    if (message.rules?.length) {
+      obj.rules = message.rules;
+    }
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IptablesRules>, I>>(base?: I): IptablesRules {
+    return IptablesRules.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IptablesRules>, I>>(object: I): IptablesRules {
+    const message = createBaseIptablesRules();
+    message.table = object.table ?? "";
+    message.chain = object.chain ?? "";
+    message.rules = object.rules?.map((e) => e) || [];
+    message.position = object.position ?? 0;
     return message;
   },
 };

@@ -1,0 +1,5 @@
+export { Digest, digestOf, formatDigest, objectHash } from './digest.js';
+export { RuleSetError } from './errors.js';
+export { RuleState, diffStates, hashed, objectIdOf } from './state.js';
+export type { HashedObject, ObjectChanges } from './state.js';
+export { fromWire, toWire } from './wire.js';

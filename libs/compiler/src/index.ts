@@ -1,5 +1,5 @@
 export { NodeNotFoundError } from './errors.js';
-export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, probability, totalEndpoints } from './iptables/compile.js';
+export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, portVariantKeyFn, probability, totalEndpoints } from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
 export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './iptables/context.js';
 export type { CompileContext } from './iptables/context.js';

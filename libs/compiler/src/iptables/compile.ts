@@ -253,34 +253,46 @@ export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoi
 }
 
 /**
- * A string that is equal for two nodes exactly when {@link compileServicePort} gives them the same objects for
- * this service port: the node facts the port's rules depend on (zone when topology hints are in play, the node's
- * name when it hosts an endpoint the port uses locally or is named in node hints, its pod CIDR with NodeCIDR
- * local detection, whether its IP is inside the load balancer source ranges).
+ * How a service port's rules depend on the node. Returns undefined when they do not (the same objects on every
+ * node), else a function giving a string that is equal for two nodes exactly when {@link compileServicePort}
+ * gives them the same objects: the node facts the rules depend on (zone when topology hints are in play, the
+ * node's name when it hosts an endpoint the port uses locally or is named in node hints, its pod CIDR with
+ * NodeCIDR local detection, whether its IP is inside the load balancer source ranges).
  */
-export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): string {
-  const node = ctx.node;
+export function portVariantKeyFn(opts: IptablesOptions, svc: ServicePort, endpoints: readonly Endpoint[]): ((ctx: CompileContext) => string) | undefined {
+  const local = usesLocalEndpoints(svc);
+  const preferSameNode = opts.topology.preferSameNodeHints ?? true;
+  let anyReady = false;
   let allZoneHints = true;
   let allNodeHints = true;
-  let hostsOrHinted = false;
-  const local = usesLocalEndpoints(svc);
+  const special = new Set<string>();
+  const hinted = new Set<string>();
   for (const ep of endpoints) {
-    if (local && ep.nodeName === node.name) hostsOrHinted = true;
+    if (local && ep.nodeName !== '') special.add(ep.nodeName);
     if (!ep.ready) continue;
+    anyReady = true;
     if (ep.zoneHints.length === 0) allZoneHints = false;
     if (ep.nodeHints.length === 0) allNodeHints = false;
-    else if (ep.nodeHints.includes(node.name)) hostsOrHinted = true;
+    else for (const n of ep.nodeHints) hinted.add(n);
   }
-  const preferSameNode = ctx.opts.topology.preferSameNodeHints ?? true;
-  const parts: string[] = [];
-  if (allZoneHints && endpoints.some((e) => e.ready)) parts.push(`z=${node.zone}`);
-  if (hostsOrHinted && (local || (preferSameNode && allNodeHints))) parts.push(`n=${node.name}`);
-  if (ctx.opts.detectLocalMode === LocalMode.NodeCIDR) parts.push(`c=${ctx.localDetector?.ifLocal ?? ''}`);
-  if (svc.loadBalancerVIPs.length > 0 && svc.loadBalancerSourceRanges.length > 0) {
-    const inRange = ctx.nodeIP !== undefined && svc.loadBalancerSourceRanges.some((c) => cidrContains(c, ctx.nodeIP ?? ''));
-    parts.push(`f=${inRange}`);
-  }
-  return parts.join(',');
+  if (preferSameNode && allNodeHints) for (const n of hinted) special.add(n);
+  const byZone = anyReady && allZoneHints;
+  const byCidr = opts.detectLocalMode === LocalMode.NodeCIDR;
+  const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
+  if (!byZone && special.size === 0 && !byCidr && ranges.length === 0) return undefined;
+  return (ctx) => {
+    const parts: string[] = [];
+    if (byZone) parts.push(`z=${ctx.node.zone}`);
+    if (special.has(ctx.node.name)) parts.push(`n=${ctx.node.name}`);
+    if (byCidr) parts.push(`c=${ctx.localDetector?.ifLocal ?? ''}`);
+    if (ranges.length > 0) parts.push(`f=${ctx.nodeIP !== undefined && ranges.some((c) => cidrContains(c, ctx.nodeIP ?? ''))}`);
+    return parts.join(',');
+  };
+}
+
+/** {@link portVariantKeyFn} for one node: '' when the port's rules do not depend on the node. */
+export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): string {
+  return portVariantKeyFn(ctx.opts, svc, endpoints)?.(ctx) ?? '';
 }
 
 function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {

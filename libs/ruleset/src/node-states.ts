@@ -228,7 +228,7 @@ export class FamilyStates {
     const pairDiffs = new Map<Layer, Map<Layer, { upserts: HashedObject[]; deletes: ObjectRef[] }>>();
     const diff = (a: Layer, b: Layer): { upserts: HashedObject[]; deletes: ObjectRef[] } => {
       let m = pairDiffs.get(a);
-      if (!m) pairDiffs.set(a, (m = new Map()));
+      if (!m) pairDiffs.set(a, (m = new Map<Layer, { upserts: HashedObject[]; deletes: ObjectRef[] }>()));
       let d = m.get(b);
       if (!d) {
         const upserts: HashedObject[] = [];

@@ -21,10 +21,13 @@ export type { DeepPartial, Exact, MessageFns } from './gen/kpx/v1/rules.js';
 export {
   AckRequest,
   AckResponse,
+  NodeStatus,
   NodeSyncClient,
   NodeSyncService,
   SnapshotChunk,
   SnapshotRequest,
+  StatusRequest,
+  StatusResponse,
 } from './gen/kpx/v1/sync.js';
 export type { NodeSyncServer } from './gen/kpx/v1/sync.js';
 export { Timestamp } from './gen/google/protobuf/timestamp.js';

@@ -176,6 +176,9 @@ describe('NodeSync over a real grpc-js server', { timeout: 10_000 }, () => {
   let client: NodeSyncClient;
 
   const impl: NodeSyncServer = {
+    status: (_call, callback) => {
+      callback(null, { generation: 45, nodes: [] });
+    },
     ack: (call, callback) => {
       received.push(call.request);
       callback(null, { resyncRequired: call.request.digest !== 'ab'.repeat(32), latestGeneration: 45 });

@@ -331,6 +331,12 @@ export interface Delta {
   mode: string;
   /** IP family: "IPv4" or "IPv6". */
   ipFamily: string;
+  /**
+   * true: the state at `generation` is not inline (upserts and deletes are empty) because it is a node's
+   * whole rule set (a new node, or a controller restart that found the node's state changed). The receiver
+   * fetches it with NodeSync.GetSnapshot (or, for replay, from the snapshot store) and continues from there.
+   */
+  snapshot: boolean;
 }
 
 function createBaseRuleObject(): RuleObject {
@@ -2408,6 +2414,7 @@ function createBaseDelta(): Delta {
     triggerTime: undefined,
     mode: "",
     ipFamily: "",
+    snapshot: false,
   };
 }
 
@@ -2442,6 +2449,9 @@ export const Delta: MessageFns<Delta> = {
     }
     if (message.ipFamily !== "") {
       writer.uint32(82).string(message.ipFamily);
+    }
+    if (message.snapshot !== false) {
+      writer.uint32(88).bool(message.snapshot);
     }
     return writer;
   },
@@ -2539,6 +2549,14 @@ export const Delta: MessageFns<Delta> = {
             message.ipFamily = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.snapshot = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2575,6 +2593,7 @@ export const Delta: MessageFns<Delta> = {
         : isSet(object.ip_family)
         ? globalThis.String(object.ip_family)
         : "",
+      snapshot: isSet(object.snapshot) ? globalThis.Boolean(object.snapshot) : false,
     };
   },
 
@@ -2610,6 +2629,9 @@ export const Delta: MessageFns<Delta> = {
     if (message.ipFamily !== "") {
       obj.ipFamily = message.ipFamily;
     }
+    if (message.snapshot !== false) {
+      obj.snapshot = message.snapshot;
+    }
     return obj;
   },
 
@@ -2630,6 +2652,7 @@ export const Delta: MessageFns<Delta> = {
       : undefined;
     message.mode = object.mode ?? "";
     message.ipFamily = object.ipFamily ?? "";
+    message.snapshot = object.snapshot ?? false;
     return message;
   },
 };

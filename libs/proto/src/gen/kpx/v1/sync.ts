@@ -33,6 +33,43 @@ export const protobufFileName = "kpx/v1/sync.proto";
  * Conventions (mode, ip_family, generations, digests) are those of rules.proto.
  */
 
+export interface StatusRequest {
+  /** Only this node; "" for every node. */
+  node: string;
+}
+
+export interface NodeStatus {
+  /** The Kubernetes Node name. */
+  node: string;
+  /** Proxy mode: "iptables", "ipvs" or "nftables". */
+  mode: string;
+  /** IP family: "IPv4" or "IPv6". */
+  ipFamily: string;
+  /** The newest generation published for this node (its desired state). */
+  desiredGeneration: number;
+  /** Digest of the desired state. */
+  desiredDigest: string;
+  /** The generation of the last successful ack (0: none). */
+  ackedGeneration: number;
+  /** Digest reported with that ack. */
+  ackedDigest: string;
+  /** True when the node acked the desired generation with the desired digest. */
+  inSync: boolean;
+  /** Seconds since the oldest unacknowledged delta of this node was published (0 when in sync). */
+  lagSeconds: number;
+  /** The error of the last failed apply ("" when the last ack succeeded). */
+  lastError: string;
+  /** When the last ack arrived (unset: never). */
+  lastAckTime?: Timestamp | undefined;
+}
+
+export interface StatusResponse {
+  /** The controller's newest generation (cluster-wide counter). */
+  generation: number;
+  /** One entry per node, mode and family, sorted by node then family. */
+  nodes: NodeStatus[];
+}
+
 /** An executor's report after applying a delta or a snapshot. */
 export interface AckRequest {
   /** The Kubernetes Node name of the executor. */
@@ -110,6 +147,437 @@ export interface SnapshotChunk {
   /** true on the final chunk of the stream. */
   last: boolean;
 }
+
+function createBaseStatusRequest(): StatusRequest {
+  return { node: "" };
+}
+
+export const StatusRequest: MessageFns<StatusRequest> = {
+  encode(message: StatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusRequest {
+    return { node: isSet(object.node) ? globalThis.String(object.node) : "" };
+  },
+
+  toJSON(message: StatusRequest): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusRequest>, I>>(base?: I): StatusRequest {
+    return StatusRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusRequest>, I>>(object: I): StatusRequest {
+    const message = createBaseStatusRequest();
+    message.node = object.node ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeStatus(): NodeStatus {
+  return {
+    node: "",
+    mode: "",
+    ipFamily: "",
+    desiredGeneration: 0,
+    desiredDigest: "",
+    ackedGeneration: 0,
+    ackedDigest: "",
+    inSync: false,
+    lagSeconds: 0,
+    lastError: "",
+    lastAckTime: undefined,
+  };
+}
+
+export const NodeStatus: MessageFns<NodeStatus> = {
+  encode(message: NodeStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.mode !== "") {
+      writer.uint32(18).string(message.mode);
+    }
+    if (message.ipFamily !== "") {
+      writer.uint32(26).string(message.ipFamily);
+    }
+    if (message.desiredGeneration !== 0) {
+      writer.uint32(32).uint64(message.desiredGeneration);
+    }
+    if (message.desiredDigest !== "") {
+      writer.uint32(42).string(message.desiredDigest);
+    }
+    if (message.ackedGeneration !== 0) {
+      writer.uint32(48).uint64(message.ackedGeneration);
+    }
+    if (message.ackedDigest !== "") {
+      writer.uint32(58).string(message.ackedDigest);
+    }
+    if (message.inSync !== false) {
+      writer.uint32(64).bool(message.inSync);
+    }
+    if (message.lagSeconds !== 0) {
+      writer.uint32(73).double(message.lagSeconds);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(82).string(message.lastError);
+    }
+    if (message.lastAckTime !== undefined) {
+      Timestamp.encode(message.lastAckTime, writer.uint32(90).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ipFamily = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.desiredGeneration = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.desiredDigest = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ackedGeneration = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ackedDigest = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.inSync = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.lagSeconds = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lastAckTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeStatus {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      ipFamily: isSet(object.ipFamily)
+        ? globalThis.String(object.ipFamily)
+        : isSet(object.ip_family)
+        ? globalThis.String(object.ip_family)
+        : "",
+      desiredGeneration: isSet(object.desiredGeneration)
+        ? globalThis.Number(object.desiredGeneration)
+        : isSet(object.desired_generation)
+        ? globalThis.Number(object.desired_generation)
+        : 0,
+      desiredDigest: isSet(object.desiredDigest)
+        ? globalThis.String(object.desiredDigest)
+        : isSet(object.desired_digest)
+        ? globalThis.String(object.desired_digest)
+        : "",
+      ackedGeneration: isSet(object.ackedGeneration)
+        ? globalThis.Number(object.ackedGeneration)
+        : isSet(object.acked_generation)
+        ? globalThis.Number(object.acked_generation)
+        : 0,
+      ackedDigest: isSet(object.ackedDigest)
+        ? globalThis.String(object.ackedDigest)
+        : isSet(object.acked_digest)
+        ? globalThis.String(object.acked_digest)
+        : "",
+      inSync: isSet(object.inSync)
+        ? globalThis.Boolean(object.inSync)
+        : isSet(object.in_sync)
+        ? globalThis.Boolean(object.in_sync)
+        : false,
+      lagSeconds: isSet(object.lagSeconds)
+        ? globalThis.Number(object.lagSeconds)
+        : isSet(object.lag_seconds)
+        ? globalThis.Number(object.lag_seconds)
+        : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      lastAckTime: isSet(object.lastAckTime)
+        ? fromJsonTimestamp(object.lastAckTime)
+        : isSet(object.last_ack_time)
+        ? fromJsonTimestamp(object.last_ack_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: NodeStatus): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.ipFamily !== "") {
+      obj.ipFamily = message.ipFamily;
+    }
+    if (message.desiredGeneration !== 0) {
+      obj.desiredGeneration = Math.round(message.desiredGeneration);
+    }
+    if (message.desiredDigest !== "") {
+      obj.desiredDigest = message.desiredDigest;
+    }
+    if (message.ackedGeneration !== 0) {
+      obj.ackedGeneration = Math.round(message.ackedGeneration);
+    }
+    if (message.ackedDigest !== "") {
+      obj.ackedDigest = message.ackedDigest;
+    }
+    if (message.inSync !== false) {
+      obj.inSync = message.inSync;
+    }
+    if (message.lagSeconds !== 0) {
+      obj.lagSeconds = floatToJson(message.lagSeconds);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.lastAckTime !== undefined) {
+      obj.lastAckTime = fromTimestamp(message.lastAckTime).toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeStatus>, I>>(base?: I): NodeStatus {
+    return NodeStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeStatus>, I>>(object: I): NodeStatus {
+    const message = createBaseNodeStatus();
+    message.node = object.node ?? "";
+    message.mode = object.mode ?? "";
+    message.ipFamily = object.ipFamily ?? "";
+    message.desiredGeneration = object.desiredGeneration ?? 0;
+    message.desiredDigest = object.desiredDigest ?? "";
+    message.ackedGeneration = object.ackedGeneration ?? 0;
+    message.ackedDigest = object.ackedDigest ?? "";
+    message.inSync = object.inSync ?? false;
+    message.lagSeconds = object.lagSeconds ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.lastAckTime = (object.lastAckTime !== undefined && object.lastAckTime !== null)
+      ? Timestamp.fromPartial(object.lastAckTime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStatusResponse(): StatusResponse {
+  return { generation: 0, nodes: [] };
+}
+
+export const StatusResponse: MessageFns<StatusResponse> = {
+  encode(message: StatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generation !== 0) {
+      writer.uint32(8).uint64(message.generation);
+    }
+    for (const v of message.nodes) {
+      NodeStatus.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generation = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodes.push(NodeStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatusResponse {
+    return {
+      generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => NodeStatus.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: StatusResponse): unknown {
+    const obj: any = {};
+    if (message.generation !== 0) {
+      obj.generation = Math.round(message.generation);
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => NodeStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatusResponse>, I>>(base?: I): StatusResponse {
+    return StatusResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatusResponse>, I>>(object: I): StatusResponse {
+    const message = createBaseStatusResponse();
+    message.generation = object.generation ?? 0;
+    message.nodes = object.nodes?.map((e) => NodeStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
 
 function createBaseAckRequest(): AckRequest {
   return {
@@ -769,6 +1237,19 @@ export const NodeSyncService = {
     responseSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
   },
+  /**
+   * Every node the controller knows, per mode and family: desired and acked generation, digests, lag, last
+   * error. Backs `kpx status` and `kpx audit`.
+   */
+  status: {
+    path: "/kpx.v1.NodeSync/Status" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatusRequest): Buffer => Buffer.from(StatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatusRequest => StatusRequest.decode(value),
+    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
+  },
 } as const;
 
 export interface NodeSyncServer extends UntypedServiceImplementation {
@@ -783,6 +1264,11 @@ export interface NodeSyncServer extends UntypedServiceImplementation {
    * Fails with NOT_FOUND when the node or the requested generation is not known or no longer retained.
    */
   getSnapshot: handleServerStreamingCall<SnapshotRequest, SnapshotChunk>;
+  /**
+   * Every node the controller knows, per mode and family: desired and acked generation, digests, lag, last
+   * error. Backs `kpx status` and `kpx audit`.
+   */
+  status: handleUnaryCall<StatusRequest, StatusResponse>;
 }
 
 export interface NodeSyncClient extends Client {
@@ -813,6 +1299,25 @@ export interface NodeSyncClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<SnapshotChunk>;
+  /**
+   * Every node the controller knows, per mode and family: desired and acked generation, digests, lag, last
+   * error. Backs `kpx status` and `kpx audit`.
+   */
+  status(
+    request: StatusRequest,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  status(
+    request: StatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  status(
+    request: StatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const NodeSyncClient = makeGenericClientConstructor(NodeSyncService, "kpx.v1.NodeSync") as unknown as {

@@ -1,0 +1,238 @@
+// Prometheus metrics: one Registry per process (never prom-client's global one), and typed factories of the metrics
+// kpx exports. Where a metric means what a kube-proxy metric means it has kube-proxy's name, help, labels and buckets
+// (pkg/proxy/metrics/metrics.go), so existing dashboards and alerts keep working.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets, linearBuckets } from 'prom-client';
+import type { Metric } from 'prom-client';
+import { MetricRegistrationError } from './errors.js';
+
+export type { Registry } from 'prom-client';
+
+/** Metric names, for dashboards and tests. */
+export const MetricName = {
+  SyncProxyRulesDuration: 'kubeproxy_sync_proxy_rules_duration_seconds',
+  SyncFullProxyRulesDuration: 'kubeproxy_sync_full_proxy_rules_duration_seconds',
+  SyncPartialProxyRulesDuration: 'kubeproxy_sync_partial_proxy_rules_duration_seconds',
+  SyncProxyRulesLastTimestamp: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
+  NetworkProgrammingDuration: 'kubeproxy_network_programming_duration_seconds',
+  IptablesRestoreFailures: 'kubeproxy_sync_proxy_rules_iptables_restore_failures_total',
+  NftablesSyncFailures: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total',
+  ProxyHealthz: 'kubeproxy_proxy_healthz_total',
+  ProxyLivez: 'kubeproxy_proxy_livez_total',
+  ControllerGeneration: 'kpx_controller_generation',
+  ControllerDeltasPublished: 'kpx_controller_deltas_published_total',
+  ControllerDeltaBytes: 'kpx_controller_delta_bytes',
+  ControllerChangeToAck: 'kpx_controller_change_to_ack_seconds',
+  ControllerNodes: 'kpx_controller_nodes',
+  ControllerNodesInSync: 'kpx_controller_nodes_in_sync',
+  ExecutorAppliedGeneration: 'kpx_executor_applied_generation',
+  ExecutorDriftRepairs: 'kpx_executor_drift_repairs_total',
+} as const;
+export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/** kube-proxy's sync durations: 1 ms doubling to ~16 s (ExponentialBuckets(0.001, 2, 15)). */
+export const SyncDurationBuckets: readonly number[] = Object.freeze(exponentialBuckets(0.001, 2, 15));
+
+/**
+ * kube-proxy's network programming buckets: 0, 0.25 s, 0.5 s, 1..59 s, 60..115 s by 5, 120..300 s by 30 (its
+ * MergeBuckets starts the list with a 0 bucket).
+ */
+export const NetworkProgrammingBuckets: readonly number[] = Object.freeze([
+  0,
+  ...linearBuckets(0.25, 0.25, 2),
+  ...linearBuckets(1, 1, 59),
+  ...linearBuckets(60, 5, 12),
+  ...linearBuckets(120, 30, 7),
+]);
+
+/** Delta sizes: 64 B quadrupling to 16 MiB (NATS' default max payload is 1 MiB). */
+export const DeltaBytesBuckets: readonly number[] = Object.freeze(exponentialBuckets(64, 4, 10));
+
+/** kube-proxy's `ip_family` label values. */
+export type IpFamilyLabel = 'IPv4' | 'IPv6';
+
+export interface MetricsOptions {
+  /** Also collect prom-client's process_* and nodejs_* metrics into the registry. Default false. */
+  readonly processMetrics?: boolean | undefined;
+  /** Labels added to every sample. */
+  readonly defaultLabels?: Readonly<Record<string, string>> | undefined;
+}
+
+/** A fresh registry (no process-wide state): serve it with startHttpServer, fill it with the factories below. */
+export function createMetrics(options: MetricsOptions = {}): Registry {
+  const registry = new Registry();
+  if (options.defaultLabels !== undefined) registry.setDefaultLabels({ ...options.defaultLabels });
+  if (options.processMetrics === true) collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** The data-plane metrics kube-proxy exports, labelled by `ip_family` as upstream does. */
+export interface KubeProxyMetrics {
+  /** One sync (full resync or delta apply) of a node's rules. */
+  readonly syncProxyRulesDuration: Histogram<'ip_family'>;
+  readonly syncFullProxyRulesDuration: Histogram<'ip_family'>;
+  readonly syncPartialProxyRulesDuration: Histogram<'ip_family'>;
+  /** Unix seconds of the last successful sync. */
+  readonly syncProxyRulesLastTimestamp: Gauge<'ip_family'>;
+  /** From the API change (trigger time) to the rules being in the kernel. */
+  readonly networkProgrammingDuration: Histogram<'ip_family'>;
+  readonly iptablesRestoreFailures: Counter<'ip_family'>;
+  readonly nftablesSyncFailures: Counter<'ip_family'>;
+  /** Answers of /healthz and /livez by HTTP code; give these to startHttpServer as probeCounters. */
+  readonly proxyHealthz: Counter<'code'>;
+  readonly proxyLivez: Counter<'code'>;
+}
+
+export function kubeProxyMetrics(registry: Registry): KubeProxyMetrics {
+  const family = ['ip_family'] as const;
+  return {
+    syncProxyRulesDuration: register(registry, new Histogram({
+      name: MetricName.SyncProxyRulesDuration,
+      help: 'SyncProxyRules latency in seconds',
+      labelNames: family,
+      buckets: [...SyncDurationBuckets],
+      registers: [],
+    })),
+    syncFullProxyRulesDuration: register(registry, new Histogram({
+      name: MetricName.SyncFullProxyRulesDuration,
+      help: 'SyncProxyRules latency in seconds for full resyncs',
+      labelNames: family,
+      buckets: [...SyncDurationBuckets],
+      registers: [],
+    })),
+    syncPartialProxyRulesDuration: register(registry, new Histogram({
+      name: MetricName.SyncPartialProxyRulesDuration,
+      help: 'SyncProxyRules latency in seconds for partial resyncs',
+      labelNames: family,
+      buckets: [...SyncDurationBuckets],
+      registers: [],
+    })),
+    syncProxyRulesLastTimestamp: register(registry, new Gauge({
+      name: MetricName.SyncProxyRulesLastTimestamp,
+      help: 'The last time proxy rules were successfully synced',
+      labelNames: family,
+      registers: [],
+    })),
+    networkProgrammingDuration: register(registry, new Histogram({
+      name: MetricName.NetworkProgrammingDuration,
+      help: 'In Cluster Network Programming Latency in seconds',
+      labelNames: family,
+      buckets: [...NetworkProgrammingBuckets],
+      registers: [],
+    })),
+    iptablesRestoreFailures: register(registry, new Counter({
+      name: MetricName.IptablesRestoreFailures,
+      help: 'Cumulative proxy iptables restore failures',
+      labelNames: family,
+      registers: [],
+    })),
+    nftablesSyncFailures: register(registry, new Counter({
+      name: MetricName.NftablesSyncFailures,
+      help: 'Cumulative proxy nftables sync failures',
+      labelNames: family,
+      registers: [],
+    })),
+    proxyHealthz: register(registry, new Counter({
+      name: MetricName.ProxyHealthz,
+      help: 'Cumulative proxy healthz HTTP status',
+      labelNames: ['code'] as const,
+      registers: [],
+    })),
+    proxyLivez: register(registry, new Counter({
+      name: MetricName.ProxyLivez,
+      help: 'Cumulative proxy livez HTTP status',
+      labelNames: ['code'] as const,
+      registers: [],
+    })),
+  };
+}
+
+/** The controller's metrics. None is labelled by node: there are thousands. */
+export interface ControllerMetrics {
+  /** The newest cluster-wide generation compiled and published. */
+  readonly generation: Gauge;
+  readonly deltasPublished: Counter;
+  /** Encoded size of each published delta. */
+  readonly deltaBytes: Histogram;
+  /** From an API change (trigger time) to a node's ack of the generation that contains it, over all nodes. */
+  readonly changeToAck: Histogram;
+  /** Nodes the controller compiles for. */
+  readonly nodes: Gauge;
+  /** Nodes whose acked generation and digest match their desired state. */
+  readonly nodesInSync: Gauge;
+}
+
+export function controllerMetrics(registry: Registry): ControllerMetrics {
+  return {
+    generation: register(registry, new Gauge({
+      name: MetricName.ControllerGeneration,
+      help: 'Newest cluster-wide generation the controller has published',
+      registers: [],
+    })),
+    deltasPublished: register(registry, new Counter({
+      name: MetricName.ControllerDeltasPublished,
+      help: 'Cumulative node deltas published',
+      registers: [],
+    })),
+    deltaBytes: register(registry, new Histogram({
+      name: MetricName.ControllerDeltaBytes,
+      help: 'Encoded size of published node deltas in bytes',
+      buckets: [...DeltaBytesBuckets],
+      registers: [],
+    })),
+    changeToAck: register(registry, new Histogram({
+      name: MetricName.ControllerChangeToAck,
+      help: 'From an API change to a node acknowledging the generation that contains it, in seconds',
+      buckets: [...NetworkProgrammingBuckets],
+      registers: [],
+    })),
+    nodes: register(registry, new Gauge({
+      name: MetricName.ControllerNodes,
+      help: 'Nodes the controller compiles rules for',
+      registers: [],
+    })),
+    nodesInSync: register(registry, new Gauge({
+      name: MetricName.ControllerNodesInSync,
+      help: 'Nodes whose acknowledged generation and digest match their desired state',
+      registers: [],
+    })),
+  };
+}
+
+/** An executor's metrics: kube-proxy's data-plane metrics plus kpx's own. */
+export interface ExecutorMetrics extends KubeProxyMetrics {
+  /** Generation of the last delta or snapshot applied to this node. */
+  readonly appliedGeneration: Gauge;
+  /** Drift checks that found the kernel differing from the applied state and repaired it. */
+  readonly driftRepairs: Counter;
+}
+
+export function executorMetrics(registry: Registry): ExecutorMetrics {
+  return {
+    ...kubeProxyMetrics(registry),
+    appliedGeneration: register(registry, new Gauge({
+      name: MetricName.ExecutorAppliedGeneration,
+      help: 'Generation of the last delta or snapshot applied to this node',
+      registers: [],
+    })),
+    driftRepairs: register(registry, new Counter({
+      name: MetricName.ExecutorDriftRepairs,
+      help: 'Cumulative repairs of kernel rules that drifted from the applied state',
+      registers: [],
+    })),
+  };
+}
+
+function register<M extends Metric>(registry: Registry, metric: M): M {
+  try {
+    registry.registerMetric(metric);
+  } catch (cause) {
+    throw new MetricRegistrationError(metricName(metric), { cause });
+  }
+  return metric;
+}
+
+function metricName(metric: Metric): string {
+  const name = (metric as { name?: unknown }).name;
+  return typeof name === 'string' ? name : 'metric';
+}

@@ -1,0 +1,319 @@
+// The controller pipeline: source events -> cluster state -> (coalesced) sync -> per-node deltas -> publish.
+// One sync is one cluster-wide generation; only nodes whose rules changed get a delta, chained to their own
+// previous generation by prev_generation.
+import { context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { ClusterState, LabelServiceName, formatDiagnostic, type Diagnostic, type IPFamily } from '@kpx/model';
+import { IptablesMode, type IptablesOptions } from '@kpx/compiler';
+import { FamilyStates, type NodeChange } from '@kpx/ruleset';
+import { Delta, type Cause, type NodeRuleSet, type RuleObject } from '@kpx/proto';
+import { injectTraceContext } from '@kpx/telemetry';
+import type { DeltaSink, GenerationStore, PublishedHeads, SnapshotSink } from './ports.js';
+import { CoalescingRunner } from './runner.js';
+import { EventType, ObjectKind, type SourceEvent } from './sources/types.js';
+import { ConvergenceTracker } from './tracker.js';
+
+/** EndpointSlice annotation carrying the time of the change that caused it (kube-proxy reads it too). */
+const TriggerTimeAnnotation = 'endpoints.kubernetes.io/last-change-trigger-time';
+
+export interface PipelineLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface PipelineMetrics {
+  /** A sync finished: compile seconds, nodes changed, bytes published. */
+  synced?(s: { generation: number; compileSeconds: number; nodes: number; bytes: number }): void;
+  /** Change to ack latency, seconds. */
+  changeToAck?(seconds: number): void;
+}
+
+export interface PipelineOptions {
+  /** Compiler options per IP family; a family not listed gets no rule sets. */
+  readonly families: ReadonlyMap<IPFamily, IptablesOptions>;
+  readonly sink: DeltaSink;
+  readonly generations: GenerationStore;
+  /** Where published state was left by an earlier controller (for restarts without republishing). */
+  readonly heads?: PublishedHeads;
+  readonly snapshots?: SnapshotSink;
+  /** Store a node's snapshot every this many of its generations (0: only with snapshot deltas). */
+  readonly snapshotEvery?: number;
+  readonly minSyncPeriodMs: number;
+  /** Encoded deltas above this size are sent as snapshot deltas instead (default 512 KiB). */
+  readonly maxInlineBytes?: number;
+  /** Parallel publishes (default 64). */
+  readonly publishConcurrency?: number;
+  readonly logger: PipelineLogger;
+  readonly tracer: Tracer;
+  readonly metrics?: PipelineMetrics;
+}
+
+interface PendingCause {
+  readonly cause: Cause;
+  readonly observedAt: number;
+  readonly span: Span;
+}
+
+interface SyncOutcome {
+  readonly generation: number;
+  readonly deltas: readonly Delta[];
+}
+
+const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
+
+export class ControllerPipeline {
+  readonly state = new ClusterState();
+  readonly tracker = new ConvergenceTracker();
+  private readonly families: FamilyStates[];
+  private readonly runner: CoalescingRunner;
+  private dirtyServices = new Set<string>();
+  private dirtyNodes = new Set<string>();
+  private serviceCauses = new Map<string, PendingCause[]>();
+  private nodeCauses = new Map<string, PendingCause[]>();
+  private synced = false;
+  private lastGeneration = 0;
+  private readonly snapshotCounts = new Map<string, number>();
+  /** Resolves after every sync (tests and benchmarks wait on it). */
+  private readonly listeners = new Set<(o: SyncOutcome) => void>();
+
+  constructor(private readonly opts: PipelineOptions) {
+    this.families = [...opts.families.entries()].map(([family, options]) => new FamilyStates({ family, options }));
+    this.runner = new CoalescingRunner(() => this.sync(), opts.minSyncPeriodMs, (err) => opts.logger.error({ err }, 'sync failed; retrying'));
+  }
+
+  get generation(): number {
+    return this.lastGeneration;
+  }
+
+  /** Accepts one source event; the sync that follows is coalesced with others. */
+  onEvent(e: SourceEvent): void {
+    const ns = e.object.metadata?.namespace || 'default';
+    const name = e.object.metadata?.name ?? '';
+    const span = this.opts.tracer.startSpan(`kpx.event ${e.kind}`, { attributes: { 'k8s.kind': e.kind, 'k8s.namespace': ns, 'k8s.name': name, 'kpx.event': e.type } });
+    span.end();
+    const cause: Cause = { kind: e.kind, namespace: e.kind === ObjectKind.Node ? '' : ns, name, resourceVersion: e.object.metadata?.resourceVersion ?? '' };
+    const pc: PendingCause = { cause, observedAt: this.triggerTime(e), span };
+    let diags: Diagnostic[] = [];
+    switch (e.kind) {
+      case ObjectKind.Service: {
+        if (e.type === EventType.Delete) this.state.deleteService(ns, name);
+        else diags = this.state.upsertService(e.object);
+        this.touchService(`${ns}/${name}`, pc);
+        break;
+      }
+      case ObjectKind.EndpointSlice: {
+        const before = this.state.sliceService(ns, name);
+        if (before) this.touchService(before, pc);
+        if (e.type === EventType.Delete) this.state.deleteEndpointSlice(ns, name);
+        else diags = this.state.upsertEndpointSlice(e.object);
+        const label = e.object.metadata?.labels?.[LabelServiceName];
+        if (label) this.touchService(`${ns}/${label}`, pc);
+        break;
+      }
+      case ObjectKind.Node: {
+        if (e.type === EventType.Delete) this.state.deleteNode(name);
+        else diags = this.state.upsertNode(e.object);
+        this.dirtyNodes.add(name);
+        const l = this.nodeCauses.get(name) ?? [];
+        l.push(pc);
+        this.nodeCauses.set(name, l);
+        break;
+      }
+    }
+    for (const d of diags) this.opts.logger.warn({ object: d.object, field: d.field }, formatDiagnostic(d));
+    if (this.synced) this.runner.request();
+  }
+
+  /** The sources delivered their initial state: the first sync runs. */
+  onSynced(): void {
+    this.synced = true;
+    this.runner.request();
+  }
+
+  private touchService(key: string, pc: PendingCause): void {
+    this.dirtyServices.add(key);
+    const l = this.serviceCauses.get(key) ?? [];
+    l.push(pc);
+    this.serviceCauses.set(key, l);
+  }
+
+  private triggerTime(e: SourceEvent): number {
+    if (e.kind === ObjectKind.EndpointSlice) {
+      const t = Date.parse(e.object.metadata?.annotations?.[TriggerTimeAnnotation] ?? '');
+      if (Number.isFinite(t) && t <= e.observedAt) return t;
+    }
+    return e.observedAt;
+  }
+
+  /** Waits for every requested sync to finish. */
+  async settle(): Promise<void> {
+    await this.runner.idle();
+  }
+
+  /** Calls `fn` after every sync that published (or would have published) deltas. */
+  onSync(fn: (o: SyncOutcome) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  async stop(): Promise<void> {
+    await this.runner.stop();
+  }
+
+  private async sync(): Promise<void> {
+    const services = this.dirtyServices;
+    const nodes = this.dirtyNodes;
+    const serviceCauses = this.serviceCauses;
+    const nodeCauses = this.nodeCauses;
+    this.dirtyServices = new Set();
+    this.dirtyNodes = new Set();
+    this.serviceCauses = new Map();
+    this.nodeCauses = new Map();
+    const all = [...serviceCauses.values(), ...nodeCauses.values()].flat().sort((a, b) => a.observedAt - b.observedAt);
+    // One trace from the (earliest) API change to the publish; the other changes are linked.
+    const parent: Context = all[0] ? trace.setSpan(context.active(), all[0].span) : context.active();
+    const links: Link[] = all.slice(1, 32).map((c) => ({ context: c.span.spanContext() }));
+    const span = this.opts.tracer.startSpan('kpx.sync', { links, attributes: { 'kpx.services': services.size, 'kpx.nodes': nodes.size } }, parent);
+    try {
+      await context.with(trace.setSpan(parent, span), async () => {
+        const t0 = performance.now();
+        const compileSpan = this.opts.tracer.startSpan('kpx.compile');
+        const changes = this.families.flatMap((f) => f.sync({ state: this.state, services, nodes }));
+        compileSpan.setAttribute('kpx.changes', changes.length);
+        compileSpan.end();
+        const compileSeconds = (performance.now() - t0) / 1000;
+        for (const n of nodes) if (!this.state.node(n)) for (const f of this.families) this.tracker.forget(n, f.family);
+        if (changes.length === 0) return;
+        const generation = await this.opts.generations.next();
+        this.lastGeneration = generation;
+        span.setAttribute('kpx.generation', generation);
+        const deltas = await this.buildDeltas(generation, changes, serviceCauses, nodeCauses);
+        const bytes = await this.publish(deltas);
+        this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: deltas.length, bytes });
+        this.opts.logger.info({ generation, nodes: deltas.length, bytes, compileMs: Math.round(compileSeconds * 1000) }, 'published generation');
+        for (const l of this.listeners) l({ generation, deltas });
+      });
+    } catch (err) {
+      span.recordException(err as Error);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private familyOf(family: string): FamilyStates | undefined {
+    return this.families.find((f) => f.family === family);
+  }
+
+  private async buildDeltas(generation: number, changes: NodeChange[], serviceCauses: Map<string, PendingCause[]>, nodeCauses: Map<string, PendingCause[]>): Promise<Delta[]> {
+    const maxInline = this.opts.maxInlineBytes ?? 512 * 1024;
+    const deltas: Delta[] = [];
+    for (const c of changes) {
+      const fam = this.familyOf(c.family);
+      if (!fam) continue;
+      let prev = c.prevGeneration;
+      let snapshot = c.initial;
+      if (c.initial && this.opts.heads) {
+        // A restarted controller: if the node already has this exact state, publish nothing.
+        const head = await this.opts.heads.head(c.node, c.family);
+        if (head && head.digest === c.digest) {
+          fam.setGeneration(c.node, head.generation);
+          this.tracker.published({ node: c.node, family: c.family, mode: IptablesMode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
+          continue;
+        }
+        prev = head?.generation ?? 0;
+      }
+      const pcs = [...[...c.services].flatMap((s) => serviceCauses.get(s) ?? []), ...(nodeCauses.get(c.node) ?? [])];
+      const trigger = pcs.length ? Math.min(...pcs.map((p) => p.observedAt)) : undefined;
+      const delta: Delta = {
+        node: c.node,
+        generation,
+        prevGeneration: prev,
+        upserts: snapshot ? [] : c.upserts.map((u) => u.wire),
+        deletes: snapshot ? [] : c.deletes,
+        digest: c.digest,
+        cause: dedupeCauses(pcs.map((p) => p.cause)),
+        ...(trigger !== undefined ? { triggerTime: timestamp(trigger) } : {}),
+        mode: IptablesMode,
+        ipFamily: c.family,
+        snapshot,
+      };
+      if (!snapshot && Delta.encode(delta).finish().length > maxInline) {
+        snapshot = true;
+        delta.upserts = [];
+        delta.deletes = [];
+        delta.snapshot = true;
+      }
+      fam.setGeneration(c.node, generation);
+      deltas.push(delta);
+      await this.maybeSnapshot(fam, c.node, generation, snapshot);
+    }
+    return deltas;
+  }
+
+  private async maybeSnapshot(fam: FamilyStates, node: string, generation: number, forced: boolean): Promise<void> {
+    if (!this.opts.snapshots) return;
+    const k = `${node}/${fam.family}`;
+    const n = (this.snapshotCounts.get(k) ?? 0) + 1;
+    const every = this.opts.snapshotEvery ?? 0;
+    if (!forced && (every === 0 || n < every)) {
+      this.snapshotCounts.set(k, n);
+      return;
+    }
+    this.snapshotCounts.set(k, 0);
+    await this.opts.snapshots.put(this.snapshotOf(fam, node, generation));
+  }
+
+  private snapshotOf(fam: FamilyStates, node: string, generation: number): NodeRuleSet {
+    return { node, mode: IptablesMode, ipFamily: fam.family, generation, objects: fam.objects(node).map((o) => o.wire), digest: fam.digest(node) ?? '' };
+  }
+
+  private async publish(deltas: Delta[]): Promise<number> {
+    const limit = this.opts.publishConcurrency ?? 64;
+    let bytes = 0;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < deltas.length) {
+        const d = deltas[next++];
+        if (!d) break;
+        const span = this.opts.tracer.startSpan('kpx.publish', { attributes: { 'kpx.node': d.node, 'kpx.generation': d.generation, 'kpx.family': d.ipFamily } });
+        const headers: Record<string, string> = {};
+        injectTraceContext(headers, trace.setSpan(context.active(), span));
+        try {
+          bytes += Delta.encode(d).finish().length;
+          await this.opts.sink.publish(d, headers);
+          this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6 : undefined, at: Date.now() });
+        } catch (err) {
+          span.recordException(err as Error);
+          // The node's chain now has a gap; its executor notices (prev_generation) and resyncs.
+          this.opts.logger.error({ err, node: d.node, generation: d.generation }, 'publish failed');
+        } finally {
+          span.end();
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, deltas.length) }, () => worker()));
+    return bytes;
+  }
+
+  /** A node's current desired rule set (waits for a sync in progress so state and generation agree). */
+  async snapshot(node: string, family: string): Promise<NodeRuleSet | undefined> {
+    await this.runner.idle();
+    const fam = this.familyOf(family);
+    if (!fam || fam.generation(node) === undefined) return undefined;
+    return this.snapshotOf(fam, node, fam.generation(node) ?? 0);
+  }
+
+  /** Known node and family pairs. */
+  nodes(): { node: string; family: string }[] {
+    return this.families.flatMap((f) => f.nodeNames().map((node) => ({ node, family: f.family })));
+  }
+}
+
+function dedupeCauses(causes: Cause[]): Cause[] {
+  const seen = new Map<string, Cause>();
+  for (const c of causes) seen.set(`${c.kind}/${c.namespace}/${c.name}`, c);
+  return [...seen.values()];
+}
+
+export type { RuleObject, SyncOutcome };

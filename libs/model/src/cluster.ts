@@ -52,6 +52,12 @@ export class ClusterState {
     return res.diagnostics;
   }
 
+  /** The service (`namespace/name`) a held slice belongs to. */
+  sliceService(namespace: string, name: string): string | undefined {
+    const s = this.slices.get(nsName(namespace, name));
+    return s ? nsName(s.namespace, s.serviceName) : undefined;
+  }
+
   deleteEndpointSlice(namespace: string, name: string): void {
     const key = nsName(namespace, name);
     this.removeSlice(key);

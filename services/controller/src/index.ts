@@ -6,3 +6,5 @@ export { CoalescingRunner } from './runner.js';
 export { EventType, ObjectKind } from './sources/types.js';
 export type { Source, SourceEvent, SourceHandler } from './sources/types.js';
 export { ConvergenceTracker } from './tracker.js';
+export { nodeSyncImplementation, startGrpcServer } from './grpc-server.js';
+export type { GrpcServerOptions, RunningGrpcServer } from './grpc-server.js';

@@ -1,0 +1,96 @@
+// The controller's NodeSync gRPC service: acks from executors, snapshots, convergence status.
+import { Server, ServerCredentials, status as GrpcStatus, type ServerErrorResponse } from '@grpc/grpc-js';
+import { context, trace, type Tracer } from '@opentelemetry/api';
+import { NodeSyncService, type NodeSyncServer, type SnapshotChunk } from '@kpx/proto';
+import { extractTraceMetadata, formatListenAddress, parseListenAddress } from '@kpx/telemetry';
+import type { ControllerPipeline, PipelineLogger } from './pipeline.js';
+
+export interface GrpcServerOptions {
+  readonly pipeline: ControllerPipeline;
+  /** `host:port`; port 0 picks a free one. */
+  readonly listen: string;
+  readonly logger: PipelineLogger;
+  readonly tracer: Tracer;
+  /** Change-to-ack latency observer (seconds). */
+  readonly onChangeToAck?: (seconds: number) => void;
+  /** Objects per snapshot chunk when the client does not say (default 2000). */
+  readonly chunkObjects?: number;
+}
+
+export interface RunningGrpcServer {
+  readonly address: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const notFound = (message: string): ServerErrorResponse => Object.assign(new Error(message), { code: GrpcStatus.NOT_FOUND });
+
+export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer {
+  const { pipeline, logger, tracer } = opts;
+  return {
+    ack(call, callback) {
+      const parent = extractTraceMetadata(call.metadata);
+      const span = tracer.startSpan('kpx.ack', { attributes: { 'kpx.node': call.request.node, 'kpx.generation': call.request.generation, 'kpx.family': call.request.ipFamily } }, parent);
+      context.with(trace.setSpan(parent, span), () => {
+        const outcome = pipeline.tracker.ack(call.request);
+        if (outcome.changeToAckSeconds !== undefined) opts.onChangeToAck?.(outcome.changeToAckSeconds);
+        if (call.request.error) logger.warn({ node: call.request.node, generation: call.request.generation, error: call.request.error }, 'executor reported a failed apply');
+        span.end();
+        callback(null, outcome.response);
+      });
+    },
+    getSnapshot(call) {
+      const req = call.request;
+      const chunkSize = req.maxObjectsPerChunk > 0 ? req.maxObjectsPerChunk : (opts.chunkObjects ?? 2000);
+      pipeline
+        .snapshot(req.node, req.ipFamily)
+        .then((snap) => {
+          if (!snap) {
+            call.emit('error', notFound(`no rule set for node ${JSON.stringify(req.node)} family ${JSON.stringify(req.ipFamily)}`));
+            return;
+          }
+          if (req.generation !== 0 && req.generation > snap.generation) {
+            call.emit('error', notFound(`generation ${req.generation} of node ${req.node} is not known (latest ${snap.generation})`));
+            return;
+          }
+          // Older generations are not kept in memory: the latest is served (the chunk says which it is).
+          const total = Math.max(1, Math.ceil(snap.objects.length / chunkSize));
+          for (let i = 0; i < total; i++) {
+            const chunk: SnapshotChunk = {
+              node: snap.node,
+              mode: snap.mode,
+              ipFamily: snap.ipFamily,
+              generation: snap.generation,
+              digest: snap.digest,
+              index: i,
+              objects: snap.objects.slice(i * chunkSize, (i + 1) * chunkSize),
+              last: i === total - 1,
+            };
+            call.write(chunk);
+          }
+          call.end();
+        })
+        .catch((err: unknown) => call.emit('error', Object.assign(new Error(String(err)), { code: GrpcStatus.INTERNAL })));
+    },
+    status(call, callback) {
+      callback(null, { generation: pipeline.generation, nodes: pipeline.tracker.status(call.request.node) });
+    },
+  };
+}
+
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const { host, port } = parseListenAddress(opts.listen);
+  const server = new Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+  server.addService(NodeSyncService, nodeSyncImplementation(opts));
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(formatListenAddress({ host, port }), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return {
+    address: formatListenAddress({ host, port: bound }),
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.tryShutdown(() => resolve());
+      }),
+  };
+}

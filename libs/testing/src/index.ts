@@ -14,3 +14,5 @@ export type {
   Topology,
   TopologySpec,
 } from './topology.js';
+export { startNatsServer } from './nats/nats-server.js';
+export type { NatsServer, NatsServerOptions } from './nats/nats-server.js';

@@ -1,0 +1,64 @@
+// Typed errors of @kpx/transport.
+
+/** A string is not a valid Kubernetes node name (DNS-1123 subdomain), or not the subject token of one. */
+export class InvalidNodeNameError extends Error {
+  override readonly name = 'InvalidNodeNameError';
+  readonly value: string;
+
+  constructor(value: string, why = 'not a DNS-1123 subdomain', options?: { cause?: unknown }) {
+    super(`invalid node name ${JSON.stringify(value)}: ${why}`, options);
+    this.value = value;
+  }
+}
+
+/**
+ * A delta does not fit in one NATS message (payload plus headers above the server's max_payload). The caller
+ * must publish a snapshot (putSnapshot) and a Delta with `snapshot: true` instead.
+ */
+export class PayloadTooLargeError extends Error {
+  override readonly name = 'PayloadTooLargeError';
+  readonly node: string;
+  readonly generation: number;
+  /** Bytes the message would need (payload + encoded headers). */
+  readonly size: number;
+  /** The server's max_payload. */
+  readonly maxPayload: number;
+
+  constructor(options: { node: string; generation: number; size: number; maxPayload: number }) {
+    super(
+      `delta for node ${options.node} generation ${options.generation} needs ${options.size} bytes, ` +
+        `above the server's max_payload of ${options.maxPayload}: publish a snapshot instead`,
+    );
+    this.node = options.node;
+    this.generation = options.generation;
+    this.size = options.size;
+    this.maxPayload = options.maxPayload;
+  }
+}
+
+/** A stream or bucket exists with a configuration kpx cannot use (e.g. other subjects or storage). */
+export class StreamConfigError extends Error {
+  override readonly name = 'StreamConfigError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A message or stored object could not be decoded, or its headers disagree with its content. */
+export class DecodeError extends Error {
+  override readonly name = 'DecodeError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A snapshot could not be written or read (object store failure, concurrent writers that kept conflicting). */
+export class SnapshotError extends Error {
+  override readonly name = 'SnapshotError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

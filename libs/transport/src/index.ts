@@ -1,0 +1,33 @@
+// @kpx/transport: NATS JetStream transport of kpx deltas and snapshots.
+export { DecodeError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
+export {
+  AuditStream,
+  AuditSubjectPrefix,
+  auditSubject,
+  decodeNodeToken,
+  deltaMsgId,
+  DeltaStream,
+  deltaSubject,
+  DeltaSubjectFilter,
+  DeltaSubjectPrefix,
+  encodeNodeToken,
+  Header,
+  isValidNodeName,
+  nodeOfDeltaSubject,
+  SnapshotBucket,
+  SnapshotFamilies,
+  snapshotHeadName,
+  SnapshotMeta,
+  snapshotObjectName,
+} from './subjects.js';
+export { ensureDeltaStream, EnsureAction, lastDelta, publishDelta, readDeltas } from './deltas.js';
+export type {
+  DeltaRecord,
+  DeltaStreamOptions,
+  EnsureStreamResult,
+  PublishDeltaOptions,
+  PublishedDelta,
+  ReadDeltasOptions,
+} from './deltas.js';
+export { deleteSnapshots, ensureSnapshotStore, getSnapshot, listSnapshots, putSnapshot } from './snapshots.js';
+export type { GetSnapshotOptions, PutSnapshotOptions, SnapshotInfo, SnapshotRef, SnapshotStoreOptions } from './snapshots.js';

@@ -19,7 +19,11 @@ export {
   snapshotHeadName,
   SnapshotMeta,
   snapshotObjectName,
+  StateBucket,
+  GenerationKey,
 } from './subjects.js';
+export { openGenerationCounter } from './generations.js';
+export type { GenerationCounter } from './generations.js';
 export { ensureDeltaStream, EnsureAction, lastDelta, publishDelta, readDeltas } from './deltas.js';
 export type {
   DeltaRecord,

@@ -21,6 +21,11 @@ export const DeltaSubjectFilter = `${DeltaSubjectPrefix}.>`;
 export const SnapshotBucket = 'KPX_SNAPSHOTS';
 
 /** The stream reserved for audit records (acks and apply reports), subjects `kpx.audit.<node token>`. */
+/** JetStream KV bucket holding the controller's durable counters (the cluster-wide generation). */
+export const StateBucket = 'KPX_STATE';
+/** Key of the last generation reserved in StateBucket. */
+export const GenerationKey = 'generation';
+
 export const AuditStream = 'KPX_AUDIT';
 /** Prefix of the audit subjects. */
 export const AuditSubjectPrefix = 'kpx.audit';

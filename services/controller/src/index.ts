@@ -3,6 +3,10 @@ export type { PipelineLogger, PipelineMetrics, PipelineOptions } from './pipelin
 export { MemoryGenerationStore } from './ports.js';
 export type { DeltaSink, GenerationStore, PublishedHead, PublishedHeads, SnapshotSink } from './ports.js';
 export { CoalescingRunner } from './runner.js';
+export { natsPorts } from './nats-ports.js';
+export { runController } from './run.js';
+export type { ControllerRunOptions, RunningController } from './run.js';
+export type { NatsPorts, NatsPortsOptions } from './nats-ports.js';
 export { EventType, ObjectKind } from './sources/types.js';
 export type { Source, SourceEvent, SourceHandler } from './sources/types.js';
 export { ConvergenceTracker } from './tracker.js';

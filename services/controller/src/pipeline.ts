@@ -183,11 +183,12 @@ export class ControllerPipeline {
         compileSpan.end();
         const compileSeconds = (performance.now() - t0) / 1000;
         for (const n of nodes) if (!this.state.node(n)) for (const f of this.families) this.tracker.forget(n, f.family);
-        if (changes.length === 0) return;
+        const toPublish = await this.adoptPublishedHeads(changes);
+        if (toPublish.length === 0) return;
         const generation = await this.opts.generations.next();
         this.lastGeneration = generation;
         span.setAttribute('kpx.generation', generation);
-        const deltas = await this.buildDeltas(generation, changes, serviceCauses, nodeCauses);
+        const deltas = await this.buildDeltas(generation, toPublish, serviceCauses, nodeCauses);
         const bytes = await this.publish(deltas);
         this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: deltas.length, bytes });
         this.opts.logger.info({ generation, nodes: deltas.length, bytes, compileMs: Math.round(compileSeconds * 1000) }, 'published generation');
@@ -205,30 +206,45 @@ export class ControllerPipeline {
     return this.families.find((f) => f.family === family);
   }
 
+  /**
+   * A node state compiled for the first time may already be what an earlier controller published: its last
+   * published head then continues (nothing is republished), or the new state chains to that head. Returns the
+   * changes that still need a delta; when none do, the sync allocates no generation.
+   */
+  private async adoptPublishedHeads(changes: NodeChange[]): Promise<NodeChange[]> {
+    if (!this.opts.heads) return changes;
+    const out: NodeChange[] = [];
+    for (const c of changes) {
+      const fam = this.familyOf(c.family);
+      if (!c.initial || !fam) {
+        out.push(c);
+        continue;
+      }
+      const head = await this.opts.heads.head(c.node, c.family);
+      if (head && head.digest === c.digest) {
+        fam.setGeneration(c.node, head.generation);
+        this.lastGeneration = Math.max(this.lastGeneration, head.generation);
+        this.tracker.published({ node: c.node, family: c.family, mode: IptablesMode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
+        continue;
+      }
+      out.push({ ...c, prevGeneration: head?.generation ?? 0 });
+    }
+    return out;
+  }
+
   private async buildDeltas(generation: number, changes: NodeChange[], serviceCauses: Map<string, PendingCause[]>, nodeCauses: Map<string, PendingCause[]>): Promise<Delta[]> {
     const maxInline = this.opts.maxInlineBytes ?? 512 * 1024;
     const deltas: Delta[] = [];
     for (const c of changes) {
       const fam = this.familyOf(c.family);
       if (!fam) continue;
-      let prev = c.prevGeneration;
       let snapshot = c.initial;
-      if (c.initial && this.opts.heads) {
-        // A restarted controller: if the node already has this exact state, publish nothing.
-        const head = await this.opts.heads.head(c.node, c.family);
-        if (head && head.digest === c.digest) {
-          fam.setGeneration(c.node, head.generation);
-          this.tracker.published({ node: c.node, family: c.family, mode: IptablesMode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
-          continue;
-        }
-        prev = head?.generation ?? 0;
-      }
       const pcs = [...[...c.services].flatMap((s) => serviceCauses.get(s) ?? []), ...(nodeCauses.get(c.node) ?? [])];
       const trigger = pcs.length ? Math.min(...pcs.map((p) => p.observedAt)) : undefined;
       const delta: Delta = {
         node: c.node,
         generation,
-        prevGeneration: prev,
+        prevGeneration: c.prevGeneration,
         upserts: snapshot ? [] : c.upserts.map((u) => u.wire),
         deletes: snapshot ? [] : c.deletes,
         digest: c.digest,

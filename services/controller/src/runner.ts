@@ -3,6 +3,9 @@
 
 export class CoalescingRunner {
   private timer: NodeJS.Timeout | undefined;
+  /** Resolves when the scheduled run has started (or was cancelled). */
+  private scheduled: Promise<void> | undefined;
+  private cancelScheduled: (() => void) | undefined;
   private running: Promise<void> | undefined;
   private pending = false;
   private lastStart = -Infinity;
@@ -20,10 +23,15 @@ export class CoalescingRunner {
     this.pending = true;
     if (this.running || this.timer) return;
     const wait = Math.max(0, this.lastStart + this.minIntervalMs - Date.now());
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.start();
-    }, wait);
+    this.scheduled = new Promise<void>((resolve) => {
+      this.cancelScheduled = resolve;
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.scheduled = undefined;
+        this.start();
+        resolve();
+      }, wait);
+    });
   }
 
   private start(): void {
@@ -41,15 +49,17 @@ export class CoalescingRunner {
       });
   }
 
-  /** Resolves when no run is in progress (a run requested meanwhile may still be pending). */
+  /** Resolves when no run is in progress or scheduled: every request made before the call has been served. */
   async idle(): Promise<void> {
-    while (this.running) await this.running;
+    while (this.running || this.scheduled) await (this.running ?? this.scheduled);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.scheduled = undefined;
+    this.cancelScheduled?.();
     await this.idle();
   }
 }

@@ -121,8 +121,14 @@ test('a restarted controller continues the generation chain and republishes noth
   // The second controller sees the same cluster, and one node changed while it was down.
   const second = makePipeline({ generations: gens, heads: { head: (n, f) => Promise.resolve(heads.get(`${n}/${f}`)) } });
   await feed(second.p, [webSlice(['10.244.1.10'], '70')]);
-  assert.ok(second.p.generation > first.p.generation, 'no generation reused');
+  assert.equal(second.p.generation, first.p.generation, 'adopts the published heads');
   assert.equal(second.published.length, 0, 'nothing republished');
+  await change(second.p, webSlice(['10.244.1.11'], '71'));
+  assert.ok(second.published.length > 0);
+  for (const { delta } of second.published) {
+    assert.equal(delta.generation, first.p.generation + 1, 'the next generation, none reused');
+    assert.equal(delta.prevGeneration, heads.get(`${delta.node}/${delta.ipFamily}`)?.generation, 'chains to the published head');
+  }
   heads.set('node-b/IPv4', { generation: 1, digest: 'stale' });
   const third = makePipeline({ generations: gens, heads: { head: (n, f) => Promise.resolve(heads.get(`${n}/${f}`)) } });
   await feed(third.p, [webSlice(['10.244.1.10'], '70')]);

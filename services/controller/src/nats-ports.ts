@@ -1,0 +1,53 @@
+// The controller's ports on NATS JetStream: deltas to KPX_DELTAS, snapshots to the KPX_SNAPSHOTS object store,
+// the generation counter in KPX_STATE, and the heads of what an earlier controller published.
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { IPFamily } from '@kpx/model';
+import type { Delta, NodeRuleSet } from '@kpx/proto';
+import { ensureDeltaStream, ensureSnapshotStore, lastDelta, openGenerationCounter, publishDelta, putSnapshot, readDeltas } from '@kpx/transport';
+import type { DeltaSink, GenerationStore, PublishedHead, PublishedHeads, SnapshotSink } from './ports.js';
+
+export interface NatsPortsOptions {
+  /** Deltas kept per node subject (both families together). */
+  readonly historyPerSubject: number;
+  /** Maximum age of deltas, ms (0: unlimited). */
+  readonly maxAgeMs: number;
+  /** Older snapshots kept per node and family besides the latest. */
+  readonly snapshotsKept: number;
+}
+
+export interface NatsPorts {
+  readonly sink: DeltaSink;
+  readonly snapshots: SnapshotSink;
+  readonly generations: GenerationStore;
+  readonly heads: PublishedHeads;
+}
+
+export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts: NatsPortsOptions): Promise<NatsPorts> {
+  await ensureDeltaStream(jsm, { historyPerSubject: opts.historyPerSubject, maxAgeMs: opts.maxAgeMs });
+  await ensureSnapshotStore(js);
+  const counter = await openGenerationCounter(js);
+  return {
+    sink: {
+      async publish(delta: Delta, headers: Record<string, string>): Promise<void> {
+        await publishDelta(js, delta, { traceHeaders: headers });
+      },
+    },
+    snapshots: {
+      async put(snapshot: NodeRuleSet): Promise<void> {
+        await putSnapshot(js, snapshot, { keepOlder: opts.snapshotsKept });
+      },
+    },
+    generations: { next: () => counter.next() },
+    heads: {
+      async head(node: string, family: IPFamily): Promise<PublishedHead | undefined> {
+        const last = await lastDelta(js, node);
+        if (!last) return undefined;
+        if (last.delta.ipFamily === family) return { generation: last.delta.generation, digest: last.delta.digest };
+        // Both families share the subject: find the newest delta of this family.
+        let found: PublishedHead | undefined;
+        for await (const r of readDeltas(js, node, { ipFamily: family })) found = { generation: r.delta.generation, digest: r.delta.digest };
+        return found;
+      },
+    },
+  };
+}

@@ -1,0 +1,111 @@
+// Runs a whole controller: source -> pipeline -> NATS JetStream, gRPC NodeSync, /metrics and /healthz.
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
+import { iptablesOptionsFromConfig, type IptablesOptions } from '@kpx/compiler';
+import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracing } from '@kpx/telemetry';
+import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
+import { natsPorts } from './nats-ports.js';
+import { ControllerPipeline } from './pipeline.js';
+import type { Source } from './sources/types.js';
+
+export interface ControllerRunOptions {
+  readonly source: Source;
+  /** What the source is, for logs (`manifests examples/`, `kubeconfig ~/.kube/config`, `in-cluster`). */
+  readonly sourceName: string;
+  readonly natsUrl: string;
+  readonly grpcListen: string;
+  readonly metricsListen: string;
+  readonly config?: KubeProxyConfig;
+  readonly otlpEndpoint?: string;
+  readonly logLevel?: string;
+  /** Deltas kept per node subject (default 1000) and their maximum age in ms (default 0: unlimited). */
+  readonly historyPerSubject?: number;
+  readonly maxAgeMs?: number;
+  /** Store a node's snapshot every this many of its generations (default 100). */
+  readonly snapshotEvery?: number;
+  /** Families compiled (default both). */
+  readonly families?: readonly IPFamily[];
+}
+
+export interface RunningController {
+  readonly pipeline: ControllerPipeline;
+  readonly grpcAddress: string;
+  readonly metricsUrl: string;
+  readonly logger: Logger;
+  stop(): Promise<void>;
+}
+
+export async function runController(opts: ControllerRunOptions): Promise<RunningController> {
+  const logger = createLogger({ name: 'kpx-controller', ...(opts.logLevel ? { level: opts.logLevel } : {}) });
+  const tracing: Tracing = startTracing({ serviceName: 'kpx-controller', ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  const config = opts.config ?? defaultKubeProxyConfig();
+  const families = new Map<IPFamily, IptablesOptions>((opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, iptablesOptionsFromConfig(config, f)]));
+  const registry = createMetrics({ processMetrics: true });
+  const metrics = controllerMetrics(registry);
+  const cleanups: (() => Promise<void>)[] = [async () => tracing.shutdown()];
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      for (const c of [...cleanups].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
+    })());
+  try {
+    const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1 });
+    cleanups.push(() => nc.drain());
+    const ports = await natsPorts(jetstream(nc), await jetstreamManager(nc), {
+      historyPerSubject: opts.historyPerSubject ?? 1000,
+      maxAgeMs: opts.maxAgeMs ?? 0,
+      snapshotsKept: 2,
+    });
+    const pipeline = new ControllerPipeline({
+      families,
+      ...ports,
+      snapshotEvery: opts.snapshotEvery ?? 100,
+      minSyncPeriodMs: config.minSyncPeriodMs,
+      logger,
+      tracer: tracing.tracer,
+      metrics: {
+        synced: (s) => {
+          metrics.generation.set(s.generation);
+          metrics.deltasPublished.inc(s.nodes);
+          if (s.nodes > 0) metrics.deltaBytes.observe(s.bytes / s.nodes);
+          metrics.nodes.set(pipeline.nodes().length);
+        },
+      },
+    });
+    cleanups.push(() => pipeline.stop());
+    const grpc: RunningGrpcServer = await startGrpcServer({
+      pipeline,
+      listen: opts.grpcListen,
+      logger,
+      tracer: tracing.tracer,
+      onChangeToAck: (s) => metrics.changeToAck.observe(s),
+    });
+    cleanups.push(() => grpc.close());
+    let synced = false;
+    const http: HttpServer = await startHttpServer({
+      listen: opts.metricsListen,
+      registry,
+      healthz: () => {
+        metrics.nodesInSync.set(pipeline.tracker.status().filter((n) => n.inSync).length);
+        return { ok: synced, ...(synced ? { lastUpdated: new Date() } : {}), details: { generation: pipeline.generation, source: opts.sourceName } };
+      },
+    });
+    cleanups.push(() => http.close());
+    await opts.source.start({
+      onEvent: (e) => pipeline.onEvent(e),
+      onSynced: () => {
+        synced = true;
+        logger.info({ source: opts.sourceName }, 'source synced; compiling every node');
+        pipeline.onSynced();
+      },
+      onWarning: (message, err) => logger.warn({ err }, message),
+    });
+    cleanups.push(() => opts.source.stop());
+    logger.info({ grpc: grpc.address, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
+    return { pipeline, grpcAddress: grpc.address, metricsUrl: http.url, logger, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

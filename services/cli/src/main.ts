@@ -1,11 +1,13 @@
 // The kpx command.
+import { controllerCommand } from './controller.js';
 import { renderCommand } from './render.js';
 import { UsageError } from './errors.js';
 
 const USAGE = `usage: kpx <command> [options]
 
 commands:
-  render   compile one node's rules from a directory of manifests and print them
+  render       compile one node's rules from a directory of manifests and print them
+  controller   watch the cluster, compile every node, publish deltas on NATS JetStream
 
 run 'kpx <command> --help' for a command's options
 `;
@@ -27,6 +29,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     switch (command) {
       case 'render':
         return await renderCommand(rest, io);
+      case 'controller':
+        return await untilSignal((signal) => controllerCommand(rest, io, { signal }));
       case undefined:
       case '-h':
       case '--help':
@@ -43,5 +47,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     }
     io.stderr(`kpx: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
+  }
+}
+
+/** Runs a long-running command until SIGINT or SIGTERM. */
+async function untilSignal(fn: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await fn(ac.signal);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   }
 }

@@ -1,0 +1,130 @@
+// kpx controller: watch the cluster (or a manifests directory), compile every node, publish deltas on NATS.
+import { parseArgs } from 'node:util';
+import { createKubernetesSource, ManifestsDirSource, runController, type Source } from '@kpx/controller';
+import { UsageError } from './errors.js';
+import type { Io } from './main.js';
+import { loadProxyConfig } from './proxy-config.js';
+
+export const CONTROLLER_USAGE = `usage: kpx controller (--manifests DIR | --kubeconfig FILE | --in-cluster) --nats URL --grpc-listen HOST:PORT
+                      [--metrics-listen HOST:PORT] [--config FILE] [options]
+
+Watches Services, EndpointSlices and Nodes, compiles the rules of every node and publishes each change as a
+versioned delta on NATS JetStream (stream KPX_DELTAS, subjects kpx.delta.<node>). Serves gRPC NodeSync (acks,
+snapshots, status) and Prometheus /metrics and /healthz. Runs until SIGINT or SIGTERM.
+
+source (exactly one):
+  --manifests DIR          a directory of manifests (*.yaml, *.yml, *.json), watched for changes
+  --kubeconfig FILE        the Kubernetes API, with this kubeconfig
+  --in-cluster             the Kubernetes API, with the pod's service account
+
+  --nats URL               NATS server with JetStream (e.g. nats://127.0.0.1:4222)
+  --grpc-listen HOST:PORT  gRPC NodeSync address (e.g. 127.0.0.1:10260)
+  --metrics-listen H:P     /metrics and /healthz (default 127.0.0.1:10249)
+  --config FILE            KubeProxyConfiguration (minSyncPeriod, clusterCIDR, masquerade, nodePortAddresses, ...)
+  --history N              deltas kept per node (default 1000)
+  --max-age DURATION       maximum age of kept deltas, e.g. 24h (default: unlimited)
+  --snapshot-every N       store each node's snapshot every N of its generations (default 100)
+  --otlp-endpoint URL      export traces over OTLP/HTTP (default: off)
+  --log-level LEVEL        trace, debug, info (default), warn, error
+`;
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `90s`, `15m`, `24h`, `1h30m`, `7d` → milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) throw new UsageError(`${flag} must be a duration like 90s, 15m or 24h, not ${JSON.stringify(text)}`);
+  return Math.round(parts.reduce((ms, p) => ms + Number(p[1]) * (UNITS[p[2] ?? ''] ?? 0), 0));
+}
+
+function positiveInt(text: string | undefined, flag: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, not ${JSON.stringify(text)}`);
+  return n;
+}
+
+export interface LongRunningOptions {
+  /** Stops the command (SIGINT/SIGTERM in the real process). */
+  readonly signal: AbortSignal;
+  /** Called once the command is up (tests). */
+  readonly onReady?: (info: { grpcAddress: string; metricsUrl: string }) => void;
+}
+
+export async function controllerCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        manifests: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        'in-cluster': { type: 'boolean' },
+        nats: { type: 'string' },
+        'grpc-listen': { type: 'string' },
+        'metrics-listen': { type: 'string', default: '127.0.0.1:10249' },
+        config: { type: 'string' },
+        history: { type: 'string' },
+        'max-age': { type: 'string' },
+        'snapshot-every': { type: 'string' },
+        'otlp-endpoint': { type: 'string' },
+        'log-level': { type: 'string', default: 'info' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${CONTROLLER_USAGE}`);
+  }
+  if (values.help) {
+    io.stdout(CONTROLLER_USAGE);
+    return 0;
+  }
+  const sources = [values.manifests !== undefined, values.kubeconfig !== undefined, values['in-cluster'] === true].filter(Boolean).length;
+  if (sources !== 1) throw new UsageError(`give exactly one of --manifests, --kubeconfig, --in-cluster\n${CONTROLLER_USAGE}`);
+  if (!values.nats) throw new UsageError(`--nats is required\n${CONTROLLER_USAGE}`);
+  if (!values['grpc-listen']) throw new UsageError(`--grpc-listen is required\n${CONTROLLER_USAGE}`);
+  const historyPerSubject = positiveInt(values.history, '--history', 1000);
+  const snapshotEvery = positiveInt(values['snapshot-every'], '--snapshot-every', 100);
+  const maxAgeMs = values['max-age'] !== undefined ? parseDuration(values['max-age'], '--max-age') : 0;
+
+  const { config, warnings } = await loadProxyConfig(values.config);
+  for (const w of warnings) io.stderr(`warning: ${w}\n`);
+  if (config.mode !== 'iptables') io.stderr(`warning: mode ${JSON.stringify(config.mode)} is not implemented by the controller yet; compiling iptables rules\n`);
+
+  let source: Source;
+  let sourceName: string;
+  if (values.manifests !== undefined) {
+    source = new ManifestsDirSource({ dir: values.manifests });
+    sourceName = `manifests ${values.manifests}`;
+  } else if (values.kubeconfig !== undefined) {
+    source = createKubernetesSource({ kubeconfigPath: values.kubeconfig });
+    sourceName = `kubeconfig ${values.kubeconfig}`;
+  } else {
+    source = createKubernetesSource({ inCluster: true });
+    sourceName = 'in-cluster';
+  }
+  if (run.signal.aborted) return 0;
+  const controller = await runController({
+    source,
+    sourceName,
+    natsUrl: values.nats,
+    grpcListen: values['grpc-listen'],
+    metricsListen: values['metrics-listen'],
+    config,
+    historyPerSubject,
+    maxAgeMs,
+    snapshotEvery,
+    ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
+    logLevel: values['log-level'],
+  });
+  run.onReady?.({ grpcAddress: controller.grpcAddress, metricsUrl: controller.metricsUrl });
+  await new Promise<void>((resolve) => {
+    if (run.signal.aborted) resolve();
+    else run.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  controller.logger.info('stopping');
+  await controller.stop();
+  return 0;
+}

@@ -15,6 +15,10 @@ interface Entry {
   ackedDigest: string;
   lastError: string;
   lastAckTime: number | undefined;
+  actualDigest: string;
+  lastDrift: string[];
+  driftRepairs: number;
+  lastDriftTime: number | undefined;
 }
 
 export interface AckOutcome {
@@ -23,6 +27,7 @@ export interface AckOutcome {
   readonly changeToAckSeconds?: number;
 }
 
+const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
 const id = (node: string, family: string): string => `${node}/${family}`;
 
 export class ConvergenceTracker {
@@ -31,7 +36,7 @@ export class ConvergenceTracker {
   published(p: { node: string; family: string; mode: string; generation: number; digest: string; triggerTime: number | undefined; at: number }): void {
     let e = this.entries.get(id(p.node, p.family));
     if (!e) {
-      e = { node: p.node, family: p.family, mode: p.mode, desiredGeneration: 0, desiredDigest: '', triggerTime: undefined, unackedSince: undefined, ackedGeneration: 0, ackedDigest: '', lastError: '', lastAckTime: undefined };
+      e = { node: p.node, family: p.family, mode: p.mode, desiredGeneration: 0, desiredDigest: '', triggerTime: undefined, unackedSince: undefined, ackedGeneration: 0, ackedDigest: '', lastError: '', lastAckTime: undefined, actualDigest: '', lastDrift: [], driftRepairs: 0, lastDriftTime: undefined };
       this.entries.set(id(p.node, p.family), e);
     }
     e.desiredGeneration = p.generation;
@@ -49,6 +54,12 @@ export class ConvergenceTracker {
     const e = this.entries.get(id(req.node, req.ipFamily));
     if (!e) return { response: { resyncRequired: true, latestGeneration: 0 } };
     e.lastAckTime = now;
+    if (req.actualDigest) e.actualDigest = req.actualDigest;
+    if (req.drift.length > 0) {
+      e.lastDrift = [...req.drift];
+      e.driftRepairs++;
+      e.lastDriftTime = now;
+    }
     if (req.error) {
       e.lastError = req.error;
       return { response: { resyncRequired: true, latestGeneration: e.desiredGeneration } };
@@ -84,7 +95,11 @@ export class ConvergenceTracker {
           inSync,
           lagSeconds: inSync || e.unackedSince === undefined ? 0 : Math.max(0, (now - e.unackedSince) / 1000),
           lastError: e.lastError,
-          ...(e.lastAckTime !== undefined ? { lastAckTime: { seconds: Math.floor(e.lastAckTime / 1000), nanos: (e.lastAckTime % 1000) * 1e6 } } : {}),
+          ...(e.lastAckTime !== undefined ? { lastAckTime: timestamp(e.lastAckTime) } : {}),
+          actualDigest: e.actualDigest,
+          lastDrift: e.lastDrift,
+          driftRepairs: e.driftRepairs,
+          ...(e.lastDriftTime !== undefined ? { lastDriftTime: timestamp(e.lastDriftTime) } : {}),
         };
       });
   }

@@ -59,7 +59,7 @@ function snapshot(req: { node: string; ipFamily: string; maxObjectsPerChunk?: nu
 
 const ack = (req: Partial<AckRequest>, md = new Metadata()): Promise<AckResponse> =>
   new Promise((resolve, reject) => {
-    client.ack({ node: '', generation: 0, digest: '', applyDurationSeconds: 0.01, error: '', mode: 'iptables', ipFamily: 'IPv4', ...req }, md, (err, res) => (err ? reject(err) : resolve(res)));
+    client.ack({ node: '', generation: 0, digest: '', applyDurationSeconds: 0.01, error: '', mode: 'iptables', ipFamily: 'IPv4', actualDigest: '', drift: [], ...req }, md, (err, res) => (err ? reject(err) : resolve(res)));
   });
 
 const status = (): Promise<StatusResponse> => new Promise((resolve, reject) => client.status({ node: '' }, (err, res) => (err ? reject(err) : resolve(res))));
@@ -99,4 +99,13 @@ test('acks drive status: in sync, digest mismatch asks for a resync, failures ar
   assert.ok(ackSpan && publishSpan);
   assert.equal(ackSpan.spanContext().traceId, publishSpan.spanContext().traceId);
   assert.equal(trace.getSpanContext(extractTraceContext(published[0]!.headers))?.traceId !== undefined, true);
+  // Drift found and repaired by node-a's executor is reported with the ack that follows the repair.
+  await ack({ node: 'node-a', generation: a.generation, digest: a.digest, actualDigest: 'f00d', drift: ['nat/KUBE-SERVICES: missing'] });
+  await ack({ node: 'node-a', generation: a.generation, digest: a.digest, actualDigest: a.digest });
+  const na = (await status()).nodes.find((n) => n.node === 'node-a');
+  assert.equal(na?.actualDigest, a.digest);
+  assert.deepEqual(na?.lastDrift, ['nat/KUBE-SERVICES: missing']);
+  assert.equal(na?.driftRepairs, 1);
+  assert.ok(na?.lastDriftTime);
+  assert.equal(na?.inSync, true);
 });

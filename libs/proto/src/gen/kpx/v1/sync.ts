@@ -60,7 +60,17 @@ export interface NodeStatus {
   /** The error of the last failed apply ("" when the last ack succeeded). */
   lastError: string;
   /** When the last ack arrived (unset: never). */
-  lastAckTime?: Timestamp | undefined;
+  lastAckTime?:
+    | Timestamp
+    | undefined;
+  /** The digest the executor last read back from the kernel ("" if never reported). */
+  actualDigest: string;
+  /** The most recent drift the executor found and repaired (empty if none since it started). */
+  lastDrift: string[];
+  /** How many times drift was found and repaired on this node and family. */
+  driftRepairs: number;
+  /** When the most recent drift was found. Unset if never. */
+  lastDriftTime?: Timestamp | undefined;
 }
 
 export interface StatusResponse {
@@ -93,7 +103,20 @@ export interface AckRequest {
    * When the kernel transaction completed, by the node's clock: the end of network programming latency.
    * Unset when nothing was applied.
    */
-  appliedTime?: Timestamp | undefined;
+  appliedTime?:
+    | Timestamp
+    | undefined;
+  /**
+   * The digest of what the kernel actually holds, read back after the apply (or by the periodic drift check);
+   * "" when not read back (e.g. a dry-run executor). Equal to `digest` unless something changed the rules behind
+   * the executor's back.
+   */
+  actualDigest: string;
+  /**
+   * Drift found by the read-back and repaired, one line per difference (e.g. "nat/KUBE-SERVICES: rules differ",
+   * "nat/PREROUTING/KUBE-SERVICES: missing"); empty when there was none.
+   */
+  drift: string[];
 }
 
 /** The controller's answer to an ack. */
@@ -228,6 +251,10 @@ function createBaseNodeStatus(): NodeStatus {
     lagSeconds: 0,
     lastError: "",
     lastAckTime: undefined,
+    actualDigest: "",
+    lastDrift: [],
+    driftRepairs: 0,
+    lastDriftTime: undefined,
   };
 }
 
@@ -265,6 +292,18 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     if (message.lastAckTime !== undefined) {
       Timestamp.encode(message.lastAckTime, writer.uint32(90).fork()).join();
+    }
+    if (message.actualDigest !== "") {
+      writer.uint32(98).string(message.actualDigest);
+    }
+    for (const v of message.lastDrift) {
+      writer.uint32(106).string(v!);
+    }
+    if (message.driftRepairs !== 0) {
+      writer.uint32(112).uint64(message.driftRepairs);
+    }
+    if (message.lastDriftTime !== undefined) {
+      Timestamp.encode(message.lastDriftTime, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -370,6 +409,38 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.lastAckTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.actualDigest = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.lastDrift.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.driftRepairs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.lastDriftTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +502,26 @@ export const NodeStatus: MessageFns<NodeStatus> = {
         : isSet(object.last_ack_time)
         ? fromJsonTimestamp(object.last_ack_time)
         : undefined,
+      actualDigest: isSet(object.actualDigest)
+        ? globalThis.String(object.actualDigest)
+        : isSet(object.actual_digest)
+        ? globalThis.String(object.actual_digest)
+        : "",
+      lastDrift: globalThis.Array.isArray(object?.lastDrift)
+        ? object.lastDrift.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.last_drift)
+        ? object.last_drift.map((e: any) => globalThis.String(e))
+        : [],
+      driftRepairs: isSet(object.driftRepairs)
+        ? globalThis.Number(object.driftRepairs)
+        : isSet(object.drift_repairs)
+        ? globalThis.Number(object.drift_repairs)
+        : 0,
+      lastDriftTime: isSet(object.lastDriftTime)
+        ? fromJsonTimestamp(object.lastDriftTime)
+        : isSet(object.last_drift_time)
+        ? fromJsonTimestamp(object.last_drift_time)
+        : undefined,
     };
   },
 
@@ -469,6 +560,18 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     if (message.lastAckTime !== undefined) {
       obj.lastAckTime = fromTimestamp(message.lastAckTime).toISOString();
     }
+    if (message.actualDigest !== "") {
+      obj.actualDigest = message.actualDigest;
+    }
+    if (message.lastDrift?.length) {
+      obj.lastDrift = message.lastDrift;
+    }
+    if (message.driftRepairs !== 0) {
+      obj.driftRepairs = Math.round(message.driftRepairs);
+    }
+    if (message.lastDriftTime !== undefined) {
+      obj.lastDriftTime = fromTimestamp(message.lastDriftTime).toISOString();
+    }
     return obj;
   },
 
@@ -489,6 +592,12 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     message.lastError = object.lastError ?? "";
     message.lastAckTime = (object.lastAckTime !== undefined && object.lastAckTime !== null)
       ? Timestamp.fromPartial(object.lastAckTime)
+      : undefined;
+    message.actualDigest = object.actualDigest ?? "";
+    message.lastDrift = object.lastDrift?.map((e) => e) || [];
+    message.driftRepairs = object.driftRepairs ?? 0;
+    message.lastDriftTime = (object.lastDriftTime !== undefined && object.lastDriftTime !== null)
+      ? Timestamp.fromPartial(object.lastDriftTime)
       : undefined;
     return message;
   },
@@ -589,6 +698,8 @@ function createBaseAckRequest(): AckRequest {
     mode: "",
     ipFamily: "",
     appliedTime: undefined,
+    actualDigest: "",
+    drift: [],
   };
 }
 
@@ -617,6 +728,12 @@ export const AckRequest: MessageFns<AckRequest> = {
     }
     if (message.appliedTime !== undefined) {
       Timestamp.encode(message.appliedTime, writer.uint32(66).fork()).join();
+    }
+    if (message.actualDigest !== "") {
+      writer.uint32(74).string(message.actualDigest);
+    }
+    for (const v of message.drift) {
+      writer.uint32(82).string(v!);
     }
     return writer;
   },
@@ -698,6 +815,22 @@ export const AckRequest: MessageFns<AckRequest> = {
             message.appliedTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.actualDigest = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.drift.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -732,6 +865,14 @@ export const AckRequest: MessageFns<AckRequest> = {
         : isSet(object.applied_time)
         ? fromJsonTimestamp(object.applied_time)
         : undefined,
+      actualDigest: isSet(object.actualDigest)
+        ? globalThis.String(object.actualDigest)
+        : isSet(object.actual_digest)
+        ? globalThis.String(object.actual_digest)
+        : "",
+      drift: globalThis.Array.isArray(object?.drift)
+        ? object.drift.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -761,6 +902,12 @@ export const AckRequest: MessageFns<AckRequest> = {
     if (message.appliedTime !== undefined) {
       obj.appliedTime = fromTimestamp(message.appliedTime).toISOString();
     }
+    if (message.actualDigest !== "") {
+      obj.actualDigest = message.actualDigest;
+    }
+    if (message.drift?.length) {
+      obj.drift = message.drift;
+    }
     return obj;
   },
 
@@ -779,6 +926,8 @@ export const AckRequest: MessageFns<AckRequest> = {
     message.appliedTime = (object.appliedTime !== undefined && object.appliedTime !== null)
       ? Timestamp.fromPartial(object.appliedTime)
       : undefined;
+    message.actualDigest = object.actualDigest ?? "";
+    message.drift = object.drift?.map((e) => e) || [];
     return message;
   },
 };

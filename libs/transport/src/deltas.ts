@@ -182,6 +182,8 @@ export interface DeltaRecord {
   seq: number;
   /** The message headers (first value of each), e.g. Kpx-Generation, traceparent. */
   headers: Record<string, string>;
+  /** Messages of the node's subject after this one still to be delivered, as the server counted them. */
+  pending: number;
 }
 
 /** Options of readDeltas. */
@@ -228,7 +230,7 @@ export async function* readDeltas(js: JetStreamClient, node: string, options: Re
     try {
       for await (const msg of messages) {
         const caughtUp = !follow && msg.info.pending === 0;
-        if (wanted(msg, fromGeneration, options.ipFamily)) yield toRecord(msg.seq, msg.subject, msg.headers, msg.data);
+        if (wanted(msg, fromGeneration, options.ipFamily)) yield toRecord(msg.seq, msg.subject, msg.headers, msg.data, msg.info.pending);
         if (caughtUp) break;
       }
     } finally {
@@ -264,7 +266,7 @@ export async function lastDelta(js: JetStreamClient, node: string): Promise<Delt
   return toRecord(msg.seq, msg.subject, msg.header, msg.data);
 }
 
-function toRecord(seq: number, subject: string, headers: MsgHdrs | undefined, data: Uint8Array): DeltaRecord {
+function toRecord(seq: number, subject: string, headers: MsgHdrs | undefined, data: Uint8Array, pending = 0): DeltaRecord {
   const delta = decodeDelta(seq, data);
   const record: Record<string, string> = {};
   if (headers !== undefined) {
@@ -274,7 +276,7 @@ function toRecord(seq: number, subject: string, headers: MsgHdrs | undefined, da
   if (headerNode !== undefined && headerNode !== delta.node) {
     throw new DecodeError(`delta at seq ${seq} on ${subject}: header ${Header.Node}=${headerNode} but the delta is for ${delta.node}`);
   }
-  return { delta, seq, headers: record };
+  return { delta, seq, headers: record, pending };
 }
 
 function decodeDelta(seq: number, data: Uint8Array): Delta {

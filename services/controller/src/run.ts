@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import { iptablesOptionsFromConfig, type IptablesOptions } from '@kpx/compiler';
-import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracing } from '@kpx/telemetry';
+import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { natsPorts } from './nats-ports.js';
 import { ControllerPipeline } from './pipeline.js';
@@ -18,6 +18,8 @@ export interface ControllerRunOptions {
   readonly metricsListen: string;
   readonly config?: KubeProxyConfig;
   readonly otlpEndpoint?: string;
+  /** A tracer of tracing already started in this process (tests, an all-in-one process): no tracing of its own. */
+  readonly tracer?: Tracer;
   readonly logLevel?: string;
   /** Deltas kept per node subject (default 1000) and their maximum age in ms (default 0: unlimited). */
   readonly historyPerSubject?: number;
@@ -38,12 +40,14 @@ export interface RunningController {
 
 export async function runController(opts: ControllerRunOptions): Promise<RunningController> {
   const logger = createLogger({ name: 'kpx-controller', ...(opts.logLevel ? { level: opts.logLevel } : {}) });
-  const tracing: Tracing = startTracing({ serviceName: 'kpx-controller', ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  // One tracer provider per process: a caller that runs several components in one process passes its own.
+  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-controller', ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  const tracer: Tracer = opts.tracer ?? own!.tracer;
   const config = opts.config ?? defaultKubeProxyConfig();
   const families = new Map<IPFamily, IptablesOptions>((opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, iptablesOptionsFromConfig(config, f)]));
   const registry = createMetrics({ processMetrics: true });
   const metrics = controllerMetrics(registry);
-  const cleanups: (() => Promise<void>)[] = [async () => tracing.shutdown()];
+  const cleanups: (() => Promise<void>)[] = own ? [() => own.shutdown()] : [];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
@@ -63,7 +67,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       snapshotEvery: opts.snapshotEvery ?? 100,
       minSyncPeriodMs: config.minSyncPeriodMs,
       logger,
-      tracer: tracing.tracer,
+      tracer,
       metrics: {
         synced: (s) => {
           metrics.generation.set(s.generation);
@@ -78,7 +82,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       pipeline,
       listen: opts.grpcListen,
       logger,
-      tracer: tracing.tracer,
+      tracer,
       onChangeToAck: (s) => metrics.changeToAck.observe(s),
     });
     cleanups.push(() => grpc.close());

@@ -1,0 +1,60 @@
+// The executor's side of gRPC NodeSync: snapshots and acks, with trace context in the metadata.
+import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { context } from '@opentelemetry/api';
+import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk } from '@kpx/proto';
+import { injectTraceMetadata } from '@kpx/telemetry';
+
+export interface FetchedSnapshot {
+  readonly generation: number;
+  readonly digest: string;
+  readonly objects: RuleObject[];
+}
+
+export class ControllerClient {
+  private readonly client: NodeSyncClient;
+
+  constructor(address: string, private readonly deadlineMs = 10_000) {
+    this.client = new NodeSyncClient(address, credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // Reconnect quickly after a controller restart.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 5000,
+    });
+  }
+
+  /** The node's current rule set of one family; undefined when the controller has none (node unknown). */
+  snapshot(node: string, mode: string, ipFamily: string): Promise<FetchedSnapshot | undefined> {
+    return new Promise((resolve, reject) => {
+      const objects: RuleObject[] = [];
+      let head: SnapshotChunk | undefined;
+      let expected = 0;
+      const stream = this.client.getSnapshot({ node, mode, ipFamily, generation: 0, maxObjectsPerChunk: 0 }, new Metadata(), { deadline: Date.now() + this.deadlineMs * 6 });
+      stream.on('data', (chunk: SnapshotChunk) => {
+        if (chunk.index !== expected++ || (head && (chunk.generation !== head.generation || chunk.digest !== head.digest))) {
+          stream.cancel();
+          reject(new Error(`snapshot of ${node} ${ipFamily}: chunk ${chunk.index} out of order or from another generation`));
+          return;
+        }
+        head ??= chunk;
+        objects.push(...chunk.objects);
+      });
+      stream.on('error', (err: ServiceError) => {
+        if (err.code === GrpcStatus.NOT_FOUND) resolve(undefined);
+        else if (err.code !== GrpcStatus.CANCELLED) reject(err);
+      });
+      stream.on('end', () => resolve(head ? { generation: head.generation, digest: head.digest, objects } : undefined));
+    });
+  }
+
+  /** Sends an ack within the active trace context. */
+  ack(req: AckRequest): Promise<AckResponse> {
+    const md = injectTraceMetadata(new Metadata(), context.active());
+    return new Promise((resolve, reject) => {
+      this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,9 @@
+// @kpx/executor: applies a node's deltas to the kernel, resyncs, repairs drift, acks to the controller.
+export { MemoryBackend } from './backend.js';
+export type { AppliedChange, Backend, ReadBack } from './backend.js';
+export { ControllerClient } from './controller-client.js';
+export type { FetchedSnapshot } from './controller-client.js';
+export { Executor, IptablesMode } from './executor.js';
+export type { ExecutorOptions, FamilyStatus } from './executor.js';
+export { runExecutor } from './run.js';
+export type { ExecutorRunOptions, RunningExecutor } from './run.js';

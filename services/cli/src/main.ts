@@ -1,6 +1,7 @@
 // The kpx command.
 import { controllerCommand } from './controller.js';
 import { renderCommand } from './render.js';
+import { statusCommand } from './status.js';
 import { UsageError } from './errors.js';
 
 const USAGE = `usage: kpx <command> [options]
@@ -8,6 +9,7 @@ const USAGE = `usage: kpx <command> [options]
 commands:
   render       compile one node's rules from a directory of manifests and print them
   controller   watch the cluster, compile every node, publish deltas on NATS JetStream
+  status       every node's desired and acked generation, digest match, lag and last error
 
 run 'kpx <command> --help' for a command's options
 `;
@@ -29,6 +31,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     switch (command) {
       case 'render':
         return await renderCommand(rest, io);
+      case 'status':
+        return await statusCommand(rest, io);
       case 'controller':
         return await untilSignal((signal) => controllerCommand(rest, io, { signal }));
       case undefined:

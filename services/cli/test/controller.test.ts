@@ -81,6 +81,17 @@ test('publishes every node, follows file edits, stops on abort', async (t) => {
   });
   assert.equal(next.delta.snapshot, false);
   assert.ok(next.delta.upserts.length > 0);
+  // kpx status against the running controller: no executor acked yet, so nothing is in sync (exit 3).
+  let out = '';
+  const code = await main(['status', '--controller', ready!.grpcAddress, '-o', 'json'], { stdout: (t) => (out += t), stderr: (t) => (out += t) });
+  assert.equal(code, 3, out);
+  const status = JSON.parse(out) as { generation: number; nodes: { node: string; ipFamily: string; inSync: boolean; desiredGeneration: number; ackedGeneration: number }[] };
+  assert.equal(status.generation, next.delta.generation);
+  assert.deepEqual(status.nodes.map((n) => `${n.node}/${n.ipFamily}`), ['node-a/IPv4', 'node-a/IPv6', 'node-b/IPv4', 'node-b/IPv6', 'node-c/IPv4', 'node-c/IPv6']);
+  assert.ok(status.nodes.every((n) => !n.inSync && n.ackedGeneration === 0 && n.desiredGeneration > 0));
+  out = '';
+  assert.equal(await main(['status', '--controller', ready!.grpcAddress], { stdout: (t) => (out += t), stderr: (t) => (out += t) }), 3);
+  assert.match(out, /^generation \d+\nNODE +FAMILY +DESIRED +ACKED/);
   ac.abort();
   assert.equal(await done, 0);
 });

@@ -1,0 +1,106 @@
+// kpx status: every node as the controller sees it — desired and acked generation, digest match, lag, errors.
+import { parseArgs } from 'node:util';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { stringify } from 'yaml';
+import { NodeSyncClient, type NodeStatus, type StatusResponse } from '@kpx/proto';
+import { UsageError } from './errors.js';
+import type { Io } from './main.js';
+
+export const STATUS_USAGE = `usage: kpx status --controller HOST:PORT [--node NAME] [-o table|json|yaml]
+
+Asks the controller (gRPC NodeSync.Status) and prints every node and IP family: the generation and digest it
+should have, the generation and digest its executor acked, whether they match, how long it has lagged, what the
+kernel read back, drift repaired, and the last error. Exit status 0 when every node is in sync, 3 when not.
+`;
+
+export const OutputFormat = { Table: 'table', Json: 'json', Yaml: 'yaml' } as const;
+export type OutputFormat = (typeof OutputFormat)[keyof typeof OutputFormat];
+
+/** The stable JSON shape of one node and family. */
+export interface NodeStatusJson {
+  node: string;
+  mode: string;
+  ipFamily: string;
+  desiredGeneration: number;
+  desiredDigest: string;
+  ackedGeneration: number;
+  ackedDigest: string;
+  actualDigest: string;
+  inSync: boolean;
+  lagSeconds: number;
+  drift: string[];
+  driftRepairs: number;
+  lastError: string;
+}
+
+export function statusJson(res: StatusResponse): { generation: number; nodes: NodeStatusJson[] } {
+  return {
+    generation: res.generation,
+    nodes: res.nodes.map((n: NodeStatus) => ({
+      node: n.node,
+      mode: n.mode,
+      ipFamily: n.ipFamily,
+      desiredGeneration: n.desiredGeneration,
+      desiredDigest: n.desiredDigest,
+      ackedGeneration: n.ackedGeneration,
+      ackedDigest: n.ackedDigest,
+      actualDigest: n.actualDigest,
+      inSync: n.inSync,
+      lagSeconds: Math.round(n.lagSeconds * 1000) / 1000,
+      drift: n.lastDrift,
+      driftRepairs: n.driftRepairs,
+      lastError: n.lastError,
+    })),
+  };
+}
+
+const short = (digest: string): string => (digest ? digest.slice(0, 12) : '-');
+
+export function statusTable(res: StatusResponse): string {
+  const rows = [['NODE', 'FAMILY', 'DESIRED', 'ACKED', 'DIGEST', 'IN-SYNC', 'LAG', 'KERNEL', 'DRIFT-REPAIRS', 'LAST-ERROR']];
+  for (const n of res.nodes) {
+    const kernel = n.actualDigest === '' ? '-' : n.actualDigest === n.ackedDigest ? 'matches' : `differs ${short(n.actualDigest)}`;
+    rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), short(n.desiredDigest), n.inSync ? 'yes' : 'no', n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  '));
+  return `generation ${res.generation}\n${lines.join('\n')}\n`;
+}
+
+export function fetchStatus(address: string, node = '', deadlineMs = 10_000): Promise<StatusResponse> {
+  const client = new NodeSyncClient(address, credentials.createInsecure());
+  return new Promise<StatusResponse>((resolve, reject) => {
+    client.status({ node }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(new Error(`controller ${address}: ${err.details || err.message}`)) : resolve(res)));
+  }).finally(() => client.close());
+}
+
+export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        controller: { type: 'string' },
+        node: { type: 'string', default: '' },
+        output: { type: 'string', short: 'o', default: OutputFormat.Table },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${STATUS_USAGE}`);
+  }
+  if (values.help) {
+    io.stdout(STATUS_USAGE);
+    return 0;
+  }
+  if (!values.controller) throw new UsageError(`--controller is required\n${STATUS_USAGE}`);
+  const format = values.output;
+  if (format !== OutputFormat.Table && format !== OutputFormat.Json && format !== OutputFormat.Yaml) throw new UsageError(`-o must be table, json or yaml, not ${JSON.stringify(format)}`);
+  const res = await fetchStatus(values.controller, values.node);
+  if (format === OutputFormat.Table) io.stdout(statusTable(res));
+  else if (format === OutputFormat.Json) io.stdout(`${JSON.stringify(statusJson(res), null, 2)}\n`);
+  else io.stdout(stringify(statusJson(res)));
+  return res.nodes.every((n) => n.inSync) ? 0 : 3;
+}

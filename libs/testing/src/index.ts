@@ -16,3 +16,7 @@ export type {
 } from './topology.js';
 export { startNatsServer } from './nats/nats-server.js';
 export type { NatsServer, NatsServerOptions } from './nats/nats-server.js';
+export { ExpiredWatchResponse, startKubeApiServer } from './kube-api/server.js';
+export type { KubeApiServer, KubeApiServerOptions, RecordedRequest, WatchInfo } from './kube-api/server.js';
+export { KubeApiServerError, KubeApiStoreError } from './kube-api/errors.js';
+export type { KubeApiObject, KubeApiObjectMeta, KubeApiStore } from './kube-api/store.js';

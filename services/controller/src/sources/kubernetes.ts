@@ -23,29 +23,32 @@
 //   never sends bookmarks this degrades to a periodic re-watch of idle kinds every silentWatchTimeoutMs: one
 //   cheap request, nothing lost. Each watch also asks the server to end it after timeoutSeconds (5-10 min at
 //   random, as client-go's reflector does).
+// - end a hung request: a watch the server accepted but never answered has no AbortController yet (Watch.watch
+//   returns it only with the response), so each watch gets its own view of the kubeconfig that hands us the HTTP
+//   agent made for that request; giving up on the watch (silent, or stop()) destroys that agent and so the
+//   request. Without it every hung watch would keep a socket open, and stop() could not end it.
 // - bound a list: the generated client has no timeout either; each list is aborted after listTimeoutMs.
 // - late lines: an aborted watch can still deliver a buffered line; lines from a watch we gave up on are dropped.
 //
-// Objects: lists come back from the generated client as typed objects (Date fields, no kind/apiVersion on the
-// items), watch events as the parsed JSON (watch.js never deserializes). Lists are turned back into wire form
-// before the ListWatch caches them, so the cache and every event hold plain JSON objects. client-node 1.4 does
-// not export its ObjectSerializer (dist/serializer.js is not re-exported by dist/index.js), so this is a JSON
-// round trip with Dates written as the API writes metav1.Time (RFC 3339, seconds): for the models reachable from
-// V1ServiceList, V1EndpointSliceList and V1NodeList the only property whose TypeScript name differs from its
-// JSON name is V1ListMeta._continue ("continue"), which pagination would need and we do not use.
+// Objects: watch events are the parsed JSON (watch.js never deserializes). Lists are made with the generated
+// client (it brings the kubeconfig's auth and TLS), but its response body is taken as it came, before the
+// client's typed models see it (they drop unknown fields and turn metav1.Time into Dates): see listCallOptions.
+// So the ListWatch cache and every event hold plain wire-form JSON; list items get the kind and apiVersion the
+// API leaves out of them.
 import {
   CoreV1Api,
   DiscoveryV1Api,
   KubeConfig,
   ListWatch,
   Observable,
+  ResponseContext,
   Watch,
   type KubernetesListObject,
   type KubernetesObject,
   type ObservableMiddleware,
   type RequestContext,
-  type ResponseContext,
 } from '@kubernetes/client-node';
+import { Agent } from 'node:http';
 import type { KubeObject } from '@kpx/model';
 import { EventType, ObjectKind, type Source, type SourceEvent, type SourceHandler } from './types.js';
 
@@ -97,7 +100,6 @@ interface KindSpec {
 type WatchCallback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
 type WatchDone = (err: unknown) => void;
 type WatchParams = Record<string, string | number | boolean | undefined>;
-type SuperWatch = (path: string, params: WatchParams, callback: WatchCallback, done: WatchDone) => Promise<AbortController>;
 
 /** One watch request and what we know of it. */
 interface WatchAttempt {
@@ -108,6 +110,8 @@ interface WatchAttempt {
   /** The object of an ERROR event, if one came. */
   errorEvent: unknown;
   controller: AbortController | undefined;
+  /** The request's own HTTP agent (https.Agent and proxy agents extend http.Agent). */
+  agent: Agent | undefined;
   timer: NodeJS.Timeout | undefined;
   silent: boolean;
   finished: boolean;
@@ -133,7 +137,18 @@ class ListTimeoutError extends Error {
   }
 }
 
-/** client-node's Watch, with every request routed through the informer's guard (see the file comment). */
+/** A list answered 2xx with a body that is not a list. */
+class ListResponseError extends Error {
+  override readonly name = 'ListResponseError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/**
+ * What ListWatch is handed as its Watch: every watch it starts goes to the informer's guard, which makes the
+ * request itself (see KindInformer.openWatch).
+ */
 class GuardedWatch extends Watch {
   constructor(
     config: KubeConfig,
@@ -143,33 +158,63 @@ class GuardedWatch extends Watch {
   }
 
   override watch(path: string, queryParams: WatchParams, callback: WatchCallback, done: WatchDone): Promise<AbortController> {
-    return this.guard.openWatch(path, queryParams, callback, done, (p, q, c, d) => super.watch(p, q, c, d));
+    return this.guard.openWatch(path, queryParams, callback, done);
   }
 }
 
-/** Per-call options that tie a list request to `signal` (the generated client has no timeout of its own). */
-function abortable(signal: AbortSignal): ListCallOptions {
+/**
+ * The kubeconfig as one watch request sees it: the same cluster and credentials, but the HTTP agent that
+ * applyToFetchOptions creates for the request (a new one per call) is handed to `onAgent`. Watch.watch keeps its
+ * AbortController to itself until the response headers have come, so destroying that agent is the only way to
+ * end a request the server accepted but never answered.
+ */
+function configForOneRequest(config: KubeConfig, onAgent: (agent: Agent) => void): KubeConfig {
+  const scoped = Object.create(config) as KubeConfig;
+  scoped.applyToFetchOptions = async (opts) => {
+    const init = await config.applyToFetchOptions(opts);
+    const agent: unknown = init.agent;
+    if (agent instanceof Agent) onAgent(agent);
+    return init;
+  };
+  return scoped;
+}
+
+/**
+ * Per-call options of a list: the request is tied to `signal` (the generated client has no timeout of its own),
+ * and a successful response's body goes to `onBody` as it came. The generated client is then handed an empty
+ * object to deserialize: its typed models would drop every field they do not know (a field newer than
+ * client-node's models would reach us from watches but not from lists) and turn metav1.Time into Dates.
+ */
+function listCallOptions(signal: AbortSignal, onBody: (text: string) => void): ListCallOptions {
   const middleware: ObservableMiddleware = {
     pre: (context: RequestContext) => {
       context.setSignal(signal);
       return new Observable(Promise.resolve(context));
     },
-    post: (context: ResponseContext) => new Observable(Promise.resolve(context)),
+    post: (context: ResponseContext) => new Observable(takeBody(context, onBody)),
   };
   return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
-/** metav1.Time on the wire: RFC 3339 in seconds ("2024-05-01T10:00:00Z"), not Date.toJSON's milliseconds. */
-function wireTime(this: unknown, key: string, value: unknown): unknown {
-  const raw = (this as Record<string, unknown>)[key];
-  return raw instanceof Date ? raw.toISOString().replace(/\.000Z$/, 'Z') : value;
+async function takeBody(context: ResponseContext, onBody: (text: string) => void): Promise<ResponseContext> {
+  // An error answer stays as it is: the generated client turns it into an ApiException with its body.
+  if (context.httpStatusCode < 200 || context.httpStatusCode > 299) return context;
+  onBody(await context.body.text());
+  const empty = '{}';
+  return new ResponseContext(context.httpStatusCode, context.headers, {
+    text: () => Promise.resolve(empty),
+    binary: () => Promise.resolve(Buffer.from(empty)),
+  });
 }
 
-/** A typed list from the generated client → the JSON wire form, with kind and apiVersion on every item. */
-function toWireList(list: unknown, spec: KindSpec): KubernetesListObject<KubernetesObject> {
-  const wire = JSON.parse(JSON.stringify(list, wireTime)) as Partial<KubernetesListObject<KubernetesObject>>;
-  const items = (wire.items ?? []).map((item) => ({ ...item, kind: spec.kind, apiVersion: spec.apiVersion }));
-  return { ...wire, items };
+/** A list response body → what ListWatch caches: the wire form, with kind and apiVersion on every item. */
+function parseList(text: string, spec: KindSpec): KubernetesListObject<KubernetesObject> {
+  const list = JSON.parse(text) as Partial<KubernetesListObject<KubernetesObject>>;
+  if (typeof list !== 'object' || list === null || !Array.isArray(list.items)) {
+    throw new ListResponseError(`the ${spec.kind} list response has no items array`);
+  }
+  const items = list.items.map((item) => ({ ...item, kind: spec.kind, apiVersion: spec.apiVersion }));
+  return { ...list, apiVersion: list.apiVersion ?? spec.apiVersion, kind: list.kind ?? `${spec.kind}List`, metadata: list.metadata ?? {}, items };
 }
 
 function isGone(err: unknown): boolean {
@@ -205,7 +250,7 @@ class KindInformer {
 
   constructor(
     readonly spec: KindSpec,
-    config: KubeConfig,
+    private readonly config: KubeConfig,
     private readonly ctx: SourceContext,
   ) {
     this.informer = new ListWatch<KubernetesObject>(spec.path, new GuardedWatch(config, this), () => this.list(), false);
@@ -231,14 +276,24 @@ class KindInformer {
   }
 
   /** Called by GuardedWatch for every watch ListWatch starts; ListWatch has just applied a list when it first calls. */
-  async openWatch(path: string, queryParams: WatchParams, callback: WatchCallback, done: WatchDone, superWatch: SuperWatch): Promise<AbortController> {
+  async openWatch(path: string, queryParams: WatchParams, callback: WatchCallback, done: WatchDone): Promise<AbortController> {
     if (this.stopping) return abortedController();
     if (!this.hasSynced) {
       this.hasSynced = true;
       this.ctx.synced(this.spec);
     }
     const now = Date.now();
-    const attempt: WatchAttempt = { startedAt: now, lastActivity: now, delivered: 0, errorEvent: undefined, controller: undefined, timer: undefined, silent: false, finished: false };
+    const attempt: WatchAttempt = {
+      startedAt: now,
+      lastActivity: now,
+      delivered: 0,
+      errorEvent: undefined,
+      controller: undefined,
+      agent: undefined,
+      timer: undefined,
+      silent: false,
+      finished: false,
+    };
     this.attempts.add(attempt);
     this.armSilenceGuard(attempt, done);
     const params: WatchParams = {
@@ -259,9 +314,15 @@ class KindInformer {
       const result: unknown = callback(phase, obj, raw);
       if (result instanceof Promise) result.catch((err: unknown) => this.ctx.warn(this.spec, `watch event ${phase} could not be applied`, err));
     };
+    const watch = new Watch(
+      configForOneRequest(this.config, (agent) => {
+        attempt.agent = agent;
+        if (attempt.finished) agent.destroy(); // given up while the credentials were being prepared
+      }),
+    );
     let controller: AbortController;
     try {
-      controller = await superWatch(path, params, onEvent, (err) => this.watchEnded(attempt, err, done));
+      controller = await watch.watch(path, params, onEvent, (err) => this.watchEnded(attempt, err, done));
     } catch (err) {
       this.watchEnded(attempt, err, done);
       return abortedController();
@@ -339,8 +400,13 @@ class KindInformer {
       abort.abort();
     }, this.ctx.listTimeoutMs);
     this.lists.add(abort);
+    let body: string | undefined;
     try {
-      return toWireList(await this.spec.list(abortable(abort.signal)), this.spec);
+      await this.spec.list(listCallOptions(abort.signal, (text) => (body = text)));
+      if (body === undefined) throw new ListResponseError(`the ${this.spec.kind} list response had no body`);
+      const list = parseList(body, this.spec);
+      this.failures = 0;
+      return list;
     } catch (err) {
       if (timedOut) throw new ListTimeoutError(`no answer within ${this.ctx.listTimeoutMs} ms`, { cause: err });
       throw err;
@@ -368,6 +434,8 @@ class KindInformer {
     clearTimeout(attempt.timer);
     this.attempts.delete(attempt);
     attempt.controller?.abort();
+    // Before the response headers there is no controller yet: ending the agent ends the pending request.
+    attempt.agent?.destroy();
   }
 }
 

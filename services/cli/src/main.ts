@@ -1,5 +1,6 @@
 // The kpx command.
 import { controllerCommand } from './controller.js';
+import { executorCommand } from './executor.js';
 import { renderCommand } from './render.js';
 import { statusCommand } from './status.js';
 import { UsageError } from './errors.js';
@@ -9,6 +10,7 @@ const USAGE = `usage: kpx <command> [options]
 commands:
   render       compile one node's rules from a directory of manifests and print them
   controller   watch the cluster, compile every node, publish deltas on NATS JetStream
+  executor     apply one node's deltas to the kernel (iptables), resync, repair drift, ack
   status       every node's desired and acked generation, digest match, lag and last error
 
 run 'kpx <command> --help' for a command's options
@@ -31,6 +33,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     switch (command) {
       case 'render':
         return await renderCommand(rest, io);
+      case 'executor':
+        return await untilSignal((signal) => executorCommand(rest, io, { signal }));
       case 'status':
         return await statusCommand(rest, io);
       case 'controller':

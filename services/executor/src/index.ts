@@ -7,3 +7,5 @@ export { Executor, IptablesMode } from './executor.js';
 export type { ExecutorOptions, FamilyStatus } from './executor.js';
 export { runExecutor } from './run.js';
 export type { ExecutorRunOptions, RunningExecutor } from './run.js';
+export { IptablesBackend, driftLines } from './iptables-backend.js';
+export type { IptablesBackendOptions } from './iptables-backend.js';

@@ -1,0 +1,89 @@
+// kpx executor: apply one node's deltas to the kernel (or to memory with --dry-run) and ack them.
+import { parseArgs } from 'node:util';
+import { IptablesBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
+import { parseDuration, type LongRunningOptions } from './controller.js';
+import { UsageError } from './errors.js';
+import type { Io } from './main.js';
+
+export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --controller HOST:PORT [--backend iptables] [--netns NAME]
+                    [--dry-run] [--healthz-listen HOST:PORT] [options]
+
+Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
+iptables-restore --noflush transaction of the changed chains, resyncs from a snapshot on start, on a gap, a
+digest mismatch or a failed apply, repairs rules changed behind its back, and acks to the controller.
+Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or SIGTERM.
+
+  --node NAME               the Kubernetes Node this executor programs
+  --nats URL                NATS server with JetStream
+  --controller HOST:PORT    the controller's gRPC NodeSync address
+  --backend NAME            iptables (default)
+  --netns NAME              run every kernel operation inside this network namespace (tests, the demo)
+  --dry-run                 apply to memory only (scale tests)
+  --ip-families LIST        ipv4,ipv6 (default both)
+  --healthz-listen H:P      /healthz /livez /metrics (default 0.0.0.0:10256, as kube-proxy)
+  --drift-check DURATION    period of the kernel read-back (default 10s; 0 disables)
+  --otlp-endpoint URL       export traces over OTLP/HTTP (default: off)
+  --log-level LEVEL         trace, debug, info (default), warn, error
+`;
+
+export async function executorCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        node: { type: 'string' },
+        nats: { type: 'string' },
+        controller: { type: 'string' },
+        backend: { type: 'string', default: 'iptables' },
+        netns: { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        'ip-families': { type: 'string', default: 'ipv4,ipv6' },
+        'healthz-listen': { type: 'string', default: '0.0.0.0:10256' },
+        'drift-check': { type: 'string', default: '10s' },
+        'otlp-endpoint': { type: 'string' },
+        'log-level': { type: 'string', default: 'info' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${EXECUTOR_USAGE}`);
+  }
+  if (values.help) {
+    io.stdout(EXECUTOR_USAGE);
+    return 0;
+  }
+  for (const flag of ['node', 'nats', 'controller'] as const) if (!values[flag]) throw new UsageError(`--${flag} is required\n${EXECUTOR_USAGE}`);
+  if (values.backend !== 'iptables') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented yet: use iptables`);
+  const families = values['ip-families'].split(',').map((f) => {
+    const t = f.trim().toLowerCase();
+    if (t !== 'ipv4' && t !== 'ipv6') throw new UsageError(`--ip-families takes ipv4 and/or ipv6, not ${JSON.stringify(f)}`);
+    return t === 'ipv4' ? 'IPv4' : 'IPv6';
+  });
+  const driftCheckMs = values['drift-check'] === '0' ? 0 : parseDuration(values['drift-check'], '--drift-check');
+  const dryRun = values['dry-run'] === true;
+  const netns = values.netns;
+  const createBackend = (family: string): Backend => (dryRun ? new MemoryBackend() : new IptablesBackend({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) }));
+  if (run.signal.aborted) return 0;
+  const executor = await runExecutor({
+    node: values.node!,
+    natsUrl: values.nats!,
+    controller: values.controller!,
+    createBackend,
+    families,
+    healthzListen: values['healthz-listen'],
+    driftCheckMs,
+    ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
+    logLevel: values['log-level'],
+  });
+  run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });
+  await new Promise<void>((resolve) => {
+    if (run.signal.aborted) resolve();
+    else run.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  executor.logger.info('stopping');
+  await executor.stop();
+  return 0;
+}

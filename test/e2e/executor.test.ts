@@ -1,0 +1,310 @@
+// The whole system on one machine: a real nats-server, the controller on a manifests directory, and one
+// `kpx executor` process per node applying deltas with iptables-restore inside that node's network namespace.
+// Real packets check what the kernel does; the controller's status checks what every executor acked.
+//
+//   lan 10.0.0.0/24:  n1 10.0.0.11 (pods p1a .1.10, p1b .1.11)   n2 10.0.0.12 (pods p2a .2.10, p2b .2.11)   ext .100
+//   service e2e/web: ClusterIP 10.96.0.10, TCP 80 -> 8080 and UDP 53 -> 8053
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { defaultKubeProxyConfig } from '@kpx/model';
+import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
+import { SpanProcessing, startTracing, type Tracing } from '@kpx/telemetry';
+import { createTopology, standardNode, standardPod, startNatsServer, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
+import { RepoRoot } from './cluster.js';
+
+const KpxBin = `${RepoRoot}services/cli/bin/kpx.js`;
+const n1 = standardNode('n1', 1);
+const n2 = standardNode('n2', 2);
+const pods = { p1a: standardPod('p1a', n1, 10), p1b: standardPod('p1b', n1, 11), p2a: standardPod('p2a', n2, 10), p2b: standardPod('p2b', n2, 11) };
+type PodName = keyof typeof pods;
+const VIP = '10.96.0.10';
+
+const nodesYaml = [n1, n2]
+  .map(
+    (n) => `apiVersion: v1
+kind: Node
+metadata: { name: ${n.name}, labels: { kubernetes.io/hostname: ${n.name} } }
+spec: { podCIDR: ${n.podCIDRv4}, podCIDRs: [${n.podCIDRv4}, "${n.podCIDRv6}"] }
+status: { addresses: [{ type: InternalIP, address: ${n.lanIPv4} }, { type: InternalIP, address: "${n.lanIPv6}" }] }
+`,
+  )
+  .join('---\n');
+
+const serviceYaml = `apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: e2e }
+spec:
+  type: ClusterIP
+  clusterIP: ${VIP}
+  clusterIPs: [${VIP}]
+  ipFamilies: [IPv4]
+  ports:
+    - { name: http, protocol: TCP, port: 80, targetPort: 8080 }
+    - { name: dns, protocol: UDP, port: 53, targetPort: 8053 }
+`;
+
+const sliceYaml = (backends: readonly PodName[]): string => `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: web-1, namespace: e2e, labels: { kubernetes.io/service-name: web } }
+addressType: IPv4
+ports: [{ name: http, protocol: TCP, port: 8080 }, { name: dns, protocol: UDP, port: 8053 }]
+endpoints:
+${backends.map((p) => `  - { addresses: [${pods[p].ipv4}], nodeName: ${pods[p].node}, conditions: { ready: true } }`).join('\n')}
+`;
+
+/** A TCP relay in front of nats-server that the test can cut and restore (one executor connects through it). */
+class CuttableRelay {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+  constructor(private readonly target: number) {}
+  async open(port = 0): Promise<void> {
+    this.server = createServer((client) => {
+      const upstream = createConnection({ host: '127.0.0.1', port: this.target });
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => s.destroy());
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+  async cut(): Promise<void> {
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+    this.server = undefined;
+  }
+}
+
+/** Receives OTLP/HTTP JSON trace exports from the executors. */
+class Collector {
+  readonly spans: { name: string; traceId: string; service: string }[] = [];
+  private server: HttpServer | undefined;
+  url = '';
+  async start(): Promise<void> {
+    this.server = createHttpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        try {
+          const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+            resourceSpans?: { resource?: { attributes?: { key: string; value: { stringValue?: string } }[] }; scopeSpans?: { spans?: { name: string; traceId: string }[] }[] }[];
+          };
+          for (const rs of body.resourceSpans ?? []) {
+            const service = rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+            for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) this.spans.push({ name: s.name, traceId: s.traceId, service });
+          }
+        } catch {
+          // not JSON: ignored
+        }
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+interface ExecutorProcess {
+  child: ChildProcess;
+  log: string;
+  exited: Promise<number | null>;
+}
+
+let topo: Topology | undefined;
+let nats: NatsServer | undefined;
+let controller: RunningController | undefined;
+let tracing: Tracing | undefined;
+let dir = '';
+const exporter = new InMemorySpanExporter();
+const relay = { n2: undefined as CuttableRelay | undefined };
+const collector = new Collector();
+const executors = new Map<string, ExecutorProcess>();
+
+function spawnExecutor(node: string, natsUrl: string): ExecutorProcess {
+  const child = spawn(
+    process.execPath,
+    [KpxBin, 'executor', '--node', node, '--nats', natsUrl, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
+      '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const p: ExecutorProcess = { child, log: '', exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+  child.stdout?.on('data', (b: Buffer) => (p.log += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (p.log += b.toString()));
+  executors.set(node, p);
+  return p;
+}
+
+async function stopExecutor(node: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  const p = executors.get(node);
+  if (!p) return null;
+  executors.delete(node);
+  if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill(signal);
+  return p.exited;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<number> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}\n${[...executors].map(([n, p]) => `--- ${n}\n${p.log.slice(-3000)}`).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return Date.now() - start;
+}
+
+const status = () => controller!.pipeline.tracker.status().filter((s) => s.ipFamily === 'IPv4');
+const allAcked = (generation: number): boolean => {
+  const s = status();
+  return s.length === 2 && s.every((n) => n.inSync && n.ackedGeneration >= generation);
+};
+
+async function writeSlice(backends: readonly PodName[]): Promise<void> {
+  const tmp = join(dir, '.web-slice.tmp');
+  await writeFile(tmp, sliceYaml(backends));
+  const { rename } = await import('node:fs/promises');
+  await rename(tmp, join(dir, 'web-slice.yaml'));
+}
+
+/** Which pods answer TCP and UDP on the ClusterIP, from the client namespace of pod `from`. */
+async function answering(from: string, count = 12): Promise<{ tcp: Set<string>; udp: Set<string>; failures: ProbeResult[] }> {
+  const [tcp = [], udp = []] = await topo!.probe(from, [
+    { proto: 'tcp', host: VIP, port: 80, count, timeoutMs: 1000 },
+    { proto: 'udp', host: VIP, port: 53, count, timeoutMs: 1000 },
+  ]);
+  const pick = (rs: ProbeResult[]): Set<string> => new Set(rs.flatMap((r) => (r.kind === 'reply' ? [r.pod] : [])));
+  return { tcp: pick(tcp), udp: pick(udp), failures: [...tcp, ...udp].filter((r) => r.kind !== 'reply') };
+}
+
+const same = (a: Set<string>, b: readonly string[]): boolean => a.size === b.length && b.every((x) => a.has(x));
+
+describe('controller + executors: deltas applied to real kernels', () => {
+  before(async () => {
+    tracing = startTracing({ serviceName: 'kpx-controller', exporter, processing: SpanProcessing.Simple });
+    await collector.start();
+    dir = await mkdtemp(join(tmpdir(), 'kpx-e2e-exec-'));
+    await writeFile(join(dir, 'nodes.yaml'), nodesYaml);
+    await writeFile(join(dir, 'web.yaml'), serviceYaml);
+    await writeSlice(['p1a', 'p2a']);
+    topo = await createTopology({ nodes: [n1, n2], pods: Object.values(pods) });
+    await Promise.all(Object.keys(pods).map((p) => topo!.startServer(p, { tcp: [8080], udp: [8053] })));
+    nats = await startNatsServer({ jetstream: true });
+    controller = await runController({
+      source: new ManifestsDirSource({ dir, debounceMs: 50, rescanMs: 500 }),
+      sourceName: `manifests ${dir}`,
+      natsUrl: nats.url,
+      grpcListen: '127.0.0.1:0',
+      metricsListen: '127.0.0.1:0',
+      // kube-proxy's defaults, minSyncPeriod 1 s included.
+      config: defaultKubeProxyConfig(),
+      logLevel: 'warn',
+      tracer: tracing.tracer,
+      families: ['IPv4'],
+    });
+    relay.n2 = new CuttableRelay(Number(new URL(nats.url).port));
+    await relay.n2.open();
+    spawnExecutor('n1', nats.url);
+    spawnExecutor('n2', `nats://127.0.0.1:${relay.n2.port}`);
+    await waitFor(() => allAcked(1), 'both executors to converge', 20_000);
+  });
+
+  after(async () => {
+    for (const node of [...executors.keys()]) await stopExecutor(node, 'SIGKILL');
+    await controller?.stop();
+    await relay.n2?.cut();
+    await nats?.stop();
+    await topo?.cleanup();
+    await collector.stop();
+    await tracing?.shutdown();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('packets reach the ready pods; after an EndpointSlice file change, the new set within 2 s and both nodes acked', async () => {
+    for (const from of ['p1b', 'p2b']) {
+      const a = await answering(from);
+      assert.deepEqual(a.failures, []);
+      assert.ok(same(a.tcp, ['p1a', 'p2a']) && same(a.udp, ['p1a', 'p2a']), `${from}: ${[...a.tcp].join(',')} / ${[...a.udp].join(',')}`);
+    }
+    const g = controller!.pipeline.generation;
+    const t0 = Date.now();
+    await writeSlice(['p1b', 'p2b']);
+    await waitFor(async () => {
+      const a = await answering('p1a', 8);
+      return a.failures.length === 0 && same(a.tcp, ['p1b', 'p2b']);
+    }, 'packets to reach the new endpoints', 2000);
+    await waitFor(() => allAcked(g + 1), 'both executors to ack the new generation', Math.max(100, 2000 - (Date.now() - t0)));
+  });
+
+  it('an executor killed with -9 during churn comes back to the controller digest, no delta lost or reordered', async () => {
+    const sets: PodName[][] = [['p1a'], ['p1a', 'p2b'], ['p2a', 'p2b'], ['p1b'], ['p1a', 'p1b', 'p2a']];
+    for (const [i, s] of sets.entries()) {
+      await writeSlice(s);
+      if (i === 2) assert.notEqual(await stopExecutor('n1', 'SIGKILL'), 0);
+      await new Promise((r) => setTimeout(r, 700));
+    }
+    const g = controller!.pipeline.generation;
+    spawnExecutor('n1', nats!.url);
+    await waitFor(() => allAcked(g), 'n1 to converge after restart', 15_000);
+    const a = await answering('p2b');
+    assert.ok(same(a.tcp, ['p1a', 'p1b', 'p2a']), [...a.tcp].join(','));
+    // n2 applied every delta of the churn in order: it never needed a resync after its start.
+    assert.doesNotMatch(executors.get('n2')!.log, /"reason":"gap/);
+  });
+
+  it('an executor whose NATS connection is cut for a while catches up when it returns', async () => {
+    await relay.n2!.cut();
+    await writeSlice(['p2a']);
+    await new Promise((r) => setTimeout(r, 1500));
+    await writeSlice(['p2a', 'p1a']);
+    const g = await new Promise<number>((resolve) => setTimeout(() => resolve(controller!.pipeline.generation), 1500));
+    assert.equal(status().find((s) => s.node === 'n2')?.inSync, false, 'n2 cannot have the changes yet');
+    await relay.n2!.open(relay.n2!.port);
+    await waitFor(() => allAcked(g), 'n2 to catch up after the cut', 20_000);
+    const a = await answering('p1b');
+    assert.ok(same(a.tcp, ['p1a', 'p2a']), [...a.tcp].join(','));
+  });
+
+  it('`iptables -t nat -F` by hand is detected, repaired and reported', async () => {
+    const before = status().find((s) => s.node === 'n1')!;
+    await topo!.exec('n1', 'iptables', ['-t', 'nat', '-F']);
+    const ms = await waitFor(() => (status().find((s) => s.node === 'n1')?.driftRepairs ?? 0) > before.driftRepairs, 'the drift to be reported', 5000);
+    const after = status().find((s) => s.node === 'n1')!;
+    assert.ok(after.lastDrift.length > 0, 'what differed is reported');
+    assert.equal(after.actualDigest, after.desiredDigest, 'the kernel holds the desired rules again');
+    const a = await answering('p1b');
+    assert.ok(same(a.tcp, ['p1a', 'p2a']), [...a.tcp].join(','));
+    assert.match(executors.get('n1')!.log, /rules changed behind kpx; repairing/);
+    assert.ok(ms < 5000);
+  });
+
+  it('one trace joins the controller publish, the executor apply and the controller ack', async () => {
+    exporter.reset();
+    const g = controller!.pipeline.generation;
+    await writeSlice(['p1a', 'p2a', 'p2b']);
+    await waitFor(() => allAcked(g + 1), 'the change to be acked');
+    // The executors export in batches; a clean stop flushes them.
+    for (const node of ['n1', 'n2']) assert.equal(await stopExecutor(node), 0);
+    const spans = exporter.getFinishedSpans();
+    const publish = spans.find((s) => s.name === 'kpx.publish' && s.attributes['kpx.node'] === 'n1' && s.attributes['kpx.generation'] === g + 1);
+    assert.ok(publish, 'publish span');
+    const traceId = publish.spanContext().traceId;
+    assert.ok(spans.some((s) => s.name === 'kpx.ack' && s.spanContext().traceId === traceId && s.attributes['kpx.node'] === 'n1'), 'ack span in the same trace');
+    await waitFor(() => collector.spans.some((s) => s.name === 'kpx.apply' && s.traceId === traceId), 'the executor apply span', 5000);
+    assert.equal(collector.spans.find((s) => s.traceId === traceId)?.service, 'kpx-executor');
+  });
+});

@@ -1,0 +1,94 @@
+// npm start: the whole of kpx on one machine, on the manifests in examples/ (or the directory given).
+//   nats-server with JetStream on loopback, the controller watching the directory, and one `kpx executor` per
+//   node of the manifests. As root each executor programs its own network namespace (kpx-up-<node>, created
+//   here, loopback only, never linked to the root namespace); otherwise the executors run with --dry-run.
+// Ctrl-C stops everything and removes the namespaces.
+import { execFileSync, spawn } from 'node:child_process';
+import { defaultKubeProxyConfig, readManifestDir } from '@kpx/model';
+import { ManifestsDirSource, runController } from '@kpx/controller';
+import { startNatsServer } from '@kpx/testing';
+
+const dir = process.argv[2] ?? 'examples';
+const grpcListen = process.env.KPX_GRPC_LISTEN ?? '127.0.0.1:10260';
+const metricsListen = process.env.KPX_METRICS_LISTEN ?? '127.0.0.1:10249';
+const root = process.getuid?.() === 0;
+const kpx = new URL('../services/cli/bin/kpx.js', import.meta.url).pathname;
+
+const nodes = (await readManifestDir(dir)).filter((m) => m.object.kind === 'Node').map((m) => m.object.metadata?.name ?? '').filter(Boolean);
+if (nodes.length === 0) {
+  console.error(`kpx: no Node objects in ${dir}/: nothing to run`);
+  process.exit(1);
+}
+
+const cleanups = [];
+let stopping = false;
+async function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  console.log('\nkpx: stopping');
+  for (const c of cleanups.reverse()) {
+    try {
+      await c();
+    } catch (err) {
+      console.error(`kpx: while stopping: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void stop());
+process.on('SIGTERM', () => void stop());
+
+try {
+  const nats = await startNatsServer({ jetstream: true });
+  cleanups.push(() => nats.stop());
+  const controller = await runController({
+    source: new ManifestsDirSource({ dir }),
+    sourceName: `manifests ${dir}`,
+    natsUrl: nats.url,
+    grpcListen,
+    metricsListen,
+    config: defaultKubeProxyConfig(),
+    logLevel: process.env.KPX_LOG_LEVEL ?? 'warn',
+  });
+  cleanups.push(() => controller.stop());
+
+  const executors = [];
+  for (const [i, node] of nodes.entries()) {
+    const args = ['executor', '--node', node, '--nats', nats.url, '--controller', controller.grpcAddress, '--healthz-listen', `127.0.0.1:${10256 + 10 * (i + 1)}`, '--log-level', process.env.KPX_LOG_LEVEL ?? 'warn'];
+    if (root) {
+      const ns = `kpx-up-${node}`.slice(0, 15);
+      execFileSync('ip', ['netns', 'add', ns]);
+      cleanups.push(() => execFileSync('ip', ['netns', 'del', ns]));
+      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      args.push('--netns', ns);
+    } else {
+      args.push('--dry-run');
+    }
+    const child = spawn(process.execPath, [kpx, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    cleanups.push(async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    });
+    child.on('exit', (code, signal) => {
+      if (!stopping) console.error(`kpx: executor of ${node} exited (${signal ?? code})`);
+    });
+    executors.push({ node, args });
+  }
+
+  console.log(`kpx is running on ${dir}/ (${nodes.length} nodes, ${root ? 'each executor in its own network namespace' : 'executors in --dry-run: run as root to program namespaces'})
+
+  NATS JetStream      ${nats.url}
+  controller gRPC     ${controller.grpcAddress}
+  controller metrics  ${controller.metricsUrl}/metrics  ${controller.metricsUrl}/healthz
+${executors.map((e) => `  executor ${e.node.padEnd(10)} ${e.args.includes('--netns') ? `netns ${e.args[e.args.indexOf('--netns') + 1]}`.padEnd(18) : 'dry-run'.padEnd(18)} http://${e.args[e.args.indexOf('--healthz-listen') + 1]}/healthz`).join('\n')}
+
+  status:   npx kpx status --controller ${controller.grpcAddress}
+  rules:    ${root ? `ip netns exec kpx-up-${nodes[0]} iptables-save -t nat` : `npx kpx render --manifests ${dir} --node ${nodes[0]}`}
+  change:   edit a file in ${dir}/ and watch the generation move in kpx status
+
+Ctrl-C stops everything${root ? ' and removes the namespaces' : ''}.`);
+} catch (err) {
+  console.error(`kpx: ${err instanceof Error ? err.message : String(err)}`);
+  await stop(1);
+}

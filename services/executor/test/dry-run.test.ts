@@ -76,7 +76,9 @@ test('executors converge, follow changes, and a restarted executor catches up', 
 
   const g0 = controller.pipeline.generation;
   await editWeb('10.244.1.10]', '10.244.1.11]');
-  await waitFor(() => controller.pipeline.generation > g0 && allInSync(), 'the change acked by every node');
+  // Every node's IPv4 rules changed: in sync only once each acked a generation after g0.
+  const v4Acked = (after: number) => () => allInSync() && controller.pipeline.tracker.status().filter((n) => n.ipFamily === 'IPv4').every((n) => n.ackedGeneration > after);
+  await waitFor(v4Acked(g0), 'the change acked by every node');
   for (const [node, e] of executors) {
     const v4 = e.executor.status().find((s) => s.family === 'IPv4')!;
     const want = await controller.pipeline.snapshot(node, 'IPv4');
@@ -95,7 +97,7 @@ test('executors converge, follow changes, and a restarted executor catches up', 
   await waitFor(() => controller.pipeline.generation > g1 + 1, 'second change');
   assert.equal(allInSync(), false);
   executors.set('node-b', await startExecutor('node-b'));
-  await waitFor(allInSync, 'node-b caught up');
+  await waitFor(v4Acked(g1 + 1), 'node-b caught up');
   const b = executors.get('node-b')!.executor.status().find((s) => s.family === 'IPv4')!;
   assert.equal(b.digest, (await controller.pipeline.snapshot('node-b', 'IPv4'))?.digest);
 });

@@ -30,7 +30,8 @@ export class Digest {
   /** Adds another digest's sum (a layer of objects), or subtracts it with sign -1. */
   merge(other: Digest | bigint, sign: 1 | -1 = 1): void {
     const v = typeof other === 'bigint' ? other : other.sum;
-    this.sum = (((this.sum + BigInt(sign) * v) % MOD) + MOD) % MOD;
+    const s = sign === 1 ? this.sum + v : this.sum - v;
+    this.sum = s >= 0n && s < MOD ? s : ((s % MOD) + MOD) % MOD;
   }
 
   get value(): bigint {

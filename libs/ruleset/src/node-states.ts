@@ -3,13 +3,18 @@
 // stored per node and per port: a node's state is implicit (its base objects plus, for every port, the variant
 // its key selects); only its digest and last generation are kept. A sync turns changed ports and changed nodes
 // into per-node object changes, computed once per distinct (old variant, new variant) pair.
+//
+// Most ports have one variant for every node ("shared" ports: no key function). Their changes are diffed and
+// summed once per sync and applied to every node as one block, a new node's digest starts from the running sum
+// of all shared ports, and a node whose facts change only looks at node-dependent ports: per-node work scales
+// with the node-dependent ports, not with all ports. Objects equal across a port's variants (or across nodes'
+// base layers) are one object in memory.
 import {
   compileNodeBase,
   compileServicePort,
   makeContext,
   portOwner,
   portVariantKeyFn,
-  totalEndpoints,
   LargeClusterEndpointsThreshold,
   type CompileContext,
   type IptablesOptions,
@@ -17,8 +22,8 @@ import {
 import type { ClusterState, Endpoint, IPFamily, NodeInfo, ServicePort } from '@kpx/model';
 import type { ObjectRef } from '@kpx/proto';
 import { Digest } from './digest.js';
-import { hashed, type HashedObject } from './state.js';
-import { toWire } from './wire.js';
+import { hashed, objectIdOf, type HashedObject } from './state.js';
+import { sameWire, toWire } from './wire.js';
 
 /** The objects of one port (or of a node's base) for one variant, with their digest sum. */
 export interface Layer {
@@ -28,22 +33,32 @@ export interface Layer {
 
 const EMPTY: Layer = { objects: new Map(), sum: 0n };
 
-function layerOf(objects: Parameters<typeof toWire>[0][]): Layer {
+/**
+ * Hashes compiled objects into a layer. `reuse` offers an existing object with the same id: when it is equal,
+ * it is taken instead of a new one (no hash computed, one copy in memory).
+ */
+function layerOf(objects: Parameters<typeof toWire>[0][], reuse?: (id: string) => HashedObject | undefined): Layer {
   const map = new Map<string, HashedObject>();
   const d = new Digest();
   for (const o of objects) {
-    const h = hashed(toWire(o));
-    map.set(h.id, h);
+    const w = toWire(o);
+    const id = objectIdOf(w);
+    const prev = reuse?.(id);
+    const h = prev && sameWire(prev.wire, w) ? prev : hashed(w);
+    map.set(id, h);
     d.add(h.hash);
   }
   return { objects: map, sum: d.value };
 }
+
+const byId = (a: HashedObject, b: HashedObject): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 interface PortEntry {
   readonly svc: ServicePort;
   readonly endpoints: readonly Endpoint[];
   /** Canonical JSON of (svc, endpoints): equal means nothing rule-relevant changed. */
   readonly fingerprint: string;
+  /** Undefined: the port's objects are the same on every node (a shared port). */
   readonly keyFn: ((ctx: CompileContext) => string) | undefined;
   readonly variants: Map<string, Layer>;
 }
@@ -60,6 +75,10 @@ interface NodeEntry {
 export interface NodeChange {
   readonly node: string;
   readonly family: IPFamily;
+  /**
+   * Objects new or changed. For an initial change, the node's whole state, assembled on first read (read it
+   * before the next sync).
+   */
   readonly upserts: HashedObject[];
   readonly deletes: ObjectRef[];
   /** Digest after the change. */
@@ -68,16 +87,28 @@ export interface NodeChange {
   readonly prevGeneration: number;
   /** True for a node that just appeared: upserts are its whole state. */
   readonly initial: boolean;
-  /** Service ports (namespace/name) whose rules changed on this node. */
+  /**
+   * Services (namespace/name) whose rules changed on this node; for an initial change every service with
+   * ports, assembled on first read.
+   */
   readonly services: Set<string>;
 }
 
 export interface SyncInput {
   readonly state: ClusterState;
-  /** Services (`namespace/name`) whose Service or EndpointSlices changed. */
+  /**
+   * Services (`namespace/name`) whose Service or EndpointSlices changed. Every service must be named once
+   * after it appears: only named services are (re)read from the state.
+   */
   readonly services: ReadonlySet<string>;
   /** Nodes added, changed or removed. */
   readonly nodes: ReadonlySet<string>;
+  /**
+   * Of `services`, those whose Service object did not change since the last sync (only their EndpointSlices
+   * did): their ports are the ones held, only their endpoints are re-read. Saves listing every port of the
+   * state when no Service changed.
+   */
+  readonly endpointsOnly?: ReadonlySet<string>;
 }
 
 export interface FamilyStatesOptions {
@@ -87,7 +118,22 @@ export interface FamilyStatesOptions {
   readonly nodeFilter?: (node: NodeInfo) => boolean;
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 const serviceKey = (svc: ServicePort): string => `${svc.service.namespace}/${svc.service.name}`;
+
+interface ObjectDiff {
+  readonly upserts: HashedObject[];
+  readonly deletes: ObjectRef[];
+}
+
+function diffLayers(a: Layer, b: Layer): ObjectDiff {
+  const upserts: HashedObject[] = [];
+  const deletes: ObjectRef[] = [];
+  for (const [id, o] of b.objects) if (a.objects.get(id)?.hash !== o.hash) upserts.push(o);
+  for (const [id, o] of a.objects) if (!b.objects.has(id)) deletes.push({ kind: o.wire.kind, key: o.wire.key });
+  return { upserts, deletes };
+}
 
 /** Node states of one IP family. */
 export class FamilyStates {
@@ -98,6 +144,18 @@ export class FamilyStates {
   private readonly portsByService = new Map<string, Set<string>>();
   private readonly nodes = new Map<string, NodeEntry>();
   private largeClusterMode = false;
+  /** Endpoints of every port held (decides large-cluster mode). */
+  private endpointTotal = 0;
+  /** Ports whose objects depend on the node. */
+  private readonly nodeDependent = new Set<string>();
+  /** Shared ports not compiled yet (no node existed since they appeared). */
+  private readonly uncounted = new Set<string>();
+  /** Sum of the digests of every compiled shared port: the part of every node's digest they make. */
+  private sharedSum = 0n;
+  /** Every shared port's objects, sorted by id (cached for objects()). */
+  private sharedSorted: HashedObject[] | undefined;
+  /** The last base object compiled per id, offered for reuse to the next node's base. */
+  private readonly baseObjects = new Map<string, HashedObject>();
 
   constructor(opts: FamilyStatesOptions) {
     this.family = opts.family;
@@ -123,13 +181,32 @@ export class FamilyStates {
     if (n) n.generation = generation;
   }
 
-  /** A node's full state, assembled from its base and its ports' variants. */
+  /** A node's full state, assembled from its base and its ports' variants, sorted by id. */
   objects(node: string): HashedObject[] {
     const n = this.nodes.get(node);
     if (!n) return [];
-    const out = [...n.base.objects.values()];
-    for (const p of this.ports.values()) for (const o of this.variant(p, n.ctx).objects.values()) out.push(o);
-    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.countShared(n.ctx);
+    if (!this.sharedSorted) {
+      const all: HashedObject[] = [];
+      for (const [id, p] of this.ports) if (!this.nodeDependent.has(id)) for (const o of this.variant(p, n.ctx).objects.values()) all.push(o);
+      this.sharedSorted = all.sort(byId);
+    }
+    const own = [...n.base.objects.values()];
+    for (const id of this.nodeDependent) {
+      const p = this.ports.get(id);
+      if (p) for (const o of this.variant(p, n.ctx).objects.values()) own.push(o);
+    }
+    own.sort(byId);
+    // Merge of two sorted lists.
+    const shared = this.sharedSorted;
+    const out: HashedObject[] = new Array<HashedObject>(shared.length + own.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < shared.length && j < own.length) out[k++] = byId(shared[i]!, own[j]!) <= 0 ? shared[i++]! : own[j++]!;
+    while (i < shared.length) out[k++] = shared[i++]!;
+    while (j < own.length) out[k++] = own[j++]!;
+    return out;
   }
 
   /** Distinct port variants held (for sharing figures). */
@@ -143,42 +220,119 @@ export class FamilyStates {
     const key = p.keyFn ? p.keyFn(ctx) : '';
     let v = p.variants.get(key);
     if (!v) {
-      v = layerOf(compileServicePort(ctx, p.svc, p.endpoints));
+      const others = [...p.variants.values()];
+      const reuse = others.length
+        ? (id: string): HashedObject | undefined => {
+            for (const l of others) {
+              const o = l.objects.get(id);
+              if (o) return o;
+            }
+            return undefined;
+          }
+        : undefined;
+      v = layerOf(compileServicePort(ctx, p.svc, p.endpoints), reuse);
       p.variants.set(key, v);
     }
     return v;
   }
 
-  private makePort(svc: ServicePort, endpoints: readonly Endpoint[]): PortEntry {
+  private makePort(svc: ServicePort, endpoints: readonly Endpoint[], large: boolean): PortEntry {
     return {
       svc,
       endpoints,
-      fingerprint: JSON.stringify([svc, endpoints, this.largeClusterMode]),
+      fingerprint: JSON.stringify([svc, endpoints, large]),
       keyFn: portVariantKeyFn(this.options, svc, endpoints),
       variants: new Map(),
     };
   }
 
+  private addPort(id: string, p: PortEntry): void {
+    this.ports.set(id, p);
+    this.endpointTotal += p.endpoints.length;
+    if (p.keyFn) this.nodeDependent.add(id);
+    else {
+      this.uncounted.add(id);
+      this.sharedSorted = undefined;
+    }
+  }
+
+  private removePort(id: string): void {
+    const p = this.ports.get(id);
+    if (!p) return;
+    this.ports.delete(id);
+    this.endpointTotal -= p.endpoints.length;
+    if (p.keyFn) this.nodeDependent.delete(id);
+    else if (!this.uncounted.delete(id)) {
+      this.sharedSum -= p.variants.get('')?.sum ?? 0n;
+      this.sharedSorted = undefined;
+    }
+  }
+
+  /** Compiles the shared ports not compiled yet (any node's context does) and adds them to the shared sum. */
+  private countShared(ctx: CompileContext): void {
+    for (const id of this.uncounted) {
+      const p = this.ports.get(id);
+      if (p) this.sharedSum += this.variant(p, ctx).sum;
+    }
+    this.uncounted.clear();
+  }
+
+  private nodeBase(ctx: CompileContext): Layer {
+    const layer = layerOf(compileNodeBase(ctx), (id) => this.baseObjects.get(id));
+    for (const [id, o] of layer.objects) this.baseObjects.set(id, o);
+    return layer;
+  }
+
+  /**
+   * The ports of the named services, each with its endpoints, read from the state; for services in
+   * `endpointsOnly`, the ports held (the state's ServicePort objects did not change) with fresh endpoints.
+   */
+  private readPorts(state: ClusterState, services: ReadonlySet<string>, endpointsOnly: ReadonlySet<string>): Map<string, { svc: ServicePort; endpoints: readonly Endpoint[] }[]> {
+    type PortRead = { svc: ServicePort; endpoints: readonly Endpoint[] };
+    const out = new Map<string, PortRead[]>();
+    let reread = 0;
+    for (const k of services) {
+      if (!endpointsOnly.has(k)) {
+        reread++;
+        continue;
+      }
+      const l: PortRead[] = [];
+      for (const id of this.portsByService.get(k) ?? []) {
+        const svc = this.ports.get(id)?.svc;
+        if (svc) l.push({ svc, endpoints: state.endpoints(svc) });
+      }
+      if (l.length) out.set(k, l);
+    }
+    if (reread === 0) return out;
+    for (const svc of state.servicePorts(this.family)) {
+      const k = serviceKey(svc);
+      if (!services.has(k) || endpointsOnly.has(k)) continue;
+      let l = out.get(k);
+      if (!l) out.set(k, (l = []));
+      l.push({ svc, endpoints: state.endpoints(svc) });
+    }
+    return out;
+  }
+
   /** Applies a change set and returns, per node whose state changed, what changed. Pure computation. */
-  sync({ state, services, nodes }: SyncInput): NodeChange[] {
-    const allPorts = state.servicePorts(this.family);
-    const large = totalEndpoints(state, allPorts) > LargeClusterEndpointsThreshold;
+  sync({ state, services, nodes, endpointsOnly = NONE }: SyncInput): NodeChange[] {
+    // Large-cluster mode follows the endpoint total once the named services are re-read.
+    let byService = this.readPorts(state, services, endpointsOnly);
+    let total = this.endpointTotal;
+    for (const k of services) {
+      for (const id of this.portsByService.get(k) ?? []) total -= this.ports.get(id)?.endpoints.length ?? 0;
+      for (const { endpoints } of byService.get(k) ?? []) total += endpoints.length;
+    }
+    const large = total > LargeClusterEndpointsThreshold;
     const everything = large !== this.largeClusterMode;
     this.largeClusterMode = large;
-    const total = large ? LargeClusterEndpointsThreshold + 1 : 0;
+    const touchedServices = everything ? new Set([...services, ...this.portsByService.keys()]) : services;
+    if (everything) byService = this.readPorts(state, touchedServices, NONE);
+    const ctxTotal = large ? LargeClusterEndpointsThreshold + 1 : 0;
 
     // New node contexts; old ones kept for the duration of the sync.
     const oldCtx = new Map<string, CompileContext | undefined>();
-    const changes = new Map<string, NodeChange>();
-    const changeOf = (name: string, entry: NodeEntry, initial = false): NodeChange => {
-      let c = changes.get(name);
-      if (!c) {
-        c = { node: name, family: this.family, upserts: [], deletes: [], digest: '', prevGeneration: entry.generation, initial, services: new Set() };
-        changes.set(name, c);
-      }
-      return c;
-    };
-    const nodeNames = new Set([...nodes, ...(everything ? this.nodes.keys() : [])]);
+    const nodeNames = everything ? new Set([...nodes, ...this.nodes.keys()]) : nodes;
     for (const name of nodeNames) {
       const info = state.node(name);
       const entry = this.nodes.get(name);
@@ -187,102 +341,149 @@ export class FamilyStates {
         this.nodes.delete(name);
         continue;
       }
-      const ctx = makeContext(info, this.options, total);
+      const ctx = makeContext(info, this.options, ctxTotal);
       if (entry) entry.ctx = ctx;
       else this.nodes.set(name, { ctx, base: EMPTY, digest: new Digest(), generation: 0 });
     }
 
     // Ports: which changed (fingerprint), which went away.
     const changedPorts = new Map<string, { old: PortEntry | undefined; next: PortEntry | undefined }>();
-    const touchedServices = new Set([...services, ...(everything ? this.portsByService.keys() : [])]);
-    const byService = new Map<string, ServicePort[]>();
-    for (const svc of allPorts) {
-      const k = serviceKey(svc);
-      if (!touchedServices.has(k)) continue;
-      let l = byService.get(k);
-      if (!l) byService.set(k, (l = []));
-      l.push(svc);
-    }
     for (const k of touchedServices) {
       const oldIds = this.portsByService.get(k) ?? new Set<string>();
       const newIds = new Set<string>();
-      for (const svc of byService.get(k) ?? []) {
+      for (const { svc, endpoints } of byService.get(k) ?? []) {
         const id = portOwner(svc);
         newIds.add(id);
         const old = this.ports.get(id);
-        const next = this.makePort(svc, state.endpoints(svc));
+        const next = this.makePort(svc, endpoints, large);
         if (old && old.fingerprint === next.fingerprint) continue;
         changedPorts.set(id, { old, next });
-        this.ports.set(id, next);
+        this.removePort(id);
+        this.addPort(id, next);
       }
       for (const id of oldIds) {
         if (newIds.has(id)) continue;
         changedPorts.set(id, { old: this.ports.get(id), next: undefined });
-        this.ports.delete(id);
+        this.removePort(id);
       }
       if (newIds.size) this.portsByService.set(k, newIds);
       else this.portsByService.delete(k);
     }
 
+    const anyNode = this.nodes.values().next().value;
+    if (!anyNode) return [];
+    this.countShared(anyNode.ctx);
+
     // Diffs between two layers, computed once per distinct pair.
-    const pairDiffs = new Map<Layer, Map<Layer, { upserts: HashedObject[]; deletes: ObjectRef[] }>>();
-    const diff = (a: Layer, b: Layer): { upserts: HashedObject[]; deletes: ObjectRef[] } => {
+    const pairDiffs = new Map<Layer, Map<Layer, ObjectDiff>>();
+    const diff = (a: Layer, b: Layer): ObjectDiff => {
       let m = pairDiffs.get(a);
-      if (!m) pairDiffs.set(a, (m = new Map<Layer, { upserts: HashedObject[]; deletes: ObjectRef[] }>()));
+      if (!m) pairDiffs.set(a, (m = new Map<Layer, ObjectDiff>()));
       let d = m.get(b);
-      if (!d) {
-        const upserts: HashedObject[] = [];
-        const deletes: ObjectRef[] = [];
-        for (const [id, o] of b.objects) if (a.objects.get(id)?.hash !== o.hash) upserts.push(o);
-        for (const [id, o] of a.objects) if (!b.objects.has(id)) deletes.push({ kind: o.wire.kind, key: o.wire.key });
-        m.set(b, (d = { upserts, deletes }));
-      }
+      if (!d) m.set(b, (d = diffLayers(a, b)));
       return d;
     };
-    const record = (name: string, entry: NodeEntry, from: Layer, to: Layer, svc?: string): void => {
-      if (from === to) return;
-      const d = diff(from, to);
-      entry.digest.merge(from.sum, -1);
-      entry.digest.merge(to.sum, 1);
-      if (d.upserts.length === 0 && d.deletes.length === 0) return;
-      const c = changeOf(name, entry);
-      c.upserts.push(...d.upserts);
-      c.deletes.push(...d.deletes);
-      if (svc) c.services.add(svc);
+
+    // Shared ports that changed: the same change on every node that existed before, computed once (on the
+    // first such node: when every node is new, old shared ports may never have been compiled).
+    const perNodePorts: { old: PortEntry | undefined; next: PortEntry | undefined }[] = [];
+    const sharedPorts: { old: PortEntry | undefined; next: PortEntry | undefined }[] = [];
+    for (const change of changedPorts.values()) (change.old?.keyFn || change.next?.keyFn ? perNodePorts : sharedPorts).push(change);
+    let shared: { upserts: HashedObject[]; deletes: ObjectRef[]; sum: bigint; services: Set<string> } | undefined;
+    const sharedChange = (ctx: CompileContext): NonNullable<typeof shared> => {
+      if (shared) return shared;
+      shared = { upserts: [], deletes: [], sum: 0n, services: new Set() };
+      for (const { old, next } of sharedPorts) {
+        const from = old ? this.compiledVariant(old, ctx) : EMPTY;
+        const to = next ? this.variant(next, ctx) : EMPTY;
+        const d = diff(from, to);
+        shared.sum += to.sum - from.sum;
+        if (d.upserts.length === 0 && d.deletes.length === 0) continue;
+        for (const o of d.upserts) shared.upserts.push(o);
+        for (const o of d.deletes) shared.deletes.push(o);
+        shared.services.add(serviceKey((next ?? old)!.svc));
+      }
+      return shared;
     };
 
+    const changes: NodeChange[] = [];
     for (const [name, entry] of this.nodes) {
-      const previous = oldCtx.get(name);
-      const isNew = oldCtx.has(name) && previous === undefined;
       const nodeChanged = oldCtx.has(name);
-      if (isNew) changeOf(name, entry, true);
+      const previous = oldCtx.get(name);
+      if (nodeChanged && previous === undefined) {
+        changes.push(this.initialChange(name, entry));
+        continue;
+      }
+      let c: { upserts: HashedObject[]; deletes: ObjectRef[]; services: Set<string> } | undefined;
+      const record = (from: Layer, to: Layer, svc?: string): void => {
+        if (from === to) return;
+        const d = diff(from, to);
+        entry.digest.merge(from.sum, -1);
+        entry.digest.merge(to.sum, 1);
+        if (d.upserts.length === 0 && d.deletes.length === 0) return;
+        c ??= { upserts: [], deletes: [], services: new Set() };
+        for (const o of d.upserts) c.upserts.push(o);
+        for (const o of d.deletes) c.deletes.push(o);
+        if (svc) c.services.add(svc);
+      };
       if (nodeChanged) {
-        const base = layerOf(compileNodeBase(entry.ctx));
-        record(name, entry, entry.base, base);
+        const base = this.nodeBase(entry.ctx);
+        record(entry.base, base);
         entry.base = base;
       }
-      // Ports that changed: old variant (old context) -> new variant (new context).
-      // The context the node had before this sync (its current one if its facts did not change).
-      const before = isNew ? undefined : (previous ?? entry.ctx);
-      for (const [, { old, next }] of changedPorts) {
-        const from = old && before ? this.compiledVariant(old, before) : EMPTY;
-        const to = next ? this.variant(next, entry.ctx) : EMPTY;
-        record(name, entry, from, to, serviceKey((next ?? old)!.svc));
+      const sh = sharedChange(entry.ctx);
+      if (sh.sum !== 0n) entry.digest.merge(sh.sum, 1);
+      if (sh.upserts.length || sh.deletes.length) {
+        c ??= { upserts: [], deletes: [], services: new Set() };
+        for (const o of sh.upserts) c.upserts.push(o);
+        for (const o of sh.deletes) c.deletes.push(o);
+        for (const s of sh.services) c.services.add(s);
       }
-      // A node whose facts changed: every other port may select another variant.
+      // Node-dependent ports that changed: old variant (the node's context before this sync) -> new variant.
+      const before = previous ?? entry.ctx;
+      for (const { old, next } of perNodePorts) {
+        const from = old ? this.compiledVariant(old, before) : EMPTY;
+        const to = next ? this.variant(next, entry.ctx) : EMPTY;
+        record(from, to, serviceKey((next ?? old)!.svc));
+      }
+      // A node whose facts changed: every other node-dependent port may select another variant.
       if (nodeChanged) {
-        for (const [id, p] of this.ports) {
+        for (const id of this.nodeDependent) {
           if (changedPorts.has(id)) continue;
-          const from = previous !== undefined ? this.compiledVariant(p, previous) : EMPTY;
-          record(name, entry, from, this.variant(p, entry.ctx), serviceKey(p.svc));
+          const p = this.ports.get(id)!;
+          record(this.compiledVariant(p, before), this.variant(p, entry.ctx), serviceKey(p.svc));
         }
       }
+      if (c) changes.push({ node: name, family: this.family, ...c, digest: entry.digest.hex(), prevGeneration: entry.generation, initial: false });
     }
-    for (const c of changes.values()) {
-      const entry = this.nodes.get(c.node);
-      (c as { digest: string }).digest = entry?.digest.hex() ?? '';
-    }
-    return [...changes.values()].filter((c) => c.initial || c.upserts.length > 0 || c.deletes.length > 0).sort((a, b) => (a.node < b.node ? -1 : 1));
+    return changes.sort((a, b) => (a.node < b.node ? -1 : 1));
+  }
+
+  /** A new node: its digest from the shared sum, its base and its node-dependent variants; the rest on read. */
+  private initialChange(name: string, entry: NodeEntry): NodeChange {
+    entry.base = this.nodeBase(entry.ctx);
+    let sum = this.sharedSum + entry.base.sum;
+    for (const id of this.nodeDependent) sum += this.variant(this.ports.get(id)!, entry.ctx).sum;
+    entry.digest.merge(entry.digest.value, -1);
+    entry.digest.merge(sum, 1);
+    let upserts: HashedObject[] | undefined;
+    let services: Set<string> | undefined;
+    const objects = (): HashedObject[] => this.objects(name);
+    const serviceNames = (): Set<string> => new Set(this.portsByService.keys());
+    return {
+      node: name,
+      family: this.family,
+      get upserts(): HashedObject[] {
+        return (upserts ??= objects());
+      },
+      deletes: [],
+      digest: entry.digest.hex(),
+      prevGeneration: entry.generation,
+      initial: true,
+      get services(): Set<string> {
+        return (services ??= serviceNames());
+      },
+    };
   }
 
   /**
@@ -295,4 +496,3 @@ export class FamilyStates {
     return v;
   }
 }
-

@@ -35,3 +35,43 @@ export function fromWire(w: WireObject, jumpPosition = 0): RuleObject {
       throw new RuleSetError(`object ${w.kind} ${w.key}: payload ${p.$case} is not an iptables object`);
   }
 }
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * True when two wire objects of the iptables kinds are equal field for field (so they have the same hash).
+ * False for other kinds: callers then treat them as different, which is only ever slower, never wrong.
+ */
+export function sameWire(a: WireObject, b: WireObject): boolean {
+  if (a.kind !== b.kind || a.key !== b.key) return false;
+  const p = a.payload;
+  const q = b.payload;
+  if (!p || !q || p.$case !== q.$case) return false;
+  switch (p.$case) {
+    case 'iptablesChain':
+      return q.$case === 'iptablesChain' && p.value.table === q.value.table && p.value.name === q.value.name && sameStrings(p.value.rules, q.value.rules);
+    case 'iptablesRules':
+      return (
+        q.$case === 'iptablesRules' &&
+        p.value.table === q.value.table &&
+        p.value.chain === q.value.chain &&
+        p.value.position === q.value.position &&
+        sameStrings(p.value.rules, q.value.rules)
+      );
+    case 'iptablesJump':
+      return (
+        q.$case === 'iptablesJump' &&
+        p.value.table === q.value.table &&
+        p.value.chain === q.value.chain &&
+        p.value.target === q.value.target &&
+        p.value.rule === q.value.rule &&
+        p.value.prepend === q.value.prepend
+      );
+    default:
+      return false;
+  }
+}

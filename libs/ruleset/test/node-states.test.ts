@@ -156,3 +156,89 @@ test('crossing the large-cluster threshold rewrites every port (comments go), st
   assert.ok(changes[0]!.upserts.some((u) => u.wire.key.includes('KUBE-SEP') && JSON.stringify(u.wire).includes('ns/small')) === false);
   assert.ok(changes[0]!.upserts.some((u) => JSON.stringify(u.wire).includes('10.244.0.1')), 'small service rewritten without comments');
 });
+
+test('endpointsOnly: a slice-only change reuses the held ports without listing every port of the state', async () => {
+  const c = await examplesCluster();
+  let listed = 0;
+  const counting = new Proxy(c, {
+    get(target, prop, receiver) {
+      if (prop === 'servicePorts') listed++;
+      const v: unknown = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const h = new Harness(counting, opts());
+  h.sync(allServices(c), c.nodeNames());
+  listed = 0;
+  c.upsertEndpointSlice(slice('web-abc12', 'shop', 'web', [{ addresses: ['10.244.1.77'], nodeName: 'node-a', conditions: { ready: true } }]));
+  const changes = h.states.sync({ state: counting, services: new Set(['shop/web']), nodes: new Set(), endpointsOnly: new Set(['shop/web']) });
+  assert.equal(listed, 0, 'servicePorts() not called');
+  assert.equal(changes.length, 3);
+  // The harness applies nothing here: compare with a second FamilyStates that re-reads everything.
+  const ref = new FamilyStates({ family: IPFamily.IPv4, options: opts() });
+  ref.sync({ state: c, services: new Set(allServices(c)), nodes: new Set(c.nodeNames()) });
+  for (const n of c.nodeNames()) assert.equal(h.states.digest(n), ref.digest(n), n);
+});
+
+test('a service seen before any node, changed in the sync that brings the first nodes', () => {
+  const c = new ClusterState();
+  c.upsertService({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'ns' }, spec: { clusterIP: '10.96.0.1', ports: [{ name: 'http', port: 80 }] } });
+  c.upsertEndpointSlice(slice('a-1', 'ns', 'a', [{ addresses: ['10.244.0.1'] }]));
+  const h = new Harness(c, opts());
+  assert.deepEqual(h.sync(['ns/a'], []), [], 'no node, no change');
+  c.upsertEndpointSlice(slice('a-1', 'ns', 'a', [{ addresses: ['10.244.0.2'] }]));
+  c.upsertNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] } });
+  const changes = h.sync(['ns/a'], ['n1']);
+  assert.deepEqual(changes.map((x) => [x.node, x.initial]), [['n1', true]]);
+  assert.ok(changes[0]!.upserts.some((u) => JSON.stringify(u.wire).includes('10.244.0.2')));
+  assert.deepEqual([...changes[0]!.services], ['ns/a']);
+});
+
+test('a port turning node-dependent and back, with nodes joining and leaving between syncs', () => {
+  const c = new ClusterState();
+  const node = (n: string, ip: string): void => {
+    c.upsertNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: n }, status: { addresses: [{ type: 'InternalIP', address: ip }] } });
+  };
+  node('n1', '10.0.0.1');
+  node('n2', '10.0.0.2');
+  const svc = (policy: string): void => {
+    c.upsertService({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'np', namespace: 'ns' }, spec: { type: 'NodePort', clusterIP: '10.96.0.7', externalTrafficPolicy: policy, ports: [{ name: 'http', port: 80, nodePort: 30007 }] } });
+  };
+  svc('Cluster');
+  c.upsertService({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'plain', namespace: 'ns' }, spec: { clusterIP: '10.96.0.8', ports: [{ name: 'http', port: 80 }] } });
+  c.upsertEndpointSlice(slice('np-1', 'ns', 'np', [{ addresses: ['10.244.1.5'], nodeName: 'n1' }, { addresses: ['10.244.2.5'], nodeName: 'n2' }]));
+  c.upsertEndpointSlice(slice('plain-1', 'ns', 'plain', [{ addresses: ['10.244.2.9'], nodeName: 'n2' }]));
+  const h = new Harness(c, opts());
+  h.sync(['ns/np', 'ns/plain'], ['n1', 'n2']);
+  svc('Local');
+  assert.deepEqual(h.sync(['ns/np'], []).map((x) => x.node), ['n1', 'n2']);
+  node('n3', '10.0.0.3');
+  c.upsertEndpointSlice(slice('plain-1', 'ns', 'plain', [{ addresses: ['10.244.2.10'], nodeName: 'n2' }]));
+  const mixed = h.sync(['ns/plain'], ['n3']);
+  assert.deepEqual(mixed.map((x) => [x.node, x.initial]), [['n1', false], ['n2', false], ['n3', true]]);
+  c.deleteNode('n1');
+  svc('Cluster');
+  assert.deepEqual(h.sync(['ns/np'], ['n1']).map((x) => x.node), ['n2', 'n3']);
+  node('n1', '10.0.0.1');
+  assert.deepEqual(h.sync([], ['n1']).map((x) => [x.node, x.initial]), [['n1', true]]);
+});
+
+test('objects equal across variants and nodes are one object in memory', async () => {
+  const c = await examplesCluster();
+  const h = new Harness(c, opts());
+  h.sync(allServices(c), c.nodeNames());
+  const a = new Map(h.states.objects('node-a').map((o) => [o.id, o]));
+  const b = new Map(h.states.objects('node-b').map((o) => [o.id, o]));
+  let same = 0;
+  for (const [id, o] of a) {
+    const p = b.get(id);
+    if (!p) continue;
+    if (p.hash === o.hash) {
+      assert.equal(p, o, `${id}: equal content, one object`);
+      same++;
+    }
+  }
+  assert.ok(same > 0);
+  // The examples hold eTP Local and zone-hinted services: node-a and node-b do differ somewhere.
+  assert.ok([...a].some(([id, o]) => b.get(id)?.hash !== o.hash));
+});

@@ -5,7 +5,7 @@ import { context, trace, type Context, type Link, type Span, type Tracer } from 
 import { ClusterState, LabelServiceName, formatDiagnostic, type Diagnostic, type IPFamily } from '@kpx/model';
 import { IptablesMode, type IptablesOptions } from '@kpx/compiler';
 import { FamilyStates, type NodeChange } from '@kpx/ruleset';
-import { Delta, type Cause, type NodeRuleSet, type RuleObject } from '@kpx/proto';
+import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
 import type { DeltaSink, GenerationStore, PublishedHeads, SnapshotSink } from './ports.js';
 import { CoalescingRunner } from './runner.js';
@@ -43,6 +43,11 @@ export interface PipelineOptions {
   readonly maxInlineBytes?: number;
   /** Parallel publishes (default 64). */
   readonly publishConcurrency?: number;
+  /**
+   * Causes named per delta, earliest trigger first (default 64). A first sync or a relist touches every object;
+   * naming them all in every node's delta would make each one as large as the cluster.
+   */
+  readonly maxCauses?: number;
   readonly logger: PipelineLogger;
   readonly tracer: Tracer;
   readonly metrics?: PipelineMetrics;
@@ -52,6 +57,12 @@ interface PendingCause {
   readonly cause: Cause;
   readonly observedAt: number;
   readonly span: Span;
+}
+
+interface ToPublish {
+  readonly change: NodeChange;
+  /** The generation the delta continues (the node's last, or a head an earlier controller published). */
+  readonly prevGeneration: number;
 }
 
 interface SyncOutcome {
@@ -67,12 +78,18 @@ export class ControllerPipeline {
   private readonly families: FamilyStates[];
   private readonly runner: CoalescingRunner;
   private dirtyServices = new Set<string>();
+  /** Of the dirty services, those whose Service object changed (the others only had EndpointSlice events). */
+  private changedSpecs = new Set<string>();
   private dirtyNodes = new Set<string>();
   private serviceCauses = new Map<string, PendingCause[]>();
   private nodeCauses = new Map<string, PendingCause[]>();
   private synced = false;
   private lastGeneration = 0;
   private readonly snapshotCounts = new Map<string, number>();
+  /** Encoded size of each delta built, measured once (the inline-size check) and read by publish. */
+  private readonly encodedSizes = new WeakMap<Delta, number>();
+  /** Encoded size of each rule object, object ref and cause put in a delta, measured once. */
+  private readonly objectSizes = new WeakMap<object, number>();
   /** Resolves after every sync (tests and benchmarks wait on it). */
   private readonly listeners = new Set<(o: SyncOutcome) => void>();
 
@@ -99,6 +116,7 @@ export class ControllerPipeline {
         if (e.type === EventType.Delete) this.state.deleteService(ns, name);
         else diags = this.state.upsertService(e.object);
         this.touchService(`${ns}/${name}`, pc);
+        this.changedSpecs.add(`${ns}/${name}`);
         break;
       }
       case ObjectKind.EndpointSlice: {
@@ -162,10 +180,12 @@ export class ControllerPipeline {
 
   private async sync(): Promise<void> {
     const services = this.dirtyServices;
+    const changedSpecs = this.changedSpecs;
     const nodes = this.dirtyNodes;
     const serviceCauses = this.serviceCauses;
     const nodeCauses = this.nodeCauses;
     this.dirtyServices = new Set();
+    this.changedSpecs = new Set();
     this.dirtyNodes = new Set();
     this.serviceCauses = new Map();
     this.nodeCauses = new Map();
@@ -178,7 +198,8 @@ export class ControllerPipeline {
       await context.with(trace.setSpan(parent, span), async () => {
         const t0 = performance.now();
         const compileSpan = this.opts.tracer.startSpan('kpx.compile');
-        const changes = this.families.flatMap((f) => f.sync({ state: this.state, services, nodes }));
+        const endpointsOnly = new Set([...services].filter((s) => !changedSpecs.has(s)));
+        const changes = this.families.flatMap((f) => f.sync({ state: this.state, services, nodes, endpointsOnly }));
         compileSpan.setAttribute('kpx.changes', changes.length);
         compileSpan.end();
         const compileSeconds = (performance.now() - t0) / 1000;
@@ -209,15 +230,16 @@ export class ControllerPipeline {
   /**
    * A node state compiled for the first time may already be what an earlier controller published: its last
    * published head then continues (nothing is republished), or the new state chains to that head. Returns the
-   * changes that still need a delta; when none do, the sync allocates no generation.
+   * changes that still need a delta, each with the generation it continues; when none do, the sync allocates no
+   * generation.
    */
-  private async adoptPublishedHeads(changes: NodeChange[]): Promise<NodeChange[]> {
-    if (!this.opts.heads) return changes;
-    const out: NodeChange[] = [];
+  private async adoptPublishedHeads(changes: NodeChange[]): Promise<ToPublish[]> {
+    if (!this.opts.heads) return changes.map((change) => ({ change, prevGeneration: change.prevGeneration }));
+    const out: ToPublish[] = [];
     for (const c of changes) {
       const fam = this.familyOf(c.family);
       if (!c.initial || !fam) {
-        out.push(c);
+        out.push({ change: c, prevGeneration: c.prevGeneration });
         continue;
       }
       const head = await this.opts.heads.head(c.node, c.family);
@@ -227,44 +249,100 @@ export class ControllerPipeline {
         this.tracker.published({ node: c.node, family: c.family, mode: IptablesMode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
         continue;
       }
-      out.push({ ...c, prevGeneration: head?.generation ?? 0 });
+      out.push({ change: c, prevGeneration: head?.generation ?? 0 });
     }
     return out;
   }
 
-  private async buildDeltas(generation: number, changes: NodeChange[], serviceCauses: Map<string, PendingCause[]>, nodeCauses: Map<string, PendingCause[]>): Promise<Delta[]> {
+  private async buildDeltas(generation: number, changes: ToPublish[], serviceCauses: Map<string, PendingCause[]>, nodeCauses: Map<string, PendingCause[]>): Promise<Delta[]> {
     const maxInline = this.opts.maxInlineBytes ?? 512 * 1024;
+    const maxCauses = this.opts.maxCauses ?? 64;
+    // A new node's state comes from every service: its causes are those of the whole sync, gathered once.
+    let allServices: CauseSummary | undefined;
+    // Most deltas of a sync name the same services: their causes are summarized once per distinct list.
+    const byServices = new Map<string, CauseSummary>();
+    const sizeTemplates = new Map<string, number>();
     const deltas: Delta[] = [];
-    for (const c of changes) {
+    for (const { change: c, prevGeneration } of changes) {
       const fam = this.familyOf(c.family);
       if (!fam) continue;
       let snapshot = c.initial;
-      const pcs = [...[...c.services].flatMap((s) => serviceCauses.get(s) ?? []), ...(nodeCauses.get(c.node) ?? [])];
-      const trigger = pcs.length ? Math.min(...pcs.map((p) => p.observedAt)) : undefined;
+      const own = nodeCauses.get(c.node) ?? [];
+      let causes: CauseSummary;
+      if (c.initial) {
+        allServices ??= summarizeCauses([...serviceCauses.values()].flat(), maxCauses);
+        causes = own.length ? summarizeCauses([...own, ...allServices.kept], maxCauses, allServices.trigger) : allServices;
+      } else {
+        const key = own.length ? undefined : [...c.services].join('\n');
+        const known = key === undefined ? undefined : byServices.get(key);
+        if (known) causes = known;
+        else {
+          const pcs: PendingCause[] = [...own];
+          for (const s of c.services) for (const pc of serviceCauses.get(s) ?? []) pcs.push(pc);
+          causes = summarizeCauses(pcs, maxCauses);
+          if (key !== undefined) byServices.set(key, causes);
+        }
+      }
       const delta: Delta = {
         node: c.node,
         generation,
-        prevGeneration: c.prevGeneration,
+        prevGeneration,
         upserts: snapshot ? [] : c.upserts.map((u) => u.wire),
         deletes: snapshot ? [] : c.deletes,
         digest: c.digest,
-        cause: dedupeCauses(pcs.map((p) => p.cause)),
-        ...(trigger !== undefined ? { triggerTime: timestamp(trigger) } : {}),
+        cause: causes.kept.map((p) => p.cause),
+        ...(causes.trigger !== undefined ? { triggerTime: timestamp(causes.trigger) } : {}),
         mode: IptablesMode,
         ipFamily: c.family,
         snapshot,
       };
-      if (!snapshot && Delta.encode(delta).finish().length > maxInline) {
+      let size = snapshot ? undefined : this.encodedSize(delta, sizeTemplates);
+      if (size !== undefined && size > maxInline) {
         snapshot = true;
+        size = undefined;
         delta.upserts = [];
         delta.deletes = [];
         delta.snapshot = true;
       }
+      if (size !== undefined) this.encodedSizes.set(delta, size);
       fam.setGeneration(c.node, generation);
       deltas.push(delta);
       await this.maybeSnapshot(fam, c.node, generation, snapshot);
     }
     return deltas;
+  }
+
+  /**
+   * Delta.encode(delta).finish().length, with each upsert, delete and cause measured once per object: the
+   * deltas of one sync carry the same objects (shared by reference), only the per-node fields differ.
+   */
+  private encodedSize(delta: Delta, templates: Map<string, number>): number {
+    // The fields every delta of a sync shares are measured once (node and prev_generation left out), the two
+    // per-node scalars are added: field 1 (string) and field 3 (uint64, omitted when 0), one-byte tags.
+    const t = `${delta.generation}/${delta.triggerTime?.seconds}/${delta.triggerTime?.nanos}/${delta.digest.length}/${delta.mode}/${delta.ipFamily}/${delta.snapshot}`;
+    let n = templates.get(t);
+    if (n === undefined) {
+      n = Delta.encode({ ...delta, node: '', prevGeneration: 0, upserts: [], deletes: [], cause: [] }).finish().length;
+      templates.set(t, n);
+    }
+    const nodeBytes = Buffer.byteLength(delta.node);
+    if (nodeBytes > 0) n += 1 + varintSize(nodeBytes) + nodeBytes;
+    if (delta.prevGeneration > 0) n += 1 + varintSize(delta.prevGeneration);
+    // Fields 4, 5 and 7, each length-delimited: a one-byte tag, the length as a varint, the bytes.
+    const field = (len: number): number => 1 + varintSize(len) + len;
+    for (const u of delta.upserts) n += field(this.measured(u, () => RuleObject.encode(u).finish().length));
+    for (const d of delta.deletes) n += field(this.measured(d, () => ObjectRef.encode(d).finish().length));
+    for (const c of delta.cause) n += field(this.measured(c, () => Cause.encode(c).finish().length));
+    return n;
+  }
+
+  private measured(o: object, measure: () => number): number {
+    let len = this.objectSizes.get(o);
+    if (len === undefined) {
+      len = measure();
+      this.objectSizes.set(o, len);
+    }
+    return len;
   }
 
   private async maybeSnapshot(fam: FamilyStates, node: string, generation: number, forced: boolean): Promise<void> {
@@ -296,7 +374,7 @@ export class ControllerPipeline {
         const headers: Record<string, string> = {};
         injectTraceContext(headers, trace.setSpan(context.active(), span));
         try {
-          bytes += Delta.encode(d).finish().length;
+          bytes += this.encodedSizes.get(d) ?? Delta.encode(d).finish().length;
           await this.opts.sink.publish(d, headers);
           this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6 : undefined, at: Date.now() });
         } catch (err) {
@@ -326,10 +404,33 @@ export class ControllerPipeline {
   }
 }
 
-function dedupeCauses(causes: Cause[]): Cause[] {
-  const seen = new Map<string, Cause>();
-  for (const c of causes) seen.set(`${c.kind}/${c.namespace}/${c.name}`, c);
-  return [...seen.values()];
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+interface CauseSummary {
+  /** At most the limit, one per object (its last event), earliest trigger first. */
+  readonly kept: PendingCause[];
+  /** The earliest trigger time of all the causes, kept or not. */
+  readonly trigger: number | undefined;
+}
+
+function summarizeCauses(pcs: readonly PendingCause[], max: number, trigger?: number): CauseSummary {
+  const latest = new Map<string, PendingCause>();
+  let earliest = trigger;
+  for (const p of pcs) {
+    if (earliest === undefined || p.observedAt < earliest) earliest = p.observedAt;
+    latest.set(`${p.cause.kind}/${p.cause.namespace}/${p.cause.name}`, p);
+  }
+  let kept = [...latest.values()];
+  if (kept.length > 1) kept.sort((a, b) => a.observedAt - b.observedAt);
+  if (kept.length > max) kept = kept.slice(0, max);
+  return { kept, trigger: earliest };
 }
 
 export type { RuleObject, SyncOutcome };

@@ -4,10 +4,10 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { IPFamily, parseCidr, readManifestDir, type KubeObject } from '@kpx/model';
 import { defaultIptablesOptions } from '@kpx/compiler';
 import { RuleState } from '@kpx/ruleset';
-import type { Delta } from '@kpx/proto';
+import { Delta } from '@kpx/proto';
 import { SpanProcessing, extractTraceContext, startTracing, type Tracing } from '@kpx/telemetry';
 import { trace } from '@opentelemetry/api';
-import { ControllerPipeline, MemoryGenerationStore, type PublishedHeads } from '../src/index.js';
+import { ControllerPipeline, MemoryGenerationStore, type PipelineMetrics, type PublishedHeads } from '../src/index.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 const exporter = new InMemorySpanExporter();
@@ -19,7 +19,7 @@ after(async () => tracing.shutdown());
 
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
-function makePipeline(opts: { generations?: MemoryGenerationStore; heads?: PublishedHeads; minSyncPeriodMs?: number } = {}) {
+function makePipeline(opts: { generations?: MemoryGenerationStore; heads?: PublishedHeads; minSyncPeriodMs?: number; maxCauses?: number; metrics?: PipelineMetrics } = {}) {
   const published: { delta: Delta; headers: Record<string, string> }[] = [];
   const families = new Map([
     [IPFamily.IPv4, { ...defaultIptablesOptions(IPFamily.IPv4), clusterCIDRs: [parseCidr('10.244.0.0/16')!] }],
@@ -31,6 +31,8 @@ function makePipeline(opts: { generations?: MemoryGenerationStore; heads?: Publi
     generations: opts.generations ?? new MemoryGenerationStore(),
     ...(opts.heads ? { heads: opts.heads } : {}),
     minSyncPeriodMs: opts.minSyncPeriodMs ?? 0,
+    ...(opts.maxCauses !== undefined ? { maxCauses: opts.maxCauses } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
     logger: silent,
     tracer: tracing.tracer,
   });
@@ -153,5 +155,63 @@ test('one trace runs from the API event through compile to every publish', async
   }
   // The trace context travels with each delta.
   for (const { headers } of published) assert.equal(trace.getSpanContext(extractTraceContext(headers))?.traceId, traceId);
+  await p.stop();
+});
+
+test('a Service and its slice changed in one sync: the new spec is compiled, and slice-only changes after it keep it', async () => {
+  const { p, published } = makePipeline();
+  await feed(p);
+  const snap = await p.snapshot('node-a', IPFamily.IPv4);
+  assert.ok(snap);
+  const replica = RuleState.from(snap.objects, snap.generation);
+  const web = (port: number): KubeObject =>
+    ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'shop', resourceVersion: String(port) },
+      spec: { type: 'NodePort', clusterIP: '10.96.0.20', clusterIPs: ['10.96.0.20'], ports: [{ name: 'http', port, targetPort: 8080, nodePort: 30080, protocol: 'TCP' }] },
+    }) as KubeObject;
+  published.length = 0;
+  // Both events before the sync runs: one sync, where shop/web has a Service change and a slice change.
+  p.onEvent({ kind: 'Service', type: 'upsert', object: web(81), observedAt: Date.now() });
+  p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object: webSlice(['10.244.1.10', '10.244.1.12'], '90'), observedAt: Date.now() });
+  await new Promise((r) => setTimeout(r, 5));
+  await p.settle();
+  await change(p, webSlice(['10.244.1.10', '10.244.1.13'], '91'));
+  for (const { delta } of published) if (delta.node === 'node-a' && delta.ipFamily === IPFamily.IPv4) replica.applyDelta(delta);
+  const now = await p.snapshot('node-a', IPFamily.IPv4);
+  assert.equal(replica.digest, now?.digest);
+  const rules = JSON.stringify(replica.sortedObjects());
+  assert.ok(rules.includes('-d 10.96.0.20 --dport 81'), 'the new service port');
+  assert.ok(!rules.includes('-d 10.96.0.20 --dport 80'), 'not the old one');
+  assert.ok(rules.includes('10.244.1.13') && !rules.includes('10.244.1.12'));
+  await p.stop();
+});
+
+test('a first sync names at most maxCauses causes per delta, with the earliest trigger time of all', async () => {
+  const { p, published } = makePipeline({ maxCauses: 2 });
+  const objects = (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  objects.forEach((object, i) => p.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: 5_000 + 1000 * i }));
+  p.onSynced();
+  await new Promise((r) => setTimeout(r, 5));
+  await p.settle();
+  assert.ok(published.length > 0);
+  for (const { delta } of published) {
+    assert.equal(delta.cause.length, 2, JSON.stringify(delta.cause));
+    assert.deepEqual(delta.triggerTime, { seconds: 5, nanos: 0 });
+  }
+  await p.stop();
+});
+
+test('bytes reported per sync are the encoded size of the deltas published', async () => {
+  const synced: number[] = [];
+  const { p, published } = makePipeline({ metrics: { synced: (s) => synced.push(s.bytes) } });
+  await feed(p);
+  published.length = 0;
+  synced.length = 0;
+  await change(p, webSlice(['10.244.1.10', '10.244.2.44'], '95'));
+  assert.equal(synced.length, 1);
+  assert.ok(published.some((x) => x.delta.upserts.length > 0));
+  assert.equal(synced[0], published.reduce((n, x) => n + Delta.encode(x.delta).finish().length, 0));
   await p.stop();
 });

@@ -227,6 +227,8 @@ export async function* readDeltas(js: JetStreamClient, node: string, options: Re
     const messages = await consumer.consume({ max_messages: 256 });
     const onAbort = (): void => messages.stop();
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    // Aborted while the consumer was being set up: the listener above came too late.
+    if (isAborted(options.signal)) messages.stop();
     try {
       for await (const msg of messages) {
         const caughtUp = !follow && msg.info.pending === 0;
@@ -244,6 +246,11 @@ export async function* readDeltas(js: JetStreamClient, node: string, options: Re
       // Best effort: the ephemeral consumer also expires by itself after inactive_threshold.
     }
   }
+}
+
+/** A function, so that TypeScript does not carry a narrowing of `aborted` across awaits. */
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }
 
 function wanted(msg: JsMsg, fromGeneration: number, ipFamily: string | undefined): boolean {

@@ -2,6 +2,7 @@
 import { controllerCommand } from './controller.js';
 import { executorCommand } from './executor.js';
 import { renderCommand } from './render.js';
+import { replayCommand } from './replay.js';
 import { statusCommand } from './status.js';
 import { UsageError } from './errors.js';
 
@@ -11,6 +12,7 @@ commands:
   render       compile one node's rules from a directory of manifests and print them
   controller   watch the cluster, compile every node, publish deltas on NATS JetStream
   executor     apply one node's deltas to the kernel (iptables), resync, repair drift, ack
+  replay       a node's rules at any retained generation, diffs between generations, from JetStream alone
   status       every node's desired and acked generation, digest match, lag and last error
 
 run 'kpx <command> --help' for a command's options
@@ -35,6 +37,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await renderCommand(rest, io);
       case 'executor':
         return await untilSignal((signal) => executorCommand(rest, io, { signal }));
+      case 'replay':
+        return await untilSignal((signal) => replayCommand(rest, io, { signal }));
       case 'status':
         return await statusCommand(rest, io);
       case 'controller':

@@ -64,8 +64,8 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
     return 1;
   }
 
-  const objects = await readManifestDir(values.manifests);
-  const { state, diagnostics } = loadClusterState(objects);
+  // The parsed manifests are not kept: once loaded they are garbage, and a large cluster's are hundreds of MB.
+  const { state, diagnostics } = loadClusterState(await readManifestDir(values.manifests));
   for (const d of diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
   const ruleSet = compileIptables({ state, nodeName: values.node, options: iptablesOptionsFromConfig(config, family) });
   io.stdout(renderRestore(ruleSet, format));

@@ -10,7 +10,8 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
-import { getSnapshot, readDeltas, type DeltaRecord } from '@kpx/transport';
+import { OutsideRetentionError, replayTo } from '@kpx/replay';
+import { readDeltas, type DeltaRecord } from '@kpx/transport';
 import type { Backend } from './backend.js';
 import type { ControllerClient, FetchedSnapshot } from './controller-client.js';
 
@@ -296,16 +297,15 @@ export class Executor {
       this.opts.logger.warn({ err, family: fam.family }, 'controller snapshot unavailable; trying JetStream');
     }
     // The controller is down or behind: the snapshots it stored in JetStream, then the deltas after them.
-    const stored = await getSnapshot(this.opts.js, this.opts.node, fam.family);
-    if (!stored) return undefined;
-    const state = RuleState.from(stored.objects, stored.generation);
-    for await (const rec of readDeltas(this.opts.js, this.opts.node, { fromGeneration: stored.generation, ipFamily: fam.family })) {
-      const d = rec.delta;
-      if (d.snapshot || d.prevGeneration !== state.generation) break;
-      state.applyDelta(d);
+    let replayed;
+    try {
+      replayed = await replayTo(this.opts.js, { node: this.opts.node, family: fam.family });
+    } catch (err) {
+      if (err instanceof OutsideRetentionError) return undefined;
+      throw err;
     }
-    if (state.generation < minGeneration) return undefined;
-    return { generation: state.generation, digest: state.digest, objects: state.sortedObjects() };
+    if (replayed.generation < minGeneration) return undefined;
+    return { generation: replayed.generation, digest: replayed.digest, objects: replayed.state.sortedObjects() };
   }
 
   private scheduleDriftCheck(): void {

@@ -101,3 +101,14 @@ test('executors converge, follow changes, and a restarted executor catches up', 
   const b = executors.get('node-b')!.executor.status().find((s) => s.family === 'IPv4')!;
   assert.equal(b.digest, (await controller.pipeline.snapshot('node-b', 'IPv4'))?.digest);
 });
+
+test('without the controller, an executor converges from the snapshots and deltas in JetStream', async (t) => {
+  const e = await runExecutor({ node: 'node-c', natsUrl: nats.url, controller: '127.0.0.1:1', createBackend: () => new MemoryBackend(), healthzListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 0, tracer: tracing.tracer });
+  t.after(() => e.stop());
+  for (const family of ['IPv4', 'IPv6']) {
+    const want = await controller.pipeline.snapshot('node-c', family);
+    const got = e.executor.status().find((s) => s.family === family);
+    assert.equal(got?.generation, want?.generation, family);
+    assert.equal(got?.digest, want?.digest, family);
+  }
+});

@@ -1,6 +1,7 @@
 // @kpx/transport: NATS JetStream transport of kpx deltas and snapshots.
 export { DecodeError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
 export {
+  AuditGenerationSubject,
   AuditStream,
   AuditSubjectPrefix,
   auditSubject,
@@ -35,3 +36,5 @@ export type {
 } from './deltas.js';
 export { deleteSnapshots, ensureSnapshotStore, getSnapshot, listSnapshots, putSnapshot } from './snapshots.js';
 export type { GetSnapshotOptions, PutSnapshotOptions, SnapshotInfo, SnapshotRef, SnapshotStoreOptions } from './snapshots.js';
+export { ensureAuditStream, publishAuditRecord, readAudit } from './audit.js';
+export type { AuditCause, AuditEntry, AuditRecord, AuditStreamOptions, GenerationRecord, NodeEventRecord, ReadAuditOptions } from './audit.js';

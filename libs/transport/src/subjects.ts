@@ -20,7 +20,7 @@ export const DeltaSubjectFilter = `${DeltaSubjectPrefix}.>`;
 /** The JetStream object store bucket holding snapshots (its stream is OBJ_KPX_SNAPSHOTS). */
 export const SnapshotBucket = 'KPX_SNAPSHOTS';
 
-/** The stream reserved for audit records (acks and apply reports), subjects `kpx.audit.<node token>`. */
+/** The audit log: generation records on `kpx.audit.gen`, node events on `kpx.audit.node.<node token>`. */
 /** JetStream KV bucket holding the controller's durable counters (the cluster-wide generation). */
 export const StateBucket = 'KPX_STATE';
 /** Key of the last generation reserved in StateBucket. */
@@ -99,9 +99,12 @@ export function nodeOfDeltaSubject(subject: string): string {
   return decodeNodeToken(subject.slice(prefix.length));
 }
 
-/** `kpx.audit.<node token>` */
+/** `kpx.audit.gen`: one record per generation (its causes, the nodes it changed, the bytes published). */
+export const AuditGenerationSubject = `${AuditSubjectPrefix}.gen`;
+
+/** `kpx.audit.node.<node token>`: what happened on a node (drift found and repaired, failed applies). */
 export function auditSubject(node: string): string {
-  return `${AuditSubjectPrefix}.${encodeNodeToken(node)}`;
+  return `${AuditSubjectPrefix}.node.${encodeNodeToken(node)}`;
 }
 
 /** The JetStream msg id of a delta: `<node>:<family>:<generation>` (a republish is dropped as a duplicate). */

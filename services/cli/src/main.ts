@@ -1,4 +1,5 @@
 // The kpx command.
+import { auditCommand } from './audit.js';
 import { controllerCommand } from './controller.js';
 import { executorCommand } from './executor.js';
 import { renderCommand } from './render.js';
@@ -12,6 +13,7 @@ commands:
   render       compile one node's rules from a directory of manifests and print them
   controller   watch the cluster, compile every node, publish deltas on NATS JetStream
   executor     apply one node's deltas to the kernel (iptables), resync, repair drift, ack
+  audit        what each node should have, does it, why (--rules, --explain, --generation); the audit log
   replay       a node's rules at any retained generation, diffs between generations, from JetStream alone
   status       every node's desired and acked generation, digest match, lag and last error
 
@@ -37,6 +39,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await renderCommand(rest, io);
       case 'executor':
         return await untilSignal((signal) => executorCommand(rest, io, { signal }));
+      case 'audit':
+        return await auditCommand(rest, io);
       case 'replay':
         return await untilSignal((signal) => replayCommand(rest, io, { signal }));
       case 'status':

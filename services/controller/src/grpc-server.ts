@@ -1,7 +1,7 @@
 // The controller's NodeSync gRPC service: acks from executors, snapshots, convergence status.
 import { Server, ServerCredentials, status as GrpcStatus, type ServerErrorResponse } from '@grpc/grpc-js';
 import { context, trace, type Tracer } from '@opentelemetry/api';
-import { NodeSyncService, type NodeSyncServer, type SnapshotChunk } from '@kpx/proto';
+import { NodeSyncService, type AckRequest, type NodeSyncServer, type SnapshotChunk } from '@kpx/proto';
 import { extractTraceMetadata, formatListenAddress, parseListenAddress } from '@kpx/telemetry';
 import type { ControllerPipeline, PipelineLogger } from './pipeline.js';
 
@@ -13,6 +13,8 @@ export interface GrpcServerOptions {
   readonly tracer: Tracer;
   /** Change-to-ack latency observer (seconds). */
   readonly onChangeToAck?: (seconds: number) => void;
+  /** Every ack, after the tracker took it (the audit log records drift and failures). */
+  readonly onAck?: (req: AckRequest) => void;
   /** Objects per snapshot chunk when the client does not say (default 2000). */
   readonly chunkObjects?: number;
 }
@@ -34,6 +36,7 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
       context.with(trace.setSpan(parent, span), () => {
         const outcome = pipeline.tracker.ack(call.request);
         if (outcome.changeToAckSeconds !== undefined) opts.onChangeToAck?.(outcome.changeToAckSeconds);
+        opts.onAck?.(call.request);
         if (call.request.error) logger.warn({ node: call.request.node, generation: call.request.generation, error: call.request.error }, 'executor reported a failed apply');
         span.end();
         callback(null, outcome.response);

@@ -65,9 +65,18 @@ interface ToPublish {
   readonly prevGeneration: number;
 }
 
-interface SyncOutcome {
+export interface SyncOutcome {
   readonly generation: number;
   readonly deltas: readonly Delta[];
+  /** Encoded size of each delta, in the order of `deltas`. */
+  readonly deltaBytes: readonly number[];
+  /** Every cause of the generation (deltas carry at most maxCauses each), earliest first, deduplicated. */
+  readonly causes: readonly Cause[];
+  /** Services (`namespace/name`) and nodes whose objects changed in this sync. */
+  readonly services: readonly string[];
+  readonly nodes: readonly string[];
+  /** The earliest trigger time of the causes (ms since the epoch). */
+  readonly triggerTime: number | undefined;
 }
 
 const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
@@ -213,7 +222,23 @@ export class ControllerPipeline {
         const bytes = await this.publish(deltas);
         this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: deltas.length, bytes });
         this.opts.logger.info({ generation, nodes: deltas.length, bytes, compileMs: Math.round(compileSeconds * 1000) }, 'published generation');
-        for (const l of this.listeners) l({ generation, deltas });
+        if (this.listeners.size > 0) {
+          const seen = new Set<string>();
+          const causes = all.map((p) => p.cause).filter((c) => {
+            const k = `${c.kind}/${c.namespace}/${c.name}/${c.resourceVersion}`;
+            return seen.has(k) ? false : (seen.add(k), true);
+          });
+          const outcome: SyncOutcome = {
+            generation,
+            deltas,
+            deltaBytes: deltas.map((d) => this.encodedSizes.get(d) ?? Delta.encode(d).finish().length),
+            causes,
+            services: [...services].sort(),
+            nodes: [...nodes].sort(),
+            triggerTime: all[0]?.observedAt,
+          };
+          for (const l of this.listeners) l(outcome);
+        }
       });
     } catch (err) {
       span.recordException(err as Error);
@@ -433,4 +458,4 @@ function summarizeCauses(pcs: readonly PendingCause[], max: number, trigger?: nu
   return { kept, trigger: earliest };
 }
 
-export type { RuleObject, SyncOutcome };
+export type { RuleObject };

@@ -4,9 +4,10 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import { iptablesOptionsFromConfig, type IptablesOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
+import { ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { natsPorts } from './nats-ports.js';
-import { ControllerPipeline } from './pipeline.js';
+import { ControllerPipeline, type SyncOutcome } from './pipeline.js';
 import type { Source } from './sources/types.js';
 
 export interface ControllerRunOptions {
@@ -24,6 +25,8 @@ export interface ControllerRunOptions {
   /** Deltas kept per node subject (default 1000) and their maximum age in ms (default 0: unlimited). */
   readonly historyPerSubject?: number;
   readonly maxAgeMs?: number;
+  /** How long the audit log (KPX_AUDIT) keeps records, ms (default 7 days). */
+  readonly auditMaxAgeMs?: number;
   /** Store a node's snapshot every this many of its generations (default 100). */
   readonly snapshotEvery?: number;
   /** Families compiled (default both). */
@@ -78,12 +81,27 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       },
     });
     cleanups.push(() => pipeline.stop());
+    // The audit log: one record per generation, and the drift and failures executors report. Appended in order,
+    // off the sync path; a failed append is logged and does not stop the controller.
+    const js = jetstream(nc);
+    await ensureAuditStream(await jetstreamManager(nc), { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}) });
+    let auditChain: Promise<void> = Promise.resolve();
+    const audit = (record: AuditRecord): void => {
+      auditChain = auditChain.then(() => publishAuditRecord(js, record)).catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
+    };
+    cleanups.push(() => auditChain);
+    pipeline.onSync((o) => audit(generationRecord(o)));
     const grpc: RunningGrpcServer = await startGrpcServer({
       pipeline,
       listen: opts.grpcListen,
       logger,
       tracer,
       onChangeToAck: (s) => metrics.changeToAck.observe(s),
+      onAck: (req) => {
+        const time = new Date().toISOString();
+        if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [...req.drift] });
+        if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
+      },
     });
     cleanups.push(() => grpc.close());
     let synced = false;
@@ -112,4 +130,25 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     await stop();
     throw err;
   }
+}
+
+const AuditMaxCauses = 500;
+const AuditMaxNodes = 4000;
+
+/** The audit log record of one generation. */
+export function generationRecord(o: SyncOutcome, now = new Date()): GenerationRecord {
+  return {
+    type: 'generation',
+    generation: o.generation,
+    time: now.toISOString(),
+    ...(o.triggerTime !== undefined ? { triggerTime: new Date(o.triggerTime).toISOString() } : {}),
+    // A record stays far below NATS's max payload: an initial sync has a cause per object of the cluster.
+    causes: o.causes.slice(0, AuditMaxCauses).map((c) => ({ kind: c.kind, namespace: c.namespace, name: c.name, resourceVersion: c.resourceVersion })),
+    causesTotal: o.causes.length,
+    services: o.services.slice(0, AuditMaxCauses),
+    servicesTotal: o.services.length,
+    nodes: o.deltas.slice(0, AuditMaxNodes).map((d, i) => ({ node: d.node, ipFamily: d.ipFamily, snapshot: d.snapshot, upserts: d.upserts.length, deletes: d.deletes.length, bytes: o.deltaBytes[i] ?? 0 })),
+    nodesTotal: o.deltas.length,
+    bytes: o.deltaBytes.reduce((a, b) => a + b, 0),
+  };
 }

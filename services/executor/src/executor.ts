@@ -321,7 +321,8 @@ export class Executor {
     const rb = await fam.backend.readBack(fam.state);
     fam.actualDigest = rb.digest;
     if (rb.digest === fam.state.digest) {
-      if (report && fam.reportedActual !== rb.digest) await this.sendAck(fam, { applyDurationSeconds: 0 });
+      // Also a heartbeat: a restarted controller learns what this node holds without waiting for a change.
+      if (report) await this.sendAck(fam, { applyDurationSeconds: 0 });
       return [];
     }
     const drift = rb.drift.length > 0 ? [...rb.drift] : [`digest ${rb.digest} instead of ${fam.state.digest}`];

@@ -1,0 +1,276 @@
+// kpx audit: what should each node have, does it, and why — from the controller (status, rules) and JetStream
+// (the audit log, the generation that produced a rule).
+import { parseArgs } from 'node:util';
+import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { stringify } from 'yaml';
+import { NodeSyncClient, type RuleObject, type SnapshotChunk, type StatusResponse } from '@kpx/proto';
+import { IptablesState, planFullRestore } from '@kpx/kernel';
+import { replayTo } from '@kpx/replay';
+import { readAudit, readDeltas, type AuditRecord } from '@kpx/transport';
+import { parseDuration } from './controller.js';
+import { UsageError } from './errors.js';
+import type { Io } from './main.js';
+import { fetchStatus } from './status.js';
+
+export const AUDIT_USAGE = `usage: kpx audit --controller HOST:PORT [--node N] [-o table|json|yaml]
+       kpx audit --controller HOST:PORT --node N --rules [--ip-family ipv4|ipv6]
+       kpx audit --controller HOST:PORT --nats URL --node N --explain TARGET [-o table|json]
+       kpx audit --nats URL --node N --generation G [-o table|json]
+       kpx audit log --nats URL [--service NS/NAME] [--node N] [--since DURATION] [-o table|json]
+
+  (default)          per node and family: desired generation and digest, acked, the kernel's digest, in sync,
+                     drift, last error. -o json: {"nodes":[{"node","ipFamily","desiredGeneration","desiredDigest",
+                     "ackedGeneration","ackedDigest","actualDigest","inSync","drift","driftRepairs","lastError"}]}
+  --rules            the node's desired rules, as iptables-restore input
+  --explain TARGET   which Service / EndpointSlice (namespace/name, resourceVersion) and which generation produced
+                     TARGET on the node: a chain (KUBE-SVC-…, nat/KUBE-SERVICES), a ClusterIP:port, or rule text
+  --generation G     the node's desired digest at generation G, rebuilt from JetStream (the controller need not run)
+  log                the audit log: every generation with its causes, nodes and bytes, and the drift and failures
+                     executors reported; --since 1h, --service NS/NAME, --node N narrow it
+`;
+
+const familyOf = (flag: string): 'IPv4' | 'IPv6' => {
+  if (flag === 'ipv4') return 'IPv4';
+  if (flag === 'ipv6') return 'IPv6';
+  throw new UsageError(`--ip-family must be ipv4 or ipv6, not ${JSON.stringify(flag)}`);
+};
+
+/** The stable JSON of `kpx audit -o json`. */
+export function auditJson(res: StatusResponse): { nodes: unknown[] } {
+  return {
+    nodes: res.nodes.map((n) => ({
+      node: n.node,
+      ipFamily: n.ipFamily,
+      desiredGeneration: n.desiredGeneration,
+      desiredDigest: n.desiredDigest,
+      ackedGeneration: n.ackedGeneration,
+      ackedDigest: n.ackedDigest,
+      actualDigest: n.actualDigest,
+      inSync: n.inSync && (n.actualDigest === '' || n.actualDigest === n.desiredDigest),
+      drift: n.lastDrift,
+      driftRepairs: n.driftRepairs,
+      lastError: n.lastError,
+    })),
+  };
+}
+
+function snapshotOf(address: string, node: string, family: string): Promise<{ generation: number; digest: string; objects: RuleObject[] }> {
+  const client = new NodeSyncClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 256 * 1024 * 1024 });
+  return new Promise<{ generation: number; digest: string; objects: RuleObject[] }>((resolve, reject) => {
+    const objects: RuleObject[] = [];
+    let head: SnapshotChunk | undefined;
+    const stream = client.getSnapshot({ node, mode: 'iptables', ipFamily: family, generation: 0, maxObjectsPerChunk: 0 }, new Metadata(), { deadline: Date.now() + 60_000 });
+    stream.on('data', (c: SnapshotChunk) => {
+      head ??= c;
+      objects.push(...c.objects);
+    });
+    stream.on('error', (err: ServiceError) => reject(new Error(err.code === GrpcStatus.NOT_FOUND ? `the controller has no ${family} rules for node ${node}` : `controller ${address}: ${err.details || err.message}`)));
+    stream.on('end', () => resolve({ generation: head?.generation ?? 0, digest: head?.digest ?? '', objects }));
+  }).finally(() => client.close());
+}
+
+/** The service port an object belongs to: the owner in a fragment key, else the comment of its rules. */
+function ownerOf(o: RuleObject): string {
+  const p = o.payload;
+  if (p?.$case === 'iptablesRules') return o.key.split('/').slice(2).join('/');
+  const rules = p?.$case === 'iptablesChain' ? p.value.rules : p?.$case === 'iptablesJump' ? [p.value.rule] : [];
+  for (const r of rules) {
+    const m = /--comment "?([a-z0-9.-]+\/[a-z0-9.-]+(?::[a-z0-9-]*)?)/.exec(r);
+    if (m?.[1]) return m[1];
+  }
+  return '';
+}
+
+const rulesOf = (o: RuleObject): string[] => {
+  const p = o.payload;
+  if (p?.$case === 'iptablesChain') return p.value.rules;
+  if (p?.$case === 'iptablesRules') return p.value.rules;
+  if (p?.$case === 'iptablesJump') return [p.value.rule];
+  return [];
+};
+
+/** Objects of the node matching TARGET: a chain name, `table/CHAIN`, `IP:port`, or a piece of rule text. */
+export function matchTarget(objects: readonly RuleObject[], target: string): RuleObject[] {
+  const ipPort = /^\[?([0-9a-fA-F:.]+?)\]?:(\d+)$/.exec(target);
+  if (ipPort && (target.includes('.') || target.startsWith('['))) {
+    const [, ip, port] = ipPort;
+    const dest = new RegExp(`-d ${ip!.replace(/[.]/g, '\\.')}(/(32|128))? .*--dport ${port}( |$)`);
+    return objects.filter((o) => rulesOf(o).some((r) => dest.test(r)));
+  }
+  if (/^(KUBE|kube)-|^(nat|filter)\//.test(target)) {
+    const chain = target.includes('/') ? target : undefined;
+    return objects.filter((o) => {
+      const p = o.payload;
+      const name = p?.$case === 'iptablesChain' ? p.value.name : p?.$case === 'iptablesRules' ? p.value.chain : p?.$case === 'iptablesJump' ? p.value.target : '';
+      const table = p?.$case === 'iptablesChain' || p?.$case === 'iptablesRules' || p?.$case === 'iptablesJump' ? p.value.table : '';
+      return chain ? `${table}/${name}` === chain || o.key === chain : name === target;
+    });
+  }
+  return objects.filter((o) => rulesOf(o).some((r) => r.includes(target)));
+}
+
+interface Explanation {
+  kind: string;
+  key: string;
+  owner: string;
+  generation: number;
+  snapshot: boolean;
+  causes: { kind: string; namespace: string; name: string; resourceVersion: string }[];
+}
+
+/** For each matched object: the newest retained delta of the node that wrote it, and that delta's causes. */
+async function explain(js: JetStreamClient, node: string, family: string, matched: readonly RuleObject[]): Promise<Explanation[]> {
+  const wanted = new Map(matched.map((o) => [`${o.kind}\u0000${o.key}`, o]));
+  const found = new Map<string, Explanation>();
+  for await (const rec of readDeltas(js, node, { ipFamily: family })) {
+    const d = rec.delta;
+    const hit = (kind: string, key: string): void => {
+      const id = `${kind}\u0000${key}`;
+      const o = wanted.get(id);
+      if (o) found.set(id, { kind, key, owner: ownerOf(o), generation: d.generation, snapshot: d.snapshot, causes: d.cause.map((c) => ({ ...c })) });
+    };
+    if (d.snapshot) for (const o of wanted.values()) hit(o.kind, o.key);
+    else for (const u of d.upserts) hit(u.kind, u.key);
+  }
+  return matched.map((o) => found.get(`${o.kind}\u0000${o.key}`) ?? { kind: o.kind, key: o.key, owner: ownerOf(o), generation: 0, snapshot: false, causes: [] });
+}
+
+const fmtCauses = (cs: readonly { kind: string; namespace: string; name: string; resourceVersion: string }[]): string =>
+  cs.length === 0 ? '-' : cs.map((c) => `${c.kind} ${c.namespace ? `${c.namespace}/` : ''}${c.name}${c.resourceVersion ? `@${c.resourceVersion}` : ''}`).join(', ');
+
+function matchesService(r: AuditRecord, service: string): boolean {
+  if (r.type !== 'generation') return false;
+  return r.services.includes(service) || r.causes.some((c) => c.kind === 'Service' && `${c.namespace}/${c.name}` === service);
+}
+
+function formatRecord(r: AuditRecord): string {
+  if (r.type === 'generation') {
+    const nodes = r.nodes.length === r.nodesTotal ? r.nodes.map((n) => `${n.node}/${n.ipFamily}${n.snapshot ? '(snapshot)' : ''}`).join(' ') : `${r.nodesTotal} nodes`;
+    const more = r.causesTotal > r.causes.length ? ` (+${r.causesTotal - r.causes.length} more)` : '';
+    return `${r.time}  generation ${r.generation}  ${r.bytes} B  causes: ${fmtCauses(r.causes)}${more}  nodes: ${nodes}\n`;
+  }
+  return `${r.time}  ${r.type} on ${r.node}/${r.ipFamily} at generation ${r.generation}: ${r.details.join('; ')}\n`;
+}
+
+export async function auditCommand(argv: readonly string[], io: Io): Promise<number> {
+  const isLog = argv[0] === 'log';
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: isLog ? argv.slice(1) : [...argv],
+      options: {
+        controller: { type: 'string' },
+        nats: { type: 'string' },
+        node: { type: 'string', default: '' },
+        generation: { type: 'string' },
+        rules: { type: 'boolean' },
+        explain: { type: 'string' },
+        service: { type: 'string' },
+        since: { type: 'string' },
+        'ip-family': { type: 'string', default: 'ipv4' },
+        output: { type: 'string', short: 'o', default: 'table' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${AUDIT_USAGE}`);
+  }
+  if (values.help) {
+    io.stdout(AUDIT_USAGE);
+    return 0;
+  }
+  const format = values.output;
+  if (format !== 'table' && format !== 'json' && format !== 'yaml') throw new UsageError(`-o must be table, json or yaml, not ${JSON.stringify(format)}`);
+  const family = familyOf(values['ip-family']);
+  const node = values.node;
+  const needs = (flag: 'controller' | 'nats' | 'node', why: string): string => {
+    const v = values[flag];
+    if (!v) throw new UsageError(`${why} needs --${flag}\n${AUDIT_USAGE}`);
+    return v;
+  };
+
+  if (isLog) {
+    const nc = await connect({ servers: needs('nats', 'kpx audit log'), name: 'kpx-audit' });
+    try {
+      const since = values.since !== undefined ? new Date(Date.now() - parseDuration(values.since, '--since')) : undefined;
+      const out: AuditRecord[] = [];
+      for await (const e of readAudit(jetstream(nc), since ? { since } : {})) {
+        const r = e.record;
+        if (values.service && !matchesService(r, values.service)) continue;
+        if (node && (r.type === 'generation' ? !r.nodes.some((n) => n.node === node) : r.node !== node)) continue;
+        if (format === 'table') io.stdout(formatRecord(r));
+        else out.push(r);
+      }
+      if (format === 'json') io.stdout(`${JSON.stringify({ records: out }, null, 2)}\n`);
+      if (format === 'yaml') io.stdout(stringify({ records: out }));
+      return 0;
+    } finally {
+      await nc.close();
+    }
+  }
+
+  if (values.generation !== undefined) {
+    const g = Number(values.generation);
+    if (!Number.isSafeInteger(g) || g < 0) throw new UsageError(`--generation must be a generation number, not ${JSON.stringify(values.generation)}`);
+    const nc = await connect({ servers: needs('nats', '--generation'), name: 'kpx-audit' });
+    try {
+      const r = await replayTo(jetstream(nc), { node: needs('node', '--generation'), family, to: g });
+      const j = { node: r.node, ipFamily: r.family, generation: r.generation, digest: r.digest, objects: r.state.objects.size };
+      io.stdout(format === 'table' ? `node ${j.node} ${j.ipFamily} at generation ${g}: state of generation ${j.generation}, digest ${j.digest}, ${j.objects} objects\n` : format === 'json' ? `${JSON.stringify(j, null, 2)}\n` : stringify(j));
+      return 0;
+    } finally {
+      await nc.close();
+    }
+  }
+
+  const controller = needs('controller', 'kpx audit');
+  if (values.rules) {
+    const snap = await snapshotOf(controller, needs('node', '--rules'), family);
+    io.stdout(`# node ${node} ${family} generation ${snap.generation} digest ${snap.digest}\n`);
+    io.stdout(planFullRestore(IptablesState.from(snap.objects), new Map()).text);
+    return 0;
+  }
+  if (values.explain !== undefined) {
+    const target = values.explain;
+    const snap = await snapshotOf(controller, needs('node', '--explain'), family);
+    const matched = matchTarget(snap.objects, target);
+    if (matched.length === 0) {
+      io.stderr(`kpx: nothing in node ${node}'s ${family} rules (generation ${snap.generation}) matches ${JSON.stringify(target)}\n`);
+      return 1;
+    }
+    const nc = await connect({ servers: needs('nats', '--explain'), name: 'kpx-audit' });
+    try {
+      const ex = await explain(jetstream(nc), node, family, matched);
+      if (format === 'table') {
+        for (const e of ex) {
+          io.stdout(`${e.kind} ${e.key}\n  service port: ${e.owner || '-'}\n  written by generation ${e.generation || '? (older than the retained deltas)'}${e.snapshot ? ' (a snapshot: the node\'s initial state)' : ''}\n  causes: ${fmtCauses(e.causes)}\n`);
+        }
+      } else {
+        const j = { node, ipFamily: family, generation: snap.generation, target, objects: ex };
+        io.stdout(format === 'json' ? `${JSON.stringify(j, null, 2)}\n` : stringify(j));
+      }
+      return 0;
+    } finally {
+      await nc.close();
+    }
+  }
+  const res = await fetchStatus(controller, node);
+  const j = auditJson(res);
+  if (format === 'json') io.stdout(`${JSON.stringify(j, null, 2)}\n`);
+  else if (format === 'yaml') io.stdout(stringify(j));
+  else {
+    const short = (d: string): string => (d ? d.slice(0, 12) : '-');
+    const rows = [['NODE', 'FAMILY', 'DESIRED', 'DIGEST', 'ACKED', 'ACKED-DIGEST', 'KERNEL-DIGEST', 'IN-SYNC', 'DRIFT-REPAIRS', 'LAST-DRIFT', 'LAST-ERROR']];
+    for (const n of res.nodes) {
+      rows.push([n.node, n.ipFamily, String(n.desiredGeneration), short(n.desiredDigest), String(n.ackedGeneration), short(n.ackedDigest), short(n.actualDigest), n.inSync ? 'yes' : 'no', String(n.driftRepairs), n.lastDrift.slice(0, 2).join('; ') || '-', n.lastError || '-']);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+    io.stdout(`${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n')}\n`);
+  }
+  return res.nodes.every((n) => n.inSync) ? 0 : 3;
+}
+

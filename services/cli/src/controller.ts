@@ -24,6 +24,8 @@ source (exactly one):
   --history N              deltas kept per node (default 1000)
   --max-age DURATION       maximum age of kept deltas, e.g. 24h (default: unlimited)
   --snapshot-every N       store each node's snapshot every N of its generations (default 100)
+  --snapshots-kept N       older snapshots kept per node and family besides the newest (default 2)
+  --audit-max-age DURATION how long the audit log (KPX_AUDIT) keeps records (default 168h)
   --otlp-endpoint URL      export traces over OTLP/HTTP (default: off)
   --log-level LEVEL        trace, debug, info (default), warn, error
 `;
@@ -67,6 +69,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
         history: { type: 'string' },
         'max-age': { type: 'string' },
         'snapshot-every': { type: 'string' },
+        'snapshots-kept': { type: 'string' },
+        'audit-max-age': { type: 'string' },
         'otlp-endpoint': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h' },
@@ -88,6 +92,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
   const historyPerSubject = positiveInt(values.history, '--history', 1000);
   const snapshotEvery = positiveInt(values['snapshot-every'], '--snapshot-every', 100);
   const maxAgeMs = values['max-age'] !== undefined ? parseDuration(values['max-age'], '--max-age') : 0;
+  const snapshotsKept = values['snapshots-kept'] === '0' ? 0 : positiveInt(values['snapshots-kept'], '--snapshots-kept', 2);
+  const auditMaxAgeMs = values['audit-max-age'] !== undefined ? parseDuration(values['audit-max-age'], '--audit-max-age') : undefined;
 
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
@@ -116,6 +122,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     historyPerSubject,
     maxAgeMs,
     snapshotEvery,
+    snapshotsKept,
+    ...(auditMaxAgeMs !== undefined ? { auditMaxAgeMs } : {}),
     ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
     logLevel: values['log-level'],
   });

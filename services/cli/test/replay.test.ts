@@ -119,3 +119,33 @@ test('--apply loads a past state into a namespace', async (t) => {
   assert.match(saved, /--to-destination 10\.244\.1\.20:8080/);
   assert.doesNotMatch(saved, /10\.244\.1\.30/);
 });
+
+test('--follow prints deltas as they are published, until stopped', async (t) => {
+  const { replayCommand } = await import('../src/replay.js');
+  const controller = await runController({
+    source: new ManifestsDirSource({ dir, debounceMs: 20 }),
+    sourceName: 'test',
+    natsUrl: nats.url,
+    grpcListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 },
+    logLevel: 'silent',
+  });
+  t.after(() => controller.stop());
+  await controller.pipeline.settle();
+  const ac = new AbortController();
+  let out = '';
+  const done = replayCommand(['--nats', nats.url, '--node', 'node-b', '--follow', '-o', 'json'], { stdout: (s) => (out += s), stderr: () => {} }, { signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(out, '', 'only new deltas');
+  const web = join(dir, 'web.yaml');
+  await writeFile(web, (await readFile(web, 'utf8')).replace('10.244.1.30]', '10.244.1.40]'));
+  await waitFor(() => out.includes('\n'));
+  const line = JSON.parse(out.split('\n')[0] ?? '') as { node: string; generation: number; cause: { name: string }[]; upserts: string[] };
+  assert.equal(line.node, 'node-b');
+  assert.equal(line.generation, controller.pipeline.generation);
+  assert.deepEqual(line.cause.map((c) => c.name), ['web-abc12']);
+  assert.ok(line.upserts.some((k) => k.startsWith('nat/KUBE-SEP-')));
+  ac.abort();
+  assert.equal(await done, 0);
+});

@@ -27,6 +27,8 @@ export interface ControllerRunOptions {
   readonly maxAgeMs?: number;
   /** How long the audit log (KPX_AUDIT) keeps records, ms (default 7 days). */
   readonly auditMaxAgeMs?: number;
+  /** Older snapshots kept per node and family besides the newest (default 2). */
+  readonly snapshotsKept?: number;
   /** Store a node's snapshot every this many of its generations (default 100). */
   readonly snapshotEvery?: number;
   /** Families compiled (default both). */
@@ -62,7 +64,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     const ports = await natsPorts(jetstream(nc), await jetstreamManager(nc), {
       historyPerSubject: opts.historyPerSubject ?? 1000,
       maxAgeMs: opts.maxAgeMs ?? 0,
-      snapshotsKept: 2,
+      snapshotsKept: opts.snapshotsKept ?? 2,
     });
     const pipeline = new ControllerPipeline({
       families,

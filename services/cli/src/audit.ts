@@ -1,16 +1,17 @@
 // kpx audit: what should each node have, does it, and why — from the controller (status, rules) and JetStream
 // (the audit log, the generation that produced a rule).
 import { parseArgs } from 'node:util';
-import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { stringify } from 'yaml';
-import { NodeSyncClient, type RuleObject, type SnapshotChunk, type StatusResponse } from '@kpx/proto';
+import type { RuleObject, StatusResponse } from '@kpx/proto';
+import { ControllerClient, type FetchedSnapshot } from '@kpx/executor';
 import { IptablesState, planFullRestore } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
 import { readAudit, readDeltas, type AuditRecord } from '@kpx/transport';
 import { parseDuration } from './controller.js';
 import { UsageError } from './errors.js';
+import { formatTable, shortDigest } from './format.js';
 import type { Io } from './main.js';
 import { fetchStatus } from './status.js';
 
@@ -56,19 +57,15 @@ export function auditJson(res: StatusResponse): { nodes: unknown[] } {
   };
 }
 
-function snapshotOf(address: string, node: string, family: string): Promise<{ generation: number; digest: string; objects: RuleObject[] }> {
-  const client = new NodeSyncClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': 256 * 1024 * 1024 });
-  return new Promise<{ generation: number; digest: string; objects: RuleObject[] }>((resolve, reject) => {
-    const objects: RuleObject[] = [];
-    let head: SnapshotChunk | undefined;
-    const stream = client.getSnapshot({ node, mode: 'iptables', ipFamily: family, generation: 0, maxObjectsPerChunk: 0 }, new Metadata(), { deadline: Date.now() + 60_000 });
-    stream.on('data', (c: SnapshotChunk) => {
-      head ??= c;
-      objects.push(...c.objects);
-    });
-    stream.on('error', (err: ServiceError) => reject(new Error(err.code === GrpcStatus.NOT_FOUND ? `the controller has no ${family} rules for node ${node}` : `controller ${address}: ${err.details || err.message}`)));
-    stream.on('end', () => resolve({ generation: head?.generation ?? 0, digest: head?.digest ?? '', objects }));
-  }).finally(() => client.close());
+async function snapshotOf(address: string, node: string, family: string): Promise<FetchedSnapshot> {
+  const client = new ControllerClient(address, 60_000);
+  try {
+    const snap = await client.snapshot(node, 'iptables', family);
+    if (!snap) throw new Error(`the controller has no ${family} rules for node ${node}`);
+    return snap;
+  } finally {
+    client.close();
+  }
 }
 
 /** The service port an object belongs to: the owner in a fragment key, else the comment of its rules. */
@@ -263,13 +260,11 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   if (format === 'json') io.stdout(`${JSON.stringify(j, null, 2)}\n`);
   else if (format === 'yaml') io.stdout(stringify(j));
   else {
-    const short = (d: string): string => (d ? d.slice(0, 12) : '-');
     const rows = [['NODE', 'FAMILY', 'DESIRED', 'DIGEST', 'ACKED', 'ACKED-DIGEST', 'KERNEL-DIGEST', 'IN-SYNC', 'DRIFT-REPAIRS', 'LAST-DRIFT', 'LAST-ERROR']];
     for (const n of res.nodes) {
-      rows.push([n.node, n.ipFamily, String(n.desiredGeneration), short(n.desiredDigest), String(n.ackedGeneration), short(n.ackedDigest), short(n.actualDigest), n.inSync ? 'yes' : 'no', String(n.driftRepairs), n.lastDrift.slice(0, 2).join('; ') || '-', n.lastError || '-']);
+      rows.push([n.node, n.ipFamily, String(n.desiredGeneration), shortDigest(n.desiredDigest), String(n.ackedGeneration), shortDigest(n.ackedDigest), shortDigest(n.actualDigest), n.inSync ? 'yes' : 'no', String(n.driftRepairs), n.lastDrift.slice(0, 2).join('; ') || '-', n.lastError || '-']);
     }
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-    io.stdout(`${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n')}\n`);
+    io.stdout(formatTable(rows));
   }
   return res.nodes.every((n) => n.inSync) ? 0 : 3;
 }

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { createKubernetesSource, ManifestsDirSource, runController, type Source } from '@kpx/controller';
 import { UsageError } from './errors.js';
+import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
 
@@ -128,10 +129,7 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     logLevel: values['log-level'],
   });
   run.onReady?.({ grpcAddress: controller.grpcAddress, metricsUrl: controller.metricsUrl });
-  await new Promise<void>((resolve) => {
-    if (run.signal.aborted) resolve();
-    else run.signal.addEventListener('abort', () => resolve(), { once: true });
-  });
+  await untilAborted(run.signal);
   controller.logger.info('stopping');
   await controller.stop();
   return 0;

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { IptablesBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
 import { parseDuration, type LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
+import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 
 export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --controller HOST:PORT [--backend iptables] [--netns NAME]
@@ -79,10 +80,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     logLevel: values['log-level'],
   });
   run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });
-  await new Promise<void>((resolve) => {
-    if (run.signal.aborted) resolve();
-    else run.signal.addEventListener('abort', () => resolve(), { once: true });
-  });
+  await untilAborted(run.signal);
   executor.logger.info('stopping');
   await executor.stop();
   return 0;

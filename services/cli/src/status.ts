@@ -4,6 +4,7 @@ import { credentials, Metadata } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { NodeSyncClient, type NodeStatus, type StatusResponse } from '@kpx/proto';
 import { UsageError } from './errors.js';
+import { formatTable, shortDigest } from './format.js';
 import type { Io } from './main.js';
 
 export const STATUS_USAGE = `usage: kpx status --controller HOST:PORT [--node NAME] [-o table|json|yaml]
@@ -54,17 +55,13 @@ export function statusJson(res: StatusResponse): { generation: number; nodes: No
   };
 }
 
-const short = (digest: string): string => (digest ? digest.slice(0, 12) : '-');
-
 export function statusTable(res: StatusResponse): string {
   const rows = [['NODE', 'FAMILY', 'DESIRED', 'ACKED', 'DIGEST', 'IN-SYNC', 'LAG', 'KERNEL', 'DRIFT-REPAIRS', 'LAST-ERROR']];
   for (const n of res.nodes) {
-    const kernel = n.actualDigest === '' ? '-' : n.actualDigest === n.ackedDigest ? 'matches' : `differs ${short(n.actualDigest)}`;
-    rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), short(n.desiredDigest), n.inSync ? 'yes' : 'no', n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
+    const kernel = n.actualDigest === '' ? '-' : n.actualDigest === n.ackedDigest ? 'matches' : `differs ${shortDigest(n.actualDigest)}`;
+    rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), shortDigest(n.desiredDigest), n.inSync ? 'yes' : 'no', n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const lines = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  '));
-  return `generation ${res.generation}\n${lines.join('\n')}\n`;
+  return `generation ${res.generation}\n${formatTable(rows)}`;
 }
 
 export function fetchStatus(address: string, node = '', deadlineMs = 10_000): Promise<StatusResponse> {

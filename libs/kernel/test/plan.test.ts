@@ -288,3 +288,11 @@ test('planning is O(change): one service change on a node with 10,000 services',
   const ms = performance.now() - started;
   assert.ok(ms < 1_000, `2,000 plans took ${ms.toFixed(0)} ms`);
 });
+
+test('a full restore plan of a very large state renders without exhausting the call stack', () => {
+  // 200,000 rules in one chain: more than a spread into push() can take as arguments.
+  const rules = Array.from({ length: 200_000 }, (_, i) => `-m comment --comment "r${i}" -j RETURN`);
+  const state = IptablesState.from([chain('nat', 'KUBE-BIG', rules)]);
+  const text = planFullRestore(state, new Map()).text;
+  assert.equal(text.split('\n').filter((l) => l.startsWith('-A KUBE-BIG ')).length, 200_000);
+});

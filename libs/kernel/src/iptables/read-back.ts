@@ -107,7 +107,7 @@ export function readBackObjects(saved: SavedTables, desired: IptablesState, opti
         const object = desired.get(RuleKind.IptablesRules, f.key);
         if (object) segs.push({ object, rules: f.rules, spelled: f.rules.map((r) => spell(table, r)) });
       }
-      out.push(...splitChain(c.rules, segs));
+      for (const o of splitChain(c.rules, segs)) out.push(o);
     }
   }
   return out;

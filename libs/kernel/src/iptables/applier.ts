@@ -201,7 +201,9 @@ export class IptablesApplier {
   private async restore(text: string): Promise<void> {
     const args = [...this.wait, '--noflush', '--counters'];
     try {
-      await this.runner.run({ file: this.commands.restore, args, input: text });
+      // A node with 10,000 services is a restore of tens of megabytes, which iptables-nft needs minutes for: the
+      // time allowed grows with the input (a restore killed half-way would leave the node unable to converge).
+      await this.runner.run({ file: this.commands.restore, args, input: text, timeoutMs: restoreTimeoutMs(text.length) });
     } catch (err) {
       if (err instanceof CommandError) throw new IptablesRestoreError({ command: err.command, input: text, stderr: err.stderr, cause: err });
       throw err;
@@ -222,4 +224,9 @@ export function createIptablesApplier(options: IptablesApplierOptions): Iptables
 /** Whether an object is one of the iptables kinds this applier handles. */
 export function isIptablesObject(o: { kind: string }): boolean {
   return o.kind === RuleKind.IptablesChain || o.kind === RuleKind.IptablesRules || o.kind === RuleKind.IptablesJump;
+}
+
+/** Time allowed for one iptables-restore: 60 s, plus 30 s per megabyte of input beyond the first. */
+export function restoreTimeoutMs(inputBytes: number): number {
+  return 60_000 + Math.max(0, inputBytes / 1_048_576 - 1) * 30_000;
 }

@@ -2,9 +2,10 @@
 // snapshot at or before the generation (KPX_SNAPSHOTS), then the node's deltas after it (KPX_DELTAS).
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Cause, Delta, RuleObject, Timestamp } from '@kpx/proto';
-import { RuleState, diffStates, objectIdOf } from '@kpx/ruleset';
+import { diffStates, objectIdOf, type RuleState } from '@kpx/ruleset';
 import { getSnapshot, lastDelta, listSnapshots, readDeltas, type DeltaRecord } from '@kpx/transport';
 import { OutsideRetentionError, ReplayError } from './errors.js';
+import { ObjectHasher } from './hasher.js';
 
 export interface ReplayOptions {
   readonly node: string;
@@ -49,7 +50,7 @@ export interface ObjectChange {
   readonly after?: RuleObject | undefined;
 }
 
-async function startingPoint(js: JetStreamClient, node: string, family: string, to: number | undefined): Promise<RuleState> {
+async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, to: number | undefined): Promise<RuleState> {
   const refs = (await listSnapshots(js, node)).filter((r) => r.ipFamily === family);
   const usable = refs.filter((r) => to === undefined || r.generation <= to).sort((a, b) => b.generation - a.generation);
   const best = usable[0];
@@ -63,28 +64,31 @@ async function startingPoint(js: JetStreamClient, node: string, family: string, 
   }
   const snap = await getSnapshot(js, node, family, { generation: best.generation });
   if (!snap) throw new OutsideRetentionError(`snapshot ${best.generation} of node ${node} ${family} disappeared while reading it`);
-  const state = RuleState.from(snap.objects, snap.generation);
+  const state = hasher.stateOf(snap.objects, snap.generation);
   if (snap.digest && state.digest !== snap.digest) throw new ReplayError(`snapshot ${snap.generation} of node ${node} ${family} does not reach its own digest`);
   return state;
 }
 
-async function snapshotAt(js: JetStreamClient, node: string, family: string, generation: number): Promise<RuleState> {
+async function snapshotAt(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, generation: number): Promise<RuleState> {
   const snap = await getSnapshot(js, node, family, { generation });
   if (!snap) throw new OutsideRetentionError(`delta ${generation} of node ${node} ${family} is a snapshot marker, and that snapshot is no longer retained`);
-  return RuleState.from(snap.objects, snap.generation);
+  return hasher.stateOf(snap.objects, snap.generation);
 }
 
 /** Applies one retained delta to `state` (replacing it for a snapshot marker); returns the new state. */
-async function step(js: JetStreamClient, node: string, family: string, state: RuleState, d: Delta): Promise<RuleState> {
-  if (d.snapshot) return snapshotAt(js, node, family, d.generation);
+async function step(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, state: RuleState, d: Delta): Promise<RuleState> {
+  if (d.snapshot) return snapshotAt(js, hasher, node, family, d.generation);
   if (d.prevGeneration !== state.generation) {
     throw new OutsideRetentionError(`the deltas of node ${node} ${family} between generations ${state.generation} and ${d.prevGeneration} are no longer retained (next retained delta: ${d.generation})`);
   }
-  try {
-    state.applyDelta(d);
-  } catch (cause) {
-    throw new ReplayError(`delta ${d.generation} of node ${node} ${family}: ${(cause as Error).message}`, { cause });
+  // RuleState.applyDelta, hashing with `hasher`. No undo on a digest mismatch: a replay that fails is discarded.
+  for (const ref of d.deletes) state.delete(ref);
+  for (const w of d.upserts) state.upsert(hasher.hashed(w));
+  const reached = state.digest;
+  if (d.digest !== '' && reached !== d.digest) {
+    throw new ReplayError(`delta ${d.generation} of node ${node} ${family} reaches digest ${reached}, not the announced ${d.digest}`);
   }
+  state.generation = d.generation;
   return state;
 }
 
@@ -97,11 +101,12 @@ async function* deltasAfter(js: JetStreamClient, node: string, family: string, f
 
 /** The node's rule set at generation `to` (default: the newest), rebuilt from JetStream. */
 export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promise<ReplayedState> {
-  let state = await startingPoint(js, opts.node, opts.family, opts.to);
+  const hasher = new ObjectHasher();
+  let state = await startingPoint(js, hasher, opts.node, opts.family, opts.to);
   const snapshotGeneration = state.generation;
   let applied = 0;
   for await (const rec of deltasAfter(js, opts.node, opts.family, state.generation, opts.to)) {
-    state = await step(js, opts.node, opts.family, state, rec.delta);
+    state = await step(js, hasher, opts.node, opts.family, state, rec.delta);
     applied++;
     if (applied % 500 === 0) opts.onProgress?.(applied, state.generation);
   }
@@ -111,13 +116,14 @@ export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promis
 /** Every delta of the node after generation `from` up to `to`, with what each changed. */
 export async function* replaySteps(js: JetStreamClient, opts: ReplayOptions & { readonly from: number }): AsyncGenerator<ReplayStep, ReplayedState> {
   const start = await replayTo(js, { ...opts, to: opts.from });
+  const hasher = new ObjectHasher();
   let state = start.state;
   let applied = 0;
   for await (const rec of deltasAfter(js, opts.node, opts.family, state.generation, opts.to)) {
     const d = rec.delta;
     let changes: ObjectChange[];
     if (d.snapshot) {
-      const next = await snapshotAt(js, opts.node, opts.family, d.generation);
+      const next = await snapshotAt(js, hasher, opts.node, opts.family, d.generation);
       const diff = diffStates(state.objects, next.objects);
       changes = [
         ...diff.upserts.map((u) => ({ kind: u.wire.kind, key: u.wire.key, before: state.objects.get(u.id)?.wire, after: u.wire })),
@@ -129,7 +135,7 @@ export async function* replaySteps(js: JetStreamClient, opts: ReplayOptions & { 
         ...d.upserts.map((u) => ({ kind: u.kind, key: u.key, before: state.objects.get(objectIdOf(u))?.wire, after: u })),
         ...d.deletes.map((r) => ({ kind: r.kind, key: r.key, before: state.objects.get(objectIdOf(r))?.wire })),
       ];
-      state = await step(js, opts.node, opts.family, state, d);
+      state = await step(js, hasher, opts.node, opts.family, state, d);
     }
     applied++;
     if (applied % 500 === 0) opts.onProgress?.(applied, state.generation);

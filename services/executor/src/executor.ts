@@ -13,6 +13,7 @@ import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Log
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
 import { readDeltas, type DeltaRecord } from '@kpx/transport';
 import type { Backend } from './backend.js';
+import type { ConntrackCleaner } from './conntrack.js';
 import type { ControllerClient, FetchedSnapshot } from './controller-client.js';
 
 export const IptablesMode = 'iptables';
@@ -36,6 +37,8 @@ export interface ExecutorOptions {
   /** Backoff of resync retries after failures (default 200 ms doubling to 10 s). */
   readonly retryInitialMs?: number;
   readonly retryMaxMs?: number;
+  /** Deletes stale UDP conntrack entries after each apply and restore (a node duty; absent in dry runs). */
+  readonly conntrack?: ConntrackCleaner;
 }
 
 /** What the executor holds for one IP family. */
@@ -228,6 +231,8 @@ export class Executor {
         this.opts.metrics?.networkProgrammingDuration.observe({ ip_family: fam.family }, Math.max(0, (Date.now() - trigger) / 1000));
       }
       this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta');
+      // The rules are in the kernel: now the UDP flows they no longer describe can go (never rejects).
+      await this.opts.conntrack?.afterApply(fam.family, fam.state, { upserts, deletes: d.deletes, previous });
       const res = await context.with(ctx, () => this.sendAck(fam, { applyDurationSeconds: seconds }));
       span.end();
       this.changed();
@@ -265,6 +270,7 @@ export class Executor {
         const state = RuleState.from(snap.objects, snap.generation);
         if (snap.digest && state.digest !== snap.digest) throw new Error(`snapshot ${snap.generation} does not reach its digest`);
         await fam.backend.restore(state);
+        const before = fam.state;
         fam.state = state;
         fam.programmed = true;
         fam.lastError = '';
@@ -272,6 +278,7 @@ export class Executor {
         const seconds = (performance.now() - t0) / 1000;
         this.observeSync(fam, seconds, true);
         this.opts.logger.info({ family: fam.family, generation: state.generation, objects: state.objects.size, ms: Math.round(seconds * 1000), reason }, 'converged from snapshot');
+        await this.opts.conntrack?.afterRestore(fam.family, before, state);
         const rb = await this.readBackAndRepair(fam, false);
         await this.sendAck(fam, { applyDurationSeconds: seconds, drift: rb });
         this.changed();

@@ -3,6 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
+import { createConntrackCleaner } from './conntrack.js';
 import { ControllerClient } from './controller-client.js';
 import { Executor } from './executor.js';
 
@@ -24,6 +25,8 @@ export interface ExecutorRunOptions {
   readonly driftCheckMs?: number;
   /** Health timeout: a delta queued longer than this makes /healthz fail (default 60 s, kube-proxy's). */
   readonly healthTimeoutMs?: number;
+  /** Delete stale UDP conntrack entries with the conntrack CLI, inside `netns` when set. Absent: no cleanup (dry runs). */
+  readonly conntrack?: { readonly netns?: string };
 }
 
 export interface RunningExecutor {
@@ -63,6 +66,7 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       metrics,
       health,
       ...(opts.driftCheckMs !== undefined ? { driftCheckMs: opts.driftCheckMs } : {}),
+      ...(opts.conntrack ? { conntrack: createConntrackCleaner({ logger, ...opts.conntrack }) } : {}),
     });
     const http: HttpServer = await startHttpServer({
       listen: opts.healthzListen ?? '0.0.0.0:10256',

@@ -191,7 +191,8 @@ export class IptablesApplier {
 
   private async read(file: string, args: string[], what: string): Promise<{ stdout: string }> {
     try {
-      return await this.runner.run({ file, args });
+      // iptables-save of a 10,000-service node (iptables-nft) can take minutes on a busy machine.
+      return await this.runner.run({ file, args, timeoutMs: ReadTimeoutMs });
     } catch (err) {
       if (err instanceof CommandError) throw new IptablesReadError(`${what} failed`, { stderr: err.stderr, cause: err });
       throw err;
@@ -225,6 +226,9 @@ export function createIptablesApplier(options: IptablesApplierOptions): Iptables
 export function isIptablesObject(o: { kind: string }): boolean {
   return o.kind === RuleKind.IptablesChain || o.kind === RuleKind.IptablesRules || o.kind === RuleKind.IptablesJump;
 }
+
+/** Time allowed for one iptables-save or iptables -S. */
+const ReadTimeoutMs = 300_000;
 
 /** Time allowed for one iptables-restore: 60 s, plus 30 s per megabyte of input beyond the first. */
 export function restoreTimeoutMs(inputBytes: number): number {

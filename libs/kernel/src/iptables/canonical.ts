@@ -55,7 +55,11 @@ export function createScratchCanonicalizer(options: ScratchCanonicalizerOptions)
         if (!BUILTIN_CHAINS.has(r.chain)) declare.add(r.chain);
         if (r.target !== undefined && !BUILTIN_CHAINS.has(r.target)) declare.add(r.target);
       }
-      lines.push(`*${table}`, ...[...declare].map((c) => `:${c} - [0:0]`), ...reqs.map((r) => `-A ${r.chain} ${r.rule}`), 'COMMIT');
+      // No spread into push(): the first call carries every rule of a large node.
+      lines.push(`*${table}`);
+      for (const c of declare) lines.push(`:${c} - [0:0]`);
+      for (const r of reqs) lines.push(`-A ${r.chain} ${r.rule}`);
+      lines.push('COMMIT');
     }
     const { restore, save } = options.commands;
     let stdout: string;

@@ -63,10 +63,122 @@ export function objectId(o: { kind: string; key: string }): string {
   return `${o.kind}:${o.key}`;
 }
 
+const compareStrings = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+
+/**
+ * The order of {@link objectId}, without building ids: same kind, by key; kinds of which neither is a prefix
+ * of the other (every RuleKind), by kind; otherwise (never for RuleKinds) by the ids themselves.
+ */
+function compareObjects(a: { kind: string; key: string }, b: { kind: string; key: string }): number {
+  if (a.kind === b.kind) return compareStrings(a.key, b.key);
+  if (!a.kind.startsWith(b.kind) && !b.kind.startsWith(a.kind)) return compareStrings(a.kind, b.kind);
+  return compareStrings(objectId(a), objectId(b));
+}
+
+const compareKeys = (a: { key: string }, b: { key: string }): number => compareStrings(a.key, b.key);
+
+/** Segments of at most this many keys are finished by insertion sort. */
+const RADIX_CUTOFF = 32;
+
+/**
+ * The stable order of `keys` by UTF-16 code units (the order of `<`), as a permutation: an MSD radix sort, one
+ * character position at a time, with no comparison callback (a rule set's ~100,000 chain keys, which share long
+ * prefixes, sort about twice as fast). A segment with a character beyond ASCII is finished by a comparison sort.
+ */
+function stableKeyOrder(keys: readonly string[]): Int32Array {
+  const n = keys.length;
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  const spare = new Int32Array(n);
+  /** Per position of `order`: 0 when the key has ended at the current depth, else its character code + 1. */
+  const codes = new Int32Array(n);
+  const starts = new Int32Array(130);
+  const stack: number[] = [0, n, 0];
+  const keyAt = (i: number): string => keys[order[i] ?? 0] ?? '';
+  while (stack.length > 0) {
+    const depth = stack.pop() ?? 0;
+    const hi = stack.pop() ?? 0;
+    const lo = stack.pop() ?? 0;
+    if (hi - lo <= RADIX_CUTOFF) {
+      // Insertion sort: moves only past strictly greater keys, so equal keys keep their order.
+      for (let i = lo + 1; i < hi; i++) {
+        const x = order[i] ?? 0;
+        const k = keys[x] ?? '';
+        let j = i - 1;
+        for (; j >= lo && keyAt(j) > k; j--) order[j + 1] = order[j] ?? 0;
+        order[j + 1] = x;
+      }
+      continue;
+    }
+    let ascii = true;
+    let same = true;
+    const first = depth < keyAt(lo).length ? keyAt(lo).charCodeAt(depth) + 1 : 0;
+    for (let i = lo; i < hi; i++) {
+      const k = keyAt(i);
+      const c = depth < k.length ? k.charCodeAt(depth) + 1 : 0;
+      if (c > 128) {
+        ascii = false;
+        break;
+      }
+      codes[i] = c;
+      if (c !== first) same = false;
+    }
+    if (!ascii) {
+      const segment = Array.from(order.subarray(lo, hi)).sort((x, y) => compareStrings(keys[x] ?? '', keys[y] ?? '') || x - y);
+      order.set(segment, lo);
+      continue;
+    }
+    if (same) {
+      // One character for all: go deeper, unless every key has ended (all equal: already in order).
+      if (first !== 0) stack.push(lo, hi, depth + 1);
+      continue;
+    }
+    starts.fill(0);
+    for (let i = lo; i < hi; i++) {
+      const next = (codes[i] ?? 0) + 1;
+      starts[next] = (starts[next] ?? 0) + 1;
+    }
+    for (let c = 1; c < 130; c++) starts[c] = (starts[c] ?? 0) + (starts[c - 1] ?? 0);
+    // Sub-segments (code 0: keys that ended, all equal, stay as they are).
+    for (let c = 1; c < 129; c++) {
+      const from = lo + (starts[c] ?? 0);
+      const to = lo + (starts[c + 1] ?? 0);
+      if (to - from > 1) stack.push(from, to, depth + 1);
+    }
+    for (let i = lo; i < hi; i++) {
+      const c = codes[i] ?? 0;
+      spare[lo + (starts[c] ?? 0)] = order[i] ?? 0;
+      starts[c] = (starts[c] ?? 0) + 1;
+    }
+    order.set(spare.subarray(lo, hi), lo);
+  }
+  return order;
+}
+
+/** Objects of one kind, stably by key. */
+function sortByKey<T extends { key: string }>(group: T[]): T[] {
+  if (group.length <= RADIX_CUTOFF) return group.sort(compareKeys);
+  const order = stableKeyOrder(group.map((o) => o.key));
+  return Array.from(order, (i) => group[i] as T);
+}
+
+/**
+ * Sorts in place by {@link objectId} (stable) and returns the array. Objects are grouped by kind, and each
+ * group sorted by key alone.
+ */
 export function sortObjects<T extends { kind: string; key: string }>(objects: T[]): T[] {
-  return objects.sort((a, b) => {
-    const x = objectId(a);
-    const y = objectId(b);
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
+  if (objects.length < 64) return objects.sort(compareObjects);
+  const byKind = new Map<string, T[]>();
+  for (const o of objects) {
+    let group = byKind.get(o.kind);
+    if (!group) byKind.set(o.kind, (group = []));
+    group.push(o);
+  }
+  const kinds = [...byKind.keys()].sort();
+  // Kinds order their objects as wholes unless one kind is a prefix of another (never among RuleKinds); a string
+  // between a prefix and one of its extensions has that prefix too, so checking neighbours is enough.
+  for (let i = 1; i < kinds.length; i++) if ((kinds[i] as string).startsWith(kinds[i - 1] as string)) return objects.sort(compareObjects);
+  let i = 0;
+  for (const kind of kinds) for (const o of sortByKey(byKind.get(kind) ?? [])) objects[i++] = o;
+  return objects;
 }

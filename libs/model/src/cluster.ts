@@ -6,9 +6,21 @@ import type { IPFamily } from './ip.js';
 import type { EndpointSliceObject, NodeObject, ServiceObject } from './k8s.js';
 import { convertNode, type NodeInfo } from './node.js';
 import { convertService, servicePortKey, type ServicePort } from './service.js';
-import { compareEndpoints } from './topology.js';
+import { sortDistinctEndpoints, sortEndpoints } from './topology.js';
 
 const nsName = (namespace: string, name: string): string => `${namespace}/${name}`;
+
+/**
+ * The endpoints with one per address (a later one replacing an earlier one), sorted. Sorting first finds out
+ * whether there is any address twice, usually not; only then are they deduplicated by address.
+ */
+function uniqueByAddress(endpoints: readonly Endpoint[]): readonly Endpoint[] {
+  const sorted = sortDistinctEndpoints([...endpoints]);
+  if (sorted) return sorted;
+  const byAddress = new Map<string, Endpoint>();
+  for (const ep of endpoints) byAddress.set(ep.address, ep);
+  return sortEndpoints([...byAddress.values()]);
+}
 
 /** Mutable, validated view of the cluster. Invalid objects are kept out and reported; the rest still works. */
 export class ClusterState {
@@ -19,12 +31,21 @@ export class ClusterState {
   private readonly nodes = new Map<string, NodeInfo>();
   private readonly diagnosticsByObject = new Map<string, Diagnostic[]>();
   private readonly endpointCache = new Map<string, Map<string, readonly Endpoint[]>>();
+  /** {@link servicePorts} per family, until the next Service change. */
+  private readonly sortedPorts = new Map<IPFamily, readonly ServicePort[]>();
+  /**
+   * Per ServicePort object, the answer of {@link endpoints} and the service's cache entry it came from: valid
+   * while that entry is still the service's (any slice change replaces or drops it). Saves building two
+   * string keys per lookup, which a compile does twice for each of tens of thousands of ports.
+   */
+  private readonly portEndpoints = new WeakMap<ServicePort, { svcKey: string; byPort: Map<string, readonly Endpoint[]>; endpoints: readonly Endpoint[] }>();
 
   /** Adds or replaces a Service. Returns its diagnostics. */
   upsertService(obj: ServiceObject, opts: { source?: string } = {}): Diagnostic[] {
     const res = convertService(obj, opts);
     const key = nsName(obj.metadata?.namespace || 'default', obj.metadata?.name ?? '');
     this.services.set(key, res.ports);
+    this.sortedPorts.clear();
     this.diagnosticsByObject.set(`Service/${key}`, res.diagnostics);
     return res.diagnostics;
   }
@@ -32,6 +53,7 @@ export class ClusterState {
   deleteService(namespace: string, name: string): void {
     const key = nsName(namespace, name);
     this.services.delete(key);
+    this.sortedPorts.clear();
     this.diagnosticsByObject.delete(`Service/${key}`);
   }
 
@@ -97,9 +119,15 @@ export class ClusterState {
 
   /** Every valid service port of a family, in canonical order: by `name/PROTOCOL` (the compilers' key order). */
   servicePorts(family: IPFamily): ServicePort[] {
-    const out: { key: string; port: ServicePort }[] = [];
-    for (const ports of this.services.values()) for (const p of ports) if (p.family === family) out.push({ key: `${p.name}/${p.protocol}`, port: p });
-    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((e) => e.port);
+    let sorted = this.sortedPorts.get(family);
+    if (!sorted) {
+      const out: { key: string; port: ServicePort }[] = [];
+      for (const ports of this.services.values()) for (const p of ports) if (p.family === family) out.push({ key: `${p.name}/${p.protocol}`, port: p });
+      sorted = out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((e) => e.port);
+      this.sortedPorts.set(family, sorted);
+    }
+    // A copy: the caller may change its array.
+    return [...sorted];
   }
 
   /**
@@ -107,30 +135,34 @@ export class ClusterState {
    * copy of the same ip:port wins, as in kube-proxy), sorted by address.
    */
   endpoints(port: ServicePort): readonly Endpoint[] {
+    const hit = this.portEndpoints.get(port);
+    if (hit !== undefined && this.endpointCache.get(hit.svcKey) === hit.byPort) return hit.endpoints;
     const svcKey = nsName(port.service.namespace, port.service.name);
     let byPort = this.endpointCache.get(svcKey);
     if (!byPort) {
       byPort = this.mergeSlices(svcKey);
       this.endpointCache.set(svcKey, byPort);
     }
-    return byPort.get(servicePortKey(port)) ?? [];
+    const endpoints = byPort.get(servicePortKey(port)) ?? [];
+    this.portEndpoints.set(port, { svcKey, byPort, endpoints });
+    return endpoints;
   }
 
   private mergeSlices(svcKey: string): Map<string, readonly Endpoint[]> {
-    const merged = new Map<string, Map<string, Endpoint>>();
+    const merged = new Map<string, Endpoint[]>();
     const keys = [...(this.slicesByService.get(svcKey) ?? [])].sort();
     for (const key of keys) {
       const slice = this.slices.get(key);
       if (!slice) continue;
       for (const sp of slice.ports) {
         const k = servicePortKey({ service: { namespace: slice.namespace, name: slice.serviceName }, portName: sp.portName, protocol: sp.protocol, family: sp.family });
-        let m = merged.get(k);
-        if (!m) merged.set(k, (m = new Map<string, Endpoint>()));
-        for (const ep of sp.endpoints) m.set(ep.address, ep);
+        let l = merged.get(k);
+        if (!l) merged.set(k, (l = []));
+        for (const ep of sp.endpoints) l.push(ep);
       }
     }
     const out = new Map<string, readonly Endpoint[]>();
-    for (const [k, m] of merged) out.set(k, [...m.values()].sort(compareEndpoints));
+    for (const [k, l] of merged) out.set(k, uniqueByAddress(l));
     return out;
   }
 

@@ -68,7 +68,8 @@ function wordsToV6(words: readonly number[]): string {
 export function canonicalIP(text: string): string | undefined {
   if (typeof text !== 'string') return undefined;
   const s = text.trim();
-  if (isIPv4(s)) return s.split('.').map((o) => String(Number(o))).join('.');
+  // isIPv4 accepts no leading zeros, so a dotted quad it accepts is already canonical.
+  if (isIPv4(s)) return s;
   if (!isIPv6(s) || s.includes('%')) return undefined;
   const words = v6ToWords(s.toLowerCase());
   if (!words) return undefined;
@@ -130,10 +131,23 @@ export function parseCidr(text: string): Cidr | undefined {
   return { family, address, prefix, text: `${address}/${prefix}` };
 }
 
+/** A canonical dotted quad as an unsigned 32-bit number. */
+function ipv4Value(ip: string): number {
+  let v = 0;
+  for (const o of ip.split('.')) v = v * 256 + Number(o);
+  return v;
+}
+
 /** True if `ip` (any form) lies inside `cidr`. */
 export function cidrContains(cidr: Cidr, ip: string): boolean {
   const c = canonicalIP(ip);
   if (c === undefined || ipFamilyOf(c) !== cidr.family) return false;
+  if (cidr.family === IPFamily.IPv4 && Number.isInteger(cidr.prefix) && cidr.prefix >= 0 && cidr.prefix <= 32 && isIPv4(cidr.address)) {
+    // Integer arithmetic instead of byte arrays (a controller asks this per node for every port with source
+    // ranges); the same answer: the masked address equals the CIDR's (canonical) network address.
+    const mask = cidr.prefix === 0 ? 0 : (0xffffffff << (32 - cidr.prefix)) >>> 0;
+    return ((ipv4Value(c) & mask) >>> 0) === ipv4Value(cidr.address);
+  }
   const masked = fromBytes(maskBytes(toBytes(c), cidr.prefix), cidr.family);
   return masked === cidr.address;
 }

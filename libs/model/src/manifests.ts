@@ -24,9 +24,57 @@ function expand(value: unknown, source: string, out: ManifestObject[]): void {
   out.push({ object: value, source });
 }
 
+/** Adds the number of ':' characters in `s` to `n`. */
+function colonsIn(s: string, n: number): number {
+  for (let i = s.indexOf(':'); i >= 0; i = s.indexOf(':', i + 1)) n++;
+  return n;
+}
+
+/**
+ * The value of a JSON text, when JSON.parse gives exactly what the YAML parser would; undefined otherwise.
+ *
+ * JSON.parse is some 70 times faster than the YAML parser on a large `kind: List` file, and on every text it
+ * accepts it agrees with the YAML parser but for duplicate keys: JSON.parse keeps the last one where the YAML
+ * parser reports an error. So the members written in the text are counted (every ':' outside strings; inside
+ * strings a ':' stays a ':' once decoded, unless written as a \u003a escape, in which case the count is not
+ * trusted) and compared with the keys parsed: a text with fewer keys than members goes to the YAML parser,
+ * which gives the same error as before.
+ */
+function parseJsonExactly(text: string): { value: unknown } | undefined {
+  if (!/^[ \t\r\n]*[[{]/.test(text) || /\\u003a/i.test(text)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  let keys = 0;
+  let colonsInStrings = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') colonsInStrings = colonsIn(v, colonsInStrings);
+    else if (Array.isArray(v)) for (const item of v) stack.push(item);
+    else if (typeof v === 'object' && v !== null) {
+      const o = v as Record<string, unknown>;
+      for (const k of Object.keys(o)) {
+        keys++;
+        colonsInStrings = colonsIn(k, colonsInStrings);
+        stack.push(o[k]);
+      }
+    }
+  }
+  return colonsIn(text, 0) - colonsInStrings === keys ? { value } : undefined;
+}
+
 /** Parses one manifest file's text. Throws ManifestError (with line information) when it is not YAML/JSON. */
 export function parseManifests(text: string, source: string): ManifestObject[] {
   const out: ManifestObject[] = [];
+  const json = parseJsonExactly(text);
+  if (json !== undefined) {
+    expand(json.value, source, out);
+    return out;
+  }
   const docs = parseAllDocuments(text, { prettyErrors: true });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {

@@ -107,7 +107,7 @@ export function categorizeEndpoints(
   }
   const merged = new Map<string, Endpoint>();
   for (const ep of [...cluster, ...local]) merged.set(ep.address, ep);
-  const allReachable = [...merged.values()].sort((a, b) => compareEndpoints(a, b));
+  const allReachable = sortEndpoints([...merged.values()]);
   return { cluster, local, allReachable, hasAnyEndpoints, topologyMode };
 }
 
@@ -117,13 +117,85 @@ export function compareEndpoints(a: Endpoint, b: Endpoint): number {
   return a.port - b.port;
 }
 
-function compareIPs(a: string, b: string): number {
-  const ka = ipSortKey(a);
-  const kb = ipSortKey(b);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
+/**
+ * Sorts in place in {@link compareEndpoints} order (stable) and returns the array; each address's sort key is
+ * computed once rather than on every comparison.
+ */
+export function sortEndpoints(endpoints: Endpoint[]): Endpoint[] {
+  sortDecorated(endpoints);
+  return endpoints;
 }
 
-function ipSortKey(ip: string): string {
+/**
+ * {@link sortEndpoints}, or undefined (and the array left in an unspecified order) if two of the endpoints
+ * compare equal (the same address twice).
+ */
+export function sortDistinctEndpoints(endpoints: Endpoint[]): Endpoint[] | undefined {
+  return sortDecorated(endpoints) ? endpoints : undefined;
+}
+
+const compareDecorated = (a: { key: number | string; ep: Endpoint }, b: { key: number | string; ep: Endpoint }): number =>
+  a.ep.ip !== b.ep.ip ? compareSortKeys(a.key, b.key) : a.ep.port - b.ep.port;
+
+/** Sorts in compareEndpoints order, each sort key computed once; returns whether no two endpoints compare equal. */
+function sortDecorated(endpoints: Endpoint[]): boolean {
+  if (endpoints.length < 2) return true;
+  const decorated = endpoints.map((ep) => ({ key: ipSortKey(ep.ip), ep }));
+  decorated.sort(compareDecorated);
+  let distinct = true;
+  decorated.forEach((d, i) => {
+    endpoints[i] = d.ep;
+    if (i > 0 && compareDecorated(decorated[i - 1] ?? d, d) === 0) distinct = false;
+  });
+  return distinct;
+}
+
+function compareIPs(a: string, b: string): number {
+  return compareSortKeys(ipSortKey(a), ipSortKey(b));
+}
+
+/** Compares sort keys as the zero-padded strings they stand for (numbers are dotted quads, see ipSortKey). */
+function compareSortKeys(a: number | string, b: number | string): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  const x = keyText(a);
+  const y = keyText(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** The number the zero-padded octets of `ip` spell, if `ip` is four dot-separated groups of 1-3 digits; else -1. */
+function dottedQuadKey(ip: string): number {
+  let key = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (++digits > 3) return -1;
+      octet = octet * 10 + (c - 48);
+    } else if (c === 46) {
+      if (digits === 0 || ++dots > 3) return -1;
+      key = key * 1000 + octet;
+      octet = 0;
+      digits = 0;
+    } else return -1;
+  }
+  return digits === 0 || dots !== 3 ? -1 : key * 1000 + octet;
+}
+
+function keyText(key: number | string): string {
+  if (typeof key === 'string') return key;
+  return [1e9, 1e6, 1e3, 1].map((d) => String(Math.floor(key / d) % 1000).padStart(3, '0')).join('.');
+}
+
+/**
+ * Sort key of an IP address: its octets zero-padded to three digits (IPv4) or `~` and its words zero-padded to
+ * four (IPv6, after every IPv4 address). A dotted quad's key is kept as the number those digits spell, which
+ * orders the same as the string and is cheaper to build and compare.
+ */
+function ipSortKey(ip: string): number | string {
+  const quad = dottedQuadKey(ip);
+  if (quad >= 0) return quad;
   if (!ip.includes(':')) return ip.split('.').map((o) => o.padStart(3, '0')).join('.');
   // Canonical IPv6: expand "::" and pad words.
   const [head = '', tail = ''] = ip.split('::');

@@ -1,13 +1,5 @@
 // Accumulates chains, fragments of shared chains and jumps, then freezes them into keyed rule objects.
-import {
-  RuleKind,
-  Table,
-  sortObjects,
-  type IptablesChainObject,
-  type IptablesJumpObject,
-  type IptablesRulesObject,
-  type RuleObject,
-} from '../ruleset.js';
+import { RuleKind, Table, sortObjects, type IptablesJumpObject, type RuleObject } from '../ruleset.js';
 
 /** `-m comment --comment TEXT`, quoted the way kube-proxy quotes it (only when it holds spaces). */
 export function comment(text: string): string {
@@ -15,11 +7,50 @@ export function comment(text: string): string {
 }
 
 type Part = string | undefined | false;
-const join = (parts: readonly Part[]): string => parts.filter((p): p is string => typeof p === 'string' && p !== '').join(' ');
+
+/** The non-empty string parts, space-separated. Compacts `parts` (a rest parameter, ours to change) in place. */
+function join(parts: Part[]): string {
+  let n = 0;
+  for (const p of parts) if (typeof p === 'string' && p !== '') parts[n++] = p;
+  parts.length = n;
+  return parts.join(' ');
+}
+
+interface Rules {
+  readonly table: Table;
+  readonly chain: string;
+  readonly rules: string[];
+}
+
+/**
+ * Per table, chain name -> rules: no `table/CHAIN` key string is built for each rule. A table's map is created
+ * on first use (a service port's builder mostly writes nat only).
+ */
+class ByTable {
+  private filter: Map<string, Rules> | undefined;
+  private nat: Map<string, Rules> | undefined;
+
+  get(table: Table, chain: string): Rules | undefined {
+    return (table === Table.Nat ? this.nat : this.filter)?.get(chain);
+  }
+
+  add(table: Table, chain: string): Rules {
+    const rules: Rules = { table, chain, rules: [] };
+    if (table === Table.Nat) (this.nat ??= new Map()).set(chain, rules);
+    else (this.filter ??= new Map()).set(chain, rules);
+    return rules;
+  }
+
+  /** Filter's entries, then nat's, each in insertion order. */
+  forEach(fn: (rules: Rules) => void): void {
+    this.filter?.forEach(fn);
+    this.nat?.forEach(fn);
+  }
+}
 
 export class RuleBuilder {
-  private readonly chains = new Map<string, { table: Table; chain: string; rules: string[] }>();
-  private readonly fragments = new Map<string, { table: Table; chain: string; rules: string[] }>();
+  private readonly chains = new ByTable();
+  private readonly fragments = new ByTable();
   private readonly jumps: IptablesJumpObject[] = [];
 
   /**
@@ -34,30 +65,35 @@ export class RuleBuilder {
 
   /** Declares a chain this builder owns (idempotent) so that it exists even when empty. */
   chain(table: Table, chain: string): void {
-    const key = `${table}/${chain}`;
-    if (!this.chains.has(key)) this.chains.set(key, { table, chain, rules: [] });
+    if (!this.chains.get(table, chain)) this.chains.add(table, chain);
   }
 
   /** Appends a rule to an owned chain (declared first) or to the fragment of a shared chain. */
   rule(table: Table, chain: string, ...parts: Part[]): void {
-    const key = `${table}/${chain}`;
-    const own = this.chains.get(key);
+    this.add(table, chain, parts);
+  }
+
+  nat(chain: string, ...parts: Part[]): void {
+    this.add(Table.Nat, chain, parts);
+  }
+
+  filter(chain: string, ...parts: Part[]): void {
+    this.add(Table.Filter, chain, parts);
+  }
+
+  private add(table: Table, chain: string, parts: Part[]): void {
+    const own = this.chains.get(table, chain);
     if (own) {
       own.rules.push(join(parts));
       return;
     }
-    if (!this.shared.has(key)) throw new Error(`internal: rule for undeclared chain ${key}`);
-    let f = this.fragments.get(key);
-    if (!f) this.fragments.set(key, (f = { table, chain, rules: [] }));
+    let f = this.fragments.get(table, chain);
+    if (!f) {
+      const key = `${table}/${chain}`;
+      if (!this.shared.has(key)) throw new Error(`internal: rule for undeclared chain ${key}`);
+      f = this.fragments.add(table, chain);
+    }
     f.rules.push(join(parts));
-  }
-
-  nat(chain: string, ...parts: Part[]): void {
-    this.rule(Table.Nat, chain, ...parts);
-  }
-
-  filter(chain: string, ...parts: Part[]): void {
-    this.rule(Table.Filter, chain, ...parts);
   }
 
   jump(table: Table, chain: string, target: string, rule: string): void {
@@ -65,16 +101,25 @@ export class RuleBuilder {
     this.jumps.push({ kind: RuleKind.IptablesJump, key: `${table}/${chain}/${target}`, table, chain, target, rule, position });
   }
 
+  /** Every object, sorted. */
   objects(): RuleObject[] {
-    const chains: IptablesChainObject[] = [...this.chains.entries()].map(([key, c]) => ({ kind: RuleKind.IptablesChain, key, table: c.table, chain: c.chain, rules: c.rules }));
-    const fragments: IptablesRulesObject[] = [...this.fragments.entries()].map(([key, f]) => ({
-      kind: RuleKind.IptablesRules,
-      key: `${key}/${this.owner}`,
-      table: f.table,
-      chain: f.chain,
-      rules: f.rules,
-      position: this.position,
-    }));
-    return sortObjects<RuleObject>([...chains, ...fragments, ...this.jumps]);
+    return sortObjects(this.unsortedObjects());
+  }
+
+  /**
+   * Every object, in no particular order (for a caller that sorts many builders' objects at once). Keys are
+   * built as flat strings and rule lists copied to their exact size: a node's rule set holds a few hundred
+   * thousand of each, and they outlive the compile.
+   */
+  unsortedObjects(): RuleObject[] {
+    const out: RuleObject[] = [];
+    this.chains.forEach((c) => {
+      out.push({ kind: RuleKind.IptablesChain, key: [c.table, c.chain].join('/'), table: c.table, chain: c.chain, rules: c.rules.slice() });
+    });
+    this.fragments.forEach((f) => {
+      out.push({ kind: RuleKind.IptablesRules, key: [f.table, f.chain, this.owner].join('/'), table: f.table, chain: f.chain, rules: f.rules.slice(), position: this.position });
+    });
+    out.push(...this.jumps);
+    return out;
   }
 }

@@ -14,7 +14,7 @@ import { NodeNotFoundError } from '../errors.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment } from './builder.js';
 import { makeContext, type CompileContext } from './context.js';
-import { Chain, endpointChainName, serviceChainNames, type ServiceChainNames } from './names.js';
+import { Chain, endpointChainNamer, serviceChainNames, type ServiceChainNames } from './names.js';
 import type { IptablesOptions } from './options.js';
 
 export const IptablesMode = 'iptables';
@@ -77,6 +77,18 @@ interface PortPlan {
   /** REJECT (no endpoints anywhere) or DROP (no local ones) for filtered internal / external traffic. */
   readonly internalFilter?: { target: string; comment: string };
   readonly externalFilter?: { target: string; comment: string };
+  /** The KUBE-SEP- chain of an endpoint (memoized: each is needed up to four times). */
+  readonly endpointChain: (ep: Endpoint) => string;
+}
+
+function endpointChainMemo(svc: ServicePort, proto: string): (ep: Endpoint) => string {
+  const names = new Map<Endpoint, string>();
+  const nameOf = endpointChainNamer(svc.name, proto);
+  return (ep) => {
+    let name = names.get(ep);
+    if (name === undefined) names.set(ep, (name = nameOf(ep.address)));
+    return name;
+  };
 }
 
 function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): PortPlan {
@@ -109,6 +121,7 @@ function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly End
     ...(!hasEndpoints ? { internalFilter: noEndpoints, externalFilter: noEndpoints } : {}),
     ...(hasEndpoints && !hasInternalEndpoints ? { internalFilter: noLocal } : {}),
     ...(hasEndpoints && !hasExternalEndpoints ? { externalFilter: noLocal } : {}),
+    endpointChain: endpointChainMemo(svc, proto),
   };
 }
 
@@ -193,32 +206,46 @@ function writeFirewallChain(b: RuleBuilder, ctx: CompileContext, p: PortPlan): v
   b.nat(fw, comment(`other traffic to ${p.svc.name} will be dropped by KUBE-PROXY-FIREWALL`));
 }
 
+// The per-endpoint rules below run some hundred thousand times on a large cluster: what does not depend on the
+// endpoint is built once per port, and values are passed as separate parts (joined with a space, the same text)
+// rather than spliced into a new string each time.
+
 function writeServiceToEndpointRules(b: RuleBuilder, ctx: CompileContext, p: PortPlan, chain: string, endpoints: readonly Endpoint[]): void {
   b.chain(Table.Nat, chain);
-  const epChain = (ep: Endpoint): string => endpointChainName(p.svc.name, p.proto, ep.address);
   const epComment = (ep: Endpoint): string | undefined => (ctx.largeClusterMode ? undefined : comment(`${p.svc.name} -> ${ep.address}`));
   if (p.svc.affinityTimeoutSeconds > 0) {
+    const check = `--rcheck --seconds ${p.svc.affinityTimeoutSeconds} --reap`;
     for (const ep of endpoints) {
-      b.nat(chain, epComment(ep), `-m recent --name ${epChain(ep)} --rcheck --seconds ${p.svc.affinityTimeoutSeconds} --reap`, `-j ${epChain(ep)}`);
+      const target = p.endpointChain(ep);
+      b.nat(chain, epComment(ep), '-m recent --name', target, check, '-j', target);
     }
   }
   const n = endpoints.length;
   endpoints.forEach((ep, i) => {
-    const stat = i < n - 1 ? `-m statistic --mode random --probability ${probability(n - i)}` : undefined;
-    b.nat(chain, epComment(ep), stat, `-j ${epChain(ep)}`);
+    b.nat(chain, epComment(ep), i < n - 1 ? statisticMatch(n - i) : undefined, '-j', p.endpointChain(ep));
   });
 }
 
 function writeEndpointChains(b: RuleBuilder, ctx: CompileContext, p: PortPlan): void {
+  const head = ctx.largeClusterMode ? undefined : comment(p.svc.name);
+  const dnat = `-m ${p.proto} -p ${p.proto} -j DNAT --to-destination`;
+  const affinity = p.svc.affinityTimeoutSeconds > 0;
   for (const ep of p.allReachable) {
-    const chain = endpointChainName(p.svc.name, p.proto, ep.address);
-    const head = ctx.largeClusterMode ? undefined : comment(p.svc.name);
+    const chain = p.endpointChain(ep);
     b.chain(Table.Nat, chain);
     // Hairpin: a pod reaching itself through the service must be masqueraded.
-    b.nat(chain, head, `-s ${ep.ip}`, `-j ${Chain.MarkMasq}`);
-    const affinity = p.svc.affinityTimeoutSeconds > 0 ? `-m recent --name ${chain} --set` : undefined;
-    b.nat(chain, head, affinity, `-m ${p.proto} -p ${p.proto} -j DNAT --to-destination ${ep.address}`);
+    b.nat(chain, head, '-s', ep.ip, JUMP_MARK_MASQ);
+    if (affinity) b.nat(chain, head, '-m recent --name', chain, '--set', dnat, ep.address);
+    else b.nat(chain, head, dnat, ep.address);
   }
+}
+
+const JUMP_MARK_MASQ = `-j ${Chain.MarkMasq}`;
+
+const statisticMatches: string[] = [];
+/** `-m statistic --mode random --probability P` for the i-th of n endpoints (n - i left). */
+function statisticMatch(left: number): string {
+  return (statisticMatches[left] ??= `-m statistic --mode random --probability ${probability(left)}`);
 }
 
 const probabilities: string[] = [];
@@ -247,9 +274,14 @@ export function portOwner(svc: ServicePort): string {
  * fragments of the node's top-level chains. Depends on the node only through {@link portVariantKey}.
  */
 export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+  return sortObjects(servicePortObjects(ctx, svc, endpoints));
+}
+
+/** {@link compileServicePort}'s objects, unsorted. */
+function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
   const b = new RuleBuilder(SHARED_CHAINS, portOwner(svc));
   writeServicePort(b, ctx, svc, endpoints);
-  return b.objects();
+  return b.unsortedObjects();
 }
 
 /**
@@ -359,6 +391,7 @@ export function compileIptables({ state, nodeName, options }: CompileIptablesInp
   const ports = state.servicePorts(options.family);
   const ctx = makeContext(node, options, totalEndpoints(state, ports));
   const objects = compileNodeBase(ctx);
-  for (const svc of ports) objects.push(...compileServicePort(ctx, svc, state.endpoints(svc)));
+  // One stable sort of everything gives what sorting each port's objects first would (a port's ids are distinct).
+  for (const svc of ports) objects.push(...servicePortObjects(ctx, svc, state.endpoints(svc)));
   return { node: nodeName, mode: IptablesMode, family: options.family, objects: sortObjects(objects) };
 }

@@ -23,16 +23,31 @@ const TOP_LEVEL: Record<Table, readonly string[]> = {
   [Table.Nat]: [Chain.Services, Chain.NodePorts, Chain.Postrouting, Chain.MarkMasq],
 };
 
+const byChainName = (a: IptablesChainObject, b: IptablesChainObject): number => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0);
+const byPositionThenKey = (a: IptablesRulesObject, b: IptablesRulesObject): number => a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+/**
+ * Stable sort, skipped when the array is already in order: a rule set's objects come sorted by key, so the
+ * chains and fragments usually are (and a stable sort of a sorted array changes nothing).
+ */
+function sortIfUnsorted<T>(xs: T[], cmp: (a: T, b: T) => number): T[] {
+  for (let i = 1; i < xs.length; i++) if (cmp(xs[i - 1] as T, xs[i] as T) > 0) return xs.sort(cmp);
+  return xs;
+}
+
 /** Chains of a table in output order: kube-proxy's top-level chains first, then the rest by name. */
 export function orderedChains(chains: readonly IptablesChainObject[], table: Table): IptablesChainObject[] {
   const top = TOP_LEVEL[table];
-  const rank = (c: IptablesChainObject): number => {
+  // A stable sort by (rank, name): the top-level chains bucketed by rank (one name each), the rest by name.
+  const ranked: IptablesChainObject[][] = top.map(() => []);
+  const rest: IptablesChainObject[] = [];
+  for (const c of chains) {
+    if (c.table !== table) continue;
     const i = top.indexOf(c.chain);
-    return i < 0 ? top.length : i;
-  };
-  return chains
-    .filter((c) => c.table === table)
-    .sort((a, b) => rank(a) - rank(b) || (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0));
+    if (i < 0) rest.push(c);
+    else ranked[i]?.push(c);
+  }
+  return [...ranked.flat(), ...sortIfUnsorted(rest, byChainName)];
 }
 
 /** Fragments of shared chains, grouped by `table/CHAIN`, each group in chain order (position, then key). */
@@ -45,7 +60,7 @@ function fragmentsByChain(objects: NodeRuleSet['objects']): Map<string, Iptables
     if (!l) fragments.set(k, (l = []));
     l.push(o);
   }
-  for (const l of fragments.values()) l.sort((a, b) => a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const l of fragments.values()) sortIfUnsorted(l, byPositionThenKey);
   return fragments;
 }
 
@@ -56,27 +71,37 @@ export function chainRules(rs: NodeRuleSet, table: Table, chain: string): string
   return [...own.rules, ...(fragmentsByChain(rs.objects).get(`${table}/${chain}`) ?? []).flatMap((f) => f.rules)];
 }
 
+/**
+ * The rule set as iptables-restore input. The text is assembled from pieces joined once (a few hundred
+ * thousand lines on a large cluster), each chain's `-A CHAIN ` prefix built once.
+ */
 export function renderRestore(rs: NodeRuleSet, format: RestoreFormat = RestoreFormat.Full): string {
-  const chains = rs.objects.filter((o): o is IptablesChainObject => o.kind === RuleKind.IptablesChain);
-  const jumps = rs.objects.filter((o): o is IptablesJumpObject => o.kind === RuleKind.IptablesJump);
+  const chains: IptablesChainObject[] = [];
+  const jumps: IptablesJumpObject[] = [];
+  for (const o of rs.objects) {
+    if (o.kind === RuleKind.IptablesChain) chains.push(o);
+    else if (o.kind === RuleKind.IptablesJump) jumps.push(o);
+  }
   const fragments = fragmentsByChain(rs.objects);
-  const lines: string[] = [];
+  const full = format === RestoreFormat.Full;
+  const out: string[] = [];
   for (const table of [Table.Filter, Table.Nat]) {
     const ours = orderedChains(chains, table);
-    lines.push(`*${table}`);
-    if (format === RestoreFormat.Full) for (const b of BUILTIN[table]) lines.push(`:${b} ACCEPT [0:0]`);
-    for (const c of ours) lines.push(`:${c.chain} - [0:0]`);
-    if (format === RestoreFormat.Full) {
+    out.push(`*${table}\n`);
+    if (full) for (const b of BUILTIN[table]) out.push(`:${b} ACCEPT [0:0]\n`);
+    for (const c of ours) out.push(`:${c.chain} - [0:0]\n`);
+    if (full) {
       for (const b of BUILTIN[table]) {
         const js = jumps.filter((j) => j.table === table && j.chain === b).sort((x, y) => x.position - y.position);
-        for (const j of js) lines.push(`-A ${b} ${j.rule}`);
+        for (const j of js) out.push(`-A ${b} ${j.rule}\n`);
       }
     }
     for (const c of ours) {
-      for (const r of c.rules) lines.push(`-A ${c.chain} ${r}`);
-      for (const f of fragments.get(`${table}/${c.chain}`) ?? []) for (const r of f.rules) lines.push(`-A ${c.chain} ${r}`);
+      const head = `-A ${c.chain} `;
+      for (const r of c.rules) out.push(head, r, '\n');
+      for (const f of fragments.get(`${table}/${c.chain}`) ?? []) for (const r of f.rules) out.push(head, r, '\n');
     }
-    lines.push('COMMIT');
+    out.push('COMMIT\n');
   }
-  return `${lines.join('\n')}\n`;
+  return out.join('');
 }

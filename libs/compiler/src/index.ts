@@ -9,4 +9,17 @@ export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/op
 export type { IptablesOptions } from './iptables/options.js';
 export { RestoreFormat, chainRules, orderedChains, renderRestore } from './iptables/render.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';
-export type { IptablesChainObject, IptablesJumpObject, IptablesRulesObject, NodeRuleSet, RuleObject } from './ruleset.js';
+export type {
+  HealthCheckServiceObject,
+  IpsetEntriesObject,
+  IpsetSetObject,
+  IptablesChainObject,
+  IptablesJumpObject,
+  IptablesObject,
+  IptablesRulesObject,
+  IpvsAddressObject,
+  IpvsRealServer,
+  IpvsServiceObject,
+  NodeRuleSet,
+  RuleObject,
+} from './ruleset.js';

@@ -11,6 +11,16 @@ export const RuleKind = {
    * `table/CHAIN/OWNER`. The chain is its own rules followed by its fragments, ordered by (position, key).
    */
   IptablesRules: 'iptables.rules',
+  /** An IPVS virtual service with its real servers. Key `PROTOCOL/address:port` (IPv6 in brackets). */
+  IpvsService: 'ipvs.service',
+  /** A virtual IP bound to a dummy interface (kube-ipvs0). Key `interface/address`. */
+  IpvsAddress: 'ipvs.address',
+  /** An ipset set: its type and options, and entries of its own. Key: the set name. */
+  IpsetSet: 'ipset.set',
+  /** Entries one owner contributes to a set declared by an IpsetSet. Key `SET/OWNER`. */
+  IpsetEntries: 'ipset.entries',
+  /** A healthCheckNodePort the node serves (every mode; a node duty, not a kernel object). Key: the port. */
+  HealthCheckService: 'healthcheck.service',
 } as const;
 export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
 
@@ -49,7 +59,75 @@ export interface IptablesRulesObject {
   readonly position: number;
 }
 
-export type RuleObject = IptablesChainObject | IptablesJumpObject | IptablesRulesObject;
+export interface IpvsRealServer {
+  readonly address: string;
+  readonly port: number;
+  /** 1; 0 for a server being drained. */
+  readonly weight: number;
+}
+
+export interface IpvsServiceObject {
+  readonly kind: typeof RuleKind.IpvsService;
+  readonly key: string;
+  /** TCP, UDP or SCTP. */
+  readonly protocol: string;
+  readonly address: string;
+  readonly port: number;
+  readonly scheduler: string;
+  /** IPVS flags bitmask (0x1 persistent, 0x2 hashed, 0x10 source hash), as the wire contract documents. */
+  readonly flags: number;
+  /** Persistence timeout in seconds; 0 when not persistent. */
+  readonly timeoutSeconds: number;
+  /** Sorted by (address, port). */
+  readonly realServers: readonly IpvsRealServer[];
+}
+
+export interface IpvsAddressObject {
+  readonly kind: typeof RuleKind.IpvsAddress;
+  readonly key: string;
+  readonly interface: string;
+  readonly address: string;
+}
+
+export interface IpsetSetObject {
+  readonly kind: typeof RuleKind.IpsetSet;
+  readonly key: string;
+  readonly name: string;
+  /** e.g. `hash:ip,port`. */
+  readonly type: string;
+  /** `inet` or `inet6`; "" for bitmap types. */
+  readonly family: string;
+  readonly comment: string;
+  /** 0: the ipset default. */
+  readonly hashSize: number;
+  /** 0: the ipset default. */
+  readonly maxElem: number;
+  /** For bitmap:port, e.g. `0-65535`; "" otherwise. */
+  readonly portRange: string;
+  /** Entries in `ipset add` syntax, sorted. */
+  readonly entries: readonly string[];
+}
+
+export interface IpsetEntriesObject {
+  readonly kind: typeof RuleKind.IpsetEntries;
+  readonly key: string;
+  readonly set: string;
+  /** Entries in `ipset add` syntax, sorted. */
+  readonly entries: readonly string[];
+}
+
+export interface HealthCheckServiceObject {
+  readonly kind: typeof RuleKind.HealthCheckService;
+  readonly key: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly port: number;
+  /** Ready endpoints of the service on this node. */
+  readonly localEndpoints: number;
+}
+
+export type IptablesObject = IptablesChainObject | IptablesJumpObject | IptablesRulesObject;
+export type RuleObject = IptablesObject | IpvsServiceObject | IpvsAddressObject | IpsetSetObject | IpsetEntriesObject | HealthCheckServiceObject;
 
 export interface NodeRuleSet {
   readonly node: string;

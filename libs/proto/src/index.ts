@@ -3,6 +3,8 @@
 export {
   Cause,
   Delta,
+  HealthCheckService,
+  IpsetEntries,
   IpsetSet,
   IptablesChain,
   IptablesJump,

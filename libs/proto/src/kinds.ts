@@ -10,9 +10,11 @@ export const RuleKind = {
   IpvsService: 'ipvs.service',
   IpvsAddress: 'ipvs.address',
   IpsetSet: 'ipset.set',
+  IpsetEntries: 'ipset.entries',
   NftChain: 'nft.chain',
   NftSet: 'nft.set',
   NftMap: 'nft.map',
+  HealthCheckService: 'healthcheck.service',
 } as const;
 export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
 
@@ -47,9 +49,11 @@ export const kindOfPayloadCase = {
   ipvsService: RuleKind.IpvsService,
   ipvsAddress: RuleKind.IpvsAddress,
   ipsetSet: RuleKind.IpsetSet,
+  ipsetEntries: RuleKind.IpsetEntries,
   nftChain: RuleKind.NftChain,
   nftSet: RuleKind.NftSet,
   nftMap: RuleKind.NftMap,
+  healthCheckService: RuleKind.HealthCheckService,
 } as const satisfies Record<RulePayloadCase, RuleKind>;
 
 /** True when the object has a payload and its kind is the one of that payload (see RuleObject). */

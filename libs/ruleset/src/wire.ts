@@ -12,6 +12,38 @@ export function toWire(o: RuleObject): WireObject {
     case RuleKind.IptablesJump:
       // Jumps are applied in order with -I 1 from the last to the first, as kube-proxy prepends them.
       return { kind: o.kind, key: o.key, payload: { $case: 'iptablesJump', value: { table: o.table, chain: o.chain, target: o.target, rule: o.rule, prepend: true } } };
+    case RuleKind.IpvsService:
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: {
+          $case: 'ipvsService',
+          value: {
+            protocol: o.protocol,
+            address: o.address,
+            port: o.port,
+            scheduler: o.scheduler,
+            flags: o.flags,
+            timeoutSeconds: o.timeoutSeconds,
+            realServers: o.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+          },
+        },
+      };
+    case RuleKind.IpvsAddress:
+      return { kind: o.kind, key: o.key, payload: { $case: 'ipvsAddress', value: { interface: o.interface, address: o.address } } };
+    case RuleKind.IpsetSet:
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: {
+          $case: 'ipsetSet',
+          value: { name: o.name, type: o.type, family: o.family, comment: o.comment, hashSize: o.hashSize, maxElem: o.maxElem, portRange: o.portRange, entries: [...o.entries] },
+        },
+      };
+    case RuleKind.IpsetEntries:
+      return { kind: o.kind, key: o.key, payload: { $case: 'ipsetEntries', value: { set: o.set, entries: [...o.entries] } } };
+    case RuleKind.HealthCheckService:
+      return { kind: o.kind, key: o.key, payload: { $case: 'healthCheckService', value: { namespace: o.namespace, name: o.name, port: o.port, localEndpoints: o.localEndpoints } } };
   }
 }
 
@@ -20,7 +52,7 @@ function table(t: string, key: string): Table {
   throw new RuleSetError(`object ${key}: unsupported table ${JSON.stringify(t)}`);
 }
 
-/** Inverse of toWire for the iptables kinds; jump positions come from the key order of the rule set. */
+/** Inverse of toWire; jump positions come from the key order of the rule set. */
 export function fromWire(w: WireObject, jumpPosition = 0): RuleObject {
   const p = w.payload;
   if (!p) throw new RuleSetError(`object ${w.kind} ${w.key} has no payload`);
@@ -31,8 +63,25 @@ export function fromWire(w: WireObject, jumpPosition = 0): RuleObject {
       return { kind: RuleKind.IptablesRules, key: w.key, table: table(p.value.table, w.key), chain: p.value.chain, rules: p.value.rules, position: p.value.position };
     case 'iptablesJump':
       return { kind: RuleKind.IptablesJump, key: w.key, table: table(p.value.table, w.key), chain: p.value.chain, target: p.value.target, rule: p.value.rule, position: jumpPosition };
+    case 'ipvsService': {
+      const v = p.value;
+      const realServers = v.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight }));
+      return { kind: RuleKind.IpvsService, key: w.key, protocol: v.protocol, address: v.address, port: v.port, scheduler: v.scheduler, flags: v.flags, timeoutSeconds: v.timeoutSeconds, realServers };
+    }
+    case 'ipvsAddress':
+      return { kind: RuleKind.IpvsAddress, key: w.key, interface: p.value.interface, address: p.value.address };
+    case 'ipsetSet': {
+      const v = p.value;
+      return { kind: RuleKind.IpsetSet, key: w.key, name: v.name, type: v.type, family: v.family, comment: v.comment, hashSize: v.hashSize, maxElem: v.maxElem, portRange: v.portRange, entries: v.entries };
+    }
+    case 'ipsetEntries':
+      return { kind: RuleKind.IpsetEntries, key: w.key, set: p.value.set, entries: p.value.entries };
+    case 'healthCheckService': {
+      const v = p.value;
+      return { kind: RuleKind.HealthCheckService, key: w.key, namespace: v.namespace, name: v.name, port: v.port, localEndpoints: v.localEndpoints };
+    }
     default:
-      throw new RuleSetError(`object ${w.kind} ${w.key}: payload ${p.$case} is not an iptables object`);
+      throw new RuleSetError(`object ${w.kind} ${w.key}: payload ${p.$case} has no compiler object`);
   }
 }
 
@@ -43,8 +92,9 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /**
- * True when two wire objects of the iptables kinds are equal field for field (so they have the same hash).
- * False for other kinds: callers then treat them as different, which is only ever slower, never wrong.
+ * True when two wire objects of the iptables kinds, ipset entries or health checks are equal field for field (so
+ * they have the same hash). False for other kinds: callers then treat them as different, which is only ever
+ * slower, never wrong.
  */
 export function sameWire(a: WireObject, b: WireObject): boolean {
   if (a.kind !== b.kind || a.key !== b.key) return false;
@@ -70,6 +120,16 @@ export function sameWire(a: WireObject, b: WireObject): boolean {
         p.value.target === q.value.target &&
         p.value.rule === q.value.rule &&
         p.value.prepend === q.value.prepend
+      );
+    case 'ipsetEntries':
+      return q.$case === 'ipsetEntries' && p.value.set === q.value.set && sameStrings(p.value.entries, q.value.entries);
+    case 'healthCheckService':
+      return (
+        q.$case === 'healthCheckService' &&
+        p.value.namespace === q.value.namespace &&
+        p.value.name === q.value.name &&
+        p.value.port === q.value.port &&
+        p.value.localEndpoints === q.value.localEndpoints
       );
     default:
       return false;

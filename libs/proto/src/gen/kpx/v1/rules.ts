@@ -42,9 +42,11 @@ export const protobufFileName = "kpx/v1/rules.proto";
  * | `ipvs.service`   | `<PROTOCOL>/<address>:<port>`, e.g. `TCP/10.96.0.10:53`, `UDP/[fd00::a]:53` | ipvs_service |
  * | `ipvs.address`   | `<interface>/<address>`, e.g. `kube-ipvs0/10.96.0.10` | ipvs_address |
  * | `ipset.set`      | `<set name>`, e.g. `KUBE-CLUSTER-IP`  | ipset_set        |
+ * | `ipset.entries`  | `<set name>/<owner>`, e.g. `KUBE-CLUSTER-IP/ns1/web:http/TCP` | ipset_entries |
  * | `nft.chain`      | `<table>/<chain>`, e.g. `kube-proxy/services` | nft_chain |
  * | `nft.set`        | `<table>/<set>`, e.g. `kube-proxy/cluster-ips` | nft_set  |
  * | `nft.map`        | `<table>/<map>`, e.g. `kube-proxy/service-ips` | nft_map  |
+ * | `healthcheck.service` | `<healthCheckNodePort>`, e.g. `30123` | health_check_service |
  *
  * The kind string and the payload case must agree; a receiver rejects an object where they do not.
  */
@@ -74,6 +76,9 @@ export interface RuleObject {
     /** kind "ipset.set". */
     { $case: "ipsetSet"; value: IpsetSet }
     | //
+    /** kind "ipset.entries". */
+    { $case: "ipsetEntries"; value: IpsetEntries }
+    | //
     /** kind "nft.chain". */
     { $case: "nftChain"; value: NftChain }
     | //
@@ -82,6 +87,9 @@ export interface RuleObject {
     | //
     /** kind "nft.map". */
     { $case: "nftMap"; value: NftMap }
+    | //
+    /** kind "healthcheck.service" (every mode: a node duty, not a kernel object). */
+    { $case: "healthCheckService"; value: HealthCheckService }
     | undefined;
 }
 
@@ -196,6 +204,35 @@ export interface IpsetSet {
   portRange: string;
   /** The entries in `ipset add` syntax, e.g. "10.96.0.10,tcp:53". Order carries no meaning. */
   entries: string[];
+}
+
+/**
+ * Members one owner (a service port, or the node itself) contributes to a set declared by an IpsetSet object of
+ * the same rule set. The set as the kernel gets it: the IpsetSet's own entries plus those of every fragment.
+ * Splitting membership by owner keeps a delta for one service small (KUBE-CLUSTER-IP has an entry per service).
+ * Key `<set name>/<owner>`.
+ */
+export interface IpsetEntries {
+  /** The set, e.g. "KUBE-CLUSTER-IP"; an IpsetSet object of the same rule set declares it. */
+  set: string;
+  /** The entries in `ipset add` syntax, e.g. "10.96.0.10,tcp:53". Order carries no meaning. */
+  entries: string[];
+}
+
+/**
+ * A healthCheckNodePort the node serves for a LoadBalancer service with externalTrafficPolicy Local, as
+ * kube-proxy's service health server does: HTTP on that port answers 200 when the node has local endpoints
+ * for the service and 503 otherwise, with kube-proxy's JSON body. Key: the port in decimal.
+ */
+export interface HealthCheckService {
+  /** Namespace of the Service. */
+  namespace: string;
+  /** Name of the Service. */
+  name: string;
+  /** The healthCheckNodePort, 1-65535. */
+  port: number;
+  /** Number of ready endpoints of the service on this node (kube-proxy's localEndpoints). */
+  localEndpoints: number;
 }
 
 /** An nftables chain owned by kpx, with its complete ordered rule list. */
@@ -370,6 +407,9 @@ export const RuleObject: MessageFns<RuleObject> = {
       case "ipsetSet":
         IpsetSet.encode(message.payload.value, writer.uint32(178).fork()).join();
         break;
+      case "ipsetEntries":
+        IpsetEntries.encode(message.payload.value, writer.uint32(186).fork()).join();
+        break;
       case "nftChain":
         NftChain.encode(message.payload.value, writer.uint32(242).fork()).join();
         break;
@@ -378,6 +418,9 @@ export const RuleObject: MessageFns<RuleObject> = {
         break;
       case "nftMap":
         NftMap.encode(message.payload.value, writer.uint32(258).fork()).join();
+        break;
+      case "healthCheckService":
+        HealthCheckService.encode(message.payload.value, writer.uint32(322).fork()).join();
         break;
     }
     return writer;
@@ -460,6 +503,14 @@ export const RuleObject: MessageFns<RuleObject> = {
             message.payload = { $case: "ipsetSet", value: IpsetSet.decode(reader, reader.uint32()) };
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.payload = { $case: "ipsetEntries", value: IpsetEntries.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 30: {
             if (tag !== 242) {
               break;
@@ -482,6 +533,17 @@ export const RuleObject: MessageFns<RuleObject> = {
             }
 
             message.payload = { $case: "nftMap", value: NftMap.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.payload = {
+              $case: "healthCheckService",
+              value: HealthCheckService.decode(reader, reader.uint32()),
+            };
             continue;
           }
         }
@@ -524,6 +586,10 @@ export const RuleObject: MessageFns<RuleObject> = {
         ? { $case: "ipsetSet", value: IpsetSet.fromJSON(object.ipsetSet) }
         : isSet(object.ipset_set)
         ? { $case: "ipsetSet", value: IpsetSet.fromJSON(object.ipset_set) }
+        : isSet(object.ipsetEntries)
+        ? { $case: "ipsetEntries", value: IpsetEntries.fromJSON(object.ipsetEntries) }
+        : isSet(object.ipset_entries)
+        ? { $case: "ipsetEntries", value: IpsetEntries.fromJSON(object.ipset_entries) }
         : isSet(object.nftChain)
         ? { $case: "nftChain", value: NftChain.fromJSON(object.nftChain) }
         : isSet(object.nft_chain)
@@ -536,6 +602,10 @@ export const RuleObject: MessageFns<RuleObject> = {
         ? { $case: "nftMap", value: NftMap.fromJSON(object.nftMap) }
         : isSet(object.nft_map)
         ? { $case: "nftMap", value: NftMap.fromJSON(object.nft_map) }
+        : isSet(object.healthCheckService)
+        ? { $case: "healthCheckService", value: HealthCheckService.fromJSON(object.healthCheckService) }
+        : isSet(object.health_check_service)
+        ? { $case: "healthCheckService", value: HealthCheckService.fromJSON(object.health_check_service) }
         : undefined,
     };
   },
@@ -560,12 +630,16 @@ export const RuleObject: MessageFns<RuleObject> = {
       obj.ipvsAddress = IpvsAddress.toJSON(message.payload.value);
     } else if (message.payload?.$case === "ipsetSet") {
       obj.ipsetSet = IpsetSet.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "ipsetEntries") {
+      obj.ipsetEntries = IpsetEntries.toJSON(message.payload.value);
     } else if (message.payload?.$case === "nftChain") {
       obj.nftChain = NftChain.toJSON(message.payload.value);
     } else if (message.payload?.$case === "nftSet") {
       obj.nftSet = NftSet.toJSON(message.payload.value);
     } else if (message.payload?.$case === "nftMap") {
       obj.nftMap = NftMap.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "healthCheckService") {
+      obj.healthCheckService = HealthCheckService.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -614,6 +688,12 @@ export const RuleObject: MessageFns<RuleObject> = {
         }
         break;
       }
+      case "ipsetEntries": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "ipsetEntries", value: IpsetEntries.fromPartial(object.payload.value) };
+        }
+        break;
+      }
       case "nftChain": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "nftChain", value: NftChain.fromPartial(object.payload.value) };
@@ -629,6 +709,15 @@ export const RuleObject: MessageFns<RuleObject> = {
       case "nftMap": {
         if (object.payload?.value !== undefined && object.payload?.value !== null) {
           message.payload = { $case: "nftMap", value: NftMap.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "healthCheckService": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = {
+            $case: "healthCheckService",
+            value: HealthCheckService.fromPartial(object.payload.value),
+          };
         }
         break;
       }
@@ -1538,6 +1627,212 @@ export const IpsetSet: MessageFns<IpsetSet> = {
     message.maxElem = object.maxElem ?? 0;
     message.portRange = object.portRange ?? "";
     message.entries = object.entries?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseIpsetEntries(): IpsetEntries {
+  return { set: "", entries: [] };
+}
+
+export const IpsetEntries: MessageFns<IpsetEntries> = {
+  encode(message: IpsetEntries, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.set !== "") {
+      writer.uint32(10).string(message.set);
+    }
+    for (const v of message.entries) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IpsetEntries {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIpsetEntries();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.set = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IpsetEntries {
+    return {
+      set: isSet(object.set) ? globalThis.String(object.set) : "",
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: IpsetEntries): unknown {
+    const obj: any = {};
+    if (message.set !== "") {
+      obj.set = message.set;
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IpsetEntries>, I>>(base?: I): IpsetEntries {
+    return IpsetEntries.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IpsetEntries>, I>>(object: I): IpsetEntries {
+    const message = createBaseIpsetEntries();
+    message.set = object.set ?? "";
+    message.entries = object.entries?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseHealthCheckService(): HealthCheckService {
+  return { namespace: "", name: "", port: 0, localEndpoints: 0 };
+}
+
+export const HealthCheckService: MessageFns<HealthCheckService> = {
+  encode(message: HealthCheckService, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.namespace !== "") {
+      writer.uint32(10).string(message.namespace);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.port !== 0) {
+      writer.uint32(24).uint32(message.port);
+    }
+    if (message.localEndpoints !== 0) {
+      writer.uint32(32).uint32(message.localEndpoints);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthCheckService {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthCheckService();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.localEndpoints = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthCheckService {
+    return {
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      localEndpoints: isSet(object.localEndpoints)
+        ? globalThis.Number(object.localEndpoints)
+        : isSet(object.local_endpoints)
+        ? globalThis.Number(object.local_endpoints)
+        : 0,
+    };
+  },
+
+  toJSON(message: HealthCheckService): unknown {
+    const obj: any = {};
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.localEndpoints !== 0) {
+      obj.localEndpoints = Math.round(message.localEndpoints);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HealthCheckService>, I>>(base?: I): HealthCheckService {
+    return HealthCheckService.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HealthCheckService>, I>>(object: I): HealthCheckService {
+    const message = createBaseHealthCheckService();
+    message.namespace = object.namespace ?? "";
+    message.name = object.name ?? "";
+    message.port = object.port ?? 0;
+    message.localEndpoints = object.localEndpoints ?? 0;
     return message;
   },
 };

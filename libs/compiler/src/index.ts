@@ -8,6 +8,26 @@ export type { ServiceChainNames } from './iptables/names.js';
 export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/options.js';
 export type { IptablesOptions } from './iptables/options.js';
 export { RestoreFormat, chainRules, orderedChains, renderRestore } from './iptables/render.js';
+export {
+  IpvsMode,
+  addressOwner,
+  compileIpvs,
+  compileIpvsAddress,
+  compileIpvsNodeBase,
+  compileIpvsServicePort,
+  ipvsAddressClaims,
+  ipvsAddressVariantKeyFn,
+  ipvsServiceKey,
+  ipvsServicePortParts,
+  makeIpvsContext,
+  mergeAddressClaims,
+} from './ipvs/compile.js';
+export type { CompileIpvsInput, IpvsAddressClaim, IpvsContext, IpvsPortPart } from './ipvs/compile.js';
+export { DummyInterface, IPSETS, IpsetName, IpsetType, IpvsChain, IpvsFlag, ipsetName } from './ipvs/names.js';
+export type { IpsetInfo } from './ipvs/names.js';
+export { defaultIpvsOptions, ipvsOptionsFromConfig } from './ipvs/options.js';
+export type { IpvsOptions } from './ipvs/options.js';
+export { ipsetCreateLine, ipsetMembers, ipvsadmLines, renderIpsetRestore, renderIpvsRuleSet, renderIpvsadm } from './ipvs/render.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';
 export type {
   HealthCheckServiceObject,

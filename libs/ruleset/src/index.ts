@@ -3,5 +3,5 @@ export { RuleSetError } from './errors.js';
 export { RuleState, diffStates, hashed, objectIdOf } from './state.js';
 export type { HashedObject, ObjectChanges } from './state.js';
 export { fromWire, toWire } from './wire.js';
-export { FamilyStates } from './node-states.js';
-export type { FamilyStatesOptions, Layer, NodeChange, SyncInput } from './node-states.js';
+export { FamilyStates, iptablesModeCompiler, ipvsModeCompiler, modeCompiler } from './node-states.js';
+export type { FamilyStatesOptions, Layer, ModeCompiler, NodeChange, NodeContext, SyncInput, UnitClaim } from './node-states.js';

@@ -9,21 +9,125 @@
 // of all shared ports, and a node whose facts change only looks at node-dependent ports: per-node work scales
 // with the node-dependent ports, not with all ports. Objects equal across a port's variants (or across nodes'
 // base layers) are one object in memory.
+//
+// The compile functions come from a ModeCompiler (iptables by default, or IPVS). A mode may split a service port
+// into parts that depend on the node differently (IPVS: the VIP virtual servers, the per-node NodePort ones, the
+// hairpin members), each kept as an owner of its own; and may have units several ports claim (IPVS: a VIP bound to
+// kube-ipvs0, which every port of a service and services sharing an external IP need once), kept as owners too and
+// compiled while any port claims them.
 import {
+  IptablesMode,
+  IpvsMode,
+  compileIpvsAddress,
+  compileIpvsNodeBase,
   compileNodeBase,
   compileServicePort,
+  ipvsAddressClaims,
+  ipvsAddressVariantKeyFn,
+  ipvsServicePortParts,
   makeContext,
+  makeIpvsContext,
+  mergeAddressClaims,
   portOwner,
   portVariantKeyFn,
   LargeClusterEndpointsThreshold,
-  type CompileContext,
   type IptablesOptions,
+  type IpvsAddressClaim,
+  type IpvsOptions,
+  type RuleObject,
 } from '@kpx/compiler';
-import type { ClusterState, Endpoint, IPFamily, NodeInfo, ServicePort } from '@kpx/model';
+import { IPVSScheduler, type ClusterState, type Endpoint, type IPFamily, type NodeInfo, type ServicePort } from '@kpx/model';
 import type { ObjectRef } from '@kpx/proto';
 import { Digest } from './digest.js';
 import { hashed, objectIdOf, type HashedObject } from './state.js';
 import { sameWire, toWire } from './wire.js';
+
+/** What a mode's compile context has in common: the node it is for. */
+export interface NodeContext {
+  readonly node: NodeInfo;
+}
+
+/**
+ * An object several service ports may need once on a node (IPVS: a VIP bound to kube-ipvs0). Each port claims the
+ * units it needs; a unit is compiled, as an owner of its own, while any port claims it.
+ */
+export interface UnitClaim {
+  /** Names the unit; claims with the same id are merged by {@link ModeCompiler.mergeClaims}. */
+  readonly id: string;
+}
+
+/** Objects of a service port that depend on the node in one way (a port may split into several). */
+export interface PortPart<C extends NodeContext = NodeContext> {
+  /** '' for the first part; the others are named (entry ids `owner#name`). */
+  readonly name: string;
+  /** undefined when the objects are the same on every node, else a key equal for nodes that get the same objects. */
+  readonly keyFn: ((ctx: C) => string) | undefined;
+  compile(ctx: C): RuleObject[];
+}
+
+/**
+ * The per-mode compile functions FamilyStates drives: a node base, service ports decomposed by owner with a
+ * variant key telling which nodes share a port's objects, and optionally units several ports claim. Methods (not
+ * function properties) so that a compiler of a specific context type is a ModeCompiler of NodeContext.
+ */
+export interface ModeCompiler<C extends NodeContext = NodeContext, U extends UnitClaim = UnitClaim> {
+  /** The proxy mode of the rule sets: "iptables", "ipvs". */
+  readonly mode: string;
+  /** Whether compiled objects depend on the large-cluster endpoint threshold (iptables' per-endpoint comments). */
+  readonly largeClusterMode: boolean;
+  makeContext(node: NodeInfo, totalEndpoints: number): C;
+  nodeBase(ctx: C): RuleObject[];
+  /** A service port's objects, as one or more parts with their own dependence on the node. */
+  servicePortParts(svc: ServicePort, endpoints: readonly Endpoint[]): readonly PortPart<C>[];
+  claims?(svc: ServicePort): readonly U[];
+  /** One claim standing for several ports' claims of the same unit. */
+  mergeClaims?(claims: readonly U[]): U;
+  compileUnit?(ctx: C, claim: U): RuleObject[];
+  unitVariantKeyFn?(claim: U): ((ctx: C) => string) | undefined;
+}
+
+/**
+ * A compiler of a specific context and claim type as a ModeCompiler of any: FamilyStates hands a compiler only the
+ * contexts and claims that compiler made.
+ */
+function erased<C extends NodeContext, U extends UnitClaim>(c: ModeCompiler<C, U>): ModeCompiler {
+  return c as unknown as ModeCompiler;
+}
+
+/** The iptables mode (the default). */
+export function iptablesModeCompiler(options: IptablesOptions): ModeCompiler {
+  return erased<ReturnType<typeof makeContext>, UnitClaim>({
+    mode: IptablesMode,
+    largeClusterMode: true,
+    makeContext: (node, total) => makeContext(node, options, total),
+    nodeBase: compileNodeBase,
+    servicePortParts: (svc, endpoints) => [{ name: '', keyFn: portVariantKeyFn(options, svc, endpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints) }],
+  });
+}
+
+type AddressUnit = IpvsAddressClaim & UnitClaim;
+
+/** The IPVS mode: bound addresses are units, claimed by every service port with that VIP. */
+export function ipvsModeCompiler(options: IpvsOptions): ModeCompiler {
+  const unit = (c: IpvsAddressClaim): AddressUnit => ({ id: c.address, address: c.address, always: c.always });
+  return erased<ReturnType<typeof makeIpvsContext>, AddressUnit>({
+    mode: IpvsMode,
+    largeClusterMode: false,
+    makeContext: (node) => makeIpvsContext(node, options),
+    nodeBase: compileIpvsNodeBase,
+    servicePortParts: (svc, endpoints) => ipvsServicePortParts(options, svc, endpoints),
+    claims: (svc) => ipvsAddressClaims(svc).map(unit),
+    mergeClaims: (claims) => unit([...mergeAddressClaims(claims).values()][0] ?? { address: '', always: false }),
+    compileUnit: (ctx, claim) => compileIpvsAddress(ctx, claim),
+    unitVariantKeyFn: (claim) => ipvsAddressVariantKeyFn(claim),
+  });
+}
+
+/** The compiler of a mode: ipvs, else iptables (options without a scheduler get rr in ipvs mode). */
+export function modeCompiler(mode: string, options: IptablesOptions | IpvsOptions): ModeCompiler {
+  if (mode === IpvsMode) return ipvsModeCompiler({ scheduler: IPVSScheduler.RoundRobin, ...options, localhostNodePorts: false });
+  return iptablesModeCompiler(options);
+}
 
 /** The objects of one port (or of a node's base) for one variant, with their digest sum. */
 export interface Layer {
@@ -44,27 +148,60 @@ function layerOf(objects: Parameters<typeof toWire>[0][], reuse?: (id: string) =
     const w = toWire(o);
     const id = objectIdOf(w);
     const prev = reuse?.(id);
-    const h = prev && sameWire(prev.wire, w) ? prev : hashed(w);
+    const h = prev && (sameWire(prev.wire, w) || sameIpvsWire(prev.wire, w)) ? prev : hashed(w);
     map.set(id, h);
     d.add(h.hash);
   }
   return { objects: map, sum: d.value };
 }
 
+/**
+ * sameWire for the IPVS kinds it leaves out (virtual servers, addresses, set declarations): an IPVS node's NodePort
+ * ports are compiled per node, and their other virtual servers are then still one object in memory.
+ */
+function sameIpvsWire(a: HashedObject['wire'], b: HashedObject['wire']): boolean {
+  const p = a.payload;
+  const q = b.payload;
+  if (a.kind !== b.kind || a.key !== b.key || !p || !q) return false;
+  if (p.$case === 'ipvsService' && q.$case === 'ipvsService') {
+    const x = p.value;
+    const y = q.value;
+    if (x.protocol !== y.protocol || x.address !== y.address || x.port !== y.port || x.scheduler !== y.scheduler || x.flags !== y.flags || x.timeoutSeconds !== y.timeoutSeconds) return false;
+    if (x.realServers.length !== y.realServers.length) return false;
+    return x.realServers.every((r, i) => {
+      const o = y.realServers[i];
+      return o !== undefined && r.address === o.address && r.port === o.port && r.weight === o.weight;
+    });
+  }
+  if (p.$case === 'ipvsAddress' && q.$case === 'ipvsAddress') return p.value.interface === q.value.interface && p.value.address === q.value.address;
+  return false;
+}
+
 const byId = (a: HashedObject, b: HashedObject): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
+/** A service port, or a unit several ports claim (see {@link UnitClaim}): an owner of objects. */
 interface PortEntry {
-  readonly svc: ServicePort;
+  readonly id: string;
+  /** Undefined for a unit. */
+  readonly svc: ServicePort | undefined;
   readonly endpoints: readonly Endpoint[];
-  /** Canonical JSON of (svc, endpoints): equal means nothing rule-relevant changed. */
+  /** The service (`namespace/name`) whose change a change of these objects is; undefined for a unit. */
+  readonly service: string | undefined;
+  /** The units the port claims. */
+  readonly claims: readonly UnitClaim[];
+  /** Canonical JSON of (svc, endpoints) or of the merged claim: equal means nothing rule-relevant changed. */
   readonly fingerprint: string;
-  /** Undefined: the port's objects are the same on every node (a shared port). */
-  readonly keyFn: ((ctx: CompileContext) => string) | undefined;
+  /** Undefined: the objects are the same on every node (a shared port). */
+  readonly keyFn: ((ctx: NodeContext) => string) | undefined;
+  readonly compile: (ctx: NodeContext) => RuleObject[];
   readonly variants: Map<string, Layer>;
 }
 
+/** Ids of unit entries, apart from service port owners (`ns/name:port/PROTOCOL` has no `:` before its first `/`). */
+const unitId = (id: string): string => `unit:${id}`;
+
 interface NodeEntry {
-  ctx: CompileContext;
+  ctx: NodeContext;
   base: Layer;
   readonly digest: Digest;
   /** Generation of the last delta published for this node and family (0: none yet). */
@@ -113,7 +250,10 @@ export interface SyncInput {
 
 export interface FamilyStatesOptions {
   readonly family: IPFamily;
+  /** The iptables options, used when no compiler is given. */
   readonly options: IptablesOptions;
+  /** The mode's compile functions (default: iptables with `options`). */
+  readonly compiler?: ModeCompiler;
   /** Which nodes get a rule set of this family (default: nodes with an address of the family). */
   readonly nodeFilter?: (node: NodeInfo) => boolean;
 }
@@ -138,7 +278,7 @@ function diffLayers(a: Layer, b: Layer): ObjectDiff {
 /** Node states of one IP family. */
 export class FamilyStates {
   readonly family: IPFamily;
-  private readonly options: IptablesOptions;
+  readonly compiler: ModeCompiler;
   private readonly nodeFilter: (node: NodeInfo) => boolean;
   private readonly ports = new Map<string, PortEntry>();
   private readonly portsByService = new Map<string, Set<string>>();
@@ -156,10 +296,12 @@ export class FamilyStates {
   private sharedSorted: HashedObject[] | undefined;
   /** The last base object compiled per id, offered for reuse to the next node's base. */
   private readonly baseObjects = new Map<string, HashedObject>();
+  /** Per unit id, the claims of the ports claiming it (by port id). */
+  private readonly claimants = new Map<string, Map<string, UnitClaim>>();
 
   constructor(opts: FamilyStatesOptions) {
     this.family = opts.family;
-    this.options = opts.options;
+    this.compiler = opts.compiler ?? iptablesModeCompiler(opts.options);
     this.nodeFilter = opts.nodeFilter ?? ((n) => n.addresses.some((a) => a.family === opts.family));
   }
 
@@ -216,7 +358,11 @@ export class FamilyStates {
     return n;
   }
 
-  private variant(p: PortEntry, ctx: CompileContext): Layer {
+  get mode(): string {
+    return this.compiler.mode;
+  }
+
+  private variant(p: PortEntry, ctx: NodeContext): Layer {
     const key = p.keyFn ? p.keyFn(ctx) : '';
     let v = p.variants.get(key);
     if (!v) {
@@ -230,20 +376,84 @@ export class FamilyStates {
             return undefined;
           }
         : undefined;
-      v = layerOf(compileServicePort(ctx, p.svc, p.endpoints), reuse);
+      v = layerOf(p.compile(ctx), reuse);
       p.variants.set(key, v);
     }
     return v;
   }
 
-  private makePort(svc: ServicePort, endpoints: readonly Endpoint[], large: boolean): PortEntry {
-    return {
+  /**
+   * The entries of a service port: one per part, the first (id: the port owner) holding its endpoints (counted for
+   * large-cluster mode) and its claims.
+   */
+  private makePort(svc: ServicePort, endpoints: readonly Endpoint[], large: boolean): PortEntry[] {
+    const owner = portOwner(svc);
+    const fingerprint = JSON.stringify([svc, endpoints, large]);
+    const service = serviceKey(svc);
+    return this.compiler.servicePortParts(svc, endpoints).map((part, i) => ({
+      id: part.name ? `${owner}#${part.name}` : owner,
       svc,
-      endpoints,
-      fingerprint: JSON.stringify([svc, endpoints, large]),
-      keyFn: portVariantKeyFn(this.options, svc, endpoints),
+      endpoints: i === 0 ? endpoints : [],
+      service,
+      claims: i === 0 ? (this.compiler.claims?.(svc) ?? []) : [],
+      fingerprint,
+      keyFn: part.keyFn,
+      compile: (ctx) => part.compile(ctx),
+      variants: new Map(),
+    }));
+  }
+
+  /** The entry of a unit from the claims of every port claiming it; undefined when none does. */
+  private makeUnit(id: string): PortEntry | undefined {
+    const c = this.compiler;
+    const claims = [...(this.claimants.get(id)?.values() ?? [])];
+    if (claims.length === 0 || !c.compileUnit) return undefined;
+    const claim = c.mergeClaims ? c.mergeClaims(claims) : (claims[0] as UnitClaim);
+    const compileUnit = c.compileUnit.bind(c);
+    return {
+      id: unitId(id),
+      svc: undefined,
+      endpoints: [],
+      service: undefined,
+      claims: [],
+      fingerprint: JSON.stringify(claim),
+      keyFn: c.unitVariantKeyFn?.(claim),
+      compile: (ctx) => compileUnit(ctx, claim),
       variants: new Map(),
     };
+  }
+
+  /**
+   * Units whose claims changed with the given port changes: updates the claimants and returns each changed unit's
+   * old and new entry (the new one installed).
+   */
+  private unitChanges(changedPorts: ReadonlyMap<string, { old: PortEntry | undefined; next: PortEntry | undefined }>): Map<string, { old: PortEntry | undefined; next: PortEntry | undefined }> {
+    const touched = new Set<string>();
+    for (const [portId, { old, next }] of changedPorts) {
+      for (const cl of old?.claims ?? []) {
+        const m = this.claimants.get(cl.id);
+        m?.delete(portId);
+        if (m?.size === 0) this.claimants.delete(cl.id);
+        touched.add(cl.id);
+      }
+      for (const cl of next?.claims ?? []) {
+        let m = this.claimants.get(cl.id);
+        if (!m) this.claimants.set(cl.id, (m = new Map<string, UnitClaim>()));
+        m.set(portId, cl);
+        touched.add(cl.id);
+      }
+    }
+    const out = new Map<string, { old: PortEntry | undefined; next: PortEntry | undefined }>();
+    for (const u of touched) {
+      const id = unitId(u);
+      const old = this.ports.get(id);
+      const next = this.makeUnit(u);
+      if (old?.fingerprint === next?.fingerprint) continue;
+      out.set(id, { old, next });
+      this.removePort(id);
+      if (next) this.addPort(id, next);
+    }
+    return out;
   }
 
   private addPort(id: string, p: PortEntry): void {
@@ -269,7 +479,7 @@ export class FamilyStates {
   }
 
   /** Compiles the shared ports not compiled yet (any node's context does) and adds them to the shared sum. */
-  private countShared(ctx: CompileContext): void {
+  private countShared(ctx: NodeContext): void {
     for (const id of this.uncounted) {
       const p = this.ports.get(id);
       if (p) this.sharedSum += this.variant(p, ctx).sum;
@@ -277,8 +487,8 @@ export class FamilyStates {
     this.uncounted.clear();
   }
 
-  private nodeBase(ctx: CompileContext): Layer {
-    const layer = layerOf(compileNodeBase(ctx), (id) => this.baseObjects.get(id));
+  private nodeBase(ctx: NodeContext): Layer {
+    const layer = layerOf(this.compiler.nodeBase(ctx), (id) => this.baseObjects.get(id));
     for (const [id, o] of layer.objects) this.baseObjects.set(id, o);
     return layer;
   }
@@ -297,9 +507,14 @@ export class FamilyStates {
         continue;
       }
       const l: PortRead[] = [];
+      // A port's parts share its ServicePort: each port once.
+      const held = new Set<ServicePort>();
       for (const id of this.portsByService.get(k) ?? []) {
         const svc = this.ports.get(id)?.svc;
-        if (svc) l.push({ svc, endpoints: state.endpoints(svc) });
+        if (svc && !held.has(svc)) {
+          held.add(svc);
+          l.push({ svc, endpoints: state.endpoints(svc) });
+        }
       }
       if (l.length) out.set(k, l);
     }
@@ -323,7 +538,7 @@ export class FamilyStates {
       for (const id of this.portsByService.get(k) ?? []) total -= this.ports.get(id)?.endpoints.length ?? 0;
       for (const { endpoints } of byService.get(k) ?? []) total += endpoints.length;
     }
-    const large = total > LargeClusterEndpointsThreshold;
+    const large = this.compiler.largeClusterMode && total > LargeClusterEndpointsThreshold;
     const everything = large !== this.largeClusterMode;
     this.largeClusterMode = large;
     const touchedServices = everything ? new Set([...services, ...this.portsByService.keys()]) : services;
@@ -331,7 +546,7 @@ export class FamilyStates {
     const ctxTotal = large ? LargeClusterEndpointsThreshold + 1 : 0;
 
     // New node contexts; old ones kept for the duration of the sync.
-    const oldCtx = new Map<string, CompileContext | undefined>();
+    const oldCtx = new Map<string, NodeContext | undefined>();
     const nodeNames = everything ? new Set([...nodes, ...this.nodes.keys()]) : nodes;
     for (const name of nodeNames) {
       const info = state.node(name);
@@ -341,7 +556,7 @@ export class FamilyStates {
         this.nodes.delete(name);
         continue;
       }
-      const ctx = makeContext(info, this.options, ctxTotal);
+      const ctx = this.compiler.makeContext(info, ctxTotal);
       if (entry) entry.ctx = ctx;
       else this.nodes.set(name, { ctx, base: EMPTY, digest: new Digest(), generation: 0 });
     }
@@ -352,14 +567,15 @@ export class FamilyStates {
       const oldIds = this.portsByService.get(k) ?? new Set<string>();
       const newIds = new Set<string>();
       for (const { svc, endpoints } of byService.get(k) ?? []) {
-        const id = portOwner(svc);
-        newIds.add(id);
-        const old = this.ports.get(id);
-        const next = this.makePort(svc, endpoints, large);
-        if (old && old.fingerprint === next.fingerprint) continue;
-        changedPorts.set(id, { old, next });
-        this.removePort(id);
-        this.addPort(id, next);
+        for (const next of this.makePort(svc, endpoints, large)) {
+          const id = next.id;
+          newIds.add(id);
+          const old = this.ports.get(id);
+          if (old && old.fingerprint === next.fingerprint) continue;
+          changedPorts.set(id, { old, next });
+          this.removePort(id);
+          this.addPort(id, next);
+        }
       }
       for (const id of oldIds) {
         if (newIds.has(id)) continue;
@@ -369,6 +585,8 @@ export class FamilyStates {
       if (newIds.size) this.portsByService.set(k, newIds);
       else this.portsByService.delete(k);
     }
+    // Units claimed by the changed ports: compiled while any port claims them.
+    for (const [id, change] of this.unitChanges(changedPorts)) changedPorts.set(id, change);
 
     const anyNode = this.nodes.values().next().value;
     if (!anyNode) return [];
@@ -390,7 +608,7 @@ export class FamilyStates {
     const sharedPorts: { old: PortEntry | undefined; next: PortEntry | undefined }[] = [];
     for (const change of changedPorts.values()) (change.old?.keyFn || change.next?.keyFn ? perNodePorts : sharedPorts).push(change);
     let shared: { upserts: HashedObject[]; deletes: ObjectRef[]; sum: bigint; services: Set<string> } | undefined;
-    const sharedChange = (ctx: CompileContext): NonNullable<typeof shared> => {
+    const sharedChange = (ctx: NodeContext): NonNullable<typeof shared> => {
       if (shared) return shared;
       shared = { upserts: [], deletes: [], sum: 0n, services: new Set() };
       for (const { old, next } of sharedPorts) {
@@ -401,7 +619,8 @@ export class FamilyStates {
         if (d.upserts.length === 0 && d.deletes.length === 0) continue;
         for (const o of d.upserts) shared.upserts.push(o);
         for (const o of d.deletes) shared.deletes.push(o);
-        shared.services.add(serviceKey((next ?? old)!.svc));
+        const service = (next ?? old)?.service;
+        if (service) shared.services.add(service);
       }
       return shared;
     };
@@ -444,14 +663,14 @@ export class FamilyStates {
       for (const { old, next } of perNodePorts) {
         const from = old ? this.compiledVariant(old, before) : EMPTY;
         const to = next ? this.variant(next, entry.ctx) : EMPTY;
-        record(from, to, serviceKey((next ?? old)!.svc));
+        record(from, to, (next ?? old)?.service);
       }
       // A node whose facts changed: every other node-dependent port may select another variant.
       if (nodeChanged) {
         for (const id of this.nodeDependent) {
           if (changedPorts.has(id)) continue;
           const p = this.ports.get(id)!;
-          record(this.compiledVariant(p, before), this.variant(p, entry.ctx), serviceKey(p.svc));
+          record(this.compiledVariant(p, before), this.variant(p, entry.ctx), p.service);
         }
       }
       if (c) changes.push({ node: name, family: this.family, ...c, digest: entry.digest.hex(), prevGeneration: entry.generation, initial: false });
@@ -490,9 +709,9 @@ export class FamilyStates {
    * The variant a node had for a port being replaced. Every node that existed got every port's variant compiled
    * when it or the port appeared, so this is a lookup.
    */
-  private compiledVariant(p: PortEntry, ctx: CompileContext): Layer {
+  private compiledVariant(p: PortEntry, ctx: NodeContext): Layer {
     const v = p.variants.get(p.keyFn ? p.keyFn(ctx) : '');
-    if (!v) throw new Error(`internal: no compiled variant of ${portOwner(p.svc)} for node ${ctx.node.name}`);
+    if (!v) throw new Error(`internal: no compiled variant of ${p.id} for node ${ctx.node.name}`);
     return v;
   }
 }

@@ -4,46 +4,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClusterState, IPFamily, loadClusterState, parseCidr, readManifestDir, type KubeObject } from '@kpx/model';
 import { compileIptables, defaultIptablesOptions, type IptablesOptions } from '@kpx/compiler';
-import { FamilyStates, RuleState, digestOf, toWire, type NodeChange } from '../src/index.js';
+import { FamilyStates, type NodeChange } from '../src/index.js';
+import { StatesHarness } from './harness.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 
-class Harness {
-  readonly states: FamilyStates;
-  readonly applied = new Map<string, RuleState>();
-  generation = 0;
-  constructor(
-    readonly cluster: ClusterState,
-    readonly options: IptablesOptions,
-  ) {
-    this.states = new FamilyStates({ family: options.family, options });
-  }
-
-  sync(services: string[], nodes: string[]): NodeChange[] {
-    const changes = this.states.sync({ state: this.cluster, services: new Set(services), nodes: new Set(nodes) });
-    if (changes.length) this.generation++;
-    for (const c of changes) {
-      const s = c.initial ? new RuleState() : this.applied.get(c.node);
-      assert.ok(s, `no state for ${c.node}`);
-      s.applyDelta({ generation: this.generation, prevGeneration: c.initial ? 0 : c.prevGeneration, upserts: c.upserts.map((u) => u.wire), deletes: c.deletes, digest: c.digest });
-      this.applied.set(c.node, s);
-      this.states.setGeneration(c.node, this.generation);
-    }
-    for (const n of [...this.applied.keys()]) if (!this.states.nodeNames().includes(n)) this.applied.delete(n);
-    this.checkAgainstFullCompile();
-    return changes;
-  }
-
-  checkAgainstFullCompile(): void {
-    assert.deepEqual([...this.applied.keys()].sort(), this.states.nodeNames());
-    for (const node of this.states.nodeNames()) {
-      const full = compileIptables({ state: this.cluster, nodeName: node, options: this.options }).objects.map(toWire);
-      const got = this.applied.get(node);
-      assert.ok(got);
-      assert.deepEqual(got.sortedObjects(), full.sort((a, b) => (`${a.kind}:${a.key}` < `${b.kind}:${b.key}` ? -1 : 1)), `node ${node} differs from a full compile`);
-      assert.equal(got.digest, digestOf(full));
-      assert.equal(this.states.digest(node), got.digest);
-    }
+/** FamilyStates in iptables mode, checked against compileIptables after every sync. */
+class Harness extends StatesHarness {
+  constructor(cluster: ClusterState, options: IptablesOptions) {
+    super(cluster, { family: options.family, options, reference: (state, nodeName) => compileIptables({ state, nodeName, options }) });
   }
 }
 

@@ -1,20 +1,23 @@
 // kpx render: compile one node's rules from manifests, print them; diagnostics on stderr.
 import { parseArgs } from 'node:util';
 import { IPFamily, formatDiagnostic, loadClusterState, readManifestDir } from '@kpx/model';
-import { RestoreFormat, compileIptables, iptablesOptionsFromConfig, renderRestore } from '@kpx/compiler';
+import { IpvsMode, RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, renderRestore } from '@kpx/compiler';
 import { UsageError } from './errors.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
 
-export const RENDER_USAGE = `usage: kpx render --manifests DIR --node NAME [--config FILE] [--mode iptables] [--ip-family ipv4|ipv6] [--format full|chains]
+export const RENDER_USAGE = `usage: kpx render --manifests DIR --node NAME [--config FILE] [--mode iptables|ipvs] [--ip-family ipv4|ipv6] [--format full|chains]
 
 Reads every *.yaml, *.yml and *.json file in DIR (multi-document YAML and kind: List too), compiles the
-rules of node NAME as kube-proxy would, and prints them as iptables-restore input (filter and nat tables).
+rules of node NAME as kube-proxy would, and prints them: in iptables mode as iptables-restore input (filter
+and nat tables); in ipvs mode the virtual servers as \`ipvsadm -Sn\` prints them, then the ipsets as
+\`ipset save\` prints them (\`ipset restore\` input), then the companion iptables rules as iptables-restore
+input, each section headed by a "#" line.
 
   --manifests DIR    directory of Service, EndpointSlice and Node manifests
   --node NAME        the node to render (a Node object in DIR)
   --config FILE      KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1), YAML or JSON
-  --mode MODE        proxy mode; default: the config's mode, else iptables
+  --mode MODE        proxy mode, iptables or ipvs; default: the config's mode, else iptables
   --ip-family F      ipv4 (iptables-restore input, default) or ipv6 (ip6tables-restore input)
   --format F         full: complete table image with builtin chains and jumps, loadable into an empty
                      namespace with plain iptables-restore (default); chains: only kpx's chains, as fed to
@@ -59,14 +62,18 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
   const mode = values.mode ?? config.mode;
-  if (mode !== 'iptables') {
-    io.stderr(`kpx: mode ${JSON.stringify(mode)} cannot be rendered yet: only iptables is implemented\n`);
+  if (mode !== 'iptables' && mode !== IpvsMode) {
+    io.stderr(`kpx: mode ${JSON.stringify(mode)} cannot be rendered yet: only iptables and ipvs are implemented\n`);
     return 1;
   }
 
   // The parsed manifests are not kept: once loaded they are garbage, and a large cluster's are hundreds of MB.
   const { state, diagnostics } = loadClusterState(await readManifestDir(values.manifests));
   for (const d of diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
+  if (mode === IpvsMode) {
+    io.stdout(renderIpvsRuleSet(compileIpvs({ state, nodeName: values.node, options: ipvsOptionsFromConfig(config, family) }), format));
+    return 0;
+  }
   const ruleSet = compileIptables({ state, nodeName: values.node, options: iptablesOptionsFromConfig(config, family) });
   io.stdout(renderRestore(ruleSet, format));
   return 0;

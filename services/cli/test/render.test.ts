@@ -88,7 +88,7 @@ test('usage errors exit 2; other modes are not implemented yet', async () => {
   assert.equal((await run('render', '--node', 'n1')).code, 2);
   assert.equal((await run('render', '--manifests', examples, '--node', 'node-a', '--ip-family', 'ipv5')).code, 2);
   assert.equal((await run('frobnicate')).code, 2);
-  const ipvs = await run('render', '--manifests', examples, '--node', 'node-a', '--mode', 'ipvs');
-  assert.equal(ipvs.code, 1);
-  assert.match(ipvs.err, /only iptables/);
+  const nft = await run('render', '--manifests', examples, '--node', 'node-a', '--mode', 'nftables');
+  assert.equal(nft.code, 1);
+  assert.match(nft.err, /only iptables and ipvs/);
 });

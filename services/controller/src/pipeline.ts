@@ -2,9 +2,9 @@
 // One sync is one cluster-wide generation; only nodes whose rules changed get a delta, chained to their own
 // previous generation by prev_generation.
 import { context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
-import { ClusterState, LabelServiceName, formatDiagnostic, type Diagnostic, type IPFamily } from '@kpx/model';
-import { IptablesMode, type IptablesOptions } from '@kpx/compiler';
-import { FamilyStates, type NodeChange } from '@kpx/ruleset';
+import { ClusterState, LabelServiceName, ProxyMode, formatDiagnostic, type Diagnostic, type IPFamily, type KubeProxyConfig } from '@kpx/model';
+import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
+import { FamilyStates, modeCompiler, type NodeChange } from '@kpx/ruleset';
 import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
 import type { DeltaSink, GenerationStore, PublishedHeads, SnapshotSink } from './ports.js';
@@ -28,9 +28,21 @@ export interface PipelineMetrics {
   changeToAck?(seconds: number): void;
 }
 
+/** The mode the controller compiles for a configuration: ipvs for `mode: ipvs`, else iptables. */
+export function pipelineMode(config: KubeProxyConfig): string {
+  return config.mode === ProxyMode.IPVS ? IpvsMode : IptablesMode;
+}
+
+/** The compiler options of a family for a configuration's mode. */
+export function familyOptionsFromConfig(config: KubeProxyConfig, family: IPFamily): IptablesOptions | IpvsOptions {
+  return pipelineMode(config) === IpvsMode ? ipvsOptionsFromConfig(config, family) : iptablesOptionsFromConfig(config, family);
+}
+
 export interface PipelineOptions {
   /** Compiler options per IP family; a family not listed gets no rule sets. */
-  readonly families: ReadonlyMap<IPFamily, IptablesOptions>;
+  readonly families: ReadonlyMap<IPFamily, IptablesOptions | IpvsOptions>;
+  /** The proxy mode rule sets and deltas are compiled for: "iptables" (default) or "ipvs". */
+  readonly mode?: string;
   readonly sink: DeltaSink;
   readonly generations: GenerationStore;
   /** Where published state was left by an earlier controller (for restarts without republishing). */
@@ -85,6 +97,8 @@ export class ControllerPipeline {
   readonly state = new ClusterState();
   readonly tracker = new ConvergenceTracker();
   private readonly families: FamilyStates[];
+  /** The proxy mode of every rule set and delta. */
+  readonly mode: string;
   private readonly runner: CoalescingRunner;
   private dirtyServices = new Set<string>();
   /** Of the dirty services, those whose Service object changed (the others only had EndpointSlice events). */
@@ -103,7 +117,8 @@ export class ControllerPipeline {
   private readonly listeners = new Set<(o: SyncOutcome) => void>();
 
   constructor(private readonly opts: PipelineOptions) {
-    this.families = [...opts.families.entries()].map(([family, options]) => new FamilyStates({ family, options }));
+    this.mode = opts.mode === IpvsMode ? IpvsMode : IptablesMode;
+    this.families = [...opts.families.entries()].map(([family, options]) => new FamilyStates({ family, options, compiler: modeCompiler(this.mode, options) }));
     this.runner = new CoalescingRunner(() => this.sync(), opts.minSyncPeriodMs, (err) => opts.logger.error({ err }, 'sync failed; retrying'));
   }
 
@@ -271,7 +286,7 @@ export class ControllerPipeline {
       if (head && head.digest === c.digest) {
         fam.setGeneration(c.node, head.generation);
         this.lastGeneration = Math.max(this.lastGeneration, head.generation);
-        this.tracker.published({ node: c.node, family: c.family, mode: IptablesMode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
+        this.tracker.published({ node: c.node, family: c.family, mode: this.mode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
         continue;
       }
       out.push({ change: c, prevGeneration: head?.generation ?? 0 });
@@ -317,7 +332,7 @@ export class ControllerPipeline {
         digest: c.digest,
         cause: causes.kept.map((p) => p.cause),
         ...(causes.trigger !== undefined ? { triggerTime: timestamp(causes.trigger) } : {}),
-        mode: IptablesMode,
+        mode: this.mode,
         ipFamily: c.family,
         snapshot,
       };
@@ -384,7 +399,7 @@ export class ControllerPipeline {
   }
 
   private snapshotOf(fam: FamilyStates, node: string, generation: number): NodeRuleSet {
-    return { node, mode: IptablesMode, ipFamily: fam.family, generation, objects: fam.objects(node).map((o) => o.wire), digest: fam.digest(node) ?? '' };
+    return { node, mode: this.mode, ipFamily: fam.family, generation, objects: fam.objects(node).map((o) => o.wire), digest: fam.digest(node) ?? '' };
   }
 
   private async publish(deltas: Delta[]): Promise<number> {

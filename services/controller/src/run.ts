@@ -2,12 +2,12 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
-import { iptablesOptionsFromConfig, type IptablesOptions } from '@kpx/compiler';
+import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import { ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { natsPorts } from './nats-ports.js';
-import { ControllerPipeline, type SyncOutcome } from './pipeline.js';
+import { ControllerPipeline, familyOptionsFromConfig, pipelineMode, type SyncOutcome } from './pipeline.js';
 import type { Source } from './sources/types.js';
 
 export interface ControllerRunOptions {
@@ -49,7 +49,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
   const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-controller', ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
   const tracer: Tracer = opts.tracer ?? own!.tracer;
   const config = opts.config ?? defaultKubeProxyConfig();
-  const families = new Map<IPFamily, IptablesOptions>((opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, iptablesOptionsFromConfig(config, f)]));
+  const families = new Map<IPFamily, IptablesOptions | IpvsOptions>((opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, familyOptionsFromConfig(config, f)]));
   const registry = createMetrics({ processMetrics: true });
   const metrics = controllerMetrics(registry);
   const cleanups: (() => Promise<void>)[] = own ? [() => own.shutdown()] : [];
@@ -68,6 +68,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     });
     const pipeline = new ControllerPipeline({
       families,
+      mode: pipelineMode(config),
       ...ports,
       snapshotEvery: opts.snapshotEvery ?? 100,
       minSyncPeriodMs: config.minSyncPeriodMs,

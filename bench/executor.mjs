@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { IPFamily, loadClusterState, defaultKubeProxyConfig, parseCidr } from '@kpx/model';
 import { iptablesOptionsFromConfig } from '@kpx/compiler';
 import { FamilyStates } from '@kpx/ruleset';
-import { createIptablesApplier } from '@kpx/kernel';
+import { createIptablesApplier, isIptablesObject } from '@kpx/kernel';
 import { ManifestsDirSource, runController } from '@kpx/controller';
 import { MemoryBackend, runExecutor } from '@kpx/executor';
 import { startNatsServer } from '@kpx/testing';
@@ -77,7 +77,7 @@ async function benchApply() {
   try {
     const applier = createIptablesApplier({ family: 'IPv4', netns: ns });
     let t = performance.now();
-    await applier.fullRestore(fam.objects(node).map((o) => o.wire));
+    await applier.fullRestore(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
     const firstFull = performance.now() - t;
     for (let k = 0; k < reps; k++) {
       state.upsertEndpointSlice(flipEndpoint(slice, k));
@@ -85,7 +85,7 @@ async function benchApply() {
       const change = changes[0];
       objectsPerDelta.push(change.upserts.length + change.deletes.length);
       t = performance.now();
-      await applier.applyDelta({ upserts: change.upserts.map((u) => u.wire), deletes: change.deletes });
+      await applier.applyDelta({ upserts: change.upserts.map((u) => u.wire).filter(isIptablesObject), deletes: change.deletes.filter(isIptablesObject) });
       deltaMs.push(performance.now() - t);
       // The same state, programmed from scratch (what a resync costs): flush kpx's tables, then a full restore.
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-F']);
@@ -93,7 +93,7 @@ async function benchApply() {
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'filter', '-F']);
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'filter', '-X']);
       t = performance.now();
-      await applier.fullRestore(fam.objects(node).map((o) => o.wire));
+      await applier.fullRestore(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
       fullMs.push(performance.now() - t);
     }
     const rb = await applier.readBack();

@@ -10,8 +10,7 @@
 //   e2e/flip  10.96.0.63  p1a                      then none, then p2a
 //   e2e/udp6  fd00:96::60 endpoints p1a, p2a (IPv6) then one of them removed
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,26 +18,14 @@ import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startTracing, type Tracing } from '@kpx/telemetry';
 import { createTopology, standardNode, standardPod, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
-import { RepoRoot } from './cluster.js';
+import { executorLogs as logsOf, killExecutors, nodesYaml, spawnKpxExecutor, waitUntil, writeAtomically as writeIn, type ExecutorProcess } from './system.js';
 
-const KpxBin = `${RepoRoot}services/cli/bin/kpx.js`;
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
 const pods = { p1a: standardPod('p1a', n1, 10), c1: standardPod('c1', n1, 20), p2a: standardPod('p2a', n2, 10) };
 type PodName = keyof typeof pods;
 const VIP = { udp: '10.96.0.60', late: '10.96.0.61', fresh: '10.96.0.62', flip: '10.96.0.63', udp6: 'fd00:96::60' } as const;
 type ServiceName = keyof typeof VIP;
-
-const nodesYaml = [n1, n2]
-  .map(
-    (n) => `apiVersion: v1
-kind: Node
-metadata: { name: ${n.name}, labels: { kubernetes.io/hostname: ${n.name} } }
-spec: { podCIDR: ${n.podCIDRv4}, podCIDRs: [${n.podCIDRv4}, "${n.podCIDRv6}"] }
-status: { addresses: [{ type: InternalIP, address: ${n.lanIPv4} }, { type: InternalIP, address: "${n.lanIPv6}" }] }
-`,
-  )
-  .join('---\n');
 
 const isV6 = (name: ServiceName): boolean => VIP[name].includes(':');
 
@@ -80,12 +67,6 @@ for (let i = 0; i < Number(count); i++) out.push(await once());
 process.stdout.write(JSON.stringify(out));
 `;
 
-interface ExecutorProcess {
-  child: ChildProcess;
-  log: string;
-  exited: Promise<number | null>;
-}
-
 let topo: Topology | undefined;
 let nats: NatsServer | undefined;
 let controller: RunningController | undefined;
@@ -94,25 +75,14 @@ let dir = '';
 const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string): void {
-  const child = spawn(
-    process.execPath,
-    [KpxBin, 'executor', '--node', node, '--nats', nats!.url, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+  executors.set(
+    node,
+    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
+      '--healthz-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info']),
   );
-  const p: ExecutorProcess = { child, log: '', exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
-  child.stdout?.on('data', (b: Buffer) => (p.log += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (p.log += b.toString()));
-  executors.set(node, p);
 }
 
-async function waitFor(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}\n${[...executors].map(([n, p]) => `--- ${n}\n${p.log.slice(-3000)}`).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = (cond: () => boolean, what: string, ms = 15_000): Promise<number> => waitUntil(cond, what, ms, () => logsOf(executors));
 
 /** Both nodes in sync in both families, and the nodes of `family` (a change reaches one family) at `generation`. */
 const allAcked = (generation: number, family?: 'IPv4' | 'IPv6'): boolean => {
@@ -120,11 +90,7 @@ const allAcked = (generation: number, family?: 'IPv4' | 'IPv6'): boolean => {
   return s.length === 4 && s.every((n) => n.inSync && (family === undefined || n.ipFamily !== family || n.ackedGeneration >= generation));
 };
 
-async function writeAtomically(file: string, text: string): Promise<void> {
-  const tmp = join(dir, `.${file}.tmp`);
-  await writeFile(tmp, text);
-  await rename(tmp, join(dir, file));
-}
+const writeAtomically = (file: string, text: string): Promise<void> => writeIn(dir, file, text);
 
 /** Makes a manifest change and waits until both executors acked it (an executor acks after its conntrack cleanup). */
 async function change(file: string, text: string, family: 'IPv4' | 'IPv6' = 'IPv4'): Promise<void> {
@@ -145,14 +111,14 @@ async function flows(service: ServiceName): Promise<string[]> {
   return stdout.split('\n').filter((l) => l.trim() !== '');
 }
 
-const executorLogs = (): string => [...executors].map(([n, p]) => `--- ${n}\n${p.log.slice(-2000)}`).join('\n');
+const executorLogs = (): string => logsOf(executors, 2000);
 
 describe('stale UDP conntrack entries are deleted when a UDP service changes', () => {
   before(async () => {
     tracing = startTracing({ serviceName: 'kpx-controller' });
     dir = await mkdtemp(join(tmpdir(), 'kpx-e2e-conntrack-'));
     await writeFile(join(dir, 'udp-client.mjs'), ClientScript);
-    await writeFile(join(dir, 'nodes.yaml'), nodesYaml);
+    await writeFile(join(dir, 'nodes.yaml'), nodesYaml([n1, n2]));
     for (const s of ['udp', 'late', 'flip', 'udp6'] as const) await writeFile(join(dir, `${s}.yaml`), serviceYaml(s));
     await writeFile(join(dir, 'udp-slice.yaml'), sliceYaml('udp', ['p1a', 'p2a']));
     await writeFile(join(dir, 'late-slice.yaml'), sliceYaml('late', []));
@@ -178,8 +144,7 @@ describe('stale UDP conntrack entries are deleted when a UDP service changes', (
   });
 
   after(async () => {
-    for (const p of executors.values()) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-    await Promise.all([...executors.values()].map((p) => p.exited));
+    await killExecutors(executors.values());
     executors.clear();
     await controller?.stop();
     await nats?.stop();

@@ -5,7 +5,6 @@
 //   lan 10.0.0.0/24:  n1 10.0.0.11 (pods p1a .1.10, p1b .1.11)   n2 10.0.0.12 (pods p2a .2.10, p2b .2.11)   ext .100
 //   service e2e/web: ClusterIP 10.96.0.10, TCP 80 -> 8080 and UDP 53 -> 8053
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,25 +17,15 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { SpanProcessing, startTracing, type Tracing } from '@kpx/telemetry';
 import { createTopology, standardNode, standardPod, startNatsServer, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
 import { main } from '@kpx/cli';
-import { RepoRoot } from './cluster.js';
+import { nodesYaml, spawnKpxExecutor, type ExecutorProcess } from './system.js';
 
-const KpxBin = `${RepoRoot}services/cli/bin/kpx.js`;
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
 const pods = { p1a: standardPod('p1a', n1, 10), p1b: standardPod('p1b', n1, 11), p2a: standardPod('p2a', n2, 10), p2b: standardPod('p2b', n2, 11) };
 type PodName = keyof typeof pods;
 const VIP = '10.96.0.10';
 
-const nodesYaml = [n1, n2]
-  .map(
-    (n) => `apiVersion: v1
-kind: Node
-metadata: { name: ${n.name}, labels: { kubernetes.io/hostname: ${n.name} } }
-spec: { podCIDR: ${n.podCIDRv4}, podCIDRs: [${n.podCIDRv4}, "${n.podCIDRv6}"] }
-status: { addresses: [{ type: InternalIP, address: ${n.lanIPv4} }, { type: InternalIP, address: "${n.lanIPv6}" }] }
-`,
-  )
-  .join('---\n');
+const nodesYamlText = nodesYaml([n1, n2]);
 
 const serviceYaml = `apiVersion: v1
 kind: Service
@@ -122,12 +111,6 @@ class Collector {
   }
 }
 
-interface ExecutorProcess {
-  child: ChildProcess;
-  log: string;
-  exited: Promise<number | null>;
-}
-
 let topo: Topology | undefined;
 let nats: NatsServer | undefined;
 let controller: RunningController | undefined;
@@ -139,15 +122,8 @@ const collector = new Collector();
 const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string, natsUrl: string): ExecutorProcess {
-  const child = spawn(
-    process.execPath,
-    [KpxBin, 'executor', '--node', node, '--nats', natsUrl, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
-      '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const p: ExecutorProcess = { child, log: '', exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
-  child.stdout?.on('data', (b: Buffer) => (p.log += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (p.log += b.toString()));
+  const p = spawnKpxExecutor(['--node', node, '--nats', natsUrl, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
+    '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info']);
   executors.set(node, p);
   return p;
 }
@@ -218,7 +194,7 @@ describe('controller + executors: deltas applied to real kernels', () => {
     tracing = startTracing({ serviceName: 'kpx-controller', exporter, processing: SpanProcessing.Simple });
     await collector.start();
     dir = await mkdtemp(join(tmpdir(), 'kpx-e2e-exec-'));
-    await writeFile(join(dir, 'nodes.yaml'), nodesYaml);
+    await writeFile(join(dir, 'nodes.yaml'), nodesYamlText);
     await writeFile(join(dir, 'web.yaml'), serviceYaml);
     await writeSlice(['p1a', 'p2a']);
     topo = await createTopology({ nodes: [n1, n2], pods: Object.values(pods) });

@@ -5,7 +5,7 @@ import { IPFamily, loadClusterState, parseCidr, readManifestDir } from '@kpx/mod
 import { compileIptables, defaultIptablesOptions } from '@kpx/compiler';
 import type { RuleObject } from '@kpx/proto';
 import { toWire } from '@kpx/ruleset';
-import { createCommandRunner, parseSave, type CommandRunner } from '../src/index.js';
+import { createCommandRunner, isIptablesObject, parseSave, type CommandRunner } from '../src/index.js';
 
 export const examplesDir = new URL('../../../../examples/', import.meta.url).pathname;
 
@@ -30,11 +30,12 @@ export function clusterOf(objects: readonly ManifestObject[]): ClusterState {
   return loadClusterState(objects).state;
 }
 
-/** The wire objects of one node of the cluster (iptables mode), as the controller would publish them. */
+/** The iptables wire objects of one node of the cluster (iptables mode), as the controller would publish them. */
 export function compileNode(cluster: ClusterState, node: string, family: IPFamily = IPFamily.IPv4): RuleObject[] {
   const cidr = parseCidr(family === IPFamily.IPv4 ? '10.244.0.0/16' : 'fd00:10:244::/56');
   const options = { ...defaultIptablesOptions(family), clusterCIDRs: cidr ? [cidr] : [] };
-  return compileIptables({ state: cluster, nodeName: node, options }).objects.map(toWire);
+  // Node duties (healthcheck.service) are no kernel objects: the executor keeps them from the applier.
+  return compileIptables({ state: cluster, nodeName: node, options }).objects.filter(isIptablesObject).map(toWire);
 }
 
 /** Rewrites, in a copy of the manifests, every occurrence of one endpoint address. */

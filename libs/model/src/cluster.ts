@@ -1,9 +1,9 @@
 // The observed cluster: services, endpoint slices and nodes, converted and validated one object at a time,
 // with endpoints merged per service port the way kube-proxy's EndpointSliceCache merges them.
-import type { Diagnostic } from './diagnostics.js';
+import { Severity, type Diagnostic } from './diagnostics.js';
 import { convertEndpointSlice, type Endpoint, type EndpointSliceInfo } from './endpoints.js';
 import type { IPFamily } from './ip.js';
-import type { EndpointSliceObject, NodeObject, ServiceObject } from './k8s.js';
+import { Kind, type EndpointSliceObject, type NodeObject, type ServiceObject } from './k8s.js';
 import { convertNode, type NodeInfo } from './node.js';
 import { convertService, servicePortKey, type ServicePort } from './service.js';
 import { sortDistinctEndpoints, sortEndpoints } from './topology.js';
@@ -39,19 +39,62 @@ export class ClusterState {
    * string keys per lookup, which a compile does twice for each of tens of thousands of ports.
    */
   private readonly portEndpoints = new WeakMap<ServicePort, { svcKey: string; byPort: Map<string, readonly Endpoint[]>; endpoints: readonly Endpoint[] }>();
+  /** healthCheckNodePort -> the service (`ns/name`) whose health check server it is, and the reverse. */
+  private readonly healthCheckHolders = new Map<number, string>();
+  private readonly healthCheckPorts = new Map<string, number>();
 
   /** Adds or replaces a Service. Returns its diagnostics. */
   upsertService(obj: ServiceObject, opts: { source?: string } = {}): Diagnostic[] {
     const res = convertService(obj, opts);
     const key = nsName(obj.metadata?.namespace || 'default', obj.metadata?.name ?? '');
-    this.services.set(key, res.ports);
+    const diagnostics = [...res.diagnostics];
+    const ports = this.claimHealthCheck(key, res.ports, diagnostics, opts.source);
+    this.services.set(key, ports);
     this.sortedPorts.clear();
-    this.diagnosticsByObject.set(`Service/${key}`, res.diagnostics);
-    return res.diagnostics;
+    this.diagnosticsByObject.set(`Service/${key}`, diagnostics);
+    return diagnostics;
+  }
+
+  /**
+   * One health check server per port: a service whose healthCheckNodePort another service already holds (the
+   * API server never allocates one twice; a manifests directory may) keeps its rules but gets no server, with an
+   * error on the field. It gets one when it is upserted again after the holder let the port go.
+   */
+  private claimHealthCheck(key: string, ports: ServicePort[], diagnostics: Diagnostic[], source: string | undefined): ServicePort[] {
+    this.releaseHealthCheck(key);
+    const port = ports.find((p) => p.servesHealthCheck)?.healthCheckNodePort;
+    if (port === undefined) return ports;
+    const holder = this.healthCheckHolders.get(port);
+    if (holder === undefined) {
+      this.healthCheckHolders.set(port, key);
+      this.healthCheckPorts.set(key, port);
+      return ports;
+    }
+    const [namespace = '', name = ''] = key.split('/');
+    diagnostics.push({
+      severity: Severity.Error,
+      object: { kind: Kind.Service, namespace, name },
+      field: 'spec.healthCheckNodePort',
+      message: `${port} is already the health check node port of Service ${holder}: no health check server for this service`,
+      ...(source ? { source } : {}),
+    });
+    return ports.map((p) => {
+      if (!p.servesHealthCheck) return p;
+      const { servesHealthCheck: _, ...rest } = p;
+      return rest;
+    });
+  }
+
+  private releaseHealthCheck(key: string): void {
+    const port = this.healthCheckPorts.get(key);
+    if (port === undefined) return;
+    this.healthCheckPorts.delete(key);
+    this.healthCheckHolders.delete(port);
   }
 
   deleteService(namespace: string, name: string): void {
     const key = nsName(namespace, name);
+    this.releaseHealthCheck(key);
     this.services.delete(key);
     this.sortedPorts.clear();
     this.diagnosticsByObject.delete(`Service/${key}`);

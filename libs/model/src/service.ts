@@ -50,6 +50,11 @@ export interface ServicePort {
   readonly internalPolicyLocal: boolean;
   /** 0 unless the service is a LoadBalancer with eTP Local. */
   readonly healthCheckNodePort: number;
+  /**
+   * True on the one port of the service (per family: the first spec port) that carries the service's health check
+   * server: a service has one healthCheckNodePort whatever its number of ports. Absent on the others.
+   */
+  readonly servesHealthCheck?: true;
 }
 
 /** Key joining a service port to its endpoints: `ns/name:portName/PROTOCOL/family`. */
@@ -248,6 +253,7 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
         externalPolicyLocal,
         internalPolicyLocal: iTP === TrafficPolicy.Local,
         healthCheckNodePort,
+        ...(healthCheckNodePort !== 0 && ps === portSpecs[0] ? { servesHealthCheck: true as const } : {}),
       });
     }
   }

@@ -27,6 +27,10 @@ export const MetricName = {
   ControllerNodesInSync: 'kpx_controller_nodes_in_sync',
   ExecutorAppliedGeneration: 'kpx_executor_applied_generation',
   ExecutorDriftRepairs: 'kpx_executor_drift_repairs_total',
+  ExecutorConntrackEntriesDeleted: 'kpx_executor_conntrack_entries_deleted_total',
+  ExecutorConntrackFailures: 'kpx_executor_conntrack_failures_total',
+  ExecutorHealthCheckServers: 'kpx_executor_healthcheck_servers',
+  ExecutorHealthCheckListenFailures: 'kpx_executor_healthcheck_listen_failures_total',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 
@@ -205,6 +209,14 @@ export interface ExecutorMetrics extends KubeProxyMetrics {
   readonly appliedGeneration: Gauge;
   /** Drift checks that found the kernel differing from the applied state and repaired it. */
   readonly driftRepairs: Counter;
+  /** Stale UDP conntrack entries the node's cleanup deleted. */
+  readonly conntrackEntriesDeleted: Counter<'ip_family'>;
+  /** conntrack commands of the cleanup that failed (their flows stay until they time out). */
+  readonly conntrackFailures: Counter<'ip_family'>;
+  /** healthCheckNodePort servers listening. */
+  readonly healthCheckServers: Gauge<'ip_family'>;
+  /** Failed attempts to bind a healthCheckNodePort (retried). */
+  readonly healthCheckListenFailures: Counter<'ip_family'>;
 }
 
 export function executorMetrics(registry: Registry): ExecutorMetrics {
@@ -218,6 +230,30 @@ export function executorMetrics(registry: Registry): ExecutorMetrics {
     driftRepairs: register(registry, new Counter({
       name: MetricName.ExecutorDriftRepairs,
       help: 'Cumulative repairs of kernel rules that drifted from the applied state',
+      registers: [],
+    })),
+    conntrackEntriesDeleted: register(registry, new Counter({
+      name: MetricName.ExecutorConntrackEntriesDeleted,
+      help: 'Cumulative stale UDP conntrack entries deleted after rule changes',
+      labelNames: ['ip_family'] as const,
+      registers: [],
+    })),
+    conntrackFailures: register(registry, new Counter({
+      name: MetricName.ExecutorConntrackFailures,
+      help: 'Cumulative conntrack commands of the stale UDP entry cleanup that failed',
+      labelNames: ['ip_family'] as const,
+      registers: [],
+    })),
+    healthCheckServers: register(registry, new Gauge({
+      name: MetricName.ExecutorHealthCheckServers,
+      help: 'healthCheckNodePort servers listening',
+      labelNames: ['ip_family'] as const,
+      registers: [],
+    })),
+    healthCheckListenFailures: register(registry, new Counter({
+      name: MetricName.ExecutorHealthCheckListenFailures,
+      help: 'Cumulative failed attempts to listen on a healthCheckNodePort (retried every few seconds)',
+      labelNames: ['ip_family'] as const,
       registers: [],
     })),
   };

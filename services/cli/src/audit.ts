@@ -6,7 +6,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { stringify } from 'yaml';
 import type { RuleObject, StatusResponse } from '@kpx/proto';
 import { ControllerClient, type FetchedSnapshot } from '@kpx/executor';
-import { IptablesState, planFullRestore } from '@kpx/kernel';
+import { IptablesState, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
 import { readAudit, readDeltas, type AuditRecord } from '@kpx/transport';
 import { parseDuration } from './controller.js';
@@ -228,7 +228,8 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   if (values.rules) {
     const snap = await snapshotOf(controller, needs('node', '--rules'), family);
     io.stdout(`# node ${node} ${family} generation ${snap.generation} digest ${snap.digest}\n`);
-    io.stdout(planFullRestore(IptablesState.from(snap.objects), new Map()).text);
+    // Rules only: the state also holds node duties (healthcheck.service objects).
+    io.stdout(planFullRestore(IptablesState.from(snap.objects.filter(isIptablesObject)), new Map()).text);
     return 0;
   }
   if (values.explain !== undefined) {

@@ -12,7 +12,8 @@ export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --cont
 Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
 iptables-restore --noflush transaction of the changed chains, resyncs from a snapshot on start, on a gap, a
 digest mismatch or a failed apply, repairs rules changed behind its back, and acks to the controller.
-Deletes stale UDP conntrack entries after each change, as kube-proxy does (conntrack CLI; not with --dry-run).
+Deletes stale UDP conntrack entries after each change, as kube-proxy does (conntrack CLI; not with --dry-run),
+and serves the healthCheckNodePort of every eTP Local LoadBalancer (inside --netns; not with --dry-run).
 Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or SIGTERM.
 
   --node NAME               the Kubernetes Node this executor programs
@@ -79,7 +80,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     driftCheckMs,
     ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
     logLevel: values['log-level'],
-    ...(dryRun ? {} : { conntrack: netns ? { netns } : {} }),
+    ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: netns ? { netns } : {} }),
   });
   run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });
   await untilAborted(run.signal);

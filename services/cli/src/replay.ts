@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { RuleObject, type Cause, type Delta, type Timestamp } from '@kpx/proto';
-import { IptablesState, createIptablesApplier, planFullRestore } from '@kpx/kernel';
+import { IptablesState, createIptablesApplier, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { followDeltas, replaySteps, replayTo, type ObjectChange, type ReplayStep, type ReplayedState } from '@kpx/replay';
 import type { LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
@@ -80,7 +80,8 @@ const stepJson = (s: ReplayStep): unknown => ({
 
 /** The rebuilt state as the iptables-restore input that programs it into an empty namespace. */
 export function restoreText(r: ReplayedState): string {
-  return planFullRestore(IptablesState.from(r.state.sortedObjects()), new Map()).text;
+  // Rules only: the state also holds node duties (healthcheck.service objects).
+  return planFullRestore(IptablesState.from(r.state.sortedObjects().filter(isIptablesObject)), new Map()).text;
 }
 
 function generation(text: string | undefined, flag: string): number | undefined {
@@ -159,7 +160,7 @@ export async function replayCommand(argv: readonly string[], io: Io, run: LongRu
     const state = await replayTo(js, { node, family, ...(to !== undefined ? { to } : {}), onProgress: progress });
     if (values.apply && values.netns) {
       const applier = createIptablesApplier({ family: family, netns: values.netns });
-      await applier.fullRestore(state.state.sortedObjects());
+      await applier.fullRestore(state.state.sortedObjects().filter(isIptablesObject));
       io.stdout(`loaded node ${node} ${family} at generation ${state.generation} (digest ${state.digest}) into network namespace ${values.netns}\n`);
       return 0;
     }

@@ -71,9 +71,10 @@ async function nextGeneration(c: RunningController, after: number): Promise<numb
 
 /**
  * The rule objects a service's ports may own: their chains (SVC/SVL/EXT/FW and the SEP chain of any endpoint
- * given) and their fragments of the shared chains (key ending in `/<port name>/<PROTOCOL>`).
+ * given), their fragments of the shared chains (key ending in `/<port name>/<PROTOCOL>`) and the service's
+ * healthcheck.service object (key: its healthCheckNodePort).
  */
-function ownedBy(ports: { name: string; protocol: 'TCP' | 'UDP' }[], endpoints: string[]): (key: string) => boolean {
+function ownedBy(ports: { name: string; protocol: 'TCP' | 'UDP' }[], endpoints: string[], healthCheckNodePort?: number): (key: string) => boolean {
   const chains = new Set<string>();
   for (const { name, protocol } of ports) {
     const proto = protocol.toLowerCase();
@@ -84,7 +85,7 @@ function ownedBy(ports: { name: string; protocol: 'TCP' | 'UDP' }[], endpoints: 
   const owners = ports.map((p) => `/${p.name}/${p.protocol}`);
   return (key) => {
     const [, chain] = key.split('/');
-    return (chain !== undefined && chains.has(chain) && key.split('/').length === 2) || owners.some((o) => key.endsWith(o));
+    return (chain !== undefined && chains.has(chain) && key.split('/').length === 2) || owners.some((o) => key.endsWith(o)) || key === String(healthCheckNodePort);
   };
 }
 
@@ -178,7 +179,7 @@ test('API changes through the Kubernetes source reach JetStream as per-node delt
   });
   const g4 = await nextGeneration(c, g3);
   const afterMove = await heads(js, [...Nodes, 'node-d']);
-  const edge = ownedBy([{ name: 'edge/ingress:https', protocol: 'TCP' }], ['10.244.1.20:8443', '10.244.1.21:8443']);
+  const edge = ownedBy([{ name: 'edge/ingress:https', protocol: 'TCP' }], ['10.244.1.20:8443', '10.244.1.21:8443'], 32000);
   for (const node of ['node-a', 'node-b']) {
     const d = afterMove.get(node);
     assert.ok(d);

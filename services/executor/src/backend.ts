@@ -1,6 +1,6 @@
 // What the executor programs: one Backend per IP family (iptables / ip6tables; later IPVS, nftables).
 import type { ObjectRef } from '@kpx/proto';
-import type { HashedObject, RuleState } from '@kpx/ruleset';
+import { Digest, type HashedObject, type RuleState } from '@kpx/ruleset';
 
 /** One applied delta, as a backend needs it: what changed and what the changed objects were before. */
 export interface AppliedChange {
@@ -18,9 +18,23 @@ export interface ReadBack {
   readonly drift: readonly string[];
 }
 
+/**
+ * The digest of the whole applied state as a backend reads it back: what the kernel holds of the backend's own
+ * kinds (`kernelDigest`) plus the applied state's objects that are no kernel object of this backend (e.g.
+ * healthcheck.service, a node duty). Equal to `state.digest` exactly when the kernel matches.
+ */
+export function readBackDigest(kernelDigest: string, state: RuleState, isKernelObject: (o: { kind: string }) => boolean): string {
+  const d = new Digest();
+  d.merge(BigInt(`0x${kernelDigest}`));
+  for (const o of state.objects.values()) if (!isKernelObject(o.wire)) d.add(o.hash);
+  return d.hex();
+}
+
 export interface Backend {
   /** Backend name for logs and metrics labels, e.g. `iptables`, `ip6tables`, `dry-run`. */
   readonly name: string;
+  /** The proxy mode of the rule sets it programs ("iptables" when absent, "ipvs" for the IPVS backend). */
+  readonly mode?: string;
   /** Converges the kernel to exactly `state` for kpx's own objects, leaving everything else alone. */
   restore(state: RuleState): Promise<void>;
   /** Applies one delta in one kernel transaction. `state` is the state after the delta. On error nothing changed. */

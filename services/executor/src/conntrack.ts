@@ -21,7 +21,7 @@
 import { splitArgs, createCommandRunner, CommandError, type Command, type CommandRunner } from '@kpx/kernel';
 import type { RuleObject as WireObject } from '@kpx/proto';
 import type { RuleState } from '@kpx/ruleset';
-import type { Logger } from '@kpx/telemetry';
+import type { ExecutorMetrics, Logger } from '@kpx/telemetry';
 import type { AppliedChange } from './backend.js';
 
 /** Where a UDP service port is reached on this node. */
@@ -342,6 +342,8 @@ export interface ConntrackCleanerOptions {
   readonly runner?: CommandRunner;
   /** More new frontends than this in one change: list the family's UDP flows once instead of per frontend (default 16). */
   readonly listAllAbove?: number;
+  /** Counts the entries deleted and the commands (or derivations) that failed. */
+  readonly metrics?: Pick<ExecutorMetrics, 'conntrackEntriesDeleted' | 'conntrackFailures'>;
 }
 
 export function createConntrackCleaner(opts: ConntrackCleanerOptions): ConntrackCleaner {
@@ -354,11 +356,13 @@ class CliConntrackCleaner implements ConntrackCleaner {
   private readonly runner: CommandRunner;
   private readonly logger: Logger;
   private readonly listAllAbove: number;
+  private readonly metrics: ConntrackCleanerOptions['metrics'];
 
   constructor(opts: ConntrackCleanerOptions) {
     this.runner = opts.runner ?? createCommandRunner(opts.netns !== undefined ? { netns: opts.netns } : {});
     this.logger = opts.logger;
     this.listAllAbove = opts.listAllAbove ?? 16;
+    this.metrics = opts.metrics;
   }
 
   afterApply(family: string, state: RuleState, change: AppliedChange): Promise<ConntrackCleanupResult> {
@@ -375,7 +379,8 @@ class CliConntrackCleaner implements ConntrackCleaner {
       deletions = derive();
     } catch (err) {
       this.logger.error({ err, family }, 'could not derive the stale UDP conntrack entries of a change');
-      return Nothing;
+      this.metrics?.conntrackFailures.inc({ ip_family: family });
+      return { ...Nothing, failed: 1 };
     }
     return this.run(family, deletions);
   }
@@ -419,6 +424,9 @@ class CliConntrackCleaner implements ConntrackCleaner {
       }
     }
     const result = { deletions: deletions.length, commands, deleted, failed: errors.length };
+    const labels = { ip_family: family };
+    if (deleted > 0) this.metrics?.conntrackEntriesDeleted.inc(labels, deleted);
+    if (errors.length > 0) this.metrics?.conntrackFailures.inc(labels, errors.length);
     const ms = Math.round(performance.now() - t0);
     if (errors.length > 0) {
       this.logger.warn({ err: errors[0], family, failed: errors.length, commands, deleted, ms }, 'stale UDP conntrack cleanup failed; those flows stay until they time out');

@@ -15,8 +15,12 @@ import { readDeltas, type DeltaRecord } from '@kpx/transport';
 import type { Backend } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
 import type { ControllerClient, FetchedSnapshot } from './controller-client.js';
+import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
 
 export const IptablesMode = 'iptables';
+
+/** The proxy mode whose rule sets a backend programs (its deltas, snapshots and acks): iptables unless it says. */
+const modeOf = (b: Backend): string => b.mode ?? IptablesMode;
 
 export interface ExecutorOptions {
   readonly node: string;
@@ -39,6 +43,8 @@ export interface ExecutorOptions {
   readonly retryMaxMs?: number;
   /** Deletes stale UDP conntrack entries after each apply and restore (a node duty; absent in dry runs). */
   readonly conntrack?: ConntrackCleaner;
+  /** Serves the healthcheck.service objects of the applied state (a node duty; absent in dry runs). */
+  readonly healthChecks?: HealthCheckServers;
 }
 
 /** What the executor holds for one IP family. */
@@ -61,6 +67,8 @@ class Family {
   lastError = '';
   driftRepairs = 0;
   resyncs = 0;
+  /** The state's healthcheck.service objects by key, as last given to the health check servers. */
+  healthChecks = new Map<string, HealthCheckService>();
   constructor(
     readonly family: string,
     readonly backend: Backend,
@@ -170,7 +178,7 @@ export class Executor {
   private async handle(rec: DeltaRecord): Promise<void> {
     const d = rec.delta;
     const fam = this.families.get(d.ipFamily);
-    if (!fam || d.mode !== IptablesMode) return;
+    if (!fam || d.mode !== modeOf(fam.backend)) return;
     if (d.generation <= fam.state.generation) return; // already reached (a snapshot jumped past it)
     this.opts.health?.queuedUpdate(fam.family as 'IPv4');
     const maxBehind = this.opts.maxBehind ?? 1000;
@@ -233,6 +241,7 @@ export class Executor {
       this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta');
       // The rules are in the kernel: now the UDP flows they no longer describe can go (never rejects).
       await this.opts.conntrack?.afterApply(fam.family, fam.state, { upserts, deletes: d.deletes, previous });
+      if (updateHealthChecks(fam.healthChecks, fam.state, previous.keys())) await this.syncHealthChecks(fam);
       const res = await context.with(ctx, () => this.sendAck(fam, { applyDurationSeconds: seconds }));
       span.end();
       this.changed();
@@ -279,6 +288,8 @@ export class Executor {
         this.observeSync(fam, seconds, true);
         this.opts.logger.info({ family: fam.family, generation: state.generation, objects: state.objects.size, ms: Math.round(seconds * 1000), reason }, 'converged from snapshot');
         await this.opts.conntrack?.afterRestore(fam.family, before, state);
+        fam.healthChecks = healthChecksOf(state);
+        await this.syncHealthChecks(fam);
         const rb = await this.readBackAndRepair(fam, false);
         await this.sendAck(fam, { applyDurationSeconds: seconds, drift: rb });
         this.changed();
@@ -297,7 +308,7 @@ export class Executor {
 
   private async fetchSnapshot(fam: Family, minGeneration: number): Promise<FetchedSnapshot | undefined> {
     try {
-      const snap = await this.opts.controller.snapshot(this.opts.node, IptablesMode, fam.family);
+      const snap = await this.opts.controller.snapshot(this.opts.node, modeOf(fam.backend), fam.family);
       if (snap && snap.generation >= minGeneration) return snap;
       if (!snap && minGeneration === 0) return undefined;
     } catch (err) {
@@ -313,6 +324,13 @@ export class Executor {
     }
     if (replayed.generation < minGeneration) return undefined;
     return { generation: replayed.generation, digest: replayed.digest, objects: replayed.state.sortedObjects() };
+  }
+
+  /** Gives the family's health checks to the servers (never rejects: failed binds are logged and retried there). */
+  private async syncHealthChecks(fam: Family): Promise<void> {
+    if (!this.opts.healthChecks) return;
+    const r = await this.opts.healthChecks.sync(fam.family, [...fam.healthChecks.values()]);
+    this.opts.logger.debug({ family: fam.family, listening: r.listening, failed: r.failed.length }, 'health check servers synced');
   }
 
   private scheduleDriftCheck(): void {
@@ -366,7 +384,7 @@ export class Executor {
       digest: fam.state.digest,
       applyDurationSeconds: r.applyDurationSeconds,
       error: r.error ?? '',
-      mode: IptablesMode,
+      mode: modeOf(fam.backend),
       ipFamily: fam.family,
       ...(r.error ? {} : { appliedTime: timestamp(Date.now()) }),
       actualDigest: fam.actualDigest,

@@ -1,5 +1,5 @@
 // @kpx/executor: applies a node's deltas to the kernel, resyncs, repairs drift, acks to the controller.
-export { MemoryBackend } from './backend.js';
+export { MemoryBackend, readBackDigest } from './backend.js';
 export type { AppliedChange, Backend, ReadBack } from './backend.js';
 export { ControllerClient } from './controller-client.js';
 export type { FetchedSnapshot } from './controller-client.js';
@@ -11,3 +11,13 @@ export { IptablesBackend, driftLines } from './iptables-backend.js';
 export type { IptablesBackendOptions } from './iptables-backend.js';
 export { StaleFlows, createConntrackCleaner, deletionsForChange, deletionsForRestore, deriveConntrackDeletions } from './conntrack.js';
 export type { ConntrackCleaner, ConntrackDeletion, UdpFrontend } from './conntrack.js';
+export {
+  ChildScript as HealthCheckChildScript,
+  LocalHealthCheckServers,
+  NetnsHealthCheckServers,
+  createHealthCheckServers,
+  healthCheckResponse,
+  healthChecksOf,
+  listenAddresses,
+} from './health-check.js';
+export type { HealthCheckFailure, HealthCheckResponse, HealthCheckServers, HealthCheckServersOptions, HealthCheckService, HealthCheckSyncResult } from './health-check.js';

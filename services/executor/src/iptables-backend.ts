@@ -1,8 +1,8 @@
 // The iptables backend: @kpx/kernel's applier for one IP family (iptables-* or ip6tables-*), optionally inside a
 // network namespace.
-import { createIptablesApplier, diffActual, type IptablesApplier, type IptablesDrift } from '@kpx/kernel';
+import { createIptablesApplier, diffActual, isIptablesObject, type IptablesApplier, type IptablesDrift } from '@kpx/kernel';
 import type { RuleState } from '@kpx/ruleset';
-import type { AppliedChange, Backend, ReadBack } from './backend.js';
+import { readBackDigest, type AppliedChange, type Backend, type ReadBack } from './backend.js';
 
 export interface IptablesBackendOptions {
   /** "IPv4" (iptables) or "IPv6" (ip6tables). */
@@ -32,17 +32,22 @@ export class IptablesBackend implements Backend {
     this.applier = createIptablesApplier({ family: opts.family, ...(opts.netns ? { netns: opts.netns } : {}) });
   }
 
+  // Only iptables objects reach the applier: the state also holds node duties (healthcheck.service).
   async restore(state: RuleState): Promise<void> {
-    await this.applier.fullRestore(state.sortedObjects());
+    await this.applier.fullRestore(state.sortedObjects().filter(isIptablesObject));
   }
 
   async apply(_state: RuleState, change: AppliedChange): Promise<void> {
-    await this.applier.applyDelta({ upserts: change.upserts.map((u) => u.wire), deletes: change.deletes });
+    const upserts = change.upserts.filter((u) => isIptablesObject(u.wire)).map((u) => u.wire);
+    const deletes = change.deletes.filter(isIptablesObject);
+    if (upserts.length === 0 && deletes.length === 0) return;
+    await this.applier.applyDelta({ upserts, deletes });
   }
 
   async readBack(state: RuleState): Promise<ReadBack> {
     const rb = await this.applier.readBack();
-    if (rb.digest === state.digest) return { digest: rb.digest, drift: [] };
-    return { digest: rb.digest, drift: driftLines(diffActual(state.sortedObjects(), rb.objects)) };
+    const digest = readBackDigest(rb.digest, state, isIptablesObject);
+    if (digest === state.digest) return { digest, drift: [] };
+    return { digest, drift: driftLines(diffActual(state.sortedObjects().filter(isIptablesObject), rb.objects)) };
   }
 }

@@ -6,6 +6,7 @@ import type { Backend } from './backend.js';
 import { createConntrackCleaner } from './conntrack.js';
 import { ControllerClient } from './controller-client.js';
 import { Executor } from './executor.js';
+import { createHealthCheckServers, type HealthCheckSyncResult } from './health-check.js';
 
 export interface ExecutorRunOptions {
   readonly node: string;
@@ -27,6 +28,11 @@ export interface ExecutorRunOptions {
   readonly healthTimeoutMs?: number;
   /** Delete stale UDP conntrack entries with the conntrack CLI, inside `netns` when set. Absent: no cleanup (dry runs). */
   readonly conntrack?: { readonly netns?: string };
+  /**
+   * Serve every eTP Local LoadBalancer's healthCheckNodePort, inside `netns` when set (a child process there), on
+   * the addresses of `nodePortAddresses` CIDRs (default: every address). Absent: no servers (dry runs).
+   */
+  readonly healthChecks?: { readonly netns?: string; readonly nodePortAddresses?: readonly string[] };
 }
 
 export interface RunningExecutor {
@@ -56,6 +62,32 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
     const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     cleanups.push(() => nc.close());
     const backends = new Map((opts.families ?? ['IPv4', 'IPv6']).map((f) => [f, opts.createBackend(f)]));
+    /** Health check ports failing, `family/port: error`: a failure is logged when it starts and when it ends. */
+    const failing = new Set<string>();
+    const healthChecks = opts.healthChecks
+      ? createHealthCheckServers({
+          ...opts.healthChecks,
+          proxyHealthy: () => health.report().ok,
+          onResult: (r: HealthCheckSyncResult) => {
+            if (r.family === '') return;
+            const labels = { ip_family: r.family as 'IPv4' };
+            metrics.healthCheckServers.set(labels, r.listening.length);
+            if (r.failed.length > 0) metrics.healthCheckListenFailures.inc(labels, r.failed.length);
+            const now = new Set(r.failed.map((f) => `${f.family}/${f.port}: ${f.error}`));
+            const started = r.failed.filter((f) => !failing.has(`${f.family}/${f.port}: ${f.error}`));
+            if (started.length > 0) logger.error({ family: r.family, failed: started }, 'could not serve health check node ports; retrying every few seconds');
+            for (const k of [...failing]) {
+              if (!k.startsWith(`${r.family}/`) || now.has(k)) continue;
+              failing.delete(k);
+              const port = Number(k.slice(r.family.length + 1).split(':')[0]);
+              if (r.listening.includes(port)) logger.info({ family: r.family, port }, 'health check node port served again');
+            }
+            for (const k of now) failing.add(k);
+          },
+          onStderr: (line: string) => logger.warn({ line }, 'health check process'),
+        })
+      : undefined;
+    if (healthChecks) cleanups.push(() => healthChecks.close());
     const executor = new Executor({
       node: opts.node,
       js: jetstream(nc),
@@ -66,7 +98,8 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       metrics,
       health,
       ...(opts.driftCheckMs !== undefined ? { driftCheckMs: opts.driftCheckMs } : {}),
-      ...(opts.conntrack ? { conntrack: createConntrackCleaner({ logger, ...opts.conntrack }) } : {}),
+      ...(opts.conntrack ? { conntrack: createConntrackCleaner({ logger, metrics, ...opts.conntrack }) } : {}),
+      ...(healthChecks ? { healthChecks } : {}),
     });
     const http: HttpServer = await startHttpServer({
       listen: opts.healthzListen ?? '0.0.0.0:10256',

@@ -8,7 +8,7 @@ import { CommandError, type Command, type CommandResult, type CommandRunner } fr
 import { IPFamily, loadClusterState, parseManifests } from '@kpx/model';
 import { compileIptables, defaultIptablesOptions } from '@kpx/compiler';
 import { RuleState, diffStates, objectIdOf, toWire, type HashedObject } from '@kpx/ruleset';
-import { createLogger } from '@kpx/telemetry';
+import { MetricName, createLogger, createMetrics, executorMetrics, type Registry } from '@kpx/telemetry';
 import type { AppliedChange } from '../src/backend.js';
 import {
   StaleFlows,
@@ -311,5 +311,33 @@ describe('the conntrack cleaner', () => {
     const idle = new FakeRunner(() => ({ stdout: '', stderr: '' }));
     await createConntrackCleaner({ logger, runner: idle }).afterApply('IPv4', after, changeBetween(after, after));
     assert.deepEqual(idle.commands, []);
+  });
+
+  test('metrics: entries deleted and failed commands, by IP family, on /metrics', async () => {
+    const registry = createMetrics();
+    const metrics = executorMetrics(registry);
+    const value = async (r: Registry, name: string, family: string): Promise<number> => {
+      const m = (await r.getMetricsAsJSON()).find((x) => x.name === name);
+      return Number(m?.values.find((v) => v.labels.ip_family === family)?.value ?? 0);
+    };
+    const before = compile(dnsYaml());
+    const after = compile(dnsYaml({ endpoints: ['10.244.1.10'] }));
+    const deleting = new FakeRunner(() => ({ stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n' }));
+    await createConntrackCleaner({ logger, runner: deleting, metrics }).afterApply('IPv4', after, changeBetween(before, after));
+    assert.equal(await value(registry, MetricName.ExecutorConntrackEntriesDeleted, 'IPv4'), 12, 'four deletes of three entries');
+    assert.equal(await value(registry, MetricName.ExecutorConntrackFailures, 'IPv4'), 0);
+    // Half the commands fail, the others find nothing (not a failure, nothing deleted).
+    let n = 0;
+    const flaky = new FakeRunner((c) => {
+      if (n++ % 2 === 0) throw new CommandError({ command: c.file, exitCode: 2, stderr: 'conntrack: operation failed\n' });
+      throw noneDeleted(c);
+    });
+    await createConntrackCleaner({ logger, runner: flaky, metrics }).afterApply('IPv4', after, changeBetween(before, after));
+    assert.equal(await value(registry, MetricName.ExecutorConntrackEntriesDeleted, 'IPv4'), 12);
+    assert.equal(await value(registry, MetricName.ExecutorConntrackFailures, 'IPv4'), 2);
+    assert.equal(await value(registry, MetricName.ExecutorConntrackFailures, 'IPv6'), 0);
+    const text = await registry.metrics();
+    assert.match(text, /kpx_executor_conntrack_entries_deleted_total\{ip_family="IPv4"\} 12/);
+    assert.match(text, /kpx_executor_conntrack_failures_total\{ip_family="IPv4"\} 2/);
   });
 });

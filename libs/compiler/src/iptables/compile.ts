@@ -11,6 +11,7 @@ import {
   type ServicePort,
 } from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
+import { healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment } from './builder.js';
 import { makeContext, type CompileContext } from './context.js';
@@ -281,14 +282,18 @@ export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoi
 function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
   const b = new RuleBuilder(SHARED_CHAINS, portOwner(svc));
   writeServicePort(b, ctx, svc, endpoints);
-  return b.unsortedObjects();
+  const objects = b.unsortedObjects();
+  // Not iptables: the health check server of the service, a node duty the executor runs.
+  for (const o of healthCheckObjects(ctx.node.name, svc, endpoints)) objects.push(o);
+  return objects;
 }
 
 /**
  * How a service port's rules depend on the node. Returns undefined when they do not (the same objects on every
  * node), else a function giving a string that is equal for two nodes exactly when {@link compileServicePort}
  * gives them the same objects: the node facts the rules depend on (zone when topology hints are in play, the
- * node's name when it hosts an endpoint the port uses locally or is named in node hints, its pod CIDR with
+ * node's name when it hosts an endpoint the port uses locally, a ready endpoint counted by the port's health check
+ * object, or is named in node hints, its pod CIDR with
  * NodeCIDR local detection, whether its IP is inside the load balancer source ranges).
  */
 export function portVariantKeyFn(opts: IptablesOptions, svc: ServicePort, endpoints: readonly Endpoint[]): ((ctx: CompileContext) => string) | undefined {
@@ -297,8 +302,9 @@ export function portVariantKeyFn(opts: IptablesOptions, svc: ServicePort, endpoi
   let anyReady = false;
   let allZoneHints = true;
   let allNodeHints = true;
-  const special = new Set<string>();
   const hinted = new Set<string>();
+  // The health check object counts the node's ready endpoints (even where no rule uses local endpoints).
+  const special = healthCheckNodes(svc, endpoints);
   for (const ep of endpoints) {
     if (local && ep.nodeName !== '') special.add(ep.nodeName);
     if (!ep.ready) continue;

@@ -100,6 +100,10 @@ test('eTP Local: NodePort, LB and externalIP servers only local; the cluster IP 
   assert.deepEqual(members(rs, 'KUBE-LOAD-BALANCER-LOCAL'), ['192.0.2.10,tcp:80']);
   assert.deepEqual(members(rs, 'KUBE-HEALTH-CHECK-NODE-PORT'), ['32000']);
   assert.deepEqual(keys(rs, RuleKind.IpvsAddress), ['kube-ipvs0/10.96.0.1', 'kube-ipvs0/192.0.2.10', 'kube-ipvs0/192.0.2.7']);
+  // The health check server, as in iptables mode: one local ready endpoint on n1.
+  const hc = (node: string): unknown => ipvs(st, node).objects.filter((o) => o.kind === RuleKind.HealthCheckService);
+  assert.deepEqual(hc('n1'), [{ kind: RuleKind.HealthCheckService, key: '32000', namespace: 'ns1', name: 'a', port: 32000, localEndpoints: 1 }]);
+  assert.deepEqual(hc('n2'), [{ kind: RuleKind.HealthCheckService, key: '32000', namespace: 'ns1', name: 'a', port: 32000, localEndpoints: 1 }]);
 });
 
 test('eTP Local on a node without local endpoints falls back to the cluster endpoints (kubernetes#97081)', () => {

@@ -19,6 +19,7 @@
 // A service port without endpoints keeps its virtual servers, with no real server: IPVS answers a connection to
 // them with an ICMP port unreachable (ip_vs_leave), which is how kube-proxy's IPVS mode rejects it; and
 // KUBE-IPVS-FILTER rejects new connections to the other ports of the bound addresses.
+import { healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
 import {
   IPVSScheduler,
   Protocol,
@@ -317,7 +318,8 @@ function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: reado
   writeVipPart(b, ctx, svc, eps);
   writeNodePortPart(b, ctx, svc, eps);
   writeLoopBackPart(b, ctx, svc, endpoints);
-  return b.objects();
+  // Not IPVS: the health check server of the service, a node duty the executor runs (as in iptables mode).
+  return [...b.objects(), ...healthCheckObjects(ctx.node.name, svc, endpoints)];
 }
 
 /**
@@ -334,7 +336,7 @@ export function compileIpvsServicePort(ctx: IpvsContext, svc: ServicePort, endpo
  * node (NodePort virtual servers, hairpin members) does not make the rest be compiled and held per node too.
  */
 export interface IpvsPortPart {
-  /** '' for the VIP part; `np` (NodePorts), `lb` (KUBE-LOOP-BACK members). */
+  /** '' for the VIP part; `np` (NodePorts), `lb` (KUBE-LOOP-BACK members), `hc` (the health check server). */
   readonly name: string;
   /**
    * undefined when the part's objects are the same on every node, else a function giving a string equal for two
@@ -396,6 +398,12 @@ export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoi
   if (endpoints.length > 0) {
     const keyFn = hosts.size > 0 ? (ctx: IpvsContext): string => (hosts.has(ctx.node.name) ? ctx.node.name : '') : undefined;
     parts.push({ name: 'lb', keyFn, compile: (ctx) => build(ctx, (b) => writeLoopBackPart(b, ctx, svc, endpoints)) });
+  }
+  if (servesHealthCheck(svc)) {
+    // The count differs only on nodes with a ready endpoint.
+    const counted = healthCheckNodes(svc, endpoints);
+    const keyFn = counted.size > 0 ? (ctx: IpvsContext): string => (counted.has(ctx.node.name) ? ctx.node.name : '') : undefined;
+    parts.push({ name: 'hc', keyFn, compile: (ctx) => healthCheckObjects(ctx.node.name, svc, endpoints) });
   }
   return parts;
 }

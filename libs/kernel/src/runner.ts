@@ -53,8 +53,15 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
   };
 }
 
+/**
+ * Runs `argv` with an unlimited stack where the limits allow it (else with the inherited one): iptables-nft 1.8.9's
+ * iptables-save recurses per rule and dies of SIGSEGV under the default 8 MiB stack on a 10,000-service nat table
+ * (measured: killed after 77 s; with an unlimited stack it completes in 74 s).
+ */
+const UNLIMITED_STACK = ['sh', '-c', 'ulimit -s unlimited 2>/dev/null; exec "$@"', 'sh'];
+
 function spawnCommand(argv: readonly string[], input: string, timeoutMs: number): Promise<CommandResult> {
-  const [file = '', ...args] = argv;
+  const [file = '', ...args] = [...UNLIMITED_STACK, ...argv];
   const display = argv.join(' ');
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -20,6 +20,7 @@ const SUITES = {
   controller: { file: 'controller.mjs', about: 'the controller pipeline at scale (issue #3)' },
   executor: { file: 'executor.mjs', about: 'executor apply and change-to-ack latency (issue #4)' },
   replay: { file: 'replay.mjs', about: 'replaying 10,000 deltas for one node (issue #6)' },
+  ipvs: { file: 'ipvs.mjs', about: 'IPVS one-endpoint delta vs from scratch on a 5,000-service node, inside tools/ipvs-vm (issue #5)' },
 };
 
 function runSuite(name, args) {

@@ -1,4 +1,4 @@
-// @kpx/kernel: the node side of kpx's backends: thin wrappers of the kernel's tools. Today: iptables.
+// @kpx/kernel: the node side of kpx's backends: thin wrappers of the kernel's tools: iptables, and IPVS (netlink).
 //
 // Runner
 //   createCommandRunner({ netns?, timeoutMs? }): CommandRunner — runs a program (optionally inside
@@ -34,6 +34,14 @@
 // Flags, as kube-proxy: iptables-restore -w 5 --noflush --counters, chains declared `:NAME - [0:0]`; iptables
 // and iptables-save are only read. The kernel's spelling of desired rules (for comparing with iptables-save) is
 // learned once per rule in a throwaway network namespace (`unshare --net`), see RuleCanonicalizer.
+// IPVS (one applier per IP family; see ipvs/applier.ts and ipvs/kernel.ts)
+//   const applier = createIpvsApplier({ family: 'IPv4', netns?, excludeCidrs?, drainIntervalMs? });
+//   fullRestore(objects) / applyDelta({ upserts, deletes }) / readBack() / drain() / close()
+//   IPVS services and real servers go over generic netlink (family "IPVS", resolved by name), the VIPs on the
+//   kube-ipvs0 dummy link over rtnetlink, the KUBE-* ipsets through `ipset restore`, the companion iptables objects
+//   through an IptablesApplier. With netns, the netlink sockets live in an agent process started with
+//   `ip netns exec` (Node cannot setns). Removed TCP/SCTP real servers drain at weight 0 (kube-proxy's graceful
+//   termination); UDP ones go at once.
 export { CommandError, InvalidRuleObjectError, IptablesParseError, IptablesReadError, IptablesRestoreError, RuleCanonicalizeError } from './errors.js';
 export { commandLine, createCommandRunner } from './runner.js';
 export type { Command, CommandResult, CommandRunner, CommandRunnerOptions } from './runner.js';
@@ -57,3 +65,13 @@ export { parseListRules, parseSave } from './iptables/save-format.js';
 export type { SavedChain, SavedTable, SavedTables } from './iptables/save-format.js';
 export { IptablesState, validateObject } from './iptables/state.js';
 export type { Fragment, IptablesChange, Transition } from './iptables/state.js';
+export { IpvsApplier, NODE_SYSCTLS, createIpvsApplier } from './ipvs/applier.js';
+export type { IpvsApplierOptions, IpvsApplyResult, IpvsReadBack } from './ipvs/applier.js';
+export { IpsetError, IpvsApplyError, NetlinkError } from './ipvs/errors.js';
+export { IpsetTool, entryKey, isOwnedSet, parseIpsetSave } from './ipvs/ipset.js';
+export type { SavedSet } from './ipvs/ipset.js';
+export { addressBytes, addressText, serviceKey } from './ipvs/ipvs-netlink.js';
+export type { Destination, IpvsOp, KernelService, VirtualService } from './ipvs/ipvs-netlink.js';
+export { LocalIpvsKernel, NetnsIpvsKernel, createIpvsKernel } from './ipvs/kernel.js';
+export type { IpvsKernel } from './ipvs/kernel.js';
+export { IpvsState, diffObjects, isIpvsModeKernelObject, isIpvsObject, validateIpvsObject } from './ipvs/state.js';

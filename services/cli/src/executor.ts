@@ -1,12 +1,12 @@
 // kpx executor: apply one node's deltas to the kernel (or to memory with --dry-run) and ack them.
 import { parseArgs } from 'node:util';
-import { IptablesBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
+import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
 import { parseDuration, type LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 
-export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --controller HOST:PORT [--backend iptables] [--netns NAME]
+export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
                     [--dry-run] [--healthz-listen HOST:PORT] [options]
 
 Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
@@ -19,7 +19,8 @@ Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or S
   --node NAME               the Kubernetes Node this executor programs
   --nats URL                NATS server with JetStream
   --controller HOST:PORT    the controller's gRPC NodeSync address
-  --backend NAME            iptables (default)
+  --backend NAME            iptables (default) or ipvs (IPVS services over netlink, VIPs on kube-ipvs0,
+                            KUBE-* ipsets and companion iptables rules; removed TCP real servers drain)
   --netns NAME              run every kernel operation inside this network namespace (tests, the demo)
   --dry-run                 apply to memory only (scale tests)
   --ip-families LIST        ipv4,ipv6 (default both)
@@ -59,7 +60,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     return 0;
   }
   for (const flag of ['node', 'nats', 'controller'] as const) if (!values[flag]) throw new UsageError(`--${flag} is required\n${EXECUTOR_USAGE}`);
-  if (values.backend !== 'iptables') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented yet: use iptables`);
+  if (values.backend !== 'iptables' && values.backend !== 'ipvs') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented: use iptables or ipvs`);
   const families = values['ip-families'].split(',').map((f) => {
     const t = f.trim().toLowerCase();
     if (t !== 'ipv4' && t !== 'ipv6') throw new UsageError(`--ip-families takes ipv4 and/or ipv6, not ${JSON.stringify(f)}`);
@@ -68,7 +69,11 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   const driftCheckMs = values['drift-check'] === '0' ? 0 : parseDuration(values['drift-check'], '--drift-check');
   const dryRun = values['dry-run'] === true;
   const netns = values.netns;
-  const createBackend = (family: string): Backend => (dryRun ? new MemoryBackend() : new IptablesBackend({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) }));
+  const ipvs = values.backend === 'ipvs';
+  const backendOf = ipvs ? IpvsBackend : IptablesBackend;
+  // A dry run follows the rule sets of the chosen mode too.
+  const dryRunBackend = (): Backend => (ipvs ? Object.assign(new MemoryBackend(), { mode: 'ipvs' }) : new MemoryBackend());
+  const createBackend = (family: string): Backend => (dryRun ? dryRunBackend() : new backendOf({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) }));
   if (run.signal.aborted) return 0;
   const executor = await runExecutor({
     node: values.node!,

@@ -9,6 +9,8 @@ export { runExecutor } from './run.js';
 export type { ExecutorRunOptions, RunningExecutor } from './run.js';
 export { IptablesBackend, driftLines } from './iptables-backend.js';
 export type { IptablesBackendOptions } from './iptables-backend.js';
+export { IpvsBackend } from './ipvs-backend.js';
+export type { IpvsBackendOptions } from './ipvs-backend.js';
 export { StaleFlows, createConntrackCleaner, deletionsForChange, deletionsForRestore, deriveConntrackDeletions } from './conntrack.js';
 export type { ConntrackCleaner, ConntrackDeletion, UdpFrontend } from './conntrack.js';
 export {

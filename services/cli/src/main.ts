@@ -1,10 +1,5 @@
 // The kpx command.
-import { auditCommand } from './audit.js';
-import { controllerCommand } from './controller.js';
-import { executorCommand } from './executor.js';
-import { renderCommand } from './render.js';
-import { replayCommand } from './replay.js';
-import { statusCommand } from './status.js';
+// Each command's module is loaded when it runs: `kpx render` need not load gRPC, NATS and OpenTelemetry.
 import { UsageError } from './errors.js';
 
 const USAGE = `usage: kpx <command> [options]
@@ -36,17 +31,23 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   try {
     switch (command) {
       case 'render':
-        return await renderCommand(rest, io);
-      case 'executor':
+        return await (await import('./render.js')).renderCommand(rest, io);
+      case 'executor': {
+        const { executorCommand } = await import('./executor.js');
         return await untilSignal((signal) => executorCommand(rest, io, { signal }));
+      }
       case 'audit':
-        return await auditCommand(rest, io);
-      case 'replay':
+        return await (await import('./audit.js')).auditCommand(rest, io);
+      case 'replay': {
+        const { replayCommand } = await import('./replay.js');
         return await untilSignal((signal) => replayCommand(rest, io, { signal }));
+      }
       case 'status':
-        return await statusCommand(rest, io);
-      case 'controller':
+        return await (await import('./status.js')).statusCommand(rest, io);
+      case 'controller': {
+        const { controllerCommand } = await import('./controller.js');
         return await untilSignal((signal) => controllerCommand(rest, io, { signal }));
+      }
       case undefined:
       case '-h':
       case '--help':

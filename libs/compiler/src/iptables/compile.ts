@@ -5,13 +5,13 @@ import {
   categorizeEndpoints,
   cidrContains,
   externallyAccessible,
-  usesLocalEndpoints,
   type ClusterState,
   type Endpoint,
   type ServicePort,
 } from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
 import { healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
+import { policyDependence } from '../policy-nodes.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment } from './builder.js';
 import { makeContext, type CompileContext } from './context.js';
@@ -297,24 +297,9 @@ function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: re
  * NodeCIDR local detection, whether its IP is inside the load balancer source ranges).
  */
 export function portVariantKeyFn(opts: IptablesOptions, svc: ServicePort, endpoints: readonly Endpoint[]): ((ctx: CompileContext) => string) | undefined {
-  const local = usesLocalEndpoints(svc);
-  const preferSameNode = opts.topology.preferSameNodeHints ?? true;
-  let anyReady = false;
-  let allZoneHints = true;
-  let allNodeHints = true;
-  const hinted = new Set<string>();
+  const { byZone, nodes: special } = policyDependence(svc, endpoints, opts.topology.preferSameNodeHints ?? true);
   // The health check object counts the node's ready endpoints (even where no rule uses local endpoints).
-  const special = healthCheckNodes(svc, endpoints);
-  for (const ep of endpoints) {
-    if (local && ep.nodeName !== '') special.add(ep.nodeName);
-    if (!ep.ready) continue;
-    anyReady = true;
-    if (ep.zoneHints.length === 0) allZoneHints = false;
-    if (ep.nodeHints.length === 0) allNodeHints = false;
-    else for (const n of ep.nodeHints) hinted.add(n);
-  }
-  if (preferSameNode && allNodeHints) for (const n of hinted) special.add(n);
-  const byZone = anyReady && allZoneHints;
+  for (const n of healthCheckNodes(svc, endpoints)) special.add(n);
   const byCidr = opts.detectLocalMode === LocalMode.NodeCIDR;
   const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
   if (!byZone && special.size === 0 && !byCidr && ranges.length === 0) return undefined;

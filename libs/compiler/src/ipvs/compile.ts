@@ -20,6 +20,7 @@
 // them with an ICMP port unreachable (ip_vs_leave), which is how kube-proxy's IPVS mode rejects it; and
 // KUBE-IPVS-FILTER rejects new connections to the other ports of the bound addresses.
 import { healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
+import { policyDependence } from '../policy-nodes.js';
 import {
   IPVSScheduler,
   Protocol,
@@ -27,7 +28,6 @@ import {
   cidrContains,
   isLocalEndpoint,
   joinHostPort,
-  usesLocalEndpoints,
   type ClusterState,
   type Endpoint,
   type ServicePort,
@@ -348,23 +348,7 @@ export interface IpvsPortPart {
 
 /** Node facts the endpoint policy depends on: zone (topology hints), the node hosting local endpoints or named in hints. */
 function policyKeyFn(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[]): ((ctx: IpvsContext) => string) | undefined {
-  const local = usesLocalEndpoints(svc);
-  const preferSameNode = opts.topology.preferSameNodeHints ?? true;
-  let anyReady = false;
-  let allZoneHints = true;
-  let allNodeHints = true;
-  const special = new Set<string>();
-  const hinted = new Set<string>();
-  for (const ep of endpoints) {
-    if (local && ep.nodeName !== '') special.add(ep.nodeName);
-    if (!ep.ready) continue;
-    anyReady = true;
-    if (ep.zoneHints.length === 0) allZoneHints = false;
-    if (ep.nodeHints.length === 0) allNodeHints = false;
-    else for (const n of ep.nodeHints) hinted.add(n);
-  }
-  if (preferSameNode && allNodeHints) for (const n of hinted) special.add(n);
-  const byZone = anyReady && allZoneHints;
+  const { byZone, nodes: special } = policyDependence(svc, endpoints, opts.topology.preferSameNodeHints ?? true);
   if (!byZone && special.size === 0) return undefined;
   return (ctx) => `${byZone ? `z=${ctx.node.zone}` : ''},${special.has(ctx.node.name) ? `n=${ctx.node.name}` : ''}`;
 }

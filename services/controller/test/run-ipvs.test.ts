@@ -9,7 +9,8 @@ import { compileIpvs, ipvsOptionsFromConfig } from '@kpx/compiler';
 import { RuleState, digestOf, toWire } from '@kpx/ruleset';
 import { getSnapshot, lastDelta, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { runController, type Source, type SourceHandler } from '../src/index.js';
+import { runController } from '../src/index.js';
+import { ScriptedSource } from './scripted-source.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
@@ -25,24 +26,6 @@ after(async () => {
   await nc.close();
   await nats.stop();
 });
-
-/** A source fed by the test. */
-class ScriptedSource implements Source {
-  handler: SourceHandler | undefined;
-  constructor(private readonly initial: KubeObject[]) {}
-  start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-    for (const object of this.initial) handler.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: Date.now() });
-    handler.onSynced();
-    return Promise.resolve();
-  }
-  upsert(object: KubeObject): void {
-    this.handler?.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: Date.now() });
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;

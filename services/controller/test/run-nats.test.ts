@@ -7,30 +7,13 @@ import { readManifestDir, type KubeObject } from '@kpx/model';
 import { RuleState } from '@kpx/ruleset';
 import { getSnapshot, lastDelta, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { runController, type RunningController, type Source, type SourceHandler } from '../src/index.js';
+import { runController, type RunningController, type Source } from '../src/index.js';
+import { ScriptedSource } from './scripted-source.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
-
-/** A source fed by the test. */
-class ScriptedSource implements Source {
-  handler: SourceHandler | undefined;
-  constructor(private readonly initial: KubeObject[]) {}
-  start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-    for (const object of this.initial) handler.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: Date.now() });
-    handler.onSynced();
-    return Promise.resolve();
-  }
-  upsert(object: KubeObject): void {
-    this.handler?.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: Date.now() });
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 async function exampleObjects(): Promise<KubeObject[]> {
   return (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));

@@ -6,7 +6,7 @@ import { digestOf } from '@kpx/ruleset';
 import { CommandError, IptablesReadError, IptablesRestoreError } from '../errors.js';
 import { createCommandRunner, type CommandRunner } from '../runner.js';
 import { createScratchCanonicalizer, RuleSpellings, type CanonicalRequest, type RuleCanonicalizer } from './canonical.js';
-import { IptablesVariant, compareTables, iptablesCommands, isKubeProxyChain, waitArgs, type IptablesCommands } from './commands.js';
+import { IptablesVariant, ReadTimeoutMs, compareTables, iptablesCommands, isKubeProxyChain, restoreTimeoutMs, waitArgs, type IptablesCommands } from './commands.js';
 import { kubeProxyJumpOrder, type JumpOrder } from './jump-order.js';
 import { planFullRestore, planTransition, type RestorePlan } from './plan.js';
 import { readBackObjects } from './read-back.js';
@@ -225,12 +225,4 @@ export function createIptablesApplier(options: IptablesApplierOptions): Iptables
 /** Whether an object is one of the iptables kinds this applier handles. */
 export function isIptablesObject(o: { kind: string }): boolean {
   return o.kind === RuleKind.IptablesChain || o.kind === RuleKind.IptablesRules || o.kind === RuleKind.IptablesJump;
-}
-
-/** Time allowed for one iptables-save or iptables -S. */
-const ReadTimeoutMs = 300_000;
-
-/** Time allowed for one iptables-restore: 60 s, plus 30 s per megabyte of input beyond the first. */
-export function restoreTimeoutMs(inputBytes: number): number {
-  return 60_000 + Math.max(0, inputBytes / 1_048_576 - 1) * 30_000;
 }

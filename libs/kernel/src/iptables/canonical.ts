@@ -6,7 +6,7 @@
 // with iptables-save. The answers are cached, so the spelling of a rule is looked up once.
 import { CommandError, RuleCanonicalizeError } from '../errors.js';
 import type { CommandRunner } from '../runner.js';
-import { BUILTIN_CHAINS, compareTables, waitArgs, type IptablesCommands } from './commands.js';
+import { BUILTIN_CHAINS, ReadTimeoutMs, compareTables, restoreTimeoutMs, waitArgs, type IptablesCommands } from './commands.js';
 import { parseSave } from './save-format.js';
 
 export interface CanonicalRequest {
@@ -27,7 +27,10 @@ export interface ScratchCanonicalizerOptions {
   readonly runner: CommandRunner;
   readonly commands: IptablesCommands;
   readonly waitSeconds?: number;
-  /** Default 120 s: the first call may carry every rule of a large node. */
+  /**
+   * Default: an iptables-restore's time for the input, and an iptables-save's. The first call may carry every
+   * rule of a large node (10,000 services: 440,000 rules, which took over 2 minutes on a busy machine).
+   */
   readonly timeoutMs?: number;
 }
 
@@ -62,13 +65,14 @@ export function createScratchCanonicalizer(options: ScratchCanonicalizerOptions)
       lines.push('COMMIT');
     }
     const { restore, save } = options.commands;
+    const input = `${lines.join('\n')}\n`;
     let stdout: string;
     try {
       ({ stdout } = await options.runner.run({
         file: 'unshare',
         args: ['--net', '--', 'sh', '-c', SCRIPT, 'kpx-canonicalize', restore, save, ...waitArgs(options.waitSeconds ?? 5)],
-        input: `${lines.join('\n')}\n`,
-        timeoutMs: options.timeoutMs ?? 120_000,
+        input,
+        timeoutMs: options.timeoutMs ?? restoreTimeoutMs(input.length) + ReadTimeoutMs,
       }));
     } catch (err) {
       if (err instanceof CommandError) throw new RuleCanonicalizeError('the scratch namespace rejected the rules', { stderr: err.stderr, cause: err });

@@ -56,3 +56,11 @@ export const FOREIGN_KUBE_CHAINS: ReadonlySet<string> = new Set(['KUBE-KUBELET-C
 export function isKubeProxyChain(name: string): boolean {
   return name.startsWith('KUBE-') && !FOREIGN_KUBE_CHAINS.has(name);
 }
+
+/** Time allowed for one iptables-save or iptables -S. */
+export const ReadTimeoutMs = 300_000;
+
+/** Time allowed for one iptables-restore: 60 s, plus 30 s per megabyte of input beyond the first. */
+export function restoreTimeoutMs(inputBytes: number): number {
+  return 60_000 + Math.max(0, inputBytes / 1_048_576 - 1) * 30_000;
+}

@@ -20,7 +20,7 @@ import { ManifestsDirSource, runController } from '@kpx/controller';
 import { MemoryBackend, runExecutor } from '@kpx/executor';
 import { startNatsServer } from '@kpx/testing';
 import { startTracing } from '@kpx/telemetry';
-import { manifestObjects, synthCluster, writeCluster } from './synth.mjs';
+import { flipEndpoint, manifestObjects, plainClusterIPSlice, synthCluster, writeCluster } from './synth.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -41,17 +41,8 @@ const quantile = (xs, q) => {
 };
 const summary = (xs) => ({ median: quantile(xs, 0.5), p90: quantile(xs, 0.9), p99: quantile(xs, 0.99), min: Math.min(...xs), max: Math.max(...xs), n: xs.length, samples: xs });
 const fmt = (ms) => `${ms.toFixed(1)} ms`;
-
-/** A one-endpoint change of the slice of service i: its first endpoint moves to another pod address. */
-function flipEndpoint(slice, k) {
-  const copy = structuredClone(slice);
-  const ep = copy.endpoints[0];
-  const parts = ep.addresses[0].split('.');
-  parts[3] = String(((Number(parts[3]) + 1 + k) % 250) + 2);
-  ep.addresses = [parts.join('.')];
-  copy.metadata.resourceVersion = String(1000 + k);
-  return copy;
-}
+/** Each sample as it is measured (stderr): a long run that dies late still leaves its figures. */
+const progress = (line) => process.stderr.write(`  [${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 
 async function benchApply() {
   const S = Number(values.services);
@@ -63,11 +54,7 @@ async function benchApply() {
   const node = cluster.nodes[0].metadata.name;
   const all = new Set(cluster.services.map((s) => `${s.metadata.namespace}/${s.metadata.name}`));
   fam.sync({ state, services: all, nodes: new Set(cluster.nodes.map((n) => n.metadata.name)) });
-  // A plain ClusterIP service's slice (its change touches its own chains only).
-  const slice = cluster.slices.find((s) => {
-    const svc = cluster.services.find((x) => x.metadata.name === s.metadata.labels['kubernetes.io/service-name'] && x.metadata.namespace === s.metadata.namespace);
-    return svc?.spec.type === 'ClusterIP' && (svc.spec.sessionAffinity ?? 'None') === 'None' && (svc.spec.internalTrafficPolicy ?? 'Cluster') === 'Cluster' && s.endpoints.length > 1;
-  });
+  const slice = plainClusterIPSlice(cluster);
   const svcKey = `${slice.metadata.namespace}/${slice.metadata.labels['kubernetes.io/service-name']}`;
   const ns = `kpxbench-${process.pid}`.slice(0, 15);
   execFileSync('ip', ['netns', 'add', ns]);
@@ -79,6 +66,7 @@ async function benchApply() {
     let t = performance.now();
     await applier.fullRestore(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
     const firstFull = performance.now() - t;
+    progress(`first full restore of ${fam.objects(node).length} objects: ${fmt(firstFull)}`);
     for (let k = 0; k < reps; k++) {
       state.upsertEndpointSlice(flipEndpoint(slice, k));
       const changes = fam.sync({ state, services: new Set([svcKey]), nodes: new Set(), endpointsOnly: new Set([svcKey]) }).filter((c) => c.node === node);
@@ -87,6 +75,7 @@ async function benchApply() {
       t = performance.now();
       await applier.applyDelta({ upserts: change.upserts.map((u) => u.wire).filter(isIptablesObject), deletes: change.deletes.filter(isIptablesObject) });
       deltaMs.push(performance.now() - t);
+      progress(`rep ${k + 1}/${reps}: one-endpoint delta (${objectsPerDelta[k]} objects) ${fmt(deltaMs[k])}`);
       // The same state, programmed from scratch (what a resync costs): flush kpx's tables, then a full restore.
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-F']);
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-X']);
@@ -95,6 +84,7 @@ async function benchApply() {
       t = performance.now();
       await applier.fullRestore(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
       fullMs.push(performance.now() - t);
+      progress(`rep ${k + 1}/${reps}: full restore ${fmt(fullMs[k])}`);
     }
     const rb = await applier.readBack();
     if (rb.digest !== fam.digest(node)) throw new Error('read-back digest differs from the desired state after the benchmark');

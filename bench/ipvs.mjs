@@ -17,7 +17,7 @@ import { IPFamily, loadClusterState, defaultKubeProxyConfig, parseCidr } from '@
 import { compileIpvs, ipvsOptionsFromConfig } from '@kpx/compiler';
 import { RuleState, diffStates, toWire } from '@kpx/ruleset';
 import { createIpvsApplier } from '@kpx/kernel';
-import { manifestObjects, synthCluster } from './synth.mjs';
+import { flipEndpoint, manifestObjects, plainClusterIPSlice, synthCluster } from './synth.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -39,16 +39,6 @@ const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1
 const summary = (xs) => ({ median: quantile(xs, 0.5), min: Math.min(...xs), max: Math.max(...xs), n: xs.length, samples: xs });
 const fmt = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 
-/** A one-endpoint change of a slice: its first endpoint moves to another pod address. */
-function flipEndpoint(slice, k) {
-  const copy = structuredClone(slice);
-  const ep = copy.endpoints[0];
-  const parts = ep.addresses[0].split('.');
-  parts[3] = String(((Number(parts[3]) + 1 + k) % 250) + 2);
-  ep.addresses = [parts.join('.')];
-  copy.metadata.resourceVersion = String(1000 + k);
-  return copy;
-}
 
 const cluster = synthCluster({ services: S, endpoints: 10, nodes: Math.max(10, Math.ceil((S * 10) / 3000)) });
 const { state } = loadClusterState(manifestObjects(cluster).map((object) => ({ object, source: 'synth' })));
@@ -56,11 +46,7 @@ const config = { ...defaultKubeProxyConfig(), clusterCIDRs: [parseCidr(cluster.c
 const options = ipvsOptionsFromConfig(config, IPFamily.IPv4);
 const node = cluster.nodes[0].metadata.name;
 const compile = () => RuleState.from(compileIpvs({ state, nodeName: node, options }).objects.map(toWire).filter((o) => o.kind !== 'healthcheck.service'));
-// A plain ClusterIP service's slice.
-const slice = cluster.slices.find((s) => {
-  const svc = cluster.services.find((x) => x.metadata.name === s.metadata.labels['kubernetes.io/service-name'] && x.metadata.namespace === s.metadata.namespace);
-  return svc?.spec.type === 'ClusterIP' && (svc.spec.sessionAffinity ?? 'None') === 'None' && s.endpoints.length > 1;
-});
+const slice = plainClusterIPSlice(cluster);
 
 const ns = `kpxbench${process.pid % 10000}`;
 const inNs = (...args) => execFileSync('ip', ['netns', 'exec', ns, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -351,3 +351,25 @@ async function cli() {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) process.exitCode = await cli();
+
+/**
+ * The slice of a plain ClusterIP service (no affinity, internal traffic policy Cluster, more than one endpoint):
+ * a change of it touches that service's own rules only.
+ */
+export function plainClusterIPSlice(cluster) {
+  return cluster.slices.find((s) => {
+    const svc = cluster.services.find((x) => x.metadata.name === s.metadata.labels['kubernetes.io/service-name'] && x.metadata.namespace === s.metadata.namespace);
+    return svc?.spec.type === 'ClusterIP' && (svc.spec.sessionAffinity ?? 'None') === 'None' && (svc.spec.internalTrafficPolicy ?? 'Cluster') === 'Cluster' && s.endpoints.length > 1;
+  });
+}
+
+/** A one-endpoint change of a slice, the k-th of a series: its first endpoint moves to another pod address. */
+export function flipEndpoint(slice, k) {
+  const copy = structuredClone(slice);
+  const ep = copy.endpoints[0];
+  const parts = ep.addresses[0].split('.');
+  parts[3] = String(((Number(parts[3]) + 1 + k) % 250) + 2);
+  ep.addresses = [parts.join('.')];
+  copy.metadata.resourceVersion = String(1000 + k);
+  return copy;
+}

@@ -280,7 +280,7 @@ describe('controller + executors: deltas applied to real kernels', () => {
   it('audit: every node in sync, drift in the audit log; replay reproduces acked digests; both survive a controller restart', async () => {
     const kpx = async (...argv: string[]): Promise<{ code: number; out: string }> => {
       let out = '';
-      const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (out += t) });
+      const code = await main(argv, { stdout: (t) => (out += typeof t === 'string' ? t : Buffer.from(t).toString()), stderr: (t) => (out += t) });
       return { code, out };
     };
     const audit = await kpx('audit', '--controller', controller!.grpcAddress, '-o', 'json');

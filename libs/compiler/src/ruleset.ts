@@ -207,8 +207,20 @@ function stableKeyOrder(keys: readonly string[]): Int32Array {
       continue;
     }
     if (same) {
-      // One character for all: go deeper, unless every key has ended (all equal: already in order).
-      if (first !== 0) stack.push(lo, hi, depth + 1);
+      // One character for all: go deeper, unless every key has ended (all equal: already in order). Past the
+      // whole prefix the keys share (`nat/KUBE-SEP-`), found in one more pass: each key read once, not once per
+      // character of the prefix.
+      if (first === 0) continue;
+      const k0 = keyAt(lo);
+      let shared = k0.length;
+      for (let i = lo + 1; i < hi && shared > depth + 1; i++) {
+        const k = keyAt(i);
+        const end = Math.min(shared, k.length);
+        let d = depth + 1;
+        while (d < end && k.charCodeAt(d) === k0.charCodeAt(d)) d++;
+        shared = d;
+      }
+      stack.push(lo, hi, shared);
       continue;
     }
     starts.fill(0);
@@ -237,7 +249,10 @@ function stableKeyOrder(keys: readonly string[]): Int32Array {
 function sortByKey<T extends { key: string }>(group: T[]): T[] {
   if (group.length <= RADIX_CUTOFF) return group.sort(compareKeys);
   const order = stableKeyOrder(group.map((o) => o.key));
-  return Array.from(order, (i) => group[i] as T);
+  // A plain loop: Array.from over a typed array goes through its iterator, an object per element.
+  const sorted: T[] = [];
+  for (let i = 0; i < order.length; i++) sorted.push(group[order[i] as number] as T);
+  return sorted;
 }
 
 /**

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { loadClusterState } from '@kpx/model';
-import { RuleKind, compileIptables, defaultIptablesOptions, hash16, objectId, renderRestore, sortObjects, type NodeRuleSet, type RuleObject } from '../src/index.js';
+import { RuleKind, compileIptables, defaultIptablesOptions, hash16, objectId, renderRestore, renderRestoreBytes, sortObjects, writeRestore, type NodeRuleSet, type RuleObject } from '../src/index.js';
 import { scaleCluster } from './scale-fixture.js';
 
 /** RFC 4648 base32 of sha256, bit by bit, first 16 characters. */
@@ -72,4 +72,67 @@ test('renderRestore does not depend on the order of the objects it is given', ()
   assert.ok(rs.objects.some((o) => o.kind === RuleKind.IptablesRules));
   assert.equal(renderRestore(reversed), renderRestore(rs));
   assert.equal(renderRestore(reversed, 'chains'), renderRestore(rs, 'chains'));
+});
+
+/** writeRestore's chunks, checked for size and copied out (each is valid only during its call). */
+function chunksOf(rs: NodeRuleSet, format: 'full' | 'chains', chunkBytes?: number): Buffer {
+  const chunks: Buffer[] = [];
+  writeRestore(rs, format, (c) => {
+    assert.ok(c.length > 0 && c.length <= (chunkBytes ?? 1 << 20), `chunk of ${c.length} bytes`);
+    chunks.push(Buffer.from(c));
+  }, chunkBytes);
+  return Buffer.concat(chunks);
+}
+
+test('writeRestore hands out the UTF-8 of renderRestore in chunks, also for text that is not ASCII, wherever it is', () => {
+  const { state } = loadClusterState(scaleCluster(40, 3).map((object) => ({ object, source: 'gen' })));
+  const rs = compileIptables({ state, nodeName: 'n2', options: defaultIptablesOptions('IPv4') });
+  const longest = Math.max(...renderRestore(rs).split('\n').map((l) => l.length));
+  // The default chunk (the text fits in one), chunks that every line fits in, ending anywhere in a line, and
+  // chunks too small for the longest lines.
+  const sizes = [undefined, ...Array.from({ length: 24 }, (_, i) => longest + 6 + i), 4096, 40, 7];
+  for (const format of ['full', 'chains'] as const) {
+    const text = Buffer.from(renderRestore(rs, format));
+    assert.deepEqual(renderRestoreBytes(rs, format), text);
+    for (const size of sizes) assert.deepEqual(chunksOf(rs, format, size), text, `format ${format}, chunks of ${size}`);
+  }
+  // Rule text from hand-made objects (no compiler emits it): a character of 2, 3 or 4 bytes, or a lone surrogate,
+  // in the first rule, in the last rule of the last chain, or in a jump.
+  const chains = rs.objects.filter((o) => o.kind === RuleKind.IptablesChain);
+  const lastChain = chains.at(-1);
+  assert.ok(lastChain && lastChain.rules.length > 0);
+  for (const odd of ['é', '€', '😀', '\ud800', 'ééééééééééééééééé', '😀'.repeat(40)]) {
+    for (const where of ['first', 'last', 'jump'] as const) {
+      const objects = rs.objects.map((o): RuleObject => {
+        if (where === 'jump' && o.kind === RuleKind.IptablesJump && o.position === 0) return { ...o, rule: `${o.rule} -m comment --comment ${odd}` };
+        if (o.kind !== RuleKind.IptablesChain) return o;
+        if (where === 'first' && o === chains[0]) return { ...o, rules: [`-m comment --comment ${odd} -j ACCEPT`, ...o.rules] };
+        if (where === 'last' && o === lastChain) return { ...o, rules: [...o.rules, `-m comment --comment x${odd}`] };
+        return o;
+      });
+      const odded: NodeRuleSet = { ...rs, objects };
+      const text = renderRestore(odded);
+      assert.ok(where === 'last' ? text.endsWith(`x${odd}\nCOMMIT\n`) : text.includes(odd), `${where} ${JSON.stringify(odd)}`);
+      const bytes = Buffer.from(text);
+      for (const size of sizes) assert.deepEqual(chunksOf(odded, 'full', size), bytes, `${where} ${JSON.stringify(odd)}, chunks of ${size}`);
+    }
+  }
+});
+
+test('writeRestore: a character that is not ASCII, with a chunk boundary at every byte of its line', () => {
+  // ASCII of every length modulo 4 before and after the characters: a cut write then ends at every alignment.
+  for (const odd of ['é', '€', '😀', '\ud800', 'é'.repeat(20), '€'.repeat(20), '😀'.repeat(20)]) {
+    for (const pad of ['x', 'xx', 'xxx', 'xxxx']) {
+      for (const rule of [`-m comment --comment ${pad}${odd} -j ACCEPT`, `-m comment --comment ${pad}${odd}`]) {
+        const rs: NodeRuleSet = {
+          node: 'n',
+          mode: 'iptables',
+          family: 'IPv4',
+          objects: [{ kind: RuleKind.IptablesChain, key: 'nat/KUBE-SVC-X', table: 'nat', chain: 'KUBE-SVC-X', rules: ['-j ACCEPT', rule, '-j DROP'] }],
+        };
+        const bytes = Buffer.from(renderRestore(rs, 'chains'));
+        for (let size = 8; size <= bytes.length + 8; size++) assert.deepEqual(chunksOf(rs, 'chains', size), bytes, `${JSON.stringify(rule)}, chunks of ${size}`);
+      }
+    }
+  }
 });

@@ -16,7 +16,8 @@ run 'kpx <command> --help' for a command's options
 `;
 
 export interface Io {
-  readonly stdout: (text: string) => void;
+  /** Text, or UTF-8 bytes (a large render is written as the buffer it was built in). */
+  readonly stdout: (text: string | Uint8Array) => void;
   readonly stderr: (text: string) => void;
 }
 

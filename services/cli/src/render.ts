@@ -1,7 +1,7 @@
 // kpx render: compile one node's rules from manifests, print them; diagnostics on stderr.
 import { parseArgs } from 'node:util';
 import { IPFamily, formatDiagnostic, loadClusterState, readManifestDir } from '@kpx/model';
-import { IpvsMode, RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, renderRestore } from '@kpx/compiler';
+import { IpvsMode, RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, writeRestore } from '@kpx/compiler';
 import { UsageError } from './errors.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
@@ -75,6 +75,7 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
     return 0;
   }
   const ruleSet = compileIptables({ state, nodeName: values.node, options: iptablesOptionsFromConfig(config, family) });
-  io.stdout(renderRestore(ruleSet, format));
+  // Chunk by chunk, each copied: writeRestore fills the same buffer again for the next one.
+  writeRestore(ruleSet, format, (chunk) => io.stdout(Buffer.from(chunk)));
   return 0;
 }

@@ -7,19 +7,13 @@ import { after, before, test } from 'node:test';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { main } from '../src/main.js';
+import { runKpx } from './io.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
 let dir: string;
 let controller: RunningController;
 
-async function kpx(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
 
 async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -55,13 +49,13 @@ after(async () => {
 });
 
 test('--rules prints the desired rules; --explain names the service, the generation and its causes', async () => {
-  const rules = await kpx('audit', '--controller', controller.grpcAddress, '--node', 'node-a', '--rules');
+  const rules = await runKpx('audit', '--controller', controller.grpcAddress, '--node', 'node-a', '--rules');
   assert.equal(rules.code, 0, rules.err);
   assert.match(rules.out, /^# node node-a IPv4 generation 2 digest [0-9a-f]{64}\n/);
   const svc = /-A KUBE-SERVICES .*shop\/web:http cluster IP.* -j (KUBE-SVC-[A-Z0-9]+)/.exec(rules.out)?.[1];
   assert.ok(svc, 'the web service chain is in the rules');
 
-  const byIp = await kpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', '10.96.0.20:80', '-o', 'json');
+  const byIp = await runKpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', '10.96.0.20:80', '-o', 'json');
   assert.equal(byIp.code, 0, byIp.err);
   const j = JSON.parse(byIp.out) as { objects: { key: string; owner: string; generation: number; snapshot: boolean; causes: { kind: string; name: string }[] }[] };
   const fragment = j.objects.find((o) => o.key === 'nat/KUBE-SERVICES/shop/web:http/TCP');
@@ -70,24 +64,24 @@ test('--rules prints the desired rules; --explain names the service, the generat
   assert.equal(fragment.generation, 1, 'the fragment was written by the initial state and not changed since');
   assert.equal(fragment.snapshot, true);
 
-  const byChain = await kpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', svc, '-o', 'json');
+  const byChain = await runKpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', svc, '-o', 'json');
   const chain = (JSON.parse(byChain.out) as { objects: { key: string; generation: number; causes: { kind: string; namespace: string; name: string; resourceVersion: string }[] }[] }).objects;
   assert.deepEqual(chain.map((o) => [o.key, o.generation]), [[`nat/${svc}`, 2]], 'the endpoint change rewrote the service chain in generation 2');
   assert.deepEqual(chain[0]?.causes.map((c) => `${c.kind} ${c.namespace}/${c.name}`), ['EndpointSlice shop/web-abc12']);
 
-  const none = await kpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', '10.1.2.3:9');
+  const none = await runKpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', '10.1.2.3:9');
   assert.equal(none.code, 1);
   assert.match(none.err, /nothing in node node-a's IPv4 rules \(generation 2\) matches "10\.1\.2\.3:9"/);
 });
 
 test('--generation rebuilds a past digest from JetStream; the log lists generations with causes and filters', async () => {
-  const g1 = await kpx('audit', '--nats', nats.url, '--node', 'node-a', '--generation', '1', '-o', 'json');
+  const g1 = await runKpx('audit', '--nats', nats.url, '--node', 'node-a', '--generation', '1', '-o', 'json');
   assert.equal(g1.code, 0, g1.err);
   const snap1 = JSON.parse(g1.out) as { generation: number; digest: string };
   assert.equal(snap1.generation, 1);
   assert.notEqual(snap1.digest, (await controller.pipeline.snapshot('node-a', 'IPv4'))?.digest, 'generation 2 changed node-a');
 
-  const log = await kpx('audit', 'log', '--nats', nats.url, '--service', 'shop/web', '-o', 'json');
+  const log = await runKpx('audit', 'log', '--nats', nats.url, '--service', 'shop/web', '-o', 'json');
   assert.equal(log.code, 0, log.err);
   const records = (JSON.parse(log.out) as { records: { type: string; generation: number; causes: { name: string }[]; nodes: { node: string }[]; bytes: number }[] }).records;
   const g2 = records.find((r) => r.generation === 2);
@@ -95,8 +89,8 @@ test('--generation rebuilds a past digest from JetStream; the log lists generati
   assert.deepEqual(g2.causes.map((c) => c.name), ['web-abc12']);
   assert.deepEqual(g2.nodes.map((n) => n.node).sort(), ['node-a', 'node-b', 'node-c']);
   assert.ok(g2.bytes > 0);
-  const other = await kpx('audit', 'log', '--nats', nats.url, '--service', 'kube-system/kube-dns', '-o', 'json');
+  const other = await runKpx('audit', 'log', '--nats', nats.url, '--service', 'kube-system/kube-dns', '-o', 'json');
   assert.ok(!(JSON.parse(other.out) as { records: { generation: number }[] }).records.some((r) => r.generation === 2));
-  const text = await kpx('audit', 'log', '--nats', nats.url, '--since', '1h');
+  const text = await runKpx('audit', 'log', '--nats', nats.url, '--since', '1h');
   assert.match(text.out, /generation 2 +\d+ B +causes: EndpointSlice shop\/web-abc12/);
 });

@@ -11,6 +11,7 @@ import { lastDelta } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { controllerCommand, parseDuration } from '../src/controller.js';
 import { main } from '../src/main.js';
+import { runKpx, textIo } from './io.js';
 
 const examples = new URL('../../../../examples', import.meta.url).pathname;
 const kpxBin = new URL('../../bin/kpx.js', import.meta.url).pathname;
@@ -39,8 +40,8 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promis
 }
 
 test('usage errors name the flag', async () => {
-  const io = { out: '', err: '' };
-  const run = (...argv: string[]) => main(argv, { stdout: (t) => (io.out += t), stderr: (t) => (io.err += t) });
+  const io = textIo();
+  const run = (...argv: string[]) => main(argv, io);
   assert.equal(await run('controller', '--nats', 'nats://127.0.0.1:1', '--grpc-listen', '127.0.0.1:0'), 2);
   assert.match(io.err, /exactly one of --manifests, --kubeconfig, --in-cluster/);
   io.err = '';
@@ -82,16 +83,15 @@ test('publishes every node, follows file edits, stops on abort', async (t) => {
   assert.equal(next.delta.snapshot, false);
   assert.ok(next.delta.upserts.length > 0);
   // kpx status against the running controller: no executor acked yet, so nothing is in sync (exit 3).
-  let out = '';
-  const code = await main(['status', '--controller', ready!.grpcAddress, '-o', 'json'], { stdout: (t) => (out += t), stderr: (t) => (out += t) });
-  assert.equal(code, 3, out);
-  const status = JSON.parse(out) as { generation: number; nodes: { node: string; ipFamily: string; inSync: boolean; desiredGeneration: number; ackedGeneration: number }[] };
+  const json = await runKpx('status', '--controller', ready!.grpcAddress, '-o', 'json');
+  assert.equal(json.code, 3, json.err);
+  const status = JSON.parse(json.out) as { generation: number; nodes: { node: string; ipFamily: string; inSync: boolean; desiredGeneration: number; ackedGeneration: number }[] };
   assert.equal(status.generation, next.delta.generation);
   assert.deepEqual(status.nodes.map((n) => `${n.node}/${n.ipFamily}`), ['node-a/IPv4', 'node-a/IPv6', 'node-b/IPv4', 'node-b/IPv6', 'node-c/IPv4', 'node-c/IPv6']);
   assert.ok(status.nodes.every((n) => !n.inSync && n.ackedGeneration === 0 && n.desiredGeneration > 0));
-  out = '';
-  assert.equal(await main(['status', '--controller', ready!.grpcAddress], { stdout: (t) => (out += t), stderr: (t) => (out += t) }), 3);
-  assert.match(out, /^generation \d+\nNODE +FAMILY +DESIRED +ACKED/);
+  const table = await runKpx('status', '--controller', ready!.grpcAddress);
+  assert.equal(table.code, 3, table.err);
+  assert.match(table.out, /^generation \d+\nNODE +FAMILY +DESIRED +ACKED/);
   ac.abort();
   assert.equal(await done, 0);
 });

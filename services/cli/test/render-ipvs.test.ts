@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { makeRunPrefix, run as exec, sweepNamespaces } from '@kpx/testing';
-import { main } from '../src/main.js';
+import { runKpx } from './io.js';
 
 const examples = new URL('../../../../examples', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'kpx-cli-ipvs-'));
@@ -16,11 +16,8 @@ after(async () => {
   await sweepNamespaces(prefix);
 });
 
-async function render(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(['render', '--manifests', examples, ...argv], { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
+function render(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runKpx('render', '--manifests', examples, ...argv);
 }
 
 /** The sections of the output, by their `# tool` heading. */

@@ -3,21 +3,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { main } from '../src/main.js';
+import { runKpx } from './io.js';
 
 const examples = new URL('../../../../examples', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'kpx-cli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
 
 test('render prints filter and nat tables for a node', async () => {
-  const r = await run('render', '--manifests', examples, '--node', 'node-a');
+  const r = await runKpx('render', '--manifests', examples, '--node', 'node-a');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^\*filter\n/);
   assert.match(r.out, /\*nat\n[\s\S]*-A KUBE-SERVICES [^\n]*shop\/web:http cluster IP[\s\S]*\nCOMMIT\n$/);
@@ -25,7 +19,7 @@ test('render prints filter and nat tables for a node', async () => {
 });
 
 test('--format chains leaves builtin chains and jumps out', async () => {
-  const r = await run('render', '--manifests', examples, '--node', 'node-a', '--format', 'chains');
+  const r = await runKpx('render', '--manifests', examples, '--node', 'node-a', '--format', 'chains');
   assert.equal(r.code, 0);
   assert.doesNotMatch(r.out, /^:INPUT|^-A (INPUT|PREROUTING|OUTPUT|FORWARD|POSTROUTING) /m);
   assert.match(r.out, /^:KUBE-SERVICES - \[0:0\]$/m);
@@ -53,7 +47,7 @@ metadata: {name: fine, namespace: app}
 spec: {clusterIP: 10.96.0.6, ports: [{port: 80}]}
 `,
   );
-  const r = await run('render', '--manifests', dir, '--node', 'n1');
+  const r = await runKpx('render', '--manifests', dir, '--node', 'n1');
   assert.equal(r.code, 0);
   assert.match(r.err, /error: Service app\/broken \(.*all\.yaml#2\) spec\.ports\[1\]\.name: is required/);
   assert.match(r.out, /app\/fine has no endpoints/);
@@ -61,15 +55,15 @@ spec: {clusterIP: 10.96.0.6, ports: [{port: 80}]}
 });
 
 test('nothing to render: unknown node, unreadable directory, bad config -> exit 1 with the reason', async () => {
-  const unknown = await run('render', '--manifests', examples, '--node', 'nope');
+  const unknown = await runKpx('render', '--manifests', examples, '--node', 'nope');
   assert.equal(unknown.code, 1);
   assert.match(unknown.err, /node "nope" not found; known nodes: node-a, node-b, node-c/);
-  const nodir = await run('render', '--manifests', join(tmp, 'missing'), '--node', 'n1');
+  const nodir = await runKpx('render', '--manifests', join(tmp, 'missing'), '--node', 'n1');
   assert.equal(nodir.code, 1);
   assert.match(nodir.err, /cannot read manifest directory/);
   const cfg = join(tmp, 'bad-config.yaml');
   writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  masqueradeBit: 40\n');
-  const bad = await run('render', '--manifests', examples, '--node', 'node-a', '--config', cfg);
+  const bad = await runKpx('render', '--manifests', examples, '--node', 'node-a', '--config', cfg);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /iptables\.masqueradeBit/);
   assert.equal(bad.out, '');
@@ -78,17 +72,17 @@ test('nothing to render: unknown node, unreadable directory, bad config -> exit 
 test('config: clusterCIDR adds off-cluster masquerade; unknown fields warn', async () => {
   const cfg = join(tmp, 'config.yaml');
   writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nclusterCIDR: 10.244.0.0/16\nbogus: 1\n');
-  const r = await run('render', '--manifests', examples, '--node', 'node-a', '--config', cfg);
+  const r = await runKpx('render', '--manifests', examples, '--node', 'node-a', '--config', cfg);
   assert.equal(r.code, 0);
   assert.match(r.out, /-d 10\.96\.0\.20 --dport 80 ! -s 10\.244\.0\.0\/16 -j KUBE-MARK-MASQ/);
   assert.match(r.err, /warning: .*bogus/);
 });
 
 test('usage errors exit 2; other modes are not implemented yet', async () => {
-  assert.equal((await run('render', '--node', 'n1')).code, 2);
-  assert.equal((await run('render', '--manifests', examples, '--node', 'node-a', '--ip-family', 'ipv5')).code, 2);
-  assert.equal((await run('frobnicate')).code, 2);
-  const nft = await run('render', '--manifests', examples, '--node', 'node-a', '--mode', 'nftables');
+  assert.equal((await runKpx('render', '--node', 'n1')).code, 2);
+  assert.equal((await runKpx('render', '--manifests', examples, '--node', 'node-a', '--ip-family', 'ipv5')).code, 2);
+  assert.equal((await runKpx('frobnicate')).code, 2);
+  const nft = await runKpx('render', '--manifests', examples, '--node', 'node-a', '--mode', 'nftables');
   assert.equal(nft.code, 1);
   assert.match(nft.err, /only iptables and ipvs/);
 });

@@ -11,7 +11,7 @@ import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController } from '@kpx/controller';
 import { readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { main } from '../src/main.js';
+import { runKpx, textIo } from './io.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
@@ -19,12 +19,6 @@ let dir: string;
 /** node-a's IPv4 deltas as published: generation → digest. */
 const published = new Map<number, string>();
 
-async function kpx(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
-  return { code, out, err };
-}
 
 async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -70,7 +64,7 @@ after(async () => {
 test('the state at every past generation reproduces the digest published (and acked) at that generation', async () => {
   assert.deepEqual([...published.keys()], [1, 2, 3, 4], 'the fixture made four generations for node-a');
   for (const [generation, digest] of published) {
-    const r = await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', String(generation), '-o', 'json');
+    const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', String(generation), '-o', 'json');
     assert.equal(r.code, 0, r.err);
     const j = JSON.parse(r.out) as { node: string; ipFamily: string; generation: number; digest: string; objects: { kind: string; key: string }[] };
     assert.equal(j.node, 'node-a');
@@ -79,13 +73,13 @@ test('the state at every past generation reproduces the digest published (and ac
     assert.ok(j.objects.some((o) => o.kind === 'iptables.chain' && o.key === 'nat/KUBE-SERVICES'));
   }
   // The text form is the iptables-restore input of that state.
-  const text = await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2');
+  const text = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2');
   assert.match(text.out, new RegExp(`^# node node-a IPv4 generation 2 digest ${published.get(2)}`));
   assert.match(text.out, /\*nat\n[\s\S]*-A KUBE-SERVICES [\s\S]*COMMIT\n/);
 });
 
 test('--diff lists each changed chain with the objects that caused it', async () => {
-  const r = await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '3', '--diff', '-o', 'json');
+  const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '3', '--diff', '-o', 'json');
   assert.equal(r.code, 0, r.err);
   const j = JSON.parse(r.out) as { from: number; to: number; steps: { generation: number; cause: { kind: string; namespace: string; name: string }[]; changes: { kind: string; key: string; change: string }[] }[] };
   assert.deepEqual(j.steps.map((s) => s.generation), [2, 3]);
@@ -94,7 +88,7 @@ test('--diff lists each changed chain with the objects that caused it', async ()
   assert.ok(j.steps[0]?.changes.some((c) => c.key.startsWith('nat/KUBE-SEP-') && c.change === 'removed'));
   assert.ok(j.steps[0]?.changes.some((c) => c.key.startsWith('nat/KUBE-SVC-') && c.change === 'changed'));
   assert.ok(j.steps[1]?.cause.every((c) => c.kind === 'Service' && c.name === 'kube-dns'), JSON.stringify(j.steps[1]?.cause));
-  const text = await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '2', '--diff');
+  const text = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '2', '--diff');
   assert.match(text.out, /^generation 2 \(after 1\) digest [0-9a-f]{64}/);
   assert.match(text.out, /cause: EndpointSlice shop\/web-abc12/);
   assert.match(text.out, /\+ -A KUBE-SEP-[A-Z0-9]+ .*10\.244\.1\.20/);
@@ -102,17 +96,17 @@ test('--diff lists each changed chain with the objects that caused it', async ()
 });
 
 test('a generation outside retention is refused, saying so', async () => {
-  const r = await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '0');
+  const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '0');
   assert.equal(r.code, 1);
   assert.match(r.err, /outside retention: the oldest retained snapshot is generation 1/);
-  assert.equal((await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2', '--apply')).code, 2, '--apply needs --netns');
+  assert.equal((await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2', '--apply')).code, 2, '--apply needs --netns');
 });
 
 test('--apply loads a past state into a namespace', async (t) => {
   const ns = `kpxrp-${process.pid}`.slice(0, 15);
   execFileSync('ip', ['netns', 'add', ns]);
   t.after(() => execFileSync('ip', ['netns', 'del', ns]));
-  const r = await kpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2', '--apply', '--netns', ns);
+  const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2', '--apply', '--netns', ns);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, new RegExp(`generation 2 \\(digest ${published.get(2)}\\) into network namespace ${ns}`));
   const saved = execFileSync('ip', ['netns', 'exec', ns, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
@@ -134,14 +128,14 @@ test('--follow prints deltas as they are published, until stopped', async (t) =>
   t.after(() => controller.stop());
   await controller.pipeline.settle();
   const ac = new AbortController();
-  let out = '';
-  const done = replayCommand(['--nats', nats.url, '--node', 'node-b', '--follow', '-o', 'json'], { stdout: (s) => (out += s), stderr: () => {} }, { signal: ac.signal });
+  const io = textIo();
+  const done = replayCommand(['--nats', nats.url, '--node', 'node-b', '--follow', '-o', 'json'], io, { signal: ac.signal });
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(out, '', 'only new deltas');
+  assert.equal(io.out, '', 'only new deltas');
   const web = join(dir, 'web.yaml');
   await writeFile(web, (await readFile(web, 'utf8')).replace('10.244.1.30]', '10.244.1.40]'));
-  await waitFor(() => out.includes('\n'));
-  const line = JSON.parse(out.split('\n')[0] ?? '') as { node: string; generation: number; cause: { name: string }[]; upserts: string[] };
+  await waitFor(() => io.out.includes('\n'));
+  const line = JSON.parse(io.out.split('\n')[0] ?? '') as { node: string; generation: number; cause: { name: string }[]; upserts: string[] };
   assert.equal(line.node, 'node-b');
   assert.equal(line.generation, controller.pipeline.generation);
   assert.deepEqual(line.cause.map((c) => c.name), ['web-abc12']);

@@ -35,35 +35,38 @@ const B32_CODES = Array.from(B32, (c) => c.charCodeAt(0));
 const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87);
 
 /**
- * Writes the character codes of the first 16 base32 characters of sha256(text) (20 hex digits, 80 bits) into
- * `codes` from index `at`.
+ * Writes the first 16 base32 characters of sha256(text) (20 hex digits, 80 bits) into `out` from index `at`
+ * (as ASCII bytes).
  */
-function putHash16Codes(text: string, codes: number[], at: number): void {
+function putHash16(text: string, out: Uint8Array, at: number): void {
   const hex = sha256Hex(text);
   let n = at;
   for (let g = 0; g < 20; g += 5) {
     // 5 hex digits = 20 bits = 4 base32 characters.
     let v = 0;
     for (let i = g; i < g + 5; i++) v = (v << 4) | hexValue(hex.charCodeAt(i));
-    for (let shift = 15; shift >= 0; shift -= 5) codes[n++] = B32_CODES[(v >>> shift) & 31] ?? 0;
+    for (let shift = 15; shift >= 0; shift -= 5) out[n++] = B32_CODES[(v >>> shift) & 31] ?? 0;
   }
 }
 
-/** An array of `prefix`'s character codes with room for 16 more (one allocation of the exact size). */
-function codesWithPrefix(prefix: string): number[] {
-  const codes = new Array<number>(prefix.length + 16);
-  for (let i = 0; i < prefix.length; i++) codes[i] = prefix.charCodeAt(i);
-  return codes;
+/**
+ * Where a name is assembled: a node has some hundred thousand chain names, and a name built in here and read out
+ * once is one flat string and no other garbage (a concatenated string costs up to four heap objects).
+ */
+const scratch = Buffer.alloc(64);
+
+/** `prefix` (ASCII, at most 48 characters) and the 16 bytes of `hash`, as one string. */
+function withPrefix(prefix: string, hash: Uint8Array): string {
+  const n = scratch.write(prefix, 0, 'latin1');
+  scratch.set(hash, n);
+  return scratch.toString('latin1', 0, n + 16);
 }
 
-/**
- * `prefix` and the first 16 base32 characters of sha256(text), as one flat string: a node has some hundred
- * thousand chain names, and a concatenated string costs up to four heap objects where this costs one.
- */
+/** `prefix` (ASCII, at most 48 characters) and the first 16 base32 characters of sha256(text). */
 function prefixedHash16(prefix: string, text: string): string {
-  const codes = codesWithPrefix(prefix);
-  putHash16Codes(text, codes, prefix.length);
-  return String.fromCharCode(...codes);
+  const n = scratch.write(prefix, 0, 'latin1');
+  putHash16(text, scratch, n);
+  return scratch.toString('latin1', 0, n + 16);
 }
 
 /** First 16 characters of the RFC 4648 base32 encoding of sha256(text) (its first 80 bits). */
@@ -80,14 +83,14 @@ export interface ServiceChainNames {
 
 /** Per service port chains; `portName` is kube-proxy's ServicePortName.String(), protocol lower case. */
 export function serviceChainNames(servicePortName: string, protocol: string): ServiceChainNames {
-  const h = new Array<number>(16);
-  putHash16Codes(servicePortName + protocol, h, 0);
-  const name = (prefix: string): string => {
-    const codes = codesWithPrefix(prefix);
-    h.forEach((c, i) => (codes[prefix.length + i] = c));
-    return String.fromCharCode(...codes);
+  const h = new Uint8Array(16);
+  putHash16(servicePortName + protocol, h, 0);
+  return {
+    cluster: withPrefix(ChainPrefix.Cluster, h),
+    local: withPrefix(ChainPrefix.Local, h),
+    firewall: withPrefix(ChainPrefix.Firewall, h),
+    external: withPrefix(ChainPrefix.External, h),
   };
-  return { cluster: name(ChainPrefix.Cluster), local: name(ChainPrefix.Local), firewall: name(ChainPrefix.Firewall), external: name(ChainPrefix.External) };
 }
 
 export function endpointChainName(servicePortName: string, protocol: string, endpoint: string): string {

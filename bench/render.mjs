@@ -73,6 +73,8 @@ const USAGE = `usage: node --expose-gc bench/render.mjs [options]
   --node NAME          node to render (default: the first node)
   --reps N             processes (node, phases), timed runs (in-process, the command) (default 7)
   --baseline DIR       compare with the packages saved in DIR by --save-baseline
+  --node-flags FLAGS   node flags of the timed processes (default: those kpx runs with, from the
+                       \`#!/usr/bin/env -S node ...\` line of services/cli/bin/kpx.js; '' for none)
   --baseline-reps N    interleaved old/new pairs in the baseline section (default 3; the old parse takes seconds)
   --save-baseline DIR  copy the built @kpx/model, @kpx/compiler and @kpx/cli into DIR/node_modules and exit
                        (DIR must be inside the repository, so that their dependencies resolve)
@@ -96,6 +98,7 @@ function parseOptions(argv) {
       baseline: { type: 'string' },
       'baseline-reps': { type: 'string', default: '3' },
       'save-baseline': { type: 'string' },
+      'node-flags': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -122,6 +125,7 @@ function parseOptions(argv) {
     baseline: values.baseline === undefined ? undefined : resolve(values.baseline),
     baselineReps: int('baseline-reps', 1),
     saveBaseline: values['save-baseline'] === undefined ? undefined : resolve(values['save-baseline']),
+    nodeFlags: values['node-flags'] === undefined ? kpxNodeFlags() : values['node-flags'].split(/\s+/).filter(Boolean),
   };
 }
 
@@ -169,6 +173,8 @@ async function interleaved(fns, reps) {
   return samples.map(summarize);
 }
 
+/** Lines of UTF-8 bytes. */
+const countLines = (bytes) => bytes.reduce((n, b) => n + (b === 10 ? 1 : 0), 0);
 const sha256 = (text) => createHash('sha256').update(text).digest('hex');
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -208,7 +214,26 @@ function renderer(pkgs, configText, node) {
     if (!state.node(name)) throw new Error(`node ${name} is not in the cluster`);
     return c.compileIptables({ state, nodeName: name, options });
   };
-  return { pkgs, load, compile, render: (rs) => c.renderRestore(rs), both: (state, name) => c.renderRestore(compile(state, name)) };
+  // What `kpx render` does with the rule set: packages with writeRestore stream its bytes out in chunks (here into
+  // a sha256, which costs ~20 ms of the figure; kpx render writes them to stdout); older ones built a string.
+  const render = c.writeRestore
+    ? (rs) => {
+        const h = createHash('sha256');
+        c.writeRestore(rs, 'full', (chunk) => h.update(chunk));
+        return { sha256: h.digest('hex') };
+      }
+    : (rs) => c.renderRestore(rs);
+  return {
+    pkgs,
+    load,
+    compile,
+    render,
+    /** The sha256 of what render returned. */
+    digest: (out) => (typeof out === 'string' ? sha256(out) : out.sha256),
+    /** The output as bytes (not timed). */
+    bytes: (rs) => (c.renderRestoreBytes ? c.renderRestoreBytes(rs) : Buffer.from(c.renderRestore(rs))),
+    both: (state, name) => render(compile(state, name)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -223,7 +248,7 @@ function timedRender(r, state, node) {
   const t1 = now();
   const text = r.render(rs);
   const t2 = now();
-  return { compile: t1 - t0, render: t2 - t1, total: t2 - t0, cpu: cpuMs() - c0, sha256: sha256(text) };
+  return { compile: t1 - t0, render: t2 - t1, total: t2 - t0, cpu: cpuMs() - c0, sha256: r.digest(text) };
 }
 
 async function child(kind, dir, node, baseline) {
@@ -242,7 +267,7 @@ async function child(kind, dir, node, baseline) {
     t.push(now());
     const text = r.render(rs);
     t.push(now());
-    return { parse: t[1] - t[0], load: t[2] - t[1], compile: t[3] - t[2], render: t[4] - t[3], total: t[4] - t[0], cpu: cpuMs() - c0, startup: t0, sha256: sha256(text) };
+    return { parse: t[1] - t[0], load: t[2] - t[1], compile: t[3] - t[2], render: t[4] - t[3], total: t[4] - t[0], cpu: cpuMs() - c0, startup: t0, sha256: r.digest(text) };
   }
   // node: warm the code up on one state, then time the node on a second, freshly loaded one.
   const objects = await model.readManifestDir(join(dir, 'manifests'));
@@ -258,8 +283,18 @@ async function child(kind, dir, node, baseline) {
 }
 
 /** Spawns a child of this script and returns its JSON line. */
+/** The node flags kpx runs with: those of the `#!/usr/bin/env -S node ...` line of the kpx command. */
+function kpxNodeFlags() {
+  const first = readFileSync(KPX, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first);
+  return m ? m[1].split(/\s+/).filter(Boolean) : [];
+}
+
+/** Node flags of the timed child processes and of the spawned command (set from the options). */
+let nodeFlags = [];
+
 function runChild(kind, dir, node, baseline) {
-  const args = ['--expose-gc', SELF, '--child', kind, dir, node, ...(baseline ? [baseline] : [])];
+  const args = [...nodeFlags, '--expose-gc', SELF, '--child', kind, dir, node, ...(baseline ? [baseline] : [])];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 16 * 2 ** 20, cwd: ROOT });
   if (r.status !== 0) throw new Error(`child ${kind} failed (exit ${r.status}): ${r.stderr.slice(0, 1000)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
@@ -312,7 +347,7 @@ function spawnTimed(kpx, args, stdoutPath) {
   return new Promise((resolveRun, reject) => {
     const fd = openSync(stdoutPath, 'w');
     const t = now();
-    const child = spawn(process.execPath, [kpx, ...args], { stdio: ['ignore', fd, 'pipe'], cwd: ROOT });
+    const child = spawn(process.execPath, [...nodeFlags, kpx, ...args], { stdio: ['ignore', fd, 'pipe'], cwd: ROOT });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', (err) => {
@@ -352,7 +387,7 @@ function markdown(results, rows) {
   const m = results.machine;
   const la = (xs) => xs.map((x) => x.toFixed(2)).join(' ');
   return [
-    `Run ${results.date}: \`node --expose-gc bench/render.mjs${results.argv.length ? ` ${results.argv.join(' ')}` : ''}\`; ${m.nproc} CPUs (${m.cpu}), ${m.memGB} GiB, Node ${m.node}, Linux ${m.kernel}; load average ${la(m.loadavgStart)} at the start, ${la(results.loadavgEnd)} at the end.`,
+    `Run ${results.date}: \`node --expose-gc bench/render.mjs${results.argv.length ? ` ${results.argv.join(' ')}` : ''}\`; ${m.nproc} CPUs (${m.cpu}), ${m.memGB} GiB, Node ${m.node} (timed processes with flags: ${results.params.nodeFlags.join(' ') || 'none'}), Linux ${m.kernel}; load average ${la(m.loadavgStart)} at the start, ${la(results.loadavgEnd)} at the end.`,
     '',
     `Cluster: ${st.services} services (${st.clusterIP} ClusterIP, ${st.nodePort} NodePort, ${st.loadBalancer} LoadBalancer; ${st.externalLocal} externalTrafficPolicy Local, ${st.internalLocal} internalTrafficPolicy Local, ${st.clientIPAffinity} ClientIP affinity, ${st.multiPort} multi-port, ${st.noEndpoints} without endpoints), ${st.servicePorts} service ports (${st.udpPorts} UDP), ${st.endpoints} endpoints (${st.terminating} terminating) in ${st.slices} EndpointSlices, ${st.nodes} nodes; manifests ${fmtMiB(results.manifestBytes)} of JSON. Output for ${results.params.node}: ${results.output.lines} lines, ${fmtMiB(results.output.bytes)}, ${results.output.objects} rule objects.`,
     '',
@@ -388,6 +423,7 @@ async function main(argv) {
     saveBaseline(opts.saveBaseline);
     return 0;
   }
+  nodeFlags = opts.nodeFlags;
   if (typeof globalThis.gc !== 'function') process.stderr.write('note: run node with --expose-gc, so that each timed run starts after a full collection\n');
   const has = (s) => opts.sections.has(s);
   const label = `S=${opts.services} E=${opts.endpoints} N=${opts.nodes}`;
@@ -428,10 +464,10 @@ async function main(argv) {
   collect();
   results.stateHeapMB = +((process.memoryUsage().heapUsed - heap0) / 2 ** 20).toFixed(1);
   const ruleSet = cur.compile(state);
-  const text = cur.render(ruleSet);
+  const text = cur.bytes(ruleSet);
   const rulesPath = join(OUT, `${opts.node}.rules`);
   await writeFile(rulesPath, text);
-  results.output = { lines: text.split('\n').length - 1, bytes: Buffer.byteLength(text), objects: ruleSet.objects.length, sha256: sha256(text), path: relative(ROOT, rulesPath) };
+  results.output = { lines: countLines(text), bytes: Buffer.byteLength(text), objects: ruleSet.objects.length, sha256: sha256(text), path: relative(ROOT, rulesPath) };
   const childShas = [];
 
   if (has('parse')) {
@@ -476,8 +512,8 @@ async function main(argv) {
   }
   if (has('determinism')) {
     step('determinism');
-    const again = sha256(cur.render(cur.compile(state)));
-    const reloaded = sha256(cur.render(cur.compile(cur.load(objects))));
+    const again = cur.digest(cur.render(cur.compile(state)));
+    const reloaded = cur.digest(cur.render(cur.compile(cur.load(objects))));
     const regenerated = sha256(JSON.stringify(manifestObjects(synthCluster({ services: opts.services, endpoints: opts.endpoints, nodes: opts.nodes, seed: opts.seed }))));
     const json = (rs) => sha256(JSON.stringify(rs));
     const sameJson = json(cur.compile(state)) === json(ruleSet);
@@ -550,7 +586,7 @@ async function main(argv) {
   results.checks = checks;
 
   const st = results.synth;
-  let report = `\nkpx render benchmark: ${label}, node ${opts.node}, seed ${opts.seed}; ${results.machine.nproc} CPUs, node ${process.version}, load average ${results.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}\n`;
+  let report = `\nkpx render benchmark: ${label}, node ${opts.node}, seed ${opts.seed}; ${results.machine.nproc} CPUs, node ${process.version}, load average ${results.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}; timed processes run with node flags: ${opts.nodeFlags.join(' ') || '(none)'}\n`;
   report +=
     `cluster: ${st.services} services (${st.clusterIP} ClusterIP, ${st.nodePort} NodePort, ${st.loadBalancer} LoadBalancer; ${st.externalLocal} eTP Local, ${st.internalLocal} iTP Local, ` +
     `${st.clientIPAffinity} ClientIP, ${st.multiPort} multi-port, ${st.noEndpoints} without endpoints), ${st.servicePorts} ports (${st.udpPorts} UDP), ` +

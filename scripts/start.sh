@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent
-exec node scripts/up.mjs "${@}"
+# The controller runs in this process: the node flags of services/cli/bin/kpx.js.
+exec node --max-semi-space-size=64 scripts/up.mjs "${@}"

@@ -12,7 +12,7 @@ import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
 import { readDeltas, type DeltaRecord } from '@kpx/transport';
-import type { Backend } from './backend.js';
+import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
 import type { ControllerClient, FetchedSnapshot } from './controller-client.js';
 import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
@@ -32,7 +32,11 @@ export interface ExecutorOptions {
   readonly tracer: Tracer;
   readonly metrics?: ExecutorMetrics;
   readonly health?: HealthTracker;
-  /** Periodic read-back of the kernel (ms; default 10 s; 0 disables). A read-back also follows each burst of applies. */
+  /**
+   * Periodic read-back of the kernel (ms; default 10 s; 0 disables). A read-back also follows each burst of
+   * applies. Checks are spaced by at least 10 times the last one's duration: on a large iptables-nft node one
+   * read-back takes minutes, and checks share the executor's lane with the deltas.
+   */
   readonly driftCheckMs?: number;
   /** Quiet time after the last apply before the read-back that follows it (default 500 ms). */
   readonly driftAfterApplyMs?: number;
@@ -82,6 +86,9 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
 
+/** Periodic drift checks are spaced by at least this many times the last check's read-back time. */
+const DRIFT_SPACING = 10;
+
 const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
 export class Executor {
@@ -91,6 +98,10 @@ export class Executor {
   private loop: Promise<void> | undefined;
   private driftTimer: NodeJS.Timeout | undefined;
   private driftSoon: NodeJS.Timeout | undefined;
+  /** The drift check waiting in the lane or running, if any. */
+  private driftCheck: Promise<string[]> | undefined;
+  /** How long the last drift check's read-backs took (ms; a repair's restore not counted). */
+  private lastDriftMs = 0;
   private lastSeq = 0;
   private readonly listeners = new Set<() => void>();
 
@@ -102,13 +113,23 @@ export class Executor {
   async start(): Promise<void> {
     for (const fam of this.families.values()) await this.inLane(() => this.resync(fam, 'start', 0));
     this.loop = this.follow();
+    this.schedulePeriodicDrift();
+  }
+
+  /** The next periodic drift check: `driftCheckMs` after the last one ended, or 10 times its duration if longer. */
+  private schedulePeriodicDrift(): void {
     const every = this.opts.driftCheckMs ?? 10_000;
-    if (every > 0) this.driftTimer = setInterval(() => void this.checkDrift(), every);
+    if (every <= 0 || this.abort.signal.aborted) return;
+    const wait = Math.max(every, DRIFT_SPACING * this.lastDriftMs);
+    this.driftTimer = setTimeout(() => {
+      this.driftTimer = undefined;
+      void this.checkDrift().finally(() => this.schedulePeriodicDrift());
+    }, wait);
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
-    if (this.driftTimer) clearInterval(this.driftTimer);
+    if (this.driftTimer) clearTimeout(this.driftTimer);
     if (this.driftSoon) clearTimeout(this.driftSoon);
     await this.loop;
     await this.lane.catch(() => undefined);
@@ -134,14 +155,21 @@ export class Executor {
 
   /** Reads the kernel back now and repairs drift (also runs periodically). Resolves with what was found. */
   checkDrift(): Promise<string[]> {
-    return this.inLane(async () => {
+    // One check at a time: a check asked for while one waits in the lane or runs joins it.
+    this.driftCheck ??= this.inLane(async () => {
+      this.lastDriftMs = 0;
       const found: string[] = [];
       for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam)));
       return found;
-    }).catch((err: unknown) => {
-      this.opts.logger.error({ err }, 'drift check failed');
-      return [];
-    });
+    })
+      .catch((err: unknown) => {
+        this.opts.logger.error({ err }, 'drift check failed');
+        return [];
+      })
+      .finally(() => {
+        this.driftCheck = undefined;
+      });
+    return this.driftCheck;
   }
 
   private inLane<T>(fn: () => Promise<T>): Promise<T> {
@@ -343,7 +371,13 @@ export class Executor {
 
   /** Reads one family back; repairs and reports drift. Returns the drift found. Runs in the lane. */
   private async readBackAndRepair(fam: Family, report = true): Promise<string[]> {
-    const rb = await fam.backend.readBack(fam.state);
+    const started = performance.now();
+    let rb: ReadBack;
+    try {
+      rb = await fam.backend.readBack(fam.state);
+    } finally {
+      this.lastDriftMs += performance.now() - started;
+    }
     fam.actualDigest = rb.digest;
     if (rb.digest === fam.state.digest) {
       // Also a heartbeat: a restarted controller learns what this node holds without waiting for a change.

@@ -8,7 +8,8 @@ import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { MemoryBackend, runExecutor, type RunningExecutor } from '../src/index.js';
+import type { RuleState } from '@kpx/ruleset';
+import { MemoryBackend, runExecutor, type ReadBack, type RunningExecutor } from '../src/index.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 const nodes = ['node-a', 'node-b', 'node-c'];
@@ -111,4 +112,29 @@ test('without the controller, an executor converges from the snapshots and delta
     assert.equal(got?.generation, want?.generation, family);
     assert.equal(got?.digest, want?.digest, family);
   }
+});
+
+/** A dry-run backend whose read-back takes `ms` (one iptables-save of a 10,000-service node takes minutes). */
+class SlowReadBack extends MemoryBackend {
+  readBacks = 0;
+  constructor(private readonly ms: number) {
+    super();
+  }
+  override async readBack(state: RuleState): Promise<ReadBack> {
+    this.readBacks++;
+    await new Promise((r) => setTimeout(r, this.ms));
+    return super.readBack(state);
+  }
+}
+
+test('periodic drift checks are spaced by ten times their read-back time, and do not pile up', async (t) => {
+  const backend = new SlowReadBack(100);
+  const e = await runExecutor({ node: 'node-a', families: ['IPv4'], natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => backend, healthzListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 10, tracer: tracing.tracer });
+  t.after(() => e.stop());
+  const before = backend.readBacks;
+  await new Promise((r) => setTimeout(r, 2500));
+  const n = backend.readBacks - before;
+  // Every 10 ms, the 100 ms read-backs would run back to back (~25 in 2.5 s, with more checks queued behind them
+  // each time); spaced by 10 x 100 ms, a check comes about every 1.1 s.
+  assert.ok(n >= 2 && n <= 4, `${n} read-backs in 2.5 s`);
 });

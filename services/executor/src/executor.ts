@@ -98,8 +98,8 @@ export class Executor {
   private loop: Promise<void> | undefined;
   private driftTimer: NodeJS.Timeout | undefined;
   private driftSoon: NodeJS.Timeout | undefined;
-  /** The drift check waiting in the lane or running, if any. */
-  private driftCheck: Promise<string[]> | undefined;
+  /** The drift check waiting in the lane (not started yet), if any. */
+  private driftQueued: Promise<string[]> | undefined;
   /** How long the last drift check's read-backs took (ms; a repair's restore not counted). */
   private lastDriftMs = 0;
   private lastSeq = 0;
@@ -155,21 +155,21 @@ export class Executor {
 
   /** Reads the kernel back now and repairs drift (also runs periodically). Resolves with what was found. */
   checkDrift(): Promise<string[]> {
-    // One check at a time: a check asked for while one waits in the lane or runs joins it.
-    this.driftCheck ??= this.inLane(async () => {
+    // At most one check waiting in the lane: a check asked for meanwhile joins it (it reads after the ask). One
+    // that has started may have read before, so an ask then queues the next.
+    if (this.driftQueued) return this.driftQueued;
+    const check: Promise<string[]> = this.inLane(async () => {
+      if (this.driftQueued === check) this.driftQueued = undefined;
       this.lastDriftMs = 0;
       const found: string[] = [];
       for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam)));
       return found;
-    })
-      .catch((err: unknown) => {
-        this.opts.logger.error({ err }, 'drift check failed');
-        return [];
-      })
-      .finally(() => {
-        this.driftCheck = undefined;
-      });
-    return this.driftCheck;
+    }).catch((err: unknown) => {
+      this.opts.logger.error({ err }, 'drift check failed');
+      return [];
+    });
+    this.driftQueued = check;
+    return check;
   }
 
   private inLane<T>(fn: () => Promise<T>): Promise<T> {

@@ -137,4 +137,9 @@ test('periodic drift checks are spaced by ten times their read-back time, and do
   // Every 10 ms, the 100 ms read-backs would run back to back (~25 in 2.5 s, with more checks queued behind them
   // each time); spaced by 10 x 100 ms, a check comes about every 1.1 s.
   assert.ok(n >= 2 && n <= 4, `${n} read-backs in 2.5 s`);
+  // Asked for together, checks share one read-back (at most one waits in the lane; one more if one had started).
+  const before2 = backend.readBacks;
+  await Promise.all([e.executor.checkDrift(), e.executor.checkDrift(), e.executor.checkDrift()]);
+  const shared = backend.readBacks - before2;
+  assert.ok(shared >= 1 && shared <= 2, `${shared} read-backs for 3 asks`);
 });

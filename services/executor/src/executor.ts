@@ -100,8 +100,9 @@ export class Executor {
   private driftSoon: NodeJS.Timeout | undefined;
   /** The drift check waiting in the lane (not started yet), if any. */
   private driftQueued: Promise<string[]> | undefined;
-  /** How long the last drift check's read-backs took (ms; a repair's restore not counted). */
+  /** How long the last drift check's read-backs took (ms; a repair's restore not counted), and when it ended. */
   private lastDriftMs = 0;
+  private lastDriftEnd = -Infinity;
   private lastSeq = 0;
   private readonly listeners = new Set<() => void>();
 
@@ -161,9 +162,13 @@ export class Executor {
     const check: Promise<string[]> = this.inLane(async () => {
       if (this.driftQueued === check) this.driftQueued = undefined;
       this.lastDriftMs = 0;
-      const found: string[] = [];
-      for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam)));
-      return found;
+      try {
+        const found: string[] = [];
+        for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam)));
+        return found;
+      } finally {
+        this.lastDriftEnd = performance.now();
+      }
     }).catch((err: unknown) => {
       this.opts.logger.error({ err }, 'drift check failed');
       return [];
@@ -365,6 +370,10 @@ export class Executor {
     if (this.driftSoon) clearTimeout(this.driftSoon);
     this.driftSoon = setTimeout(() => {
       this.driftSoon = undefined;
+      // Within 10 read-back times of the last check, leave it to the periodic one (due by the end of that
+      // window): on a node whose read-back takes minutes, one after every burst would hold up the deltas.
+      const periodic = (this.opts.driftCheckMs ?? 10_000) > 0;
+      if (periodic && performance.now() - this.lastDriftEnd < DRIFT_SPACING * this.lastDriftMs) return;
       void this.checkDrift();
     }, this.opts.driftAfterApplyMs ?? 500);
   }

@@ -143,3 +143,22 @@ test('periodic drift checks are spaced by ten times their read-back time, and do
   const shared = backend.readBacks - before2;
   assert.ok(shared >= 1 && shared <= 2, `${shared} read-backs for 3 asks`);
 });
+
+test('the read-back after a burst of applies waits for the periodic check when the last check was recent', async (t) => {
+  const backend = new SlowReadBack(300);
+  const e = await runExecutor({ node: 'node-a', families: ['IPv4'], natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => backend, healthzListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 60_000, tracer: tracing.tracer });
+  t.after(() => e.stop());
+  const generation = (): number => e.executor.status()[0]?.generation ?? 0;
+  // A change: its read-back follows 500 ms after the apply (the last check is long ago: the start's resync).
+  let g = generation();
+  let before = backend.readBacks;
+  await editWeb('10.244.1.13]', '10.244.1.14]');
+  await waitFor(() => generation() > g && backend.readBacks > before, 'the apply and its read-back');
+  // Another right after: within 10 x 300 ms of that read-back, so none follows it (the periodic check is due).
+  g = generation();
+  before = backend.readBacks;
+  await editWeb('10.244.1.14]', '10.244.1.15]');
+  await waitFor(() => generation() > g, 'the second apply');
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(backend.readBacks - before, 0);
+});

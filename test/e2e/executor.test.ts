@@ -15,9 +15,9 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { SpanProcessing, startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, standardNode, standardPod, startNatsServer, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
+import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, webServiceYaml, webSliceYaml, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
 import { main } from '@kpx/cli';
-import { nodesYaml, spawnKpxExecutor, type ExecutorProcess } from './system.js';
+import { spawnKpxExecutor, type ExecutorProcess } from './system.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
@@ -27,27 +27,8 @@ const VIP = '10.96.0.10';
 
 const nodesYamlText = nodesYaml([n1, n2]);
 
-const serviceYaml = `apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: e2e }
-spec:
-  type: ClusterIP
-  clusterIP: ${VIP}
-  clusterIPs: [${VIP}]
-  ipFamilies: [IPv4]
-  ports:
-    - { name: http, protocol: TCP, port: 80, targetPort: 8080 }
-    - { name: dns, protocol: UDP, port: 53, targetPort: 8053 }
-`;
-
-const sliceYaml = (backends: readonly PodName[]): string => `apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: e2e, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, protocol: TCP, port: 8080 }, { name: dns, protocol: UDP, port: 8053 }]
-endpoints:
-${backends.map((p) => `  - { addresses: [${pods[p].ipv4}], nodeName: ${pods[p].node}, conditions: { ready: true } }`).join('\n')}
-`;
+const serviceYaml = webServiceYaml(VIP);
+const sliceYaml = (backends: readonly PodName[]): string => webSliceYaml(backends.map((p) => pods[p]));
 
 /** A TCP relay in front of nats-server that the test can cut and restore (one executor connects through it). */
 class CuttableRelay {

@@ -15,8 +15,8 @@ import { after, before, describe, it } from 'node:test';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, standardNode, standardPod, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
-import { executorLogs, killExecutors, nodesYaml, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
+import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
+import { executorLogs, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);

@@ -1,26 +1,11 @@
-// The whole system on one machine, as the e2e suites run it: Node manifests for the netns topology, `kpx executor`
+// The whole system on one machine, as the e2e suites run it: `kpx executor`
 // processes (one per node, inside its namespace), waiting with the executors' logs at hand, atomic file changes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { NodeSpec } from '@kpx/testing';
 import { RepoRoot } from './cluster.js';
 
 export const KpxBin = `${RepoRoot}services/cli/bin/kpx.js`;
-
-/** Node objects of the topology's nodes: dual-stack pod CIDRs and LAN addresses. */
-export function nodesYaml(nodes: readonly NodeSpec[]): string {
-  return nodes
-    .map(
-      (n) => `apiVersion: v1
-kind: Node
-metadata: { name: ${n.name}, labels: { kubernetes.io/hostname: ${n.name} } }
-spec: { podCIDR: ${n.podCIDRv4}, podCIDRs: [${n.podCIDRv4}, "${n.podCIDRv6}"] }
-status: { addresses: [{ type: InternalIP, address: ${n.lanIPv4} }, { type: InternalIP, address: "${n.lanIPv6}" }] }
-`,
-    )
-    .join('---\n');
-}
 
 export interface ExecutorProcess {
   readonly child: ChildProcess;

@@ -15,7 +15,7 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { IpvsBackend, runExecutor, type RunningExecutor } from '@kpx/executor';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, standardNode, standardPod, startNatsServer, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
+import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, webServiceYaml, webSliceYaml, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
@@ -23,34 +23,9 @@ const pods = { p1a: standardPod('p1a', n1, 10), p1b: standardPod('p1b', n1, 11),
 type PodName = keyof typeof pods;
 const VIP = '10.96.0.10';
 
-const nodesYaml = [n1, n2]
-  .map((n) => `apiVersion: v1
-kind: Node
-metadata: { name: ${n.name}, labels: { kubernetes.io/hostname: ${n.name} } }
-spec: { podCIDR: ${n.podCIDRv4}, podCIDRs: [${n.podCIDRv4}] }
-status: { addresses: [{ type: InternalIP, address: ${n.lanIPv4} }] }
-`)
-  .join('---\n');
-const serviceYaml = `apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: e2e }
-spec:
-  type: ClusterIP
-  clusterIP: ${VIP}
-  clusterIPs: [${VIP}]
-  ipFamilies: [IPv4]
-  ports:
-    - { name: http, protocol: TCP, port: 80, targetPort: 8080 }
-    - { name: dns, protocol: UDP, port: 53, targetPort: 8053 }
-`;
-const sliceYaml = (backends: readonly PodName[]): string => `apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: e2e, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, protocol: TCP, port: 8080 }, { name: dns, protocol: UDP, port: 8053 }]
-endpoints:
-${backends.map((p) => `  - { addresses: [${pods[p].ipv4}], nodeName: ${pods[p].node}, conditions: { ready: true } }`).join('\n')}
-`;
+const nodesYamlText = nodesYaml([n1, n2], { ipv6: false });
+const serviceYaml = webServiceYaml(VIP);
+const sliceYaml = (backends: readonly PodName[]): string => webSliceYaml(backends.map((p) => pods[p]));
 
 let topo: Topology | undefined;
 let nats: NatsServer | undefined;
@@ -93,7 +68,7 @@ const ipvsadm = async (node: string): Promise<string> => (await topo!.exec(node,
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kpx-ipvs-exec-'));
-  await writeFile(join(dir, 'nodes.yaml'), nodesYaml);
+  await writeFile(join(dir, 'nodes.yaml'), nodesYamlText);
   await writeFile(join(dir, 'web.yaml'), serviceYaml);
   await writeSlice(['p1a', 'p2a']);
   topo = await createTopology({ nodes: [n1, n2], pods: Object.values(pods) });

@@ -1,7 +1,7 @@
 export { CommandError, RulesLoadError, ServerStartError, TopologyError } from './errors.js';
 export { ipBatch, run, runIn } from './exec.js';
 export type { RunOptions, RunResult } from './exec.js';
-export { standardNode, standardPod } from './layout.js';
+export { nodesYaml, standardNode, standardPod, webServiceYaml, webSliceYaml } from './layout.js';
 export { listNamespaces, makeRunPrefix, MaxNameLength, sweepNamespaces } from './netns.js';
 export { createTopology, IpFamily, PodServerScript, ProbeClientScript, Role } from './topology.js';
 export type {

@@ -16,10 +16,17 @@ function join(parts: Part[]): string {
   return parts.join(' ');
 }
 
+/** The text of one rule: its non-empty parts, space-separated. */
+export function ruleText(...parts: Part[]): string {
+  return join(parts);
+}
+
 interface Rules {
   readonly table: Table;
   readonly chain: string;
   readonly rules: string[];
+  /** `rules` is exactly as long as its storage (an array literal never appended to): kept, not copied. */
+  exact: boolean;
 }
 
 /**
@@ -34,8 +41,8 @@ class ByTable {
     return (table === Table.Nat ? this.nat : this.filter)?.get(chain);
   }
 
-  add(table: Table, chain: string): Rules {
-    const rules: Rules = { table, chain, rules: [] };
+  add(table: Table, chain: string, list: string[] = [], exact = false): Rules {
+    const rules: Rules = { table, chain, rules: list, exact };
     if (table === Table.Nat) (this.nat ??= new Map()).set(chain, rules);
     else (this.filter ??= new Map()).set(chain, rules);
     return rules;
@@ -68,6 +75,21 @@ export class RuleBuilder {
     if (!this.chains.get(table, chain)) this.chains.add(table, chain);
   }
 
+  /**
+   * Declares a chain this builder owns with its rules, in an array the builder keeps (the caller's literal,
+   * sized exactly: a large node has some 100,000 two-rule endpoint chains, and growing an array from empty
+   * reserves 17 slots, copied to size at the end).
+   */
+  chainWithRules(table: Table, chain: string, rules: string[]): void {
+    const own = this.chains.get(table, chain);
+    if (!own) {
+      this.chains.add(table, chain, rules, true);
+      return;
+    }
+    for (const r of rules) own.rules.push(r);
+    own.exact = false;
+  }
+
   /** Appends a rule to an owned chain (declared first) or to the fragment of a shared chain. */
   rule(table: Table, chain: string, ...parts: Part[]): void {
     this.add(table, chain, parts);
@@ -85,6 +107,7 @@ export class RuleBuilder {
     const own = this.chains.get(table, chain);
     if (own) {
       own.rules.push(join(parts));
+      own.exact = false;
       return;
     }
     let f = this.fragments.get(table, chain);
@@ -114,7 +137,7 @@ export class RuleBuilder {
   unsortedObjects(): RuleObject[] {
     const out: RuleObject[] = [];
     this.chains.forEach((c) => {
-      out.push({ kind: RuleKind.IptablesChain, key: [c.table, c.chain].join('/'), table: c.table, chain: c.chain, rules: c.rules.slice() });
+      out.push({ kind: RuleKind.IptablesChain, key: [c.table, c.chain].join('/'), table: c.table, chain: c.chain, rules: c.exact ? c.rules : c.rules.slice() });
     });
     this.fragments.forEach((f) => {
       out.push({ kind: RuleKind.IptablesRules, key: [f.table, f.chain, this.owner].join('/'), table: f.table, chain: f.chain, rules: f.rules.slice(), position: this.position });

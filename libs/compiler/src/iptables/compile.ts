@@ -13,7 +13,7 @@ import { NodeNotFoundError } from '../errors.js';
 import { healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
-import { RuleBuilder, comment } from './builder.js';
+import { RuleBuilder, comment, ruleText } from './builder.js';
 import { makeContext, type CompileContext } from './context.js';
 import { Chain, endpointChainNamer, serviceChainNames, type ServiceChainNames } from './names.js';
 import type { IptablesOptions } from './options.js';
@@ -78,17 +78,23 @@ interface PortPlan {
   /** REJECT (no endpoints anywhere) or DROP (no local ones) for filtered internal / external traffic. */
   readonly internalFilter?: { target: string; comment: string };
   readonly externalFilter?: { target: string; comment: string };
-  /** The KUBE-SEP- chain of an endpoint (memoized: each is needed up to four times). */
-  readonly endpointChain: (ep: Endpoint) => string;
+  /** The KUBE-SEP- chains of some of the port's endpoints (each named once, though used up to four times). */
+  readonly endpointChains: (endpoints: readonly Endpoint[]) => readonly string[];
 }
 
-function endpointChainMemo(svc: ServicePort, proto: string): (ep: Endpoint) => string {
-  const names = new Map<Endpoint, string>();
+/**
+ * The KUBE-SEP- chains of a port's endpoints, each named once: `allReachable` (every endpoint a rule uses) in
+ * order, and for another list of them (the cluster or local endpoints, when not the same array), looked up.
+ */
+function endpointChainNames(svc: ServicePort, proto: string, allReachable: readonly Endpoint[]): (endpoints: readonly Endpoint[]) => readonly string[] {
   const nameOf = endpointChainNamer(svc.name, proto);
-  return (ep) => {
-    let name = names.get(ep);
-    if (name === undefined) names.set(ep, (name = nameOf(ep.address)));
-    return name;
+  const names = allReachable.map((ep) => nameOf(ep.address));
+  let byEndpoint: Map<Endpoint, string> | undefined;
+  return (endpoints) => {
+    if (endpoints === allReachable) return names;
+    byEndpoint ??= new Map(allReachable.map((ep, i) => [ep, names[i] as string]));
+    const index = byEndpoint;
+    return endpoints.map((ep) => index.get(ep) ?? nameOf(ep.address));
   };
 }
 
@@ -122,7 +128,7 @@ function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly End
     ...(!hasEndpoints ? { internalFilter: noEndpoints, externalFilter: noEndpoints } : {}),
     ...(hasEndpoints && !hasInternalEndpoints ? { internalFilter: noLocal } : {}),
     ...(hasEndpoints && !hasExternalEndpoints ? { externalFilter: noLocal } : {}),
-    endpointChain: endpointChainMemo(svc, proto),
+    endpointChains: endpointChainNames(svc, proto, cat.allReachable),
   };
 }
 
@@ -214,16 +220,17 @@ function writeFirewallChain(b: RuleBuilder, ctx: CompileContext, p: PortPlan): v
 function writeServiceToEndpointRules(b: RuleBuilder, ctx: CompileContext, p: PortPlan, chain: string, endpoints: readonly Endpoint[]): void {
   b.chain(Table.Nat, chain);
   const epComment = (ep: Endpoint): string | undefined => (ctx.largeClusterMode ? undefined : comment(`${p.svc.name} -> ${ep.address}`));
+  const names = p.endpointChains(endpoints);
   if (p.svc.affinityTimeoutSeconds > 0) {
     const check = `--rcheck --seconds ${p.svc.affinityTimeoutSeconds} --reap`;
-    for (const ep of endpoints) {
-      const target = p.endpointChain(ep);
+    endpoints.forEach((ep, i) => {
+      const target = names[i] as string;
       b.nat(chain, epComment(ep), '-m recent --name', target, check, '-j', target);
-    }
+    });
   }
   const n = endpoints.length;
   endpoints.forEach((ep, i) => {
-    b.nat(chain, epComment(ep), i < n - 1 ? statisticMatch(n - i) : undefined, '-j', p.endpointChain(ep));
+    b.nat(chain, epComment(ep), i < n - 1 ? statisticMatch(n - i) : undefined, '-j', names[i]);
   });
 }
 
@@ -231,14 +238,14 @@ function writeEndpointChains(b: RuleBuilder, ctx: CompileContext, p: PortPlan): 
   const head = ctx.largeClusterMode ? undefined : comment(p.svc.name);
   const dnat = `-m ${p.proto} -p ${p.proto} -j DNAT --to-destination`;
   const affinity = p.svc.affinityTimeoutSeconds > 0;
-  for (const ep of p.allReachable) {
-    const chain = p.endpointChain(ep);
-    b.chain(Table.Nat, chain);
+  const names = p.endpointChains(p.allReachable);
+  p.allReachable.forEach((ep, i) => {
+    const chain = names[i] as string;
     // Hairpin: a pod reaching itself through the service must be masqueraded.
-    b.nat(chain, head, '-s', ep.ip, JUMP_MARK_MASQ);
-    if (affinity) b.nat(chain, head, '-m recent --name', chain, '--set', dnat, ep.address);
-    else b.nat(chain, head, dnat, ep.address);
-  }
+    const hairpin = ruleText(head, '-s', ep.ip, JUMP_MARK_MASQ);
+    const dnatRule = affinity ? ruleText(head, '-m recent --name', chain, '--set', dnat, ep.address) : ruleText(head, dnat, ep.address);
+    b.chainWithRules(Table.Nat, chain, [hairpin, dnatRule]);
+  });
 }
 
 const JUMP_MARK_MASQ = `-j ${Chain.MarkMasq}`;

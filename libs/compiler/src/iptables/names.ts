@@ -1,5 +1,6 @@
 // kube-proxy's iptables chain names: a prefix and the first 16 base32 characters of a SHA-256.
 import * as crypto from 'node:crypto';
+import { digestWords, sha256Ascii } from './sha256.js';
 
 export const Chain = {
   Services: 'KUBE-SERVICES',
@@ -34,18 +35,35 @@ const B32_CODES = Array.from(B32, (c) => c.charCodeAt(0));
 /** Value of the hex digit with character code `c` (0-9, a-f: what digest('hex') writes). */
 const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87);
 
+/** Writes the 4 base32 characters of the 20-bit value `v` into `out` from index `at`. */
+function put20(v: number, out: Uint8Array, at: number): void {
+  out[at] = B32_CODES[(v >>> 15) & 31] ?? 0;
+  out[at + 1] = B32_CODES[(v >>> 10) & 31] ?? 0;
+  out[at + 2] = B32_CODES[(v >>> 5) & 31] ?? 0;
+  out[at + 3] = B32_CODES[v & 31] ?? 0;
+}
+
 /**
- * Writes the first 16 base32 characters of sha256(text) (20 hex digits, 80 bits) into `out` from index `at`
- * (as ASCII bytes).
+ * Writes the first 16 base32 characters of sha256(text) (its first 80 bits, 4 groups of 20) into `out` from
+ * index `at` (as ASCII bytes).
  */
 function putHash16(text: string, out: Uint8Array, at: number): void {
+  if (sha256Ascii(text)) {
+    const h0 = digestWords[0] as number;
+    const h1 = digestWords[1] as number;
+    const h2 = digestWords[2] as number;
+    put20(h0 >>> 12, out, at);
+    put20(((h0 & 0xfff) << 8) | (h1 >>> 24), out, at + 4);
+    put20((h1 >>> 4) & 0xfffff, out, at + 8);
+    put20(((h1 & 0xf) << 16) | (h2 >>> 16), out, at + 12);
+    return;
+  }
+  // Not ASCII (no Kubernetes name or address is): the hash of its UTF-8, from node:crypto.
   const hex = sha256Hex(text);
-  let n = at;
-  for (let g = 0; g < 20; g += 5) {
-    // 5 hex digits = 20 bits = 4 base32 characters.
+  for (let g = 0; g < 4; g++) {
     let v = 0;
-    for (let i = g; i < g + 5; i++) v = (v << 4) | hexValue(hex.charCodeAt(i));
-    for (let shift = 15; shift >= 0; shift -= 5) out[n++] = B32_CODES[(v >>> shift) & 31] ?? 0;
+    for (let i = g * 5; i < g * 5 + 5; i++) v = (v << 4) | hexValue(hex.charCodeAt(i));
+    put20(v, out, at + g * 4);
   }
 }
 

@@ -35,19 +35,38 @@ function sortIfUnsorted<T>(xs: T[], cmp: (a: T, b: T) => number): T[] {
   return xs;
 }
 
-/** Chains of a table in output order: kube-proxy's top-level chains first, then the rest by name. */
+/** Rank of each top-level chain of a table (its place in kube-proxy's order). */
+const TOP_RANK: Record<Table, ReadonlyMap<string, number>> = {
+  [Table.Filter]: new Map(TOP_LEVEL[Table.Filter].map((c, i) => [c, i])),
+  [Table.Nat]: new Map(TOP_LEVEL[Table.Nat].map((c, i) => [c, i])),
+};
+
+/**
+ * Chains of a table in output order: kube-proxy's top-level chains first, then the rest by name. One pass
+ * finds the top-level chains and whether the rest are already in order (in a rule set's canonical order they
+ * are): each chain's name is read once, a large node has some 120,000, scattered over its heap.
+ */
 export function orderedChains(chains: readonly IptablesChainObject[], table: Table): IptablesChainObject[] {
-  const top = TOP_LEVEL[table];
-  // A stable sort by (rank, name): the top-level chains bucketed by rank (one name each), the rest by name.
-  const ranked: IptablesChainObject[][] = top.map(() => []);
+  const rank = TOP_RANK[table];
+  const ranked: (IptablesChainObject[] | undefined)[] = [];
   const rest: IptablesChainObject[] = [];
+  let sorted = true;
+  let last = '';
   for (const c of chains) {
     if (c.table !== table) continue;
-    const i = top.indexOf(c.chain);
-    if (i < 0) rest.push(c);
-    else ranked[i]?.push(c);
+    const i = rank.get(c.chain);
+    if (i !== undefined) {
+      (ranked[i] ??= []).push(c);
+      continue;
+    }
+    if (rest.length > 0 && c.chain < last) sorted = false;
+    last = c.chain;
+    rest.push(c);
   }
-  return [...ranked.flat(), ...sortIfUnsorted(rest, byChainName)];
+  const out: IptablesChainObject[] = [];
+  for (const r of ranked) if (r) for (const c of r) out.push(c);
+  for (const c of sorted ? rest : rest.sort(byChainName)) out.push(c);
+  return out;
 }
 
 /** A rule set's iptables objects by kind and table, in one pass (a large node has some 120,000 chains). */
@@ -136,6 +155,9 @@ export function renderRestore(rs: NodeRuleSet, format: RestoreFormat = RestoreFo
 /** Thrown inside {@link writeRestore} for text it leaves to renderRestore. */
 const slowPath = new Error('not ASCII, or a line longer than a chunk');
 
+/** What follows `:CHAIN` in a chain's declaration. */
+const DECLARATION_TAIL = Buffer.from(' - [0:0]\n');
+
 /** Size of the chunks {@link writeRestore} hands out. */
 const CHUNK_BYTES = 1 << 20;
 
@@ -178,15 +200,32 @@ export function writeRestore(rs: NodeRuleSet, format: RestoreFormat, write: (chu
     if (n !== text.length) throw slowPath;
     at += n;
   };
+  // Chain names, and the short pieces around them, are copied a character at a time: a few hundred thousand
+  // native calls of buf.write for some 25 bytes each took longer than the copying.
+  const putName = (name: string): void => {
+    const b = buf;
+    let n = at;
+    for (let i = 0; i < name.length; i++) {
+      const c = name.charCodeAt(i);
+      if (c > 0x7f) throw slowPath;
+      b[n++] = c;
+    }
+    at = n;
+  };
+  const putDeclaration = (chain: string): void => {
+    room(chain.length + DECLARATION_TAIL.length + 1);
+    buf[at++] = 0x3a; // ':'
+    putName(chain);
+    buf.set(DECLARATION_TAIL, at);
+    at += DECLARATION_TAIL.length;
+  };
   const putRules = (chain: string, rules: readonly string[]): void => {
     for (const r of rules) {
       room(chain.length + r.length + 5);
       buf[at++] = 0x2d; // '-'
       buf[at++] = 0x41; // 'A'
       buf[at++] = 0x20;
-      const c = buf.write(chain, at);
-      if (c !== chain.length) throw slowPath;
-      at += c;
+      putName(chain);
       buf[at++] = 0x20;
       const n = buf.write(r, at);
       if (n !== r.length) throw slowPath;
@@ -198,11 +237,7 @@ export function writeRestore(rs: NodeRuleSet, format: RestoreFormat, write: (chu
     for (const t of images) {
       put(`*${t.table}\n`);
       for (const line of t.builtinDeclarations) put(line);
-      for (const { chain } of t.chains) {
-        put(':');
-        put(chain);
-        put(' - [0:0]\n');
-      }
+      for (const { chain } of t.chains) putDeclaration(chain);
       for (const line of t.jumpLines) put(line);
       for (const { chain, rules } of t.chains) {
         putRules(chain, rules);

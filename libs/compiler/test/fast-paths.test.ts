@@ -17,6 +17,10 @@ function referenceHash16(text: string): string {
 
 test('hash16 is the first 16 base32 characters of sha256', () => {
   const inputs = ['', 'a', 'ns1/svc:p80tcp', 'ns1/svc:p80tcp10.244.1.2:8080', 'ns/s:dnsudp[fd00::1]:53', 'é😀\u0000', 'x'.repeat(1000)];
+  // Every length around the 64-byte blocks (padding into a second block from 56 bytes on); text that turns out
+  // not to be ASCII after a block or more of it.
+  for (let n = 0; n <= 200; n++) inputs.push('k'.repeat(n));
+  inputs.push(`${'a'.repeat(70)}é`, `${'a'.repeat(55)}\u0080`);
   for (let i = 0; i < 300; i++) inputs.push(`ns${i % 7}/svc-${i}:${i % 3 ? 'http' : ''}tcp10.${i >> 8}.${i & 255}.${(i * 7) & 255}:${8000 + i}`);
   for (const s of inputs) assert.equal(hash16(s), referenceHash16(s), JSON.stringify(s.slice(0, 40)));
 });

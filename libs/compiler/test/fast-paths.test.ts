@@ -76,6 +76,17 @@ test('renderRestore does not depend on the order of the objects it is given', ()
   assert.ok(rs.objects.some((o) => o.kind === RuleKind.IptablesRules));
   assert.equal(renderRestore(reversed), renderRestore(rs));
   assert.equal(renderRestore(reversed, 'chains'), renderRestore(rs, 'chains'));
+  // Shuffled: a table's chains no longer one run of objects, nor in name order.
+  const next = random(7);
+  const shuffled = [...rs.objects];
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [shuffled[i], shuffled[j]] = [shuffled[j] as RuleObject, shuffled[i] as RuleObject];
+  }
+  const mixed: NodeRuleSet = { ...rs, objects: shuffled };
+  assert.equal(renderRestore(mixed), renderRestore(rs));
+  assert.deepEqual(renderRestoreBytes(mixed), renderRestoreBytes(rs));
+  assert.deepEqual(renderRestoreBytes(reversed, 'chains'), renderRestoreBytes(rs, 'chains'));
 });
 
 /** writeRestore's chunks, checked for size and copied out (each is valid only during its call). */

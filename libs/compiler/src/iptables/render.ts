@@ -1,5 +1,5 @@
 // Rule set -> iptables-restore input.
-import { RuleKind, Table, type IptablesChainObject, type IptablesJumpObject, type IptablesRulesObject, type NodeRuleSet } from '../ruleset.js';
+import { RuleKind, Table, type IptablesChainObject, type IptablesJumpObject, type IptablesRulesObject, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { Chain } from './names.js';
 
 export const RestoreFormat = {
@@ -42,55 +42,113 @@ const TOP_RANK: Record<Table, ReadonlyMap<string, number>> = {
 };
 
 /**
- * Chains of a table in output order: kube-proxy's top-level chains first, then the rest by name. One pass
- * finds the top-level chains and whether the rest are already in order (in a rule set's canonical order they
- * are): each chain's name is read once, a large node has some 120,000, scattered over its heap.
+ * A table's chains in output order: kube-proxy's top-level chains first, then the rest by name. The rest are
+ * `list[from, to)` but for the indices in `skip` (the top-level chains' own places): a view of the rule set's
+ * objects, which in its canonical order hold them so, rather than a copy (a large node has some 120,000 chains,
+ * and arrays that size are fresh memory each time).
  */
-export function orderedChains(chains: readonly IptablesChainObject[], table: Table): IptablesChainObject[] {
+interface ChainOrder {
+  readonly top: readonly IptablesChainObject[];
+  readonly list: readonly RuleObject[];
+  readonly from: number;
+  readonly to: number;
+  /** Ascending. */
+  readonly skip: readonly number[];
+}
+
+/**
+ * Orders the chains of `table` in `list[from, to)` (every one of them a chain; other tables' are passed over).
+ * One pass finds the top-level chains and whether the rest are in order already: each chain's name is read
+ * once, and a large node's are scattered over its heap.
+ */
+function orderChains(list: readonly RuleObject[], from: number, to: number, table: Table): ChainOrder {
   const rank = TOP_RANK[table];
   const ranked: (IptablesChainObject[] | undefined)[] = [];
-  const rest: IptablesChainObject[] = [];
+  const skip: number[] = [];
   let sorted = true;
-  let last = '';
-  for (const c of chains) {
-    if (c.table !== table) continue;
-    const i = rank.get(c.chain);
-    if (i !== undefined) {
-      (ranked[i] ??= []).push(c);
+  let last: string | undefined;
+  for (let i = from; i < to; i++) {
+    const c = list[i] as IptablesChainObject;
+    if (c.table !== table) {
+      skip.push(i);
       continue;
     }
-    if (rest.length > 0 && c.chain < last) sorted = false;
+    const r = rank.get(c.chain);
+    if (r !== undefined) {
+      (ranked[r] ??= []).push(c);
+      skip.push(i);
+      continue;
+    }
+    if (last !== undefined && c.chain < last) sorted = false;
     last = c.chain;
-    rest.push(c);
   }
+  const top: IptablesChainObject[] = [];
+  for (const r of ranked) if (r) for (const c of r) top.push(c);
+  if (sorted) return { top, list, from, to, skip };
+  const rest: IptablesChainObject[] = [];
+  forEachChain({ top: [], list, from, to, skip }, (c) => rest.push(c));
+  rest.sort(byChainName);
+  return { top, list: rest, from: 0, to: rest.length, skip: [] };
+}
+
+function forEachChain(order: ChainOrder, fn: (c: IptablesChainObject) => void): void {
+  for (const c of order.top) fn(c);
+  const { list, skip } = order;
+  let s = 0;
+  for (let i = order.from; i < order.to; i++) {
+    if (s < skip.length && skip[s] === i) {
+      s++;
+      continue;
+    }
+    fn(list[i] as IptablesChainObject);
+  }
+}
+
+/** Chains of a table in output order: kube-proxy's top-level chains first, then the rest by name. */
+export function orderedChains(chains: readonly IptablesChainObject[], table: Table): IptablesChainObject[] {
   const out: IptablesChainObject[] = [];
-  for (const r of ranked) if (r) for (const c of r) out.push(c);
-  for (const c of sorted ? rest : rest.sort(byChainName)) out.push(c);
+  forEachChain(orderChains(chains, 0, chains.length, table), (c) => out.push(c));
   return out;
 }
 
-/** A rule set's iptables objects by kind and table, in one pass (a large node has some 120,000 chains). */
+/** A rule set's iptables objects by kind and table, in one pass. */
 interface SplitObjects {
-  readonly chains: Record<Table, IptablesChainObject[]>;
+  /** Per table, its chains in output order. */
+  readonly chains: Record<Table, ChainOrder>;
   readonly jumps: IptablesJumpObject[];
   /** Fragments of shared chains, by table and chain, each chain's in chain order (position, then key). */
   readonly fragments: Record<Table, Map<string, IptablesRulesObject[]>>;
 }
 
 function splitObjects(objects: NodeRuleSet['objects']): SplitObjects {
-  const split: SplitObjects = { chains: { [Table.Filter]: [], [Table.Nat]: [] }, jumps: [], fragments: { [Table.Filter]: new Map(), [Table.Nat]: new Map() } };
-  for (const o of objects) {
-    if (o.kind === RuleKind.IptablesChain) split.chains[o.table].push(o);
-    else if (o.kind === RuleKind.IptablesJump) split.jumps.push(o);
+  const jumps: IptablesJumpObject[] = [];
+  const fragments: SplitObjects['fragments'] = { [Table.Filter]: new Map(), [Table.Nat]: new Map() };
+  // Where each table's chains are: in the canonical order, one run of objects per table.
+  const first = { [Table.Filter]: -1, [Table.Nat]: -1 };
+  const last = { [Table.Filter]: -1, [Table.Nat]: -1 };
+  const count = { [Table.Filter]: 0, [Table.Nat]: 0 };
+  objects.forEach((o, i) => {
+    if (o.kind === RuleKind.IptablesChain) {
+      if (first[o.table] < 0) first[o.table] = i;
+      last[o.table] = i;
+      count[o.table]++;
+    } else if (o.kind === RuleKind.IptablesJump) jumps.push(o);
     else if (o.kind === RuleKind.IptablesRules) {
-      const byChain = split.fragments[o.table];
+      const byChain = fragments[o.table];
       let l = byChain.get(o.chain);
       if (!l) byChain.set(o.chain, (l = []));
       l.push(o);
     }
-  }
-  for (const table of [Table.Filter, Table.Nat]) for (const l of split.fragments[table].values()) sortIfUnsorted(l, byPositionThenKey);
-  return split;
+  });
+  for (const table of [Table.Filter, Table.Nat]) for (const l of fragments[table].values()) sortIfUnsorted(l, byPositionThenKey);
+  const chainsOf = (table: Table): ChainOrder => {
+    if (count[table] === 0) return orderChains([], 0, 0, table);
+    if (last[table] - first[table] + 1 === count[table]) return orderChains(objects, first[table], last[table] + 1, table);
+    // Not one run (objects not in canonical order): the table's chains gathered first.
+    const own = objects.filter((o): o is IptablesChainObject => o.kind === RuleKind.IptablesChain && o.table === table);
+    return orderChains(own, 0, own.length, table);
+  };
+  return { chains: { [Table.Filter]: chainsOf(Table.Filter), [Table.Nat]: chainsOf(Table.Nat) }, jumps, fragments };
 }
 
 /** The rules of one chain as the kernel gets them: its own rules, then its fragments. undefined if absent. */
@@ -107,7 +165,7 @@ interface TableImage {
   readonly builtinDeclarations: readonly string[];
   readonly jumpLines: readonly string[];
   /** kpx's chains in output order. */
-  readonly chains: readonly IptablesChainObject[];
+  readonly chains: ChainOrder;
   /** The fragments of its shared chains (their rules follow the chain's own), by chain. */
   readonly fragments: ReadonlyMap<string, readonly IptablesRulesObject[]>;
 }
@@ -127,7 +185,7 @@ function tableImages(rs: NodeRuleSet, format: RestoreFormat): TableImage[] {
       table,
       builtinDeclarations: full ? BUILTIN[table].map((b) => `:${b} ACCEPT [0:0]\n`) : [],
       jumpLines,
-      chains: orderedChains(chains[table], table),
+      chains: chains[table],
       fragments: fragments[table],
     };
   });
@@ -138,15 +196,15 @@ export function renderRestore(rs: NodeRuleSet, format: RestoreFormat = RestoreFo
   const out: string[] = [];
   for (const t of tableImages(rs, format)) {
     out.push(`*${t.table}\n`, ...t.builtinDeclarations);
-    for (const c of t.chains) out.push(`:${c.chain} - [0:0]\n`);
+    forEachChain(t.chains, (c) => out.push(`:${c.chain} - [0:0]\n`));
     out.push(...t.jumpLines);
-    for (const c of t.chains) {
+    forEachChain(t.chains, (c) => {
       const head = `-A ${c.chain} `;
       // One join per rule list, with the chain's prefix in the separator: far fewer pieces than a push per rule.
       const sep = `\n${head}`;
       if (c.rules.length > 0) out.push(head, c.rules.join(sep), '\n');
       for (const f of t.fragments.get(c.chain) ?? []) if (f.rules.length > 0) out.push(head, f.rules.join(sep), '\n');
-    }
+    });
     out.push('COMMIT\n');
   }
   return out.join('');
@@ -237,12 +295,12 @@ export function writeRestore(rs: NodeRuleSet, format: RestoreFormat, write: (chu
     for (const t of images) {
       put(`*${t.table}\n`);
       for (const line of t.builtinDeclarations) put(line);
-      for (const { chain } of t.chains) putDeclaration(chain);
+      forEachChain(t.chains, (c) => putDeclaration(c.chain));
       for (const line of t.jumpLines) put(line);
-      for (const { chain, rules } of t.chains) {
+      forEachChain(t.chains, ({ chain, rules }) => {
         putRules(chain, rules);
         for (const f of t.fragments.get(chain) ?? []) putRules(chain, f.rules);
-      }
+      });
       put('COMMIT\n');
     }
     flush();

@@ -153,25 +153,34 @@ function compareObjects(a: { kind: string; key: string }, b: { kind: string; key
   return compareStrings(objectId(a), objectId(b));
 }
 
-const compareKeys = (a: { key: string }, b: { key: string }): number => compareStrings(a.key, b.key);
-
 /** Segments of at most this many keys are finished by insertion sort. */
 const RADIX_CUTOFF = 32;
 
 /**
- * The stable order of `keys` by UTF-16 code units (the order of `<`), as a permutation: an MSD radix sort, one
- * character position at a time, with no comparison callback (a rule set's ~100,000 chain keys, which share long
- * prefixes, sort about twice as fast). A segment with a character beyond ASCII is finished by a comparison sort.
+ * Scratch of {@link sortIndexes}, kept between sorts: a large node's ~120,000 keys need half a megabyte each,
+ * and memory the process has not touched yet is slow to get (a page fault per 4 KiB).
  */
-function stableKeyOrder(keys: readonly string[]): Int32Array {
-  const n = keys.length;
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  const spare = new Int32Array(n);
+let spare: Int32Array = new Int32Array(0);
+let codes: Int32Array = new Int32Array(0);
+let kindScratch: Int32Array = new Int32Array(0);
+let orderScratch: Int32Array = new Int32Array(0);
+
+/** An Int32Array of at least `n` elements: `a` itself when large enough. */
+const atLeast = (a: Int32Array, n: number): Int32Array => (a.length >= n ? a : new Int32Array(Math.max(n, a.length * 2)));
+
+/**
+ * Sorts `order[lo, hi)` (indexes into `keys`) stably by key, in UTF-16 code units (the order of `<`): an MSD
+ * radix sort, one character position at a time, with no comparison callback (a rule set's ~100,000 chain keys,
+ * which share long prefixes, sort about twice as fast). A segment with a character beyond ASCII is finished by a
+ * comparison sort.
+ */
+function sortIndexes(keys: readonly string[], order: Int32Array, lo0: number, hi0: number): void {
+  spare = atLeast(spare, hi0);
+  codes = atLeast(codes, hi0);
   /** Per position of `order`: 0 when the key has ended at the current depth, else its character code + 1. */
-  const codes = new Int32Array(n);
+  const code = codes;
   const starts = new Int32Array(130);
-  const stack: number[] = [0, n, 0];
+  const stack: number[] = [lo0, hi0, 0];
   const keyAt = (i: number): string => keys[order[i] ?? 0] ?? '';
   while (stack.length > 0) {
     const depth = stack.pop() ?? 0;
@@ -198,7 +207,7 @@ function stableKeyOrder(keys: readonly string[]): Int32Array {
         ascii = false;
         break;
       }
-      codes[i] = c;
+      code[i] = c;
       if (c !== first) same = false;
     }
     if (!ascii) {
@@ -225,7 +234,7 @@ function stableKeyOrder(keys: readonly string[]): Int32Array {
     }
     starts.fill(0);
     for (let i = lo; i < hi; i++) {
-      const next = (codes[i] ?? 0) + 1;
+      const next = (code[i] ?? 0) + 1;
       starts[next] = (starts[next] ?? 0) + 1;
     }
     for (let c = 1; c < 130; c++) starts[c] = (starts[c] ?? 0) + (starts[c - 1] ?? 0);
@@ -236,42 +245,61 @@ function stableKeyOrder(keys: readonly string[]): Int32Array {
       if (to - from > 1) stack.push(from, to, depth + 1);
     }
     for (let i = lo; i < hi; i++) {
-      const c = codes[i] ?? 0;
+      const c = code[i] ?? 0;
       spare[lo + (starts[c] ?? 0)] = order[i] ?? 0;
       starts[c] = (starts[c] ?? 0) + 1;
     }
     order.set(spare.subarray(lo, hi), lo);
   }
-  return order;
-}
-
-/** Objects of one kind, stably by key. */
-function sortByKey<T extends { key: string }>(group: T[]): T[] {
-  if (group.length <= RADIX_CUTOFF) return group.sort(compareKeys);
-  const order = stableKeyOrder(group.map((o) => o.key));
-  // A plain loop: Array.from over a typed array goes through its iterator, an object per element.
-  const sorted: T[] = [];
-  for (let i = 0; i < order.length; i++) sorted.push(group[order[i] as number] as T);
-  return sorted;
 }
 
 /**
- * Sorts in place by {@link objectId} (stable) and returns the array. Objects are grouped by kind, and each
- * group sorted by key alone.
+ * Sorts in place by {@link objectId} (stable) and returns the array: objects grouped by kind (kinds in order),
+ * each group by key. Beside the array itself, only one array of keys and one copy of the objects are allocated.
  */
 export function sortObjects<T extends { kind: string; key: string }>(objects: T[]): T[] {
-  if (objects.length < 64) return objects.sort(compareObjects);
-  const byKind = new Map<string, T[]>();
-  for (const o of objects) {
-    let group = byKind.get(o.kind);
-    if (!group) byKind.set(o.kind, (group = []));
-    group.push(o);
+  const n = objects.length;
+  if (n < 64) return objects.sort(compareObjects);
+  // Each object's kind (as a number) and key, in one pass.
+  const kindNumber = new Map<string, number>();
+  const kindNames: string[] = [];
+  const keys: string[] = new Array<string>(n);
+  kindScratch = atLeast(kindScratch, n);
+  const kindOf = kindScratch;
+  for (let i = 0; i < n; i++) {
+    const o = objects[i] as T;
+    let k = kindNumber.get(o.kind);
+    if (k === undefined) {
+      k = kindNames.push(o.kind) - 1;
+      kindNumber.set(o.kind, k);
+    }
+    kindOf[i] = k;
+    keys[i] = o.key;
   }
-  const kinds = [...byKind.keys()].sort();
+  const kinds = [...kindNames].sort();
   // Kinds order their objects as wholes unless one kind is a prefix of another (never among RuleKinds); a string
   // between a prefix and one of its extensions has that prefix too, so checking neighbours is enough.
   for (let i = 1; i < kinds.length; i++) if ((kinds[i] as string).startsWith(kinds[i - 1] as string)) return objects.sort(compareObjects);
-  let i = 0;
-  for (const kind of kinds) for (const o of sortByKey(byKind.get(kind) ?? [])) objects[i++] = o;
+  // Group by kind, stably (a counting sort), then sort each group by key.
+  const rank = new Int32Array(kindNames.length);
+  kinds.forEach((kind, r) => (rank[kindNumber.get(kind) ?? 0] = r));
+  const starts = new Int32Array(kinds.length + 1);
+  for (let i = 0; i < n; i++) {
+    const r = (rank[kindOf[i] ?? 0] ?? 0) + 1;
+    starts[r] = (starts[r] ?? 0) + 1;
+  }
+  for (let r = 1; r <= kinds.length; r++) starts[r] = (starts[r] ?? 0) + (starts[r - 1] ?? 0);
+  const bounds = starts.slice();
+  orderScratch = atLeast(orderScratch, n);
+  const order = orderScratch;
+  for (let i = 0; i < n; i++) {
+    const r = rank[kindOf[i] ?? 0] ?? 0;
+    const at = starts[r] ?? 0;
+    order[at] = i;
+    starts[r] = at + 1;
+  }
+  for (let r = 0; r < kinds.length; r++) sortIndexes(keys, order, bounds[r] ?? 0, bounds[r + 1] ?? 0);
+  const copy = objects.slice();
+  for (let i = 0; i < n; i++) objects[i] = copy[order[i] ?? 0] as T;
   return objects;
 }

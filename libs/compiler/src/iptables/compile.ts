@@ -76,8 +76,8 @@ interface PortPlan {
   readonly usesFirewallChain: boolean;
   readonly loadBalancerChain: string;
   /** REJECT (no endpoints anywhere) or DROP (no local ones) for filtered internal / external traffic. */
-  readonly internalFilter?: { target: string; comment: string };
-  readonly externalFilter?: { target: string; comment: string };
+  readonly internalFilter: { target: string; comment: string } | undefined;
+  readonly externalFilter: { target: string; comment: string } | undefined;
   /** The KUBE-SEP- chains of some of the port's endpoints (each named once, though used up to four times). */
   readonly endpointChains: (endpoints: readonly Endpoint[]) => readonly string[];
 }
@@ -106,8 +106,10 @@ function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly End
   const hasInternalEndpoints = hasEndpoints && (!svc.internalPolicyLocal || cat.local.length > 0);
   const hasExternalEndpoints = hasEndpoints && (!svc.externalPolicyLocal || cat.local.length > 0);
   const usesFirewallChain = hasEndpoints && svc.loadBalancerVIPs.length > 0 && svc.loadBalancerSourceRanges.length > 0;
-  const noEndpoints = { target: 'REJECT', comment: `${svc.name} has no endpoints` };
-  const noLocal = { target: 'DROP', comment: `${svc.name} has no local endpoints` };
+  // REJECT when the service has no endpoints at all, DROP when only the local ones it needs are missing.
+  const noEndpoints = hasEndpoints ? undefined : { target: 'REJECT', comment: `${svc.name} has no endpoints` };
+  const noLocal = (has: boolean): { target: string; comment: string } | undefined =>
+    !hasEndpoints || has ? undefined : { target: 'DROP', comment: `${svc.name} has no local endpoints` };
   return {
     svc,
     proto,
@@ -125,9 +127,8 @@ function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly End
     usesExternalChain: hasEndpoints && externallyAccessible(svc),
     usesFirewallChain,
     loadBalancerChain: usesFirewallChain ? chains.firewall : chains.external,
-    ...(!hasEndpoints ? { internalFilter: noEndpoints, externalFilter: noEndpoints } : {}),
-    ...(hasEndpoints && !hasInternalEndpoints ? { internalFilter: noLocal } : {}),
-    ...(hasEndpoints && !hasExternalEndpoints ? { externalFilter: noLocal } : {}),
+    internalFilter: noEndpoints ?? noLocal(hasInternalEndpoints),
+    externalFilter: noEndpoints ?? noLocal(hasExternalEndpoints),
     endpointChains: endpointChainNames(svc, proto, cat.allReachable),
   };
 }

@@ -1,10 +1,12 @@
 // kpx executor: apply one node's deltas to the kernel (or to memory with --dry-run) and ack them.
 import { parseArgs } from 'node:util';
 import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
+import { NodePortAddressesKind, type KubeProxyConfig } from '@kpx/model';
 import { parseDuration, type LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
 import type { Io } from './main.js';
+import { loadProxyConfig } from './proxy-config.js';
 
 export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
                     [--dry-run] [--healthz-listen HOST:PORT] [options]
@@ -22,6 +24,8 @@ Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or S
   --backend NAME            iptables (default) or ipvs (IPVS services over netlink, VIPs on kube-ipvs0,
                             KUBE-* ipsets and companion iptables rules; removed TCP real servers drain)
   --netns NAME              run every kernel operation inside this network namespace (tests, the demo)
+  --config FILE             KubeProxyConfiguration, as the controller's: its nodePortAddresses CIDRs are where
+                            the healthCheckNodePort servers listen (the node's addresses inside them)
   --dry-run                 apply to memory only (scale tests)
   --ip-families LIST        ipv4,ipv6 (default both)
   --healthz-listen H:P      /healthz /livez /metrics (default 0.0.0.0:10256, as kube-proxy)
@@ -41,6 +45,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
         controller: { type: 'string' },
         backend: { type: 'string', default: 'iptables' },
         netns: { type: 'string' },
+        config: { type: 'string' },
         'dry-run': { type: 'boolean' },
         'ip-families': { type: 'string', default: 'ipv4,ipv6' },
         'healthz-listen': { type: 'string', default: '0.0.0.0:10256' },
@@ -67,6 +72,10 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     return t === 'ipv4' ? 'IPv4' : 'IPv6';
   });
   const driftCheckMs = values['drift-check'] === '0' ? 0 : parseDuration(values['drift-check'], '--drift-check');
+  const { config, warnings } = await loadProxyConfig(values.config);
+  for (const w of warnings) io.stderr(`warning: ${w}\n`);
+  const listen = healthCheckListen(config);
+  if (listen.warning) io.stderr(`warning: ${listen.warning}\n`);
   const dryRun = values['dry-run'] === true;
   const netns = values.netns;
   const ipvs = values.backend === 'ipvs';
@@ -85,11 +94,25 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     driftCheckMs,
     ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
     logLevel: values['log-level'],
-    ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: netns ? { netns } : {} }),
+    ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
   });
   run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });
   await untilAborted(run.signal);
   executor.logger.info('stopping');
   await executor.stop();
   return 0;
+}
+
+/**
+ * Where the healthCheckNodePort servers listen, from the configuration's nodePortAddresses, as kube-proxy's
+ * service health server: every address, or the node's addresses inside the CIDRs. `primary` names the Node
+ * object's IPs, which the executor does not read: it listens on every address then, and says so.
+ */
+export function healthCheckListen(config: KubeProxyConfig): { options: { nodePortAddresses?: readonly string[] }; warning?: string } {
+  const npa = config.nodePortAddresses;
+  if (npa.kind === NodePortAddressesKind.CIDRs) return { options: { nodePortAddresses: npa.cidrs.map((c) => c.text) } };
+  if (npa.kind === NodePortAddressesKind.Primary) {
+    return { options: {}, warning: 'nodePortAddresses "primary": the healthCheckNodePort servers listen on every address (the executor does not read the Node\'s primary IPs)' };
+  }
+  return { options: {} };
 }

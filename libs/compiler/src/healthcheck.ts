@@ -4,9 +4,9 @@
 //
 // A service has one health check port whatever its number of ports, so one port of it carries the object (the
 // model marks it: ServicePort.servesHealthCheck). Its count is kube-proxy's EndpointsMap.LocalReadyEndpoints: the
-// distinct IPs of the ready endpoints on this node (terminating endpoints do not count, so a node whose pods are
-// all terminating fails its health check). kube-proxy squashes IPs over every port of the service; kpx counts
-// the endpoints of the carrying port, which is the same unless pods back only some of the service's ports.
+// distinct IPs of the ready endpoints on this node over every port of the service in the family (terminating
+// endpoints do not count, so a node whose pods are all terminating fails its health check). The compilers give
+// the carrying port the service's endpoints for it (ClusterState.serviceEndpoints), not only its own.
 import type { Endpoint, ServicePort } from '@kpx/model';
 import { RuleKind, type HealthCheckServiceObject } from './ruleset.js';
 

@@ -5,8 +5,10 @@ import { test } from 'node:test';
 import { IPFamily, loadClusterState, parseManifests, type Endpoint, type ServiceObject } from '@kpx/model';
 import {
   RuleKind,
+  compileIpvs,
   compileServicePort,
   defaultIptablesOptions,
+  defaultIpvsOptions,
   localReadyEndpoints,
   makeContext,
   portVariantKey,
@@ -77,6 +79,25 @@ test('a service with several ports has one health check object, counting each po
   // Every port still gets kube-proxy's ACCEPT rule for the health check port (it writes one per service port).
   const accepts = renderRestore(compile(st, 'n1')).split('\n').filter((l) => l.includes('--dport 32100 -j ACCEPT'));
   assert.equal(accepts.length, 3);
+});
+
+test("the count is over every port of the service, as kube-proxy's: pods backing only another port count too", () => {
+  const ports = '[{name: p80, port: 80, nodePort: 30080}, {name: p443, port: 443, nodePort: 30443}]';
+  const text = `${manifests(LB('', ports), '[{addresses: [10.244.1.2], nodeName: n1}]')}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lb-2, namespace: ns1, labels: {kubernetes.io/service-name: lb}}
+addressType: IPv4
+ports: [{name: p443, port: 8443, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.2], nodeName: n1}, {addresses: [10.244.1.7], nodeName: n1}, {addresses: [10.244.2.7], nodeName: n2}]
+`;
+  const st = stateFrom(text);
+  // p80 (which carries the health check) has one pod on n1; p443 has that one and another: 2 distinct IPs.
+  assert.equal(healthChecks(compile(st, 'n1'))[0]?.localEndpoints, 2);
+  assert.equal(healthChecks(compile(st, 'n2'))[0]?.localEndpoints, 1, 'a node whose pods back only the other port');
+  const ipvs = (node: string): number | undefined =>
+    healthChecks(compileIpvs({ state: st, nodeName: node, options: defaultIpvsOptions(IPFamily.IPv4) }))[0]?.localEndpoints;
+  assert.deepEqual([ipvs('n1'), ipvs('n2')], [2, 1]);
 });
 
 test('no object for eTP Cluster, for NodePort eTP Local, nor without a healthCheckNodePort', () => {

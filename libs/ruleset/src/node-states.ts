@@ -30,6 +30,7 @@ import {
   mergeAddressClaims,
   portOwner,
   portVariantKeyFn,
+  servesHealthCheck,
   LargeClusterEndpointsThreshold,
   type IptablesOptions,
   type IpvsAddressClaim,
@@ -77,8 +78,11 @@ export interface ModeCompiler<C extends NodeContext = NodeContext, U extends Uni
   readonly largeClusterMode: boolean;
   makeContext(node: NodeInfo, totalEndpoints: number): C;
   nodeBase(ctx: C): RuleObject[];
-  /** A service port's objects, as one or more parts with their own dependence on the node. */
-  servicePortParts(svc: ServicePort, endpoints: readonly Endpoint[]): readonly PortPart<C>[];
+  /**
+   * A service port's objects, as one or more parts with their own dependence on the node. `serviceEndpoints`:
+   * every endpoint of its service in the family (the health check's count), for the port that carries it.
+   */
+  servicePortParts(svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): readonly PortPart<C>[];
   claims?(svc: ServicePort): readonly U[];
   /** One claim standing for several ports' claims of the same unit. */
   mergeClaims?(claims: readonly U[]): U;
@@ -101,7 +105,9 @@ export function iptablesModeCompiler(options: IptablesOptions): ModeCompiler {
     largeClusterMode: true,
     makeContext: (node, total) => makeContext(node, options, total),
     nodeBase: compileNodeBase,
-    servicePortParts: (svc, endpoints) => [{ name: '', keyFn: portVariantKeyFn(options, svc, endpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints) }],
+    servicePortParts: (svc, endpoints, serviceEndpoints) => [
+      { name: '', keyFn: portVariantKeyFn(options, svc, endpoints, serviceEndpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints, serviceEndpoints) },
+    ],
   });
 }
 
@@ -115,12 +121,24 @@ export function ipvsModeCompiler(options: IpvsOptions): ModeCompiler {
     largeClusterMode: false,
     makeContext: (node) => makeIpvsContext(node, options),
     nodeBase: compileIpvsNodeBase,
-    servicePortParts: (svc, endpoints) => ipvsServicePortParts(options, svc, endpoints),
+    servicePortParts: (svc, endpoints, serviceEndpoints) => ipvsServicePortParts(options, svc, endpoints, serviceEndpoints),
     claims: (svc) => ipvsAddressClaims(svc).map(unit),
     mergeClaims: (claims) => unit([...mergeAddressClaims(claims).values()][0] ?? { address: '', always: false }),
     compileUnit: (ctx, claim) => compileIpvsAddress(ctx, claim),
     unitVariantKeyFn: (claim) => ipvsAddressVariantKeyFn(claim),
   });
+}
+
+/** A service port as read from the state: its endpoints, and its service's (the same array unless it carries the health check). */
+interface PortRead {
+  readonly svc: ServicePort;
+  readonly endpoints: readonly Endpoint[];
+  readonly serviceEndpoints: readonly Endpoint[];
+}
+
+function portRead(state: ClusterState, svc: ServicePort): PortRead {
+  const endpoints = state.endpoints(svc);
+  return { svc, endpoints, serviceEndpoints: servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints };
 }
 
 /** The compiler of a mode: ipvs, else iptables (options without a scheduler get rr in ipvs mode). */
@@ -386,11 +404,12 @@ export class FamilyStates {
    * The entries of a service port: one per part, the first (id: the port owner) holding its endpoints (counted for
    * large-cluster mode) and its claims.
    */
-  private makePort(svc: ServicePort, endpoints: readonly Endpoint[], large: boolean): PortEntry[] {
+  private makePort({ svc, endpoints, serviceEndpoints }: PortRead, large: boolean): PortEntry[] {
     const owner = portOwner(svc);
-    const fingerprint = JSON.stringify([svc, endpoints, large]);
+    // The service's endpoints count only where the port carries the health check (and then they are read).
+    const fingerprint = JSON.stringify(serviceEndpoints === endpoints ? [svc, endpoints, large] : [svc, endpoints, large, serviceEndpoints]);
     const service = serviceKey(svc);
-    return this.compiler.servicePortParts(svc, endpoints).map((part, i) => ({
+    return this.compiler.servicePortParts(svc, endpoints, serviceEndpoints).map((part, i) => ({
       id: part.name ? `${owner}#${part.name}` : owner,
       svc,
       endpoints: i === 0 ? endpoints : [],
@@ -497,8 +516,7 @@ export class FamilyStates {
    * The ports of the named services, each with its endpoints, read from the state; for services in
    * `endpointsOnly`, the ports held (the state's ServicePort objects did not change) with fresh endpoints.
    */
-  private readPorts(state: ClusterState, services: ReadonlySet<string>, endpointsOnly: ReadonlySet<string>): Map<string, { svc: ServicePort; endpoints: readonly Endpoint[] }[]> {
-    type PortRead = { svc: ServicePort; endpoints: readonly Endpoint[] };
+  private readPorts(state: ClusterState, services: ReadonlySet<string>, endpointsOnly: ReadonlySet<string>): Map<string, PortRead[]> {
     const out = new Map<string, PortRead[]>();
     let reread = 0;
     for (const k of services) {
@@ -513,7 +531,7 @@ export class FamilyStates {
         const svc = this.ports.get(id)?.svc;
         if (svc && !held.has(svc)) {
           held.add(svc);
-          l.push({ svc, endpoints: state.endpoints(svc) });
+          l.push(portRead(state, svc));
         }
       }
       if (l.length) out.set(k, l);
@@ -524,7 +542,7 @@ export class FamilyStates {
       if (!services.has(k) || endpointsOnly.has(k)) continue;
       let l = out.get(k);
       if (!l) out.set(k, (l = []));
-      l.push({ svc, endpoints: state.endpoints(svc) });
+      l.push(portRead(state, svc));
     }
     return out;
   }
@@ -566,8 +584,8 @@ export class FamilyStates {
     for (const k of touchedServices) {
       const oldIds = this.portsByService.get(k) ?? new Set<string>();
       const newIds = new Set<string>();
-      for (const { svc, endpoints } of byService.get(k) ?? []) {
-        for (const next of this.makePort(svc, endpoints, large)) {
+      for (const read of byService.get(k) ?? []) {
+        for (const next of this.makePort(read, large)) {
           const id = next.id;
           newIds.add(id);
           const old = this.ports.get(id);

@@ -211,3 +211,30 @@ test('objects equal across variants and nodes are one object in memory', async (
   // The examples hold eTP Local and zone-hinted services: node-a and node-b do differ somewhere.
   assert.ok([...a].some(([id, o]) => b.get(id)?.hash !== o.hash));
 });
+
+test("a health check counts the service's local pods over all its ports: another port's endpoints change it", async () => {
+  const c = await examplesCluster();
+  c.upsertService({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'lbx', namespace: 'ns' },
+    spec: { type: 'LoadBalancer', clusterIP: '10.96.50.50', externalTrafficPolicy: 'Local', healthCheckNodePort: 32555, ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30081 }] },
+  });
+  const on = (ip: string): unknown => ({ addresses: [ip], nodeName: 'node-a', conditions: { ready: true } });
+  const portSlice = (name: string, port: string, ips: string[]): KubeObject => {
+    const s = slice(name, 'ns', 'lbx', ips.map(on));
+    return { ...s, ports: [{ name: port, port: 8080, protocol: 'TCP' }] } as KubeObject;
+  };
+  // The port carrying the health check (a) has one pod on node-a; b has that one and another.
+  c.upsertEndpointSlice(portSlice('lbx-a', 'a', ['10.244.1.50']));
+  c.upsertEndpointSlice(portSlice('lbx-b', 'b', ['10.244.1.50', '10.244.1.51']));
+  const h = new Harness(c, opts());
+  const hc = (node: string): unknown => compileIptables({ state: c, nodeName: node, options: opts() }).objects.find((o) => o.kind === 'healthcheck.service' && o.key === '32555');
+  h.sync(allServices(c), c.nodeNames());
+  assert.equal((hc('node-a') as { localEndpoints: number }).localEndpoints, 2, 'distinct IPs over both ports');
+  // Only b's slice changes: the count follows (the harness checks each node against a full compile).
+  c.upsertEndpointSlice(portSlice('lbx-b', 'b', ['10.244.1.50', '10.244.1.51', '10.244.1.52']));
+  const changes = h.sync(['ns/lbx'], []);
+  assert.equal((hc('node-a') as { localEndpoints: number }).localEndpoints, 3);
+  assert.ok(changes.find((ch) => ch.node === 'node-a')?.upserts.some((u) => u.wire.key === '32555'), 'node-a gets the new count');
+});

@@ -10,7 +10,7 @@ import {
   type ServicePort,
 } from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
-import { healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
+import { healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment, ruleText } from './builder.js';
@@ -282,17 +282,20 @@ export function portOwner(svc: ServicePort): string {
  * The rule objects one service port contributes on a node: its own chains (SVC, SVL, EXT, FW, SEP) and its
  * fragments of the node's top-level chains. Depends on the node only through {@link portVariantKey}.
  */
-export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
-  return sortObjects(servicePortObjects(ctx, svc, endpoints));
+export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): RuleObject[] {
+  return sortObjects(servicePortObjects(ctx, svc, endpoints, serviceEndpoints));
 }
 
-/** {@link compileServicePort}'s objects, unsorted. */
-function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+/**
+ * {@link compileServicePort}'s objects, unsorted. `serviceEndpoints`: every endpoint of the service in this family
+ * (ClusterState.serviceEndpoints), which the health check counts; only the port that carries it reads them.
+ */
+function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): RuleObject[] {
   const b = new RuleBuilder(SHARED_CHAINS, portOwner(svc));
   writeServicePort(b, ctx, svc, endpoints);
   const objects = b.unsortedObjects();
   // Not iptables: the health check server of the service, a node duty the executor runs.
-  for (const o of healthCheckObjects(ctx.node.name, svc, endpoints)) objects.push(o);
+  for (const o of healthCheckObjects(ctx.node.name, svc, serviceEndpoints)) objects.push(o);
   return objects;
 }
 
@@ -304,10 +307,15 @@ function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: re
  * object, or is named in node hints, its pod CIDR with
  * NodeCIDR local detection, whether its IP is inside the load balancer source ranges).
  */
-export function portVariantKeyFn(opts: IptablesOptions, svc: ServicePort, endpoints: readonly Endpoint[]): ((ctx: CompileContext) => string) | undefined {
+export function portVariantKeyFn(
+  opts: IptablesOptions,
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+  serviceEndpoints: readonly Endpoint[] = endpoints,
+): ((ctx: CompileContext) => string) | undefined {
   const { byZone, nodes: special } = policyDependence(svc, endpoints, opts.topology.preferSameNodeHints ?? true);
   // The health check object counts the node's ready endpoints (even where no rule uses local endpoints).
-  for (const n of healthCheckNodes(svc, endpoints)) special.add(n);
+  for (const n of healthCheckNodes(svc, serviceEndpoints)) special.add(n);
   const byCidr = opts.detectLocalMode === LocalMode.NodeCIDR;
   const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
   if (!byZone && special.size === 0 && !byCidr && ranges.length === 0) return undefined;
@@ -322,8 +330,8 @@ export function portVariantKeyFn(opts: IptablesOptions, svc: ServicePort, endpoi
 }
 
 /** {@link portVariantKeyFn} for one node: '' when the port's rules do not depend on the node. */
-export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): string {
-  return portVariantKeyFn(ctx.opts, svc, endpoints)?.(ctx) ?? '';
+export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): string {
+  return portVariantKeyFn(ctx.opts, svc, endpoints, serviceEndpoints)?.(ctx) ?? '';
 }
 
 function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {
@@ -390,7 +398,10 @@ export function compileIptables({ state, nodeName, options }: CompileIptablesInp
   const ports = state.servicePorts(options.family);
   const ctx = makeContext(node, options, totalEndpoints(state, ports));
   const parts = [compileNodeBase(ctx)];
-  for (const svc of ports) parts.push(servicePortObjects(ctx, svc, state.endpoints(svc)));
+  for (const svc of ports) {
+    const endpoints = state.endpoints(svc);
+    parts.push(servicePortObjects(ctx, svc, endpoints, servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints));
+  }
   // One array of its final size (a large node's has some 120,000 objects; grown by pushes, it would be copied
   // a dozen times into fresh memory). One stable sort of everything gives what sorting each port's objects first
   // would (a port's ids are distinct).

@@ -311,15 +311,15 @@ function writeLoopBackPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, e
   for (const ep of endpoints) if (isLocalEndpoint(ep, ctx.node)) b.entry(IpsetName.LoopBack, `${ipPort(ep.ip, proto, ep.port)},${ep.ip}`);
 }
 
-/** {@link compileIpvsServicePort}'s objects, unsorted. */
-function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+/** {@link compileIpvsServicePort}'s objects, unsorted (`serviceEndpoints`: as in iptables mode, for the health check). */
+function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): RuleObject[] {
   const b = new PortBuilder(ctx, svc, portOwner(svc));
   const eps = portEndpoints(ctx, svc, endpoints);
   writeVipPart(b, ctx, svc, eps);
   writeNodePortPart(b, ctx, svc, eps);
   writeLoopBackPart(b, ctx, svc, endpoints);
   // Not IPVS: the health check server of the service, a node duty the executor runs (as in iptables mode).
-  return [...b.objects(), ...healthCheckObjects(ctx.node.name, svc, endpoints)];
+  return [...b.objects(), ...healthCheckObjects(ctx.node.name, svc, serviceEndpoints)];
 }
 
 /**
@@ -327,8 +327,8 @@ function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: reado
  * KUBE-IPVS-OUT-FILTER rules (not the addresses it binds: see {@link ipvsAddressClaims}). The union of its parts'
  * objects ({@link ipvsServicePortParts}).
  */
-export function compileIpvsServicePort(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
-  return sortObjects(servicePortObjects(ctx, svc, endpoints));
+export function compileIpvsServicePort(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): RuleObject[] {
+  return sortObjects(servicePortObjects(ctx, svc, endpoints, serviceEndpoints));
 }
 
 /**
@@ -361,7 +361,7 @@ function joinKeyFns(...fns: (((ctx: IpvsContext) => string) | undefined)[]): ((c
 }
 
 /** The parts of a service port (see {@link IpvsPortPart}); their objects together are {@link compileIpvsServicePort}'s. */
-export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[]): IpvsPortPart[] {
+export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): IpvsPortPart[] {
   const owner = portOwner(svc);
   const policy = policyKeyFn(opts, svc, endpoints);
   const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
@@ -385,9 +385,9 @@ export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoi
   }
   if (servesHealthCheck(svc)) {
     // The count differs only on nodes with a ready endpoint.
-    const counted = healthCheckNodes(svc, endpoints);
+    const counted = healthCheckNodes(svc, serviceEndpoints);
     const keyFn = counted.size > 0 ? (ctx: IpvsContext): string => (counted.has(ctx.node.name) ? ctx.node.name : '') : undefined;
-    parts.push({ name: 'hc', keyFn, compile: (ctx) => healthCheckObjects(ctx.node.name, svc, endpoints) });
+    parts.push({ name: 'hc', keyFn, compile: (ctx) => healthCheckObjects(ctx.node.name, svc, serviceEndpoints) });
   }
   return parts;
 }
@@ -458,7 +458,8 @@ export function compileIpvs({ state, nodeName, options }: CompileIpvsInput): Nod
   const objects = compileIpvsNodeBase(ctx);
   const claims: IpvsAddressClaim[] = [];
   for (const svc of state.servicePorts(options.family)) {
-    objects.push(...servicePortObjects(ctx, svc, state.endpoints(svc)));
+    const endpoints = state.endpoints(svc);
+    objects.push(...servicePortObjects(ctx, svc, endpoints, servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints));
     claims.push(...ipvsAddressClaims(svc));
   }
   for (const claim of mergeAddressClaims(claims).values()) objects.push(...compileIpvsAddress(ctx, claim));

@@ -8,7 +8,7 @@ export { Chain, ChainPrefix, endpointChainName, hash16, isServiceChain, serviceC
 export type { ServiceChainNames } from './iptables/names.js';
 export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/options.js';
 export type { IptablesOptions } from './iptables/options.js';
-export { RestoreFormat, chainRules, orderedChains, renderRestore, renderRestoreBytes, writeRestore } from './iptables/render.js';
+export { RestoreFormat, chainRules, renderRestore, renderRestoreBytes, writeRestore } from './iptables/render.js';
 export {
   IpvsMode,
   addressOwner,

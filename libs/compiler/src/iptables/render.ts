@@ -104,13 +104,6 @@ function forEachChain(order: ChainOrder, fn: (c: IptablesChainObject) => void): 
   }
 }
 
-/** Chains of a table in output order: kube-proxy's top-level chains first, then the rest by name. */
-export function orderedChains(chains: readonly IptablesChainObject[], table: Table): IptablesChainObject[] {
-  const out: IptablesChainObject[] = [];
-  forEachChain(orderChains(chains, 0, chains.length, table), (c) => out.push(c));
-  return out;
-}
-
 /** A rule set's iptables objects by kind and table, in one pass. */
 interface SplitObjects {
   /** Per table, its chains in output order. */

@@ -100,8 +100,11 @@ export interface ServiceChainNames {
 }
 
 /** Per service port chains; `portName` is kube-proxy's ServicePortName.String(), protocol lower case. */
+/** The 16 hash characters the four names of a service port share (a typed array each time costs more than them). */
+const serviceHash = new Uint8Array(16);
+
 export function serviceChainNames(servicePortName: string, protocol: string): ServiceChainNames {
-  const h = new Uint8Array(16);
+  const h = serviceHash;
   putHash16(servicePortName + protocol, h, 0);
   return {
     cluster: withPrefix(ChainPrefix.Cluster, h),

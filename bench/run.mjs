@@ -19,6 +19,7 @@ const SUITES = {
   render: { file: 'render.mjs', about: '`kpx render` of one node of a 10,000-service cluster (issue #2)' },
   controller: { file: 'controller.mjs', about: 'the controller pipeline at scale (issue #3)' },
   executor: { file: 'executor.mjs', about: 'executor apply and change-to-ack latency (issue #4)' },
+  noflush: { file: 'noflush.mjs', about: 'iptables-restore with and without --noflush as chains grow (issue #4 full resync)' },
   replay: { file: 'replay.mjs', about: 'replaying 10,000 deltas for one node (issue #6)' },
   ipvs: { file: 'ipvs.mjs', about: 'IPVS one-endpoint delta vs from scratch on a 5,000-service node, inside tools/ipvs-vm (issue #5)' },
 };

@@ -99,10 +99,10 @@ export interface ServiceChainNames {
   readonly external: string;
 }
 
-/** Per service port chains; `portName` is kube-proxy's ServicePortName.String(), protocol lower case. */
 /** The 16 hash characters the four names of a service port share (a typed array each time costs more than them). */
 const serviceHash = new Uint8Array(16);
 
+/** Per service port chains; `portName` is kube-proxy's ServicePortName.String(), protocol lower case. */
 export function serviceChainNames(servicePortName: string, protocol: string): ServiceChainNames {
   const h = serviceHash;
   putHash16(servicePortName + protocol, h, 0);

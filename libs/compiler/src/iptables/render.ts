@@ -57,9 +57,9 @@ interface ChainOrder {
 }
 
 /**
- * Orders the chains of `table` in `list[from, to)` (every one of them a chain; other tables' are passed over).
- * One pass finds the top-level chains and whether the rest are in order already: each chain's name is read
- * once, and a large node's are scattered over its heap.
+ * Orders the chains in `list[from, to)`, every one of them a chain of `table`. One pass finds the top-level
+ * chains and whether the rest are in order already: each chain's name is read once, and a large node's are
+ * scattered over its heap.
  */
 function orderChains(list: readonly RuleObject[], from: number, to: number, table: Table): ChainOrder {
   const rank = TOP_RANK[table];
@@ -69,10 +69,6 @@ function orderChains(list: readonly RuleObject[], from: number, to: number, tabl
   let last: string | undefined;
   for (let i = from; i < to; i++) {
     const c = list[i] as IptablesChainObject;
-    if (c.table !== table) {
-      skip.push(i);
-      continue;
-    }
     const r = rank.get(c.chain);
     if (r !== undefined) {
       (ranked[r] ??= []).push(c);
@@ -148,7 +144,8 @@ function splitObjects(objects: NodeRuleSet['objects']): SplitObjects {
 export function chainRules(rs: NodeRuleSet, table: Table, chain: string): string[] | undefined {
   const own = rs.objects.find((o): o is IptablesChainObject => o.kind === RuleKind.IptablesChain && o.table === table && o.chain === chain);
   if (!own) return undefined;
-  return [...own.rules, ...(splitObjects(rs.objects).fragments[table].get(chain) ?? []).flatMap((f) => f.rules)];
+  const fragments = rs.objects.filter((o): o is IptablesRulesObject => o.kind === RuleKind.IptablesRules && o.table === table && o.chain === chain);
+  return [...own.rules, ...sortIfUnsorted(fragments, byPositionThenKey).flatMap((f) => f.rules)];
 }
 
 /** One table of the restore input: `*table`, its chain declarations, the jumps, the rules, `COMMIT`. */

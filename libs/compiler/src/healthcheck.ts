@@ -7,12 +7,20 @@
 // distinct IPs of the ready endpoints on this node over every port of the service in the family (terminating
 // endpoints do not count, so a node whose pods are all terminating fails its health check). The compilers give
 // the carrying port the service's endpoints for it (ClusterState.serviceEndpoints), not only its own.
-import type { Endpoint, ServicePort } from '@kpx/model';
+import type { ClusterState, Endpoint, ServicePort } from '@kpx/model';
 import { RuleKind, type HealthCheckServiceObject } from './ruleset.js';
 
 /** Whether this service port carries its service's healthcheck.service object. */
 export function servesHealthCheck(svc: ServicePort): boolean {
   return svc.healthCheckNodePort !== 0 && svc.servesHealthCheck === true;
+}
+
+/**
+ * What a port's health check counts, given the port's own endpoints: its service's endpoints in the family
+ * (ClusterState.serviceEndpoints) when the port carries the health check, else its own (nothing reads them).
+ */
+export function healthCheckEndpoints(state: ClusterState, svc: ServicePort, endpoints: readonly Endpoint[]): readonly Endpoint[] {
+  return servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints;
 }
 
 /** kube-proxy's local endpoint count of a service on a node: distinct IPs of ready endpoints on that node. */

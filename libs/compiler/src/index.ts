@@ -1,5 +1,5 @@
 export { NodeNotFoundError } from './errors.js';
-export { healthCheckNodes, healthCheckObjects, localReadyEndpoints, servesHealthCheck } from './healthcheck.js';
+export { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, localReadyEndpoints, servesHealthCheck } from './healthcheck.js';
 export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, portVariantKeyFn, probability, totalEndpoints } from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
 export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './iptables/context.js';

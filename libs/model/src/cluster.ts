@@ -181,14 +181,20 @@ export class ClusterState {
     const hit = this.portEndpoints.get(port);
     if (hit !== undefined && this.endpointCache.get(hit.svcKey) === hit.byPort) return hit.endpoints;
     const svcKey = nsName(port.service.namespace, port.service.name);
+    const byPort = this.mergedPorts(svcKey);
+    const endpoints = byPort.get(servicePortKey(port)) ?? [];
+    this.portEndpoints.set(port, { svcKey, byPort, endpoints });
+    return endpoints;
+  }
+
+  /** A service's endpoints by port key, merged over its slices (cached until one of them changes). */
+  private mergedPorts(svcKey: string): Map<string, readonly Endpoint[]> {
     let byPort = this.endpointCache.get(svcKey);
     if (!byPort) {
       byPort = this.mergeSlices(svcKey);
       this.endpointCache.set(svcKey, byPort);
     }
-    const endpoints = byPort.get(servicePortKey(port)) ?? [];
-    this.portEndpoints.set(port, { svcKey, byPort, endpoints });
-    return endpoints;
+    return byPort;
   }
 
   /**
@@ -197,11 +203,9 @@ export class ClusterState {
    * service's local pods over all of them, squashed by IP.
    */
   serviceEndpoints(port: ServicePort): readonly Endpoint[] {
-    this.endpoints(port);
-    const byPort = this.endpointCache.get(nsName(port.service.namespace, port.service.name));
     const suffix = `/${port.family}`;
     const out: Endpoint[] = [];
-    for (const [k, l] of byPort ?? []) if (k.endsWith(suffix)) for (const ep of l) out.push(ep);
+    for (const [k, l] of this.mergedPorts(nsName(port.service.namespace, port.service.name))) if (k.endsWith(suffix)) for (const ep of l) out.push(ep);
     return out;
   }
 

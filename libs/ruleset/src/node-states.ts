@@ -22,6 +22,7 @@ import {
   compileIpvsNodeBase,
   compileNodeBase,
   compileServicePort,
+  healthCheckEndpoints,
   ipvsAddressClaims,
   ipvsAddressVariantKeyFn,
   ipvsServicePortParts,
@@ -30,7 +31,6 @@ import {
   mergeAddressClaims,
   portOwner,
   portVariantKeyFn,
-  servesHealthCheck,
   LargeClusterEndpointsThreshold,
   type IptablesOptions,
   type IpvsAddressClaim,
@@ -138,7 +138,7 @@ interface PortRead {
 
 function portRead(state: ClusterState, svc: ServicePort): PortRead {
   const endpoints = state.endpoints(svc);
-  return { svc, endpoints, serviceEndpoints: servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints };
+  return { svc, endpoints, serviceEndpoints: healthCheckEndpoints(state, svc, endpoints) };
 }
 
 /** The compiler of a mode: ipvs, else iptables (options without a scheduler get rr in ipvs mode). */

@@ -10,7 +10,7 @@ import {
   type ServicePort,
 } from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
-import { healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
+import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment, ruleText } from './builder.js';
@@ -400,7 +400,7 @@ export function compileIptables({ state, nodeName, options }: CompileIptablesInp
   const parts = [compileNodeBase(ctx)];
   for (const svc of ports) {
     const endpoints = state.endpoints(svc);
-    parts.push(servicePortObjects(ctx, svc, endpoints, servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints));
+    parts.push(servicePortObjects(ctx, svc, endpoints, healthCheckEndpoints(state, svc, endpoints)));
   }
   // One array of its final size (a large node's has some 120,000 objects; grown by pushes, it would be copied
   // a dozen times into fresh memory). One stable sort of everything gives what sorting each port's objects first

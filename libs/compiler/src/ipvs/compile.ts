@@ -19,7 +19,7 @@
 // A service port without endpoints keeps its virtual servers, with no real server: IPVS answers a connection to
 // them with an ICMP port unreachable (ip_vs_leave), which is how kube-proxy's IPVS mode rejects it; and
 // KUBE-IPVS-FILTER rejects new connections to the other ports of the bound addresses.
-import { healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
+import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import {
   IPVSScheduler,
@@ -459,7 +459,7 @@ export function compileIpvs({ state, nodeName, options }: CompileIpvsInput): Nod
   const claims: IpvsAddressClaim[] = [];
   for (const svc of state.servicePorts(options.family)) {
     const endpoints = state.endpoints(svc);
-    objects.push(...servicePortObjects(ctx, svc, endpoints, servesHealthCheck(svc) ? state.serviceEndpoints(svc) : endpoints));
+    objects.push(...servicePortObjects(ctx, svc, endpoints, healthCheckEndpoints(state, svc, endpoints)));
     claims.push(...ipvsAddressClaims(svc));
   }
   for (const claim of mergeAddressClaims(claims).values()) objects.push(...compileIpvsAddress(ctx, claim));

@@ -161,12 +161,13 @@ export class Executor {
     if (this.driftQueued) return this.driftQueued;
     const check: Promise<string[]> = this.inLane(async () => {
       if (this.driftQueued === check) this.driftQueued = undefined;
-      this.lastDriftMs = 0;
+      const readBacks = { ms: 0 };
       try {
         const found: string[] = [];
-        for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam)));
+        for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam, true, readBacks)));
         return found;
       } finally {
+        this.lastDriftMs = readBacks.ms;
         this.lastDriftEnd = performance.now();
       }
     }).catch((err: unknown) => {
@@ -378,14 +379,17 @@ export class Executor {
     }, this.opts.driftAfterApplyMs ?? 500);
   }
 
-  /** Reads one family back; repairs and reports drift. Returns the drift found. Runs in the lane. */
-  private async readBackAndRepair(fam: Family, report = true): Promise<string[]> {
+  /**
+   * Reads one family back; repairs and reports drift. Returns the drift found. Runs in the lane. The read-back's
+   * time (not a repair's) is added to `readBacks` when given.
+   */
+  private async readBackAndRepair(fam: Family, report = true, readBacks?: { ms: number }): Promise<string[]> {
     const started = performance.now();
     let rb: ReadBack;
     try {
       rb = await fam.backend.readBack(fam.state);
     } finally {
-      this.lastDriftMs += performance.now() - started;
+      if (readBacks) readBacks.ms += performance.now() - started;
     }
     fam.actualDigest = rb.digest;
     if (rb.digest === fam.state.digest) {

@@ -100,6 +100,13 @@ export class ConvergenceTracker {
           lastDrift: e.lastDrift,
           driftRepairs: e.driftRepairs,
           ...(e.lastDriftTime !== undefined ? { lastDriftTime: timestamp(e.lastDriftTime) } : {}),
+          pending: false,
+          publishedGeneration: e.desiredGeneration,
+          publishedDigest: e.desiredDigest,
+          stale: false,
+          lastDriftTotal: e.lastDrift.length,
+          rejectedMessages: 0,
+          lastRejection: '',
         };
       });
   }

@@ -5,7 +5,7 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { IPFamily, readManifestDir } from '@kpx/model';
 import { defaultIptablesOptions } from '@kpx/compiler';
 import { RuleState } from '@kpx/ruleset';
-import { NodeSyncClient, type AckRequest, type AckResponse, type Delta, type SnapshotChunk, type StatusResponse } from '@kpx/proto';
+import { NodeSyncClient, AckRequest, type AckResponse, type Delta, type SnapshotChunk, type StatusResponse } from '@kpx/proto';
 import { SpanProcessing, extractTraceContext, injectTraceMetadata, startTracing, type Tracing } from '@kpx/telemetry';
 import { context, trace } from '@opentelemetry/api';
 import { ControllerPipeline, MemoryGenerationStore, startGrpcServer, type RunningGrpcServer } from '../src/index.js';
@@ -59,7 +59,7 @@ function snapshot(req: { node: string; ipFamily: string; maxObjectsPerChunk?: nu
 
 const ack = (req: Partial<AckRequest>, md = new Metadata()): Promise<AckResponse> =>
   new Promise((resolve, reject) => {
-    client.ack({ node: '', generation: 0, digest: '', applyDurationSeconds: 0.01, error: '', mode: 'iptables', ipFamily: 'IPv4', actualDigest: '', drift: [], ...req }, md, (err, res) => (err ? reject(err) : resolve(res)));
+    client.ack({ ...AckRequest.fromPartial({ applyDurationSeconds: 0.01, mode: 'iptables', ipFamily: 'IPv4' }), ...req }, md, (err, res) => (err ? reject(err) : resolve(res)));
   });
 
 const status = (): Promise<StatusResponse> => new Promise((resolve, reject) => client.status({ node: '' }, (err, res) => (err ? reject(err) : resolve(res))));

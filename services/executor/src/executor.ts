@@ -436,6 +436,9 @@ export class Executor {
       ...(r.error ? {} : { appliedTime: timestamp(Date.now()) }),
       actualDigest: fam.actualDigest,
       drift: [...(r.drift ?? [])],
+      driftTotal: r.drift?.length ?? 0,
+      rejectedMessages: 0,
+      lastRejection: '',
     };
     try {
       const res = await this.opts.controller.ack(req);

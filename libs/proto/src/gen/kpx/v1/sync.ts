@@ -70,7 +70,32 @@ export interface NodeStatus {
   /** How many times drift was found and repaired on this node and family. */
   driftRepairs: number;
   /** When the most recent drift was found. Unset if never. */
-  lastDriftTime?: Timestamp | undefined;
+  lastDriftTime?:
+    | Timestamp
+    | undefined;
+  /**
+   * True while the controller holds compiled changes for this node that JetStream has not acknowledged yet
+   * (NATS down, a publish failing): the node cannot have received its desired state, so it is not in sync.
+   */
+  pending: boolean;
+  /** The newest generation JetStream acknowledged for this node and family (what it could have received). */
+  publishedGeneration: number;
+  /** Digest of the state at `published_generation`. */
+  publishedDigest: string;
+  /**
+   * True when the executor has not acked (or heartbeated) for longer than the controller's staleness bound:
+   * what it last reported may no longer hold, so it is not in sync.
+   */
+  stale: boolean;
+  /** How many differences the last drift report found (`last_drift` holds at most the first 100). */
+  lastDriftTotal: number;
+  /**
+   * Messages on the node's subject its executor rejected (undecodable, another node's, unchained, wrong
+   * digest), summed over its acks since the controller started.
+   */
+  rejectedMessages: number;
+  /** Why the newest rejected message was rejected ("" if none). */
+  lastRejection: string;
 }
 
 export interface StatusResponse {
@@ -114,9 +139,19 @@ export interface AckRequest {
   actualDigest: string;
   /**
    * Drift found by the read-back and repaired, one line per difference (e.g. "nat/KUBE-SERVICES: rules differ",
-   * "nat/PREROUTING/KUBE-SERVICES: missing"); empty when there was none.
+   * "nat/PREROUTING/KUBE-SERVICES: missing"); empty when there was none. At most 100 lines: `drift_total`
+   * counts them all.
    */
   drift: string[];
+  /** How many differences the read-back found (0 when `drift` is empty; may exceed its length). */
+  driftTotal: number;
+  /**
+   * Messages on the node's subject the executor skipped since its previous ack because it could not decode,
+   * verify or chain them (each one acked on the consumer so it is never redelivered).
+   */
+  rejectedMessages: number;
+  /** Why the newest of those was rejected ("" if none). */
+  lastRejection: string;
 }
 
 /** The controller's answer to an ack. */
@@ -141,7 +176,10 @@ export interface SnapshotRequest {
   mode: string;
   /** IP family: "IPv4" or "IPv6". */
   ipFamily: string;
-  /** The generation wanted; 0 means the latest. */
+  /**
+   * The generation wanted; 0 means the latest. The controller serves only its latest state: executors ask for 0
+   * and take what comes (never wait for a generation named by a message they could not trust).
+   */
   generation: number;
   /** Upper bound on the number of objects per chunk; 0 lets the server choose. */
   maxObjectsPerChunk: number;
@@ -255,6 +293,13 @@ function createBaseNodeStatus(): NodeStatus {
     lastDrift: [],
     driftRepairs: 0,
     lastDriftTime: undefined,
+    pending: false,
+    publishedGeneration: 0,
+    publishedDigest: "",
+    stale: false,
+    lastDriftTotal: 0,
+    rejectedMessages: 0,
+    lastRejection: "",
   };
 }
 
@@ -304,6 +349,27 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     if (message.lastDriftTime !== undefined) {
       Timestamp.encode(message.lastDriftTime, writer.uint32(122).fork()).join();
+    }
+    if (message.pending !== false) {
+      writer.uint32(128).bool(message.pending);
+    }
+    if (message.publishedGeneration !== 0) {
+      writer.uint32(136).uint64(message.publishedGeneration);
+    }
+    if (message.publishedDigest !== "") {
+      writer.uint32(146).string(message.publishedDigest);
+    }
+    if (message.stale !== false) {
+      writer.uint32(152).bool(message.stale);
+    }
+    if (message.lastDriftTotal !== 0) {
+      writer.uint32(160).uint32(message.lastDriftTotal);
+    }
+    if (message.rejectedMessages !== 0) {
+      writer.uint32(168).uint64(message.rejectedMessages);
+    }
+    if (message.lastRejection !== "") {
+      writer.uint32(178).string(message.lastRejection);
     }
     return writer;
   },
@@ -441,6 +507,62 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.lastDriftTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.pending = reader.bool();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.publishedGeneration = longToNumber(reader.uint64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.publishedDigest = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.stale = reader.bool();
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.lastDriftTotal = reader.uint32();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.rejectedMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.lastRejection = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -522,6 +644,33 @@ export const NodeStatus: MessageFns<NodeStatus> = {
         : isSet(object.last_drift_time)
         ? fromJsonTimestamp(object.last_drift_time)
         : undefined,
+      pending: isSet(object.pending) ? globalThis.Boolean(object.pending) : false,
+      publishedGeneration: isSet(object.publishedGeneration)
+        ? globalThis.Number(object.publishedGeneration)
+        : isSet(object.published_generation)
+        ? globalThis.Number(object.published_generation)
+        : 0,
+      publishedDigest: isSet(object.publishedDigest)
+        ? globalThis.String(object.publishedDigest)
+        : isSet(object.published_digest)
+        ? globalThis.String(object.published_digest)
+        : "",
+      stale: isSet(object.stale) ? globalThis.Boolean(object.stale) : false,
+      lastDriftTotal: isSet(object.lastDriftTotal)
+        ? globalThis.Number(object.lastDriftTotal)
+        : isSet(object.last_drift_total)
+        ? globalThis.Number(object.last_drift_total)
+        : 0,
+      rejectedMessages: isSet(object.rejectedMessages)
+        ? globalThis.Number(object.rejectedMessages)
+        : isSet(object.rejected_messages)
+        ? globalThis.Number(object.rejected_messages)
+        : 0,
+      lastRejection: isSet(object.lastRejection)
+        ? globalThis.String(object.lastRejection)
+        : isSet(object.last_rejection)
+        ? globalThis.String(object.last_rejection)
+        : "",
     };
   },
 
@@ -572,6 +721,27 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     if (message.lastDriftTime !== undefined) {
       obj.lastDriftTime = fromTimestamp(message.lastDriftTime).toISOString();
     }
+    if (message.pending !== false) {
+      obj.pending = message.pending;
+    }
+    if (message.publishedGeneration !== 0) {
+      obj.publishedGeneration = Math.round(message.publishedGeneration);
+    }
+    if (message.publishedDigest !== "") {
+      obj.publishedDigest = message.publishedDigest;
+    }
+    if (message.stale !== false) {
+      obj.stale = message.stale;
+    }
+    if (message.lastDriftTotal !== 0) {
+      obj.lastDriftTotal = Math.round(message.lastDriftTotal);
+    }
+    if (message.rejectedMessages !== 0) {
+      obj.rejectedMessages = Math.round(message.rejectedMessages);
+    }
+    if (message.lastRejection !== "") {
+      obj.lastRejection = message.lastRejection;
+    }
     return obj;
   },
 
@@ -599,6 +769,13 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     message.lastDriftTime = (object.lastDriftTime !== undefined && object.lastDriftTime !== null)
       ? Timestamp.fromPartial(object.lastDriftTime)
       : undefined;
+    message.pending = object.pending ?? false;
+    message.publishedGeneration = object.publishedGeneration ?? 0;
+    message.publishedDigest = object.publishedDigest ?? "";
+    message.stale = object.stale ?? false;
+    message.lastDriftTotal = object.lastDriftTotal ?? 0;
+    message.rejectedMessages = object.rejectedMessages ?? 0;
+    message.lastRejection = object.lastRejection ?? "";
     return message;
   },
 };
@@ -700,6 +877,9 @@ function createBaseAckRequest(): AckRequest {
     appliedTime: undefined,
     actualDigest: "",
     drift: [],
+    driftTotal: 0,
+    rejectedMessages: 0,
+    lastRejection: "",
   };
 }
 
@@ -734,6 +914,15 @@ export const AckRequest: MessageFns<AckRequest> = {
     }
     for (const v of message.drift) {
       writer.uint32(82).string(v!);
+    }
+    if (message.driftTotal !== 0) {
+      writer.uint32(88).uint32(message.driftTotal);
+    }
+    if (message.rejectedMessages !== 0) {
+      writer.uint32(96).uint32(message.rejectedMessages);
+    }
+    if (message.lastRejection !== "") {
+      writer.uint32(106).string(message.lastRejection);
     }
     return writer;
   },
@@ -831,6 +1020,30 @@ export const AckRequest: MessageFns<AckRequest> = {
             message.drift.push(reader.string());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.driftTotal = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.rejectedMessages = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.lastRejection = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -873,6 +1086,21 @@ export const AckRequest: MessageFns<AckRequest> = {
       drift: globalThis.Array.isArray(object?.drift)
         ? object.drift.map((e: any) => globalThis.String(e))
         : [],
+      driftTotal: isSet(object.driftTotal)
+        ? globalThis.Number(object.driftTotal)
+        : isSet(object.drift_total)
+        ? globalThis.Number(object.drift_total)
+        : 0,
+      rejectedMessages: isSet(object.rejectedMessages)
+        ? globalThis.Number(object.rejectedMessages)
+        : isSet(object.rejected_messages)
+        ? globalThis.Number(object.rejected_messages)
+        : 0,
+      lastRejection: isSet(object.lastRejection)
+        ? globalThis.String(object.lastRejection)
+        : isSet(object.last_rejection)
+        ? globalThis.String(object.last_rejection)
+        : "",
     };
   },
 
@@ -908,6 +1136,15 @@ export const AckRequest: MessageFns<AckRequest> = {
     if (message.drift?.length) {
       obj.drift = message.drift;
     }
+    if (message.driftTotal !== 0) {
+      obj.driftTotal = Math.round(message.driftTotal);
+    }
+    if (message.rejectedMessages !== 0) {
+      obj.rejectedMessages = Math.round(message.rejectedMessages);
+    }
+    if (message.lastRejection !== "") {
+      obj.lastRejection = message.lastRejection;
+    }
     return obj;
   },
 
@@ -928,6 +1165,9 @@ export const AckRequest: MessageFns<AckRequest> = {
       : undefined;
     message.actualDigest = object.actualDigest ?? "";
     message.drift = object.drift?.map((e) => e) || [];
+    message.driftTotal = object.driftTotal ?? 0;
+    message.rejectedMessages = object.rejectedMessages ?? 0;
+    message.lastRejection = object.lastRejection ?? "";
     return message;
   },
 };

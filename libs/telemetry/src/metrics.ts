@@ -25,6 +25,13 @@ export const MetricName = {
   ControllerChangeToAck: 'kpx_controller_change_to_ack_seconds',
   ControllerNodes: 'kpx_controller_nodes',
   ControllerNodesInSync: 'kpx_controller_nodes_in_sync',
+  ControllerNodesPending: 'kpx_controller_nodes_pending',
+  ControllerNodesStale: 'kpx_controller_nodes_stale',
+  ControllerPendingGenerations: 'kpx_controller_pending_generations',
+  ControllerSyncFailures: 'kpx_controller_sync_failures_total',
+  ControllerPublishFailures: 'kpx_controller_publish_failures_total',
+  ControllerNatsConnected: 'kpx_controller_nats_connected',
+  ControllerUnpublishedSeconds: 'kpx_controller_unpublished_seconds',
   ExecutorAppliedGeneration: 'kpx_executor_applied_generation',
   ExecutorDriftRepairs: 'kpx_executor_drift_repairs_total',
   ExecutorConntrackEntriesDeleted: 'kpx_executor_conntrack_entries_deleted_total',
@@ -162,8 +169,22 @@ export interface ControllerMetrics {
   readonly changeToAck: Histogram;
   /** Nodes the controller compiles for. */
   readonly nodes: Gauge;
-  /** Nodes whose acked generation and digest match their desired state. */
+  /** Node and family pairs in sync: acked the desired state, nothing pending, not stale. */
   readonly nodesInSync: Gauge;
+  /** Node and family pairs with compiled changes JetStream has not acknowledged. */
+  readonly nodesPending: Gauge;
+  /** Node and family pairs whose executor has not acked for longer than the staleness bound. */
+  readonly nodesStale: Gauge;
+  /** Generations built whose deltas are not all in JetStream yet, plus one while changes wait for a generation. */
+  readonly pendingGenerations: Gauge;
+  /** Syncs that failed (each is retried with backoff). */
+  readonly syncFailures: Counter;
+  /** Delta publishes JetStream did not acknowledge (each is retried). */
+  readonly publishFailures: Counter;
+  /** 1 while the controller's NATS connection is up. */
+  readonly natsConnected: Gauge;
+  /** Age of the oldest change not yet in JetStream, seconds (0 when everything is published). */
+  readonly unpublishedSeconds: Gauge;
 }
 
 export function controllerMetrics(registry: Registry): ControllerMetrics {
@@ -197,7 +218,42 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
     })),
     nodesInSync: register(registry, new Gauge({
       name: MetricName.ControllerNodesInSync,
-      help: 'Nodes whose acknowledged generation and digest match their desired state',
+      help: 'Node and family pairs that acknowledged their desired state, with nothing pending and a recent ack',
+      registers: [],
+    })),
+    nodesPending: register(registry, new Gauge({
+      name: MetricName.ControllerNodesPending,
+      help: 'Node and family pairs with compiled changes JetStream has not acknowledged yet',
+      registers: [],
+    })),
+    nodesStale: register(registry, new Gauge({
+      name: MetricName.ControllerNodesStale,
+      help: 'Node and family pairs whose executor has not acked for longer than the staleness bound',
+      registers: [],
+    })),
+    pendingGenerations: register(registry, new Gauge({
+      name: MetricName.ControllerPendingGenerations,
+      help: 'Generations whose deltas are not all in JetStream yet (plus one while compiled changes wait for a generation)',
+      registers: [],
+    })),
+    syncFailures: register(registry, new Counter({
+      name: MetricName.ControllerSyncFailures,
+      help: 'Syncs that failed; each is retried with backoff',
+      registers: [],
+    })),
+    publishFailures: register(registry, new Counter({
+      name: MetricName.ControllerPublishFailures,
+      help: 'Delta publishes JetStream did not acknowledge; each is retried',
+      registers: [],
+    })),
+    natsConnected: register(registry, new Gauge({
+      name: MetricName.ControllerNatsConnected,
+      help: '1 while the controller is connected to NATS',
+      registers: [],
+    })),
+    unpublishedSeconds: register(registry, new Gauge({
+      name: MetricName.ControllerUnpublishedSeconds,
+      help: 'Age of the oldest compiled change not yet in JetStream, in seconds (0 when everything is published)',
       registers: [],
     })),
   };

@@ -9,6 +9,8 @@ export interface GenerationCounter {
   current(): number;
   /** Reserves the next generation; resolves once it is stored. */
   next(): Promise<number>;
+  /** Moves the stored counter to at least `floor` (a generation found in use), so no later reservation reuses it. */
+  fence(floor: number): Promise<void>;
 }
 
 const decode = (v: Uint8Array | undefined): number => {
@@ -21,23 +23,34 @@ export async function openGenerationCounter(js: JetStreamClient, opts: { replica
   let entry = await kv.get(GenerationKey);
   let value = decode(entry?.value);
   let revision = entry?.revision ?? 0;
-  return {
-    current: () => value,
-    async next(): Promise<number> {
-      for (let attempt = 0; ; attempt++) {
-        const want = value + 1;
-        try {
-          revision = revision === 0 ? await kv.create(GenerationKey, String(want)) : await kv.update(GenerationKey, String(want), revision);
-          value = want;
-          return want;
-        } catch (err) {
-          // Someone else moved the counter: reload and retry from there.
-          if (attempt >= 20) throw err;
-          entry = await kv.get(GenerationKey);
-          value = decode(entry?.value);
-          revision = entry?.revision ?? 0;
-        }
+  /** Never below what this process reserved or was fenced to, whatever the bucket says later. */
+  let floor = value;
+  /** Stores max(stored, floor) + step with a compare-and-set on the revision read; reloads and retries on a race. */
+  const advance = async (step: number): Promise<number> => {
+    for (let attempt = 0; ; attempt++) {
+      const want = Math.max(value, floor) + step;
+      if (want === value && revision !== 0) return want;
+      try {
+        revision = revision === 0 ? await kv.create(GenerationKey, String(want)) : await kv.update(GenerationKey, String(want), revision);
+        value = want;
+        floor = Math.max(floor, want);
+        return want;
+      } catch (err) {
+        // Someone else moved the counter (or the bucket was rewritten): reload and retry from there.
+        if (attempt >= 20) throw err;
+        entry = await kv.get(GenerationKey);
+        value = decode(entry?.value);
+        revision = entry?.revision ?? 0;
       }
+    }
+  };
+  return {
+    current: () => Math.max(value, floor),
+    next: () => advance(1),
+    async fence(at: number): Promise<void> {
+      if (at <= Math.max(value, floor)) return;
+      floor = at;
+      await advance(0);
     },
   };
 }

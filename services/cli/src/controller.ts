@@ -27,6 +27,10 @@ source (exactly one):
   --snapshot-every N       store each node's snapshot every N of its generations (default 100)
   --snapshots-kept N       older snapshots kept per node and family besides the newest (default 2)
   --audit-max-age DURATION how long the audit log (KPX_AUDIT) keeps records (default 168h)
+  --publish-timeout DURATION  how long a publish waits for JetStream's acknowledgement (default 5s); a sync that
+                           cannot publish everything is retried with backoff (500ms doubling to 30s)
+  --publish-grace DURATION /healthz fails once a compiled change has waited this long for JetStream (default 30s)
+  --stale-after DURATION   a node whose executor has not acked for this long is "stale" in status (default 60s)
   --otlp-endpoint URL      export traces over OTLP/HTTP (default: off)
   --log-level LEVEL        trace, debug, info (default), warn, error
 `;
@@ -72,6 +76,9 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
         'snapshot-every': { type: 'string' },
         'snapshots-kept': { type: 'string' },
         'audit-max-age': { type: 'string' },
+        'publish-timeout': { type: 'string' },
+        'publish-grace': { type: 'string' },
+        'stale-after': { type: 'string' },
         'otlp-endpoint': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h' },
@@ -95,6 +102,13 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
   const maxAgeMs = values['max-age'] !== undefined ? parseDuration(values['max-age'], '--max-age') : 0;
   const snapshotsKept = values['snapshots-kept'] === '0' ? 0 : positiveInt(values['snapshots-kept'], '--snapshots-kept', 2);
   const auditMaxAgeMs = values['audit-max-age'] !== undefined ? parseDuration(values['audit-max-age'], '--audit-max-age') : undefined;
+  const optionalDuration = (flag: 'publish-timeout' | 'publish-grace' | 'stale-after'): number | undefined => {
+    const text = values[flag];
+    return text === undefined ? undefined : parseDuration(text, `--${flag}`);
+  };
+  const publishTimeoutMs = optionalDuration('publish-timeout');
+  const publishGraceMs = optionalDuration('publish-grace');
+  const staleAfterMs = optionalDuration('stale-after');
 
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
@@ -125,6 +139,9 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     snapshotEvery,
     snapshotsKept,
     ...(auditMaxAgeMs !== undefined ? { auditMaxAgeMs } : {}),
+    ...(publishTimeoutMs !== undefined ? { publishTimeoutMs } : {}),
+    ...(publishGraceMs !== undefined ? { publishGraceMs } : {}),
+    ...(staleAfterMs !== undefined ? { staleAfterMs } : {}),
     ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
     logLevel: values['log-level'],
   });

@@ -11,7 +11,10 @@ export const STATUS_USAGE = `usage: kpx status --controller HOST:PORT [--node NA
 
 Asks the controller (gRPC NodeSync.Status) and prints every node and IP family: the generation and digest it
 should have, the generation and digest its executor acked, whether they match, how long it has lagged, what the
-kernel read back, drift repaired, and the last error. Exit status 0 when every node is in sync, 3 when not.
+kernel read back, drift repaired, and the last error. IN-SYNC is "yes" only when the executor acked the desired
+state, it is in JetStream, and the executor acked recently; else "pending" (the controller holds changes for the
+node that JetStream has not acknowledged: NATS down, publishes failing), "stale" (no ack for longer than the
+controller's --stale-after) or "no". Exit status 0 when every node is in sync, 3 when not.
 `;
 
 export const OutputFormat = { Table: 'table', Json: 'json', Yaml: 'yaml' } as const;
@@ -28,9 +31,17 @@ export interface NodeStatusJson {
   ackedDigest: string;
   actualDigest: string;
   inSync: boolean;
+  /** Changes compiled for the node that JetStream has not acknowledged yet. */
+  pending: boolean;
+  /** No ack from the node's executor for longer than the controller's staleness bound. */
+  stale: boolean;
+  publishedGeneration: number;
   lagSeconds: number;
   drift: string[];
+  driftTotal: number;
   driftRepairs: number;
+  rejectedMessages: number;
+  lastRejection: string;
   lastError: string;
 }
 
@@ -47,9 +58,15 @@ export function statusJson(res: StatusResponse): { generation: number; nodes: No
       ackedDigest: n.ackedDigest,
       actualDigest: n.actualDigest,
       inSync: n.inSync,
+      pending: n.pending,
+      stale: n.stale,
+      publishedGeneration: n.publishedGeneration,
       lagSeconds: Math.round(n.lagSeconds * 1000) / 1000,
       drift: n.lastDrift,
+      driftTotal: Math.max(n.lastDriftTotal, n.lastDrift.length),
       driftRepairs: n.driftRepairs,
+      rejectedMessages: n.rejectedMessages,
+      lastRejection: n.lastRejection,
       lastError: n.lastError,
     })),
   };
@@ -59,13 +76,24 @@ export function statusTable(res: StatusResponse): string {
   const rows = [['NODE', 'FAMILY', 'DESIRED', 'ACKED', 'DIGEST', 'IN-SYNC', 'LAG', 'KERNEL', 'DRIFT-REPAIRS', 'LAST-ERROR']];
   for (const n of res.nodes) {
     const kernel = n.actualDigest === '' ? '-' : n.actualDigest === n.ackedDigest ? 'matches' : `differs ${shortDigest(n.actualDigest)}`;
-    rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), shortDigest(n.desiredDigest), n.inSync ? 'yes' : 'no', n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
+    rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), shortDigest(n.desiredDigest), syncWord(n), n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
   }
   return `generation ${res.generation}\n${formatTable(rows)}`;
 }
 
+/** yes; else why not: pending (not in JetStream yet), stale (no recent ack) or no. */
+function syncWord(n: NodeStatus): string {
+  if (n.inSync) return 'yes';
+  if (n.pending) return 'pending';
+  if (n.stale) return 'stale';
+  return 'no';
+}
+
+/** Status of thousands of nodes exceeds grpc-js's default 4 MiB receive limit. */
+export const MaxStatusBytes = 256 * 1024 * 1024;
+
 export function fetchStatus(address: string, node = '', deadlineMs = 10_000): Promise<StatusResponse> {
-  const client = new NodeSyncClient(address, credentials.createInsecure());
+  const client = new NodeSyncClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': MaxStatusBytes });
   return new Promise<StatusResponse>((resolve, reject) => {
     client.status({ node }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(new Error(`controller ${address}: ${err.details || err.message}`)) : resolve(res)));
   }).finally(() => client.close());

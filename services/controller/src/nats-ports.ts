@@ -2,11 +2,13 @@
 // the generation counter in KPX_STATE, and the heads of what an earlier controller published.
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { IPFamily } from '@kpx/model';
-import type { Delta, NodeRuleSet } from '@kpx/proto';
-import { ensureDeltaStream, ensureSnapshotStore, lastDelta, openGenerationCounter, publishDelta, putSnapshot, readDeltas } from '@kpx/transport';
-import type { DeltaSink, GenerationStore, PublishedHead, PublishedHeads, SnapshotSink } from './ports.js';
+import { Delta, type NodeRuleSet } from '@kpx/proto';
+import { DeltaStream, ensureDeltaStream, ensureSnapshotStore, lastDelta, openGenerationCounter, publishDelta, putSnapshot, readDeltas } from '@kpx/transport';
+import type { DeltaSink, GenerationStore, PublishedHead, PublishedHeads, PublishOutcome, SnapshotSink } from './ports.js';
 
 export interface NatsPortsOptions {
+  /** How long a publish waits for JetStream's acknowledgement, ms (default 5 s). */
+  readonly publishTimeoutMs?: number;
   /** Deltas kept per node subject (both families together). */
   readonly historyPerSubject: number;
   /** Maximum age of deltas, ms (0: unlimited). */
@@ -28,8 +30,12 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
   const counter = await openGenerationCounter(js);
   return {
     sink: {
-      async publish(delta: Delta, headers: Record<string, string>): Promise<void> {
-        await publishDelta(js, delta, { traceHeaders: headers });
+      async publish(delta: Delta, headers: Record<string, string>): Promise<PublishOutcome> {
+        const ack = await publishDelta(js, delta, { traceHeaders: headers, timeoutMs: opts.publishTimeoutMs ?? 5000 });
+        if (!ack.duplicate) return {};
+        // The msg id was seen: is the stored message this very delta (a retry after a lost acknowledgement)?
+        const stored = await jsm.streams.getMessage(DeltaStream, { seq: ack.seq });
+        return { duplicate: { sameDelta: stored !== null && Buffer.from(stored.data).equals(Delta.encode(delta).finish()) } };
       },
     },
     snapshots: {
@@ -37,7 +43,7 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
         await putSnapshot(js, snapshot, { keepOlder: opts.snapshotsKept });
       },
     },
-    generations: { next: () => counter.next() },
+    generations: { next: () => counter.next(), fence: (floor) => counter.fence(floor) },
     heads: {
       async head(node: string, family: IPFamily): Promise<PublishedHead | undefined> {
         const last = await lastDelta(js, node);

@@ -1,14 +1,17 @@
 // The controller pipeline: source events -> cluster state -> (coalesced) sync -> per-node deltas -> publish.
-// One sync is one cluster-wide generation; only nodes whose rules changed get a delta, chained to their own
-// previous generation by prev_generation.
+// A sync compiles what changed into what every node is owed (outbox.ts), then publishes it: at most one new
+// cluster-wide generation per sync, a delta only for nodes whose rules changed, each chained by prev_generation to
+// the last delta JetStream acknowledged for that node. A sync that could not publish everything fails and is
+// retried with backoff (runner.ts); nothing compiled is lost and no generation is reused.
 import { context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { ClusterState, LabelServiceName, ProxyMode, formatDiagnostic, type Diagnostic, type IPFamily, type KubeProxyConfig } from '@kpx/model';
 import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
-import { FamilyStates, modeCompiler, type NodeChange } from '@kpx/ruleset';
+import { FamilyStates, modeCompiler } from '@kpx/ruleset';
 import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
-import type { DeltaSink, GenerationStore, PublishedHeads, SnapshotSink } from './ports.js';
-import { CoalescingRunner } from './runner.js';
+import { Outbox, type InFlight, type Owed, type PendingCause, type PendingChange, type SyncCauses } from './outbox.js';
+import type { DeltaSink, GenerationAudit, GenerationStore, GenerationSummary, PublishedHeads, SnapshotSink } from './ports.js';
+import { CoalescingRunner, type RetryOptions } from './runner.js';
 import { EventType, ObjectKind, type SourceEvent } from './sources/types.js';
 import { ConvergenceTracker } from './tracker.js';
 
@@ -22,10 +25,15 @@ export interface PipelineLogger {
 }
 
 export interface PipelineMetrics {
-  /** A sync finished: compile seconds, nodes changed, bytes published. */
+  /** A generation was built and its deltas sent: compile seconds, nodes changed, bytes. */
   synced?(s: { generation: number; compileSeconds: number; nodes: number; bytes: number }): void;
   /** Change to ack latency, seconds. */
   changeToAck?(seconds: number): void;
+  /** A sync failed (it is retried with backoff). */
+  syncFailed?(): void;
+  /** Deltas JetStream did not acknowledge (retried), and those it did. */
+  publishFailed?(n: number): void;
+  published?(n: number): void;
 }
 
 /** The mode the controller compiles for a configuration: ipvs for `mode: ipvs`, else iptables. */
@@ -48,9 +56,13 @@ export interface PipelineOptions {
   /** Where published state was left by an earlier controller (for restarts without republishing). */
   readonly heads?: PublishedHeads;
   readonly snapshots?: SnapshotSink;
+  /** The audit log's generation records; an append that fails is retried with the deltas. */
+  readonly audit?: GenerationAudit;
   /** Store a node's snapshot every this many of its generations (0: only with snapshot deltas). */
   readonly snapshotEvery?: number;
   readonly minSyncPeriodMs: number;
+  /** Backoff of a failed sync's retries (default 500 ms doubling to 30 s). */
+  readonly retry?: RetryOptions;
   /** Encoded deltas above this size are sent as snapshot deltas instead (default 512 KiB). */
   readonly maxInlineBytes?: number;
   /** Parallel publishes (default 64). */
@@ -63,43 +75,28 @@ export interface PipelineOptions {
   readonly logger: PipelineLogger;
   readonly tracer: Tracer;
   readonly metrics?: PipelineMetrics;
+  /** Acks older than this make a node stale in status (ms; default 60 s). */
+  readonly staleAfterMs?: number;
 }
 
-interface PendingCause {
-  readonly cause: Cause;
-  readonly observedAt: number;
-  readonly span: Span;
-}
+export type SyncOutcome = GenerationSummary;
 
-interface ToPublish {
-  readonly change: NodeChange;
-  /** The generation the delta continues (the node's last, or a head an earlier controller published). */
-  readonly prevGeneration: number;
-}
-
-export interface SyncOutcome {
-  readonly generation: number;
-  readonly deltas: readonly Delta[];
-  /** Encoded size of each delta, in the order of `deltas`. */
-  readonly deltaBytes: readonly number[];
-  /** Every cause of the generation (deltas carry at most maxCauses each), earliest first, deduplicated. */
-  readonly causes: readonly Cause[];
-  /** Services (`namespace/name`) and nodes whose objects changed in this sync. */
-  readonly services: readonly string[];
-  readonly nodes: readonly string[];
-  /** The earliest trigger time of the causes (ms since the epoch). */
-  readonly triggerTime: number | undefined;
+/** Some deltas or audit records could not be published: the sync is retried. */
+export class UnpublishedError extends Error {
+  override readonly name = 'UnpublishedError';
 }
 
 const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
 export class ControllerPipeline {
   readonly state = new ClusterState();
-  readonly tracker = new ConvergenceTracker();
+  readonly tracker: ConvergenceTracker;
   private readonly families: FamilyStates[];
   /** The proxy mode of every rule set and delta. */
   readonly mode: string;
   private readonly runner: CoalescingRunner;
+  /** What every node was sent and what it is still owed. */
+  readonly outbox = new Outbox();
   private dirtyServices = new Set<string>();
   /** Of the dirty services, those whose Service object changed (the others only had EndpointSlice events). */
   private changedSpecs = new Set<string>();
@@ -109,21 +106,38 @@ export class ControllerPipeline {
   private synced = false;
   private lastGeneration = 0;
   private readonly snapshotCounts = new Map<string, number>();
-  /** Encoded size of each delta built, measured once (the inline-size check) and read by publish. */
-  private readonly encodedSizes = new WeakMap<Delta, number>();
+  /** Generation records not yet in the audit log, oldest first. */
+  private auditOwed: SyncOutcome[] = [];
+  /** Ends a flush in progress early (stop). */
+  private readonly abort = new AbortController();
   /** Encoded size of each rule object, object ref and cause put in a delta, measured once. */
   private readonly objectSizes = new WeakMap<object, number>();
-  /** Resolves after every sync (tests and benchmarks wait on it). */
+  /** Called after every generation built and sent (tests and benchmarks wait on it). */
   private readonly listeners = new Set<(o: SyncOutcome) => void>();
 
   constructor(private readonly opts: PipelineOptions) {
     this.mode = opts.mode === IpvsMode ? IpvsMode : IptablesMode;
+    this.tracker = new ConvergenceTracker({ ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}) });
     this.families = [...opts.families.entries()].map(([family, options]) => new FamilyStates({ family, options, compiler: modeCompiler(this.mode, options) }));
-    this.runner = new CoalescingRunner(() => this.sync(), opts.minSyncPeriodMs, (err) => opts.logger.error({ err }, 'sync failed; retrying'));
+    this.runner = new CoalescingRunner(
+      () => this.sync(),
+      opts.minSyncPeriodMs,
+      (err, retryInMs) => {
+        opts.metrics?.syncFailed?.();
+        opts.logger.error({ err, retryInMs, owed: this.outbox.owed().length }, 'sync failed; retrying');
+      },
+      opts.retry,
+    );
   }
 
+  /** The newest generation built (published or still being retried). */
   get generation(): number {
     return this.lastGeneration;
+  }
+
+  /** Consecutive failed syncs (0 once one succeeds). */
+  get failingSyncs(): number {
+    return this.runner.consecutiveFailures;
   }
 
   /** Accepts one source event; the sync that follows is coalesced with others. */
@@ -187,73 +201,39 @@ export class ControllerPipeline {
     return e.observedAt;
   }
 
-  /** Waits for every requested sync to finish. */
+  /** Waits for every requested sync to finish (including the retries of failed ones). */
   async settle(): Promise<void> {
     await this.runner.idle();
   }
 
-  /** Calls `fn` after every sync that published (or would have published) deltas. */
+  /** Calls `fn` after every generation built and sent. */
   onSync(fn: (o: SyncOutcome) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
 
+  /** Stops syncing: a flush in progress ends after the publishes already sent. */
   async stop(): Promise<void> {
+    this.abort.abort();
     await this.runner.stop();
   }
 
+  /** When the oldest change not yet in JetStream was compiled (ms), undefined when everything is published. */
+  unpublishedSince(): number | undefined {
+    return this.outbox.oldestOwed() ?? (this.auditOwed.length > 0 ? Date.now() : undefined);
+  }
+
   private async sync(): Promise<void> {
-    const services = this.dirtyServices;
-    const changedSpecs = this.changedSpecs;
-    const nodes = this.dirtyNodes;
-    const serviceCauses = this.serviceCauses;
-    const nodeCauses = this.nodeCauses;
-    this.dirtyServices = new Set();
-    this.changedSpecs = new Set();
-    this.dirtyNodes = new Set();
-    this.serviceCauses = new Map();
-    this.nodeCauses = new Map();
-    const all = [...serviceCauses.values(), ...nodeCauses.values()].flat().sort((a, b) => a.observedAt - b.observedAt);
+    const dirty = this.dirtyServices.size > 0 || this.dirtyNodes.size > 0;
+    const all = dirty ? [...this.serviceCauses.values(), ...this.nodeCauses.values()].flat().sort((a, b) => a.observedAt - b.observedAt) : [];
     // One trace from the (earliest) API change to the publish; the other changes are linked.
     const parent: Context = all[0] ? trace.setSpan(context.active(), all[0].span) : context.active();
     const links: Link[] = all.slice(1, 32).map((c) => ({ context: c.span.spanContext() }));
-    const span = this.opts.tracer.startSpan('kpx.sync', { links, attributes: { 'kpx.services': services.size, 'kpx.nodes': nodes.size } }, parent);
+    const span = this.opts.tracer.startSpan('kpx.sync', { links, attributes: { 'kpx.services': this.dirtyServices.size, 'kpx.nodes': this.dirtyNodes.size, 'kpx.retry': !dirty } }, parent);
     try {
       await context.with(trace.setSpan(parent, span), async () => {
-        const t0 = performance.now();
-        const compileSpan = this.opts.tracer.startSpan('kpx.compile');
-        const endpointsOnly = new Set([...services].filter((s) => !changedSpecs.has(s)));
-        const changes = this.families.flatMap((f) => f.sync({ state: this.state, services, nodes, endpointsOnly }));
-        compileSpan.setAttribute('kpx.changes', changes.length);
-        compileSpan.end();
-        const compileSeconds = (performance.now() - t0) / 1000;
-        for (const n of nodes) if (!this.state.node(n)) for (const f of this.families) this.tracker.forget(n, f.family);
-        const toPublish = await this.adoptPublishedHeads(changes);
-        if (toPublish.length === 0) return;
-        const generation = await this.opts.generations.next();
-        this.lastGeneration = generation;
-        span.setAttribute('kpx.generation', generation);
-        const deltas = await this.buildDeltas(generation, toPublish, serviceCauses, nodeCauses);
-        const bytes = await this.publish(deltas);
-        this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: deltas.length, bytes });
-        this.opts.logger.info({ generation, nodes: deltas.length, bytes, compileMs: Math.round(compileSeconds * 1000) }, 'published generation');
-        if (this.listeners.size > 0) {
-          const seen = new Set<string>();
-          const causes = all.map((p) => p.cause).filter((c) => {
-            const k = `${c.kind}/${c.namespace}/${c.name}/${c.resourceVersion}`;
-            return seen.has(k) ? false : (seen.add(k), true);
-          });
-          const outcome: SyncOutcome = {
-            generation,
-            deltas,
-            deltaBytes: deltas.map((d) => this.encodedSizes.get(d) ?? Delta.encode(d).finish().length),
-            causes,
-            services: [...services].sort(),
-            nodes: [...nodes].sort(),
-            triggerTime: all[0]?.observedAt,
-          };
-          for (const l of this.listeners) l(outcome);
-        }
+        const compileSeconds = dirty ? this.compile() : 0;
+        await this.flush(span, compileSeconds);
       });
     } catch (err) {
       span.recordException(err as Error);
@@ -263,93 +243,268 @@ export class ControllerPipeline {
     }
   }
 
+  /** Compiles the dirty services and nodes into what every node is owed. Returns the compile time, seconds. */
+  private compile(): number {
+    const services = this.dirtyServices;
+    const endpointsOnly = new Set([...services].filter((s) => !this.changedSpecs.has(s)));
+    const nodes = this.dirtyNodes;
+    const causes: SyncCauses = { nodes: this.nodeCauses, services: this.serviceCauses };
+    this.dirtyServices = new Set();
+    this.changedSpecs = new Set();
+    this.dirtyNodes = new Set();
+    this.serviceCauses = new Map();
+    this.nodeCauses = new Map();
+    const t0 = performance.now();
+    const compileSpan = this.opts.tracer.startSpan('kpx.compile');
+    const changes = this.families.flatMap((f) => f.sync({ state: this.state, services, nodes, endpointsOnly }));
+    compileSpan.setAttribute('kpx.changes', changes.length);
+    compileSpan.end();
+    const now = Date.now();
+    for (const n of nodes) {
+      if (this.state.node(n)) continue;
+      for (const f of this.families) {
+        this.tracker.forget(n, f.family);
+        this.outbox.forget(n, f.family);
+      }
+    }
+    for (const c of changes) {
+      this.outbox.compiled(c.node, c.family, c, causes, now);
+      this.tracker.compiled({ node: c.node, family: c.family, mode: this.mode, digest: c.digest, at: now });
+    }
+    return (performance.now() - t0) / 1000;
+  }
+
+  /**
+   * Publishes what every node is owed: deltas in flight first (verbatim), then one new generation for the nodes
+   * with unsent changes, then the audit records. Throws UnpublishedError when anything is still owed after it.
+   */
+  private async flush(span: Span, compileSeconds: number): Promise<void> {
+    const owed = this.outbox.owed();
+    const failures: unknown[] = [];
+    const retried = owed.filter((e) => e.inFlight !== undefined);
+    if (retried.length > 0) {
+      this.opts.logger.info({ deltas: retried.length }, 'republishing deltas JetStream did not acknowledge');
+      await this.publishAll(retried, failures);
+    }
+    if (failures.length === 0) {
+      try {
+        await this.lookUpHeads(owed);
+        const ready = owed.filter((e) => !e.inFlight && e.unsent && e.headKnown);
+        if (ready.length > 0) await this.buildAndPublish(ready, failures, span, compileSeconds);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    if (failures.length === 0) await this.appendAudit(failures);
+    const left = this.outbox.owed().length;
+    if (failures.length > 0 || left > 0 || this.auditOwed.length > 0) {
+      const first = failures[0];
+      const why = first instanceof Error ? `: ${first.message}` : '';
+      throw new UnpublishedError(`${left} node deltas and ${this.auditOwed.length} audit records not yet in JetStream${why}`, { cause: first });
+    }
+  }
+
+  /**
+   * The heads an earlier controller left for nodes this one has not published to yet. A node whose whole state
+   * equals its head continues from there (nothing is republished); the generation counter is fenced above every
+   * head found, so a counter that went backwards never hands out a generation a node already has.
+   */
+  private async lookUpHeads(owed: readonly Owed[]): Promise<void> {
+    for (const e of owed) {
+      if (e.headKnown || e.inFlight || !e.unsent) continue;
+      if (this.abort.signal.aborted) throw new UnpublishedError('stopping');
+      const head = this.opts.heads ? await this.opts.heads.head(e.node, e.family as IPFamily) : undefined;
+      e.head = head;
+      e.headKnown = true;
+      if (!head) continue;
+      await this.opts.generations.fence(head.generation);
+      this.lastGeneration = Math.max(this.lastGeneration, head.generation);
+      if (e.unsent.initial && head.digest === e.unsent.digest) {
+        e.unsent = undefined;
+        this.familyOf(e.family)?.setGeneration(e.node, head.generation);
+        this.tracker.built({ node: e.node, family: e.family, mode: this.mode, generation: head.generation, digest: head.digest, triggerTime: undefined });
+        this.tracker.published({ node: e.node, family: e.family, mode: this.mode, generation: head.generation, digest: head.digest, triggerTime: undefined, at: Date.now() });
+      }
+    }
+  }
+
+  private async buildAndPublish(ready: Owed[], failures: unknown[], span: Span, compileSeconds: number): Promise<void> {
+    const generation = await this.opts.generations.next();
+    this.lastGeneration = Math.max(this.lastGeneration, generation);
+    span.setAttribute('kpx.generation', generation);
+    const built = await this.buildDeltas(generation, ready, failures);
+    if (built.length === 0) return;
+    await this.publishAll(built.map((b) => b.entry), failures);
+    const bytes = built.reduce((a, b) => a + b.bytes, 0);
+    this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: built.length, bytes });
+    this.opts.logger.info({ generation, nodes: built.length, bytes, compileMs: Math.round(compileSeconds * 1000), unacknowledged: built.filter((b) => b.entry.inFlight).length }, 'published generation');
+    const outcome = summarize(generation, built);
+    this.auditOwed.push(outcome);
+    for (const l of this.listeners) l(outcome);
+  }
+
   private familyOf(family: string): FamilyStates | undefined {
     return this.families.find((f) => f.family === family);
   }
 
   /**
-   * A node state compiled for the first time may already be what an earlier controller published: its last
-   * published head then continues (nothing is republished), or the new state chains to that head. Returns the
-   * changes that still need a delta, each with the generation it continues; when none do, the sync allocates no
-   * generation.
+   * Builds the delta of every ready entry at `generation`, chained to its head, and puts it in flight. A snapshot
+   * delta is sent only once its snapshot is stored (the executor may fetch it from JetStream); an entry whose
+   * snapshot cannot be stored keeps its changes unsent.
    */
-  private async adoptPublishedHeads(changes: NodeChange[]): Promise<ToPublish[]> {
-    if (!this.opts.heads) return changes.map((change) => ({ change, prevGeneration: change.prevGeneration }));
-    const out: ToPublish[] = [];
-    for (const c of changes) {
-      const fam = this.familyOf(c.family);
-      if (!c.initial || !fam) {
-        out.push({ change: c, prevGeneration: c.prevGeneration });
-        continue;
-      }
-      const head = await this.opts.heads.head(c.node, c.family);
-      if (head && head.digest === c.digest) {
-        fam.setGeneration(c.node, head.generation);
-        this.lastGeneration = Math.max(this.lastGeneration, head.generation);
-        this.tracker.published({ node: c.node, family: c.family, mode: this.mode, generation: head.generation, digest: c.digest, triggerTime: undefined, at: Date.now() });
-        continue;
-      }
-      out.push({ change: c, prevGeneration: head?.generation ?? 0 });
-    }
-    return out;
-  }
-
-  private async buildDeltas(generation: number, changes: ToPublish[], serviceCauses: Map<string, PendingCause[]>, nodeCauses: Map<string, PendingCause[]>): Promise<Delta[]> {
+  private async buildDeltas(generation: number, ready: Owed[], failures: unknown[]): Promise<Built[]> {
     const maxInline = this.opts.maxInlineBytes ?? 512 * 1024;
     const maxCauses = this.opts.maxCauses ?? 64;
-    // A new node's state comes from every service: its causes are those of the whole sync, gathered once.
-    let allServices: CauseSummary | undefined;
     // Most deltas of a sync name the same services: their causes are summarized once per distinct list.
     const byServices = new Map<string, CauseSummary>();
     const sizeTemplates = new Map<string, number>();
-    const deltas: Delta[] = [];
-    for (const { change: c, prevGeneration } of changes) {
-      const fam = this.familyOf(c.family);
-      if (!fam) continue;
-      let snapshot = c.initial;
-      const own = nodeCauses.get(c.node) ?? [];
-      let causes: CauseSummary;
-      if (c.initial) {
-        allServices ??= summarizeCauses([...serviceCauses.values()].flat(), maxCauses);
-        causes = own.length ? summarizeCauses([...own, ...allServices.kept], maxCauses, allServices.trigger) : allServices;
-      } else {
-        const key = own.length ? undefined : [...c.services].join('\n');
-        const known = key === undefined ? undefined : byServices.get(key);
-        if (known) causes = known;
-        else {
-          const pcs: PendingCause[] = [...own];
-          for (const s of c.services) for (const pc of serviceCauses.get(s) ?? []) pcs.push(pc);
-          causes = summarizeCauses(pcs, maxCauses);
-          if (key !== undefined) byServices.set(key, causes);
-        }
+    const built: Built[] = [];
+    for (const e of ready) {
+      const fam = this.familyOf(e.family);
+      const change = e.unsent;
+      if (!fam || !change) continue;
+      if (change.empty && change.digest === e.head?.digest) {
+        // Composed back to what the node has: nothing to send.
+        e.unsent = undefined;
+        this.tracker.built({ node: e.node, family: e.family, mode: this.mode, generation: e.head.generation, digest: e.head.digest, triggerTime: undefined });
+        this.tracker.published({ node: e.node, family: e.family, mode: this.mode, generation: e.head.generation, digest: e.head.digest, triggerTime: undefined, at: Date.now() });
+        continue;
       }
+      const causes = this.causesFor(e.node, change, byServices, maxCauses);
+      let snapshot = change.initial;
       const delta: Delta = {
-        node: c.node,
+        node: e.node,
         generation,
-        prevGeneration,
-        upserts: snapshot ? [] : c.upserts.map((u) => u.wire),
-        deletes: snapshot ? [] : c.deletes,
-        digest: c.digest,
+        prevGeneration: e.head?.generation ?? 0,
+        upserts: snapshot ? [] : [...change.upserts.values()].map((u) => u.wire),
+        deletes: snapshot ? [] : [...change.deletes.values()],
+        digest: change.digest,
         cause: causes.kept.map((p) => p.cause),
         ...(causes.trigger !== undefined ? { triggerTime: timestamp(causes.trigger) } : {}),
         mode: this.mode,
-        ipFamily: c.family,
+        ipFamily: e.family,
         snapshot,
       };
-      let size = snapshot ? undefined : this.encodedSize(delta, sizeTemplates);
-      if (size !== undefined && size > maxInline) {
+      let size = snapshot ? 0 : this.encodedSize(delta, sizeTemplates);
+      if (size > maxInline) {
         snapshot = true;
-        size = undefined;
         delta.upserts = [];
         delta.deletes = [];
         delta.snapshot = true;
       }
-      if (size !== undefined) this.encodedSizes.set(delta, size);
-      fam.setGeneration(c.node, generation);
-      deltas.push(delta);
-      await this.maybeSnapshot(fam, c.node, generation, snapshot);
+      if (snapshot) size = Delta.encode(delta).finish().length;
+      try {
+        await this.maybeSnapshot(fam, e.node, generation, snapshot);
+      } catch (err) {
+        failures.push(err);
+        this.opts.logger.warn({ err, node: e.node, family: e.family, generation }, 'storing a snapshot failed; the node keeps its changes for the next try');
+        continue;
+      }
+      fam.setGeneration(e.node, generation);
+      const headers: Record<string, string> = {};
+      e.unsent = undefined;
+      e.inFlight = { delta, change, bytes: size, headers, attempts: 0 };
+      this.tracker.built({ node: e.node, family: e.family, mode: this.mode, generation, digest: delta.digest, triggerTime: causes.trigger });
+      built.push({ entry: e, delta, change, bytes: size });
     }
-    return deltas;
+    return built;
+  }
+
+  private causesFor(node: string, change: PendingChange, byServices: Map<string, CauseSummary>, maxCauses: number): CauseSummary {
+    // The common case, one sync and no cause of the node's own: shared by every node changed by the same services.
+    const only = change.syncs.length === 1 ? change.syncs[0] : undefined;
+    const simple = only !== undefined && !only.causes.nodes.has(node);
+    const key = simple ? (only.services === 'all' ? '*' : [...only.services].join('\n')) : undefined;
+    const known = key === undefined ? undefined : byServices.get(key);
+    if (known) return known;
+    const summary = summarizeCauses(change.causesOf(node), maxCauses);
+    if (key !== undefined) byServices.set(key, summary);
+    return summary;
+  }
+
+  /**
+   * Publishes the deltas in flight of `entries`, in parallel. An acknowledged delta advances its node's head; one
+   * whose generation turns out to be taken goes back to unsent (and the counter is fenced above it). After the
+   * first failure no further publish starts: NATS is likely down, and each attempt would wait for its timeout.
+   */
+  private async publishAll(entries: readonly Owed[], failures: unknown[]): Promise<void> {
+    const limit = this.opts.publishConcurrency ?? 64;
+    let next = 0;
+    let failed = 0;
+    let ok = 0;
+    const worker = async (): Promise<void> => {
+      while (next < entries.length && failures.length === 0 && !this.abort.signal.aborted) {
+        const e = entries[next++];
+        if (!e?.inFlight) continue;
+        if (await this.publishOne(e, e.inFlight, failures)) ok++;
+        else failed++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, entries.length) }, () => worker()));
+    if (ok > 0) this.opts.metrics?.published?.(ok);
+    if (failed > 0) this.opts.metrics?.publishFailed?.(failed);
+    if (this.abort.signal.aborted) failures.push(new UnpublishedError('stopping'));
+  }
+
+  private async publishOne(e: Owed, f: InFlight, failures: unknown[]): Promise<boolean> {
+    const d = f.delta;
+    const span = this.opts.tracer.startSpan('kpx.publish', { attributes: { 'kpx.node': d.node, 'kpx.generation': d.generation, 'kpx.family': d.ipFamily, 'kpx.attempt': f.attempts + 1 } });
+    if (f.attempts === 0) injectTraceContext(f.headers, trace.setSpan(context.active(), span));
+    f.attempts++;
+    try {
+      const outcome = await this.opts.sink.publish(d, f.headers);
+      if (outcome?.duplicate && !outcome.duplicate.sameDelta) {
+        // Another delta holds this generation's msg id: the stored counter went backwards. Never reuse it.
+        await this.generationTaken(e, f);
+        return false;
+      }
+      e.inFlight = undefined;
+      e.head = { generation: d.generation, digest: d.digest };
+      e.headKnown = true;
+      this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6 : undefined, at: Date.now() });
+      return true;
+    } catch (err) {
+      span.recordException(err as Error);
+      failures.push(err);
+      this.opts.logger.warn({ err, node: d.node, generation: d.generation, attempts: f.attempts }, 'publish not acknowledged; will retry the same delta');
+      return false;
+    } finally {
+      span.end();
+    }
+  }
+
+  /** The generation of an in-flight delta was published before by someone else: its changes go back to unsent. */
+  private async generationTaken(e: Owed, f: InFlight): Promise<void> {
+    const generation = f.delta.generation;
+    this.opts.logger.error({ node: e.node, family: e.family, generation }, 'generation already published by another delta (the counter went backwards); fencing the counter and rebuilding');
+    e.inFlight = undefined;
+    const change = f.change;
+    if (e.unsent) change.append(e.unsent);
+    e.unsent = change;
+    // The head this node really has is unknown now: look it up again before the next delta.
+    e.headKnown = false;
+    e.head = undefined;
+    if (change.initial === false) change.initial = true;
+    await this.opts.generations.fence(generation);
+  }
+
+  private async appendAudit(failures: unknown[]): Promise<void> {
+    const audit = this.opts.audit;
+    if (!audit) {
+      this.auditOwed = [];
+      return;
+    }
+    while (this.auditOwed.length > 0) {
+      const o = this.auditOwed[0]!;
+      try {
+        await audit.append(o);
+      } catch (err) {
+        failures.push(err);
+        this.opts.logger.warn({ err, generation: o.generation }, 'audit log append failed; will retry');
+        return;
+      }
+      this.auditOwed.shift();
+    }
   }
 
   /**
@@ -394,48 +549,30 @@ export class ControllerPipeline {
       this.snapshotCounts.set(k, n);
       return;
     }
-    this.snapshotCounts.set(k, 0);
     await this.opts.snapshots.put(this.snapshotOf(fam, node, generation));
+    this.snapshotCounts.set(k, 0);
   }
 
   private snapshotOf(fam: FamilyStates, node: string, generation: number): NodeRuleSet {
     return { node, mode: this.mode, ipFamily: fam.family, generation, objects: fam.objects(node).map((o) => o.wire), digest: fam.digest(node) ?? '' };
   }
 
-  private async publish(deltas: Delta[]): Promise<number> {
-    const limit = this.opts.publishConcurrency ?? 64;
-    let bytes = 0;
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < deltas.length) {
-        const d = deltas[next++];
-        if (!d) break;
-        const span = this.opts.tracer.startSpan('kpx.publish', { attributes: { 'kpx.node': d.node, 'kpx.generation': d.generation, 'kpx.family': d.ipFamily } });
-        const headers: Record<string, string> = {};
-        injectTraceContext(headers, trace.setSpan(context.active(), span));
-        try {
-          bytes += this.encodedSizes.get(d) ?? Delta.encode(d).finish().length;
-          await this.opts.sink.publish(d, headers);
-          this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6 : undefined, at: Date.now() });
-        } catch (err) {
-          span.recordException(err as Error);
-          // The node's chain now has a gap; its executor notices (prev_generation) and resyncs.
-          this.opts.logger.error({ err, node: d.node, generation: d.generation }, 'publish failed');
-        } finally {
-          span.end();
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(limit, deltas.length) }, () => worker()));
-    return bytes;
-  }
-
-  /** A node's current desired rule set (waits for a sync in progress so state and generation agree). */
+  /**
+   * A node's current desired rule set (waits for a sync in progress so state and generation agree), labelled with
+   * the newest generation built for the node. Changes not yet built are in it: the node's next delta composes every
+   * object they touched, so it applies on this state as on the one of that generation.
+   */
   async snapshot(node: string, family: string): Promise<NodeRuleSet | undefined> {
-    await this.runner.idle();
+    await this.runnerQuiet();
     const fam = this.familyOf(family);
     if (!fam || fam.generation(node) === undefined) return undefined;
     return this.snapshotOf(fam, node, fam.generation(node) ?? 0);
+  }
+
+  /** Waits for a sync in progress, not for the retries of a failing one (NATS may be down for long). */
+  private async runnerQuiet(): Promise<void> {
+    if (this.runner.consecutiveFailures > 0) return;
+    await this.runner.idle();
   }
 
   /** Known node and family pairs. */
@@ -451,6 +588,45 @@ function varintSize(n: number): number {
     size++;
   }
   return size;
+}
+
+/** A delta built in a generation, for the node it was built for. */
+interface Built {
+  readonly entry: Owed;
+  readonly delta: Delta;
+  readonly change: PendingChange;
+  readonly bytes: number;
+}
+
+/** What a generation did (audit log, listeners): its deltas, their sizes, and the causes of every change in it. */
+function summarize(generation: number, built: readonly Built[]): SyncOutcome {
+  const services = new Set<string>();
+  const syncs = new Set<SyncCauses>();
+  for (const { change } of built) {
+    for (const s of change.services) services.add(s);
+    for (const s of change.syncs) {
+      syncs.add(s.causes);
+      if (s.services === 'all') for (const k of s.causes.services.keys()) services.add(k);
+    }
+  }
+  const pcs: PendingCause[] = [];
+  for (const c of syncs) for (const m of [c.services, c.nodes]) for (const l of m.values()) pcs.push(...l);
+  pcs.sort((a, b) => a.observedAt - b.observedAt);
+  const seen = new Set<string>();
+  const causes = pcs
+    .map((p) => p.cause)
+    .filter((c) => {
+      const k = `${c.kind}/${c.namespace}/${c.name}/${c.resourceVersion}`;
+      return seen.has(k) ? false : (seen.add(k), true);
+    });
+  return {
+    generation,
+    deltas: built.map((b) => b.delta),
+    deltaBytes: built.map((b) => b.bytes),
+    causes,
+    services: [...services].sort(),
+    triggerTime: pcs[0]?.observedAt,
+  };
 }
 
 interface CauseSummary {

@@ -6,6 +6,7 @@ import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import { ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
+import { MaxDriftLines } from './tracker.js';
 import { natsPorts } from './nats-ports.js';
 import { ControllerPipeline, familyOptionsFromConfig, pipelineMode, type SyncOutcome } from './pipeline.js';
 import type { Source } from './sources/types.js';
@@ -33,6 +34,12 @@ export interface ControllerRunOptions {
   readonly snapshotEvery?: number;
   /** Families compiled (default both). */
   readonly families?: readonly IPFamily[];
+  /** /healthz fails once a compiled change has waited this long for JetStream (ms, default 30 s). */
+  readonly publishGraceMs?: number;
+  /** An executor that has not acked for this long is stale in status (ms, default 60 s). */
+  readonly staleAfterMs?: number;
+  /** How long a publish waits for JetStream's acknowledgement (ms, default 5 s). */
+  readonly publishTimeoutMs?: number;
 }
 
 export interface RunningController {
@@ -60,40 +67,62 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     })());
   try {
     const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1 });
-    cleanups.push(() => nc.drain());
-    const ports = await natsPorts(jetstream(nc), await jetstreamManager(nc), {
+    // A drain waits for the server: bounded, so SIGTERM while NATS is down still stops the process.
+    cleanups.push(() => closeNats(nc, 2000));
+    metrics.natsConnected.set(1);
+    void watchNatsStatus(nc, logger, (up) => metrics.natsConnected.set(up ? 1 : 0));
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const ports = await natsPorts(js, jsm, {
       historyPerSubject: opts.historyPerSubject ?? 1000,
       maxAgeMs: opts.maxAgeMs ?? 0,
       snapshotsKept: opts.snapshotsKept ?? 2,
+      ...(opts.publishTimeoutMs !== undefined ? { publishTimeoutMs: opts.publishTimeoutMs } : {}),
     });
+    await ensureAuditStream(jsm, { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}) });
     const pipeline = new ControllerPipeline({
       families,
       mode: pipelineMode(config),
       ...ports,
+      // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
+      audit: { append: (o) => publishAuditRecord(js, generationRecord(o)) },
       snapshotEvery: opts.snapshotEvery ?? 100,
       minSyncPeriodMs: config.minSyncPeriodMs,
+      ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
       logger,
       tracer,
       metrics: {
         synced: (s) => {
           metrics.generation.set(s.generation);
-          metrics.deltasPublished.inc(s.nodes);
           if (s.nodes > 0) metrics.deltaBytes.observe(s.bytes / s.nodes);
           metrics.nodes.set(pipeline.nodes().length);
         },
+        published: (n) => metrics.deltasPublished.inc(n),
+        publishFailed: (n) => metrics.publishFailures.inc(n),
+        syncFailed: () => metrics.syncFailures.inc(),
       },
     });
     cleanups.push(() => pipeline.stop());
-    // The audit log: one record per generation, and the drift and failures executors report. Appended in order,
-    // off the sync path; a failed append is logged and does not stop the controller.
-    const js = jetstream(nc);
-    await ensureAuditStream(await jetstreamManager(nc), { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}) });
+    // Status gauges, kept current by the controller itself (not by whoever scrapes or probes).
+    const updateGauges = (): void => {
+      const c = pipeline.tracker.counts();
+      metrics.nodesInSync.set(c.inSync);
+      metrics.nodesPending.set(c.pending);
+      metrics.nodesStale.set(c.stale);
+      metrics.pendingGenerations.set(pipeline.outbox.pendingGenerations());
+      const since = pipeline.unpublishedSince();
+      metrics.unpublishedSeconds.set(since === undefined ? 0 : (Date.now() - since) / 1000);
+    };
+    const gauges = setInterval(updateGauges, 1000);
+    gauges.unref();
+    cleanups.push(() => Promise.resolve(clearInterval(gauges)));
+    // Node events executors report (drift, failed applies), appended in order off the ack path; a failed append
+    // is logged and dropped (the node's status keeps the newest).
     let auditChain: Promise<void> = Promise.resolve();
     const audit = (record: AuditRecord): void => {
       auditChain = auditChain.then(() => publishAuditRecord(js, record)).catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
     };
-    cleanups.push(() => auditChain);
-    pipeline.onSync((o) => audit(generationRecord(o)));
+    cleanups.push(() => withTimeout(auditChain, 2000));
     const grpc: RunningGrpcServer = await startGrpcServer({
       pipeline,
       listen: opts.grpcListen,
@@ -102,18 +131,23 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       onChangeToAck: (s) => metrics.changeToAck.observe(s),
       onAck: (req) => {
         const time = new Date().toISOString();
-        if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [...req.drift] });
+        if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: req.drift.slice(0, MaxDriftLines) });
         if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
       },
     });
     cleanups.push(() => grpc.close());
     let synced = false;
+    const graceMs = opts.publishGraceMs ?? 30_000;
     const http: HttpServer = await startHttpServer({
       listen: opts.metricsListen,
       registry,
+      // Unhealthy until the source synced, and while a compiled change has waited for JetStream longer than the
+      // grace period (NATS down, publishes failing): the controller cannot deliver what it knows.
       healthz: () => {
-        metrics.nodesInSync.set(pipeline.tracker.status().filter((n) => n.inSync).length);
-        return { ok: synced, ...(synced ? { lastUpdated: new Date() } : {}), details: { generation: pipeline.generation, source: opts.sourceName } };
+        const since = pipeline.unpublishedSince();
+        const stuck = since !== undefined && Date.now() - since > graceMs;
+        const details = { generation: pipeline.generation, source: opts.sourceName, ...(since !== undefined ? { unpublishedSince: new Date(since).toISOString() } : {}) };
+        return { ok: synced && !stuck, ...(synced ? { lastUpdated: new Date(since ?? Date.now()) } : {}), details };
       },
     });
     cleanups.push(() => http.close());
@@ -133,6 +167,33 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     await stop();
     throw err;
   }
+}
+
+/** Logs NATS disconnects and reconnects at info and reports the connection state. */
+async function watchNatsStatus(nc: NatsConnection, logger: Logger, connected: (up: boolean) => void): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect') {
+      connected(false);
+      logger.info({ server: s.server }, 'NATS disconnected; reconnecting');
+    } else if (s.type === 'reconnect') {
+      connected(true);
+      logger.info({ server: s.server }, 'NATS reconnected');
+    }
+  }
+}
+
+/** Drains the connection, closing it outright after `ms` (a drain waits for a server that may be down). */
+async function closeNats(nc: NatsConnection, ms: number): Promise<void> {
+  if (nc.isClosed()) return;
+  await withTimeout(nc.drain().catch(() => undefined), ms);
+  if (!nc.isClosed()) await nc.close().catch(() => undefined);
+}
+
+/** Waits for `p`, at most `ms`. */
+async function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.then(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 const AuditMaxCauses = 500;

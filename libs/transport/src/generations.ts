@@ -1,6 +1,6 @@
 // The cluster-wide generation counter, persisted in a JetStream KV bucket so that a restarted controller (or
 // a second one racing it) never reuses a generation: every reservation is a compare-and-set on the key.
-import type { JetStreamClient } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { GenerationKey, StateBucket } from './subjects.js';
 
@@ -17,6 +17,12 @@ const decode = (v: Uint8Array | undefined): number => {
   const n = v ? Number(new TextDecoder().decode(v)) : 0;
   return Number.isSafeInteger(n) && n >= 0 ? n : 0;
 };
+
+/** The compare-and-set lost: the key's revision is not the one read. */
+function isCasConflict(err: unknown): boolean {
+  const code = err instanceof JetStreamApiError ? err.code : undefined;
+  return code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
+}
 
 export async function openGenerationCounter(js: JetStreamClient, opts: { replicas?: number } = {}): Promise<GenerationCounter> {
   const kv: KV = await new Kvm(js).create(StateBucket, { history: 1, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
@@ -36,8 +42,9 @@ export async function openGenerationCounter(js: JetStreamClient, opts: { replica
         floor = Math.max(floor, want);
         return want;
       } catch (err) {
-        // Someone else moved the counter (or the bucket was rewritten): reload and retry from there.
-        if (attempt >= 20) throw err;
+        // Someone else moved the counter (or the bucket was rewritten): reload and retry from there. Any other
+        // error (NATS down, a timeout) is the caller's to retry.
+        if (attempt >= 20 || !isCasConflict(err)) throw err;
         entry = await kv.get(GenerationKey);
         value = decode(entry?.value);
         revision = entry?.revision ?? 0;

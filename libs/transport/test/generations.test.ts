@@ -3,7 +3,8 @@ import { after, before, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { openGenerationCounter } from '../src/index.js';
+import { Kvm } from '@nats-io/kv';
+import { GenerationKey, openGenerationCounter, StateBucket } from '../src/index.js';
 
 let server: NatsServer;
 before(async () => {
@@ -26,4 +27,22 @@ test('the generation counter survives restarts and never hands out a value twice
   const c = await openGenerationCounter(jetstream(nc2));
   assert.equal(c.current(), Math.max(...got));
   await nc2.close();
+});
+
+test('a counter whose bucket goes backwards under it never repeats a generation; fence moves it past one in use', async () => {
+  const nc = await connect({ servers: server.url });
+  const js = jetstream(nc);
+  const a = await openGenerationCounter(js);
+  const start = await a.next();
+  // Someone rewrites the key to an old value (a restored backup, a lost bucket recreated).
+  const kv = await new Kvm(js).open(StateBucket);
+  await kv.put(GenerationKey, '1');
+  assert.equal(await a.next(), start + 1, 'not 2: the counter never goes below what it handed out');
+  await a.fence(start + 100);
+  assert.equal(await a.next(), start + 101, 'above the fence');
+  const b = await openGenerationCounter(js);
+  assert.equal(b.current(), start + 101, 'the fence is stored, not only remembered');
+  await a.fence(3);
+  assert.equal(await a.next(), start + 102, 'a lower fence changes nothing');
+  await nc.close();
 });

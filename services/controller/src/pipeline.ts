@@ -212,6 +212,11 @@ export class ControllerPipeline {
     return () => this.listeners.delete(fn);
   }
 
+  /** Retries a failing sync now instead of after its backoff (NATS reconnected). */
+  retryNow(): void {
+    this.runner.retryNow();
+  }
+
   /** Stops syncing: a flush in progress ends after the publishes already sent. */
   async stop(): Promise<void> {
     this.abort.abort();

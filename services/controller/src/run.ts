@@ -66,13 +66,14 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       for (const c of [...cleanups].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
     })());
   try {
-    const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1 });
-    // A drain waits for the server: bounded, so SIGTERM while NATS is down still stops the process.
-    cleanups.push(() => closeNats(nc, 2000));
+    const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    let natsUp = true;
+    // A drain waits for the server: bounded, and skipped while NATS is down, so SIGTERM always stops the process.
+    cleanups.push(() => closeNats(nc, natsUp ? 2000 : 0));
     metrics.natsConnected.set(1);
-    void watchNatsStatus(nc, logger, (up) => metrics.natsConnected.set(up ? 1 : 0));
-    const js = jetstream(nc);
-    const jsm = await jetstreamManager(nc);
+    // Every JetStream call (publish, KV, object store) waits at most the publish timeout.
+    const js = jetstream(nc, { timeout: opts.publishTimeoutMs ?? 5000 });
+    const jsm = await jetstreamManager(nc, { timeout: opts.publishTimeoutMs ?? 5000 });
     const ports = await natsPorts(js, jsm, {
       historyPerSubject: opts.historyPerSubject ?? 1000,
       maxAgeMs: opts.maxAgeMs ?? 0,
@@ -103,6 +104,12 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       },
     });
     cleanups.push(() => pipeline.stop());
+    void watchNatsStatus(nc, logger, (up) => {
+      natsUp = up;
+      metrics.natsConnected.set(up ? 1 : 0);
+      // What failed while NATS was away goes out now, not after the backoff.
+      if (up) pipeline.retryNow();
+    });
     // Status gauges, kept current by the controller itself (not by whoever scrapes or probes).
     const updateGauges = (): void => {
       const c = pipeline.tracker.counts();
@@ -185,7 +192,7 @@ async function watchNatsStatus(nc: NatsConnection, logger: Logger, connected: (u
 /** Drains the connection, closing it outright after `ms` (a drain waits for a server that may be down). */
 async function closeNats(nc: NatsConnection, ms: number): Promise<void> {
   if (nc.isClosed()) return;
-  await withTimeout(nc.drain().catch(() => undefined), ms);
+  if (ms > 0) await withTimeout(nc.drain().catch(() => undefined), ms);
   if (!nc.isClosed()) await nc.close().catch(() => undefined);
 }
 

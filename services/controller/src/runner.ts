@@ -79,6 +79,19 @@ export class CoalescingRunner {
       });
   }
 
+  /** After failures: drops the backoff and runs as soon as the minimum interval allows (the cause went away). */
+  retryNow(): void {
+    if (this.failures === 0 || this.stopped) return;
+    this.retryAt = -Infinity;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.cancelScheduled?.();
+      this.scheduled = undefined;
+    }
+    this.request();
+  }
+
   /** Resolves when no run is in progress or scheduled: every request made before the call has been served. */
   async idle(): Promise<void> {
     while (this.running || this.scheduled) await (this.running ?? this.scheduled);

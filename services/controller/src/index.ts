@@ -1,4 +1,4 @@
-export { ControllerPipeline, UnpublishedError } from './pipeline.js';
+export { ControllerPipeline, UnpublishedError, familyOptionsFromConfig, pipelineMode } from './pipeline.js';
 export type { PipelineLogger, PipelineMetrics, PipelineOptions, SyncOutcome } from './pipeline.js';
 export { MemoryGenerationStore } from './ports.js';
 export type { DeltaSink, GenerationAudit, GenerationStore, GenerationSummary, PublishedHead, PublishedHeads, PublishOutcome, SnapshotSink } from './ports.js';

@@ -62,45 +62,36 @@ export class PendingChange {
 
   /** Composes a later change onto this one. */
   add(c: CompiledChange, causes: SyncCauses): void {
-    this.digest = c.digest;
-    if (c.initial) {
-      this.initial = true;
-      this.upserts.clear();
-      this.deletes.clear();
-    } else if (!this.initial) {
-      for (const o of c.upserts) {
-        this.deletes.delete(o.id);
-        this.upserts.set(o.id, o);
-      }
-      for (const r of c.deletes) {
-        const id = `${r.kind}:${r.key}`;
-        this.upserts.delete(id);
-        this.deletes.set(id, r);
-      }
-    }
+    this.compose(c.initial, c.digest, c.upserts, c.deletes.map((r) => [`${r.kind}:${r.key}`, r] as const));
     if (!c.initial) for (const s of c.services) this.services.add(s);
     this.syncs.push({ causes, services: c.initial ? 'all' : c.services });
   }
 
   /** Composes `later` (changes made after this one's) onto this one. */
   append(later: PendingChange): void {
-    this.digest = later.digest;
-    if (later.initial) {
+    this.compose(later.initial, later.digest, later.upserts.values(), later.deletes);
+    for (const s of later.services) this.services.add(s);
+    this.syncs.push(...later.syncs);
+  }
+
+  /** The newest value of every object wins; a whole state replaces everything before it. */
+  private compose(initial: boolean, digest: string, upserts: Iterable<HashedObject>, deletes: Iterable<readonly [string, ObjectRef]>): void {
+    this.digest = digest;
+    if (initial) {
       this.initial = true;
       this.upserts.clear();
       this.deletes.clear();
-    } else if (!this.initial) {
-      for (const [id, r] of later.deletes) {
-        this.upserts.delete(id);
-        this.deletes.set(id, r);
-      }
-      for (const [id, o] of later.upserts) {
-        this.deletes.delete(id);
-        this.upserts.set(id, o);
-      }
+      return;
     }
-    for (const s of later.services) this.services.add(s);
-    this.syncs.push(...later.syncs);
+    if (this.initial) return;
+    for (const [id, r] of deletes) {
+      this.upserts.delete(id);
+      this.deletes.set(id, r);
+    }
+    for (const o of upserts) {
+      this.deletes.delete(o.id);
+      this.upserts.set(o.id, o);
+    }
   }
 
   /** Nothing to send: no object changes and not a whole state. */

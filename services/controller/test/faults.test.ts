@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { IPFamily, parseCidr, readManifestDir, type KubeObject } from '@kpx/model';
+import { ExamplesDir, waitFor, webSlice } from './fixtures.js';
 import { defaultIptablesOptions } from '@kpx/compiler';
 import { RuleState } from '@kpx/ruleset';
 import { Delta, type NodeRuleSet } from '@kpx/proto';
 import { ControllerPipeline, MemoryGenerationStore, type GenerationSummary, type PublishOutcome } from '../src/index.js';
 
-const examples = new URL('../../../../examples/', import.meta.url).pathname;
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** A sink that fails while `fail` says so, recording what it stored. */
@@ -54,7 +54,7 @@ function makePipeline(opts: { generations?: MemoryGenerationStore; snapshots?: {
 }
 
 async function feed(p: ControllerPipeline): Promise<void> {
-  for (const object of (await readManifestDir(examples)).map((m) => m.object)) {
+  for (const object of (await readManifestDir(ExamplesDir)).map((m) => m.object)) {
     if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node') p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
   }
   p.onSynced();
@@ -62,25 +62,7 @@ async function feed(p: ControllerPipeline): Promise<void> {
   await p.settle();
 }
 
-const webSlice = (ips: string[], rv: string): KubeObject =>
-  ({
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: 'web-abc12', namespace: 'shop', resourceVersion: rv, labels: { 'kubernetes.io/service-name': 'web' } },
-    addressType: 'IPv4',
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    endpoints: ips.map((ip) => ({ addresses: [ip], nodeName: 'node-a', conditions: { ready: true } })),
-  }) as KubeObject;
-
 const event = (p: ControllerPipeline, object: KubeObject): void => p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object, observedAt: Date.now() });
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** Replays a node's stored deltas on the state it started from, checking each chains and reaches its digest. */
 function replay(start: NodeRuleSet, stored: readonly Delta[]): RuleState {

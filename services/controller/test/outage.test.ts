@@ -11,38 +11,17 @@ import { after, before, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { readManifestDir, type KubeObject } from '@kpx/model';
+import { readManifestDir } from '@kpx/model';
 import { RuleState } from '@kpx/ruleset';
 import { GenerationKey, StateBucket, getSnapshot, readAudit, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { runController, type RunningController } from '../src/index.js';
+import { ExamplesDir, exampleObjects, waitFor, webSlice as slice } from './fixtures.js';
 import { ScriptedSource } from './scripted-source.js';
 
-const examples = new URL('../../../../examples/', import.meta.url).pathname;
+const examples = ExamplesDir;
 const kpxBin = new URL('../../../cli/bin/kpx.js', import.meta.url).pathname;
 const Nodes = ['node-a', 'node-b', 'node-c'];
-
-async function exampleObjects(): Promise<KubeObject[]> {
-  return (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
-}
-
-const slice = (ips: string[], rv: string): KubeObject =>
-  ({
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: 'web-abc12', namespace: 'shop', resourceVersion: rv, labels: { 'kubernetes.io/service-name': 'web' } },
-    addressType: 'IPv4',
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    endpoints: ips.map((ip) => ({ addresses: [ip], nodeName: 'node-a' })),
-  }) as KubeObject;
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 let nats: NatsServer;
 let nc: NatsConnection;

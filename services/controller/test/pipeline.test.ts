@@ -8,6 +8,7 @@ import { Delta } from '@kpx/proto';
 import { SpanProcessing, extractTraceContext, startTracing, type Tracing } from '@kpx/telemetry';
 import { trace } from '@opentelemetry/api';
 import { ControllerPipeline, MemoryGenerationStore, type PipelineMetrics, type PublishedHeads } from '../src/index.js';
+import { webSlice } from './fixtures.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 const exporter = new InMemorySpanExporter();
@@ -49,16 +50,6 @@ async function feed(p: ControllerPipeline, extra: KubeObject[] = []): Promise<vo
   await new Promise((r) => setTimeout(r, 5));
   await p.settle();
 }
-
-const webSlice = (ips: string[], rv: string): KubeObject =>
-  ({
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: 'web-abc12', namespace: 'shop', resourceVersion: rv, labels: { 'kubernetes.io/service-name': 'web' } },
-    addressType: 'IPv4',
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    endpoints: ips.map((ip) => ({ addresses: [ip], nodeName: 'node-a', conditions: { ready: true } })),
-  }) as KubeObject;
 
 async function change(p: ControllerPipeline, object: KubeObject): Promise<void> {
   p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object, observedAt: Date.now() });

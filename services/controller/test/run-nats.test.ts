@@ -3,35 +3,22 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { readManifestDir, type KubeObject } from '@kpx/model';
 import { RuleState } from '@kpx/ruleset';
 import { getSnapshot, lastDelta, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { runController, type RunningController, type Source } from '../src/index.js';
+import { exampleObjects, waitFor, webSlice as slice } from './fixtures.js';
 import { ScriptedSource } from './scripted-source.js';
 
-const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
 let nc: NatsConnection;
 let js: JetStreamClient;
-
-async function exampleObjects(): Promise<KubeObject[]> {
-  return (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
-}
 
 async function start(source: Source): Promise<RunningController> {
   const c = await runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent' });
   await waitFor(() => c.pipeline.generation > 0);
   await c.pipeline.settle();
   return c;
-}
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 before(async () => {
@@ -43,16 +30,6 @@ after(async () => {
   await nc.close();
   await nats.stop();
 });
-
-const slice = (ips: string[], rv: string): KubeObject =>
-  ({
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: 'web-abc12', namespace: 'shop', resourceVersion: rv, labels: { 'kubernetes.io/service-name': 'web' } },
-    addressType: 'IPv4',
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    endpoints: ips.map((ip) => ({ addresses: [ip], nodeName: 'node-a' })),
-  }) as KubeObject;
 
 test('initial state for every node, then small deltas; a restart continues the chain without republishing', async (t) => {
   const source = new ScriptedSource(await exampleObjects());

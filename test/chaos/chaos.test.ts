@@ -6,6 +6,7 @@
 //   KPX_CHAOS_SEED=N     replay a run (the seed is always printed)
 //   KPX_CHAOS_CHANGES=N  manifest changes (default 200)
 //   KPX_CHAOS_FAULTS=N   faults (default 20)
+//   KPX_CHAOS_KEEP=1     keep the run directory (logs, manifests, schedule) also when the run passes
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,8 +42,8 @@ describe(`chaos (seed ${seed})`, () => {
   });
 
   after(async () => {
-    await h?.cleanup(!passed);
-    if (h && !passed) log(`kept ${h.runDir} for inspection`);
+    await h?.cleanup(!passed || process.env['KPX_CHAOS_KEEP'] === '1');
+    if (h && (!passed || process.env['KPX_CHAOS_KEEP'] === '1')) log(`kept ${h.runDir} for inspection`);
   });
 
   it('converges after churn and faults: digests, kernels, packets, replay, stream and audit', async () => {
@@ -66,7 +67,8 @@ describe(`chaos (seed ${seed})`, () => {
     const expected = await independentDigests(harness.manifestsDir, harness.configFile);
     const nodes = nodesOf(harness.model);
     assert.deepEqual([...new Set([...expected.keys()].map((k) => k.split('/')[0]))].sort(), [...nodes].sort(), 'the manifests name the model\'s nodes');
-    const conv = await waitForConvergence({ controller: harness.controllerAddress, expected, kernelNodes, timeoutMs: ConvergeBoundMs });
+    const progress = (ms: number, problems: readonly string[]): void => log(`${(ms / 1000).toFixed(0)} s: still pending: ${problems.slice(0, 6).join(' | ')}${problems.length > 6 ? ` (+${problems.length - 6})` : ''}`);
+    const conv = await waitForConvergence({ controller: harness.controllerAddress, expected, kernelNodes, timeoutMs: ConvergeBoundMs, progress });
     log(conv.ms === undefined ? `NOT converged within ${ConvergeBoundMs / 1000} s` : `converged in ${conv.ms} ms`);
     findings.push(...conv.problems.map((p) => `convergence: ${p}`));
 

@@ -90,12 +90,24 @@ export interface Convergence {
   readonly status: NodeStatus[] | undefined;
 }
 
-export async function waitForConvergence(o: { controller: string; expected: ReadonlyMap<string, string>; kernelNodes: readonly string[]; timeoutMs: number }): Promise<Convergence> {
+/** Polls kpx status until converged or `timeoutMs`; `progress` hears what is still pending every 10 s. */
+export async function waitForConvergence(o: {
+  controller: string;
+  expected: ReadonlyMap<string, string>;
+  kernelNodes: readonly string[];
+  timeoutMs: number;
+  progress?: (elapsedMs: number, problems: readonly string[]) => void;
+}): Promise<Convergence> {
   const start = Date.now();
+  let nextProgress = 0;
   for (;;) {
     const status = await fetchStatus(o.controller);
     const problems = convergenceProblems(status, o.expected, o.kernelNodes);
     if (problems.length === 0) return { ms: Date.now() - start, problems, status };
+    if (Date.now() - start >= nextProgress) {
+      o.progress?.(Date.now() - start, problems);
+      nextProgress += 10_000;
+    }
     if (Date.now() - start > o.timeoutMs) return { ms: undefined, problems, status };
     await new Promise((r) => setTimeout(r, 500));
   }

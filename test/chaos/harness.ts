@@ -60,6 +60,10 @@ export class Harness {
   private changes = 0;
   private readonly wrappers = new Map<string, RestoreWrapper>();
   private controllerProc: Supervised | undefined;
+  /** The test process exits without cleanup() (a signal, a crash): no kpx process of this run outlives it. */
+  private readonly onExit = (): void => {
+    for (const p of [this.controllerProc, ...this.allExecutors]) p?.killNow();
+  };
 
   private constructor(
     readonly runDir: string,
@@ -71,6 +75,7 @@ export class Harness {
     initial: ClusterModel,
   ) {
     this.model = initial;
+    process.on('exit', this.onExit);
   }
 
   /** Builds everything and starts every process; on failure whatever was built is removed. */
@@ -89,8 +94,13 @@ export class Harness {
       await Promise.all(Object.keys(Pods).map((p) => t.startServer(p, { tcp: [PodTcpPort], udp: [PodUdpPort] })));
       nats = await startNatsServer({ jetstream: true, storeDir: join(runDir, 'jetstream') });
       const h = new Harness(runDir, manifestsDir, configFile, topo, nats, await freePort(), initial);
-      h.startController();
-      for (const node of nodesOf(initial)) await h.startExecutor(node);
+      try {
+        h.startController();
+        for (const node of nodesOf(initial)) await h.startExecutor(node);
+      } catch (err) {
+        await h.cleanup(false);
+        throw err;
+      }
       return h;
     } catch (err) {
       await nats?.stop();
@@ -258,6 +268,7 @@ export class Harness {
 
   /** Stops every process (by its PID), the proxies, nats-server, the topology; deletes the run directory unless `keep`. */
   async cleanup(keep: boolean): Promise<void> {
+    process.off('exit', this.onExit);
     for (const s of this.slots.values()) {
       await s.proc.close();
       await s.natsProxy.close();

@@ -59,6 +59,13 @@ export class Supervised {
     await this.halt('SIGTERM');
   }
 
+  /** SIGKILLs the process now, synchronously (the test process is exiting without cleanup). */
+  killNow(): void {
+    this.wanted = false;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.child?.pid !== undefined) this.child.kill('SIGKILL');
+  }
+
   async close(): Promise<void> {
     await this.halt('SIGKILL');
     await new Promise<void>((resolve) => this.log.end(() => resolve()));

@@ -8,6 +8,7 @@ import { compileIptables, iptablesOptionsFromConfig } from '@kpx/compiler';
 import { IPFamily, loadClusterState, readKubeProxyConfigFile, readManifestDir } from '@kpx/model';
 import { Delta } from '@kpx/proto';
 import { digestOf, toWire } from '@kpx/ruleset';
+import { listSnapshots } from '@kpx/transport';
 import { main } from '@kpx/cli';
 import type { ProbeResult, Topology } from '@kpx/testing';
 import { expectedBackends, vipOf, WebService, type ClusterModel, type ServiceSpec } from './model.js';
@@ -113,23 +114,56 @@ export async function waitForConvergence(o: {
   }
 }
 
-/** `kpx replay` of every node and family to its acked generation reaches its acked digest. */
+/**
+ * `kpx replay` of every node and family to its acked generation reaches its acked digest; and `kpx replay --diff`
+ * from the oldest retained snapshot to that generation, which checks every step's digest, gets through.
+ */
 export async function replayProblems(natsUrl: string, status: readonly NodeStatus[]): Promise<string[]> {
   const problems: string[] = [];
+  const oldest = await oldestSnapshots(natsUrl, [...new Set(status.map((s) => s.node))]);
   for (const s of status) {
+    const k = key(s.node, s.ipFamily);
     if (s.ackedGeneration <= 0) {
-      problems.push(`${key(s.node, s.ipFamily)}: nothing acked to replay`);
+      problems.push(`${k}: nothing acked to replay`);
       continue;
     }
-    const r = await kpx(['replay', '--nats', natsUrl, '--node', s.node, '--to', String(s.ackedGeneration), '--ip-family', s.ipFamily.toLowerCase(), '-o', 'json']);
-    if (r.code !== 0) {
-      problems.push(`${key(s.node, s.ipFamily)}: kpx replay --to ${s.ackedGeneration} failed (${r.code}): ${r.err.trim().split('\n')[0] ?? ''}`);
+    const family = s.ipFamily.toLowerCase();
+    const r = await kpx(['replay', '--nats', natsUrl, '--node', s.node, '--to', String(s.ackedGeneration), '--ip-family', family, '-o', 'json']);
+    if (r.code !== 0) problems.push(`${k}: kpx replay --to ${s.ackedGeneration} failed (${r.code}): ${firstLine(r.err)}`);
+    else {
+      const digest = (JSON.parse(r.out) as { digest: string }).digest;
+      if (digest !== s.ackedDigest) problems.push(`${k}: kpx replay --to ${s.ackedGeneration} reaches ${digest.slice(0, 12)}, the node acked ${s.ackedDigest.slice(0, 12)}`);
+    }
+    const from = oldest.get(k);
+    if (from === undefined) {
+      problems.push(`${k}: no snapshot retained in KPX_SNAPSHOTS`);
       continue;
     }
-    const digest = (JSON.parse(r.out) as { digest: string }).digest;
-    if (digest !== s.ackedDigest) problems.push(`${key(s.node, s.ipFamily)}: kpx replay --to ${s.ackedGeneration} reaches ${digest.slice(0, 12)}, the node acked ${s.ackedDigest.slice(0, 12)}`);
+    if (from >= s.ackedGeneration) continue;
+    const steps = await kpx(['replay', '--nats', natsUrl, '--node', s.node, '--from', String(from), '--to', String(s.ackedGeneration), '--diff', '--ip-family', family, '-o', 'json']);
+    if (steps.code !== 0) problems.push(`${k}: kpx replay --diff --from ${from} (oldest retained snapshot) --to ${s.ackedGeneration} failed (${steps.code}): ${firstLine(steps.err)}`);
   }
   return problems;
+}
+
+const firstLine = (text: string): string => text.trim().split('\n').find((l) => !l.startsWith('replay: ')) ?? '';
+
+/** The oldest retained snapshot generation of every node and family (`node/family` → generation). */
+async function oldestSnapshots(natsUrl: string, nodes: readonly string[]): Promise<Map<string, number>> {
+  const nc = await connect({ servers: natsUrl, name: 'kpx-chaos-checks' });
+  try {
+    const js = jetstream(nc);
+    const out = new Map<string, number>();
+    for (const node of nodes) {
+      for (const ref of await listSnapshots(js, node)) {
+        const k = key(node, ref.ipFamily);
+        out.set(k, Math.min(out.get(k) ?? Infinity, ref.generation));
+      }
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
 }
 
 interface RawMessage {

@@ -237,7 +237,8 @@ export async function streamProblems(natsUrl: string): Promise<{ problems: strin
       if (prev !== undefined && d.generation <= prev) problems.push(`seq ${m.seq} ${k}: generation ${d.generation} after ${prev} (not increasing)`);
       if (prev !== undefined && !d.snapshot && d.prevGeneration !== prev) {
         gaps++;
-        problems.push(`seq ${m.seq} ${k}: delta ${d.generation} continues ${d.prevGeneration}, but the previous delta on the subject is ${prev} (a gap: a delta was never stored)`);
+        const why = d.prevGeneration === 0 ? 'it restarts the chain from an empty state without being a snapshot' : 'a gap: a delta was never stored';
+        problems.push(`seq ${m.seq} ${k}: delta ${d.generation} continues ${d.prevGeneration}, but the previous delta on the subject is ${prev} (${why})`);
       }
       last.set(k, Math.max(prev ?? 0, d.generation));
       const g = generations.get(d.generation) ?? new Set<string>();

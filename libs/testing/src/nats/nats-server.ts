@@ -40,6 +40,8 @@ export interface NatsServer {
   stop(): Promise<void>;
   /** SIGKILLs the server (a crash: nothing flushed); restart() brings it back on the same store. */
   kill9(): Promise<void>;
+  /** Stops the server cleanly (SIGTERM, SIGKILL after 5 s); restart() brings it back on the same store and port. */
+  terminate(): Promise<void>;
 }
 
 const ListenLine = /Listening for client connections on ([^\s]+):(\d+)/;
@@ -116,6 +118,9 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     },
     async kill9() {
       await halt('SIGKILL');
+    },
+    async terminate() {
+      await halt('SIGTERM');
     },
     async stop() {
       if (stopped) return;

@@ -62,7 +62,9 @@ export class PendingChange {
 
   /** Composes a later change onto this one. */
   add(c: CompiledChange, causes: SyncCauses): void {
-    this.compose(c.initial, c.digest, c.upserts, c.deletes.map((r) => [`${r.kind}:${r.key}`, r] as const));
+    // An initial change's upserts are the node's whole state, assembled on first read: never read here.
+    if (c.initial) this.compose(true, c.digest, [], []);
+    else this.compose(false, c.digest, c.upserts, c.deletes.map((r) => [`${r.kind}:${r.key}`, r] as const));
     if (!c.initial) for (const s of c.services) this.services.add(s);
     this.syncs.push({ causes, services: c.initial ? 'all' : c.services });
   }

@@ -24,6 +24,8 @@ export function formatObjectRef(ref: ObjectRef): string {
 }
 
 export function formatDiagnostic(d: Diagnostic): string {
+  // A file's (or a document's) own problem: the file is the object.
+  if (d.object.kind === 'File') return `${d.severity}: ${d.object.name}:${d.field ? ` ${d.field}:` : ''} ${d.message}`;
   const where = d.source ? ` (${d.source})` : '';
   const field = d.field ? ` ${d.field}:` : ':';
   return `${d.severity}: ${formatObjectRef(d.object)}${where}${field} ${d.message}`;

@@ -71,7 +71,7 @@ test('initial state, then only what changed: edits, broken files, removed files,
   await source.rescan();
   assert.deepEqual(rec.take(), []);
   assert.equal(rec.warnings.length, 1);
-  assert.match(rec.warnings[0] ?? '', /^keeping the previous objects of .*web\.yaml: .*document 2/);
+  assert.match(rec.warnings[0] ?? '', /^keeping the previous objects of .*web\.yaml: .*web\.yaml: not valid YAML or JSON: .*\(\d+:\d+\)$/);
   await source.rescan();
   assert.equal(rec.warnings.length, 1, 'a broken file is reported once');
 

@@ -18,6 +18,7 @@ import { convertEndpointSlice } from './endpoints.js';
 import { convertNode } from './node.js';
 import { convertService } from './service.js';
 import { isPlainObject, show } from './validation.js';
+import { loadBlockYaml } from './yaml-fast.js';
 
 export interface ManifestObject {
   readonly object: KubeObject;
@@ -178,20 +179,27 @@ export function parseManifestText(text: string, source: string, limits: Manifest
     else expand(json.value, source, objects);
     return { objects, diagnostics };
   }
-  let docs: unknown[];
-  try {
-    // The core schema: YAML 1.2 scalars, what the API server's YAML reader gives for a manifest (no timestamps,
-    // no binary, no merge keys: a `<<` key is reported below).
-    docs = yaml.loadAll(text, undefined, { schema: yaml.CORE_SCHEMA, maxDepth: limits.maxDepth } as yaml.LoadOptions);
-  } catch (err) {
-    diagnostics.push(fileDiagnostic(source, `not valid YAML or JSON: ${yamlError(err)}; file skipped`));
-    return { objects, diagnostics };
+  // Block YAML as tools write it: the fast reader (what js-yaml would give, or undefined); anything else: js-yaml.
+  // Nesting stays within maxDepth: each level of the fast reader's input is indented by at least one more space.
+  let docs: unknown[] | undefined = loadBlockYaml(text, { maxIndent: Math.floor(limits.maxDepth / 2) });
+  if (docs === undefined) {
+    try {
+      // The core schema: YAML 1.2 scalars, what the API server's YAML reader gives for a manifest (no
+      // timestamps, no binary, no merge keys: a `<<` key is reported below).
+      docs = yaml.loadAll(text, undefined, { schema: yaml.CORE_SCHEMA, maxDepth: limits.maxDepth } as yaml.LoadOptions);
+    } catch (err) {
+      diagnostics.push(fileDiagnostic(source, `not valid YAML or JSON: ${yamlError(err)}; file skipped`));
+      return { objects, diagnostics };
+    }
   }
   const budget: WalkBudget = { nodes: text.length + limits.maxAliasExpansion };
+  // Without an anchor there is no alias (so no cycle, no expansion beyond the text, and js-yaml's maxDepth
+  // bounded the nesting), and without '<<' no merge key: the walk is needed only when the text holds one.
+  const walk = text.includes('&') || text.includes('<<');
   docs.forEach((doc, i) => {
     const where = docs.length > 1 ? `${source}#${i + 1}` : source;
     const mergeKeys: string[] = [];
-    const bad = checkYamlDocument(doc, limits, budget, mergeKeys);
+    const bad = walk ? checkYamlDocument(doc, limits, budget, mergeKeys) : undefined;
     if (bad !== undefined) {
       diagnostics.push(fileDiagnostic(where, `${bad}; document skipped`));
       return;

@@ -20,7 +20,9 @@ function clip(s: string, max = 80): string {
  */
 export function show(v: unknown): string {
   if (v === undefined) return 'undefined';
-  if (typeof v === 'string') return clip(JSON.stringify(v), 100);
+  // JSON escapes control characters but not U+2028/U+2029 (line separators to some readers) nor DEL and C1:
+  // everything outside printable ASCII is written as \uXXXX.
+  if (typeof v === 'string') return clip(JSON.stringify(v).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`), 100);
   if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (typeof v === 'object') return 'an object';

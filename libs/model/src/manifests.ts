@@ -156,10 +156,13 @@ function checkYamlDocument(doc: unknown, limits: ManifestLimits, budget: WalkBud
   return undefined;
 }
 
+/** A parser's error as one printable line (its message may quote the text it choked on). */
 function yamlError(err: unknown): string {
-  if (err instanceof yaml.YAMLException) return err.message.split('\n')[0] ?? err.message;
-  if (err instanceof RangeError) return `too deeply nested to parse (${err.message})`;
-  return err instanceof Error ? err.message : String(err);
+  let m: string;
+  if (err instanceof yaml.YAMLException) m = err.message.split('\n')[0] ?? err.message;
+  else if (err instanceof RangeError) m = `too deeply nested to parse (${err.message})`;
+  else m = err instanceof Error ? err.message : String(err);
+  return m.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).slice(0, 300);
 }
 
 /**

@@ -3,6 +3,9 @@
 export const Severity = { Error: 'error', Warning: 'warning' } as const;
 export type Severity = (typeof Severity)[keyof typeof Severity];
 
+/** The kind of the object reference of a diagnostic about a file or a document rather than an object. */
+export const FileKind = 'File';
+
 export interface ObjectRef {
   readonly kind: string;
   readonly namespace?: string;
@@ -30,7 +33,7 @@ function oneLine(s: string): string {
 
 export function formatDiagnostic(d: Diagnostic): string {
   // A file's (or a document's) own problem: the file is the object.
-  if (d.object.kind === 'File') return oneLine(`${d.severity}: ${d.object.name}:${d.field ? ` ${d.field}:` : ''} ${d.message}`);
+  if (d.object.kind === FileKind) return oneLine(`${d.severity}: ${d.object.name}:${d.field ? ` ${d.field}:` : ''} ${d.message}`);
   const where = d.source ? ` (${d.source})` : '';
   const field = d.field ? ` ${d.field}:` : ':';
   return oneLine(`${d.severity}: ${formatObjectRef(d.object)}${where}${field} ${d.message}`);

@@ -1,5 +1,5 @@
 export { ClusterState } from './cluster.js';
-export { DiagnosticSink, Severity, formatDiagnostic, formatObjectRef } from './diagnostics.js';
+export { DiagnosticSink, FileKind, Severity, formatDiagnostic, formatObjectRef } from './diagnostics.js';
 export type { Diagnostic, ObjectRef } from './diagnostics.js';
 export { convertEndpointSlice } from './endpoints.js';
 export type { Endpoint, EndpointSliceConversion, EndpointSliceInfo, SlicePort } from './endpoints.js';
@@ -10,8 +10,6 @@ export { Kind, LabelServiceName, LabelTopologyZone } from './k8s.js';
 export type { EndpointSliceObject, KubeObject, NodeObject, ObjectMeta, ServiceObject } from './k8s.js';
 export {
   DefaultManifestLimits,
-  FileKind,
-  ReadKind,
   admitObject,
   checkObject,
   listManifestFiles,

@@ -10,9 +10,9 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { ManifestError } from './errors.js';
-import { Severity, type Diagnostic } from './diagnostics.js';
+import { FileKind, Severity, type Diagnostic } from './diagnostics.js';
 import { ClusterState } from './cluster.js';
-import type { KubeObject } from './k8s.js';
+import { Kind, type KubeObject } from './k8s.js';
 import { objectRefOf } from './meta.js';
 import { convertEndpointSlice } from './endpoints.js';
 import { convertNode } from './node.js';
@@ -46,8 +46,6 @@ export interface ManifestLimits {
 
 export const DefaultManifestLimits: ManifestLimits = Object.freeze({ maxFileBytes: 256 * 1024 * 1024, maxDepth: 100, maxAliasExpansion: 100_000 });
 
-/** The kind of the object reference of a diagnostic about a file or a document rather than an object. */
-export const FileKind = 'File';
 
 function fileDiagnostic(source: string, message: string, severity: Severity = Severity.Error): Diagnostic {
   return { severity, object: { kind: FileKind, name: source }, field: '', message, source };
@@ -320,14 +318,11 @@ export async function readManifestDir(dir: string, limits: ManifestLimits = Defa
   return objects;
 }
 
-export const ReadKind = { Service: 'Service', EndpointSlice: 'EndpointSlice', Node: 'Node' } as const;
-export type ReadKind = (typeof ReadKind)[keyof typeof ReadKind];
-
 const EXPECTED_API: Record<string, string> = { Service: 'v1', Node: 'v1', EndpointSlice: 'discovery.k8s.io/v1' };
 
 export interface AdmittedObject {
   /** The kind kpx reads, when the object is one of them with the right apiVersion; undefined otherwise. */
-  readonly kind?: ReadKind;
+  readonly kind?: Kind;
   readonly diagnostics: Diagnostic[];
 }
 
@@ -348,7 +343,7 @@ export function admitObject(object: unknown, source?: string): AdmittedObject {
   if (object.apiVersion !== expected) {
     return { diagnostics: [{ severity: Severity.Error, object: ref, field: 'apiVersion', message: `${show(object.apiVersion)} is not supported for ${kind}: use ${expected}`, ...src }] };
   }
-  return { kind: kind as ReadKind, diagnostics: [] };
+  return { kind: kind as Kind, diagnostics: [] };
 }
 
 export interface CheckedObject extends AdmittedObject {
@@ -367,7 +362,7 @@ export function checkObject(object: unknown, source?: string): CheckedObject {
   const opts = source !== undefined ? { source } : {};
   const o = object as KubeObject;
   const diagnostics =
-    admitted.kind === ReadKind.Service ? convertService(o, opts).diagnostics : admitted.kind === ReadKind.EndpointSlice ? convertEndpointSlice(o, opts).diagnostics : convertNode(o, opts).diagnostics;
+    admitted.kind === Kind.Service ? convertService(o, opts).diagnostics : admitted.kind === Kind.EndpointSlice ? convertEndpointSlice(o, opts).diagnostics : convertNode(o, opts).diagnostics;
   return { kind: admitted.kind, diagnostics, ok: !diagnostics.some((d) => d.severity === Severity.Error) };
 }
 
@@ -383,15 +378,15 @@ export function loadClusterState(objects: readonly ManifestObject[], state = new
     diagnostics.push(...admitted.diagnostics);
     const kind = admitted.kind;
     if (kind === undefined) continue;
-    const ref = objectRefOf(kind, object, kind !== ReadKind.Node);
+    const ref = objectRefOf(kind, object, kind !== Kind.Node);
     const id = `${kind}/${ref.namespace ?? ''}/${ref.name}`;
     const earlier = seen.get(id);
     if (earlier !== undefined) {
       diagnostics.push({ severity: 'warning', object: ref, field: 'metadata.name', message: `also defined in ${earlier}; this later definition wins`, source });
     }
     seen.set(id, source);
-    if (kind === ReadKind.Service) state.upsertService(object, { source });
-    else if (kind === ReadKind.EndpointSlice) state.upsertEndpointSlice(object, { source });
+    if (kind === Kind.Service) state.upsertService(object, { source });
+    else if (kind === Kind.EndpointSlice) state.upsertEndpointSlice(object, { source });
     else state.upsertNode(object, { source });
   }
   diagnostics.push(...state.diagnostics());

@@ -39,7 +39,9 @@ function plainValue(s: string): unknown {
 const DECIMAL = /^(?:0|[1-9][0-9]*)$/;
 
 /** Characters a plain scalar may not start with (YAML indicators), but '-', '?' and ':' followed by a non-space. */
-const INDICATOR = /^[[\]{},#&*!|>'"%@`]/;
+const INDICATOR = new Uint8Array(128);
+for (const c of '[]{},#&*!|>\'"%@`') INDICATOR[c.charCodeAt(0)] = 1;
+const startsWithIndicator = (s: string): boolean => INDICATOR[s.charCodeAt(0)] === 1;
 
 /**
  * A one-line scalar value (`text` trimmed at the start): quoted, plain, or the empty flow collections. Gives up
@@ -53,10 +55,9 @@ function scalar(text: string): unknown {
   if (text === '{}' || text.startsWith('{} #')) return {};
   let s = text;
   const hash = s.indexOf(' #');
-  if (hash >= 0) s = s.slice(0, hash);
-  s = s.trimEnd();
+  if (hash >= 0) s = s.slice(0, hash).trimEnd();
   if (s === '') return null;
-  if (INDICATOR.test(s) || c === '?' || c === ':' || (c === '-' && (s.length === 1 || s[1] === ' ')) || s.includes(': ') || s.endsWith(':') || s.includes('\t')) giveUp();
+  if (startsWithIndicator(s) || c === '?' || c === ':' || (c === '-' && (s.length === 1 || s[1] === ' ')) || s.includes(': ') || s.endsWith(':') || s.includes('\t')) giveUp();
   return plainValue(s);
 }
 
@@ -123,16 +124,17 @@ function splitEntry(text: string): { key: string; rest: string } | undefined {
     return { key, rest: after.slice(1).trimStart() };
   }
   let colon = text.indexOf(':');
-  while (colon >= 0 && !(colon === text.length - 1 || text[colon + 1] === ' ')) colon = text.indexOf(':', colon + 1);
+  while (colon >= 0 && !(colon === text.length - 1 || text.charCodeAt(colon + 1) === 32)) colon = text.indexOf(':', colon + 1);
   if (colon < 0) return undefined;
   const key = text.slice(0, colon);
-  const hash = text.indexOf(' #');
-  if (hash >= 0 && hash < colon) return undefined;
-  if (key === '' || key !== key.trimEnd() || INDICATOR.test(key) || ((c === '-' || c === '?') && (key.length === 1 || key[1] === ' ')) || key.includes('\t')) giveUp();
+  if (key.includes(' #')) return undefined;
+  if (colon === 0 || text.charCodeAt(colon - 1) === 32 || startsWithIndicator(key) || ((c === '-' || c === '?') && (key.length === 1 || key[1] === ' ')) || key.includes('\t')) giveUp();
   const k = plainValue(key);
   // A key js-yaml would read as null, a number or a bool becomes that value's string: leave those to it.
   if (typeof k !== 'string') giveUp();
-  return { key, rest: text.slice(colon + 1).trimStart() };
+  let r = colon + 1;
+  while (text.charCodeAt(r) === 32) r++;
+  return { key, rest: r >= text.length ? '' : text.slice(r) };
 }
 
 function quotedEnd(text: string): number {
@@ -195,7 +197,8 @@ class Reader {
   }
 
   private set(o: Record<string, unknown>, key: string, value: unknown): void {
-    if (key === '__proto__' || Object.prototype.hasOwnProperty.call(o, key)) giveUp();
+    // A key twice (js-yaml's error), or one an object inherits (`constructor`): left to js-yaml. No value is undefined.
+    if (o[key] !== undefined || key === '__proto__') giveUp();
     o[key] = value;
   }
 
@@ -280,7 +283,9 @@ function documents(text: string, maxIndent: number): Lines[] {
     }
     if (indent - lineStart > maxIndent || first === 9) giveUp();
     current.indents.push(indent - lineStart);
-    current.texts.push(text.slice(indent, end).trimEnd());
+    let last = end;
+    while (text.charCodeAt(last - 1) === 32) last--;
+    current.texts.push(text.slice(indent, last));
   }
   if (started || current.texts.length > 0) docs.push(current);
   return docs;

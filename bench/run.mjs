@@ -17,6 +17,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** Suites in run order: name -> script (in bench/) and what it measures. */
 const SUITES = {
   render: { file: 'render.mjs', about: '`kpx render` of one node of a 10,000-service cluster (issue #2)' },
+  parse: { file: 'parse.mjs', about: 'manifest parsers on one cluster as JSON and as YAML; kpx render from each (issue #13)' },
   controller: { file: 'controller.mjs', about: 'the controller pipeline at scale (issue #3)' },
   executor: { file: 'executor.mjs', about: 'executor apply and change-to-ack latency (issue #4)' },
   noflush: { file: 'noflush.mjs', about: 'iptables-restore with and without --noflush as chains grow (issue #4 full resync)' },

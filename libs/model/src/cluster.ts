@@ -10,6 +10,23 @@ import { sortDistinctEndpoints, sortEndpoints } from './topology.js';
 
 const nsName = (namespace: string, name: string): string => `${namespace}/${name}`;
 
+const clusterIPClaim = (p: ServicePort): string => `ip ${p.clusterIP} ${p.port} ${p.protocol}`;
+/** The API server allocates a node port by number, whatever the protocol. */
+const nodePortClaim = (p: ServicePort): string => `nodePort ${p.nodePort}`;
+
+function claimKeys(ports: readonly ServicePort[]): Set<string> {
+  const out = new Set<string>();
+  for (const p of ports) {
+    out.add(clusterIPClaim(p));
+    if (p.nodePort !== 0) out.add(nodePortClaim(p));
+  }
+  return out;
+}
+
+function portsSignature(ports: readonly ServicePort[]): string {
+  return ports.map((p) => `${p.family} ${p.clusterIP} ${p.port} ${p.protocol} ${p.nodePort}`).join(',');
+}
+
 /**
  * The endpoints with one per address (a later one replacing an earlier one), sorted. Sorting first finds out
  * whether there is any address twice, usually not; only then are they deduplicated by address.
@@ -42,6 +59,16 @@ export class ClusterState {
   /** healthCheckNodePort -> the service (`ns/name`) whose health check server it is, and the reverse. */
   private readonly healthCheckHolders = new Map<number, string>();
   private readonly healthCheckPorts = new Map<string, number>();
+  /**
+   * What the API server allocates once per cluster — a cluster IP's port and protocol, a node port — and the
+   * services (`ns/name`) that claim it. When two do, the first by namespace/name gets it, whatever the order
+   * they came in (see {@link effectivePorts}).
+   */
+  private readonly claims = new Map<string, Set<string>>();
+  /** Per service: its ports before conflicts are resolved, its own diagnostics and its source. */
+  private readonly claimed = new Map<string, { ports: readonly ServicePort[]; diagnostics: readonly Diagnostic[]; source: string | undefined }>();
+  /** Services whose rules changed because another service took or released a port they share. */
+  private readonly affected = new Set<string>();
 
   /** Adds or replaces a Service. Returns its diagnostics. */
   upsertService(obj: ServiceObject, opts: { source?: string } = {}): Diagnostic[] {
@@ -49,10 +76,96 @@ export class ClusterState {
     const key = nsName(obj.metadata?.namespace || 'default', obj.metadata?.name ?? '');
     const diagnostics = [...res.diagnostics];
     const ports = this.claimHealthCheck(key, res.ports, diagnostics, opts.source);
-    this.services.set(key, ports);
+    const touched = this.releaseClaims(key);
+    this.claimed.set(key, { ports, diagnostics, source: opts.source });
+    for (const c of claimKeys(ports)) {
+      touched.add(c);
+      let holders = this.claims.get(c);
+      if (!holders) this.claims.set(c, (holders = new Set()));
+      holders.add(key);
+    }
+    this.resolve(key);
+    this.resolveOthers(key, touched);
     this.sortedPorts.clear();
-    this.diagnosticsByObject.set(`Service/${key}`, diagnostics);
-    return diagnostics;
+    return this.diagnosticsByObject.get(`Service/${key}`) ?? diagnostics;
+  }
+
+  /**
+   * The services (`ns/name`) whose ports changed since the last call because another service's change took or
+   * gave back a cluster IP port or a node port they share: a controller recompiles them too.
+   */
+  takeAffectedServices(): string[] {
+    const out = [...this.affected].sort();
+    this.affected.clear();
+    return out;
+  }
+
+  /** Drops a service's claims; returns the claim keys it held. */
+  private releaseClaims(key: string): Set<string> {
+    const touched = new Set<string>();
+    const before = this.claimed.get(key);
+    if (!before) return touched;
+    for (const c of claimKeys(before.ports)) {
+      touched.add(c);
+      const holders = this.claims.get(c);
+      holders?.delete(key);
+      if (holders?.size === 0) this.claims.delete(c);
+    }
+    this.claimed.delete(key);
+    return touched;
+  }
+
+  /** Re-resolves the other holders of `touched` claims; those whose ports changed are {@link affected}. */
+  private resolveOthers(key: string, touched: ReadonlySet<string>): void {
+    const others = new Set<string>();
+    for (const c of touched) for (const h of this.claims.get(c) ?? []) if (h !== key) others.add(h);
+    for (const other of others) {
+      const before = portsSignature(this.services.get(other) ?? []);
+      this.resolve(other);
+      if (portsSignature(this.services.get(other) ?? []) !== before) this.affected.add(other);
+    }
+  }
+
+  /** The first holder (by namespace/name) of a claim. */
+  private winner(claim: string): string | undefined {
+    let first: string | undefined;
+    for (const h of this.claims.get(claim) ?? []) if (first === undefined || h < first) first = h;
+    return first;
+  }
+
+  /**
+   * A service's ports as programmed: a port whose cluster IP, port and protocol an earlier service (by
+   * namespace/name) holds is left out; a node port an earlier service holds is left off the port (its cluster
+   * IP part stays). Each with an error naming the holder.
+   */
+  private resolve(key: string): void {
+    const c = this.claimed.get(key);
+    if (!c) return;
+    const [namespace = '', name = ''] = key.split('/');
+    const conflicts: Diagnostic[] = [];
+    const error = (field: string, message: string): void => {
+      conflicts.push({ severity: Severity.Error, object: { kind: Kind.Service, namespace, name }, field, message, ...(c.source ? { source: c.source } : {}) });
+    };
+    const out: ServicePort[] = [];
+    const index = new Map<string, number>();
+    for (const p of c.ports) {
+      const i = index.get(p.family) ?? 0;
+      index.set(p.family, i + 1);
+      const ipHolder = this.winner(clusterIPClaim(p));
+      if (ipHolder !== undefined && ipHolder !== key) {
+        error(`spec.ports[${i}].port`, `${p.clusterIP} port ${p.port}/${p.protocol} is also Service ${ipHolder}'s, which comes first by namespace/name: this port is not programmed`);
+        continue;
+      }
+      const npHolder = p.nodePort !== 0 ? this.winner(nodePortClaim(p)) : undefined;
+      if (npHolder !== undefined && npHolder !== key) {
+        error(`spec.ports[${i}].nodePort`, `${p.nodePort} is also a node port of Service ${npHolder}, which comes first by namespace/name: not programmed for this service`);
+        out.push({ ...p, nodePort: 0 });
+        continue;
+      }
+      out.push(p);
+    }
+    this.services.set(key, conflicts.length === 0 ? c.ports : out);
+    this.diagnosticsByObject.set(`Service/${key}`, conflicts.length === 0 ? [...c.diagnostics] : [...c.diagnostics, ...conflicts]);
   }
 
   /**
@@ -95,7 +208,9 @@ export class ClusterState {
   deleteService(namespace: string, name: string): void {
     const key = nsName(namespace, name);
     this.releaseHealthCheck(key);
+    const touched = this.releaseClaims(key);
     this.services.delete(key);
+    this.resolveOthers(key, touched);
     this.sortedPorts.clear();
     this.diagnosticsByObject.delete(`Service/${key}`);
   }

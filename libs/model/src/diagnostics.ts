@@ -3,6 +3,9 @@
 export const Severity = { Error: 'error', Warning: 'warning' } as const;
 export type Severity = (typeof Severity)[keyof typeof Severity];
 
+/** The kind of the object reference of a diagnostic about a file or a document rather than an object. */
+export const FileKind = 'File';
+
 export interface ObjectRef {
   readonly kind: string;
   readonly namespace?: string;
@@ -23,10 +26,17 @@ export function formatObjectRef(ref: ObjectRef): string {
   return ref.namespace ? `${ref.kind} ${ref.namespace}/${ref.name}` : `${ref.kind} ${ref.name}`;
 }
 
+/** Control characters and line separators (a file name may hold them) as \uXXXX: a diagnostic is one line. */
+function oneLine(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function formatDiagnostic(d: Diagnostic): string {
+  // A file's (or a document's) own problem: the file is the object.
+  if (d.object.kind === FileKind) return oneLine(`${d.severity}: ${d.object.name}:${d.field ? ` ${d.field}:` : ''} ${d.message}`);
   const where = d.source ? ` (${d.source})` : '';
   const field = d.field ? ` ${d.field}:` : ':';
-  return `${d.severity}: ${formatObjectRef(d.object)}${where}${field} ${d.message}`;
+  return oneLine(`${d.severity}: ${formatObjectRef(d.object)}${where}${field} ${d.message}`);
 }
 
 /** Collects diagnostics for one object. */

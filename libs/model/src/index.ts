@@ -1,15 +1,37 @@
 export { ClusterState } from './cluster.js';
-export { DiagnosticSink, Severity, formatDiagnostic, formatObjectRef } from './diagnostics.js';
+export { DiagnosticSink, FileKind, Severity, formatDiagnostic, formatObjectRef } from './diagnostics.js';
 export type { Diagnostic, ObjectRef } from './diagnostics.js';
 export { convertEndpointSlice } from './endpoints.js';
 export type { Endpoint, EndpointSliceConversion, EndpointSliceInfo, SlicePort } from './endpoints.js';
 export { ManifestError } from './errors.js';
-export { IPFamily, canonicalIP, cidrContains, ipFamilyOf, isLoopback, joinHostPort, parseCidr } from './ip.js';
+export { IPFamily, canonicalIP, isSloppyIPv4, cidrContains, ipFamilyOf, isLoopback, joinHostPort, parseCidr } from './ip.js';
 export type { Cidr } from './ip.js';
 export { Kind, LabelServiceName, LabelTopologyZone } from './k8s.js';
 export type { EndpointSliceObject, KubeObject, NodeObject, ObjectMeta, ServiceObject } from './k8s.js';
-export { loadClusterState, parseManifests, readManifestDir } from './manifests.js';
-export type { ManifestObject } from './manifests.js';
+export {
+  DefaultManifestLimits,
+  admitObject,
+  checkObject,
+  listManifestFiles,
+  loadClusterState,
+  parseManifestText,
+  parseManifests,
+  readManifestDir,
+  readManifestFile,
+  readManifests,
+} from './manifests.js';
+export type { AdmittedObject, CheckedObject, ManifestFile, ManifestFileList, ManifestLimits, ManifestObject, ParsedManifests } from './manifests.js';
+export { checkObjectMeta, objectRefOf } from './meta.js';
+export {
+  checkDNS1035Label,
+  checkDNS1123Label,
+  checkDNS1123Subdomain,
+  checkIANAServiceName,
+  checkLabelValue,
+  checkQualifiedName,
+  refName,
+  show,
+} from './validation.js';
 export { convertNode, primaryNodeIP } from './node.js';
 export type { NodeAddressInfo, NodeInfo } from './node.js';
 export {

@@ -64,12 +64,29 @@ function wordsToV6(words: readonly number[]): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
+/**
+ * A dotted quad with leading zeros, read as kube-proxy reads it (netutils.ParseIPSloppy: every part decimal, so
+ * `010` is ten), in canonical form; undefined for anything else.
+ */
+function sloppyIPv4(s: string): string | undefined {
+  if (!/^\d{1,8}\.\d{1,8}\.\d{1,8}\.\d{1,8}$/.test(s)) return undefined;
+  const parts = s.split('.').map(Number);
+  return parts.every((p) => p <= 255) ? parts.join('.') : undefined;
+}
+
+/** True when `text` is an IPv4 address only ParseIPSloppy accepts: one with leading zeros. */
+export function isSloppyIPv4(text: string): boolean {
+  return typeof text === 'string' && !isIPv4(text.trim()) && sloppyIPv4(text.trim()) !== undefined;
+}
+
 /** Returns the canonical form of an IP address, or undefined if `text` is not one. */
 export function canonicalIP(text: string): string | undefined {
   if (typeof text !== 'string') return undefined;
   const s = text.trim();
   // isIPv4 accepts no leading zeros, so a dotted quad it accepts is already canonical.
   if (isIPv4(s)) return s;
+  const sloppy = sloppyIPv4(s);
+  if (sloppy !== undefined) return sloppy;
   if (!isIPv6(s) || s.includes('%')) return undefined;
   const words = v6ToWords(s.toLowerCase());
   if (!words) return undefined;

@@ -1,7 +1,9 @@
 // Node -> the node facts kube-proxy's rules depend on: name, addresses, zone, pod CIDRs.
 import { DiagnosticSink, type Diagnostic } from './diagnostics.js';
-import { canonicalIP, parseCidr, ipFamilyOf, IPFamily, type Cidr } from './ip.js';
+import { parseCidr, ipFamilyOf, IPFamily, type Cidr } from './ip.js';
 import { Kind, LabelTopologyZone, type NodeObject } from './k8s.js';
+import { checkIP, checkObjectMeta, objectRefOf } from './meta.js';
+import { checkDNS1123Subdomain, isPlainObject, show } from './validation.js';
 
 export interface NodeAddressInfo {
   readonly type: string;
@@ -32,35 +34,43 @@ export function primaryNodeIP(node: NodeInfo, family: IPFamily): string | undefi
 }
 
 export function convertNode(obj: NodeObject, opts: { source?: string } = {}): NodeConversion {
-  const name = obj.metadata?.name ?? '';
-  const sink = new DiagnosticSink({ kind: Kind.Node, name: name || '<unnamed>' }, opts.source);
-  if (!name) {
-    sink.error('metadata.name', 'is required');
-    return { diagnostics: sink.items };
-  }
+  const sink = new DiagnosticSink(objectRefOf(Kind.Node, obj, false), opts.source);
+  const meta = checkObjectMeta(sink, obj, { checkName: checkDNS1123Subdomain, namespaced: false });
+  if (meta === undefined) return { diagnostics: sink.items };
+  const { name } = meta;
+  const status: unknown = obj.status;
+  if (status !== undefined && status !== null && !isPlainObject(status)) sink.error('status', `must be an object, not ${show(status)}`);
+  const spec: unknown = obj.spec;
+  if (spec !== undefined && spec !== null && !isPlainObject(spec)) sink.error('spec', `must be an object, not ${show(spec)}`);
+  const rawAddresses: unknown = isPlainObject(status) ? status.addresses : undefined;
+  if (rawAddresses !== undefined && rawAddresses !== null && !Array.isArray(rawAddresses)) sink.error('status.addresses', `must be a list, not ${show(rawAddresses)}`);
   const addresses: NodeAddressInfo[] = [];
-  (obj.status?.addresses ?? []).forEach((a, i) => {
-    if (a?.type !== 'InternalIP' && a?.type !== 'ExternalIP') return;
-    const ip = canonicalIP(String(a.address));
-    if (ip === undefined) {
-      sink.error(`status.addresses[${i}].address`, `${JSON.stringify(a.address)} is not a valid IP address`);
+  (Array.isArray(rawAddresses) ? (rawAddresses as unknown[]) : []).forEach((a, i) => {
+    if (!isPlainObject(a)) {
+      sink.error(`status.addresses[${i}]`, `must be an object, not ${show(a)}`);
       return;
     }
+    if (a.type !== 'InternalIP' && a.type !== 'ExternalIP') return;
+    const ip = checkIP(sink, `status.addresses[${i}].address`, a.address);
+    if (ip === undefined) return;
     addresses.push({ type: a.type, ip, family: ipFamilyOf(ip) ?? IPFamily.IPv4 });
   });
-  const cidrTexts = obj.spec?.podCIDRs?.length ? obj.spec.podCIDRs : obj.spec?.podCIDR ? [obj.spec.podCIDR] : [];
+  const s: Record<string, unknown> = isPlainObject(spec) ? spec : {};
+  const many = Array.isArray(s.podCIDRs) && s.podCIDRs.length > 0;
+  if (s.podCIDRs !== undefined && s.podCIDRs !== null && !Array.isArray(s.podCIDRs)) sink.error('spec.podCIDRs', `must be a list, not ${show(s.podCIDRs)}`);
+  const cidrTexts: unknown[] = many ? (s.podCIDRs as unknown[]) : s.podCIDR ? [s.podCIDR] : [];
   const podCIDRs: Cidr[] = [];
   cidrTexts.forEach((t, i) => {
-    const c = parseCidr(String(t));
-    if (c === undefined) sink.error(obj.spec?.podCIDRs?.length ? `spec.podCIDRs[${i}]` : 'spec.podCIDR', `${JSON.stringify(t)} is not a valid CIDR`);
+    const c = typeof t === 'string' ? parseCidr(t) : undefined;
+    if (c === undefined) sink.error(many ? `spec.podCIDRs[${i}]` : 'spec.podCIDR', `${show(t)} is not a valid CIDR`);
     else podCIDRs.push(c);
   });
   if (sink.hasErrors) return { diagnostics: sink.items };
-  const labels = { ...(obj.metadata?.labels ?? {}) };
+  const labels: Record<string, string> = { ...(obj.metadata?.labels ?? {}) };
   return {
     node: {
       name,
-      resourceVersion: obj.metadata?.resourceVersion ?? '',
+      resourceVersion: typeof obj.metadata?.resourceVersion === 'string' ? obj.metadata.resourceVersion : '',
       labels,
       zone: labels[LabelTopologyZone] ?? '',
       addresses,

@@ -1,6 +1,6 @@
 // kpx render: compile one node's rules from manifests, print them; diagnostics on stderr.
 import { parseArgs } from 'node:util';
-import { IPFamily, formatDiagnostic, loadClusterState, readManifestDir } from '@kpx/model';
+import { IPFamily, formatDiagnostic, loadClusterState, readManifests } from '@kpx/model';
 import { IpvsMode, RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, writeRestore } from '@kpx/compiler';
 import { UsageError } from './errors.js';
 import type { Io } from './main.js';
@@ -23,8 +23,10 @@ input, each section headed by a "#" line.
                      namespace with plain iptables-restore (default); chains: only kpx's chains, as fed to
                      iptables-restore --noflush
 
-Diagnostics go to stderr. Exit status: 0 when rules were printed (even if some objects were skipped),
-1 when nothing could be rendered, 2 for a usage error.
+Diagnostics go to stderr, each naming the file (and object, field); a file that cannot be read or parsed,
+or an invalid object, is skipped and everything else is rendered. Exit status: 0 when rules were printed
+(even if some files or objects were skipped), 1 when nothing could be rendered (unreadable directory,
+unknown node, invalid config), 2 for a usage error.
 `;
 
 export async function renderCommand(argv: readonly string[], io: Io): Promise<number> {
@@ -68,8 +70,9 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
   }
 
   // The parsed manifests are not kept: once loaded they are garbage, and a large cluster's are hundreds of MB.
-  const { state, diagnostics } = loadClusterState(await readManifestDir(values.manifests));
-  for (const d of diagnostics) io.stderr(`${formatDiagnostic(d)}\n`);
+  const parsed = await readManifests(values.manifests);
+  const { state, diagnostics } = loadClusterState(parsed.objects);
+  for (const d of [...parsed.diagnostics, ...diagnostics]) io.stderr(`${formatDiagnostic(d)}\n`);
   if (mode === IpvsMode) {
     io.stdout(renderIpvsRuleSet(compileIpvs({ state, nodeName: values.node, options: ipvsOptionsFromConfig(config, family) }), format));
     return 0;

@@ -152,23 +152,28 @@ export class ControllerPipeline {
     switch (e.kind) {
       case ObjectKind.Service: {
         if (e.type === EventType.Delete) this.state.deleteService(ns, name);
-        else diags = this.state.upsertService(e.object);
+        else diags = this.state.upsertService(e.object, { source: e.source });
         this.touchService(`${ns}/${name}`, pc);
         this.changedSpecs.add(`${ns}/${name}`);
+        // Services that gained or lost a port another service shares (the first by namespace/name holds it).
+        for (const k of this.state.takeAffectedServices()) {
+          this.touchService(k, pc);
+          this.changedSpecs.add(k);
+        }
         break;
       }
       case ObjectKind.EndpointSlice: {
         const before = this.state.sliceService(ns, name);
         if (before) this.touchService(before, pc);
         if (e.type === EventType.Delete) this.state.deleteEndpointSlice(ns, name);
-        else diags = this.state.upsertEndpointSlice(e.object);
+        else diags = this.state.upsertEndpointSlice(e.object, { source: e.source });
         const label = e.object.metadata?.labels?.[LabelServiceName];
         if (label) this.touchService(`${ns}/${label}`, pc);
         break;
       }
       case ObjectKind.Node: {
         if (e.type === EventType.Delete) this.state.deleteNode(name);
-        else diags = this.state.upsertNode(e.object);
+        else diags = this.state.upsertNode(e.object, { source: e.source });
         this.dirtyNodes.add(name);
         const l = this.nodeCauses.get(name) ?? [];
         l.push(pc);

@@ -467,3 +467,18 @@ test('stop() ends every request: watches, hung lists, pending retries', async (t
   assert.equal(failing.requests().length, count, 'no retry after stop');
   assert.equal(failing.openConnections(), 0);
 });
+
+test('object conversion: an object the loader rejects (a name render refuses) is reported and handled as deleted; a valid one is delivered', async (t) => {
+  const server = await startServer(t);
+  const h = await startSynced(t, server);
+  const good = server.store.apply(service('web', 'shop', '10.96.0.10'));
+  await delivered(h, 'upsert', good);
+  // The test API server stores what it is given; a real one would have refused these.
+  const badName = server.store.apply(service('we"b', 'shop', '10.96.0.11'));
+  await delivered(h, 'delete', badName);
+  const badPort = server.store.apply({ ...service('ok', 'shop', '10.96.0.12'), spec: { clusterIP: '10.96.0.12', ports: [{ name: 'ht\ntp', port: 80 }] } });
+  await delivered(h, 'delete', badPort);
+  assert.ok(h.warnings.some((w) => /^error: Service shop\/"we\\"b" metadata\.name: .*; handled as deleted$/.test(w)), h.warnings.join('\n'));
+  assert.ok(h.warnings.some((w) => /^error: Service shop\/ok spec\.ports\[0\]\.name: .*; handled as deleted$/.test(w)), h.warnings.join('\n'));
+  for (const w of h.warnings) assert.doesNotMatch(w, /\n/);
+});

@@ -1,9 +1,21 @@
 // Accumulates chains, fragments of shared chains and jumps, then freezes them into keyed rule objects.
 import { RuleKind, Table, sortObjects, type IptablesJumpObject, type RuleObject } from '../ruleset.js';
 
-/** `-m comment --comment TEXT`, quoted the way kube-proxy quotes it (only when it holds spaces). */
+/**
+ * What may not appear in a comment: anything but printable ASCII, and the quote and escape characters of
+ * iptables-restore's quoting (a `'` is literal inside the double quotes; kube-proxy's own comments use it).
+ */
+const UNSAFE_COMMENT = /[^\x20-\x7e]|["\\]/;
+const UNSAFE_COMMENT_ALL = new RegExp(UNSAFE_COMMENT.source, 'g');
+
+/**
+ * `-m comment --comment TEXT`, quoted the way kube-proxy quotes it (only when it holds spaces). The model only
+ * lets valid names through, which never hold an unsafe character; should one come anyway, it is replaced by '?'
+ * (and the text cut to iptables' 256 characters), so a comment can never end its quotes or its line.
+ */
 export function comment(text: string): string {
-  return /\s/.test(text) ? `-m comment --comment "${text}"` : `-m comment --comment ${text}`;
+  const safe = UNSAFE_COMMENT.test(text) ? text.replace(UNSAFE_COMMENT_ALL, '?').slice(0, 255) : text;
+  return /\s/.test(safe) ? `-m comment --comment "${safe}"` : `-m comment --comment ${safe}`;
 }
 
 type Part = string | undefined | false;

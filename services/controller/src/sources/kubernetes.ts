@@ -49,7 +49,7 @@ import {
   type RequestContext,
 } from '@kubernetes/client-node';
 import { Agent } from 'node:http';
-import type { KubeObject } from '@kpx/model';
+import { Severity, checkObject, formatDiagnostic, type KubeObject } from '@kpx/model';
 import { EventType, ObjectKind, type Source, type SourceEvent, type SourceHandler } from './types.js';
 
 export interface SourceLogger {
@@ -495,7 +495,18 @@ export function createKubernetesSource(options: KubernetesSourceOptions = {}): K
     emit(spec, type, object) {
       if (stopped || handler === undefined) return;
       const wire: KubeObject = object.kind === spec.kind && object.apiVersion === spec.apiVersion ? object : { ...object, kind: spec.kind, apiVersion: spec.apiVersion };
-      const event: SourceEvent = { kind: spec.kind, type, object: wire, observedAt: Date.now() };
+      let eventType = type;
+      if (type === EventType.Upsert) {
+        // The loader's checks, as for a manifest: an object the API server should never have admitted (or that
+        // a newer API accepts and kpx cannot read) is reported and handled as gone, so no earlier version of it
+        // stays programmed.
+        const checked = checkObject(wire);
+        if (!checked.ok) {
+          for (const d of checked.diagnostics) if (d.severity === Severity.Error) warn(spec, `${formatDiagnostic(d)}; handled as deleted`);
+          eventType = EventType.Delete;
+        }
+      }
+      const event: SourceEvent = { kind: spec.kind, type: eventType, object: wire, observedAt: Date.now() };
       try {
         handler.onEvent(event);
       } catch (err) {

@@ -1,5 +1,9 @@
 // Cluster objects from a directory of manifests (the embedded default): every *.yaml, *.yml and *.json file
-// directly in the directory, watched for changes.
+// directly in the directory, watched for changes. Files are listed, read and checked by @kpx/model's loader,
+// the one `kpx render` uses: symlinks followed (a ConfigMap volume's `name -> ..data/name`; hidden entries are
+// not read), and the same objects accepted with the same diagnostics. An invalid object is reported (naming
+// file, object and field) and not delivered; a file over a limit or with a self-referencing alias is reported
+// and the other files are delivered as usual.
 //
 // Changes are found by fs.watch (debounced) and, because fs.watch can miss events (editors that write a temporary
 // file and rename it, network file systems), by a periodic rescan as well. A rescan stats every manifest file and
@@ -7,9 +11,8 @@
 // A file that cannot be read or parsed is reported and keeps its previous objects: a half-written file never
 // deletes what was already applied. A removed file removes its objects.
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { parseManifests, type KubeObject, type ManifestObject } from '@kpx/model';
+import { stat } from 'node:fs/promises';
+import { Severity, checkObject, formatDiagnostic, listManifestFiles, readManifestFile, type KubeObject, type ManifestObject } from '@kpx/model';
 import { EventType, ObjectKind, type Source, type SourceHandler } from './types.js';
 
 export interface ManifestsDirSourceOptions {
@@ -20,12 +23,13 @@ export interface ManifestsDirSourceOptions {
   readonly rescanMs?: number;
 }
 
-const MANIFEST_FILE = /\.(ya?ml|json)$/i;
 const KINDS = new Set<string>(Object.values(ObjectKind));
 
 interface FileState {
+  readonly realPath: string;
   readonly size: number;
   readonly mtimeMs: number;
+  /** The file's valid objects of the kinds kpx reads. */
   readonly objects: readonly ManifestObject[];
 }
 
@@ -43,6 +47,8 @@ export class ManifestsDirSource implements Source {
   private held = new Map<string, Held>();
   /** Objects defined in more than one place, already reported. */
   private duplicates = new Set<string>();
+  /** Problems of the directory listing (a symlink loop, a dangling symlink) already reported. */
+  private listingProblems = new Set<string>();
   private handler: SourceHandler | undefined;
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -117,9 +123,16 @@ export class ManifestsDirSource implements Source {
     return this.scanning;
   }
 
+  private warn(message: string): void {
+    this.handler?.onWarning?.(message);
+  }
+
   private async scan(): Promise<void> {
-    const names = (await readdir(this.opts.dir, { withFileTypes: true })).filter((d) => d.isFile() && MANIFEST_FILE.test(d.name)).map((d) => d.name);
-    const present = new Set(names);
+    const listing = await listManifestFiles(this.opts.dir);
+    const problems = new Set(listing.diagnostics.map(formatDiagnostic));
+    for (const p of problems) if (!this.listingProblems.has(p)) this.warn(p);
+    this.listingProblems = problems;
+    const present = new Set(listing.files.map((f) => f.name));
     let changed = false;
     for (const name of [...this.files.keys()]) {
       if (!present.has(name)) {
@@ -127,27 +140,38 @@ export class ManifestsDirSource implements Source {
         changed = true;
       }
     }
-    for (const name of names) {
-      const path = join(this.opts.dir, name);
-      let st;
-      try {
-        st = await stat(path);
-      } catch {
-        continue; // removed between readdir and stat: the next scan drops it
+    for (const file of listing.files) {
+      const prev = this.files.get(file.name);
+      if (prev && prev.realPath === file.realPath && prev.size === file.size && prev.mtimeMs === file.mtimeMs) continue;
+      const parsed = await readManifestFile(file.path);
+      const fileErrors = parsed.diagnostics.filter((d) => d.severity === Severity.Error);
+      for (const d of parsed.diagnostics) if (d.severity !== Severity.Error) this.warn(formatDiagnostic(d));
+      if (fileErrors.length > 0 && prev !== undefined) {
+        // Half-written, or broken: keep the previous objects; size and mtime are remembered so that a broken
+        // file is reported once, not every scan.
+        this.files.set(file.name, { ...file, objects: prev.objects });
+        for (const d of fileErrors) this.warn(`keeping the previous objects of ${file.path}: ${d.source ?? file.path}: ${d.message.replace(/; (file|document) skipped$/, '')}`);
+        continue;
       }
-      const prev = this.files.get(name);
-      if (prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs) continue;
-      try {
-        const objects = parseManifests(await readFile(path, 'utf8'), path);
-        this.files.set(name, { size: st.size, mtimeMs: st.mtimeMs, objects });
-        changed = true;
-      } catch (err) {
-        // Keep the previous objects; remember size and mtime so a broken file is reported once, not every scan.
-        this.files.set(name, { size: st.size, mtimeMs: st.mtimeMs, objects: prev?.objects ?? [] });
-        this.handler?.onWarning?.(`keeping the previous objects of ${path}: ${(err as Error).message}`, err);
-      }
+      for (const d of fileErrors) this.warn(formatDiagnostic(d));
+      this.files.set(file.name, { realPath: file.realPath, size: file.size, mtimeMs: file.mtimeMs, objects: this.validObjects(parsed.objects) });
+      changed = true;
     }
     if (changed && !this.stopped) this.deliver();
+  }
+
+  /**
+   * The objects kpx reads that are valid on their own (as render would load them); each invalid one's errors
+   * are reported here, once per change of its file. Warnings of valid objects are the pipeline's to log.
+   */
+  private validObjects(objects: readonly ManifestObject[]): ManifestObject[] {
+    const out: ManifestObject[] = [];
+    for (const mo of objects) {
+      const checked = checkObject(mo.object, mo.source);
+      if (checked.ok) out.push(mo);
+      else for (const d of checked.diagnostics) if (d.severity === Severity.Error || checked.kind === undefined) this.warn(formatDiagnostic(d));
+    }
+    return out;
   }
 
   /** Computes the objects the directory holds now and delivers the differences. */
@@ -173,11 +197,11 @@ export class ManifestsDirSource implements Source {
     const handler = this.handler;
     if (!handler) return;
     // Deletes first: an object renamed within one change is a delete and an add, in that order.
-    for (const [key, h] of this.held) if (!next.has(key)) handler.onEvent({ kind: h.kind, type: EventType.Delete, object: h.object, observedAt: now });
+    for (const [key, h] of this.held) if (!next.has(key)) handler.onEvent({ kind: h.kind, type: EventType.Delete, object: h.object, observedAt: now, source: h.source });
     for (const [key, h] of next) {
       const before = this.held.get(key);
       if (before?.json === h.json) continue;
-      handler.onEvent({ kind: h.kind, type: EventType.Upsert, object: h.object, observedAt: now });
+      handler.onEvent({ kind: h.kind, type: EventType.Upsert, object: h.object, observedAt: now, source: h.source });
     }
     this.held = next;
   }

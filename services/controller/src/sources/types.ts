@@ -15,6 +15,8 @@ export interface SourceEvent {
   readonly object: KubeObject;
   /** When the source saw the change (ms since the epoch): the trigger time of whatever it causes. */
   readonly observedAt: number;
+  /** Where the object came from (a file, `file#N`), for diagnostics; absent for API objects. */
+  readonly source?: string;
 }
 
 export interface SourceHandler {

@@ -334,6 +334,13 @@ export async function lastDelta(js: JetStreamClient, node: string): Promise<Delt
   return newest;
 }
 
+/** The stream sequence of the last message on the node's subject (0 when it has none), whatever that message holds. */
+export async function lastDeltaSeq(js: JetStreamClient, node: string): Promise<number> {
+  const jsm = await js.jetstreamManager(false);
+  const msg: StoredMsg | null = await jsm.streams.getMessage(DeltaStream, { last_by_subj: deltaSubject(node) });
+  return msg?.seq ?? 0;
+}
+
 function headerRecord(headers: MsgHdrs | undefined): Record<string, string> {
   const record: Record<string, string> = {};
   if (headers !== undefined) {

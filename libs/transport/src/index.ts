@@ -25,7 +25,7 @@ export {
 } from './subjects.js';
 export { openGenerationCounter } from './generations.js';
 export type { GenerationCounter } from './generations.js';
-export { ensureDeltaStream, EnsureAction, lastDelta, publishDelta, readDeltaMessages, readDeltas, RejectReason } from './deltas.js';
+export { ensureDeltaStream, EnsureAction, lastDelta, lastDeltaSeq, publishDelta, readDeltaMessages, readDeltas, RejectReason } from './deltas.js';
 export type {
   DeltaMessage,
   DeltaRecord,

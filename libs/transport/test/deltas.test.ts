@@ -11,6 +11,7 @@ import {
   ensureDeltaStream,
   Header,
   lastDelta,
+  lastDeltaSeq,
   PayloadTooLargeError,
   publishDelta,
   readDeltaMessages,
@@ -231,8 +232,10 @@ describe('delta stream', Timeout, () => {
     assert.deepEqual(rejected.map((r) => r.reason), [RejectReason.Decode, RejectReason.Decode, RejectReason.ForeignNode, RejectReason.ForeignNode]);
     assert.match(rejected[0]!.detail, new RegExp(`^seq ${garbage.seq}: not a valid kpx.v1.Delta \\(28 bytes\\)`));
     // The newest message is garbage: lastDelta gives the newest delta of the node.
-    await client.js.publish(subject, new Uint8Array([1, 2, 3]));
+    const tail = await client.js.publish(subject, new Uint8Array([1, 2, 3]));
     assert.equal((await lastDelta(client.js, node))?.delta.generation, 2);
+    assert.equal(await lastDeltaSeq(client.js, node), tail.seq, 'the seq of the last message, whatever it holds');
+    assert.equal(await lastDeltaSeq(client.js, 'never-published'), 0);
   });
 
   it('publishes at a measurable rate', async (t) => {

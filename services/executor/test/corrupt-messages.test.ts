@@ -177,3 +177,26 @@ test('an ack carries at most 100 drift lines and the total', { timeout: 30_000 }
     await e.close();
   }
 });
+
+test('a burst of garbage: one resync at once, one held back, none more until a delta chains again', { timeout: 60_000 }, async () => {
+  const e = newExecutor(s, new MemoryBackend(), { messageResyncHoldMs: 300 });
+  try {
+    await e.executor.start();
+    await waitFor(() => atDesired(e), 'the node at the controller state');
+    const resyncs = (): number => e.executor.status()[0]!.resyncs;
+    const before = resyncs();
+    for (let i = 0; i < 20; i++) await s.js.publish(subject, new Uint8Array([0xff, i]));
+    await waitFor(async () => (await e.rejected()).decode === 20, 'twenty rejections', 5_000);
+    await waitFor(() => resyncs() === before + 2, 'the held-back resync', 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    assert.equal(resyncs(), before + 2, 'twenty bad messages: two resyncs');
+    assert.ok(e.logs.some((l) => l.msg === 'resyncing from a snapshot' && / \(held back\)$/.test(l.reason ?? '')));
+    // A delta chains: the next bad message resyncs at once again.
+    await s.change();
+    await waitFor(() => atDesired(e), 'the next change');
+    await s.js.publish(subject, new Uint8Array([0xff]));
+    await waitFor(() => resyncs() === before + 3, 'a resync at once', 2_000);
+  } finally {
+    await e.close();
+  }
+});

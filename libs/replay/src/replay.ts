@@ -2,8 +2,8 @@
 // snapshot at or before the generation (KPX_SNAPSHOTS), then the node's deltas after it (KPX_DELTAS).
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Cause, Delta, RuleObject, Timestamp } from '@kpx/proto';
-import { diffStates, objectIdOf, type RuleState } from '@kpx/ruleset';
-import { getSnapshot, lastDelta, listSnapshots, readDeltas, type DeltaRecord } from '@kpx/transport';
+import { diffStates, objectIdOf, type HashedObject, type RuleState } from '@kpx/ruleset';
+import { getSnapshot, lastDelta, listSnapshots, readDeltaMessages, readDeltas, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
 import { OutsideRetentionError, ReplayError } from './errors.js';
 import { ObjectHasher } from './hasher.js';
 
@@ -15,6 +15,21 @@ export interface ReplayOptions {
   readonly to?: number;
   /** Called every few hundred deltas: deltas applied so far. */
   readonly onProgress?: (applied: number, generation: number) => void;
+  /**
+   * A delta that chains but does not reach the digest it announces: `fail` (default: ReplayError, the history is
+   * inconsistent) or `skip` it like any other message that is not part of the node's chain (the executor, which
+   * needs the newest state it can trust).
+   */
+  readonly badDigest?: 'fail' | 'skip';
+  /** Called for each message skipped (see ReplayedState.skipped). */
+  readonly onSkipped?: (skipped: SkippedMessage) => void;
+}
+
+/** A message of the node's subject that replay did not apply. */
+export interface SkippedMessage {
+  readonly seq: number;
+  readonly reason: RejectReason;
+  readonly detail: string;
 }
 
 export interface ReplayedState {
@@ -27,6 +42,11 @@ export interface ReplayedState {
   /** The snapshot replay started from, and how many deltas were applied on it. */
   readonly snapshotGeneration: number;
   readonly deltasApplied: number;
+  /**
+   * Messages of the node's subject skipped as not part of its chain: undecodable, another node's, at or below
+   * the generation reached (a re-published old delta), or not continuing it while later deltas do.
+   */
+  readonly skipped: number;
 }
 
 /** One delta of a node as replay saw it, with the objects it changed before and after. */
@@ -69,79 +89,173 @@ async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: st
   return state;
 }
 
-async function snapshotAt(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, generation: number): Promise<RuleState> {
-  const snap = await getSnapshot(js, node, family, { generation });
-  if (!snap) throw new OutsideRetentionError(`delta ${generation} of node ${node} ${family} is a snapshot marker, and that snapshot is no longer retained`);
-  return hasher.stateOf(snap.objects, snap.generation);
-}
-
-/** Applies one retained delta to `state` (replacing it for a snapshot marker); returns the new state. */
-async function step(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, state: RuleState, d: Delta): Promise<RuleState> {
-  if (d.snapshot) return snapshotAt(js, hasher, node, family, d.generation);
-  if (d.prevGeneration !== state.generation) {
-    throw new OutsideRetentionError(`the deltas of node ${node} ${family} between generations ${state.generation} and ${d.prevGeneration} are no longer retained (next retained delta: ${d.generation})`);
+/** Applies a delta that chains onto `state` (hashing with `hasher`); on a digest mismatch undoes it and throws. */
+function applyChained(hasher: ObjectHasher, node: string, family: string, state: RuleState, d: Delta): void {
+  const undo = new Map<string, HashedObject | undefined>();
+  const remember = (id: string): void => {
+    if (!undo.has(id)) undo.set(id, state.objects.get(id));
+  };
+  for (const ref of d.deletes) {
+    remember(objectIdOf(ref));
+    state.delete(ref);
   }
-  // RuleState.applyDelta, hashing with `hasher`. No undo on a digest mismatch: a replay that fails is discarded.
-  for (const ref of d.deletes) state.delete(ref);
-  for (const w of d.upserts) state.upsert(hasher.hashed(w));
+  for (const w of d.upserts) {
+    const h = hasher.hashed(w);
+    remember(h.id);
+    state.upsert(h);
+  }
   const reached = state.digest;
   if (d.digest !== '' && reached !== d.digest) {
+    for (const [id, old] of undo) {
+      const cur = state.objects.get(id);
+      if (cur) state.delete(cur.wire);
+      if (old) state.upsert(old);
+    }
     throw new ReplayError(`delta ${d.generation} of node ${node} ${family} reaches digest ${reached}, not the announced ${d.digest}`);
   }
   state.generation = d.generation;
-  return state;
 }
 
-async function* deltasAfter(js: JetStreamClient, node: string, family: string, from: number, to: number | undefined): AsyncGenerator<DeltaRecord> {
-  for await (const rec of readDeltas(js, node, { fromGeneration: from, ipFamily: family })) {
-    if (to !== undefined && rec.delta.generation > to) return;
-    yield rec;
+/** The first delta that did not continue the chain, kept until a later one does (it was a stray) or replay ends. */
+interface Break {
+  readonly seq: number;
+  readonly held: number;
+  readonly delta: Delta;
+}
+
+/**
+ * Walks a node's retained messages from a starting state: applies each delta that continues the chain and skips
+ * what does not (counted). A delta that does not continue it is a stray when a later one does, or when the chain
+ * had already moved past the snapshot before it (JetStream discards a subject's oldest messages first, so a
+ * delta lost to retention can only be missing before every retained one). A break that nothing explains is
+ * deltas no longer retained: finish() throws OutsideRetentionError.
+ */
+class ChainWalk {
+  applied = 0;
+  skipped = 0;
+  private brk: Break | undefined;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly hasher: ObjectHasher,
+    private readonly opts: ReplayOptions,
+    public state: RuleState,
+  ) {}
+
+  /** Offers the next message; returns the delta when it was applied (the state moved). */
+  async offer(m: DeltaMessage): Promise<Delta | undefined> {
+    if (!m.ok) return this.skip(m.rejected.seq, m.rejected.reason, m.rejected.detail);
+    const { delta: d, seq } = m.record;
+    if (this.opts.to !== undefined && d.generation > this.opts.to) return undefined;
+    if (d.generation <= this.state.generation) return this.skip(seq, RejectReason.Old, `delta ${d.generation} is at or below generation ${this.state.generation}`);
+    if (d.snapshot) return this.snapshotMarker(seq, d);
+    if (d.prevGeneration !== this.state.generation) return this.breakAt(seq, d);
+    try {
+      applyChained(this.hasher, this.opts.node, this.opts.family, this.state, d);
+    } catch (err) {
+      if (!(err instanceof ReplayError) || this.opts.badDigest !== 'skip') throw err;
+      return this.skip(seq, RejectReason.Digest, err.message);
+    }
+    return this.moved(d);
+  }
+
+  /** Throws OutsideRetentionError when a break stayed unexplained (see the class). */
+  async finish(): Promise<void> {
+    const brk = this.brk;
+    if (!brk || this.applied > 0 || (await this.olderRetained(brk))) return;
+    const { node, family } = this.opts;
+    if (brk.delta.snapshot) throw new OutsideRetentionError(`delta ${brk.delta.generation} of node ${node} ${family} is a snapshot marker, and that snapshot is no longer retained`);
+    throw new OutsideRetentionError(`the deltas of node ${node} ${family} between generations ${brk.held} and ${brk.delta.prevGeneration} are no longer retained (next retained delta: ${brk.delta.generation})`);
+  }
+
+  private async snapshotMarker(seq: number, d: Delta): Promise<Delta | undefined> {
+    const snap = await getSnapshot(this.js, this.opts.node, this.opts.family, { generation: d.generation });
+    if (!snap) return this.breakAt(seq, d);
+    this.state = this.hasher.stateOf(snap.objects, snap.generation);
+    return this.moved(d);
+  }
+
+  private moved(d: Delta): Delta {
+    if (this.brk) this.skipped++; // the break was a stray: the chain continued past it
+    this.brk = undefined;
+    this.applied++;
+    if (this.applied % 500 === 0) this.opts.onProgress?.(this.applied, this.state.generation);
+    return d;
+  }
+
+  private breakAt(seq: number, d: Delta): undefined {
+    if (this.brk) return this.skip(seq, RejectReason.Gap, `delta ${d.generation} continues generation ${d.prevGeneration}, not ${this.state.generation}`);
+    this.brk = { seq, held: this.state.generation, delta: d };
+    this.opts.onSkipped?.({ seq, reason: RejectReason.Gap, detail: `delta ${d.generation} continues generation ${d.prevGeneration}, not ${this.state.generation}` });
+    return undefined;
+  }
+
+  private skip(seq: number, reason: RejectReason, detail: string): undefined {
+    this.skipped++;
+    this.opts.onSkipped?.({ seq, reason, detail });
+    return undefined;
+  }
+
+  /** A message of the family at or before the starting generation precedes the break: retention reaches back past it. */
+  private async olderRetained(brk: Break): Promise<boolean> {
+    for await (const r of readDeltas(this.js, this.opts.node, { ipFamily: this.opts.family })) {
+      if (r.seq >= brk.seq) return false;
+      if (r.delta.generation <= brk.held) return true;
+    }
+    return false;
+  }
+
+  /** The result, counting an unexplained break the walk accepted as a stray. */
+  result(snapshotGeneration: number): ReplayedState {
+    const { node, family } = this.opts;
+    const skipped = this.skipped + (this.brk ? 1 : 0);
+    return { node, family, generation: this.state.generation, digest: this.state.digest, state: this.state, snapshotGeneration, deltasApplied: this.applied, skipped };
   }
 }
 
 /** The node's rule set at generation `to` (default: the newest), rebuilt from JetStream. */
 export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promise<ReplayedState> {
   const hasher = new ObjectHasher();
-  let state = await startingPoint(js, hasher, opts.node, opts.family, opts.to);
-  const snapshotGeneration = state.generation;
-  let applied = 0;
-  for await (const rec of deltasAfter(js, opts.node, opts.family, state.generation, opts.to)) {
-    state = await step(js, hasher, opts.node, opts.family, state, rec.delta);
-    applied++;
-    if (applied % 500 === 0) opts.onProgress?.(applied, state.generation);
-  }
-  return { node: opts.node, family: opts.family, generation: state.generation, digest: state.digest, state, snapshotGeneration, deltasApplied: applied };
+  const walk = new ChainWalk(js, hasher, opts, await startingPoint(js, hasher, opts.node, opts.family, opts.to));
+  const snapshotGeneration = walk.state.generation;
+  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: snapshotGeneration, ipFamily: opts.family })) await walk.offer(m);
+  await walk.finish();
+  return walk.result(snapshotGeneration);
 }
 
-/** Every delta of the node after generation `from` up to `to`, with what each changed. */
+/** Every delta of the node after generation `from` up to `to`, with what each changed (skipping what replayTo skips). */
 export async function* replaySteps(js: JetStreamClient, opts: ReplayOptions & { readonly from: number }): AsyncGenerator<ReplayStep, ReplayedState> {
   const start = await replayTo(js, { ...opts, to: opts.from });
-  const hasher = new ObjectHasher();
-  let state = start.state;
-  let applied = 0;
-  for await (const rec of deltasAfter(js, opts.node, opts.family, state.generation, opts.to)) {
-    const d = rec.delta;
-    let changes: ObjectChange[];
-    if (d.snapshot) {
-      const next = await snapshotAt(js, hasher, opts.node, opts.family, d.generation);
-      const diff = diffStates(state.objects, next.objects);
-      changes = [
-        ...diff.upserts.map((u) => ({ kind: u.wire.kind, key: u.wire.key, before: state.objects.get(u.id)?.wire, after: u.wire })),
-        ...diff.deletes.map((r) => ({ kind: r.kind, key: r.key, before: state.objects.get(objectIdOf(r))?.wire })),
-      ];
-      state = next;
-    } else {
-      changes = [
-        ...d.upserts.map((u) => ({ kind: u.kind, key: u.key, before: state.objects.get(objectIdOf(u))?.wire, after: u })),
-        ...d.deletes.map((r) => ({ kind: r.kind, key: r.key, before: state.objects.get(objectIdOf(r))?.wire })),
-      ];
-      state = await step(js, hasher, opts.node, opts.family, state, d);
-    }
-    applied++;
-    if (applied % 500 === 0) opts.onProgress?.(applied, state.generation);
-    yield { generation: d.generation, prevGeneration: d.prevGeneration, digest: state.digest, cause: d.cause, triggerTime: d.triggerTime, snapshot: d.snapshot, changes };
+  const walk = new ChainWalk(js, new ObjectHasher(), opts, start.state);
+  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: start.generation, ipFamily: opts.family })) {
+    // A delta changes the state in place: its changes are read before; a snapshot marker replaces the state.
+    const before = walk.state;
+    const deltaChanges = m.ok && !m.record.delta.snapshot ? changesOf(m.record.delta, before.objects) : [];
+    const d = await walk.offer(m);
+    if (!d) continue;
+    const changes = d.snapshot ? snapshotChanges(before.objects, walk.state.objects) : deltaChanges;
+    yield { generation: d.generation, prevGeneration: d.prevGeneration, digest: walk.state.digest, cause: d.cause, triggerTime: d.triggerTime, snapshot: d.snapshot, changes };
   }
-  return { node: opts.node, family: opts.family, generation: state.generation, digest: state.digest, state, snapshotGeneration: start.snapshotGeneration, deltasApplied: start.deltasApplied + applied };
+  await walk.finish();
+  const r = walk.result(start.snapshotGeneration);
+  return { ...r, deltasApplied: start.deltasApplied + r.deltasApplied, skipped: start.skipped + r.skipped };
+}
+
+/** What a delta changes in `before`: its upserts and deletes with the objects they replace. */
+function changesOf(d: Delta, before: ReadonlyMap<string, HashedObject>): ObjectChange[] {
+  return [
+    ...d.upserts.map((u) => ({ kind: u.kind, key: u.key, before: before.get(objectIdOf(u))?.wire, after: u })),
+    ...d.deletes.map((r) => ({ kind: r.kind, key: r.key, before: before.get(objectIdOf(r))?.wire })),
+  ];
+}
+
+/** What a snapshot marker changed: the difference of the two whole states. */
+function snapshotChanges(before: ReadonlyMap<string, HashedObject>, after: ReadonlyMap<string, HashedObject>): ObjectChange[] {
+  const diff = diffStates(before, after);
+  return [
+    ...diff.upserts.map((u) => ({ kind: u.wire.kind, key: u.wire.key, before: before.get(u.id)?.wire, after: u.wire })),
+    ...diff.deletes.map((r) => ({ kind: r.kind, key: r.key, before: before.get(objectIdOf(r))?.wire })),
+  ];
 }
 
 /** Live deltas of a node from now on (all families), until `signal` aborts. */

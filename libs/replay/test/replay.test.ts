@@ -2,7 +2,7 @@
 // controller's do, interleaved with another node's deltas; and histories replay must refuse.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RuleKind, type Delta, type ObjectRef, type RuleObject } from '@kpx/proto';
+import { Delta, RuleKind, type ObjectRef, type RuleObject } from '@kpx/proto';
 import { RuleState, hashed } from '@kpx/ruleset';
 import { ensureDeltaStream, ensureSnapshotStore, publishDelta, putSnapshot } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
@@ -146,5 +146,57 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
     await gap.snapshot();
     await gap.delta(3, [chain('KUBE-SVC-E', '-j KUBE-SEP-E3')], [], { prevGeneration: 2 });
     await assert.rejects(replayTo(js, { node: 'node-e', family: 'IPv4' }), (err: Error) => err instanceof OutsideRetentionError && /between generations 1 and 2/.test(err.message));
+  });
+
+  it('skips foreign, old, undecodable and stray messages of the subject and counts them (issue #12)', async () => {
+    const h = new History(js, 'node-f', [chain('KUBE-SVC-F', '-j KUBE-SEP-F1')], 1);
+    await h.snapshot();
+    await h.delta(2, [chain('KUBE-SVC-F', '-j KUBE-SEP-F2')], []);
+    await h.delta(3, [chain('KUBE-SVC-F', '-j KUBE-SEP-F3')], []);
+    const subject = 'kpx.delta.node-f';
+    const raw = (d: Partial<Delta>): Uint8Array =>
+      Delta.encode({ node: 'node-f', generation: 0, prevGeneration: 0, upserts: [], deletes: [], digest: '', cause: [], mode: 'iptables', ipFamily: 'IPv4', snapshot: false, triggerTime: undefined, ...d }).finish();
+    await js.publish(subject, new Uint8Array(28).fill(0xab));
+    await js.publish(subject, raw({ node: 'node-z', generation: 4, prevGeneration: 3, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-Z')] }));
+    await js.publish(subject, raw({ generation: 2, prevGeneration: 1, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-F2')], digest: h.digests.get(2)! }));
+    await js.publish(subject, raw({ generation: 2 ** 50, prevGeneration: 2 ** 50 - 1, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-HUGE')] }));
+    await h.delta(4, [chain('KUBE-SVC-F', '-j KUBE-SEP-F4')], []);
+    const whole = raw({ generation: 5, prevGeneration: 4, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-F5')] });
+    await js.publish(subject, whole.subarray(0, whole.length - 5));
+    const skipped: string[] = [];
+    const r = await replayTo(js, { node: 'node-f', family: 'IPv4', onSkipped: (m) => skipped.push(m.reason) });
+    assert.equal(r.generation, 4);
+    assert.equal(r.digest, h.digests.get(4));
+    assert.equal(r.deltasApplied, 3);
+    assert.equal(r.skipped, 5);
+    assert.deepEqual(skipped, ['decode', 'foreign_node', 'old', 'gap', 'decode']);
+    // A stray after the last delta, and an older target: not "no longer retained".
+    await js.publish(subject, raw({ generation: 9, prevGeneration: 8 }));
+    const newest = await replayTo(js, { node: 'node-f', family: 'IPv4' });
+    assert.equal(newest.generation, 4);
+    assert.equal(newest.skipped, 6);
+    const at3 = await replayTo(js, { node: 'node-f', family: 'IPv4', to: 3 });
+    assert.equal(at3.digest, h.digests.get(3));
+    const steps = replaySteps(js, { node: 'node-f', family: 'IPv4', from: 1 });
+    const seen: number[] = [];
+    let step = await steps.next();
+    while (!step.done) {
+      seen.push(step.value.generation);
+      step = await steps.next();
+    }
+    assert.deepEqual(seen, [2, 3, 4]);
+    assert.equal(step.value.digest, h.digests.get(4));
+  });
+
+  it('skips a delta that misses its digest when asked to (the executor), and undoes it', async () => {
+    const h = new History(js, 'node-g', [chain('KUBE-SVC-G', '-j KUBE-SEP-G1')], 1);
+    await h.snapshot();
+    await h.delta(2, [chain('KUBE-SVC-G', '-j KUBE-SEP-G2')], []);
+    await js.publish('kpx.delta.node-g', Delta.encode({ node: 'node-g', generation: 3, prevGeneration: 2, upserts: [chain('KUBE-SVC-G', '-j X')], deletes: [], digest: 'f'.repeat(64), cause: [], mode: 'iptables', ipFamily: 'IPv4', snapshot: false, triggerTime: undefined }).finish());
+    await assert.rejects(replayTo(js, { node: 'node-g', family: 'IPv4' }), ReplayError);
+    const r = await replayTo(js, { node: 'node-g', family: 'IPv4', badDigest: 'skip' });
+    assert.equal(r.generation, 2);
+    assert.equal(r.digest, h.digests.get(2));
+    assert.equal(r.skipped, 1);
   });
 });

@@ -67,6 +67,12 @@ export interface NodeEligibilityInput {
 export interface HealthTrackerOptions {
   /** How long a queued update may wait for its sync before the proxy is unhealthy (kube-proxy: 2 × syncPeriod, 60 s). */
   readonly healthTimeoutMs: number;
+  /**
+   * How long the source of updates (the executor's NATS connection) may be lost before the proxy is unhealthy:
+   * the rules it holds may be stale by then, as kube-proxy's when it cannot reach the API server (default: the
+   * health timeout).
+   */
+  readonly sourceGraceMs?: number | undefined;
   /** Clock, for tests. */
   readonly now?: (() => Date) | undefined;
 }
@@ -79,6 +85,10 @@ export interface HealthTracker {
   queuedUpdate(family: IpFamilyLabel): void;
   /** Node is eligible unless deleted or tainted ToBeDeletedByClusterAutoscaler. */
   syncNode(node: NodeEligibilityInput): void;
+  /** The source of updates is unreachable (from now on, unless it already was); see sourceGraceMs. */
+  sourceLost(): void;
+  /** The source of updates is reachable again. */
+  sourceRestored(): void;
   readonly nodeEligible: boolean;
   report(): HealthReport;
 }
@@ -88,6 +98,8 @@ export function createHealthTracker(options: HealthTrackerOptions): HealthTracke
   const lastUpdated = new Map<IpFamilyLabel, Date>();
   const oldestPending = new Map<IpFamilyLabel, Date>();
   let nodeEligible = true; // eligible while starting up, until a node event says otherwise
+  let sourceLostAt: Date | undefined;
+  const sourceGraceMs = options.sourceGraceMs ?? options.healthTimeoutMs;
 
   const isHealthy = (): { ok: boolean; lastUpdated: Date | undefined } => {
     const current = now().getTime();
@@ -99,7 +111,8 @@ export function createHealthTracker(options: HealthTrackerOptions): HealthTracke
       if (current - pending.getTime() < options.healthTimeoutMs) continue; // queued, not late yet
       return { ok: false, lastUpdated: updated };
     }
-    return { ok: true, lastUpdated: latest };
+    const sourceLate = sourceLostAt !== undefined && current - sourceLostAt.getTime() >= sourceGraceMs;
+    return { ok: !sourceLate, lastUpdated: latest };
   };
 
   return {
@@ -114,6 +127,12 @@ export function createHealthTracker(options: HealthTrackerOptions): HealthTracke
       const deleting = (node.metadata?.deletionTimestamp ?? '') !== '';
       const tainted = (node.spec?.taints ?? []).some((t) => t.key === ToBeDeletedTaint);
       nodeEligible = !deleting && !tainted;
+    },
+    sourceLost() {
+      sourceLostAt ??= now();
+    },
+    sourceRestored() {
+      sourceLostAt = undefined;
     },
     get nodeEligible() {
       return nodeEligible;

@@ -38,6 +38,7 @@ export const MetricName = {
   ExecutorConntrackFailures: 'kpx_executor_conntrack_failures_total',
   ExecutorHealthCheckServers: 'kpx_executor_healthcheck_servers',
   ExecutorHealthCheckListenFailures: 'kpx_executor_healthcheck_listen_failures_total',
+  ExecutorRejectedDeltas: 'kpx_executor_rejected_deltas_total',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 
@@ -273,6 +274,11 @@ export interface ExecutorMetrics extends KubeProxyMetrics {
   readonly healthCheckServers: Gauge<'ip_family'>;
   /** Failed attempts to bind a healthCheckNodePort (retried). */
   readonly healthCheckListenFailures: Counter<'ip_family'>;
+  /**
+   * Messages of the node's subject skipped because they could not be decoded, verified or chained, by reason
+   * (decode, foreign_node, digest, gap, old, mode_family).
+   */
+  readonly rejectedDeltas: Counter<'reason'>;
 }
 
 export function executorMetrics(registry: Registry): ExecutorMetrics {
@@ -310,6 +316,12 @@ export function executorMetrics(registry: Registry): ExecutorMetrics {
       name: MetricName.ExecutorHealthCheckListenFailures,
       help: 'Cumulative failed attempts to listen on a healthCheckNodePort (retried every few seconds)',
       labelNames: ['ip_family'] as const,
+      registers: [],
+    })),
+    rejectedDeltas: register(registry, new Counter({
+      name: MetricName.ExecutorRejectedDeltas,
+      help: 'Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, by reason',
+      labelNames: ['reason'] as const,
       registers: [],
     })),
   };

@@ -73,3 +73,21 @@ test('renderProbe: /healthz needs ok and an eligible node, /livez only ok; lastU
     lastUpdated: now.toISOString(), currentTime: now.toISOString(), nodeEligible: true, details: { generation: 5 },
   });
 });
+
+test('a lost source of updates turns unhealthy after its grace period, and healthy again once restored', () => {
+  const c = clock();
+  const h = createHealthTracker({ healthTimeoutMs: 60_000, sourceGraceMs: 5_000, now: c.now });
+  h.updated('IPv4');
+  h.sourceLost();
+  c.advance(4_999);
+  assert.equal(h.report().ok, true, 'lost 4.999 s: within the grace');
+  h.sourceLost(); // still lost: the grace runs from the first loss
+  c.advance(1);
+  assert.equal(h.report().ok, false, 'lost 5 s: stale');
+  h.sourceRestored();
+  assert.equal(h.report().ok, true);
+  const defaults = createHealthTracker({ healthTimeoutMs: 1_000, now: c.now });
+  defaults.sourceLost();
+  c.advance(1_000);
+  assert.equal(defaults.report().ok, false, 'the grace defaults to the health timeout');
+});

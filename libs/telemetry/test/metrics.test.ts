@@ -54,6 +54,7 @@ test('executor metrics carry kube-proxy names, help, ip_family labels and bucket
   m.syncProxyRulesLastTimestamp.set({ ip_family: 'IPv4' }, 1700000000);
   m.appliedGeneration.set(12);
   m.driftRepairs.inc();
+  m.rejectedDeltas.inc({ reason: 'decode' });
   const text = await registry.metrics();
   assert.match(text, /^# HELP kubeproxy_sync_proxy_rules_duration_seconds SyncProxyRules latency in seconds$/m);
   assert.match(text, /^# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram$/m);
@@ -67,6 +68,7 @@ test('executor metrics carry kube-proxy names, help, ip_family labels and bucket
   assert.match(text, /^# HELP kubeproxy_network_programming_duration_seconds In Cluster Network Programming Latency in seconds$/m);
   assert.match(text, /^kpx_executor_applied_generation 12$/m);
   assert.match(text, /^kpx_executor_drift_repairs_total 1$/m);
+  assert.match(text, /^kpx_executor_rejected_deltas_total\{reason="decode"\} 1$/m);
   assert.doesNotMatch(text, /process_cpu_seconds_total/, 'no process metrics unless asked');
 });
 

@@ -10,14 +10,13 @@ import {
   StorageType,
   type JetStreamClient,
   type JetStreamManager,
-  type JsMsg,
-  type OrderedConsumerOptions,
+    type OrderedConsumerOptions,
   type StoredMsg,
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { MsgHdrsImpl, nanos, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
-import { DecodeError, PayloadTooLargeError, StreamConfigError } from './errors.js';
+import { PayloadTooLargeError, StreamConfigError } from './errors.js';
 import { deltaMsgId, deltaSubject, DeltaStream, DeltaSubjectFilter, Header } from './subjects.js';
 
 /** Limits of the delta stream. */
@@ -186,6 +185,40 @@ export interface DeltaRecord {
   pending: number;
 }
 
+/**
+ * Why a message on a node's subject was not used. readDeltas finds `decode` and `foreign_node`; readers that
+ * chain deltas (the executor, replay) find the others.
+ */
+export const RejectReason = {
+  /** Not a kpx.v1.Delta, or its kpx headers disagree with its content. */
+  Decode: 'decode',
+  /** The delta (or its Kpx-Node header) names another node than the subject's. */
+  ForeignNode: 'foreign_node',
+  /** Applying the delta does not reach the digest it announces. */
+  Digest: 'digest',
+  /** Its prev_generation is not the generation the reader holds. */
+  Gap: 'gap',
+  /** Its generation is at or below the one the reader holds. */
+  Old: 'old',
+  /** A proxy mode or IP family the reader does not program. */
+  ModeFamily: 'mode_family',
+} as const;
+export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
+
+/** A message of a node's subject that is not a usable delta of that node. */
+export interface RejectedMessage {
+  /** Stream sequence: a reader that moves past it never sees it again. */
+  readonly seq: number;
+  readonly reason: RejectReason;
+  /** What was wrong, for logs and acks. */
+  readonly detail: string;
+  readonly headers: Record<string, string>;
+  readonly pending: number;
+}
+
+/** What readDeltaMessages yields: a delta, or a message that could not be one. */
+export type DeltaMessage = { readonly ok: true; readonly record: DeltaRecord } | { readonly ok: false; readonly rejected: RejectedMessage };
+
 /** Options of readDeltas. */
 export interface ReadDeltasOptions {
   /** Yield only deltas whose generation is greater than this (default 0: all). */
@@ -198,30 +231,32 @@ export interface ReadDeltasOptions {
   follow?: boolean;
   /** Ends the iteration (follow mode) when aborted. */
   signal?: AbortSignal;
+  /** readDeltas only: called for each message it skips because it is not a delta of the node. */
+  onRejected?: (rejected: RejectedMessage) => void;
 }
 
 /**
- * The deltas of one node in stream order, through an ordered consumer on `kpx.delta.<node>`. Without startSeq
- * it scans from the subject's first retained message, skipping (by the Kpx-Generation header, without
- * decoding) those at or below fromGeneration.
+ * The deltas of one node in stream order (see readDeltaMessages). A message that is not a valid delta of the
+ * node (garbage, a truncated protobuf, another node's delta) is skipped and given to `onRejected`: it never
+ * ends the iteration.
  */
 export async function* readDeltas(js: JetStreamClient, node: string, options: ReadDeltasOptions = {}): AsyncGenerator<DeltaRecord> {
-  const subject = deltaSubject(node);
-  const fromGeneration = options.fromGeneration ?? 0;
+  for await (const m of readDeltaMessages(js, node, options)) {
+    if (m.ok) yield m.record;
+    else options.onRejected?.(m.rejected);
+  }
+}
+
+/**
+ * The messages of one node in stream order, through an ordered consumer on `kpx.delta.<node>`: each one a
+ * decoded delta of the node, or the reason it is not one (never an exception for a bad message). Without startSeq
+ * it scans from the subject's first retained message, skipping (by the Kpx-Generation header, without decoding)
+ * those at or below fromGeneration.
+ */
+export async function* readDeltaMessages(js: JetStreamClient, node: string, options: ReadDeltasOptions = {}): AsyncGenerator<DeltaMessage> {
   const follow = options.follow ?? false;
   if (options.signal?.aborted === true) return;
-  const consumerOptions: Partial<OrderedConsumerOptions> = {
-    filter_subjects: subject,
-    // An abandoned consumer is removed by the server after this long without a pull.
-    inactive_threshold: 30_000,
-  };
-  if (options.startSeq !== undefined && options.startSeq > 1) {
-    consumerOptions.deliver_policy = DeliverPolicy.StartSequence;
-    consumerOptions.opt_start_seq = options.startSeq;
-  } else {
-    consumerOptions.deliver_policy = DeliverPolicy.All;
-  }
-  const consumer = await js.consumers.get(DeltaStream, consumerOptions);
+  const consumer = await js.consumers.get(DeltaStream, consumerOptions(node, options.startSeq));
   try {
     if (!follow && (await consumer.info(true)).num_pending === 0) return;
     const messages = await consumer.consume({ max_messages: 256 });
@@ -232,7 +267,10 @@ export async function* readDeltas(js: JetStreamClient, node: string, options: Re
     try {
       for await (const msg of messages) {
         const caughtUp = !follow && msg.info.pending === 0;
-        if (wanted(msg, fromGeneration, options.ipFamily)) yield toRecord(msg.seq, msg.subject, msg.headers, msg.data, msg.info.pending);
+        if (!unwantedByHeaders(msg.headers, options.fromGeneration ?? 0, options.ipFamily)) {
+          const m = toMessage(node, msg.seq, msg.headers, msg.data, msg.info.pending);
+          if (!m.ok || wanted(m.record, options.fromGeneration ?? 0, options.ipFamily)) yield m;
+        }
         if (caughtUp) break;
       }
     } finally {
@@ -240,12 +278,26 @@ export async function* readDeltas(js: JetStreamClient, node: string, options: Re
       messages.stop();
     }
   } finally {
-    try {
-      await consumer.delete();
-    } catch {
-      // Best effort: the ephemeral consumer also expires by itself after inactive_threshold.
-    }
+    // Best effort: the ephemeral consumer also expires by itself after inactive_threshold. An aborted reader does
+    // not wait for the server's answer (with NATS gone it would wait for the request's timeout).
+    const deleted = consumer.delete().catch(() => false);
+    if (!isAborted(options.signal)) await deleted;
   }
+}
+
+function consumerOptions(node: string, startSeq: number | undefined): Partial<OrderedConsumerOptions> {
+  const options: Partial<OrderedConsumerOptions> = {
+    filter_subjects: deltaSubject(node),
+    // An abandoned consumer is removed by the server after this long without a pull.
+    inactive_threshold: 30_000,
+  };
+  if (startSeq !== undefined && startSeq > 1) {
+    options.deliver_policy = DeliverPolicy.StartSequence;
+    options.opt_start_seq = startSeq;
+  } else {
+    options.deliver_policy = DeliverPolicy.All;
+  }
+  return options;
 }
 
 /** A function, so that TypeScript does not carry a narrowing of `aborted` across awaits. */
@@ -253,43 +305,70 @@ function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
 
-function wanted(msg: JsMsg, fromGeneration: number, ipFamily: string | undefined): boolean {
-  const generation = msg.headers?.get(Header.Generation) ?? '';
-  const family = msg.headers?.get(Header.IpFamily) ?? '';
-  if (generation !== '' && (ipFamily === undefined || family !== '')) {
-    return Number(generation) > fromGeneration && (ipFamily === undefined || family === ipFamily);
-  }
-  // Headers missing (not published by publishDelta): decide on the decoded delta.
-  const delta = decodeDelta(msg.seq, msg.data);
-  return delta.generation > fromGeneration && (ipFamily === undefined || delta.ipFamily === ipFamily);
+/** Skipped without decoding: its Kpx headers put it at or below fromGeneration, or in another family. */
+function unwantedByHeaders(headers: MsgHdrs | undefined, fromGeneration: number, ipFamily: string | undefined): boolean {
+  const generation = headers?.get(Header.Generation) ?? '';
+  const family = headers?.get(Header.IpFamily) ?? '';
+  if (generation !== '' && /^\d+$/.test(generation) && Number(generation) <= fromGeneration) return true;
+  return ipFamily !== undefined && family !== '' && family !== ipFamily;
 }
 
-/** The newest delta of a node (the last message on its subject), or undefined when it has none. */
+function wanted(record: DeltaRecord, fromGeneration: number, ipFamily: string | undefined): boolean {
+  return record.delta.generation > fromGeneration && (ipFamily === undefined || record.delta.ipFamily === ipFamily);
+}
+
+/**
+ * The newest delta of a node (the last message on its subject), or undefined when it has none. When the last
+ * message is not a valid delta of the node, the newest one that is (a scan of the subject).
+ */
 export async function lastDelta(js: JetStreamClient, node: string): Promise<DeltaRecord | undefined> {
   const subject = deltaSubject(node);
   const jsm = await js.jetstreamManager(false);
   const msg: StoredMsg | null = await jsm.streams.getMessage(DeltaStream, { last_by_subj: subject });
   if (msg === null) return undefined;
-  return toRecord(msg.seq, msg.subject, msg.header, msg.data);
+  const m = toMessage(node, msg.seq, msg.header, msg.data);
+  if (m.ok) return m.record;
+  let newest: DeltaRecord | undefined;
+  for await (const r of readDeltas(js, node)) if (r.seq <= msg.seq) newest = r;
+  return newest;
 }
 
-function toRecord(seq: number, subject: string, headers: MsgHdrs | undefined, data: Uint8Array, pending = 0): DeltaRecord {
-  const delta = decodeDelta(seq, data);
+/** The stream sequence of the last message on the node's subject (0 when it has none), whatever that message holds. */
+export async function lastDeltaSeq(js: JetStreamClient, node: string): Promise<number> {
+  const jsm = await js.jetstreamManager(false);
+  const msg: StoredMsg | null = await jsm.streams.getMessage(DeltaStream, { last_by_subj: deltaSubject(node) });
+  return msg?.seq ?? 0;
+}
+
+function headerRecord(headers: MsgHdrs | undefined): Record<string, string> {
   const record: Record<string, string> = {};
   if (headers !== undefined) {
     for (const name of headers.keys()) record[name] = headers.get(name);
   }
-  const headerNode = record[Header.Node];
-  if (headerNode !== undefined && headerNode !== delta.node) {
-    throw new DecodeError(`delta at seq ${seq} on ${subject}: header ${Header.Node}=${headerNode} but the delta is for ${delta.node}`);
-  }
-  return { delta, seq, headers: record, pending };
+  return record;
 }
 
-function decodeDelta(seq: number, data: Uint8Array): Delta {
+/** The message as a delta of `node`, or why it is not one. */
+function toMessage(node: string, seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending = 0): DeltaMessage {
+  const record = headerRecord(headers);
+  const reject = (reason: RejectReason, detail: string): DeltaMessage => ({ ok: false, rejected: { seq, reason, detail: `seq ${seq}: ${detail}`, headers: record, pending } });
+  let delta: Delta;
   try {
-    return Delta.decode(data);
+    delta = Delta.decode(data);
   } catch (cause) {
-    throw new DecodeError(`delta at stream seq ${seq} is not a valid kpx.v1.Delta`, { cause });
+    return reject(RejectReason.Decode, `not a valid kpx.v1.Delta (${data.length} bytes): ${cause instanceof Error ? cause.message : String(cause)}`);
   }
+  const headerNode = record[Header.Node];
+  if (delta.node !== node || (headerNode !== undefined && headerNode !== node)) {
+    return reject(RejectReason.ForeignNode, `a delta for node ${JSON.stringify(delta.node)} (header ${Header.Node}: ${JSON.stringify(headerNode ?? '')}) on the subject of ${node}`);
+  }
+  const headerGeneration = record[Header.Generation];
+  if (headerGeneration !== undefined && headerGeneration !== String(delta.generation)) {
+    return reject(RejectReason.Decode, `header ${Header.Generation}=${headerGeneration} but the delta is generation ${delta.generation}`);
+  }
+  const headerFamily = record[Header.IpFamily];
+  if (headerFamily !== undefined && headerFamily !== delta.ipFamily) {
+    return reject(RejectReason.Decode, `header ${Header.IpFamily}=${headerFamily} but the delta is ${delta.ipFamily}`);
+  }
+  return { ok: true, record: { delta, seq, headers: record, pending } };
 }

@@ -25,14 +25,16 @@ export {
 } from './subjects.js';
 export { openGenerationCounter } from './generations.js';
 export type { GenerationCounter } from './generations.js';
-export { ensureDeltaStream, EnsureAction, lastDelta, publishDelta, readDeltas } from './deltas.js';
+export { ensureDeltaStream, EnsureAction, lastDelta, lastDeltaSeq, publishDelta, readDeltaMessages, readDeltas, RejectReason } from './deltas.js';
 export type {
+  DeltaMessage,
   DeltaRecord,
   DeltaStreamOptions,
   EnsureStreamResult,
   PublishDeltaOptions,
   PublishedDelta,
   ReadDeltasOptions,
+  RejectedMessage,
 } from './deltas.js';
 export { deleteSnapshots, ensureSnapshotStore, getSnapshot, listSnapshots, putSnapshot } from './snapshots.js';
 export type { GetSnapshotOptions, PutSnapshotOptions, SnapshotInfo, SnapshotRef, SnapshotStoreOptions } from './snapshots.js';

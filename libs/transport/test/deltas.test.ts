@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Delta } from '@kpx/proto';
+import { headers, type MsgHdrs } from '@nats-io/nats-core';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import {
   DeltaStream,
@@ -10,14 +11,24 @@ import {
   ensureDeltaStream,
   Header,
   lastDelta,
+  lastDeltaSeq,
   PayloadTooLargeError,
   publishDelta,
+  readDeltaMessages,
   readDeltas,
+  RejectReason,
   type DeltaRecord,
+  type RejectedMessage,
 } from '../src/index.js';
 import { chainObject, connectTo, makeDelta, type Client } from './fixtures.js';
 
 const Timeout = { timeout: 60_000 };
+
+function headersOf(values: Record<string, string>): MsgHdrs {
+  const h = headers();
+  for (const [k, v] of Object.entries(values)) h.set(k, v);
+  return h;
+}
 
 async function collect(iterable: AsyncIterable<DeltaRecord>): Promise<DeltaRecord[]> {
   const out: DeltaRecord[] = [];
@@ -197,6 +208,34 @@ describe('delta stream', Timeout, () => {
     await client.nc.close();
     client = await connectTo(server.url);
     assert.deepEqual((await collect(readDeltas(client.js, node))).map((r) => r.delta.generation), [1, 2, 3]);
+  });
+
+  it('reports messages that are not deltas of the node with their seq instead of throwing (issue #12)', async () => {
+    const node = 'corrupt-node';
+    const subject = deltaSubject(node);
+    await publishDelta(client.js, makeDelta(node, 1));
+    const garbage = await client.js.publish(subject, new Uint8Array(28).fill(0xff));
+    const whole = Delta.encode(makeDelta(node, 2)).finish();
+    const truncated = await client.js.publish(subject, whole.subarray(0, whole.length - 7));
+    const foreign = await client.js.publish(subject, Delta.encode(makeDelta('other-node', 2)).finish());
+    const lyingHeader = await client.js.publish(subject, whole, { headers: headersOf({ [Header.Node]: 'other-node' }) });
+    await publishDelta(client.js, makeDelta(node, 2));
+    const messages = [];
+    for await (const m of readDeltaMessages(client.js, node)) messages.push(m);
+    assert.deepEqual(
+      messages.map((m) => (m.ok ? `delta ${m.record.delta.generation}` : `${m.rejected.reason} @${m.rejected.seq}`)),
+      ['delta 1', `decode @${garbage.seq}`, `decode @${truncated.seq}`, `foreign_node @${foreign.seq}`, `foreign_node @${lyingHeader.seq}`, 'delta 2'],
+    );
+    const rejected: RejectedMessage[] = [];
+    const records = await collect(readDeltas(client.js, node, { onRejected: (r) => rejected.push(r) }));
+    assert.deepEqual(records.map((r) => r.delta.generation), [1, 2]);
+    assert.deepEqual(rejected.map((r) => r.reason), [RejectReason.Decode, RejectReason.Decode, RejectReason.ForeignNode, RejectReason.ForeignNode]);
+    assert.match(rejected[0]!.detail, new RegExp(`^seq ${garbage.seq}: not a valid kpx.v1.Delta \\(28 bytes\\)`));
+    // The newest message is garbage: lastDelta gives the newest delta of the node.
+    const tail = await client.js.publish(subject, new Uint8Array([1, 2, 3]));
+    assert.equal((await lastDelta(client.js, node))?.delta.generation, 2);
+    assert.equal(await lastDeltaSeq(client.js, node), tail.seq, 'the seq of the last message, whatever it holds');
+    assert.equal(await lastDeltaSeq(client.js, 'never-published'), 0);
   });
 
   it('publishes at a measurable rate', async (t) => {

@@ -94,6 +94,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     driftCheckMs,
     ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
     logLevel: values['log-level'],
+    signal: run.signal,
     ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
   });
   run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });

@@ -3,11 +3,24 @@ import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '
 import { context } from '@opentelemetry/api';
 import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk } from '@kpx/proto';
 import { injectTraceMetadata } from '@kpx/telemetry';
+import { StoppingError } from './errors.js';
+
+/** Runs `fn` once when `signal` aborts; returns what removes the listener (call it once the call settled). */
+function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
+  signal?.addEventListener('abort', fn, { once: true });
+  return () => signal?.removeEventListener('abort', fn);
+}
 
 export interface FetchedSnapshot {
   readonly generation: number;
   readonly digest: string;
   readonly objects: RuleObject[];
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Cancels the call (it then rejects with StoppingError). */
+  readonly signal?: AbortSignal;
 }
 
 export class ControllerClient {
@@ -22,13 +35,24 @@ export class ControllerClient {
     });
   }
 
-  /** The node's current rule set of one family; undefined when the controller has none (node unknown). */
-  snapshot(node: string, mode: string, ipFamily: string): Promise<FetchedSnapshot | undefined> {
+  /**
+   * The node's latest rule set of one family (generation 0 asks for the latest, whatever generation a message
+   * named); undefined when the controller has none (node unknown).
+   */
+  snapshot(node: string, mode: string, ipFamily: string, options: CallOptions = {}): Promise<FetchedSnapshot | undefined> {
+    if (options.signal?.aborted === true) return Promise.reject(new StoppingError('snapshot'));
     return new Promise((resolve, reject) => {
       const objects: RuleObject[] = [];
       let head: SnapshotChunk | undefined;
       let expected = 0;
       const stream = this.client.getSnapshot({ node, mode, ipFamily, generation: 0, maxObjectsPerChunk: 0 }, new Metadata(), { deadline: Date.now() + this.deadlineMs * 6 });
+      const done = onAbort(options.signal, () => {
+        stream.cancel();
+        reject(new StoppingError('snapshot'));
+      });
+      stream.on('close', done);
+      stream.on('end', done);
+      stream.on('error', done);
       stream.on('data', (chunk: SnapshotChunk) => {
         if (chunk.index !== expected++ || (head && (chunk.generation !== head.generation || chunk.digest !== head.digest))) {
           stream.cancel();
@@ -47,10 +71,20 @@ export class ControllerClient {
   }
 
   /** Sends an ack within the active trace context. */
-  ack(req: AckRequest): Promise<AckResponse> {
+  ack(req: AckRequest, options: CallOptions = {}): Promise<AckResponse> {
+    if (options.signal?.aborted === true) return Promise.reject(new StoppingError('ack'));
     const md = injectTraceMetadata(new Metadata(), context.active());
     return new Promise((resolve, reject) => {
-      this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+      let done = (): void => undefined;
+      const call = this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
+        done();
+        if (err) reject(err);
+        else resolve(res);
+      });
+      done = onAbort(options.signal, () => {
+        call.cancel();
+        reject(new StoppingError('ack'));
+      });
     });
   }
 

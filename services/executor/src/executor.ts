@@ -1,6 +1,12 @@
 // The executor of one node: follows kpx.delta.<node>, applies each delta through the backend of its IP family,
-// resyncs from a snapshot on start, on a gap, on a digest mismatch, after a failed apply and when far behind,
-// checks the kernel for drift, and acks every state it reaches to the controller.
+// resyncs from a snapshot on start, on a gap, on a digest mismatch, after a failed apply, when far behind and when
+// the controller's answer to an ack asks, checks the kernel for drift, and acks every state it reaches to the
+// controller.
+//
+// Nothing a message says is waited for (issue #12): a message that cannot be decoded, is another node's, does not
+// chain or does not reach its digest is skipped (never redelivered: the consumer moves past its seq), counted and
+// reported in the next ack, and the node resyncs to the newest state available (the controller's latest, else
+// what replay builds from JetStream), whatever generation the message named.
 //
 // Every kernel operation (apply, restore, read-back) runs in one lane, one at a time, so a drift check never
 // interleaves with an apply. Deltas are consumed one by one from an ordered consumer whose buffer is bounded;
@@ -11,11 +17,14 @@ import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
-import { readDeltas, type DeltaRecord } from '@kpx/transport';
+import { lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
+import { abortable, sleep } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
 import type { ControllerClient, FetchedSnapshot } from './controller-client.js';
+import { SnapshotDigestError, StoppingError } from './errors.js';
 import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
+import { Rejections } from './rejections.js';
 
 export const IptablesMode = 'iptables';
 
@@ -45,6 +54,11 @@ export interface ExecutorOptions {
   /** Backoff of resync retries after failures (default 200 ms doubling to 10 s). */
   readonly retryInitialMs?: number;
   readonly retryMaxMs?: number;
+  /**
+   * After a resync a bad message caused, how long further bad messages hold the next one back (default 5 s,
+   * doubling to 60 s while they keep coming; a delta that chains ends it). See Executor.resyncForMessage.
+   */
+  readonly messageResyncHoldMs?: number;
   /** Deletes stale UDP conntrack entries after each apply and restore (a node duty; absent in dry runs). */
   readonly conntrack?: ConntrackCleaner;
   /** Serves the healthcheck.service objects of the applied state (a node duty; absent in dry runs). */
@@ -73,21 +87,30 @@ class Family {
   resyncs = 0;
   /** The state's healthcheck.service objects by key, as last given to the health check servers. */
   healthChecks = new Map<string, HealthCheckService>();
+  /** `generation/digest` of the state the controller last refused (resyncRequired), while it still refuses it. */
+  refused: string | undefined;
+  /** A bad message already caused a resync and no delta has chained since (see Executor.resyncForMessage). */
+  messageResyncSpent = false;
+  /** Why a resync a bad message asked for is held back, and the timer that runs it. */
+  heldResync: string | undefined;
+  heldTimer: NodeJS.Timeout | undefined;
+  holdMs = 0;
   constructor(
     readonly family: string,
     readonly backend: Backend,
   ) {}
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });
-
 /** Periodic drift checks are spaced by at least this many times the last check's read-back time. */
 const DRIFT_SPACING = 10;
+
+/** Drift lines an ack carries at most (AckRequest.drift_total counts them all). */
+export const MaxAckDriftLines = 100;
+
+/** Resyncs the controller's answers may ask for in a row before the executor waits for the next delta. */
+const MaxAnswerResyncs = 3;
+
+const stateKey = (fam: Family): string => `${fam.state.generation}/${fam.state.digest}`;
 
 const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
@@ -105,16 +128,37 @@ export class Executor {
   private lastDriftEnd = -Infinity;
   private lastSeq = 0;
   private readonly listeners = new Set<() => void>();
+  private readonly rejections: Rejections;
 
   constructor(private readonly opts: ExecutorOptions) {
     for (const [family, backend] of opts.backends) this.families.set(family, new Family(family, backend));
+    this.rejections = new Rejections(opts.metrics);
   }
 
-  /** Converges every family from a snapshot, then follows the node's deltas. Resolves once converged. */
+  /**
+   * Converges every family from a snapshot, then follows the node's deltas. Resolves once converged, or at once
+   * when stop() is called meanwhile (the kernel keeps what it had).
+   */
   async start(): Promise<void> {
-    for (const fam of this.families.values()) await this.inLane(() => this.resync(fam, 'start', 0));
+    const head = await this.subjectHead();
+    for (const fam of this.families.values()) await this.inLane(() => this.resyncAndObey(fam, 'start'));
+    if (this.abort.signal.aborted) return;
+    // Every message on the subject before the resyncs is in the states they fetched (the controller's latest, or
+    // replay to the end of the subject): follow from the one after, so that the history — and any garbage in it —
+    // is not read (and rejected) again on every start.
+    if ([...this.families.values()].every((f) => f.programmed)) this.lastSeq = head;
     this.loop = this.follow();
     this.schedulePeriodicDrift();
+  }
+
+  /** The seq of the last message on the node's subject (0 when unknown: the consumer then starts by generation). */
+  private async subjectHead(): Promise<number> {
+    try {
+      return await abortable(lastDeltaSeq(this.opts.js, this.opts.node), this.abort.signal, 'reading the subject head');
+    } catch (err) {
+      if (!(err instanceof StoppingError)) this.opts.logger.warn({ err }, 'could not read the last seq of the node subject; following from the applied generation');
+      return 0;
+    }
   }
 
   /** The next periodic drift check: `driftCheckMs` after the last one ended, or 10 times its duration if longer. */
@@ -132,6 +176,7 @@ export class Executor {
     this.abort.abort();
     if (this.driftTimer) clearTimeout(this.driftTimer);
     if (this.driftSoon) clearTimeout(this.driftSoon);
+    for (const fam of this.families.values()) if (fam.heldTimer) clearTimeout(fam.heldTimer);
     await this.loop;
     await this.lane.catch(() => undefined);
   }
@@ -188,16 +233,20 @@ export class Executor {
     for (const l of this.listeners) l();
   }
 
-  /** Follows the node's subject for ever, restarting the consumer after errors from where it stopped. */
+  /**
+   * Follows the node's subject for ever, restarting the consumer after errors from the seq after the last message
+   * handled: a message is handled once, whatever it holds, and never redelivered.
+   */
   private async follow(): Promise<void> {
     let backoff = this.opts.retryInitialMs ?? 200;
     const signal = this.abort.signal;
     while (!signal.aborted) {
       try {
         const from = Math.min(...[...this.families.values()].map((f) => f.state.generation));
-        for await (const rec of readDeltas(this.opts.js, this.opts.node, { follow: true, signal, fromGeneration: from, ...(this.lastSeq > 0 ? { startSeq: this.lastSeq + 1 } : {}) })) {
-          this.lastSeq = rec.seq;
-          await this.inLane(() => this.handle(rec));
+        const position = this.lastSeq > 0 ? { startSeq: this.lastSeq + 1 } : { fromGeneration: from };
+        for await (const m of readDeltaMessages(this.opts.js, this.opts.node, { follow: true, signal, ...position })) {
+          this.lastSeq = m.ok ? m.record.seq : m.rejected.seq;
+          await this.inLane(() => this.handle(m));
           backoff = this.opts.retryInitialMs ?? 200;
         }
       } catch (err) {
@@ -209,19 +258,81 @@ export class Executor {
     }
   }
 
-  private async handle(rec: DeltaRecord): Promise<void> {
+  private async handle(m: DeltaMessage): Promise<void> {
+    if (!m.ok) return this.rejected(undefined, m.rejected.reason, m.rejected.detail);
+    const rec: DeltaRecord = m.record;
     const d = rec.delta;
     const fam = this.families.get(d.ipFamily);
-    if (!fam || d.mode !== modeOf(fam.backend)) return;
-    if (d.generation <= fam.state.generation) return; // already reached (a snapshot jumped past it)
+    if (!fam) return; // a family this executor does not program
+    if (d.mode !== modeOf(fam.backend)) return this.rejected(fam, RejectReason.ModeFamily, `seq ${rec.seq}: a ${d.mode} delta, this node programs ${modeOf(fam.backend)}`);
+    if (d.generation <= fam.state.generation) return this.rejected(fam, RejectReason.Old, `seq ${rec.seq}: delta ${d.generation} is at or below generation ${fam.state.generation}`);
     this.opts.health?.queuedUpdate(fam.family as 'IPv4');
     const maxBehind = this.opts.maxBehind ?? 1000;
-    if (rec.pending > maxBehind) return this.resync(fam, `${rec.pending} deltas behind`, d.generation);
-    if (d.snapshot) return this.resync(fam, 'the controller published a snapshot', d.generation);
+    if (rec.pending > maxBehind) return this.resyncAndObey(fam, `${rec.pending} deltas behind`);
+    if (d.snapshot) return this.resyncForMessage(fam, `the controller published a snapshot at generation ${d.generation}`);
     if (d.prevGeneration !== fam.state.generation) {
-      return this.resync(fam, `gap: delta ${d.generation} continues generation ${d.prevGeneration}, the node is at ${fam.state.generation}`, d.generation);
+      return this.rejected(fam, RejectReason.Gap, `delta ${d.generation} continues generation ${d.prevGeneration}, the node is at ${fam.state.generation}`);
     }
+    if (d.digest === '') return this.rejected(fam, RejectReason.Digest, `seq ${rec.seq}: delta ${d.generation} announces no digest`);
     await this.apply(fam, d, rec.headers);
+  }
+
+  /**
+   * A message skipped: counted, reported in the next ack, and (unless it is only old, or of a mode resyncing cannot
+   * help) a resync of its family — every family for a message that names none — from the newest snapshot.
+   */
+  private async rejected(fam: Family | undefined, reason: RejectReason, detail: string): Promise<void> {
+    this.rejections.add(reason, detail);
+    const log = { reason, detail, ...(fam ? { family: fam.family } : {}) };
+    if (reason === RejectReason.Old) {
+      this.opts.logger.debug(log, 'skipped a delta at or below the applied generation');
+      return;
+    }
+    this.opts.logger.warn(log, 'rejected a message of the node subject');
+    const fams = fam ? [fam] : [...this.families.values()];
+    if (reason !== RejectReason.ModeFamily) for (const f of fams) await this.resyncForMessage(f, `${reason}: ${detail}`);
+    const first = fams[0];
+    if (first && this.rejections.pending().rejectedMessages > 0) await this.ackAndObey(first, { applyDurationSeconds: 0 });
+  }
+
+  /**
+   * A message says the family may have missed a change (it was rejected, or it is a snapshot marker). The rule
+   * against thrashing: the first such message resyncs at once; until a delta chains again, later ones do not (a
+   * stream of garbage must not keep the node restoring) but hold one resync back, run `messageResyncHoldMs` later
+   * (doubling while bad messages keep coming, up to 60 s), in case one of them did hide a change nothing else
+   * would tell the node about.
+   */
+  private async resyncForMessage(fam: Family, reason: string): Promise<void> {
+    if (!fam.messageResyncSpent) {
+      fam.messageResyncSpent = true;
+      return this.resyncAndObey(fam, reason);
+    }
+    fam.heldResync = reason;
+    if (fam.heldTimer || this.abort.signal.aborted) return;
+    const initial = this.opts.messageResyncHoldMs ?? 5_000;
+    const wait = Math.max(fam.holdMs, initial);
+    fam.holdMs = Math.min(wait * 2, Math.max(initial, 60_000));
+    this.opts.logger.info({ family: fam.family, reason, inMs: wait }, 'resync held back: the last bad message already caused one');
+    fam.heldTimer = setTimeout(() => {
+      fam.heldTimer = undefined;
+      void this.inLane(() => this.runHeldResync(fam));
+    }, wait);
+  }
+
+  private async runHeldResync(fam: Family): Promise<void> {
+    const reason = fam.heldResync;
+    fam.heldResync = undefined;
+    if (reason === undefined || this.abort.signal.aborted) return;
+    await this.resyncAndObey(fam, `${reason} (held back)`);
+  }
+
+  /** A delta chained onto the state: the messages before it hid nothing; the next bad one may resync at once. */
+  private chained(fam: Family): void {
+    fam.messageResyncSpent = false;
+    fam.heldResync = undefined;
+    fam.holdMs = 0;
+    if (fam.heldTimer) clearTimeout(fam.heldTimer);
+    fam.heldTimer = undefined;
   }
 
   private async apply(fam: Family, d: Delta, headers: Record<string, string>): Promise<void> {
@@ -241,7 +352,7 @@ export class Executor {
         span.recordException(err as Error);
         span.setStatus({ code: SpanStatusCode.ERROR, message: 'digest mismatch' });
         span.end();
-        await context.with(ctx, () => this.resync(fam, `delta ${d.generation} does not reach its digest: ${(err as Error).message}`, d.generation));
+        await context.with(ctx, () => this.rejected(fam, RejectReason.Digest, `delta ${d.generation} does not reach its digest: ${(err as Error).message}`));
         return;
       }
       try {
@@ -262,11 +373,12 @@ export class Executor {
         this.opts.logger.error({ err, generation: d.generation, family: fam.family }, 'apply failed; the old rules stay; resyncing');
         await context.with(ctx, () => this.sendAck(fam, { error: message, applyDurationSeconds: (performance.now() - t0) / 1000 }));
         span.end();
-        await this.resync(fam, 'failed apply', d.generation);
+        await this.resyncAndObey(fam, 'failed apply');
         return;
       }
       const seconds = (performance.now() - t0) / 1000;
       fam.lastError = '';
+      this.chained(fam);
       this.observeSync(fam, seconds, false);
       if (d.triggerTime) {
         const trigger = d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6;
@@ -279,57 +391,66 @@ export class Executor {
       const res = await context.with(ctx, () => this.sendAck(fam, { applyDurationSeconds: seconds }));
       span.end();
       this.changed();
-      if (res?.resyncRequired && res.latestGeneration === fam.state.generation) {
-        // The controller published another digest at this generation than the one we reached.
-        await this.resync(fam, `the controller's digest at generation ${fam.state.generation} differs from ours`, fam.state.generation);
-        return;
-      }
+      if (await this.obey(fam, res)) return;
       this.scheduleDriftCheck();
     } finally {
       if (span.isRecording()) span.end();
     }
   }
 
+  /** Resyncs, then obeys the controller's answer to the ack of the state reached. */
+  private async resyncAndObey(fam: Family, reason: string): Promise<void> {
+    await this.obey(fam, await this.resync(fam, reason));
+  }
+
   /**
-   * Fetches the node's state (from the controller, else the newest snapshot in JetStream) at `minGeneration` or
-   * later and converges the kernel to it with a full restore. Retries with backoff until it succeeds or the
-   * executor stops. A node the controller does not know (yet) keeps what it has.
+   * Obeys the controller's answer to an ack (true when it resynced). `resyncRequired`: the controller holds
+   * another state for this node than the one acked (another digest at that generation, a generation it never
+   * published, or no record of the node), so the family resyncs to the newest state, once per answer. The
+   * guard against loops: when a resync lands on the very generation and digest the controller refused before it,
+   * resyncing again would fetch the same state again; the family then keeps it and waits for the next delta (whose
+   * ack gets a new answer). At most MaxAnswerResyncs in a row either way.
    */
-  private async resync(fam: Family, reason: string, minGeneration: number): Promise<void> {
+  private async obey(fam: Family, res: AckResponse | undefined): Promise<boolean> {
+    let answer = res;
+    let resynced = false;
+    for (let round = 0; answer?.resyncRequired === true && round < MaxAnswerResyncs && !this.abort.signal.aborted; round++) {
+      const here = stateKey(fam);
+      if (fam.refused === here) {
+        this.opts.logger.warn({ family: fam.family, generation: fam.state.generation, latestGeneration: answer.latestGeneration }, 'the controller still refuses the state a resync gave; waiting for the next delta');
+        return resynced;
+      }
+      fam.refused = here;
+      answer = await this.resync(fam, `the controller refused generation ${fam.state.generation} digest ${fam.state.digest} (its newest: ${answer.latestGeneration})`);
+      resynced = true;
+    }
+    if (answer && !answer.resyncRequired) fam.refused = undefined;
+    return resynced;
+  }
+
+  /**
+   * Converges the kernel to the newest state of the family available — the controller's latest, else the newest
+   * one replay builds from JetStream — with a full restore, and acks it. Never waits for a particular generation:
+   * whatever a message named, the newest state is the one to hold. Retries with backoff while nothing can be
+   * fetched (or restored) until the executor stops. A node nobody has rules for keeps what it has. Resolves
+   * with the controller's answer to the ack (undefined when there was nothing to converge to, the ack failed or
+   * the executor stopped).
+   */
+  private async resync(fam: Family, reason: string): Promise<AckResponse | undefined> {
     let backoff = this.opts.retryInitialMs ?? 200;
     const signal = this.abort.signal;
     this.opts.logger.info({ family: fam.family, reason, generation: fam.state.generation }, 'resyncing from a snapshot');
     while (!signal.aborted) {
       const t0 = performance.now();
       try {
-        const snap = await this.fetchSnapshot(fam, minGeneration);
+        const snap = await this.fetchSnapshot(fam);
         if (!snap) {
-          if (minGeneration === 0) {
-            this.opts.logger.info({ family: fam.family }, 'no rules for this node yet; waiting for the controller');
-            return;
-          }
-          throw new Error(`no snapshot at generation ${minGeneration} or later yet`);
+          this.opts.logger.info({ family: fam.family }, 'no rules for this node yet; waiting for the controller');
+          return undefined;
         }
-        const state = RuleState.from(snap.objects, snap.generation);
-        if (snap.digest && state.digest !== snap.digest) throw new Error(`snapshot ${snap.generation} does not reach its digest`);
-        await fam.backend.restore(state);
-        const before = fam.state;
-        fam.state = state;
-        fam.programmed = true;
-        fam.lastError = '';
-        fam.resyncs++;
-        const seconds = (performance.now() - t0) / 1000;
-        this.observeSync(fam, seconds, true);
-        this.opts.logger.info({ family: fam.family, generation: state.generation, objects: state.objects.size, ms: Math.round(seconds * 1000), reason }, 'converged from snapshot');
-        await this.opts.conntrack?.afterRestore(fam.family, before, state);
-        fam.healthChecks = healthChecksOf(state);
-        await this.syncHealthChecks(fam);
-        const rb = await this.readBackAndRepair(fam, false);
-        await this.sendAck(fam, { applyDurationSeconds: seconds, drift: rb });
-        this.changed();
-        return;
+        return await this.converge(fam, snap, reason, t0);
       } catch (err) {
-        if (signal.aborted) return;
+        if (signal.aborted) return undefined;
         fam.lastError = `resync failed: ${(err as Error).message}`;
         this.opts.metrics?.iptablesRestoreFailures.inc({ ip_family: fam.family });
         this.opts.logger.warn({ err, family: fam.family, retryInMs: backoff }, 'resync failed; retrying');
@@ -338,25 +459,52 @@ export class Executor {
         backoff = Math.min(backoff * 2, this.opts.retryMaxMs ?? 10_000);
       }
     }
+    return undefined;
   }
 
-  private async fetchSnapshot(fam: Family, minGeneration: number): Promise<FetchedSnapshot | undefined> {
+  /** Restores `snap` into the kernel, makes it the family's state and acks it. */
+  private async converge(fam: Family, snap: FetchedSnapshot, reason: string, t0: number): Promise<AckResponse | undefined> {
+    const state = RuleState.from(snap.objects, snap.generation);
+    if (snap.digest && state.digest !== snap.digest) throw new SnapshotDigestError(snap.generation);
+    await abortable(fam.backend.restore(state), this.abort.signal, 'restore');
+    const before = fam.state;
+    fam.state = state;
+    fam.programmed = true;
+    fam.lastError = '';
+    fam.resyncs++;
+    const seconds = (performance.now() - t0) / 1000;
+    this.observeSync(fam, seconds, true);
+    this.opts.logger.info({ family: fam.family, generation: state.generation, objects: state.objects.size, ms: Math.round(seconds * 1000), reason }, 'converged from snapshot');
+    await this.opts.conntrack?.afterRestore(fam.family, before, state);
+    fam.healthChecks = healthChecksOf(state);
+    await this.syncHealthChecks(fam);
+    const rb = await this.readBackAndRepair(fam, false);
+    const res = await this.sendAck(fam, { applyDurationSeconds: seconds, drift: rb });
+    this.changed();
+    return res;
+  }
+
+  /**
+   * The family's newest state: the controller's latest (undefined when it has none for the node); when the
+   * controller cannot be reached, the newest state replay builds from JetStream's snapshots and deltas, skipping
+   * messages that are not part of the node's chain (undefined when JetStream holds no snapshot of it).
+   */
+  private async fetchSnapshot(fam: Family): Promise<FetchedSnapshot | undefined> {
+    const signal = this.abort.signal;
     try {
-      const snap = await this.opts.controller.snapshot(this.opts.node, modeOf(fam.backend), fam.family);
-      if (snap && snap.generation >= minGeneration) return snap;
-      if (!snap && minGeneration === 0) return undefined;
+      return await this.opts.controller.snapshot(this.opts.node, modeOf(fam.backend), fam.family, { signal });
     } catch (err) {
+      if (err instanceof StoppingError || signal.aborted) throw err;
       this.opts.logger.warn({ err, family: fam.family }, 'controller snapshot unavailable; trying JetStream');
     }
-    // The controller is down or behind: the snapshots it stored in JetStream, then the deltas after them.
     let replayed;
     try {
-      replayed = await replayTo(this.opts.js, { node: this.opts.node, family: fam.family });
+      replayed = await abortable(replayTo(this.opts.js, { node: this.opts.node, family: fam.family, badDigest: 'skip' }), signal, 'replay from JetStream');
     } catch (err) {
       if (err instanceof OutsideRetentionError) return undefined;
       throw err;
     }
-    if (replayed.generation < minGeneration) return undefined;
+    if (replayed.skipped > 0) this.opts.logger.info({ family: fam.family, skipped: replayed.skipped }, 'replay skipped messages that are not part of the node chain');
     return { generation: replayed.generation, digest: replayed.digest, objects: replayed.state.sortedObjects() };
   }
 
@@ -393,8 +541,9 @@ export class Executor {
     }
     fam.actualDigest = rb.digest;
     if (rb.digest === fam.state.digest) {
-      // Also a heartbeat: a restarted controller learns what this node holds without waiting for a change.
-      if (report) await this.sendAck(fam, { applyDurationSeconds: 0 });
+      // Also a heartbeat: a restarted controller learns what this node holds without waiting for a change, and
+      // its answer may ask for a resync.
+      if (report) await this.ackAndObey(fam, { applyDurationSeconds: 0 });
       return [];
     }
     const drift = rb.drift.length > 0 ? [...rb.drift] : [`digest ${rb.digest} instead of ${fam.state.digest}`];
@@ -408,7 +557,7 @@ export class Executor {
     fam.actualDigest = after.digest;
     if (after.digest !== fam.state.digest) this.opts.logger.error({ family: fam.family, drift: after.drift.slice(0, 20) }, 'drift persists after repair');
     if (report) {
-      await this.sendAck(fam, { applyDurationSeconds: 0, drift });
+      await this.ackAndObey(fam, { applyDurationSeconds: 0, drift });
       this.changed();
     }
     return drift;
@@ -424,7 +573,17 @@ export class Executor {
     this.opts.health?.updated(fam.family as 'IPv4');
   }
 
-  private async sendAck(fam: Family, r: { applyDurationSeconds: number; error?: string; drift?: readonly string[] }): Promise<AckResponse | undefined> {
+  /** Acks the family's state and obeys the answer. */
+  private async ackAndObey(fam: Family, r: AckFields): Promise<void> {
+    await this.obey(fam, await this.sendAck(fam, r));
+  }
+
+  /**
+   * Acks the family's state to the controller, with at most MaxAckDriftLines of drift (all counted) and the
+   * rejected messages not reported yet. Resolves with the answer, undefined when the controller is unreachable.
+   */
+  private async sendAck(fam: Family, r: AckFields): Promise<AckResponse | undefined> {
+    const rejected = this.rejections.pending();
     const req: AckRequest = {
       node: this.opts.node,
       generation: fam.state.generation,
@@ -435,14 +594,14 @@ export class Executor {
       ipFamily: fam.family,
       ...(r.error ? {} : { appliedTime: timestamp(Date.now()) }),
       actualDigest: fam.actualDigest,
-      drift: [...(r.drift ?? [])],
+      drift: (r.drift ?? []).slice(0, MaxAckDriftLines),
       driftTotal: r.drift?.length ?? 0,
-      rejectedMessages: 0,
-      lastRejection: '',
+      ...rejected,
     };
     try {
-      const res = await this.opts.controller.ack(req);
+      const res = await this.opts.controller.ack(req, { signal: this.abort.signal });
       fam.reportedActual = fam.actualDigest;
+      this.rejections.reported(rejected);
       return res;
     } catch (err) {
       // The controller is down or restarting: deltas keep flowing through NATS; the next ack reports the state.
@@ -450,4 +609,10 @@ export class Executor {
       return undefined;
     }
   }
+}
+
+interface AckFields {
+  readonly applyDurationSeconds: number;
+  readonly error?: string;
+  readonly drift?: readonly string[];
 }

@@ -2,8 +2,9 @@
 export { MemoryBackend, readBackDigest } from './backend.js';
 export type { AppliedChange, Backend, ReadBack } from './backend.js';
 export { ControllerClient } from './controller-client.js';
-export type { FetchedSnapshot } from './controller-client.js';
-export { Executor, IptablesMode } from './executor.js';
+export type { CallOptions, FetchedSnapshot } from './controller-client.js';
+export { Executor, IptablesMode, MaxAckDriftLines } from './executor.js';
+export { SnapshotDigestError, StoppingError } from './errors.js';
 export type { ExecutorOptions, FamilyStatus } from './executor.js';
 export { runExecutor } from './run.js';
 export type { ExecutorRunOptions, RunningExecutor } from './run.js';

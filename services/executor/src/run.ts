@@ -1,7 +1,7 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez /metrics.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
+import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HealthTracker, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
 import { createConntrackCleaner } from './conntrack.js';
 import { ControllerClient } from './controller-client.js';
@@ -26,6 +26,13 @@ export interface ExecutorRunOptions {
   readonly driftCheckMs?: number;
   /** Health timeout: a delta queued longer than this makes /healthz fail (default 60 s, kube-proxy's). */
   readonly healthTimeoutMs?: number;
+  /**
+   * NATS unreachable longer than this makes /healthz fail (default: the health timeout): the kernel keeps the
+   * last good rules meanwhile, but they may be stale.
+   */
+  readonly natsGraceMs?: number;
+  /** Aborting it stops a start that is still converging (e.g. controller and NATS down): see RunningExecutor.stop. */
+  readonly signal?: AbortSignal;
   /** Delete stale UDP conntrack entries with the conntrack CLI, inside `netns` when set. Absent: no cleanup (dry runs). */
   readonly conntrack?: { readonly netns?: string };
   /**
@@ -49,18 +56,25 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
   const tracer: Tracer = opts.tracer ?? own!.tracer;
   const registry = createMetrics({ processMetrics: true });
   const metrics = executorMetrics(registry);
-  const health = createHealthTracker({ healthTimeoutMs: opts.healthTimeoutMs ?? 60_000 });
-  const cleanups: (() => Promise<void>)[] = own ? [() => own.shutdown()] : [];
+  const healthTimeoutMs = opts.healthTimeoutMs ?? 60_000;
+  const health = createHealthTracker({ healthTimeoutMs, sourceGraceMs: opts.natsGraceMs ?? healthTimeoutMs });
+  const cleanups: Cleanup[] = own ? [{ what: 'tracing', fn: () => own.shutdown() }] : [];
   let stopping: Promise<void> | undefined;
+  // Each step of a stop is bounded: a NATS connection that cannot flush, an OTLP endpoint that does not answer,
+  // must not keep a SIGTERM'd executor alive. The kernel keeps its rules either way.
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
-      for (const c of [...cleanups].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
+      for (const c of [...cleanups].reverse()) {
+        const done = await bounded(c.fn(), StopStepMs).catch((err: unknown) => (logger.warn({ err, step: c.what }, 'error while stopping'), true));
+        if (!done) logger.warn({ step: c.what, ms: StopStepMs }, 'stop step unfinished; going on');
+      }
     })());
   try {
     const controller = new ControllerClient(opts.controller);
-    cleanups.push(() => Promise.resolve(controller.close()));
+    cleanups.push({ what: 'controller client', fn: () => Promise.resolve(controller.close()) });
     const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-    cleanups.push(() => nc.close());
+    cleanups.push({ what: 'NATS connection', fn: () => nc.close() });
+    void watchNats(nc, logger, health);
     const backends = new Map((opts.families ?? ['IPv4', 'IPv6']).map((f) => [f, opts.createBackend(f)]));
     /** Health check ports failing, `family/port: error`: a failure is logged when it starts and when it ends. */
     const failing = new Set<string>();
@@ -87,7 +101,7 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
           onStderr: (line: string) => logger.warn({ line }, 'health check process'),
         })
       : undefined;
-    if (healthChecks) cleanups.push(() => healthChecks.close());
+    if (healthChecks) cleanups.push({ what: 'health check servers', fn: () => healthChecks.close() });
     const executor = new Executor({
       node: opts.node,
       js: jetstream(nc),
@@ -107,13 +121,51 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       healthz: () => health.report(),
       probeCounters: { proxyHealthz: metrics.proxyHealthz, proxyLivez: metrics.proxyLivez },
     });
-    cleanups.push(() => http.close());
-    await executor.start();
-    cleanups.push(() => executor.stop());
+    cleanups.push({ what: 'http server', fn: () => http.close() });
+    cleanups.push({ what: 'executor', fn: () => executor.stop() });
+    const abortStart = (): void => void executor.stop();
+    opts.signal?.addEventListener('abort', abortStart, { once: true });
+    try {
+      await executor.start();
+    } finally {
+      opts.signal?.removeEventListener('abort', abortStart);
+    }
     logger.info({ nats: opts.natsUrl, controller: opts.controller, healthz: http.url, backends: [...backends.values()].map((b) => b.name) }, 'kpx executor running');
     return { executor, healthzUrl: http.url, logger, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** How long one step of RunningExecutor.stop may take before the next one runs. */
+const StopStepMs = 1_000;
+
+/** One step of a stop. */
+interface Cleanup {
+  readonly what: string;
+  readonly fn: () => Promise<void>;
+}
+
+/** Whether `p` settled within `ms` (it is left to settle on its own otherwise). */
+function bounded(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  return Promise.race([p.then(() => true), timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Logs NATS losing and finding the server (info), and tells the health tracker: /healthz fails once NATS has been
+ * gone longer than the grace. The executor keeps its rules meanwhile and resumes from its last seq after.
+ */
+async function watchNats(nc: NatsConnection, logger: Logger, health: HealthTracker): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect') {
+      health.sourceLost();
+      logger.info({ server: s.server }, 'NATS disconnected; the kernel keeps its rules; reconnecting');
+    } else if (s.type === 'reconnect') {
+      health.sourceRestored();
+      logger.info({ server: s.server }, 'NATS reconnected; resuming from the last applied delta');
+    }
   }
 }

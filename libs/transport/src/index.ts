@@ -23,6 +23,8 @@ export {
   StateBucket,
   GenerationKey,
 } from './subjects.js';
+export { connectWithRetry } from './connect.js';
+export type { ConnectRetryOptions } from './connect.js';
 export { openGenerationCounter } from './generations.js';
 export type { GenerationCounter } from './generations.js';
 export { ensureDeltaStream, EnsureAction, lastDelta, lastDeltaSeq, publishDelta, readDeltaMessages, readDeltas, RejectReason } from './deltas.js';

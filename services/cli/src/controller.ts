@@ -127,24 +127,32 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     sourceName = 'in-cluster';
   }
   if (run.signal.aborted) return 0;
-  const controller = await runController({
-    source,
-    sourceName,
-    natsUrl: values.nats,
-    grpcListen: values['grpc-listen'],
-    metricsListen: values['metrics-listen'],
-    config,
-    historyPerSubject,
-    maxAgeMs,
-    snapshotEvery,
-    snapshotsKept,
-    ...(auditMaxAgeMs !== undefined ? { auditMaxAgeMs } : {}),
-    ...(publishTimeoutMs !== undefined ? { publishTimeoutMs } : {}),
-    ...(publishGraceMs !== undefined ? { publishGraceMs } : {}),
-    ...(staleAfterMs !== undefined ? { staleAfterMs } : {}),
-    ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
-    logLevel: values['log-level'],
-  });
+  let controller;
+  try {
+    controller = await runController({
+      source,
+      sourceName,
+      natsUrl: values.nats,
+      grpcListen: values['grpc-listen'],
+      metricsListen: values['metrics-listen'],
+      config,
+      historyPerSubject,
+      maxAgeMs,
+      snapshotEvery,
+      snapshotsKept,
+      ...(auditMaxAgeMs !== undefined ? { auditMaxAgeMs } : {}),
+      ...(publishTimeoutMs !== undefined ? { publishTimeoutMs } : {}),
+      ...(publishGraceMs !== undefined ? { publishGraceMs } : {}),
+      ...(staleAfterMs !== undefined ? { staleAfterMs } : {}),
+      ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
+      logLevel: values['log-level'],
+      signal: run.signal,
+    });
+  } catch (err) {
+    // SIGTERM while waiting for NATS: a clean stop.
+    if (run.signal.aborted) return 0;
+    throw err;
+  }
   run.onReady?.({ grpcAddress: controller.grpcAddress, metricsUrl: controller.metricsUrl });
   await untilAborted(run.signal);
   controller.logger.info('stopping');

@@ -84,19 +84,26 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   const dryRunBackend = (): Backend => (ipvs ? Object.assign(new MemoryBackend(), { mode: 'ipvs' }) : new MemoryBackend());
   const createBackend = (family: string): Backend => (dryRun ? dryRunBackend() : new backendOf({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) }));
   if (run.signal.aborted) return 0;
-  const executor = await runExecutor({
-    node: values.node!,
-    natsUrl: values.nats!,
-    controller: values.controller!,
-    createBackend,
-    families,
-    healthzListen: values['healthz-listen'],
-    driftCheckMs,
-    ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
-    logLevel: values['log-level'],
-    signal: run.signal,
-    ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
-  });
+  let executor;
+  try {
+    executor = await runExecutor({
+      node: values.node!,
+      natsUrl: values.nats!,
+      controller: values.controller!,
+      createBackend,
+      families,
+      healthzListen: values['healthz-listen'],
+      driftCheckMs,
+      ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
+      logLevel: values['log-level'],
+      signal: run.signal,
+      ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
+    });
+  } catch (err) {
+    // SIGTERM while waiting for NATS or the first resync: a clean stop.
+    if (run.signal.aborted) return 0;
+    throw err;
+  }
   run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });
   await untilAborted(run.signal);
   executor.logger.info('stopping');

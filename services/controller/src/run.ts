@@ -1,10 +1,10 @@
 // Runs a whole controller: source -> pipeline -> NATS JetStream, gRPC NodeSync, /metrics and /healthz.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
-import { ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
+import { connectWithRetry, ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { MaxDriftLines } from './tracker.js';
 import { natsPorts } from './nats-ports.js';
@@ -40,6 +40,8 @@ export interface ControllerRunOptions {
   readonly staleAfterMs?: number;
   /** How long a publish waits for JetStream's acknowledgement (ms, default 5 s). */
   readonly publishTimeoutMs?: number;
+  /** Gives up starting (waiting for NATS) once aborted. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunningController {
@@ -66,7 +68,10 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       for (const c of [...cleanups].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
     })());
   try {
-    const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const nc: NatsConnection = await connectWithRetry(
+      { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 },
+      { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
+    );
     let natsUp = true;
     // A drain waits for the server: bounded, and skipped while NATS is down, so SIGTERM always stops the process.
     cleanups.push(() => closeNats(nc, natsUp ? 2000 : 0));

@@ -1,5 +1,6 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez /metrics.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectWithRetry } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
 import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HealthTracker, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
@@ -72,7 +73,11 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
   try {
     const controller = new ControllerClient(opts.controller);
     cleanups.push({ what: 'controller client', fn: () => Promise.resolve(controller.close()) });
-    const nc: NatsConnection = await connect({ servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    // NATS may not be up yet (a node booting first, an outage): wait for it, stoppable by SIGTERM.
+    const nc: NatsConnection = await connectWithRetry(
+      { servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 },
+      { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
+    );
     cleanups.push({ what: 'NATS connection', fn: () => nc.close() });
     void watchNats(nc, logger, health);
     const backends = new Map((opts.families ?? ['IPv4', 'IPv6']).map((f) => [f, opts.createBackend(f)]));

@@ -1,0 +1,38 @@
+// Connecting to NATS when it may not be up yet (a node booting before the NATS pods, a restart during an outage):
+// keep trying with backoff until connected or told to stop. nats.js's own waitOnFirstConnect cannot be cancelled
+// (its reconnect loop keeps a stopping process alive), so each attempt here is a plain connect that fails fast.
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
+
+export interface ConnectRetryOptions {
+  /** Gives up (rejects with an AbortError) once aborted. */
+  readonly signal?: AbortSignal | undefined;
+  /** First wait between attempts (default 250 ms), doubled up to `maxMs` (default 5 s). */
+  readonly initialMs?: number;
+  readonly maxMs?: number;
+  /** Told once per failed attempt that will be retried, with the wait before the next one. */
+  readonly onRetry?: (err: unknown, attempt: number, waitMs: number) => void;
+}
+
+/** Connects, retrying failed first connections until one succeeds or `signal` aborts. */
+export async function connectWithRetry(options: NodeConnectionOptions, retry: ConnectRetryOptions = {}): Promise<NatsConnection> {
+  let wait = retry.initialMs ?? 250;
+  for (let attempt = 1; ; attempt++) {
+    retry.signal?.throwIfAborted();
+    try {
+      return await connect({ timeout: 2000, ...options });
+    } catch (err) {
+      retry.signal?.throwIfAborted();
+      retry.onRetry?.(err, attempt, wait);
+      await pause(wait, retry.signal);
+      wait = Math.min(wait * 2, retry.maxMs ?? 5000);
+    }
+  }
+}
+
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

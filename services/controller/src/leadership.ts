@@ -1,5 +1,6 @@
-// The controller under leader election: only the leader publishes. A standby watches its source and compiles
-// nothing (run.ts holds the pipeline's first sync until it leads); the leader claims the generation counter with
+// The controller under leader election: only the leader publishes. A standby watches its source, keeps the newest
+// version of each object (standby-buffer.ts) and compiles nothing; run.ts hands them to the pipeline and lets its
+// first sync run once this process leads. The leader claims the generation counter with
 // its epoch before anything else, and every port that writes to JetStream asks first whether this process still
 // leads. Losing the lease (or the counter refusing the epoch) stops publishing at once and is reported to the
 // caller, which exits: a supervisor restarts it as a standby, as kube-controller-manager does.

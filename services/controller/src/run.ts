@@ -7,6 +7,7 @@ import { controllerMetrics, createLogger, createMetrics, startHttpServer, startT
 import { ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { Leadership, type ControllerLeaderElection } from './leadership.js';
+import { StandbyBuffer } from './standby-buffer.js';
 import { MaxDriftLines } from './tracker.js';
 import { natsPorts } from './nats-ports.js';
 import { ControllerPipeline, familyOptionsFromConfig, pipelineMode, type SyncOutcome } from './pipeline.js';
@@ -94,6 +95,8 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
     const writing = { sink: ports.sink, snapshots: ports.snapshots, generations: ports.generations, audit: { append: (o: SyncOutcome) => publishAuditRecord(js, generationRecord(o)) } };
     let leadership: Leadership | undefined;
+    /** While standing by: the newest version of every object, handed to the pipeline on taking over. */
+    let standby: StandbyBuffer | undefined;
     let synced = false;
     let grpc: RunningGrpcServer | undefined;
     let startGrpc: () => Promise<void> = () => Promise.resolve();
@@ -107,6 +110,10 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
         onLeading: () => {
           metrics.leader.set(1);
           startGrpc().catch((err: unknown) => logger.error({ err, listen: opts.grpcListen }, 'gRPC NodeSync could not listen'));
+          const objects = standby?.size ?? 0;
+          standby?.drain((e) => pipeline.onEvent(e));
+          standby = undefined;
+          logger.info({ objects, synced }, 'leading: compiling what the source delivered while standing by');
           if (synced) pipeline.onSynced();
         },
         onLost: (reason) => {
@@ -118,6 +125,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
         },
       });
       cleanups.push(() => leadership?.stop() ?? Promise.resolve());
+      standby = new StandbyBuffer();
     }
     const gated = leadership ? leadership.gate(writing) : writing;
     metrics.leader.set(leadership ? 0 : 1);
@@ -203,7 +211,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     });
     cleanups.push(() => http.close());
     await opts.source.start({
-      onEvent: (e) => pipeline.onEvent(e),
+      onEvent: (e) => (standby ? standby.add(e) : pipeline.onEvent(e)),
       onSynced: () => {
         synced = true;
         if (leadership && !leadership.isLeader()) {

@@ -12,7 +12,8 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { IPFamily, readManifestDir, type KubeObject } from '@kpx/model';
 import { openGenerationCounter, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { LeaderElector, runController, type LeaseRecord, type LeaseStore } from '../src/index.js';
+import { LeaderElector, runController, type LeaseRecord, type LeaseStore, type SourceEvent } from '../src/index.js';
+import { StandbyBuffer } from '../src/standby-buffer.js';
 import { ScriptedSource } from './scripted-source.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
@@ -191,4 +192,18 @@ test('the elector: a standby takes an unrenewed lease over only after the lease 
   now = 1500 + 700;
   assert.equal(e.isLeader(), false, 'not renewed within the renew deadline (own clock): not the leader');
   await e.stop();
+});
+
+test('a standby keeps only the newest version of each object, and hands them over oldest change first', () => {
+  const buffer = new StandbyBuffer();
+  const ev = (kind: 'Service' | 'Node', name: string, type: 'upsert' | 'delete', at: number, rv: string): SourceEvent => ({ kind, type, observedAt: at, object: { metadata: { name, namespace: kind === 'Node' ? undefined : 'ns', resourceVersion: rv } } });
+  for (let i = 0; i < 1000; i++) buffer.add(ev('Service', 'web', 'upsert', 10 + i, String(i)));
+  buffer.add(ev('Node', 'n1', 'upsert', 5, 'a'));
+  buffer.add(ev('Service', 'gone', 'upsert', 6, 'b'));
+  buffer.add(ev('Service', 'gone', 'delete', 7, 'c'));
+  assert.equal(buffer.size, 2, 'bounded by objects, not events');
+  const out: string[] = [];
+  buffer.drain((e) => out.push(`${e.kind}/${e.object.metadata?.name}@${e.object.metadata?.resourceVersion}`));
+  assert.deepEqual(out, ['Node/n1@a', 'Service/web@999']);
+  assert.equal(buffer.size, 0);
 });

@@ -180,18 +180,19 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     startGrpc = async (): Promise<void> => {
       if (grpc) return;
       grpc = await startGrpcServer({
-      pipeline,
-      listen: opts.grpcListen,
-      logger,
-      tracer,
-      onChangeToAck: (s) => metrics.changeToAck.observe(s),
-      onAck: (req) => {
-        const time = new Date().toISOString();
-        if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: req.drift.slice(0, MaxDriftLines) });
-        if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
-      },
-      ...(leadership ? { leadership: () => leadership.status() } : {}),
+        pipeline,
+        listen: opts.grpcListen,
+        logger,
+        tracer,
+        onChangeToAck: (s) => metrics.changeToAck.observe(s),
+        onAck: (req) => {
+          const time = new Date().toISOString();
+          if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: req.drift.slice(0, MaxDriftLines) });
+          if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
+        },
+        ...(leadership ? { leadership: () => leadership.status() } : {}),
       });
+      if (leadership) logger.info({ grpc: grpc.address }, 'gRPC NodeSync listening (leader)');
     };
     cleanups.push(() => grpc?.close() ?? Promise.resolve());
     if (!leadership) await startGrpc();

@@ -12,6 +12,8 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { IPFamily, readManifestDir, type KubeObject } from '@kpx/model';
 import { openGenerationCounter, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
+import { credentials } from '@grpc/grpc-js';
+import { NodeSyncClient, type StatusResponse } from '@kpx/proto';
 import { LeaderElector, runController, type LeaseRecord, type LeaseStore, type SourceEvent } from '../src/index.js';
 import { StandbyBuffer } from '../src/standby-buffer.js';
 import { ScriptedSource } from './scripted-source.js';
@@ -66,6 +68,14 @@ function spawnController(dir: string, name: string): Controller {
 
 const count = (text: string, what: string): number => text.split('\n').filter((l) => l.includes(what)).length;
 
+/** The leader's gRPC address, from its log. */
+const grpcOf = (log: string): string | undefined => /"grpc":"([^"]+)","msg":"gRPC NodeSync listening \(leader\)"/.exec(log)?.[1];
+
+function status(address: string): Promise<StatusResponse> {
+  const client = new NodeSyncClient(address, credentials.createInsecure());
+  return new Promise<StatusResponse>((resolve, reject) => client.status({ node: '' }, (err, res) => (err ? reject(err) : resolve(res)))).finally(() => client.close());
+}
+
 test('two controllers: only the leader publishes; kill -9 hands over; a paused leader that comes back publishes nothing and exits', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'kpx-ha-'));
   const kids: Controller[] = [];
@@ -88,6 +98,15 @@ test('two controllers: only the leader publishes; kill -9 hands over; a paused l
   await new Promise((r) => setTimeout(r, 1000));
   assert.equal(count(b.log(), 'published generation'), 0, 'the standby published nothing');
   assert.ok(!b.log().includes('became the leader'));
+  assert.equal(grpcOf(b.log()), undefined, 'the standby does not listen on gRPC');
+  const leaderStatus = await status(grpcOf(a.log())!);
+  assert.equal(leaderStatus.leader, true);
+  assert.match(leaderStatus.leaderIdentity, /_/);
+  assert.ok(leaderStatus.leaderEpoch >= 1);
+  assert.ok(leaderStatus.nodes.length > 0);
+  const metricsOf = (log: string): string => /"metrics":"([^"]+)"/.exec(log)![1]!;
+  assert.match(await (await fetch(`${metricsOf(a.log())}/metrics`)).text(), /^kpx_controller_leader 1$/m);
+  assert.match(await (await fetch(`${metricsOf(b.log())}/metrics`)).text(), /^kpx_controller_leader 0$/m);
   const beforeKill = await generations();
 
   a.child.kill('SIGKILL');
@@ -99,6 +118,8 @@ test('two controllers: only the leader publishes; kill -9 hands over; a paused l
   // Lease duration 3 s, observed from the standby's last sight of a renewal, plus a retry period and the sync.
   assert.ok(handover < 3000 + 500 + 1500, `published within the lease duration (+ retry period and sync): ${handover} ms`);
   await waitFor(async () => (await generations()).length > beforeKill.length, 5000, 'a new delta for node-a');
+  const takenOver = await status(grpcOf(b.log())!);
+  assert.ok(takenOver.leader && takenOver.leaderEpoch > leaderStatus.leaderEpoch, `epoch ${leaderStatus.leaderEpoch} → ${takenOver.leaderEpoch}`);
 
   // B leads; C stands by. Pause B past the lease: C takes over; B, resumed, must not publish.
   const c = spawnController(dir, 'ha-test');

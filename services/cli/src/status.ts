@@ -45,10 +45,10 @@ export interface NodeStatusJson {
   lastError: string;
 }
 
-export function statusJson(res: StatusResponse): { generation: number; leader: boolean; leaderIdentity: string; leaderEpoch: number; nodes: NodeStatusJson[] } {
+export function statusJson(res: StatusResponse): { generation: number; standby: boolean; leaderIdentity: string; leaderEpoch: number; nodes: NodeStatusJson[] } {
   return {
     generation: res.generation,
-    leader: res.leader,
+    standby: res.standby,
     leaderIdentity: res.leaderIdentity,
     leaderEpoch: res.leaderEpoch,
     nodes: res.nodes.map((n: NodeStatus) => ({
@@ -83,7 +83,7 @@ export function statusTable(res: StatusResponse): string {
   }
   // A standby knows no nodes: say so rather than print an empty table that looks like a converged cluster.
   const who = res.leaderIdentity ? ` (leader ${res.leaderIdentity}, epoch ${res.leaderEpoch})` : '';
-  if (!res.leader) return `generation ${res.generation}\nthis controller is a standby${who}: ask the leader\n`;
+  if (res.standby) return `generation ${res.generation}\nthis controller is a standby${who}: ask the leader\n`;
   return `generation ${res.generation}${who}\n${formatTable(rows)}`;
 }
 
@@ -133,5 +133,5 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
   if (format === OutputFormat.Table) io.stdout(statusTable(res));
   else if (format === OutputFormat.Json) io.stdout(`${JSON.stringify(statusJson(res), null, 2)}\n`);
   else io.stdout(stringify(statusJson(res)));
-  return res.leader && res.nodes.every((n) => n.inSync) ? 0 : 3;
+  return !res.standby && res.nodes.every((n) => n.inSync) ? 0 : 3;
 }

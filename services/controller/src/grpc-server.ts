@@ -79,7 +79,7 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
     },
     status(call, callback) {
       const l = opts.leadership?.() ?? { leader: true, identity: '', epoch: 0 };
-      callback(null, { generation: pipeline.generation, nodes: pipeline.tracker.status(call.request.node), leader: l.leader, leaderIdentity: l.identity, leaderEpoch: l.epoch });
+      callback(null, { generation: pipeline.generation, nodes: pipeline.tracker.status(call.request.node), standby: !l.leader, leaderIdentity: l.identity, leaderEpoch: l.epoch });
     },
   };
 }

@@ -104,10 +104,10 @@ export interface StatusResponse {
   /** One entry per node, mode and family, sorted by node then family. */
   nodes: NodeStatus[];
   /**
-   * With leader election (--leader-elect): whether the answering controller is the leader. A standby compiles
-   * nothing and reports no nodes. Without leader election, always true.
+   * With leader election (--leader-elect): the answering controller is a standby (it compiles nothing and reports
+   * no nodes). False from a leader, without leader election, and from controllers older than this field.
    */
-  leader: boolean;
+  standby: boolean;
   /**
    * With leader election: the lease holder's identity as the answering controller last read it ("" if unknown
    * or without leader election), and the leader's epoch (the lease's transitions).
@@ -792,7 +792,7 @@ export const NodeStatus: MessageFns<NodeStatus> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { generation: 0, nodes: [], leader: false, leaderIdentity: "", leaderEpoch: 0 };
+  return { generation: 0, nodes: [], standby: false, leaderIdentity: "", leaderEpoch: 0 };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -803,8 +803,8 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     for (const v of message.nodes) {
       NodeStatus.encode(v!, writer.uint32(18).fork()).join();
     }
-    if (message.leader !== false) {
-      writer.uint32(24).bool(message.leader);
+    if (message.standby !== false) {
+      writer.uint32(24).bool(message.standby);
     }
     if (message.leaderIdentity !== "") {
       writer.uint32(34).string(message.leaderIdentity);
@@ -849,7 +849,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
               break;
             }
 
-            message.leader = reader.bool();
+            message.standby = reader.bool();
             continue;
           }
           case 4: {
@@ -884,7 +884,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     return {
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => NodeStatus.fromJSON(e)) : [],
-      leader: isSet(object.leader) ? globalThis.Boolean(object.leader) : false,
+      standby: isSet(object.standby) ? globalThis.Boolean(object.standby) : false,
       leaderIdentity: isSet(object.leaderIdentity)
         ? globalThis.String(object.leaderIdentity)
         : isSet(object.leader_identity)
@@ -906,8 +906,8 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.nodes?.length) {
       obj.nodes = message.nodes.map((e) => NodeStatus.toJSON(e));
     }
-    if (message.leader !== false) {
-      obj.leader = message.leader;
+    if (message.standby !== false) {
+      obj.standby = message.standby;
     }
     if (message.leaderIdentity !== "") {
       obj.leaderIdentity = message.leaderIdentity;
@@ -925,7 +925,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     const message = createBaseStatusResponse();
     message.generation = object.generation ?? 0;
     message.nodes = object.nodes?.map((e) => NodeStatus.fromPartial(e)) || [];
-    message.leader = object.leader ?? false;
+    message.standby = object.standby ?? false;
     message.leaderIdentity = object.leaderIdentity ?? "";
     message.leaderEpoch = object.leaderEpoch ?? 0;
     return message;

@@ -9,5 +9,5 @@ npm run build
 npm run lint
 bash scripts/check-gen.sh
 units=()
-for d in libs/*/dist/test services/*/dist/test test/dist/e2e; do [ -d "$d" ] && units+=("$d"); done
+for d in libs/*/dist/test services/*/dist/test test/dist/deploy test/dist/e2e; do [ -d "$d" ] && units+=("$d"); done
 exec node --test --test-concurrency=1 "${units[@]}"

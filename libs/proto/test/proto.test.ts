@@ -177,7 +177,7 @@ describe('NodeSync over a real grpc-js server', { timeout: 10_000 }, () => {
 
   const impl: NodeSyncServer = {
     status: (_call, callback) => {
-      callback(null, { generation: 45, nodes: [] });
+      callback(null, { generation: 45, nodes: [], standby: false, leaderIdentity: '', leaderEpoch: 0 });
     },
     ack: (call, callback) => {
       received.push(call.request);

@@ -32,6 +32,7 @@ export const MetricName = {
   ControllerPublishFailures: 'kpx_controller_publish_failures_total',
   ControllerNatsConnected: 'kpx_controller_nats_connected',
   ControllerUnpublishedSeconds: 'kpx_controller_unpublished_seconds',
+  ControllerLeader: 'kpx_controller_leader',
   ExecutorAppliedGeneration: 'kpx_executor_applied_generation',
   ExecutorDriftRepairs: 'kpx_executor_drift_repairs_total',
   ExecutorConntrackEntriesDeleted: 'kpx_executor_conntrack_entries_deleted_total',
@@ -186,6 +187,8 @@ export interface ControllerMetrics {
   readonly natsConnected: Gauge;
   /** Age of the oldest change not yet in JetStream, seconds (0 when everything is published). */
   readonly unpublishedSeconds: Gauge;
+  /** 1 while this controller leads (or runs without leader election), 0 as a standby. */
+  readonly leader: Gauge;
 }
 
 export function controllerMetrics(registry: Registry): ControllerMetrics {
@@ -250,6 +253,11 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
     natsConnected: register(registry, new Gauge({
       name: MetricName.ControllerNatsConnected,
       help: '1 while the controller is connected to NATS',
+      registers: [],
+    })),
+    leader: register(registry, new Gauge({
+      name: MetricName.ControllerLeader,
+      help: '1 while this controller is the leader (or runs without leader election), 0 while it is a standby',
       registers: [],
     })),
     unpublishedSeconds: register(registry, new Gauge({

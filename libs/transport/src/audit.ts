@@ -17,6 +17,8 @@ import { DecodeError } from './errors.js';
 import { AuditGenerationSubject, AuditStream, AuditSubjectPrefix, auditSubject } from './subjects.js';
 
 export interface AuditStreamOptions {
+  /** Stream replicas when the stream is created (default 1). */
+  readonly replicas?: number;
   /** How long records are kept, ms (default 7 days; 0: unlimited). */
   readonly maxAgeMs?: number;
   /** At most this many records in all (default 1,000,000). */
@@ -80,7 +82,7 @@ export async function ensureAuditStream(jsm: JetStreamManager, options: AuditStr
     if (info.config.max_age !== limits.max_age || info.config.max_msgs !== limits.max_msgs) await jsm.streams.update(AuditStream, { ...info.config, ...limits });
   } catch (error) {
     if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
-    await jsm.streams.add({ name: AuditStream, subjects: [`${AuditSubjectPrefix}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, ...limits });
+    await jsm.streams.add({ name: AuditStream, subjects: [`${AuditSubjectPrefix}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, num_replicas: options.replicas ?? 1, ...limits });
   }
 }
 

@@ -62,3 +62,20 @@ export class SnapshotError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * The generation counter refused a reservation: a leader with a newer epoch (lease term) has claimed it. The
+ * caller was deposed and must not publish anything.
+ */
+export class FencedError extends Error {
+  override readonly name = 'FencedError';
+  /** This process's epoch, and the newer one stored with the counter. */
+  readonly epoch: number;
+  readonly storedEpoch: number;
+
+  constructor(options: { epoch: number; storedEpoch: number }) {
+    super(`deposed: the generation counter belongs to leader epoch ${options.storedEpoch}, this controller's epoch is ${options.epoch}`);
+    this.epoch = options.epoch;
+    this.storedEpoch = options.storedEpoch;
+  }
+}

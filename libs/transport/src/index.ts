@@ -1,5 +1,5 @@
 // @kpx/transport: NATS JetStream transport of kpx deltas and snapshots.
-export { DecodeError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
+export { DecodeError, FencedError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
 export {
   AuditGenerationSubject,
   AuditStream,

@@ -4,7 +4,8 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { Kvm } from '@nats-io/kv';
-import { GenerationKey, openGenerationCounter, StateBucket } from '../src/index.js';
+import { FencedError, GenerationKey, openGenerationCounter, StateBucket } from '../src/index.js';
+import { decodeCounter, encodeCounter } from '../src/generations.js';
 
 let server: NatsServer;
 before(async () => {
@@ -44,5 +45,29 @@ test('a counter whose bucket goes backwards under it never repeats a generation;
   assert.equal(b.current(), start + 101, 'the fence is stored, not only remembered');
   await a.fence(3);
   assert.equal(await a.next(), start + 102, 'a lower fence changes nothing');
+  await nc.close();
+});
+
+test('a claimed epoch fences the counter: a deposed leader gets FencedError, the old format still reads', async () => {
+  const nc = await connect({ servers: server.url });
+  const js = jetstream(nc);
+  const kv = await new Kvm(js).open(StateBucket);
+  await kv.put(GenerationKey, '500');
+  const old = await openGenerationCounter(js);
+  await old.claim(1);
+  assert.equal(await old.next(), 501);
+  assert.equal(new TextDecoder().decode((await kv.get(GenerationKey))?.value), '{"generation":501,"epoch":1}');
+  const successor = await openGenerationCounter(js);
+  await successor.claim(2);
+  assert.equal(await successor.next(), 502);
+  await assert.rejects(old.next(), (err: Error) => err instanceof FencedError && err.epoch === 1 && err.storedEpoch === 2);
+  await assert.rejects(old.fence(10_000), FencedError);
+  await assert.rejects(old.claim(1), FencedError, 'a stale epoch cannot claim back');
+  // A controller without leader election keeps the stored epoch: the leader goes on, the value stays fenced.
+  const plain = await openGenerationCounter(js);
+  assert.equal(await plain.next(), 503);
+  assert.equal(await successor.next(), 504);
+  assert.deepEqual(decodeCounter(new TextEncoder().encode('42')), { generation: 42, epoch: 0 });
+  assert.equal(encodeCounter({ generation: 42, epoch: 0 }), '42');
   await nc.close();
 });

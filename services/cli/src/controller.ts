@@ -1,6 +1,6 @@
 // kpx controller: watch the cluster (or a manifests directory), compile every node, publish deltas on NATS.
 import { parseArgs } from 'node:util';
-import { createKubernetesSource, ManifestsDirSource, runController, type Source } from '@kpx/controller';
+import { createKubernetesSource, kubernetesLeaseStore, ManifestsDirSource, natsLeaseStore, runController, type ControllerLeaderElection, type Source, validateTiming } from '@kpx/controller';
 import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
 import type { Io } from './main.js';
@@ -31,7 +31,19 @@ source (exactly one):
                            cannot publish everything is retried with backoff (500ms doubling to 30s)
   --publish-grace DURATION /healthz fails once a compiled change has waited this long for JetStream (default 30s)
   --stale-after DURATION   a node whose executor has not acked for this long is "stale" in status (default 60s)
+  --nats-replicas N        replicas of the streams, object store and KV buckets kpx creates (default 1; 3 on a
+                           3-node JetStream cluster)
   --otlp-endpoint URL      export traces over OTLP/HTTP (default: off)
+
+leader election (kube-controller-manager's flags; run two or more controllers, only the leader publishes):
+  --leader-elect           campaign for a lease: a NATS KV key (bucket KPX_LEADER) with --manifests, a
+                           coordination.k8s.io/v1 Lease with --kubeconfig/--in-cluster; a standby compiles
+                           nothing and does not listen on --grpc-listen; a leader that loses the lease exits (1)
+  --leader-elect-lease-duration DURATION  a standby takes over a lease not renewed for this long (default 15s)
+  --leader-elect-renew-deadline DURATION  the leader stops when it could not renew for this long (default 10s)
+  --leader-elect-retry-period DURATION    how often candidates try to acquire or renew (default 2s)
+  --leader-elect-resource-name NAME       the lease's name (default kpx-controller)
+  --leader-elect-resource-namespace NS    the Lease's namespace (default $POD_NAMESPACE, else kpx-system)
   --log-level LEVEL        trace, debug, info (default), warn, error
 `;
 
@@ -80,6 +92,13 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
         'publish-grace': { type: 'string' },
         'stale-after': { type: 'string' },
         'otlp-endpoint': { type: 'string' },
+        'nats-replicas': { type: 'string' },
+        'leader-elect': { type: 'boolean' },
+        'leader-elect-lease-duration': { type: 'string' },
+        'leader-elect-renew-deadline': { type: 'string' },
+        'leader-elect-retry-period': { type: 'string' },
+        'leader-elect-resource-name': { type: 'string', default: 'kpx-controller' },
+        'leader-elect-resource-namespace': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -102,7 +121,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
   const maxAgeMs = values['max-age'] !== undefined ? parseDuration(values['max-age'], '--max-age') : 0;
   const snapshotsKept = values['snapshots-kept'] === '0' ? 0 : positiveInt(values['snapshots-kept'], '--snapshots-kept', 2);
   const auditMaxAgeMs = values['audit-max-age'] !== undefined ? parseDuration(values['audit-max-age'], '--audit-max-age') : undefined;
-  const optionalDuration = (flag: 'publish-timeout' | 'publish-grace' | 'stale-after'): number | undefined => {
+  const natsReplicas = values['nats-replicas'] !== undefined ? positiveInt(values['nats-replicas'], '--nats-replicas', 1) : undefined;
+  const optionalDuration = (flag: 'publish-timeout' | 'publish-grace' | 'stale-after' | 'leader-elect-lease-duration' | 'leader-elect-renew-deadline' | 'leader-elect-retry-period'): number | undefined => {
     const text = values[flag];
     return text === undefined ? undefined : parseDuration(text, `--${flag}`);
   };
@@ -126,6 +146,27 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     source = createKubernetesSource({ inCluster: true });
     sourceName = 'in-cluster';
   }
+  // A leader that lost its lease exits non-zero: a supervisor (Kubernetes) restarts it as a standby.
+  const lost = new AbortController();
+  let lostReason: string | undefined;
+  let leaderElection: ControllerLeaderElection | undefined;
+  if (values['leader-elect']) {
+    const name = values['leader-elect-resource-name'];
+    const namespace = values['leader-elect-resource-namespace'] ?? process.env['POD_NAMESPACE'] ?? 'kpx-system';
+    const kubeconfigPath = values.kubeconfig;
+    const inCluster = values['in-cluster'] === true;
+    const timing = { leaseDurationMs: optionalDuration('leader-elect-lease-duration'), renewDeadlineMs: optionalDuration('leader-elect-renew-deadline'), retryPeriodMs: optionalDuration('leader-elect-retry-period') };
+    leaderElection = {
+      store: (js) => (values.manifests !== undefined ? natsLeaseStore(js, { name, ...(natsReplicas !== undefined ? { replicas: natsReplicas } : {}) }) : Promise.resolve(kubernetesLeaseStore({ name, namespace, inCluster, ...(kubeconfigPath !== undefined ? { kubeconfigPath } : {}) }))),
+      ...Object.fromEntries(Object.entries(timing).filter(([, v]) => v !== undefined)),
+      onLost: (reason) => {
+        lostReason = reason;
+        lost.abort();
+      },
+    };
+    const invalid = validateTiming({ leaseDurationMs: timing.leaseDurationMs ?? 15_000, renewDeadlineMs: timing.renewDeadlineMs ?? 10_000, retryPeriodMs: timing.retryPeriodMs ?? 2_000 });
+    if (invalid) throw new UsageError(`leader election: ${invalid}`);
+  }
   if (run.signal.aborted) return 0;
   let controller;
   try {
@@ -145,6 +186,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
       ...(publishGraceMs !== undefined ? { publishGraceMs } : {}),
       ...(staleAfterMs !== undefined ? { staleAfterMs } : {}),
       ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
+      ...(natsReplicas !== undefined ? { natsReplicas } : {}),
+      ...(leaderElection ? { leaderElection } : {}),
       logLevel: values['log-level'],
       signal: run.signal,
     });
@@ -154,8 +197,10 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     throw err;
   }
   run.onReady?.({ grpcAddress: controller.grpcAddress, metricsUrl: controller.metricsUrl });
-  await untilAborted(run.signal);
-  controller.logger.info('stopping');
+  await untilAborted(AbortSignal.any([run.signal, lost.signal]));
+  controller.logger.info(lostReason !== undefined ? { reason: lostReason } : {}, lostReason !== undefined ? 'leader election lost; exiting' : 'stopping');
   await controller.stop();
-  return 0;
+  if (lostReason === undefined) return 0;
+  io.stderr(`kpx: leader election lost: ${lostReason}\n`);
+  return 1;
 }

@@ -1,5 +1,6 @@
 // kpx executor: apply one node's deltas to the kernel (or to memory with --dry-run) and ack them.
 import { parseArgs } from 'node:util';
+import { defaultNodeName } from './node-name.js';
 import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
 import { NodePortAddressesKind, type KubeProxyConfig } from '@kpx/model';
 import { parseDuration, type LongRunningOptions } from './controller.js';
@@ -8,7 +9,7 @@ import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
 
-export const EXECUTOR_USAGE = `usage: kpx executor --node NAME --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
+export const EXECUTOR_USAGE = `usage: kpx executor [--node NAME] --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
                     [--dry-run] [--healthz-listen HOST:PORT] [options]
 
 Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
@@ -18,7 +19,8 @@ Deletes stale UDP conntrack entries after each change, as kube-proxy does (connt
 and serves the healthCheckNodePort of every eTP Local LoadBalancer (inside --netns; not with --dry-run).
 Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or SIGTERM.
 
-  --node NAME               the Kubernetes Node this executor programs
+  --node NAME               the Kubernetes Node this executor programs (default: $NODE_NAME, else the
+                            hostname, lower-cased)
   --nats URL                NATS server with JetStream
   --controller HOST:PORT    the controller's gRPC NodeSync address
   --backend NAME            iptables (default) or ipvs (IPVS services over netlink, VIPs on kube-ipvs0,
@@ -64,6 +66,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     io.stdout(EXECUTOR_USAGE);
     return 0;
   }
+  values.node ??= defaultNodeName();
   for (const flag of ['node', 'nats', 'controller'] as const) if (!values[flag]) throw new UsageError(`--${flag} is required\n${EXECUTOR_USAGE}`);
   if (values.backend !== 'iptables' && values.backend !== 'ipvs') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented: use iptables or ipvs`);
   const families = values['ip-families'].split(',').map((f) => {
@@ -87,7 +90,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   let executor;
   try {
     executor = await runExecutor({
-      node: values.node!,
+      node: values.node,
       natsUrl: values.nats!,
       controller: values.controller!,
       createBackend,

@@ -12,7 +12,7 @@ commands:
   replay       a node's rules at any retained generation, diffs between generations, from JetStream alone
   status       every node's desired and acked generation, digest match, lag and last error
 
-run 'kpx <command> --help' for a command's options
+run 'kpx <command> --help' for a command's options; 'kpx --version' (or 'kpx <command> --version') prints the version
 `;
 
 export interface Io {
@@ -29,6 +29,10 @@ const processIo: Io = {
 /** Runs the command line; returns the exit code. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === '--version' || command === 'version' || rest.includes('--version')) {
+    io.stdout(`kpx ${(await import('./version.js')).kpxVersion()}\n`);
+    return 0;
+  }
   try {
     switch (command) {
       case 'render':

@@ -45,9 +45,12 @@ export interface NodeStatusJson {
   lastError: string;
 }
 
-export function statusJson(res: StatusResponse): { generation: number; nodes: NodeStatusJson[] } {
+export function statusJson(res: StatusResponse): { generation: number; standby: boolean; leaderIdentity: string; leaderEpoch: number; nodes: NodeStatusJson[] } {
   return {
     generation: res.generation,
+    standby: res.standby,
+    leaderIdentity: res.leaderIdentity,
+    leaderEpoch: res.leaderEpoch,
     nodes: res.nodes.map((n: NodeStatus) => ({
       node: n.node,
       mode: n.mode,
@@ -78,7 +81,10 @@ export function statusTable(res: StatusResponse): string {
     const kernel = n.actualDigest === '' ? '-' : n.actualDigest === n.ackedDigest ? 'matches' : `differs ${shortDigest(n.actualDigest)}`;
     rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), shortDigest(n.desiredDigest), syncWord(n), n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
   }
-  return `generation ${res.generation}\n${formatTable(rows)}`;
+  // A standby knows no nodes: say so rather than print an empty table that looks like a converged cluster.
+  const who = res.leaderIdentity ? ` (leader ${res.leaderIdentity}, epoch ${res.leaderEpoch})` : '';
+  if (res.standby) return `generation ${res.generation}\nthis controller is a standby${who}: ask the leader\n`;
+  return `generation ${res.generation}${who}\n${formatTable(rows)}`;
 }
 
 /** yes; else why not: pending (not in JetStream yet), stale (no recent ack) or no. */
@@ -127,5 +133,5 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
   if (format === OutputFormat.Table) io.stdout(statusTable(res));
   else if (format === OutputFormat.Json) io.stdout(`${JSON.stringify(statusJson(res), null, 2)}\n`);
   else io.stdout(stringify(statusJson(res)));
-  return res.nodes.every((n) => n.inSync) ? 0 : 3;
+  return !res.standby && res.nodes.every((n) => n.inSync) ? 0 : 3;
 }

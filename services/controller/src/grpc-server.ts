@@ -17,6 +17,8 @@ export interface GrpcServerOptions {
   readonly onAck?: (req: AckRequest) => void;
   /** Objects per snapshot chunk when the client does not say (default 2000). */
   readonly chunkObjects?: number;
+  /** With leader election: whether this controller leads, who does, at which epoch (Status reports it). */
+  readonly leadership?: () => { leader: boolean; identity: string; epoch: number };
 }
 
 export interface RunningGrpcServer {
@@ -76,7 +78,8 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
         .catch((err: unknown) => call.emit('error', Object.assign(new Error(String(err)), { code: GrpcStatus.INTERNAL })));
     },
     status(call, callback) {
-      callback(null, { generation: pipeline.generation, nodes: pipeline.tracker.status(call.request.node) });
+      const l = opts.leadership?.() ?? { leader: true, identity: '', epoch: 0 };
+      callback(null, { generation: pipeline.generation, nodes: pipeline.tracker.status(call.request.node), standby: !l.leader, leaderIdentity: l.identity, leaderEpoch: l.epoch });
     },
   };
 }

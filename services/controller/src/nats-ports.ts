@@ -15,6 +15,8 @@ export interface NatsPortsOptions {
   readonly maxAgeMs: number;
   /** Older snapshots kept per node and family besides the latest. */
   readonly snapshotsKept: number;
+  /** Replicas of the stream, the object store and the KV bucket when they are created (default 1). */
+  readonly replicas?: number;
 }
 
 export interface NatsPorts {
@@ -22,12 +24,15 @@ export interface NatsPorts {
   readonly snapshots: SnapshotSink;
   readonly generations: GenerationStore;
   readonly heads: PublishedHeads;
+  /** Claims the generation counter for a leader's epoch (leader election); rejects with FencedError if deposed. */
+  claimGenerations(epoch: number): Promise<void>;
 }
 
 export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts: NatsPortsOptions): Promise<NatsPorts> {
-  await ensureDeltaStream(jsm, { historyPerSubject: opts.historyPerSubject, maxAgeMs: opts.maxAgeMs });
-  await ensureSnapshotStore(js);
-  const counter = await openGenerationCounter(js);
+  const replicas = opts.replicas !== undefined ? { replicas: opts.replicas } : {};
+  await ensureDeltaStream(jsm, { historyPerSubject: opts.historyPerSubject, maxAgeMs: opts.maxAgeMs, ...replicas });
+  await ensureSnapshotStore(js, replicas);
+  const counter = await openGenerationCounter(js, replicas);
   return {
     sink: {
       async publish(delta: Delta, headers: Record<string, string>): Promise<PublishOutcome> {
@@ -44,6 +49,7 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
       },
     },
     generations: { next: () => counter.next(), fence: (floor) => counter.fence(floor) },
+    claimGenerations: (epoch) => counter.claim(epoch),
     heads: {
       async head(node: string, family: IPFamily): Promise<PublishedHead | undefined> {
         const last = await lastDelta(js, node);

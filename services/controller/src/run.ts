@@ -6,6 +6,8 @@ import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import { connectWithRetry, ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
+import { Leadership, type ControllerLeaderElection } from './leadership.js';
+import { StandbyBuffer } from './standby-buffer.js';
 import { MaxDriftLines } from './tracker.js';
 import { natsPorts } from './nats-ports.js';
 import { ControllerPipeline, familyOptionsFromConfig, pipelineMode, type SyncOutcome } from './pipeline.js';
@@ -42,10 +44,18 @@ export interface ControllerRunOptions {
   readonly publishTimeoutMs?: number;
   /** Gives up starting (waiting for NATS) once aborted. */
   readonly signal?: AbortSignal;
+  /** Replicas of KPX_DELTAS, KPX_SNAPSHOTS, KPX_STATE, KPX_AUDIT when created (clustered JetStream; default 1). */
+  readonly natsReplicas?: number;
+  /**
+   * Leader election (--leader-elect): only the leader compiles and publishes, and serves gRPC NodeSync (a
+   * standby does not listen, so executors' connections land on the leader); see leadership.ts.
+   */
+  readonly leaderElection?: ControllerLeaderElection;
 }
 
 export interface RunningController {
   readonly pipeline: ControllerPipeline;
+  /** The bound gRPC address; with leader election, the listen address until this controller leads. */
   readonly grpcAddress: string;
   readonly metricsUrl: string;
   readonly logger: Logger;
@@ -84,14 +94,51 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       maxAgeMs: opts.maxAgeMs ?? 0,
       snapshotsKept: opts.snapshotsKept ?? 2,
       ...(opts.publishTimeoutMs !== undefined ? { publishTimeoutMs: opts.publishTimeoutMs } : {}),
+      ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}),
     });
-    await ensureAuditStream(jsm, { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}) });
+    await ensureAuditStream(jsm, { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}), ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}) });
+    // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
+    const writing = { sink: ports.sink, snapshots: ports.snapshots, generations: ports.generations, audit: { append: (o: SyncOutcome) => publishAuditRecord(js, generationRecord(o)) } };
+    let leadership: Leadership | undefined;
+    /** While standing by: the newest version of every object, handed to the pipeline on taking over. */
+    let standby: StandbyBuffer | undefined;
+    let synced = false;
+    let grpc: RunningGrpcServer | undefined;
+    let startGrpc: () => Promise<void> = () => Promise.resolve();
+    if (opts.leaderElection) {
+      const election = opts.leaderElection;
+      leadership = new Leadership({
+        election,
+        store: await election.store(js),
+        logger,
+        claim: (epoch) => ports.claimGenerations(epoch),
+        onLeading: () => {
+          metrics.leader.set(1);
+          startGrpc().catch((err: unknown) => logger.error({ err, listen: opts.grpcListen }, 'gRPC NodeSync could not listen'));
+          const objects = standby?.size ?? 0;
+          standby?.drain((e) => pipeline.onEvent(e));
+          standby = undefined;
+          logger.info({ objects, synced }, 'leading: compiling what the source delivered while standing by');
+          if (synced) pipeline.onSynced();
+        },
+        onLost: (reason) => {
+          metrics.leader.set(0);
+          // Every write is already refused (gated ports); stop syncing and serving, then let the caller exit.
+          void pipeline.stop();
+          void grpc?.close();
+          election.onLost?.(reason);
+        },
+      });
+      cleanups.push(() => leadership?.stop() ?? Promise.resolve());
+      standby = new StandbyBuffer();
+    }
+    const gated = leadership ? leadership.gate(writing) : writing;
+    metrics.leader.set(leadership ? 0 : 1);
     const pipeline = new ControllerPipeline({
       families,
       mode: pipelineMode(config),
       ...ports,
-      // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
-      audit: { append: (o) => publishAuditRecord(js, generationRecord(o)) },
+      ...gated,
       snapshotEvery: opts.snapshotEvery ?? 100,
       minSyncPeriodMs: config.minSyncPeriodMs,
       ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
@@ -135,20 +182,25 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       auditChain = auditChain.then(() => publishAuditRecord(js, record)).catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
     };
     cleanups.push(() => withTimeout(auditChain, 2000));
-    const grpc: RunningGrpcServer = await startGrpcServer({
-      pipeline,
-      listen: opts.grpcListen,
-      logger,
-      tracer,
-      onChangeToAck: (s) => metrics.changeToAck.observe(s),
-      onAck: (req) => {
-        const time = new Date().toISOString();
-        if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: req.drift.slice(0, MaxDriftLines) });
-        if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
-      },
-    });
-    cleanups.push(() => grpc.close());
-    let synced = false;
+    startGrpc = async (): Promise<void> => {
+      if (grpc) return;
+      grpc = await startGrpcServer({
+        pipeline,
+        listen: opts.grpcListen,
+        logger,
+        tracer,
+        onChangeToAck: (s) => metrics.changeToAck.observe(s),
+        onAck: (req) => {
+          const time = new Date().toISOString();
+          if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: req.drift.slice(0, MaxDriftLines) });
+          if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
+        },
+        ...(leadership ? { leadership: () => leadership.status() } : {}),
+      });
+      if (leadership) logger.info({ grpc: grpc.address }, 'gRPC NodeSync listening (leader)');
+    };
+    cleanups.push(() => grpc?.close() ?? Promise.resolve());
+    if (!leadership) await startGrpc();
     const graceMs = opts.publishGraceMs ?? 30_000;
     const http: HttpServer = await startHttpServer({
       listen: opts.metricsListen,
@@ -158,23 +210,38 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       healthz: () => {
         const since = pipeline.unpublishedSince();
         const stuck = since !== undefined && Date.now() - since > graceMs;
-        const details = { generation: pipeline.generation, source: opts.sourceName, ...(since !== undefined ? { unpublishedSince: new Date(since).toISOString() } : {}) };
+        const leader = leadership ? { leader: leadership.isLeader() } : {};
+        const details = { generation: pipeline.generation, source: opts.sourceName, ...leader, ...(since !== undefined ? { unpublishedSince: new Date(since).toISOString() } : {}) };
         return { ok: synced && !stuck, ...(synced ? { lastUpdated: new Date(since ?? Date.now()) } : {}), details };
       },
     });
     cleanups.push(() => http.close());
     await opts.source.start({
-      onEvent: (e) => pipeline.onEvent(e),
+      onEvent: (e) => (standby ? standby.add(e) : pipeline.onEvent(e)),
       onSynced: () => {
         synced = true;
+        if (leadership && !leadership.isLeader()) {
+          logger.info({ source: opts.sourceName }, 'source synced; a standby compiles nothing until it leads');
+          return;
+        }
         logger.info({ source: opts.sourceName }, 'source synced; compiling every node');
         pipeline.onSynced();
       },
       onWarning: (message, err) => logger.warn({ err }, message),
     });
     cleanups.push(() => opts.source.stop());
-    logger.info({ grpc: grpc.address, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
-    return { pipeline, grpcAddress: grpc.address, metricsUrl: http.url, logger, stop };
+    // Campaign once the source runs: a new leader compiles at once from a warm model.
+    leadership?.start();
+    logger.info({ grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
+    return {
+      pipeline,
+      get grpcAddress() {
+        return grpc?.address ?? opts.grpcListen;
+      },
+      metricsUrl: http.url,
+      logger,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

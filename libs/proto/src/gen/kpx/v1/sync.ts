@@ -103,6 +103,17 @@ export interface StatusResponse {
   generation: number;
   /** One entry per node, mode and family, sorted by node then family. */
   nodes: NodeStatus[];
+  /**
+   * With leader election (--leader-elect): the answering controller is a standby (it compiles nothing and reports
+   * no nodes). False from a leader, without leader election, and from controllers older than this field.
+   */
+  standby: boolean;
+  /**
+   * With leader election: the lease holder's identity as the answering controller last read it ("" if unknown
+   * or without leader election), and the leader's epoch (the lease's transitions).
+   */
+  leaderIdentity: string;
+  leaderEpoch: number;
 }
 
 /** An executor's report after applying a delta or a snapshot. */
@@ -781,7 +792,7 @@ export const NodeStatus: MessageFns<NodeStatus> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { generation: 0, nodes: [] };
+  return { generation: 0, nodes: [], standby: false, leaderIdentity: "", leaderEpoch: 0 };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -791,6 +802,15 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     for (const v of message.nodes) {
       NodeStatus.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.standby !== false) {
+      writer.uint32(24).bool(message.standby);
+    }
+    if (message.leaderIdentity !== "") {
+      writer.uint32(34).string(message.leaderIdentity);
+    }
+    if (message.leaderEpoch !== 0) {
+      writer.uint32(40).uint64(message.leaderEpoch);
     }
     return writer;
   },
@@ -824,6 +844,30 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.nodes.push(NodeStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.standby = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.leaderIdentity = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.leaderEpoch = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -840,6 +884,17 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     return {
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
       nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => NodeStatus.fromJSON(e)) : [],
+      standby: isSet(object.standby) ? globalThis.Boolean(object.standby) : false,
+      leaderIdentity: isSet(object.leaderIdentity)
+        ? globalThis.String(object.leaderIdentity)
+        : isSet(object.leader_identity)
+        ? globalThis.String(object.leader_identity)
+        : "",
+      leaderEpoch: isSet(object.leaderEpoch)
+        ? globalThis.Number(object.leaderEpoch)
+        : isSet(object.leader_epoch)
+        ? globalThis.Number(object.leader_epoch)
+        : 0,
     };
   },
 
@@ -851,6 +906,15 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.nodes?.length) {
       obj.nodes = message.nodes.map((e) => NodeStatus.toJSON(e));
     }
+    if (message.standby !== false) {
+      obj.standby = message.standby;
+    }
+    if (message.leaderIdentity !== "") {
+      obj.leaderIdentity = message.leaderIdentity;
+    }
+    if (message.leaderEpoch !== 0) {
+      obj.leaderEpoch = Math.round(message.leaderEpoch);
+    }
     return obj;
   },
 
@@ -861,6 +925,9 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     const message = createBaseStatusResponse();
     message.generation = object.generation ?? 0;
     message.nodes = object.nodes?.map((e) => NodeStatus.fromPartial(e)) || [];
+    message.standby = object.standby ?? false;
+    message.leaderIdentity = object.leaderIdentity ?? "";
+    message.leaderEpoch = object.leaderEpoch ?? 0;
     return message;
   },
 };

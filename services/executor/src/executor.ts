@@ -59,6 +59,11 @@ export interface ExecutorOptions {
    * doubling to 60 s while they keep coming; a delta that chains ends it). See Executor.resyncForMessage.
    */
   readonly messageResyncHoldMs?: number;
+  /**
+   * An ack at least this often (ms, default 15 s; 0 disables), also while nothing changes and a read-back holds the
+   * lane, so the controller can tell a silent executor (`stale` in status) from a quiet one.
+   */
+  readonly heartbeatMs?: number;
   /** Deletes stale UDP conntrack entries after each apply and restore (a node duty; absent in dry runs). */
   readonly conntrack?: ConntrackCleaner;
   /** Serves the healthcheck.service objects of the applied state (a node duty; absent in dry runs). */
@@ -89,6 +94,8 @@ class Family {
   healthChecks = new Map<string, HealthCheckService>();
   /** `generation/digest` of the state the controller last refused (resyncRequired), while it still refuses it. */
   refused: string | undefined;
+  /** When the controller last took an ack of this family (ms, performance.now()). */
+  lastAckAt = -Infinity;
   /** A bad message already caused a resync and no delta has chained since (see Executor.resyncForMessage). */
   messageResyncSpent = false;
   /** Why a resync a bad message asked for is held back, and the timer that runs it. */
@@ -120,6 +127,7 @@ export class Executor {
   private lane: Promise<unknown> = Promise.resolve();
   private loop: Promise<void> | undefined;
   private driftTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private driftSoon: NodeJS.Timeout | undefined;
   /** The drift check waiting in the lane (not started yet), if any. */
   private driftQueued: Promise<string[]> | undefined;
@@ -149,6 +157,25 @@ export class Executor {
     if ([...this.families.values()].every((f) => f.programmed)) this.lastSeq = head;
     this.loop = this.follow();
     this.schedulePeriodicDrift();
+    this.startHeartbeat();
+  }
+
+  /**
+   * Acks every programmed family that has not acked for `heartbeatMs`. Sent outside the lane (a read-back there may
+   * take minutes); an answer asking for a resync is taken up in the lane, with a fresh ack of the state then.
+   */
+  private startHeartbeat(): void {
+    const every = this.opts.heartbeatMs ?? 15_000;
+    if (every <= 0) return;
+    this.heartbeatTimer = setInterval(() => {
+      for (const fam of this.families.values()) {
+        if (!fam.programmed || performance.now() - fam.lastAckAt < every) continue;
+        void this.sendAck(fam, { applyDurationSeconds: 0 }).then((res) => {
+          if (res?.resyncRequired && !this.abort.signal.aborted) void this.inLane(() => this.ackAndObey(fam, { applyDurationSeconds: 0 }));
+        });
+      }
+    }, Math.max(50, Math.floor(every / 3)));
+    this.heartbeatTimer.unref();
   }
 
   /** The seq of the last message on the node's subject (0 when unknown: the consumer then starts by generation). */
@@ -175,6 +202,7 @@ export class Executor {
   async stop(): Promise<void> {
     this.abort.abort();
     if (this.driftTimer) clearTimeout(this.driftTimer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.driftSoon) clearTimeout(this.driftSoon);
     for (const fam of this.families.values()) if (fam.heldTimer) clearTimeout(fam.heldTimer);
     await this.loop;
@@ -601,6 +629,7 @@ export class Executor {
     try {
       const res = await this.opts.controller.ack(req, { signal: this.abort.signal });
       fam.reportedActual = fam.actualDigest;
+      fam.lastAckAt = performance.now();
       this.rejections.reported(rejected);
       return res;
     } catch (err) {

@@ -162,3 +162,26 @@ test('SIGTERM of a running executor whose NATS is gone stops within 2 s', { time
     await s.close();
   }
 });
+
+test('a quiet executor heartbeats (drift checks off, nothing changing); once it stops, the controller shows it stale', { timeout: 60_000 }, async () => {
+  const s = await setUp();
+  const e = newExecutor(s, new MemoryBackend(), { driftCheckMs: 0, heartbeatMs: 150 });
+  try {
+    await e.executor.start();
+    await waitFor(() => s.controller.pipeline.tracker.status().some((n) => n.node === Node && n.inSync), 'n1 in sync');
+    const before = e.client.acks.length;
+    await new Promise((r) => setTimeout(r, 1000));
+    const beats = e.client.acks.length - before;
+    assert.ok(beats >= 4, `${beats} heartbeats in 1 s`);
+    assert.ok(e.client.acks.slice(before).every((a) => a.error === '' && a.digest === s.desired()?.digest));
+    await e.close();
+    const lastAck = Date.now();
+    const st = (now: number) => s.controller.pipeline.tracker.status(Node, now)[0]!;
+    assert.equal(st(lastAck + 1000).stale, false);
+    assert.equal(st(lastAck + 61_000).stale, true, 'silent beyond the bound: stale');
+    assert.equal(st(lastAck + 61_000).inSync, false);
+  } finally {
+    await e.close().catch(() => undefined);
+    await s.close();
+  }
+});

@@ -421,15 +421,21 @@ export class ControllerPipeline {
   }
 
   private causesFor(node: string, change: PendingChange, byServices: Map<string, CauseSummary>, maxCauses: number): CauseSummary {
-    // The common case, one sync and no cause of the node's own: shared by every node changed by the same services.
     const only = change.syncs.length === 1 ? change.syncs[0] : undefined;
-    const simple = only !== undefined && !only.causes.nodes.has(node);
-    const key = simple ? (only.services === 'all' ? '*' : [...only.services].join('\n')) : undefined;
-    const known = key === undefined ? undefined : byServices.get(key);
-    if (known) return known;
-    const summary = summarizeCauses(change.causesOf(node), maxCauses);
-    if (key !== undefined) byServices.set(key, summary);
-    return summary;
+    if (!only) return summarizeCauses(change.causesOf(node), maxCauses);
+    // One sync (the common case): the services' causes are summarized once per distinct list of services and
+    // shared by every node changed by them (a new node's list is every service); the node's own causes, if any,
+    // are added to that summary.
+    const key = only.services === 'all' ? '*' : [...only.services].join('\n');
+    let shared = byServices.get(key);
+    if (!shared) {
+      const pcs: PendingCause[] = [];
+      if (only.services === 'all') for (const l of only.causes.services.values()) pcs.push(...l);
+      else for (const svc of only.services) for (const pc of only.causes.services.get(svc) ?? []) pcs.push(pc);
+      byServices.set(key, (shared = summarizeCauses(pcs, maxCauses)));
+    }
+    const own = only.causes.nodes.get(node);
+    return own?.length ? summarizeCauses([...own, ...shared.kept], maxCauses, shared.trigger) : shared;
   }
 
   /**

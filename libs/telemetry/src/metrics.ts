@@ -284,7 +284,7 @@ export interface ExecutorMetrics extends KubeProxyMetrics {
   readonly healthCheckListenFailures: Counter<'ip_family'>;
   /**
    * Messages of the node's subject skipped because they could not be decoded, verified or chained, by reason
-   * (decode, foreign_node, digest, gap, old, mode_family).
+   * (decode, foreign_node, digest, gap, old, mode_family, forbidden_object: an object outside kpx's namespace).
    */
   readonly rejectedDeltas: Counter<'reason'>;
 }
@@ -328,7 +328,7 @@ export function executorMetrics(registry: Registry): ExecutorMetrics {
     })),
     rejectedDeltas: register(registry, new Counter({
       name: MetricName.ExecutorRejectedDeltas,
-      help: 'Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, by reason',
+      help: 'Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, or held an object that is not kpx\'s own (forbidden_object), by reason',
       labelNames: ['reason'] as const,
       registers: [],
     })),

@@ -33,6 +33,7 @@ export const MetricName = {
   ControllerNatsConnected: 'kpx_controller_nats_connected',
   ControllerUnpublishedSeconds: 'kpx_controller_unpublished_seconds',
   ControllerLeader: 'kpx_controller_leader',
+  ControllerDeniedRequests: 'kpx_controller_denied_requests_total',
   ExecutorAppliedGeneration: 'kpx_executor_applied_generation',
   ExecutorDriftRepairs: 'kpx_executor_drift_repairs_total',
   ExecutorConntrackEntriesDeleted: 'kpx_executor_conntrack_entries_deleted_total',
@@ -189,6 +190,8 @@ export interface ControllerMetrics {
   readonly unpublishedSeconds: Gauge;
   /** 1 while this controller leads (or runs without leader election), 0 as a standby. */
   readonly leader: Gauge;
+  /** gRPC calls refused (PERMISSION_DENIED) by method and the caller's certificate CN (one per node and operator). */
+  readonly deniedRequests: Counter<'method' | 'identity'>;
 }
 
 export function controllerMetrics(registry: Registry): ControllerMetrics {
@@ -263,6 +266,12 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
     unpublishedSeconds: register(registry, new Gauge({
       name: MetricName.ControllerUnpublishedSeconds,
       help: 'Age of the oldest compiled change not yet in JetStream, in seconds (0 when everything is published)',
+      registers: [],
+    })),
+    deniedRequests: register(registry, new Counter({
+      name: MetricName.ControllerDeniedRequests,
+      help: 'gRPC NodeSync calls refused with PERMISSION_DENIED (a node asking for another node, a node asking for status), by method and certificate identity',
+      labelNames: ['method', 'identity'] as const,
       registers: [],
     })),
   };

@@ -246,7 +246,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     cleanups.push(() => opts.source.stop());
     // Campaign once the source runs: a new leader compiles at once from a warm model.
     leadership?.start();
-    logger.info({ grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
+    logger.info({ grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`, grpcTls: tls !== undefined, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
     return {
       pipeline,
       get grpcAddress() {

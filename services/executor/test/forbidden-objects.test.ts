@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Delta, RuleKind, type RuleObject } from '@kpx/proto';
 import { RuleState, hashed } from '@kpx/ruleset';
-import { MemoryBackend } from '../src/index.js';
-import { Node, newExecutor, setUp, waitFor, type Setup, type TestExecutor } from './harness.js';
+import { MemoryBackend, type CallOptions, type FetchedSnapshot } from '../src/index.js';
+import { Node, RecordingClient, newExecutor, setUp, waitFor, type Setup, type TestExecutor } from './harness.js';
 
 let s: Setup;
 before(async () => {
@@ -77,6 +77,37 @@ test('a delta with an object outside kpx\'s namespace is refused as a whole; the
     await waitFor(() => atDesired(e), 'the change after the forged deltas');
     assert.equal(backend.applies, applies + 1);
   } finally {
+    await e.close();
+  }
+});
+
+/** A controller client whose snapshots carry one more object, outside kpx's namespace, with a matching digest. */
+class PoisonedClient extends RecordingClient {
+  poisoned = true;
+  override async snapshot(node: string, mode: string, ipFamily: string, options?: CallOptions): Promise<FetchedSnapshot | undefined> {
+    const snap = await super.snapshot(node, mode, ipFamily, options);
+    if (!snap || !this.poisoned) return snap;
+    const objects = [...snap.objects, chain('DOCKER-USER', ['-j ACCEPT'])];
+    return { ...snap, objects, digest: RuleState.from(objects, snap.generation).digest };
+  }
+}
+
+test('a snapshot with an object outside kpx\'s namespace is never restored; a sound one later is', { timeout: 60_000 }, async () => {
+  const backend = new MemoryBackend();
+  const client = new PoisonedClient(s.grpcListen);
+  const e = newExecutor(s, backend, { controller: client });
+  try {
+    const started = e.executor.start();
+    await waitFor(async () => ((await e.rejected())['forbidden_object'] ?? 0) >= 2, 'the poisoned snapshot refused (and retried with backoff)', 10_000);
+    assert.equal(backend.restores, 0, 'nothing restored');
+    assert.equal(e.executor.status()[0]!.generation, 0);
+    assert.ok(e.logs.some((l) => l.msg === 'resync failed; retrying' && /DOCKER-USER/.test(JSON.stringify(l['err']))));
+    client.poisoned = false;
+    await started;
+    await waitFor(() => atDesired(e), 'the node converged from a sound snapshot');
+    assert.equal(backend.restores, 1);
+  } finally {
+    client.close();
     await e.close();
   }
 });

@@ -75,3 +75,5 @@ export type { Destination, IpvsOp, KernelService, VirtualService } from './ipvs/
 export { LocalIpvsKernel, NetnsIpvsKernel, createIpvsKernel } from './ipvs/kernel.js';
 export type { IpvsKernel } from './ipvs/kernel.js';
 export { IpvsState, diffObjects, isIpvsModeKernelObject, isIpvsObject, validateIpvsObject } from './ipvs/state.js';
+// What a node refuses to apply: objects outside kpx's chains, sets, interface and table, rule text leaving its chain.
+export { ForbiddenObjectError, IPVS_DUMMY_INTERFACE, assertOwnObjects, findForbiddenObject, forbiddenObject, forbiddenRuleText, isKpxChain } from './forbidden.js';

@@ -33,6 +33,7 @@ export const MetricName = {
   ControllerNatsConnected: 'kpx_controller_nats_connected',
   ControllerUnpublishedSeconds: 'kpx_controller_unpublished_seconds',
   ControllerLeader: 'kpx_controller_leader',
+  ControllerDeniedRequests: 'kpx_controller_denied_requests_total',
   ExecutorAppliedGeneration: 'kpx_executor_applied_generation',
   ExecutorDriftRepairs: 'kpx_executor_drift_repairs_total',
   ExecutorConntrackEntriesDeleted: 'kpx_executor_conntrack_entries_deleted_total',
@@ -189,6 +190,8 @@ export interface ControllerMetrics {
   readonly unpublishedSeconds: Gauge;
   /** 1 while this controller leads (or runs without leader election), 0 as a standby. */
   readonly leader: Gauge;
+  /** gRPC calls refused (PERMISSION_DENIED) by method and the caller's certificate CN (one per node and operator). */
+  readonly deniedRequests: Counter<'method' | 'identity'>;
 }
 
 export function controllerMetrics(registry: Registry): ControllerMetrics {
@@ -265,6 +268,12 @@ export function controllerMetrics(registry: Registry): ControllerMetrics {
       help: 'Age of the oldest compiled change not yet in JetStream, in seconds (0 when everything is published)',
       registers: [],
     })),
+    deniedRequests: register(registry, new Counter({
+      name: MetricName.ControllerDeniedRequests,
+      help: 'gRPC NodeSync calls refused with PERMISSION_DENIED (a node asking for another node, a node asking for status), by method and certificate identity',
+      labelNames: ['method', 'identity'] as const,
+      registers: [],
+    })),
   };
 }
 
@@ -284,7 +293,7 @@ export interface ExecutorMetrics extends KubeProxyMetrics {
   readonly healthCheckListenFailures: Counter<'ip_family'>;
   /**
    * Messages of the node's subject skipped because they could not be decoded, verified or chained, by reason
-   * (decode, foreign_node, digest, gap, old, mode_family).
+   * (decode, foreign_node, digest, gap, old, mode_family, forbidden_object: an object outside kpx's namespace).
    */
   readonly rejectedDeltas: Counter<'reason'>;
 }
@@ -328,7 +337,7 @@ export function executorMetrics(registry: Registry): ExecutorMetrics {
     })),
     rejectedDeltas: register(registry, new Counter({
       name: MetricName.ExecutorRejectedDeltas,
-      help: 'Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, by reason',
+      help: 'Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, or held an object that is not kpx\'s own (forbidden_object), by reason',
       labelNames: ['reason'] as const,
       registers: [],
     })),

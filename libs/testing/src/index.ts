@@ -20,3 +20,5 @@ export { ExpiredWatchResponse, startKubeApiServer } from './kube-api/server.js';
 export type { KubeApiServer, KubeApiServerOptions, RecordedRequest, WatchInfo } from './kube-api/server.js';
 export { KubeApiServerError, KubeApiStoreError } from './kube-api/errors.js';
 export type { KubeApiObject, KubeApiObjectMeta, KubeApiStore } from './kube-api/store.js';
+export { createTestPki } from './pki.js';
+export type { CertFiles, Subject, TestPki } from './pki.js';

@@ -202,6 +202,8 @@ export const RejectReason = {
   Old: 'old',
   /** A proxy mode or IP family the reader does not program. */
   ModeFamily: 'mode_family',
+  /** It holds an object that is not kpx's own (a chain, set, interface or rule text outside kpx's namespace). */
+  ForbiddenObject: 'forbidden_object',
 } as const;
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 

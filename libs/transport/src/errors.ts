@@ -79,3 +79,16 @@ export class FencedError extends Error {
     this.storedEpoch = options.storedEpoch;
   }
 }
+
+/** A certificate, key or CA file given on the command line cannot be read (the flag and path are named, never the contents). */
+export class CredentialFileError extends Error {
+  override readonly name = 'CredentialFileError';
+  readonly flag: string;
+  readonly path: string;
+
+  constructor(flag: string, path: string, why: string, options?: { cause?: unknown }) {
+    super(`${flag} ${path}: ${why}`, options);
+    this.flag = flag;
+    this.path = path;
+  }
+}

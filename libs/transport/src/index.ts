@@ -1,5 +1,7 @@
 // @kpx/transport: NATS JetStream transport of kpx deltas and snapshots.
-export { DecodeError, FencedError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
+export { CredentialFileError, DecodeError, FencedError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
+export { readCredentialFile, readTlsFiles, tlsFilesFromFlags } from './credential-files.js';
+export type { ReadCredentialOptions, TlsFiles, TlsMaterial } from './credential-files.js';
 export {
   AuditGenerationSubject,
   AuditStream,

@@ -8,12 +8,13 @@ import type { RuleObject, StatusResponse } from '@kpx/proto';
 import { ControllerClient, type FetchedSnapshot } from '@kpx/executor';
 import { IptablesState, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
-import { readAudit, readDeltas, type AuditRecord } from '@kpx/transport';
+import { readAudit, readDeltas, type AuditRecord, type TlsMaterial } from '@kpx/transport';
 import { parseDuration } from './controller.js';
 import { UsageError } from './errors.js';
 import { formatTable, shortDigest } from './format.js';
 import type { Io } from './main.js';
 import { fetchStatus } from './status.js';
+import { CLIENT_TLS_USAGE, clientTls, clientTlsOptions } from './tls-flags.js';
 
 export const AUDIT_USAGE = `usage: kpx audit --controller HOST:PORT [--node N] [-o table|json|yaml]
        kpx audit --controller HOST:PORT --node N --rules [--ip-family ipv4|ipv6]
@@ -30,7 +31,9 @@ export const AUDIT_USAGE = `usage: kpx audit --controller HOST:PORT [--node N] [
   --generation G     the node's desired digest at generation G, rebuilt from JetStream (the controller need not run)
   log                the audit log: every generation with its causes, nodes and bytes, and the drift and failures
                      executors reported; --since 1h, --service NS/NAME, --node N narrow it
-`;
+
+with a controller serving mTLS (an operator's certificate: any CN but system:node:*):
+${CLIENT_TLS_USAGE}`;
 
 const familyOf = (flag: string): 'IPv4' | 'IPv6' => {
   if (flag === 'ipv4') return 'IPv4';
@@ -57,8 +60,8 @@ export function auditJson(res: StatusResponse): { nodes: unknown[] } {
   };
 }
 
-async function snapshotOf(address: string, node: string, family: string): Promise<FetchedSnapshot> {
-  const client = new ControllerClient(address, 60_000);
+async function snapshotOf(address: string, node: string, family: string, tls: TlsMaterial | undefined): Promise<FetchedSnapshot> {
+  const client = new ControllerClient(address, 60_000, tls ? { tls } : {});
   try {
     const snap = await client.snapshot(node, 'iptables', family);
     if (!snap) throw new Error(`the controller has no ${family} rules for node ${node}`);
@@ -168,6 +171,7 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
         since: { type: 'string' },
         'ip-family': { type: 'string', default: 'ipv4' },
         output: { type: 'string', short: 'o', default: 'table' },
+        ...clientTlsOptions,
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -225,8 +229,9 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   }
 
   const controller = needs('controller', 'kpx audit');
+  const tls = clientTls(values, io);
   if (values.rules) {
-    const snap = await snapshotOf(controller, needs('node', '--rules'), family);
+    const snap = await snapshotOf(controller, needs('node', '--rules'), family, tls);
     io.stdout(`# node ${node} ${family} generation ${snap.generation} digest ${snap.digest}\n`);
     // Rules only: the state also holds node duties (healthcheck.service objects).
     io.stdout(planFullRestore(IptablesState.from(snap.objects.filter(isIptablesObject)), new Map()).text);
@@ -234,7 +239,7 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   }
   if (values.explain !== undefined) {
     const target = values.explain;
-    const snap = await snapshotOf(controller, needs('node', '--explain'), family);
+    const snap = await snapshotOf(controller, needs('node', '--explain'), family, tls);
     const matched = matchTarget(snap.objects, target);
     if (matched.length === 0) {
       io.stderr(`kpx: nothing in node ${node}'s ${family} rules (generation ${snap.generation}) matches ${JSON.stringify(target)}\n`);
@@ -256,7 +261,7 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
       await nc.close();
     }
   }
-  const res = await fetchStatus(controller, node);
+  const res = await fetchStatus(controller, node, undefined, tls);
   const j = auditJson(res);
   if (format === 'json') io.stdout(`${JSON.stringify(j, null, 2)}\n`);
   else if (format === 'yaml') io.stdout(stringify(j));

@@ -1,13 +1,15 @@
 // kpx controller: watch the cluster (or a manifests directory), compile every node, publish deltas on NATS.
 import { parseArgs } from 'node:util';
-import { createKubernetesSource, kubernetesLeaseStore, ManifestsDirSource, natsLeaseStore, runController, type ControllerLeaderElection, type Source, validateTiming } from '@kpx/controller';
+import { createKubernetesSource, insecureListenRefusal, kubernetesLeaseStore, ManifestsDirSource, natsLeaseStore, runController, type ControllerLeaderElection, type Source, validateTiming } from '@kpx/controller';
 import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
+import { tlsFilesFromFlags } from '@kpx/transport';
 
 export const CONTROLLER_USAGE = `usage: kpx controller (--manifests DIR | --kubeconfig FILE | --in-cluster) --nats URL --grpc-listen HOST:PORT
                       [--metrics-listen HOST:PORT] [--config FILE] [options]
+                      [--tls-cert-file FILE --tls-private-key-file FILE --client-ca-file FILE | --insecure]
 
 Watches Services, EndpointSlices and Nodes, compiles the rules of every node and publishes each change as a
 versioned delta on NATS JetStream (stream KPX_DELTAS, subjects kpx.delta.<node>). Serves gRPC NodeSync (acks,
@@ -45,6 +47,14 @@ leader election (kube-controller-manager's flags; run two or more controllers, o
   --leader-elect-resource-name NAME       the lease's name (default kpx-controller)
   --leader-elect-resource-namespace NS    the Lease's namespace (default $POD_NAMESPACE, else kpx-system)
   --log-level LEVEL        trace, debug, info (default), warn, error
+
+gRPC NodeSync security (kube-apiserver's flag names; docs/security.md):
+  --tls-cert-file FILE     serve mTLS with this certificate; every client must present a certificate signed by
+                           --client-ca-file: CN=system:node:<node>, O=system:nodes may ack and fetch only its own
+                           node; any other CN is an operator (status, audit, snapshots of any node; no acks)
+  --tls-private-key-file F its private key (warned about when group or others may read it)
+  --client-ca-file FILE    the CA that signs client certificates
+  --insecure               without TLS, listen on a non-loopback --grpc-listen anyway (refused otherwise)
 `;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -100,6 +110,10 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
         'leader-elect-resource-name': { type: 'string', default: 'kpx-controller' },
         'leader-elect-resource-namespace': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
+        'tls-cert-file': { type: 'string' },
+        'tls-private-key-file': { type: 'string' },
+        'client-ca-file': { type: 'string' },
+        insecure: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -116,6 +130,11 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
   if (sources !== 1) throw new UsageError(`give exactly one of --manifests, --kubeconfig, --in-cluster\n${CONTROLLER_USAGE}`);
   if (!values.nats) throw new UsageError(`--nats is required\n${CONTROLLER_USAGE}`);
   if (!values['grpc-listen']) throw new UsageError(`--grpc-listen is required\n${CONTROLLER_USAGE}`);
+  const grpcTls = tlsFilesFromFlags(values, values['client-ca-file'], '--client-ca-file');
+  if (typeof grpcTls === 'string') throw new UsageError(grpcTls);
+  const grpcInsecure = values.insecure === true;
+  const refusal = insecureListenRefusal(values['grpc-listen'], { tls: grpcTls !== undefined, insecure: grpcInsecure });
+  if (refusal) throw new UsageError(refusal);
   const historyPerSubject = positiveInt(values.history, '--history', 1000);
   const snapshotEvery = positiveInt(values['snapshot-every'], '--snapshot-every', 100);
   const maxAgeMs = values['max-age'] !== undefined ? parseDuration(values['max-age'], '--max-age') : 0;
@@ -188,6 +207,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
       ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
       ...(natsReplicas !== undefined ? { natsReplicas } : {}),
       ...(leaderElection ? { leaderElection } : {}),
+      ...(grpcTls ? { grpcTls } : {}),
+      grpcInsecure,
       logLevel: values['log-level'],
       signal: run.signal,
     });

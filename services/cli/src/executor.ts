@@ -8,9 +8,10 @@ import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
+import { CLIENT_TLS_USAGE, clientTlsFiles, clientTlsOptions } from './tls-flags.js';
 
 export const EXECUTOR_USAGE = `usage: kpx executor [--node NAME] --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
-                    [--dry-run] [--healthz-listen HOST:PORT] [options]
+                    [--dry-run] [--healthz-listen HOST:PORT] [--tls-cert-file F --tls-private-key-file F --ca-file F] [options]
 
 Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
 iptables-restore --noflush transaction of the changed chains, resyncs from a snapshot on start, on a gap, a
@@ -34,7 +35,7 @@ Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or S
   --drift-check DURATION    period of the kernel read-back (default 10s; 0 disables)
   --otlp-endpoint URL       export traces over OTLP/HTTP (default: off)
   --log-level LEVEL         trace, debug, info (default), warn, error
-`;
+${CLIENT_TLS_USAGE}`;
 
 export async function executorCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
   let values;
@@ -54,6 +55,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
         'drift-check': { type: 'string', default: '10s' },
         'otlp-endpoint': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
+        ...clientTlsOptions,
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -74,6 +76,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     if (t !== 'ipv4' && t !== 'ipv6') throw new UsageError(`--ip-families takes ipv4 and/or ipv6, not ${JSON.stringify(f)}`);
     return t === 'ipv4' ? 'IPv4' : 'IPv6';
   });
+  const controllerTls = clientTlsFiles(values);
   const driftCheckMs = values['drift-check'] === '0' ? 0 : parseDuration(values['drift-check'], '--drift-check');
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
@@ -93,6 +96,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
       node: values.node,
       natsUrl: values.nats!,
       controller: values.controller!,
+      ...(controllerTls ? { controllerTls } : {}),
       createBackend,
       families,
       healthzListen: values['healthz-listen'],

@@ -1,13 +1,17 @@
 // kpx status: every node as the controller sees it — desired and acked generation, digest match, lag, errors.
 import { parseArgs } from 'node:util';
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { NodeSyncClient, type NodeStatus, type StatusResponse } from '@kpx/proto';
+import { ControllerCallError, controllerCredentials } from '@kpx/executor';
+import type { TlsMaterial } from '@kpx/transport';
 import { UsageError } from './errors.js';
 import { formatTable, shortDigest } from './format.js';
 import type { Io } from './main.js';
+import { CLIENT_TLS_USAGE, clientTls, clientTlsOptions } from './tls-flags.js';
 
 export const STATUS_USAGE = `usage: kpx status --controller HOST:PORT [--node NAME] [-o table|json|yaml]
+                  [--tls-cert-file FILE --tls-private-key-file FILE --ca-file FILE]
 
 Asks the controller (gRPC NodeSync.Status) and prints every node and IP family: the generation and digest it
 should have, the generation and digest its executor acked, whether they match, how long it has lagged, what the
@@ -15,7 +19,8 @@ kernel read back, drift repaired, and the last error. IN-SYNC is "yes" only when
 state, it is in JetStream, and the executor acked recently; else "pending" (the controller holds changes for the
 node that JetStream has not acknowledged: NATS down, publishes failing), "stale" (no ack for longer than the
 controller's --stale-after) or "no". Exit status 0 when every node is in sync, 3 when not.
-`;
+
+${CLIENT_TLS_USAGE}`;
 
 export const OutputFormat = { Table: 'table', Json: 'json', Yaml: 'yaml' } as const;
 export type OutputFormat = (typeof OutputFormat)[keyof typeof OutputFormat];
@@ -98,10 +103,10 @@ function syncWord(n: NodeStatus): string {
 /** Status of thousands of nodes exceeds grpc-js's default 4 MiB receive limit. */
 export const MaxStatusBytes = 256 * 1024 * 1024;
 
-export function fetchStatus(address: string, node = '', deadlineMs = 10_000): Promise<StatusResponse> {
-  const client = new NodeSyncClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': MaxStatusBytes });
+export function fetchStatus(address: string, node = '', deadlineMs = 10_000, tls?: TlsMaterial): Promise<StatusResponse> {
+  const client = new NodeSyncClient(address, controllerCredentials(tls), { 'grpc.max_receive_message_length': MaxStatusBytes });
   return new Promise<StatusResponse>((resolve, reject) => {
-    client.status({ node }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(new Error(`controller ${address}: ${err.details || err.message}`)) : resolve(res)));
+    client.status({ node }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(new ControllerCallError(address, 'Status', err)) : resolve(res)));
   }).finally(() => client.close());
 }
 
@@ -114,6 +119,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
         controller: { type: 'string' },
         node: { type: 'string', default: '' },
         output: { type: 'string', short: 'o', default: OutputFormat.Table },
+        ...clientTlsOptions,
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -129,7 +135,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
   if (!values.controller) throw new UsageError(`--controller is required\n${STATUS_USAGE}`);
   const format = values.output;
   if (format !== OutputFormat.Table && format !== OutputFormat.Json && format !== OutputFormat.Yaml) throw new UsageError(`-o must be table, json or yaml, not ${JSON.stringify(format)}`);
-  const res = await fetchStatus(values.controller, values.node);
+  const res = await fetchStatus(values.controller, values.node, undefined, clientTls(values, io));
   if (format === OutputFormat.Table) io.stdout(statusTable(res));
   else if (format === OutputFormat.Json) io.stdout(`${JSON.stringify(statusJson(res), null, 2)}\n`);
   else io.stdout(stringify(statusJson(res)));

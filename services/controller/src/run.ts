@@ -4,8 +4,8 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
-import { connectWithRetry, ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
-import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
+import { connectWithRetry, ensureAuditStream, publishAuditRecord, readTlsFiles, type AuditRecord, type GenerationRecord, type TlsFiles } from '@kpx/transport';
+import { insecureListenRefusal, startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { Leadership, type ControllerLeaderElection } from './leadership.js';
 import { StandbyBuffer } from './standby-buffer.js';
 import { MaxDriftLines } from './tracker.js';
@@ -51,6 +51,10 @@ export interface ControllerRunOptions {
    * standby does not listen, so executors' connections land on the leader); see leadership.ts.
    */
   readonly leaderElection?: ControllerLeaderElection;
+  /** mTLS of gRPC NodeSync (--tls-cert-file, --tls-private-key-file, --client-ca-file); see grpc-server.ts. */
+  readonly grpcTls?: TlsFiles;
+  /** Serve gRPC NodeSync without TLS on a non-loopback address (--insecure); refused otherwise. */
+  readonly grpcInsecure?: boolean;
 }
 
 export interface RunningController {
@@ -78,6 +82,13 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       for (const c of [...cleanups].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
     })());
   try {
+    // Before anything else: an unreadable key or an unprotected listen address stops the start.
+    const tls = opts.grpcTls ? readTlsFiles(opts.grpcTls, { caFlag: '--client-ca-file', warn: (fields, message) => logger.warn(fields, message) }) : undefined;
+    const refusal = insecureListenRefusal(opts.grpcListen, { tls: tls !== undefined, insecure: opts.grpcInsecure === true });
+    if (refusal) throw new Error(refusal);
+    if (!tls && insecureListenRefusal(opts.grpcListen, { tls: false, insecure: false }) !== undefined) {
+      logger.warn({ grpc: opts.grpcListen }, 'INSECURE: gRPC NodeSync serves a non-loopback address without TLS (--insecure): anyone who reaches it can ack for any node, fetch any node\'s rules and read status');
+    }
     const nc: NatsConnection = await connectWithRetry(
       { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 },
       { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
@@ -196,6 +207,9 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
           if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
         },
         ...(leadership ? { leadership: () => leadership.status() } : {}),
+        ...(tls ? { tls } : {}),
+        insecure: opts.grpcInsecure === true,
+        onDenied: (method, identity) => metrics.deniedRequests.inc({ method, identity }),
       });
       if (leadership) logger.info({ grpc: grpc.address }, 'gRPC NodeSync listening (leader)');
     };
@@ -232,7 +246,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     cleanups.push(() => opts.source.stop());
     // Campaign once the source runs: a new leader compiles at once from a warm model.
     leadership?.start();
-    logger.info({ grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
+    logger.info({ grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`, grpcTls: tls !== undefined, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
     return {
       pipeline,
       get grpcAddress() {

@@ -1,9 +1,23 @@
 // The executor's side of gRPC NodeSync: snapshots and acks, with trace context in the metadata.
-import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { context } from '@opentelemetry/api';
 import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk } from '@kpx/proto';
 import { injectTraceMetadata } from '@kpx/telemetry';
-import { StoppingError } from './errors.js';
+import type { TlsMaterial } from '@kpx/transport';
+import { ControllerCallError, StoppingError } from './errors.js';
+
+/**
+ * The credentials of a NodeSync client: mTLS with the client's certificate (CN=system:node:<node>, O=system:nodes
+ * for an executor; an operator's CN for the CLI) and the CA that signed the controller's; plaintext without.
+ */
+export function controllerCredentials(tls: TlsMaterial | undefined): ChannelCredentials {
+  return tls ? credentials.createSsl(tls.ca, tls.key, tls.cert) : credentials.createInsecure();
+}
+
+export interface ControllerClientOptions {
+  /** mTLS (see controllerCredentials); plaintext without. */
+  readonly tls?: TlsMaterial;
+}
 
 /** Runs `fn` once when `signal` aborts; returns what removes the listener (call it once the call settled). */
 function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
@@ -26,8 +40,12 @@ export interface CallOptions {
 export class ControllerClient {
   private readonly client: NodeSyncClient;
 
-  constructor(address: string, private readonly deadlineMs = 10_000) {
-    this.client = new NodeSyncClient(address, credentials.createInsecure(), {
+  constructor(
+    private readonly address: string,
+    private readonly deadlineMs = 10_000,
+    options: ControllerClientOptions = {},
+  ) {
+    this.client = new NodeSyncClient(address, controllerCredentials(options.tls), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       // Reconnect quickly after a controller restart.
       'grpc.initial_reconnect_backoff_ms': 200,
@@ -64,7 +82,7 @@ export class ControllerClient {
       });
       stream.on('error', (err: ServiceError) => {
         if (err.code === GrpcStatus.NOT_FOUND) resolve(undefined);
-        else if (err.code !== GrpcStatus.CANCELLED) reject(err);
+        else if (err.code !== GrpcStatus.CANCELLED) reject(new ControllerCallError(this.address, 'GetSnapshot', err));
       });
       stream.on('end', () => resolve(head ? { generation: head.generation, digest: head.digest, objects } : undefined));
     });
@@ -78,7 +96,7 @@ export class ControllerClient {
       let done = (): void => undefined;
       const call = this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
         done();
-        if (err) reject(err);
+        if (err) reject(new ControllerCallError(this.address, 'Ack', err));
         else resolve(res);
       });
       done = onAbort(options.signal, () => {

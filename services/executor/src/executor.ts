@@ -16,6 +16,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
+import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
 import { lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
 import { abortable, sleep } from './abortable.js';
@@ -302,6 +303,9 @@ export class Executor {
       return this.rejected(fam, RejectReason.Gap, `delta ${d.generation} continues generation ${d.prevGeneration}, the node is at ${fam.state.generation}`);
     }
     if (d.digest === '') return this.rejected(fam, RejectReason.Digest, `seq ${rec.seq}: delta ${d.generation} announces no digest`);
+    // Nothing outside kpx's namespace reaches the kernel, whoever published it: the whole delta is refused.
+    const forbidden = findForbiddenObject(d.upserts);
+    if (forbidden) return this.rejected(fam, RejectReason.ForbiddenObject, `seq ${rec.seq}: delta ${d.generation}: ${forbidden.message}`);
     await this.apply(fam, d, rec.headers);
   }
 
@@ -492,6 +496,12 @@ export class Executor {
 
   /** Restores `snap` into the kernel, makes it the family's state and acks it. */
   private async converge(fam: Family, snap: FetchedSnapshot, reason: string, t0: number): Promise<AckResponse | undefined> {
+    const forbidden = findForbiddenObject(snap.objects);
+    if (forbidden) {
+      // Refused as a whole, like a delta; resync retries with backoff (the controller's next snapshot may be sound).
+      this.rejections.add(RejectReason.ForbiddenObject, `snapshot ${snap.generation}: ${forbidden.message}`);
+      throw forbidden;
+    }
     const state = RuleState.from(snap.objects, snap.generation);
     if (snap.digest && state.digest !== snap.digest) throw new SnapshotDigestError(snap.generation);
     await abortable(fam.backend.restore(state), this.abort.signal, 'restore');

@@ -1,6 +1,6 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez /metrics.
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectWithRetry } from '@kpx/transport';
+import { connectWithRetry, readTlsFiles, type TlsFiles } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
 import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HealthTracker, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
@@ -14,6 +14,8 @@ export interface ExecutorRunOptions {
   readonly natsUrl: string;
   /** The controller's gRPC address, host:port. */
   readonly controller: string;
+  /** mTLS to the controller (--tls-cert-file, --tls-private-key-file, --ca-file): the node's certificate. */
+  readonly controllerTls?: TlsFiles;
   /** The backend of each IP family the node programs. */
   readonly createBackend: (family: string) => Backend;
   /** IP families (default both). */
@@ -71,7 +73,8 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       }
     })());
   try {
-    const controller = new ControllerClient(opts.controller);
+    const tls = opts.controllerTls ? readTlsFiles(opts.controllerTls, { caFlag: '--ca-file', warn: (fields, message) => logger.warn(fields, message) }) : undefined;
+    const controller = new ControllerClient(opts.controller, undefined, tls ? { tls } : {});
     cleanups.push({ what: 'controller client', fn: () => Promise.resolve(controller.close()) });
     // NATS may not be up yet (a node booting first, an outage): wait for it, stoppable by SIGTERM.
     const nc: NatsConnection = await connectWithRetry(

@@ -2,6 +2,7 @@
 // SIGTERM while they wait stops them at once with exit status 0.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { startNatsServer } from '@kpx/testing';
 import { runKpx } from './io.js';
@@ -23,6 +24,18 @@ function kpx(args: readonly string[]): Proc {
   return p;
 }
 
+/** A loopback port free now (bound, then released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
@@ -40,7 +53,7 @@ test('a controller and an executor started before NATS wait for it, then converg
   t.after(() => {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
   });
-  const grpcPort = 20000 + Math.floor(Math.random() * 20000);
+  const grpcPort = await freePort();
   const controller = kpx(['controller', '--manifests', examples, '--nats', nats.url, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--metrics-listen', '127.0.0.1:0']);
   const executor = kpx(['executor', '--node', 'node-a', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0']);
   const quitter = kpx(['executor', '--node', 'node-b', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0']);

@@ -4,7 +4,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
-import { connectWithRetry, ensureAuditStream, publishAuditRecord, type AuditRecord, type GenerationRecord } from '@kpx/transport';
+import { connectWithRetry, ensureAuditStream, inboxPrefix, NatsRole, natsConnectionOptions, publishAuditRecord, type AuditRecord, type GenerationRecord, type NatsAuth, type Signer } from '@kpx/transport';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
 import { Leadership, type ControllerLeaderElection } from './leadership.js';
 import { StandbyBuffer } from './standby-buffer.js';
@@ -51,6 +51,10 @@ export interface ControllerRunOptions {
    * standby does not listen, so executors' connections land on the leader); see leadership.ts.
    */
   readonly leaderElection?: ControllerLeaderElection;
+  /** NATS credentials and TLS (issue #15). */
+  readonly natsAuth?: NatsAuth;
+  /** Signs every delta and snapshot (issue #15); without it they go unsigned, and a warning says so. */
+  readonly signer?: Signer;
 }
 
 export interface RunningController {
@@ -79,7 +83,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     })());
   try {
     const nc: NatsConnection = await connectWithRetry(
-      { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 },
+      { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500, inboxPrefix: inboxPrefix(NatsRole.Controller), ...(await natsConnectionOptions(opts.natsAuth ?? {})) },
       { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
     );
     let natsUp = true;
@@ -95,7 +99,10 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       snapshotsKept: opts.snapshotsKept ?? 2,
       ...(opts.publishTimeoutMs !== undefined ? { publishTimeoutMs: opts.publishTimeoutMs } : {}),
       ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}),
+      ...(opts.signer ? { signer: opts.signer } : {}),
     });
+    if (opts.signer) logger.info({ keyId: opts.signer.keyId }, 'signing deltas and snapshots');
+    else logger.warn('deltas and snapshots are unsigned: executors cannot tell them from forged ones (--signing-key)');
     await ensureAuditStream(jsm, { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}), ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}) });
     // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
     const writing = { sink: ports.sink, snapshots: ports.snapshots, generations: ports.generations, audit: { append: (o: SyncOutcome) => publishAuditRecord(js, generationRecord(o)) } };

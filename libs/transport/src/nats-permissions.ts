@@ -60,7 +60,7 @@ export function rolePermissions(role: NatsRole, node?: string): NatsPermissions 
       const subject = `${DeltaSubjectPrefix}.${encodeNodeToken(node)}`;
       return {
         publish: {
-          allow: [`${Api}.STREAM.INFO.${DeltaStream}`, `${Api}.CONSUMER.CREATE.${DeltaStream}.*.${subject}`, ...consumerUse(DeltaStream), `${Api}.DIRECT.GET.${DeltaStream}.${subject}`, ...snapshotReads()],
+          allow: [`${Api}.INFO`, `${Api}.STREAM.INFO.${DeltaStream}`, `${Api}.CONSUMER.CREATE.${DeltaStream}.*.${subject}`, ...consumerUse(DeltaStream), `${Api}.DIRECT.GET.${DeltaStream}.${subject}`, ...snapshotReads()],
           deny,
         },
         subscribe: { allow: [`${inboxPrefix(role, node)}.>`] },

@@ -31,14 +31,14 @@ export class PushSource implements Source {
 
 export const Node = 'n1';
 
-const node: NodeObject = {
+export const node: NodeObject = {
   apiVersion: 'v1',
   kind: 'Node',
   metadata: { name: Node },
   spec: { podCIDR: '10.244.1.0/24' },
   status: { addresses: [{ type: 'InternalIP', address: '10.0.0.11' }] },
 };
-const service: ServiceObject = {
+export const service: ServiceObject = {
   apiVersion: 'v1',
   kind: 'Service',
   metadata: { name: 'web', namespace: 'faults' },

@@ -5,6 +5,7 @@ import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
+import { loadSigner, natsAuthOf, NatsAuthFlags, NatsAuthUsage } from './security-flags.js';
 
 export const CONTROLLER_USAGE = `usage: kpx controller (--manifests DIR | --kubeconfig FILE | --in-cluster) --nats URL --grpc-listen HOST:PORT
                       [--metrics-listen HOST:PORT] [--config FILE] [options]
@@ -45,7 +46,12 @@ leader election (kube-controller-manager's flags; run two or more controllers, o
   --leader-elect-resource-name NAME       the lease's name (default kpx-controller)
   --leader-elect-resource-namespace NS    the Lease's namespace (default $POD_NAMESPACE, else kpx-system)
   --log-level LEVEL        trace, debug, info (default), warn, error
-`;
+
+signing (issue #15):
+  --signing-key FILE       sign every delta and snapshot with this Ed25519 key (PEM PKCS#8); without it they go
+                           unsigned and a warning says so
+
+${NatsAuthUsage}`;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -101,6 +107,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
         'leader-elect-resource-namespace': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h' },
+        ...NatsAuthFlags,
+        'signing-key': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -167,6 +175,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     const invalid = validateTiming({ leaseDurationMs: timing.leaseDurationMs ?? 15_000, renewDeadlineMs: timing.renewDeadlineMs ?? 10_000, retryPeriodMs: timing.retryPeriodMs ?? 2_000 });
     if (invalid) throw new UsageError(`leader election: ${invalid}`);
   }
+  const natsAuth = await natsAuthOf(values);
+  const signer = values['signing-key'] !== undefined ? await loadSigner(values['signing-key']) : undefined;
   if (run.signal.aborted) return 0;
   let controller;
   try {
@@ -190,6 +200,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
       ...(leaderElection ? { leaderElection } : {}),
       logLevel: values['log-level'],
       signal: run.signal,
+      natsAuth,
+      ...(signer ? { signer } : {}),
     });
   } catch (err) {
     // SIGTERM while waiting for NATS: a clean stop.

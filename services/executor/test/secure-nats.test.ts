@@ -124,7 +124,8 @@ async function connectAs(who: keyof typeof creds, role: NatsRole, node?: string)
 /** Rejects with a permission violation (the server's -ERR, surfaced by nats.js) within the JetStream timeout. */
 async function violation(what: string, p: Promise<unknown>): Promise<void> {
   await assert.rejects(p, (err: Error) => {
-    const text = `${err.name} ${err.message} ${String((err as { cause?: unknown }).cause ?? '')}`;
+    const cause = (err as { cause?: unknown }).cause;
+    const text = `${err.name} ${err.message} ${cause instanceof Error ? cause.message : ''}`;
     assert.match(text, /permission/i, `${what}: ${text}`);
     return true;
   }, what);

@@ -165,6 +165,14 @@ test("a node's credentials: its own subject and replay, nothing of another node'
     assert.match(String(await inbox.closed), /permission/i, "subscribe to n2's inbox");
     await violation('a consumer filtered to kpx.delta.n2', drain(readDeltas(js, 'n2')));
     await violation('a direct get of kpx.delta.n2', lastDelta(js, 'n2'));
+    // A hand-made create request whose subject names n1's filter but whose body asks for n2's, or for the whole
+    // stream: the server refuses the mismatch.
+    for (const filter of ['kpx.delta.n2', undefined]) {
+      const body = { stream_name: 'KPX_DELTAS', config: { name: 'evil', ack_policy: 'none', deliver_policy: 'all', ...(filter ? { filter_subject: filter } : {}) } };
+      const res = await nc.request('$JS.API.CONSUMER.CREATE.KPX_DELTAS.evil.kpx.delta.n1', JSON.stringify(body), { timeout: 3000 });
+      const answer = res.json<{ error?: { description: string } }>();
+      assert.match(answer.error?.description ?? 'created', /filter/i, `a body filtered to ${filter ?? 'nothing'}: ${JSON.stringify(answer)}`);
+    }
     // No publish: not a delta on its own subject, not on another's, not an audit record.
     const d = desired()!;
     await violation('publish a delta on kpx.delta.n1', js.publish('kpx.delta.n1', rawDelta(d.generation + 1, d.generation, d.digest)));

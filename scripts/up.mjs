@@ -4,9 +4,14 @@
 //   here, loopback only, never linked to the root namespace); otherwise the executors run with --dry-run.
 // Ctrl-C stops everything and removes the namespaces.
 import { execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { defaultKubeProxyConfig, readManifestDir } from '@kpx/model';
 import { ManifestsDirSource, runController } from '@kpx/controller';
 import { startNatsServer } from '@kpx/testing';
+import { natsServerAuthConfig, NatsRole, newNkeyUser, signerFromPem } from '@kpx/transport';
 
 const dir = process.argv[2] ?? 'examples';
 const grpcListen = process.env.KPX_GRPC_LISTEN ?? '127.0.0.1:10260';
@@ -38,8 +43,35 @@ async function stop(code = 0) {
 process.on('SIGINT', () => void stop());
 process.on('SIGTERM', () => void stop());
 
+/**
+ * Throwaway secrets (issue #15), in a temporary directory removed on exit: an Ed25519 signing key (the controller
+ * signs every delta and snapshot, the executors verify) and one nkey per NATS user with least privilege per role.
+ */
+async function demoSecrets() {
+  const secrets = await mkdtemp(path.join(tmpdir(), 'kpx-up-'));
+  cleanups.push(() => rm(secrets, { recursive: true, force: true }));
+  const file = async (name, text) => {
+    const f = path.join(secrets, name);
+    await writeFile(f, text, { mode: 0o600 });
+    return f;
+  };
+  const keys = generateKeyPairSync('ed25519');
+  const signingPem = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const verifyKeys = await file('verify.pem', keys.publicKey.export({ type: 'spki', format: 'pem' }).toString());
+  const users = [{ role: NatsRole.Controller, name: 'controller' }, { role: NatsRole.Operator, name: 'operator' }, ...nodes.map((node) => ({ role: NatsRole.Node, node, name: `node-${node}` }))];
+  const creds = {};
+  const specs = [];
+  for (const u of users) {
+    const k = newNkeyUser();
+    creds[u.name] = await file(`${u.name}.nk`, `${k.seed}\n`);
+    specs.push({ role: u.role, nkey: k.publicKey, ...(u.node ? { node: u.node } : {}) });
+  }
+  return { dir: secrets, signer: signerFromPem(signingPem), verifyKeys, creds, natsConfig: natsServerAuthConfig(specs) };
+}
+
 try {
-  const nats = await startNatsServer({ jetstream: true });
+  const secrets = await demoSecrets();
+  const nats = await startNatsServer({ jetstream: true, extraConfig: secrets.natsConfig });
   cleanups.push(() => nats.stop());
   const controller = await runController({
     source: new ManifestsDirSource({ dir }),
@@ -49,12 +81,14 @@ try {
     metricsListen,
     config: defaultKubeProxyConfig(),
     logLevel: process.env.KPX_LOG_LEVEL ?? 'warn',
+    natsAuth: { credsFile: secrets.creds.controller },
+    signer: secrets.signer,
   });
   cleanups.push(() => controller.stop());
 
   const executors = [];
   for (const [i, node] of nodes.entries()) {
-    const args = ['executor', '--node', node, '--nats', nats.url, '--controller', controller.grpcAddress, '--healthz-listen', `127.0.0.1:${10256 + 10 * (i + 1)}`, '--log-level', process.env.KPX_LOG_LEVEL ?? 'warn'];
+    const args = ['executor', '--node', node, '--nats', nats.url, '--controller', controller.grpcAddress, '--healthz-listen', `127.0.0.1:${10256 + 10 * (i + 1)}`, '--log-level', process.env.KPX_LOG_LEVEL ?? 'warn', '--nats-creds', secrets.creds[`node-${node}`], '--verify-keys', secrets.verifyKeys];
     if (root) {
       const ns = `kpx-up-${node}`.slice(0, 15);
       execFileSync('ip', ['netns', 'add', ns]);
@@ -84,6 +118,8 @@ try {
 ${executors.map((e) => `  executor ${e.node.padEnd(10)} ${e.args.includes('--netns') ? `netns ${e.args[e.args.indexOf('--netns') + 1]}`.padEnd(18) : 'dry-run'.padEnd(18)} http://${e.args[e.args.indexOf('--healthz-listen') + 1]}/healthz`).join('\n')}
 
   status:   npx kpx status --controller ${controller.grpcAddress}
+  replay:   npx kpx replay --nats ${nats.url} --nats-creds ${secrets.creds.operator} --verify-keys ${secrets.verifyKeys} --node ${nodes[0]}
+  secrets:  ${secrets.dir} (throwaway: a signing key, its public key, one NATS nkey per role; removed on exit)
   rules:    ${root ? `ip netns exec kpx-up-${nodes[0]} iptables-save -t nat` : `npx kpx render --manifests ${dir} --node ${nodes[0]}`}
   change:   edit a file in ${dir}/ and watch the generation move in kpx status
 

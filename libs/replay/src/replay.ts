@@ -3,7 +3,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Cause, Delta, RuleObject, Timestamp } from '@kpx/proto';
 import { diffStates, objectIdOf, type HashedObject, type RuleState } from '@kpx/ruleset';
-import { getSnapshot, lastDelta, listSnapshots, readDeltaMessages, readDeltas, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
+import { getSnapshot, lastDelta, listSnapshots, readDeltaMessages, readDeltas, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
 import { OutsideRetentionError, ReplayError } from './errors.js';
 import { ObjectHasher } from './hasher.js';
 
@@ -23,6 +23,11 @@ export interface ReplayOptions {
   readonly badDigest?: 'fail' | 'skip';
   /** Called for each message skipped (see ReplayedState.skipped). */
   readonly onSkipped?: (skipped: SkippedMessage) => void;
+  /**
+   * Verify signatures with these keys: a delta that does not verify is skipped (reason `signature`), a snapshot
+   * that does not verify fails the replay (SignatureError).
+   */
+  readonly verifier?: Verifier | undefined;
 }
 
 /** A message of the node's subject that replay did not apply. */
@@ -70,7 +75,7 @@ export interface ObjectChange {
   readonly after?: RuleObject | undefined;
 }
 
-async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, to: number | undefined): Promise<RuleState> {
+async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, to: number | undefined, verifier: Verifier | undefined): Promise<RuleState> {
   const refs = (await listSnapshots(js, node)).filter((r) => r.ipFamily === family);
   const usable = refs.filter((r) => to === undefined || r.generation <= to).sort((a, b) => b.generation - a.generation);
   const best = usable[0];
@@ -82,7 +87,7 @@ async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: st
         : `generation ${to ?? 'latest'} of node ${node} ${family} is outside retention: the oldest retained snapshot is generation ${held[0]} (retained: ${held.join(', ')})`,
     );
   }
-  const snap = await getSnapshot(js, node, family, { generation: best.generation });
+  const snap = await getSnapshot(js, node, family, { generation: best.generation, ...(verifier ? { verifier } : {}) });
   if (!snap) throw new OutsideRetentionError(`snapshot ${best.generation} of node ${node} ${family} disappeared while reading it`);
   const state = hasher.stateOf(snap.objects, snap.generation);
   if (snap.digest && state.digest !== snap.digest) throw new ReplayError(`snapshot ${snap.generation} of node ${node} ${family} does not reach its own digest`);
@@ -169,10 +174,14 @@ class ChainWalk {
   }
 
   private async snapshotMarker(seq: number, d: Delta): Promise<Delta | undefined> {
-    const snap = await getSnapshot(this.js, this.opts.node, this.opts.family, { generation: d.generation });
+    const snap = await getSnapshot(this.js, this.opts.node, this.opts.family, { generation: d.generation, ...this.verifying() });
     if (!snap) return this.breakAt(seq, d);
     this.state = this.hasher.stateOf(snap.objects, snap.generation);
     return this.moved(d);
+  }
+
+  private verifying(): { verifier?: Verifier } {
+    return this.opts.verifier ? { verifier: this.opts.verifier } : {};
   }
 
   private moved(d: Delta): Delta {
@@ -198,7 +207,7 @@ class ChainWalk {
 
   /** A message of the family at or before the starting generation precedes the break: retention reaches back past it. */
   private async olderRetained(brk: Break): Promise<boolean> {
-    for await (const r of readDeltas(this.js, this.opts.node, { ipFamily: this.opts.family })) {
+    for await (const r of readDeltas(this.js, this.opts.node, { ipFamily: this.opts.family, ...this.verifying() })) {
       if (r.seq >= brk.seq) return false;
       if (r.delta.generation <= brk.held) return true;
     }
@@ -216,9 +225,10 @@ class ChainWalk {
 /** The node's rule set at generation `to` (default: the newest), rebuilt from JetStream. */
 export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promise<ReplayedState> {
   const hasher = new ObjectHasher();
-  const walk = new ChainWalk(js, hasher, opts, await startingPoint(js, hasher, opts.node, opts.family, opts.to));
+  const walk = new ChainWalk(js, hasher, opts, await startingPoint(js, hasher, opts.node, opts.family, opts.to, opts.verifier));
   const snapshotGeneration = walk.state.generation;
-  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: snapshotGeneration, ipFamily: opts.family })) await walk.offer(m);
+  const verifying = opts.verifier ? { verifier: opts.verifier } : {};
+  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: snapshotGeneration, ipFamily: opts.family, ...verifying })) await walk.offer(m);
   await walk.finish();
   return walk.result(snapshotGeneration);
 }
@@ -227,7 +237,7 @@ export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promis
 export async function* replaySteps(js: JetStreamClient, opts: ReplayOptions & { readonly from: number }): AsyncGenerator<ReplayStep, ReplayedState> {
   const start = await replayTo(js, { ...opts, to: opts.from });
   const walk = new ChainWalk(js, new ObjectHasher(), opts, start.state);
-  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: start.generation, ipFamily: opts.family })) {
+  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: start.generation, ipFamily: opts.family, ...(opts.verifier ? { verifier: opts.verifier } : {}) })) {
     // A delta changes the state in place: its changes are read before; a snapshot marker replaces the state.
     const before = walk.state;
     const deltaChanges = m.ok && !m.record.delta.snapshot ? changesOf(m.record.delta, before.objects) : [];
@@ -259,7 +269,7 @@ function snapshotChanges(before: ReadonlyMap<string, HashedObject>, after: Reado
 }
 
 /** Live deltas of a node from now on (all families), until `signal` aborts. */
-export async function* followDeltas(js: JetStreamClient, node: string, signal?: AbortSignal): AsyncGenerator<DeltaRecord> {
-  const last = await lastDelta(js, node);
-  yield* readDeltas(js, node, { follow: true, ...(last ? { startSeq: last.seq + 1 } : {}), ...(signal ? { signal } : {}) });
+export async function* followDeltas(js: JetStreamClient, node: string, signal?: AbortSignal, verifier?: Verifier, onRejected?: (rejected: { seq: number; reason: string; detail: string }) => void): AsyncGenerator<DeltaRecord> {
+  const last = await lastDelta(js, node, verifier ? { verifier } : {});
+  yield* readDeltas(js, node, { follow: true, ...(last ? { startSeq: last.seq + 1 } : {}), ...(signal ? { signal } : {}), ...(verifier ? { verifier } : {}), ...(onRejected ? { onRejected } : {}) });
 }

@@ -17,6 +17,7 @@ import {
 } from '@nats-io/jetstream';
 import { MsgHdrsImpl, nanos, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { PayloadTooLargeError, StreamConfigError } from './errors.js';
+import { deltaSigningInput, type Signer, type Verifier } from './signing.js';
 import { deltaMsgId, deltaSubject, DeltaStream, DeltaSubjectFilter, Header } from './subjects.js';
 
 /** Limits of the delta stream. */
@@ -113,6 +114,8 @@ export interface PublishDeltaOptions {
   maxPayload?: number;
   /** Publish timeout in milliseconds (default: the JetStream client's). */
   timeoutMs?: number;
+  /** Signs the delta (Kpx-Key-Id and Kpx-Signature headers); unsigned without. */
+  signer?: Signer;
 }
 
 export interface PublishedDelta {
@@ -131,6 +134,10 @@ export async function publishDelta(js: JetStreamClient, delta: Delta, options: P
   const subject = deltaSubject(delta.node);
   const data = Delta.encode(delta).finish();
   const headers = deltaHeaders(delta, options.traceHeaders ?? {});
+  if (options.signer) {
+    headers.set(Header.KeyId, options.signer.keyId);
+    headers.set(Header.Signature, options.signer.sign(deltaSigningInput(delta.node, String(delta.generation), data)));
+  }
   const size = data.length + headers.encode().length;
   const maxPayload = options.maxPayload ?? serverMaxPayload(js);
   if (size > maxPayload) {
@@ -204,6 +211,8 @@ export const RejectReason = {
   ModeFamily: 'mode_family',
   /** It holds an object that is not kpx's own (a chain, set, interface or rule text outside kpx's namespace). */
   ForbiddenObject: 'forbidden_object',
+  /** Unsigned, signed by a key the reader does not trust, or a signature that does not match (signing.ts). */
+  Signature: 'signature',
 } as const;
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 
@@ -235,6 +244,8 @@ export interface ReadDeltasOptions {
   signal?: AbortSignal;
   /** readDeltas only: called for each message it skips because it is not a delta of the node. */
   onRejected?: (rejected: RejectedMessage) => void;
+  /** Verify every message's signature with these keys; one that does not verify is rejected (`signature`). */
+  verifier?: Verifier;
 }
 
 /**
@@ -270,7 +281,7 @@ export async function* readDeltaMessages(js: JetStreamClient, node: string, opti
       for await (const msg of messages) {
         const caughtUp = !follow && msg.info.pending === 0;
         if (!unwantedByHeaders(msg.headers, options.fromGeneration ?? 0, options.ipFamily)) {
-          const m = toMessage(node, msg.seq, msg.headers, msg.data, msg.info.pending);
+          const m = toMessage(node, msg.seq, msg.headers, msg.data, msg.info.pending, options.verifier);
           if (!m.ok || wanted(m.record, options.fromGeneration ?? 0, options.ipFamily)) yield m;
         }
         if (caughtUp) break;
@@ -323,23 +334,28 @@ function wanted(record: DeltaRecord, fromGeneration: number, ipFamily: string | 
  * The newest delta of a node (the last message on its subject), or undefined when it has none. When the last
  * message is not a valid delta of the node, the newest one that is (a scan of the subject).
  */
-export async function lastDelta(js: JetStreamClient, node: string): Promise<DeltaRecord | undefined> {
-  const subject = deltaSubject(node);
-  const jsm = await js.jetstreamManager(false);
-  const msg: StoredMsg | null = await jsm.streams.getMessage(DeltaStream, { last_by_subj: subject });
+export async function lastDelta(js: JetStreamClient, node: string, options: { verifier?: Verifier } = {}): Promise<DeltaRecord | undefined> {
+  const msg = await lastMessage(js, node);
   if (msg === null) return undefined;
-  const m = toMessage(node, msg.seq, msg.header, msg.data);
+  const m = toMessage(node, msg.seq, msg.header, msg.data, 0, options.verifier);
   if (m.ok) return m.record;
   let newest: DeltaRecord | undefined;
-  for await (const r of readDeltas(js, node)) if (r.seq <= msg.seq) newest = r;
+  for await (const r of readDeltas(js, node, options)) if (r.seq <= msg.seq) newest = r;
   return newest;
 }
 
 /** The stream sequence of the last message on the node's subject (0 when it has none), whatever that message holds. */
 export async function lastDeltaSeq(js: JetStreamClient, node: string): Promise<number> {
+  return (await lastMessage(js, node))?.seq ?? 0;
+}
+
+/**
+ * The last message of the node's subject, by a direct get whose subject names it
+ * (`$JS.API.DIRECT.GET.KPX_DELTAS.kpx.delta.<node>`): a node's NATS user may be allowed exactly its own subject.
+ */
+async function lastMessage(js: JetStreamClient, node: string): Promise<Pick<StoredMsg, 'seq' | 'header' | 'data'> | null> {
   const jsm = await js.jetstreamManager(false);
-  const msg: StoredMsg | null = await jsm.streams.getMessage(DeltaStream, { last_by_subj: deltaSubject(node) });
-  return msg?.seq ?? 0;
+  return jsm.direct.getMessage(DeltaStream, { last_by_subj: deltaSubject(node) });
 }
 
 function headerRecord(headers: MsgHdrs | undefined): Record<string, string> {
@@ -351,9 +367,17 @@ function headerRecord(headers: MsgHdrs | undefined): Record<string, string> {
 }
 
 /** The message as a delta of `node`, or why it is not one. */
-function toMessage(node: string, seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending = 0): DeltaMessage {
+function toMessage(node: string, seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending = 0, verifier?: Verifier): DeltaMessage {
   const record = headerRecord(headers);
   const reject = (reason: RejectReason, detail: string): DeltaMessage => ({ ok: false, rejected: { seq, reason, detail: `seq ${seq}: ${detail}`, headers: record, pending } });
+  if (verifier) {
+    // Before decoding: nothing unverified is parsed. The signature binds the Kpx-Node and Kpx-Generation headers,
+    // which are then checked against the content below.
+    const signed = deltaSigningInput(record[Header.Node] ?? '', record[Header.Generation] ?? '', data);
+    const wrong = verifier.check(record[Header.KeyId], record[Header.Signature], signed);
+    if (wrong !== undefined) return reject(RejectReason.Signature, wrong);
+    if (record[Header.Node] === undefined || record[Header.Generation] === undefined) return reject(RejectReason.Signature, `signed without the ${Header.Node} and ${Header.Generation} headers`);
+  }
   let delta: Delta;
   try {
     delta = Delta.decode(data);

@@ -92,3 +92,21 @@ export class CredentialFileError extends Error {
     this.path = path;
   }
 }
+
+/** A signing or verify key cannot be used, or a stored object's signature does not verify. */
+export class SignatureError extends Error {
+  override readonly name = 'SignatureError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** NATS credentials or TLS options that cannot be used (a missing file, a user without a password). */
+export class NatsAuthError extends Error {
+  override readonly name = 'NatsAuthError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,5 +1,5 @@
 // @kpx/transport: NATS JetStream transport of kpx deltas and snapshots.
-export { CredentialFileError, DecodeError, FencedError, InvalidNodeNameError, PayloadTooLargeError, SnapshotError, StreamConfigError } from './errors.js';
+export { CredentialFileError, DecodeError, FencedError, InvalidNodeNameError, NatsAuthError, PayloadTooLargeError, SignatureError, SnapshotError, StreamConfigError } from './errors.js';
 export { readCredentialFile, readTlsFiles, tlsFilesFromFlags } from './credential-files.js';
 export type { ReadCredentialOptions, TlsFiles, TlsMaterial } from './credential-files.js';
 export {
@@ -24,7 +24,15 @@ export {
   snapshotObjectName,
   StateBucket,
   GenerationKey,
+  inboxPrefix,
+  NatsRole,
 } from './subjects.js';
+export { deltaSigningInput, keyIdOf, signerFromPem, snapshotSigningInput, verifierFromPem } from './signing.js';
+export type { Signer, Verifier } from './signing.js';
+export { NatsAuthFlags, NatsAuthUsage, natsAuthFromFlags, natsConnectionOptions } from './nats-auth.js';
+export type { NatsAuth, NatsAuthFlagValues } from './nats-auth.js';
+export { natsServerAuthConfig, newNkeyUser, nkeyPublicKey, rolePermissions } from './nats-permissions.js';
+export type { NatsPermissions, NatsUserSpec } from './nats-permissions.js';
 export { connectWithRetry } from './connect.js';
 export type { ConnectRetryOptions } from './connect.js';
 export { openGenerationCounter } from './generations.js';

@@ -14,7 +14,8 @@
 import { NodeRuleSet } from '@kpx/proto';
 import { JetStreamApiCodes, JetStreamApiError, StorageType, type JetStreamClient } from '@nats-io/jetstream';
 import { Objm, setSha256Backend, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
-import { DecodeError, SnapshotError } from './errors.js';
+import { DecodeError, SignatureError, SnapshotError } from './errors.js';
+import { snapshotSigningInput, type Signer, type Verifier } from './signing.js';
 import { encodeNodeToken, SnapshotBucket, SnapshotFamilies, SnapshotMeta, snapshotHeadName, snapshotObjectName } from './subjects.js';
 
 // The object store checks every snapshot's SHA-256; node:crypto does it in a fraction of the pure-JS default's time
@@ -40,6 +41,8 @@ export async function ensureSnapshotStore(js: JetStreamClient, options: Snapshot
 export interface PutSnapshotOptions {
   /** How many generations older than the latest to keep per node and family (default 2; 0 keeps only the latest). */
   keepOlder?: number;
+  /** Signs the encoded snapshot (metadata kpx-key-id, kpx-signature); unsigned without. */
+  signer?: Signer;
 }
 
 /** Where a stored snapshot is and what it holds. */
@@ -84,6 +87,12 @@ export async function putSnapshot(js: JetStreamClient, ruleSet: NodeRuleSet, opt
   const head = snapshotHeadName(ruleSet.node, ruleSet.ipFamily);
   const data = NodeRuleSet.encode(ruleSet).finish();
   const os = await openStore(js);
+  const signature: Record<string, string> = options.signer
+    ? {
+        [SnapshotMeta.KeyId]: options.signer.keyId,
+        [SnapshotMeta.Signature]: options.signer.sign(snapshotSigningInput(ruleSet.node, ruleSet.ipFamily, String(ruleSet.generation), data)),
+      }
+    : {};
 
   let stored: ObjectInfo;
   try {
@@ -96,6 +105,7 @@ export async function putSnapshot(js: JetStreamClient, ruleSet: NodeRuleSet, opt
           [SnapshotMeta.Mode]: ruleSet.mode,
           [SnapshotMeta.Generation]: String(ruleSet.generation),
           [SnapshotMeta.Digest]: ruleSet.digest,
+          ...signature,
         },
       },
       data,
@@ -163,6 +173,8 @@ function headGenerations(info: ObjectInfo): number[] {
 export interface GetSnapshotOptions {
   /** A retained generation; default the latest. */
   generation?: number;
+  /** Verify the snapshot's signature with these keys: SignatureError when it does not verify. */
+  verifier?: Verifier;
 }
 
 /**
@@ -200,6 +212,11 @@ export async function getSnapshot(
     throw new SnapshotError(`reading snapshot ${object} failed`, { cause });
   }
   if (data === null) return undefined;
+  if (options.verifier) {
+    const meta = (await os.info(object))?.metadata ?? {};
+    const wrong = options.verifier.check(meta[SnapshotMeta.KeyId], meta[SnapshotMeta.Signature], snapshotSigningInput(node, found.ipFamily, String(generation), data));
+    if (wrong !== undefined) throw new SignatureError(`snapshot ${object}: ${wrong}`);
+  }
   let ruleSet: NodeRuleSet;
   try {
     ruleSet = NodeRuleSet.decode(data);

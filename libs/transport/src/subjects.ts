@@ -47,6 +47,9 @@ export const Header = {
   TraceState: 'tracestate',
   /** JetStream's de-duplication header (set through the msg id). */
   MsgId: 'Nats-Msg-Id',
+  /** Id of the Ed25519 key that signed the delta (signing.ts), and the base64 signature. */
+  KeyId: 'Kpx-Key-Id',
+  Signature: 'Kpx-Signature',
 } as const;
 export type Header = (typeof Header)[keyof typeof Header];
 
@@ -59,6 +62,9 @@ export const SnapshotMeta = {
   Digest: 'kpx-digest',
   /** On a head object: the retained generations, newest first, comma-separated. */
   Generations: 'kpx-generations',
+  /** The signature of the encoded snapshot (signing.ts) and the id of its key. */
+  KeyId: 'kpx-key-id',
+  Signature: 'kpx-signature',
 } as const;
 
 /** The IP families a node may have snapshots for (Kubernetes IPFamily names). */
@@ -123,4 +129,21 @@ export function snapshotObjectName(node: string, ipFamily: string, generation: n
  */
 export function snapshotHeadName(node: string, ipFamily: string): string {
   return `${encodeNodeToken(node)}/${ipFamily}`;
+}
+
+/** Who talks to NATS, for inbox prefixes and the permissions of `kpx nats-config`. */
+export const NatsRole = { Controller: 'controller', Node: 'node', Operator: 'operator' } as const;
+export type NatsRole = (typeof NatsRole)[keyof typeof NatsRole];
+
+/**
+ * The inbox prefix of a role's connections: `_INBOX.kpx.<role>` (`_INBOX.kpx.node.<node token>` for an executor).
+ * Replies (JetStream API answers, consumer deliveries) come there, so each user may subscribe to its own inboxes
+ * only: a node cannot read the deliveries of another node's consumers.
+ */
+export function inboxPrefix(role: NatsRole, node?: string): string {
+  if (role === NatsRole.Node) {
+    if (node === undefined) throw new InvalidNodeNameError('', 'a node inbox needs the node name');
+    return `_INBOX.kpx.node.${encodeNodeToken(node)}`;
+  }
+  return `_INBOX.kpx.${role}`;
 }

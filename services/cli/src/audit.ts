@@ -1,20 +1,20 @@
 // kpx audit: what should each node have, does it, and why — from the controller (status, rules) and JetStream
 // (the audit log, the generation that produced a rule).
 import { parseArgs } from 'node:util';
-import { connect } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { stringify } from 'yaml';
 import type { RuleObject, StatusResponse } from '@kpx/proto';
 import { ControllerClient, type FetchedSnapshot } from '@kpx/executor';
 import { IptablesState, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
-import { readAudit, readDeltas, type AuditRecord, type TlsMaterial } from '@kpx/transport';
+import { type AuditRecord, readAudit, readDeltas, type TlsMaterial, type Verifier } from '@kpx/transport';
 import { parseDuration } from './controller.js';
 import { UsageError } from './errors.js';
 import { formatTable, shortDigest } from './format.js';
 import type { Io } from './main.js';
 import { fetchStatus } from './status.js';
 import { CLIENT_TLS_USAGE, clientTls, clientTlsOptions } from './tls-flags.js';
+import { connectOperator, loadVerifier, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
 
 export const AUDIT_USAGE = `usage: kpx audit --controller HOST:PORT [--node N] [-o table|json|yaml]
        kpx audit --controller HOST:PORT --node N --rules [--ip-family ipv4|ipv6]
@@ -33,7 +33,9 @@ export const AUDIT_USAGE = `usage: kpx audit --controller HOST:PORT [--node N] [
                      executors reported; --since 1h, --service NS/NAME, --node N narrow it
 
 with a controller serving mTLS (an operator's certificate: any CN but system:node:*):
-${CLIENT_TLS_USAGE}`;
+${CLIENT_TLS_USAGE}
+${VerifyUsage}
+${NatsAuthUsage}`;
 
 const familyOf = (flag: string): 'IPv4' | 'IPv6' => {
   if (flag === 'ipv4') return 'IPv4';
@@ -121,10 +123,10 @@ interface Explanation {
 }
 
 /** For each matched object: the newest retained delta of the node that wrote it, and that delta's causes. */
-async function explain(js: JetStreamClient, node: string, family: string, matched: readonly RuleObject[]): Promise<Explanation[]> {
+async function explain(js: JetStreamClient, node: string, family: string, matched: readonly RuleObject[], verifier: Verifier | undefined): Promise<Explanation[]> {
   const wanted = new Map(matched.map((o) => [`${o.kind}\u0000${o.key}`, o]));
   const found = new Map<string, Explanation>();
-  for await (const rec of readDeltas(js, node, { ipFamily: family })) {
+  for await (const rec of readDeltas(js, node, { ipFamily: family, ...(verifier ? { verifier } : {}) })) {
     const d = rec.delta;
     const hit = (kind: string, key: string): void => {
       const id = `${kind}\u0000${key}`;
@@ -173,6 +175,8 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
         output: { type: 'string', short: 'o', default: 'table' },
         ...clientTlsOptions,
         help: { type: 'boolean', short: 'h' },
+        ...NatsAuthFlags,
+        ...VerifyFlags,
       },
       strict: true,
       allowPositionals: false,
@@ -195,7 +199,7 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   };
 
   if (isLog) {
-    const nc = await connect({ servers: needs('nats', 'kpx audit log'), name: 'kpx-audit' });
+    const nc = await connectOperator(needs('nats', 'kpx audit log'), values, 'kpx-audit');
     try {
       const since = values.since !== undefined ? new Date(Date.now() - parseDuration(values.since, '--since')) : undefined;
       const out: AuditRecord[] = [];
@@ -217,9 +221,10 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   if (values.generation !== undefined) {
     const g = Number(values.generation);
     if (!Number.isSafeInteger(g) || g < 0) throw new UsageError(`--generation must be a generation number, not ${JSON.stringify(values.generation)}`);
-    const nc = await connect({ servers: needs('nats', '--generation'), name: 'kpx-audit' });
+    const verifier = await loadVerifier(values['verify-keys']);
+    const nc = await connectOperator(needs('nats', '--generation'), values, 'kpx-audit');
     try {
-      const r = await replayTo(jetstream(nc), { node: needs('node', '--generation'), family, to: g });
+      const r = await replayTo(jetstream(nc), { node: needs('node', '--generation'), family, to: g, verifier });
       const j = { node: r.node, ipFamily: r.family, generation: r.generation, digest: r.digest, objects: r.state.objects.size };
       io.stdout(format === 'table' ? `node ${j.node} ${j.ipFamily} at generation ${g}: state of generation ${j.generation}, digest ${j.digest}, ${j.objects} objects\n` : format === 'json' ? `${JSON.stringify(j, null, 2)}\n` : stringify(j));
       return 0;
@@ -245,9 +250,9 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
       io.stderr(`kpx: nothing in node ${node}'s ${family} rules (generation ${snap.generation}) matches ${JSON.stringify(target)}\n`);
       return 1;
     }
-    const nc = await connect({ servers: needs('nats', '--explain'), name: 'kpx-audit' });
+    const nc = await connectOperator(needs('nats', '--explain'), values, 'kpx-audit');
     try {
-      const ex = await explain(jetstream(nc), node, family, matched);
+      const ex = await explain(jetstream(nc), node, family, matched, await loadVerifier(values['verify-keys']));
       if (format === 'table') {
         for (const e of ex) {
           io.stdout(`${e.kind} ${e.key}\n  service port: ${e.owner || '-'}\n  written by generation ${e.generation || '? (older than the retained deltas)'}${e.snapshot ? ' (a snapshot: the node\'s initial state)' : ''}\n  causes: ${fmtCauses(e.causes)}\n`);

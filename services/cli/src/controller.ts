@@ -6,6 +6,7 @@ import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
 import { tlsFilesFromFlags } from '@kpx/transport';
+import { loadSigner, natsAuthOf, NatsAuthFlags, NatsAuthUsage } from './security-flags.js';
 
 export const CONTROLLER_USAGE = `usage: kpx controller (--manifests DIR | --kubeconfig FILE | --in-cluster) --nats URL --grpc-listen HOST:PORT
                       [--metrics-listen HOST:PORT] [--config FILE] [options]
@@ -55,7 +56,12 @@ gRPC NodeSync security (kube-apiserver's flag names; docs/security.md):
   --tls-private-key-file F its private key (warned about when group or others may read it)
   --client-ca-file FILE    the CA that signs client certificates
   --insecure               without TLS, listen on a non-loopback --grpc-listen anyway (refused otherwise)
-`;
+
+signing (issue #15):
+  --signing-key FILE       sign every delta and snapshot with this Ed25519 key (PEM PKCS#8); without it they go
+                           unsigned and a warning says so
+
+${NatsAuthUsage}`;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -115,6 +121,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
         'client-ca-file': { type: 'string' },
         insecure: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        ...NatsAuthFlags,
+        'signing-key': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -186,6 +194,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     const invalid = validateTiming({ leaseDurationMs: timing.leaseDurationMs ?? 15_000, renewDeadlineMs: timing.renewDeadlineMs ?? 10_000, retryPeriodMs: timing.retryPeriodMs ?? 2_000 });
     if (invalid) throw new UsageError(`leader election: ${invalid}`);
   }
+  const natsAuth = await natsAuthOf(values);
+  const signer = values['signing-key'] !== undefined ? await loadSigner(values['signing-key']) : undefined;
   if (run.signal.aborted) return 0;
   let controller;
   try {
@@ -211,6 +221,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
       grpcInsecure,
       logLevel: values['log-level'],
       signal: run.signal,
+      natsAuth,
+      ...(signer ? { signer } : {}),
     });
   } catch (err) {
     // SIGTERM while waiting for NATS: a clean stop.

@@ -9,6 +9,7 @@ import { untilAborted } from './format.js';
 import type { Io } from './main.js';
 import { loadProxyConfig } from './proxy-config.js';
 import { CLIENT_TLS_USAGE, clientTlsFiles, clientTlsOptions } from './tls-flags.js';
+import { loadVerifier, natsAuthOf, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
 
 export const EXECUTOR_USAGE = `usage: kpx executor [--node NAME] --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
                     [--dry-run] [--healthz-listen HOST:PORT] [--tls-cert-file F --tls-private-key-file F --ca-file F] [options]
@@ -35,7 +36,9 @@ Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or S
   --drift-check DURATION    period of the kernel read-back (default 10s; 0 disables)
   --otlp-endpoint URL       export traces over OTLP/HTTP (default: off)
   --log-level LEVEL         trace, debug, info (default), warn, error
-${CLIENT_TLS_USAGE}`;
+${CLIENT_TLS_USAGE}
+${VerifyUsage}
+${NatsAuthUsage}`;
 
 export async function executorCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
   let values;
@@ -57,6 +60,8 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
         'log-level': { type: 'string', default: 'info' },
         ...clientTlsOptions,
         help: { type: 'boolean', short: 'h' },
+        ...NatsAuthFlags,
+        ...VerifyFlags,
       },
       strict: true,
       allowPositionals: false,
@@ -89,6 +94,8 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   // A dry run follows the rule sets of the chosen mode too.
   const dryRunBackend = (): Backend => (ipvs ? Object.assign(new MemoryBackend(), { mode: 'ipvs' }) : new MemoryBackend());
   const createBackend = (family: string): Backend => (dryRun ? dryRunBackend() : new backendOf({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) }));
+  const natsAuth = await natsAuthOf(values);
+  const verifier = await loadVerifier(values['verify-keys']);
   if (run.signal.aborted) return 0;
   let executor;
   try {
@@ -104,6 +111,8 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
       ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
       logLevel: values['log-level'],
       signal: run.signal,
+      natsAuth,
+      ...(verifier ? { verifier } : {}),
       ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
     });
   } catch (err) {

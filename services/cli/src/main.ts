@@ -11,6 +11,7 @@ commands:
   audit        what each node should have, does it, why (--rules, --explain, --generation); the audit log
   replay       a node's rules at any retained generation, diffs between generations, from JetStream alone
   status       every node's desired and acked generation, digest match, lag and last error
+  nats-config  the nats-server authorization block (nkey users, least privilege per role)
 
 run 'kpx <command> --help' for a command's options; 'kpx --version' (or 'kpx <command> --version') prints the version
 `;
@@ -49,6 +50,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       }
       case 'status':
         return await (await import('./status.js')).statusCommand(rest, io);
+      case 'nats-config':
+        return await (await import('./nats-config.js')).natsConfigCommand(rest, io);
       case 'controller': {
         const { controllerCommand } = await import('./controller.js');
         return await untilSignal((signal) => controllerCommand(rest, io, { signal }));

@@ -1,7 +1,6 @@
 // kpx replay: a node's rules at any retained generation, the steps between two, a past state loaded into a
 // namespace, or live deltas — from NATS JetStream alone, without the controller.
 import { parseArgs } from 'node:util';
-import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { RuleObject, type Cause, type Delta, type Timestamp } from '@kpx/proto';
 import { IptablesState, createIptablesApplier, isIptablesObject, planFullRestore } from '@kpx/kernel';
@@ -9,6 +8,7 @@ import { followDeltas, replaySteps, replayTo, type ObjectChange, type ReplayStep
 import type { LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
 import type { Io } from './main.js';
+import { connectOperator, loadVerifier, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
 
 export const REPLAY_USAGE = `usage: kpx replay --nats URL --node NAME --to G [--ip-family ipv4|ipv6] [-o table|json]
        kpx replay --nats URL --node NAME --from G1 --to G2 --diff [-o table|json]
@@ -29,7 +29,8 @@ at or before G. Generations outside retention (older than the oldest retained sn
                        --diff: {"node","ipFamily","from","to","steps":[{"generation","prevGeneration","digest",
                                 "cause":[...],"triggerTime","snapshot","changes":[{"kind","key","change","before","after"}]}]}
                        --follow: one JSON object per line per delta
-`;
+${VerifyUsage}
+${NatsAuthUsage}`;
 
 const fmtCause = (c: Cause): string => `${c.kind} ${c.namespace ? `${c.namespace}/` : ''}${c.name}${c.resourceVersion ? ` (resourceVersion ${c.resourceVersion})` : ''}`;
 const fmtTime = (t: Timestamp | undefined): string => (t ? new Date(t.seconds * 1000 + t.nanos / 1e6).toISOString() : '');
@@ -108,6 +109,8 @@ export async function replayCommand(argv: readonly string[], io: Io, run: LongRu
         'ip-family': { type: 'string', default: 'ipv4' },
         output: { type: 'string', short: 'o', default: 'table' },
         help: { type: 'boolean', short: 'h' },
+        ...NatsAuthFlags,
+        ...VerifyFlags,
       },
       strict: true,
       allowPositionals: false,
@@ -134,11 +137,14 @@ export async function replayCommand(argv: readonly string[], io: Io, run: LongRu
   const node = values.node;
   const progress = (applied: number, g: number): void => io.stderr(`replay: ${applied} deltas applied (generation ${g})\n`);
 
-  const nc = await connect({ servers: values.nats, name: 'kpx-replay' });
+  const verifier = await loadVerifier(values['verify-keys']);
+  const skipped = (s: { seq: number; reason: string; detail: string }): void => io.stderr(`replay: skipped seq ${s.seq} (${s.reason}): ${s.detail}\n`);
+  const verifying = verifier ? { verifier, onSkipped: skipped } : {};
+  const nc = await connectOperator(values.nats, values, 'kpx-replay');
   try {
     const js = jetstream(nc);
     if (values.follow) {
-      for await (const rec of followDeltas(js, node, run.signal)) {
+      for await (const rec of followDeltas(js, node, run.signal, verifier, verifier ? skipped : undefined)) {
         const d: Delta = rec.delta;
         if (json) io.stdout(`${JSON.stringify({ node: d.node, ipFamily: d.ipFamily, generation: d.generation, prevGeneration: d.prevGeneration, digest: d.digest, snapshot: d.snapshot, upserts: d.upserts.map((u) => u.key), deletes: d.deletes.map((r) => r.key), cause: d.cause, triggerTime: fmtTime(d.triggerTime) || undefined })}\n`);
         else io.stdout(`generation ${d.generation} (after ${d.prevGeneration}) ${d.ipFamily} digest ${d.digest}${d.snapshot ? ' [snapshot]' : ` +${d.upserts.length} -${d.deletes.length}`}  ${d.cause.map(fmtCause).join('; ')}\n`);
@@ -146,7 +152,7 @@ export async function replayCommand(argv: readonly string[], io: Io, run: LongRu
       return 0;
     }
     if (values.diff && from !== undefined) {
-      const steps = replaySteps(js, { node, family, from, ...(to !== undefined ? { to } : {}), onProgress: progress });
+      const steps = replaySteps(js, { node, family, from, ...(to !== undefined ? { to } : {}), onProgress: progress, ...verifying });
       const collected: unknown[] = [];
       let r = await steps.next();
       while (!r.done) {
@@ -157,7 +163,7 @@ export async function replayCommand(argv: readonly string[], io: Io, run: LongRu
       if (json) io.stdout(`${JSON.stringify({ node, ipFamily: family, from, to: r.value.generation, steps: collected }, null, 2)}\n`);
       return 0;
     }
-    const state = await replayTo(js, { node, family, ...(to !== undefined ? { to } : {}), onProgress: progress });
+    const state = await replayTo(js, { node, family, ...(to !== undefined ? { to } : {}), onProgress: progress, ...verifying });
     if (values.apply && values.netns) {
       const applier = createIptablesApplier({ family: family, netns: values.netns });
       await applier.fullRestore(state.state.sortedObjects().filter(isIptablesObject));

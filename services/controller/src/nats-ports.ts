@@ -3,7 +3,7 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { IPFamily } from '@kpx/model';
 import { Delta, type NodeRuleSet } from '@kpx/proto';
-import { DeltaStream, ensureDeltaStream, ensureSnapshotStore, lastDelta, openGenerationCounter, publishDelta, putSnapshot, readDeltas } from '@kpx/transport';
+import { DeltaStream, ensureDeltaStream, ensureSnapshotStore, lastDelta, openGenerationCounter, publishDelta, putSnapshot, readDeltas, type Signer } from '@kpx/transport';
 import type { DeltaSink, GenerationStore, PublishedHead, PublishedHeads, PublishOutcome, SnapshotSink } from './ports.js';
 
 export interface NatsPortsOptions {
@@ -17,6 +17,8 @@ export interface NatsPortsOptions {
   readonly snapshotsKept: number;
   /** Replicas of the stream, the object store and the KV bucket when they are created (default 1). */
   readonly replicas?: number;
+  /** Signs every delta and snapshot (issue #15); unsigned without. */
+  readonly signer?: Signer;
 }
 
 export interface NatsPorts {
@@ -36,7 +38,7 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
   return {
     sink: {
       async publish(delta: Delta, headers: Record<string, string>): Promise<PublishOutcome> {
-        const ack = await publishDelta(js, delta, { traceHeaders: headers, timeoutMs: opts.publishTimeoutMs ?? 5000 });
+        const ack = await publishDelta(js, delta, { traceHeaders: headers, timeoutMs: opts.publishTimeoutMs ?? 5000, ...(opts.signer ? { signer: opts.signer } : {}) });
         if (!ack.duplicate) return {};
         // The msg id was seen: is the stored message this very delta (a retry after a lost acknowledgement)?
         const stored = await jsm.streams.getMessage(DeltaStream, { seq: ack.seq });
@@ -45,7 +47,7 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
     },
     snapshots: {
       async put(snapshot: NodeRuleSet): Promise<void> {
-        await putSnapshot(js, snapshot, { keepOlder: opts.snapshotsKept });
+        await putSnapshot(js, snapshot, { keepOlder: opts.snapshotsKept, ...(opts.signer ? { signer: opts.signer } : {}) });
       },
     },
     generations: { next: () => counter.next(), fence: (floor) => counter.fence(floor) },

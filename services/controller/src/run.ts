@@ -4,8 +4,8 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
-import { connectWithRetry, ensureAuditStream, publishAuditRecord, readTlsFiles, type AuditRecord, type GenerationRecord, type TlsFiles } from '@kpx/transport';
-import { insecureListenRefusal, startGrpcServer, type RunningGrpcServer } from './grpc-server.js';
+import { type AuditRecord, connectWithRetry, ensureAuditStream, type GenerationRecord, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, publishAuditRecord, readTlsFiles, type Signer, type TlsFiles } from '@kpx/transport';
+import { insecureListenRefusal, type RunningGrpcServer, startGrpcServer } from './grpc-server.js';
 import { Leadership, type ControllerLeaderElection } from './leadership.js';
 import { StandbyBuffer } from './standby-buffer.js';
 import { MaxDriftLines } from './tracker.js';
@@ -55,6 +55,10 @@ export interface ControllerRunOptions {
   readonly grpcTls?: TlsFiles;
   /** Serve gRPC NodeSync without TLS on a non-loopback address (--insecure); refused otherwise. */
   readonly grpcInsecure?: boolean;
+  /** NATS credentials and TLS (issue #15). */
+  readonly natsAuth?: NatsAuth;
+  /** Signs every delta and snapshot (issue #15); without it they go unsigned, and a warning says so. */
+  readonly signer?: Signer;
 }
 
 export interface RunningController {
@@ -90,7 +94,7 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       logger.warn({ grpc: opts.grpcListen }, 'INSECURE: gRPC NodeSync serves a non-loopback address without TLS (--insecure): anyone who reaches it can ack for any node, fetch any node\'s rules and read status');
     }
     const nc: NatsConnection = await connectWithRetry(
-      { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500 },
+      { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500, inboxPrefix: inboxPrefix(NatsRole.Controller), ...(await natsConnectionOptions(opts.natsAuth ?? {})) },
       { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
     );
     let natsUp = true;
@@ -106,7 +110,10 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       snapshotsKept: opts.snapshotsKept ?? 2,
       ...(opts.publishTimeoutMs !== undefined ? { publishTimeoutMs: opts.publishTimeoutMs } : {}),
       ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}),
+      ...(opts.signer ? { signer: opts.signer } : {}),
     });
+    if (opts.signer) logger.info({ keyId: opts.signer.keyId }, 'signing deltas and snapshots');
+    else logger.warn('deltas and snapshots are unsigned: executors cannot tell them from forged ones (--signing-key)');
     await ensureAuditStream(jsm, { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}), ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}) });
     // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
     const writing = { sink: ports.sink, snapshots: ports.snapshots, generations: ports.generations, audit: { append: (o: SyncOutcome) => publishAuditRecord(js, generationRecord(o)) } };

@@ -18,7 +18,7 @@ import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
-import { lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
+import { lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
 import { abortable, sleep } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
@@ -69,6 +69,11 @@ export interface ExecutorOptions {
   readonly conntrack?: ConntrackCleaner;
   /** Serves the healthcheck.service objects of the applied state (a node duty; absent in dry runs). */
   readonly healthChecks?: HealthCheckServers;
+  /**
+   * The controller's public keys (issue #15): a message of the subject whose signature does not verify is rejected
+   * (reason `signature`) like any other bad message, and replay from JetStream verifies deltas and snapshots.
+   */
+  readonly verifier?: Verifier;
 }
 
 /** What the executor holds for one IP family. */
@@ -273,7 +278,8 @@ export class Executor {
       try {
         const from = Math.min(...[...this.families.values()].map((f) => f.state.generation));
         const position = this.lastSeq > 0 ? { startSeq: this.lastSeq + 1 } : { fromGeneration: from };
-        for await (const m of readDeltaMessages(this.opts.js, this.opts.node, { follow: true, signal, ...position })) {
+        const verifying = this.opts.verifier ? { verifier: this.opts.verifier } : {};
+        for await (const m of readDeltaMessages(this.opts.js, this.opts.node, { follow: true, signal, ...position, ...verifying })) {
           this.lastSeq = m.ok ? m.record.seq : m.rejected.seq;
           await this.inLane(() => this.handle(m));
           backoff = this.opts.retryInitialMs ?? 200;
@@ -537,7 +543,7 @@ export class Executor {
     }
     let replayed;
     try {
-      replayed = await abortable(replayTo(this.opts.js, { node: this.opts.node, family: fam.family, badDigest: 'skip' }), signal, 'replay from JetStream');
+      replayed = await abortable(replayTo(this.opts.js, { node: this.opts.node, family: fam.family, badDigest: 'skip', verifier: this.opts.verifier }), signal, 'replay from JetStream');
     } catch (err) {
       if (err instanceof OutsideRetentionError) return undefined;
       throw err;

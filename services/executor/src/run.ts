@@ -1,6 +1,6 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez /metrics.
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectWithRetry, readTlsFiles, type TlsFiles } from '@kpx/transport';
+import { connectWithRetry, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
 import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HealthTracker, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
@@ -43,6 +43,10 @@ export interface ExecutorRunOptions {
    * the addresses of `nodePortAddresses` CIDRs (default: every address). Absent: no servers (dry runs).
    */
   readonly healthChecks?: { readonly netns?: string; readonly nodePortAddresses?: readonly string[] };
+  /** NATS credentials and TLS (issue #15); the connection's inboxes are the node's own (inboxPrefix). */
+  readonly natsAuth?: NatsAuth;
+  /** Verify deltas and snapshots with the controller's public keys (issue #15); unverified without. */
+  readonly verifier?: Verifier;
 }
 
 export interface RunningExecutor {
@@ -78,7 +82,7 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
     cleanups.push({ what: 'controller client', fn: () => Promise.resolve(controller.close()) });
     // NATS may not be up yet (a node booting first, an outage): wait for it, stoppable by SIGTERM.
     const nc: NatsConnection = await connectWithRetry(
-      { servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250 },
+      { servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250, inboxPrefix: inboxPrefix(NatsRole.Node, opts.node), ...(await natsConnectionOptions(opts.natsAuth ?? {})) },
       { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
     );
     cleanups.push({ what: 'NATS connection', fn: () => nc.close() });
@@ -120,6 +124,7 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       metrics,
       health,
       ...(opts.driftCheckMs !== undefined ? { driftCheckMs: opts.driftCheckMs } : {}),
+      ...(opts.verifier ? { verifier: opts.verifier } : {}),
       ...(opts.conntrack ? { conntrack: createConntrackCleaner({ logger, metrics, ...opts.conntrack }) } : {}),
       ...(healthChecks ? { healthChecks } : {}),
     });

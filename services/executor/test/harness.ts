@@ -8,6 +8,7 @@ import { defaultKubeProxyConfig, type EndpointSliceObject, type KubeObject, type
 import { EventType, ObjectKind, runController, type RunningController, type Source, type SourceHandler } from '@kpx/controller';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { createLogger, createMetrics, executorMetrics, type ExecutorMetrics } from '@kpx/telemetry';
+import type { Signer } from '@kpx/transport';
 import { ControllerClient, Executor, MemoryBackend, type Backend, type CallOptions, type ExecutorOptions } from '../src/index.js';
 
 /** The controller's input, pushed by the test. */
@@ -30,14 +31,14 @@ export class PushSource implements Source {
 
 export const Node = 'n1';
 
-const node: NodeObject = {
+export const node: NodeObject = {
   apiVersion: 'v1',
   kind: 'Node',
   metadata: { name: Node },
   spec: { podCIDR: '10.244.1.0/24' },
   status: { addresses: [{ type: 'InternalIP', address: '10.0.0.11' }] },
 };
-const service: ServiceObject = {
+export const service: ServiceObject = {
   apiVersion: 'v1',
   kind: 'Service',
   metadata: { name: 'web', namespace: 'faults' },
@@ -80,8 +81,8 @@ export interface Setup {
   readonly source: PushSource;
   controller: RunningController;
   readonly grpcListen: string;
-  /** Starts the controller again on the same address (after controller.stop()). */
-  restartController(): Promise<void>;
+  /** Starts the controller again on the same address (after controller.stop()), signing with `signer` when given. */
+  restartController(options?: { signer?: Signer }): Promise<void>;
   /** The controller's desired generation and digest of n1 IPv4. */
   desired(): { generation: number; digest: string } | undefined;
   /** Makes the controller publish a new rule set for n1; resolves once it did. */
@@ -102,7 +103,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function setUp(): Promise<Setup> {
+/** Options of setUp: the controller signs with `signer` (issue #15). */
+export interface SetupOptions {
+  readonly signer?: Signer;
+}
+
+export async function setUp(options: SetupOptions = {}): Promise<Setup> {
   const nats = await startNatsServer({ jetstream: true });
   const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   const source = new PushSource([
@@ -111,8 +117,8 @@ export async function setUp(): Promise<Setup> {
     { kind: ObjectKind.EndpointSlice, object: slice(0) },
   ]);
   const grpcListen = `127.0.0.1:${await freePort()}`;
-  const start = (): Promise<RunningController> =>
-    runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen, metricsListen: '127.0.0.1:0', config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 }, logLevel: 'silent', families: ['IPv4'] });
+  const start = (signer = options.signer): Promise<RunningController> =>
+    runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen, metricsListen: '127.0.0.1:0', config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 }, logLevel: 'silent', families: ['IPv4'], ...(signer ? { signer } : {}) });
   let i = 1;
   const s: Setup = {
     nats,
@@ -121,8 +127,8 @@ export async function setUp(): Promise<Setup> {
     source,
     controller: await start(),
     grpcListen,
-    async restartController() {
-      s.controller = await start();
+    async restartController(restart = {}) {
+      s.controller = await start(restart.signer ?? options.signer);
     },
     desired() {
       const st = s.controller.pipeline.tracker.status().find((n) => n.node === Node && n.ipFamily === 'IPv4');

@@ -22,6 +22,8 @@ export interface NatsServerOptions {
   binary?: string;
   /** How long start() and restart() wait for the server to accept connections. Default 10 s. */
   startTimeoutMs?: number;
+  /** More nats-server configuration, appended as it is (an `authorization` block, `tls { … }`). */
+  extraConfig?: string;
 }
 
 export interface NatsServer {
@@ -68,7 +70,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   };
   process.once('exit', onExit);
 
-  const writeConfig = (): Promise<void> => writeFile(configFile, renderConfig({ port, storeDir, maxPayload: options.maxPayload }));
+  const writeConfig = (): Promise<void> => writeFile(configFile, renderConfig({ port, storeDir, maxPayload: options.maxPayload, extraConfig: options.extraConfig }));
 
   const launch = async (): Promise<void> => {
     await writeConfig();
@@ -133,13 +135,14 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   };
 }
 
-function renderConfig(options: { port: number; storeDir: string; maxPayload: number | undefined }): string {
+function renderConfig(options: { port: number; storeDir: string; maxPayload: number | undefined; extraConfig: string | undefined }): string {
   const lines = [`listen: "127.0.0.1:${options.port}"`];
   if (options.maxPayload !== undefined) lines.push(`max_payload: ${options.maxPayload}`);
   if (options.storeDir !== '') {
     // Bounded limits so a test run cannot claim the host's disk or memory.
     lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(options.storeDir)}`, `  max_memory_store: 268435456`, `  max_file_store: 4294967296`, `}`);
   }
+  if (options.extraConfig !== undefined) lines.push(options.extraConfig);
   return `${lines.join('\n')}\n`;
 }
 

@@ -3,10 +3,9 @@
 // netns topology of the e2e cluster (n1..n3 with pods serving TCP and UDP) and the manifests directory. It runs
 // one schedule step at a time; it decides nothing itself.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTopology, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
+import { createTopology, startNatsServer, type NatsServer, type Topology, freePort } from '@kpx/testing';
 import { Client, Nodes, PodTcpPort, PodUdpPort, Pods } from '../e2e/cluster.js';
 import { KpxBin, writeAtomically } from '../e2e/system.js';
 import { applyChange, fileOfChange, manifestFiles, NetnsNodes, nodesOf, type Change, type ClusterModel } from './model.js';
@@ -41,14 +40,6 @@ export interface HarnessFigures {
   readonly armedRestoreFailures: number;
   /** Process exits the harness did not ask for (it restarted them), by process. */
   readonly unexpectedExits: Readonly<Record<string, number>>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 export class Harness {

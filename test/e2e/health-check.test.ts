@@ -8,14 +8,13 @@
 //     IPv6 endpoints: p1a on n1
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
+import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology, freePort } from '@kpx/testing';
 import { executorLogs, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
 
 const n1 = standardNode('n1', 1);
@@ -83,14 +82,6 @@ let dir = '';
 const executors = new Map<string, ExecutorProcess>();
 /** Each executor's /healthz /metrics address. */
 const healthz = new Map<string, string>();
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function spawnExecutor(node: NodeName): Promise<void> {
   const listen = `127.0.0.1:${await freePort()}`;

@@ -22,3 +22,4 @@ export { KubeApiServerError, KubeApiStoreError } from './kube-api/errors.js';
 export type { KubeApiObject, KubeApiObjectMeta, KubeApiStore } from './kube-api/store.js';
 export { createTestPki } from './pki.js';
 export type { CertFiles, Subject, TestPki } from './pki.js';
+export { freePort } from './ports.js';

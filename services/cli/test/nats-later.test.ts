@@ -2,9 +2,8 @@
 // SIGTERM while they wait stops them at once with exit status 0.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { test } from 'node:test';
-import { startNatsServer } from '@kpx/testing';
+import { startNatsServer, freePort } from '@kpx/testing';
 import { runKpx } from './io.js';
 
 const examples = new URL('../../../../examples', import.meta.url).pathname;
@@ -22,18 +21,6 @@ function kpx(args: readonly string[]): Proc {
   child.stdout?.on('data', (b: Buffer) => (p.log += b.toString()));
   child.stderr?.on('data', (b: Buffer) => (p.log += b.toString()));
   return p;
-}
-
-/** A loopback port free now (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {

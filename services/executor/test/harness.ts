@@ -6,7 +6,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { AckRequest, AckResponse } from '@kpx/proto';
 import { defaultKubeProxyConfig, type EndpointSliceObject, type KubeObject, type NodeObject, type ServiceObject } from '@kpx/model';
 import { EventType, ObjectKind, runController, type RunningController, type Source, type SourceHandler } from '@kpx/controller';
-import { startNatsServer, type NatsServer } from '@kpx/testing';
+import { startNatsServer, type NatsServer, freePort } from '@kpx/testing';
 import { createLogger, createMetrics, executorMetrics, type ExecutorMetrics } from '@kpx/telemetry';
 import type { Signer } from '@kpx/transport';
 import { ControllerClient, Executor, MemoryBackend, type Backend, type CallOptions, type ExecutorOptions } from '../src/index.js';
@@ -88,19 +88,6 @@ export interface Setup {
   /** Makes the controller publish a new rule set for n1; resolves once it did. */
   change(): Promise<void>;
   close(): Promise<void>;
-}
-
-/** A free loopback port (bound and released). */
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** Options of setUp: the controller signs with `signer` (issue #15). */

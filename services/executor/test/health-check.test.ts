@@ -6,6 +6,7 @@ import { createServer as createTcpServer, type Server } from 'node:net';
 import type { networkInterfaces } from 'node:os';
 import { describe, test } from 'node:test';
 import { RuleState, hashed } from '@kpx/ruleset';
+import { freePort } from '@kpx/testing';
 import type { RuleObject } from '@kpx/proto';
 import {
   LocalHealthCheckServers,
@@ -82,15 +83,6 @@ test("read-back digest: the kernel's objects plus the applied non-kernel objects
   // A chain missing from the kernel: the digests differ.
   assert.notEqual(readBackDigest(RuleState.from(kernel.slice(0, 1)).digest, state, isChain), state.digest);
 });
-
-/** A free loopback port (bound and released). */
-async function freePort(host = '127.0.0.1'): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((r) => s.listen(0, host, r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** One GET on a new connection (no pooling: a closed server must be seen as closed). */
 function get(host: string, port: number): Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | 'refused'> {

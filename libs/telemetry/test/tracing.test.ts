@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { context, isSpanContextValid, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import {
+  OtlpProtocol,
   SpanKind,
   SpanProcessing,
   SpanStatusCode,
@@ -130,7 +131,7 @@ test('batch processing exports on forceFlush', async () => {
   }
 });
 
-test('otlpEndpoint exports OTLP/HTTP to <endpoint>/v1/traces', async () => {
+test('otlpEndpoint exports OTLP/HTTP (JSON when asked) to <endpoint>/v1/traces', async () => {
   const received: { path: string | undefined; type: string | undefined; body: string }[] = [];
   const collector = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -143,7 +144,7 @@ test('otlpEndpoint exports OTLP/HTTP to <endpoint>/v1/traces', async () => {
   collector.listen(0, '127.0.0.1');
   await once(collector, 'listening');
   const { port } = collector.address() as AddressInfo;
-  const tracing = startTracing({ serviceName: 'kpx-executor', otlpEndpoint: `http://127.0.0.1:${port}` });
+  const tracing = startTracing({ serviceName: 'kpx-executor', otlpEndpoint: `http://127.0.0.1:${port}`, otlpProtocol: OtlpProtocol.HttpJson });
   try {
     let traceId = '';
     withSpan(tracing.tracer, 'apply', { node: 'n1' }, (span) => {

@@ -11,13 +11,13 @@
 // Every kernel operation (apply, restore, read-back) runs in one lane, one at a time, so a drift check never
 // interleaves with an apply. Deltas are consumed one by one from an ordered consumer whose buffer is bounded;
 // deltas that arrive during an apply wait there.
-import { context, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { context, trace, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
-import { lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
+import { deltaSubject, lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord } from '@kpx/transport';
 import { abortable, sleep } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
@@ -365,7 +365,24 @@ export class Executor {
 
   private async apply(fam: Family, d: Delta, headers: Record<string, string>): Promise<void> {
     const parent = extractTraceContext(headers);
-    const span = this.opts.tracer.startSpan('kpx.apply', { attributes: { 'kpx.node': this.opts.node, 'kpx.generation': d.generation, 'kpx.family': fam.family, 'kpx.upserts': d.upserts.length, 'kpx.deletes': d.deletes.length } }, parent);
+    // A CONSUMER span (messaging semantic conventions), child of the controller's PRODUCER span kpx.publish.
+    const span = this.opts.tracer.startSpan(
+      'kpx.apply',
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          'messaging.system': 'nats',
+          'messaging.destination.name': deltaSubject(this.opts.node),
+          'messaging.operation.type': 'process',
+          'kpx.node': this.opts.node,
+          'kpx.generation': d.generation,
+          'kpx.family': fam.family,
+          'kpx.upserts': d.upserts.length,
+          'kpx.deletes': d.deletes.length,
+        },
+      },
+      parent,
+    );
     const ctx = trace.setSpan(parent, span);
     const t0 = performance.now();
     const previous = new Map<string, HashedObject | undefined>();

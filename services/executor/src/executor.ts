@@ -429,7 +429,8 @@ export class Executor {
         const trigger = d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6;
         this.opts.metrics?.networkProgrammingDuration.observe({ ip_family: fam.family }, Math.max(0, (Date.now() - trigger) / 1000));
       }
-      this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta');
+      // Logged within the apply's span: the line carries its trace_id and span_id.
+      context.with(ctx, () => this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta'));
       // The rules are in the kernel: now the UDP flows they no longer describe can go (never rejects).
       await this.opts.conntrack?.afterApply(fam.family, fam.state, { upserts, deletes: d.deletes, previous });
       if (updateHealthChecks(fam.healthChecks, fam.state, previous.keys())) await this.syncHealthChecks(fam);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startNatsServer } from '@kpx/testing';
 import { RepoRoot } from './cluster.js';
-import { OtlpSpanKind, startOtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
+import { OtlpSpanKind, startOtlpGrpcReceiver, startOtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 import { KpxBin, waitUntil, writeAtomically } from './system.js';
 
 interface Proc {
@@ -145,4 +145,24 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
   assert.equal(appliedLog?.trace_id, apply.traceId, 'the executor\'s "applied delta" line carries the apply span\'s ids');
   const exported = new Set(receiver.spans.map((s) => s.traceId));
   assert.ok(logged(controller.log, 'published generation').some((l) => l.trace_id !== undefined && exported.has(l.trace_id)), 'a controller "published generation" line carries an exported trace id');
+});
+
+test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports to an OTLP/gRPC receiver', async (t) => {
+  const receiver = await startOtlpGrpcReceiver();
+  t.after(() => receiver.close());
+  const nats = await startNatsServer({ jetstream: true });
+  t.after(() => nats.stop());
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
+  const env = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_BSP_SCHEDULE_DELAY: '200' };
+  const controller = start(['controller', '--manifests', `${RepoRoot}examples`, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], env);
+  t.after(() => stop(controller));
+  await waitUntil(
+    () => receiver.spans.some((s) => s.name === 'kpx.publish' && s.kind === OtlpSpanKind.Producer && s.resource['service.name'] === 'kpx-controller'),
+    'kpx.publish spans over gRPC',
+    20_000,
+    () => controller.log.slice(-3000),
+  );
+  const publish = receiver.spans.find((s) => s.name === 'kpx.publish')!;
+  assert.match(String(publish.attributes['messaging.destination.name']), /^kpx\.delta\./);
+  assert.equal(publish.resource['service.version'], '0.1.0');
 });

@@ -1,9 +1,11 @@
 // A stand-in OTLP/HTTP trace receiver for tests: POST /v1/traces with protobuf (ExportTraceServiceRequest, decoded
-// by the small wire-format reader below: no OTLP decoder ships in node_modules) or JSON, gzip or not.
+// by the small wire-format reader below: no OTLP decoder ships in node_modules) or JSON, gzip or not; and an
+// OTLP/gRPC one (the same decoder on the Export method's bytes).
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 
 export type AttributeValue = string | boolean | number | undefined;
 
@@ -198,4 +200,43 @@ export function fromJson(body: JsonRequest): ReceivedSpan[] {
       (ss.spans ?? []).map((s) => ({ resource, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind, attributes: jsonAttributes(s.attributes) })),
     );
   });
+}
+
+/** The OTLP/gRPC trace service's method, with requests left as bytes (decoded by fromProtobuf). */
+const ExportMethod = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+
+export interface OtlpGrpcReceiver {
+  /** `http://127.0.0.1:PORT`: an OTEL_EXPORTER_OTLP_ENDPOINT for OTEL_EXPORTER_OTLP_PROTOCOL=grpc. */
+  readonly endpoint: string;
+  readonly spans: ReceivedSpan[];
+  close(): Promise<void>;
+}
+
+/** A stand-in OTLP/gRPC trace receiver (insecure, 127.0.0.1:0). */
+export async function startOtlpGrpcReceiver(): Promise<OtlpGrpcReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const server = new Server();
+  const definition: ServiceDefinition = {
+    Export: {
+      path: ExportMethod,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: () => Buffer.alloc(0),
+      responseDeserialize: (b: Buffer) => b,
+    },
+  };
+  server.addService(definition, {
+    Export: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+      spans.push(...fromProtobuf(call.request));
+      callback(null, Buffer.alloc(0));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    spans,
+    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
 }

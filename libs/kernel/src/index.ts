@@ -34,6 +34,11 @@
 // Flags, as kube-proxy: iptables-restore -w 5 --noflush --counters, chains declared `:NAME - [0:0]`; iptables
 // and iptables-save are only read. The kernel's spelling of desired rules (for comparing with iptables-save) is
 // learned once per rule in a throwaway network namespace (`unshare --net`), see RuleCanonicalizer.
+// Cleanup (`kpx executor --cleanup`, as `kube-proxy --cleanup`)
+//   await cleanupKubeProxy({ netns? })   removes the KUBE-* chains (but kubelet's canary and hint) and the jumps to them in every
+//                                        table of both families, IPVS virtual services, kube-ipvs0, KUBE-* ipsets,
+//                                        nft tables ip/ip6 kube-proxy; a report per step (removed, clean, skipped
+//                                        when the tool or kernel support is missing, failed)
 // IPVS (one applier per IP family; see ipvs/applier.ts and ipvs/kernel.ts)
 //   const applier = createIpvsApplier({ family: 'IPv4', netns?, excludeCidrs?, drainIntervalMs? });
 //   fullRestore(objects) / applyDelta({ upserts, deletes }) / readBack() / drain() / close()
@@ -42,6 +47,8 @@
 //   through an IptablesApplier. With netns, the netlink sockets live in an agent process started with
 //   `ip netns exec` (Node cannot setns). Removed TCP/SCTP real servers drain at weight 0 (kube-proxy's graceful
 //   termination); UDP ones go at once.
+export { CleanupOutcome, KUBELET_CHAINS, cleanupKubeProxy, isCleanupChain, planIptablesCleanup } from './cleanup.js';
+export type { CleanupOptions, CleanupReport, CleanupStep } from './cleanup.js';
 export { CommandError, InvalidRuleObjectError, IptablesParseError, IptablesReadError, IptablesRestoreError, RuleCanonicalizeError } from './errors.js';
 export { commandLine, createCommandRunner } from './runner.js';
 export type { Command, CommandResult, CommandRunner, CommandRunnerOptions } from './runner.js';

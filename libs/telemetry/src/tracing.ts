@@ -1,35 +1,55 @@
-// OpenTelemetry tracing for kpx: W3C propagation, AsyncLocalStorage context, export off unless asked for.
+// OpenTelemetry tracing for kpx, configured the standard way: @opentelemetry/sdk-node's NodeSDK reads the OTEL_*
+// environment (resource, sampler, span limits, exporter and protocol, OTEL_SDK_DISABLED); W3C propagation;
+// AsyncLocalStorage context; export off unless an OTLP endpoint is configured.
 
 import { SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import type { Attributes, Context, Span, SpanKind, Tracer } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter as GrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPTraceExporter as JsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtobufTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { defaultResource, envDetector, processDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { TracingAlreadyStartedError, TracingConfigError } from './errors.js';
 import { createW3CPropagator } from './propagation.js';
 
 /** How ended spans reach an exporter. */
 export const SpanProcessing = {
-  /** Queue and export in batches (every 5 s or 512 spans); the default. */
+  /** Queue and export in batches (every 5 s or 512 spans, or as OTEL_BSP_* say); the default. */
   Batch: 'batch',
   /** Export each span as it ends (tests, debugging). */
   Simple: 'simple',
 } as const;
 export type SpanProcessing = (typeof SpanProcessing)[keyof typeof SpanProcessing];
 
+/** OTLP transports (OTEL_EXPORTER_OTLP_PROTOCOL). */
+export const OtlpProtocol = {
+  HttpProtobuf: 'http/protobuf',
+  HttpJson: 'http/json',
+  Grpc: 'grpc',
+} as const;
+export type OtlpProtocol = (typeof OtlpProtocol)[keyof typeof OtlpProtocol];
+
 export interface TracingOptions {
-  /** `service.name` of the resource, and the tracer's name. */
+  /** Default `service.name` of the resource (OTEL_SERVICE_NAME overrides it), and the tracer's name. */
   readonly serviceName: string;
   /** `service.version` of the resource. */
   readonly serviceVersion?: string | undefined;
+  /** More resource attributes, e.g. `k8s.node.name` (OTEL_RESOURCE_ATTRIBUTES overrides them). */
+  readonly resourceAttributes?: Attributes | undefined;
   /**
-   * OTLP/HTTP (JSON encoding) collector, e.g. `http://otel-collector:4318`; `/v1/traces` is appended unless the path already
-   * ends with it. Unset: nothing is exported to a collector.
+   * The OTLP endpoint, as OTEL_EXPORTER_OTLP_ENDPOINT (`--otlp-endpoint`): for HTTP a base URL (`/v1/traces` is
+   * appended unless the path already ends with it), for gRPC the collector's URL. Takes precedence over the
+   * environment. Unset: the OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT environment decides;
+   * neither set: nothing is exported.
    */
   readonly otlpEndpoint?: string | undefined;
-  /** Another exporter (tests pass an InMemorySpanExporter). May be combined with otlpEndpoint. */
+  /** Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf. */
+  readonly otlpProtocol?: OtlpProtocol | undefined;
+  /** Another exporter (tests pass an InMemorySpanExporter). May be combined with an OTLP endpoint. */
   readonly exporter?: SpanExporter | undefined;
   /** Default: batch. */
   readonly processing?: SpanProcessing | undefined;
@@ -39,6 +59,8 @@ export interface Tracing {
   readonly tracer: Tracer;
   /** Whether any exporter is configured (false: spans and context still work in-process, nothing leaves it). */
   readonly exporting: boolean;
+  /** The resource's `service.instance.id` (unique per process). */
+  readonly instanceId: string;
   /** Exports every ended span still queued. */
   forceFlush(): Promise<void>;
   /** Flushes, shuts the exporters down and unregisters the globals, so startTracing() may run again. Idempotent. */
@@ -46,43 +68,63 @@ export interface Tracing {
 }
 
 /**
- * Registers, for this process, an OpenTelemetry tracer provider, an AsyncLocalStorage context manager (context flows
- * through async/await) and the W3C trace-context + baggage propagator. Without an endpoint or exporter, spans get real
- * ids and propagate but are not exported. Throws TracingAlreadyStartedError while an earlier one is not shut down.
+ * Starts OpenTelemetry for this process through NodeSDK: a tracer provider with the OTEL_* environment's resource,
+ * sampler and span limits, an AsyncLocalStorage context manager (context flows through async/await) and the W3C
+ * trace-context + baggage propagator. Without an endpoint or exporter, spans get real ids and propagate but are not
+ * exported. OTEL_SDK_DISABLED=true: nothing is registered; the tracer is a no-op one. Throws
+ * TracingAlreadyStartedError while an earlier one is not shut down.
+ *
+ * NodeSDK is given no instrumentations (kpx makes its own spans; auto-instrumenting http would trace every
+ * /metrics scrape), no metric readers and no log processors (metrics are Prometheus' /metrics, logs are pino's
+ * JSON lines carrying trace ids): left to the environment it would export both to localhost:4318 by default.
  */
 export function startTracing(options: TracingOptions): Tracing {
+  const env = process.env;
+  const instanceId = randomUUID();
+  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') return disabledTracing(options.serviceName, instanceId);
+  // OTEL_TRACES_EXPORTER=none turns the environment's endpoint off; an explicit otlpEndpoint still exports.
+  const tracesOff = (env['OTEL_TRACES_EXPORTER'] ?? '').split(',').map((e) => e.trim()).includes('none');
+  const endpoint = options.otlpEndpoint ?? (tracesOff ? undefined : configuredEndpoint(env));
+  const protocol = options.otlpProtocol ?? protocolFromEnv(env);
   const exporters: SpanExporter[] = [];
-  if (options.otlpEndpoint !== undefined) {
-    exporters.push(new OTLPTraceExporter({ url: otlpTracesUrl(options.otlpEndpoint) }));
-  }
+  if (endpoint !== undefined) exporters.push(otlpExporter(protocol, options.otlpEndpoint));
   if (options.exporter !== undefined) exporters.push(options.exporter);
   const processing = options.processing ?? SpanProcessing.Batch;
   const spanProcessors: SpanProcessor[] = exporters.map((e) =>
     processing === SpanProcessing.Simple ? new SimpleSpanProcessor(e) : new BatchSpanProcessor(e),
   );
+  // NodeSDK registers no tracer provider without a span processor: spans would have no ids and carry no context.
+  if (spanProcessors.length === 0) spanProcessors.push(noExport);
 
-  const attributes: Attributes = { 'service.name': options.serviceName };
+  const attributes: Attributes = { 'service.name': options.serviceName, 'service.instance.id': instanceId, 'host.name': hostname(), ...options.resourceAttributes };
   if (options.serviceVersion !== undefined) attributes['service.version'] = options.serviceVersion;
-  const provider = new BasicTracerProvider({
-    resource: defaultResource().merge(resourceFromAttributes(attributes)),
-    spanProcessors,
-  });
-
-  try {
-    registerGlobals(provider);
-  } catch (err) {
-    // Nothing was started through this provider; release its exporters and report the conflict.
-    void provider.shutdown().catch(() => undefined);
-    throw err;
+  // The propagator is registered here, first: it is the one global NodeSDK would not report as taken.
+  if (!propagation.setGlobalPropagator(createW3CPropagator())) {
+    void Promise.all(spanProcessors.map((p) => p.shutdown())).catch(() => undefined);
+    throw new TracingAlreadyStartedError('propagator');
   }
+  const sdk = new NodeSDK({
+    // Detected attributes win over these defaults; the env detector (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES)
+    // is last, so it wins over the others. No host detector: its host.id is read asynchronously, and every export
+    // would wait for it (host.name is set above).
+    resource: defaultResource().merge(resourceFromAttributes(attributes)),
+    resourceDetectors: [processDetector, envDetector],
+    textMapPropagator: null,
+    spanProcessors,
+    metricReaders: [],
+    logRecordProcessors: [],
+    instrumentations: [],
+  });
+  sdk.start();
 
   let stopped: Promise<void> | undefined;
   return {
-    tracer: provider.getTracer(options.serviceName),
+    tracer: trace.getTracer(options.serviceName, options.serviceVersion),
     exporting: exporters.length > 0,
-    forceFlush: () => provider.forceFlush(),
+    instanceId,
+    forceFlush: () => Promise.all(spanProcessors.map((p) => p.forceFlush())).then(() => undefined),
     shutdown: () => {
-      stopped ??= provider.shutdown().finally(() => {
+      stopped ??= sdk.shutdown().finally(() => {
         trace.disable();
         context.disable();
         propagation.disable();
@@ -92,18 +134,64 @@ export function startTracing(options: TracingOptions): Tracing {
   };
 }
 
-function registerGlobals(provider: BasicTracerProvider): void {
-  if (!trace.setGlobalTracerProvider(provider)) throw new TracingAlreadyStartedError('tracer provider');
-  const contextManager = new AsyncLocalStorageContextManager().enable();
-  if (!context.setGlobalContextManager(contextManager)) {
-    contextManager.disable();
-    trace.disable();
-    throw new TracingAlreadyStartedError('context manager');
+/** OTEL_SDK_DISABLED: the API's no-op tracer; helpers still run, nothing is recorded. */
+function disabledTracing(serviceName: string, instanceId: string): Tracing {
+  return {
+    tracer: trace.getTracer(serviceName),
+    exporting: false,
+    instanceId,
+    forceFlush: () => Promise.resolve(),
+    shutdown: () => Promise.resolve(),
+  };
+}
+
+const noExport: SpanProcessor = {
+  onStart: () => undefined,
+  onEnd: () => undefined,
+  forceFlush: () => Promise.resolve(),
+  shutdown: () => Promise.resolve(),
+};
+
+/** The traces endpoint the environment configures, if any (empty values count as unset, as in the SDK). */
+function configuredEndpoint(env: NodeJS.ProcessEnv): string | undefined {
+  const value = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim() || env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim();
+  return value || undefined;
+}
+
+function protocolFromEnv(env: NodeJS.ProcessEnv): OtlpProtocol {
+  const value = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() || env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() || OtlpProtocol.HttpProtobuf;
+  return parseOtlpProtocol(value);
+}
+
+/** An OTLP protocol name; anything else is a TracingConfigError naming the value. */
+export function parseOtlpProtocol(value: string): OtlpProtocol {
+  const known = Object.values(OtlpProtocol) as string[];
+  if (!known.includes(value)) {
+    throw new TracingConfigError(`unsupported OTLP protocol ${JSON.stringify(value)}: use ${known.join(', ')}`);
   }
-  if (!propagation.setGlobalPropagator(createW3CPropagator())) {
-    context.disable();
-    trace.disable();
-    throw new TracingAlreadyStartedError('propagator');
+  return value as OtlpProtocol;
+}
+
+/**
+ * An OTLP trace exporter for `protocol`. Without `endpoint` the exporter reads OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+ * (used as is) or OTEL_EXPORTER_OTLP_ENDPOINT (HTTP: `/v1/traces` appended), headers, timeout and compression itself.
+ */
+function otlpExporter(protocol: OtlpProtocol, endpoint: string | undefined): SpanExporter {
+  switch (protocol) {
+    case OtlpProtocol.Grpc:
+      return new GrpcTraceExporter(endpoint === undefined ? {} : { url: grpcUrl(endpoint) });
+    case OtlpProtocol.HttpJson:
+      return new JsonTraceExporter(endpoint === undefined ? {} : { url: otlpTracesUrl(endpoint) });
+    case OtlpProtocol.HttpProtobuf:
+      return new ProtobufTraceExporter(endpoint === undefined ? {} : { url: otlpTracesUrl(endpoint) });
+  }
+}
+
+function grpcUrl(endpoint: string): string {
+  try {
+    return new URL(endpoint).toString();
+  } catch (cause) {
+    throw new TracingConfigError(`invalid OTLP endpoint ${JSON.stringify(endpoint)}: not an absolute URL`, { cause });
   }
 }
 

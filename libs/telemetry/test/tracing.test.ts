@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { context, isSpanContextValid, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import {
+  OtlpProtocol,
   SpanKind,
   SpanProcessing,
   SpanStatusCode,
@@ -130,7 +131,7 @@ test('batch processing exports on forceFlush', async () => {
   }
 });
 
-test('otlpEndpoint exports OTLP/HTTP to <endpoint>/v1/traces', async () => {
+test('otlpEndpoint exports OTLP/HTTP (JSON when asked) to <endpoint>/v1/traces', async () => {
   const received: { path: string | undefined; type: string | undefined; body: string }[] = [];
   const collector = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -143,7 +144,7 @@ test('otlpEndpoint exports OTLP/HTTP to <endpoint>/v1/traces', async () => {
   collector.listen(0, '127.0.0.1');
   await once(collector, 'listening');
   const { port } = collector.address() as AddressInfo;
-  const tracing = startTracing({ serviceName: 'kpx-executor', otlpEndpoint: `http://127.0.0.1:${port}` });
+  const tracing = startTracing({ serviceName: 'kpx-executor', otlpEndpoint: `http://127.0.0.1:${port}`, otlpProtocol: OtlpProtocol.HttpJson });
   try {
     let traceId = '';
     withSpan(tracing.tracer, 'apply', { node: 'n1' }, (span) => {
@@ -175,4 +176,103 @@ test('otlpTracesUrl appends /v1/traces once; malformed endpoints are TracingConf
   // The refused start registered nothing.
   const t = startTracing({ serviceName: 't' });
   return t.shutdown();
+});
+
+/** Runs `fn` with these OTEL_* variables set (and every other OTEL_* unset), restoring the environment after. */
+async function withOtelEnv(vars: Record<string, string>, fn: () => Promise<void>): Promise<void> {
+  const saved = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('OTEL_')));
+  for (const k of Object.keys(saved)) delete process.env[k];
+  Object.assign(process.env, vars);
+  try {
+    await fn();
+  } finally {
+    for (const k of Object.keys(process.env)) if (k.startsWith('OTEL_')) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+}
+
+test('OTEL_* configure the SDK: endpoint and protocol, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES over the defaults, the sampler', async () => {
+  const bodies: string[] = [];
+  const collector = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      bodies.push(`${req.url ?? ''} ${Buffer.concat(chunks).toString()}`);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+    });
+  });
+  collector.listen(0, '127.0.0.1');
+  await once(collector, 'listening');
+  const { port } = collector.address() as AddressInfo;
+  try {
+    await withOtelEnv(
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_SERVICE_NAME: 'renamed',
+        OTEL_RESOURCE_ATTRIBUTES: 'k8s.node.name=from-env,team=net',
+        OTEL_TRACES_SAMPLER: 'traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: '0',
+      },
+      async () => {
+        const tracing = startTracing({ serviceName: 'kpx-executor', serviceVersion: '1.2.3', resourceAttributes: { 'k8s.node.name': 'node-a' } });
+        try {
+          assert.equal(tracing.exporting, true);
+          // traceidratio 0: no root span is sampled.
+          withSpan(tracing.tracer, 'dropped', undefined, (span) => assert.equal(span.isRecording(), false));
+          await tracing.forceFlush();
+          assert.deepEqual(bodies, [], 'nothing sampled, nothing sent');
+        } finally {
+          await tracing.shutdown();
+        }
+      },
+    );
+    await withOtelEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/custom/v1/traces`, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_SERVICE_NAME: 'renamed', OTEL_RESOURCE_ATTRIBUTES: 'k8s.node.name=from-env,team=net' }, async () => {
+      const tracing = startTracing({ serviceName: 'kpx-executor', serviceVersion: '1.2.3', resourceAttributes: { 'k8s.node.name': 'node-a' } });
+      try {
+        withSpan(tracing.tracer, 'kept', undefined, () => undefined);
+        await tracing.forceFlush();
+        assert.equal(bodies.length, 1);
+        const [path, json] = [bodies[0]!.split(' ')[0], bodies[0]!.slice(bodies[0]!.indexOf(' ') + 1)];
+        assert.equal(path, '/custom/v1/traces', 'the traces endpoint is used as is');
+        const attrs = Object.fromEntries(
+          (JSON.parse(json) as { resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] } }[] }).resourceSpans[0]!.resource.attributes.map((a) => [a.key, a.value.stringValue]),
+        );
+        assert.equal(attrs['service.name'], 'renamed');
+        assert.equal(attrs['service.version'], '1.2.3');
+        assert.equal(attrs['k8s.node.name'], 'from-env');
+        assert.equal(attrs['team'], 'net');
+        assert.equal(attrs['service.instance.id'], tracing.instanceId);
+      } finally {
+        await tracing.shutdown();
+      }
+    });
+  } finally {
+    collector.closeAllConnections();
+    collector.close();
+  }
+});
+
+test('no endpoint: nothing exported; OTEL_SDK_DISABLED: a no-op tracer and nothing registered; a bad protocol is a TracingConfigError', async () => {
+  await withOtelEnv({ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, async () => {
+    const tracing = startTracing({ serviceName: 't' });
+    assert.equal(tracing.exporting, false);
+    withSpan(tracing.tracer, 'noop', undefined, (span) => assert.equal(span.isRecording(), false));
+    // Nothing was registered: another start works at once.
+    await tracing.shutdown();
+  });
+  await withOtelEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/xml', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, () => {
+    assert.throws(() => startTracing({ serviceName: 't' }), (err: unknown) => err instanceof TracingConfigError && err.message.includes('"http/xml"'));
+    return Promise.resolve();
+  });
+  await withOtelEnv({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, async () => {
+    const tracing = startTracing({ serviceName: 't' });
+    assert.equal(tracing.exporting, false);
+    await tracing.shutdown();
+  });
+  await withOtelEnv({}, async () => {
+    const tracing = startTracing({ serviceName: 't' });
+    assert.equal(tracing.exporting, false);
+    await tracing.shutdown();
+  });
 });

@@ -36,7 +36,9 @@ source (exactly one):
   --stale-after DURATION   a node whose executor has not acked for this long is "stale" in status (default 60s)
   --nats-replicas N        replicas of the streams, object store and KV buckets kpx creates (default 1; 3 on a
                            3-node JetStream cluster)
-  --otlp-endpoint URL      export traces over OTLP/HTTP (default: off)
+  --otlp-endpoint URL      export traces over OTLP (as OTEL_EXPORTER_OTLP_ENDPOINT; protocol from
+                           OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf; default: off; every other
+                           OTEL_* variable applies too: see docs/deploy.md)
 
 leader election (kube-controller-manager's flags; run two or more controllers, only the leader publishes):
   --leader-elect           campaign for a lease: a NATS KV key (bucket KPX_LEADER) with --manifests, a

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { defaultNodeName } from './node-name.js';
 import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
+import { CleanupOutcome, cleanupKubeProxy } from '@kpx/kernel';
 import { NodePortAddressesKind, type KubeProxyConfig } from '@kpx/model';
 import { parseDuration, type LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
@@ -13,6 +14,7 @@ import { loadVerifier, natsAuthOf, NatsAuthFlags, NatsAuthUsage, VerifyFlags, Ve
 
 export const EXECUTOR_USAGE = `usage: kpx executor [--node NAME] --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
                     [--dry-run] [--healthz-listen HOST:PORT] [--tls-cert-file F --tls-private-key-file F --ca-file F] [options]
+       kpx executor --cleanup [--netns NAME]
 
 Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
 iptables-restore --noflush transaction of the changed chains, resyncs from a snapshot on start, on a gap, a
@@ -31,10 +33,18 @@ Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or S
   --config FILE             KubeProxyConfiguration, as the controller's: its nodePortAddresses CIDRs are where
                             the healthCheckNodePort servers listen (the node's addresses inside them)
   --dry-run                 apply to memory only (scale tests)
+  --cleanup                 remove every rule kpx and kube-proxy installed, then exit (as kube-proxy --cleanup,
+                            for migrating either way): the KUBE-* chains (but kubelet's KUBE-KUBELET-CANARY
+                            and KUBE-IPTABLES-HINT) and the jumps to them in every table of both
+                            families, all IPVS virtual services, kube-ipvs0, the KUBE-* ipsets, the nftables tables
+                            ip/ip6 kube-proxy; every other rule stays. Exit 0 when done (also when there was
+                            nothing to remove), 1 naming the step that failed
   --ip-families LIST        ipv4,ipv6 (default both)
   --healthz-listen H:P      /healthz /livez /metrics (default 0.0.0.0:10256, as kube-proxy)
   --drift-check DURATION    period of the kernel read-back (default 10s; 0 disables)
-  --otlp-endpoint URL       export traces over OTLP/HTTP (default: off)
+  --otlp-endpoint URL       export traces over OTLP (as OTEL_EXPORTER_OTLP_ENDPOINT; protocol from
+                            OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf; default: off; every other
+                            OTEL_* variable applies too: see docs/deploy.md)
   --log-level LEVEL         trace, debug, info (default), warn, error
 ${CLIENT_TLS_USAGE}
 ${VerifyUsage}
@@ -53,6 +63,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
         netns: { type: 'string' },
         config: { type: 'string' },
         'dry-run': { type: 'boolean' },
+        cleanup: { type: 'boolean' },
         'ip-families': { type: 'string', default: 'ipv4,ipv6' },
         'healthz-listen': { type: 'string', default: '0.0.0.0:10256' },
         'drift-check': { type: 'string', default: '10s' },
@@ -73,6 +84,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     io.stdout(EXECUTOR_USAGE);
     return 0;
   }
+  if (values.cleanup) return cleanupCommand(values.netns, io);
   values.node ??= defaultNodeName();
   for (const flag of ['node', 'nats', 'controller'] as const) if (!values[flag]) throw new UsageError(`--${flag} is required\n${EXECUTOR_USAGE}`);
   if (values.backend !== 'iptables' && values.backend !== 'ipvs') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented: use iptables or ipvs`);
@@ -125,6 +137,17 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   executor.logger.info('stopping');
   await executor.stop();
   return 0;
+}
+
+/** `kpx executor --cleanup`: one line per step on stdout; a failure on stderr and exit status 1. */
+async function cleanupCommand(netns: string | undefined, io: Io): Promise<number> {
+  const report = await cleanupKubeProxy(netns === undefined ? {} : { netns });
+  for (const s of report.steps) {
+    const line = `${s.what}: ${s.outcome} (${s.detail})\n`;
+    if (s.outcome === CleanupOutcome.Failed) io.stderr(`error: cleanup of ${line}`);
+    else io.stdout(line);
+  }
+  return report.ok ? 0 : 1;
 }
 
 /**

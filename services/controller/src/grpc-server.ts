@@ -1,7 +1,7 @@
 // The controller's NodeSync gRPC service: acks from executors, snapshots, convergence status.
 import { Server, ServerCredentials, status as GrpcStatus, type ServerErrorResponse } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
-import { context, trace, type Tracer } from '@opentelemetry/api';
+import { SpanKind, context, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import { NodeSyncService, type AckRequest, type NodeSyncServer, type SnapshotChunk } from '@kpx/proto';
 import { extractTraceMetadata, formatListenAddress, parseListenAddress } from '@kpx/telemetry';
 import type { TlsMaterial } from '@kpx/transport';
@@ -39,6 +39,11 @@ export interface RunningGrpcServer {
   close(): Promise<void>;
 }
 
+/** RPC semantic convention attributes of a NodeSync method's SERVER span. */
+function rpcAttributes(method: string): Attributes {
+  return { 'rpc.system': 'grpc', 'rpc.service': 'kpx.v1.NodeSync', 'rpc.method': method };
+}
+
 const notFound = (message: string): ServerErrorResponse => Object.assign(new Error(message), { code: GrpcStatus.NOT_FOUND });
 
 /** Why the controller will not listen on `listen` with these options (no TLS on a non-loopback address), or undefined. */
@@ -69,12 +74,13 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
         return;
       }
       const parent = extractTraceMetadata(call.metadata);
-      const span = tracer.startSpan('kpx.ack', { attributes: { 'kpx.node': call.request.node, 'kpx.generation': call.request.generation, 'kpx.family': call.request.ipFamily } }, parent);
+      const span = tracer.startSpan('kpx.ack', { kind: SpanKind.SERVER, attributes: { ...rpcAttributes('Ack'), 'kpx.node': call.request.node, 'kpx.generation': call.request.generation, 'kpx.family': call.request.ipFamily } }, parent);
       context.with(trace.setSpan(parent, span), () => {
         const outcome = pipeline.tracker.ack(call.request);
         if (outcome.changeToAckSeconds !== undefined) opts.onChangeToAck?.(outcome.changeToAckSeconds);
         opts.onAck?.(call.request);
         if (call.request.error) logger.warn({ node: call.request.node, generation: call.request.generation, error: call.request.error }, 'executor reported a failed apply');
+        span.setAttribute('rpc.grpc.status_code', GrpcStatus.OK);
         span.end();
         callback(null, outcome.response);
       });
@@ -87,17 +93,21 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
         return;
       }
       const chunkSize = req.maxObjectsPerChunk > 0 ? req.maxObjectsPerChunk : (opts.chunkObjects ?? 2000);
+      const span = tracer.startSpan('kpx.snapshot', { kind: SpanKind.SERVER, attributes: { ...rpcAttributes('GetSnapshot'), 'kpx.node': req.node, 'kpx.family': req.ipFamily } }, extractTraceMetadata(call.metadata));
       pipeline
         .snapshot(req.node, req.ipFamily)
         .then((snap) => {
           if (!snap) {
+            span.setAttribute('rpc.grpc.status_code', GrpcStatus.NOT_FOUND);
             call.emit('error', notFound(`no rule set for node ${JSON.stringify(req.node)} family ${JSON.stringify(req.ipFamily)}`));
             return;
           }
           if (req.generation !== 0 && req.generation > snap.generation) {
+            span.setAttribute('rpc.grpc.status_code', GrpcStatus.NOT_FOUND);
             call.emit('error', notFound(`generation ${req.generation} of node ${req.node} is not known (latest ${snap.generation})`));
             return;
           }
+          span.setAttributes({ 'kpx.generation': snap.generation, 'kpx.objects': snap.objects.length, 'rpc.grpc.status_code': GrpcStatus.OK });
           // Older generations are not kept in memory: the latest is served (the chunk says which it is).
           const total = Math.max(1, Math.ceil(snap.objects.length / chunkSize));
           for (let i = 0; i < total; i++) {
@@ -115,7 +125,12 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
           }
           call.end();
         })
-        .catch((err: unknown) => call.emit('error', Object.assign(new Error(String(err)), { code: GrpcStatus.INTERNAL })));
+        .catch((err: unknown) => {
+          span.recordException(err instanceof Error ? err : String(err));
+          span.setAttribute('rpc.grpc.status_code', GrpcStatus.INTERNAL);
+          call.emit('error', Object.assign(new Error(String(err)), { code: GrpcStatus.INTERNAL }));
+        })
+        .finally(() => span.end());
     },
     status(call, callback) {
       const denied = refuse(call, NodeSyncMethod.Status, call.request.node);

@@ -3,12 +3,13 @@
 // cluster-wide generation per sync, a delta only for nodes whose rules changed, each chained by prev_generation to
 // the last delta JetStream acknowledged for that node. A sync that could not publish everything fails and is
 // retried with backoff (runner.ts); nothing compiled is lost and no generation is reused.
-import { context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { SpanKind, context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { ClusterState, LabelServiceName, ProxyMode, formatDiagnostic, type Diagnostic, type IPFamily, type KubeProxyConfig } from '@kpx/model';
 import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
 import { FamilyStates, modeCompiler } from '@kpx/ruleset';
 import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
+import { deltaSubject } from '@kpx/transport';
 import { Outbox, type InFlight, type Owed, type PendingCause, type PendingChange, type SyncCauses } from './outbox.js';
 import type { DeltaSink, GenerationAudit, GenerationStore, GenerationSummary, PublishedHeads, SnapshotSink } from './ports.js';
 import { CoalescingRunner, type RetryOptions } from './runner.js';
@@ -464,7 +465,20 @@ export class ControllerPipeline {
 
   private async publishOne(e: Owed, f: InFlight, failures: unknown[]): Promise<boolean> {
     const d = f.delta;
-    const span = this.opts.tracer.startSpan('kpx.publish', { attributes: { 'kpx.node': d.node, 'kpx.generation': d.generation, 'kpx.family': d.ipFamily, 'kpx.attempt': f.attempts + 1 } });
+    // A PRODUCER span (messaging semantic conventions): the executor's apply is its CONSUMER child.
+    const span = this.opts.tracer.startSpan('kpx.publish', {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        'messaging.system': 'nats',
+        'messaging.destination.name': deltaSubject(d.node),
+        'messaging.operation.type': 'send',
+        'messaging.operation.name': 'publish',
+        'kpx.node': d.node,
+        'kpx.generation': d.generation,
+        'kpx.family': d.ipFamily,
+        'kpx.attempt': f.attempts + 1,
+      },
+    });
     if (f.attempts === 0) injectTraceContext(f.headers, trace.setSpan(context.active(), span));
     f.attempts++;
     try {

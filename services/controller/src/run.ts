@@ -1,4 +1,5 @@
 // Runs a whole controller: source -> pipeline -> NATS JetStream, gRPC NodeSync, /metrics and /healthz.
+import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
@@ -12,6 +13,9 @@ import { MaxDriftLines } from './tracker.js';
 import { natsPorts } from './nats-ports.js';
 import { ControllerPipeline, familyOptionsFromConfig, pipelineMode, type SyncOutcome } from './pipeline.js';
 import type { Source } from './sources/types.js';
+
+/** service.version of the traces' resource: this package's version. */
+const PackageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface ControllerRunOptions {
   readonly source: Source;
@@ -73,7 +77,7 @@ export interface RunningController {
 export async function runController(opts: ControllerRunOptions): Promise<RunningController> {
   const logger = createLogger({ name: 'kpx-controller', ...(opts.logLevel ? { level: opts.logLevel } : {}) });
   // One tracer provider per process: a caller that runs several components in one process passes its own.
-  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-controller', ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-controller', serviceVersion: PackageVersion, ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
   const tracer: Tracer = opts.tracer ?? own!.tracer;
   const config = opts.config ?? defaultKubeProxyConfig();
   const families = new Map<IPFamily, IptablesOptions | IpvsOptions>((opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, familyOptionsFromConfig(config, f)]));

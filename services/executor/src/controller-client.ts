@@ -1,6 +1,6 @@
 // The executor's side of gRPC NodeSync: snapshots and acks, with trace context in the metadata.
 import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
-import { context } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, context, trace, type Span } from '@opentelemetry/api';
 import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk } from '@kpx/proto';
 import { injectTraceMetadata } from '@kpx/telemetry';
 import type { TlsMaterial } from '@kpx/transport';
@@ -17,6 +17,26 @@ export function controllerCredentials(tls: TlsMaterial | undefined): ChannelCred
 export interface ControllerClientOptions {
   /** mTLS (see controllerCredentials); plaintext without. */
   readonly tls?: TlsMaterial;
+}
+
+/** The NodeSync service's full name, for the rpc.* span attributes (RPC semantic conventions). */
+const RpcService = 'kpx.v1.NodeSync';
+
+/**
+ * A CLIENT span for one NodeSync call, a child of the active span, from the global tracer provider (the
+ * process's: runExecutor starts it), and the call's metadata carrying it as traceparent.
+ */
+function clientCall(method: string, name: string, attributes: Record<string, string | number>): { span: Span; md: Metadata } {
+  const span = trace.getTracer('kpx-executor').startSpan(name, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': RpcService, 'rpc.method': method, ...attributes } });
+  return { span, md: injectTraceMetadata(new Metadata(), trace.setSpan(context.active(), span)) };
+}
+
+/** Ends a CLIENT span with the call's gRPC status. */
+function endCall(span: Span, err: ServiceError | Error | undefined): void {
+  const code = err === undefined ? GrpcStatus.OK : ((err as Partial<ServiceError>).code ?? GrpcStatus.UNKNOWN);
+  span.setAttribute('rpc.grpc.status_code', code);
+  if (err !== undefined && code !== GrpcStatus.NOT_FOUND) span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+  span.end();
 }
 
 /** Runs `fn` once when `signal` aborts; returns what removes the listener (call it once the call settled). */
@@ -63,7 +83,15 @@ export class ControllerClient {
       const objects: RuleObject[] = [];
       let head: SnapshotChunk | undefined;
       let expected = 0;
-      const stream = this.client.getSnapshot({ node, mode, ipFamily, generation: 0, maxObjectsPerChunk: 0 }, new Metadata(), { deadline: Date.now() + this.deadlineMs * 6 });
+      const { span, md } = clientCall('GetSnapshot', 'kpx.snapshot', { 'kpx.node': node, 'kpx.family': ipFamily });
+      let ended = false;
+      const end = (err?: Error): void => {
+        if (!ended) endCall(span, err);
+        ended = true;
+      };
+      const stream = this.client.getSnapshot({ node, mode, ipFamily, generation: 0, maxObjectsPerChunk: 0 }, md, { deadline: Date.now() + this.deadlineMs * 6 });
+      stream.on('end', () => end());
+      stream.on('error', (err: ServiceError) => end(err));
       const done = onAbort(options.signal, () => {
         stream.cancel();
         reject(new StoppingError('snapshot'));
@@ -91,11 +119,12 @@ export class ControllerClient {
   /** Sends an ack within the active trace context. */
   ack(req: AckRequest, options: CallOptions = {}): Promise<AckResponse> {
     if (options.signal?.aborted === true) return Promise.reject(new StoppingError('ack'));
-    const md = injectTraceMetadata(new Metadata(), context.active());
+    const { span, md } = clientCall('Ack', 'kpx.ack', { 'kpx.node': req.node, 'kpx.generation': req.generation, 'kpx.family': req.ipFamily });
     return new Promise((resolve, reject) => {
       let done = (): void => undefined;
       const call = this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
         done();
+        endCall(span, err ?? undefined);
         if (err) reject(new ControllerCallError(this.address, 'Ack', err));
         else resolve(res);
       });

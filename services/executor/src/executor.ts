@@ -11,14 +11,14 @@
 // Every kernel operation (apply, restore, read-back) runs in one lane, one at a time, so a drift check never
 // interleaves with an apply. Deltas are consumed one by one from an ordered consumer whose buffer is bounded;
 // deltas that arrive during an apply wait there.
-import { context, trace, SpanStatusCode, type Tracer } from '@opentelemetry/api';
+import { context, trace, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
-import { lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
+import { deltaSubject, lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
 import { abortable, sleep } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
@@ -375,7 +375,24 @@ export class Executor {
 
   private async apply(fam: Family, d: Delta, headers: Record<string, string>): Promise<void> {
     const parent = extractTraceContext(headers);
-    const span = this.opts.tracer.startSpan('kpx.apply', { attributes: { 'kpx.node': this.opts.node, 'kpx.generation': d.generation, 'kpx.family': fam.family, 'kpx.upserts': d.upserts.length, 'kpx.deletes': d.deletes.length } }, parent);
+    // A CONSUMER span (messaging semantic conventions), child of the controller's PRODUCER span kpx.publish.
+    const span = this.opts.tracer.startSpan(
+      'kpx.apply',
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          'messaging.system': 'nats',
+          'messaging.destination.name': deltaSubject(this.opts.node),
+          'messaging.operation.type': 'process',
+          'kpx.node': this.opts.node,
+          'kpx.generation': d.generation,
+          'kpx.family': fam.family,
+          'kpx.upserts': d.upserts.length,
+          'kpx.deletes': d.deletes.length,
+        },
+      },
+      parent,
+    );
     const ctx = trace.setSpan(parent, span);
     const t0 = performance.now();
     const previous = new Map<string, HashedObject | undefined>();
@@ -422,7 +439,8 @@ export class Executor {
         const trigger = d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6;
         this.opts.metrics?.networkProgrammingDuration.observe({ ip_family: fam.family }, Math.max(0, (Date.now() - trigger) / 1000));
       }
-      this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta');
+      // Logged within the apply's span: the line carries its trace_id and span_id.
+      context.with(ctx, () => this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta'));
       // The rules are in the kernel: now the UDP flows they no longer describe can go (never rejects).
       await this.opts.conntrack?.afterApply(fam.family, fam.state, { upserts, deletes: d.deletes, previous });
       if (updateHealthChecks(fam.healthChecks, fam.state, previous.keys())) await this.syncHealthChecks(fam);

@@ -1,4 +1,5 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez /metrics.
+import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectWithRetry, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
@@ -8,6 +9,9 @@ import { createConntrackCleaner } from './conntrack.js';
 import { ControllerClient } from './controller-client.js';
 import { Executor } from './executor.js';
 import { createHealthCheckServers, type HealthCheckSyncResult } from './health-check.js';
+
+/** service.version of the traces' resource: this package's version. */
+const PackageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface ExecutorRunOptions {
   readonly node: string;
@@ -59,7 +63,7 @@ export interface RunningExecutor {
 export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExecutor> {
   const logger = createLogger({ name: 'kpx-executor', ...(opts.logLevel ? { level: opts.logLevel } : {}) }).child({ node: opts.node });
   // One tracer provider per process: a caller that runs several components in one process passes its own.
-  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-executor', ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-executor', serviceVersion: PackageVersion, resourceAttributes: { 'k8s.node.name': opts.node }, ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
   const tracer: Tracer = opts.tracer ?? own!.tracer;
   const registry = createMetrics({ processMetrics: true });
   const metrics = executorMetrics(registry);

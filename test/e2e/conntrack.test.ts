@@ -78,7 +78,7 @@ function spawnExecutor(node: string): void {
   executors.set(
     node,
     spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info']),
+      '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info']),
   );
 }
 

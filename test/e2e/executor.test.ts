@@ -104,7 +104,7 @@ const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string, natsUrl: string): ExecutorProcess {
   const p = spawnKpxExecutor(['--node', node, '--nats', natsUrl, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
-    '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info']);
+    '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info']);
   executors.set(node, p);
   return p;
 }

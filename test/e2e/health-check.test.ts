@@ -80,16 +80,16 @@ let controller: RunningController | undefined;
 let tracing: Tracing | undefined;
 let dir = '';
 const executors = new Map<string, ExecutorProcess>();
-/** Each executor's /healthz /metrics address. */
-const healthz = new Map<string, string>();
+/** Each executor's /metrics address. */
+const metricsAt = new Map<string, string>();
 
 async function spawnExecutor(node: NodeName): Promise<void> {
   const listen = `127.0.0.1:${await freePort()}`;
-  healthz.set(node, listen);
+  metricsAt.set(node, listen);
   executors.set(
     node,
     spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', listen, '--drift-check', '0', '--log-level', 'info']),
+      '--healthz-listen', '127.0.0.1:0', '--metrics-listen', listen, '--drift-check', '0', '--log-level', 'info']),
   );
 }
 
@@ -191,7 +191,7 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
     // The read-back after the delta (half a second later) matches too: no drift reported, nothing repaired.
     await waitFor(() => controller!.pipeline.tracker.status().every((n) => n.actualDigest === n.desiredDigest), 'read-backs to match');
     assert.ok(controller!.pipeline.tracker.status().every((n) => n.driftRepairs === 0 && n.lastDrift.length === 0));
-    const metrics = await (await fetch(`http://${healthz.get('n2')!}/metrics`)).text();
+    const metrics = await (await fetch(`http://${metricsAt.get('n2')!}/metrics`)).text();
     assert.match(metrics, /kpx_executor_healthcheck_servers\{ip_family="IPv4"\} 1/);
     assert.doesNotMatch(metrics, /kpx_executor_healthcheck_listen_failures_total\{[^}]*\} [1-9]/);
   });

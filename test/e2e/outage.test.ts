@@ -75,7 +75,7 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   await waitUntil(() => clog.includes('kpx controller running'), 'the controller', 20_000, logs);
   const running = JSON.parse(clog.split('\n').find((l) => l.includes('kpx controller running')) ?? '{}') as { grpc?: string };
   const grpc = running.grpc ?? '';
-  for (const n of Nodes) executors.set(n, spawnKpxExecutor(['--node', n, '--nats', nats.url, '--controller', grpc, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s']));
+  for (const n of Nodes) executors.set(n, spawnKpxExecutor(['--node', n, '--nats', nats.url, '--controller', grpc, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s']));
   const status = async (): Promise<{ code: number | null; json: StatusJson }> => {
     const r = await kpx(['status', '--controller', grpc, '-o', 'json']);
     return { code: r.code, json: (r.out ? JSON.parse(r.out) : { nodes: [] }) as StatusJson };

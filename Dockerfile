@@ -84,7 +84,7 @@ RUN apt-get update \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 COPY deploy/image/iptables-wrapper.sh /usr/local/sbin/iptables-wrapper
-EXPOSE 10256
+EXPOSE 10256 10249
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:10256/livez').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/iptables-wrapper", "kpx", "executor"]

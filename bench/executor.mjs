@@ -135,7 +135,7 @@ async function benchLatency() {
       tracer: tracing.tracer,
     });
     for (const n of cluster.nodes) {
-      executors.push(await runExecutor({ node: n.metadata.name, natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => new MemoryBackend(), families: ['IPv4'], healthzListen: '127.0.0.1:0', logLevel: 'error', driftCheckMs: 0, tracer: tracing.tracer }));
+      executors.push(await runExecutor({ node: n.metadata.name, natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => new MemoryBackend(), families: ['IPv4'], healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'error', driftCheckMs: 0, tracer: tracing.tracer }));
     }
     const allAcked = (g) => {
       const s = controller.pipeline.tracker.status();

@@ -138,7 +138,7 @@ export class Harness {
     const proc = new Supervised({
       name: `executor-${node}`,
       command: process.execPath,
-      args: [KpxBin, 'executor', '--node', node, '--nats', `nats://${natsProxy.address}`, '--controller', controllerProxy.address, '--healthz-listen', '127.0.0.1:0',
+      args: [KpxBin, 'executor', '--node', node, '--nats', `nats://${natsProxy.address}`, '--controller', controllerProxy.address, '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0',
         '--drift-check', '2s', '--log-level', 'debug', ...(netns ? ['--netns', this.topo.namespaceOf(node), '--config', this.configFile] : ['--dry-run'])],
       ...(wrapper ? { env: { ...process.env, PATH: wrapper.path() } } : {}),
       logFile: join(this.runDir, `executor-${node}.log`),

@@ -42,8 +42,10 @@ test('three executors, one per node of examples/, with NET_ADMIN in their own ne
 test('Prometheus scrapes the controller and every executor; Grafana is provisioned with the kpx dashboard', () => {
   const prom = parse(readFileSync(join(root, 'deploy/compose/prometheus.yml'), 'utf8')) as { scrape_configs: { static_configs: { targets: string[] }[] }[] };
   const targets = prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets)).sort();
-  const executors = Object.keys(compose.services).filter((n) => n.startsWith('executor-')).map((n) => `${n}:10256`);
+  const executors = Object.keys(compose.services).filter((n) => n.startsWith('executor-')).map((n) => `${n}:10249`);
   assert.deepEqual(targets, ['controller:10249', ...executors].sort());
+  // An executor's /metrics is on loopback unless told otherwise: each must listen where Prometheus looks.
+  for (const [name, s] of Object.entries(compose.services).filter(([n]) => n.startsWith('executor-'))) assert.equal(s.command?.[s.command.indexOf('--metrics-listen') + 1], '0.0.0.0:10249', name);
   const grafana = compose.services['grafana']?.volumes ?? [];
   assert.ok(grafana.some((v) => v.startsWith('./deploy/base/dashboards:')), 'the dashboard of deploy/base');
   const provider = parse(readFileSync(join(root, 'deploy/compose/grafana/provisioning/dashboards/kpx.yml'), 'utf8')) as { providers: { options: { path: string } }[] };

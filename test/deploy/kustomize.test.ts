@@ -134,6 +134,10 @@ for (const dir of Builds) {
     assert.deepEqual((ex.volumeMounts as Any[]).map((m) => m.mountPath).filter((p: string) => ['/run/xtables.lock', '/lib/modules'].includes(p)).sort(), ['/lib/modules', '/run/xtables.lock']);
     assert.deepEqual((ex.env as Any[]).find((e) => e.name === 'NODE_NAME')?.valueFrom, { fieldRef: { fieldPath: 'spec.nodeName' } });
     assert.deepEqual(ex.livenessProbe.httpGet, { path: '/healthz', port: 10256 });
+    // /metrics is not on the healthz port: the executor Service (scraped) points at --metrics-listen's port.
+    assert.ok((ex.args as string[]).includes('--metrics-listen=$(HOST_IP):10249'));
+    const exSvc = objs.find((o) => o.kind === 'Service' && o.metadata.name === 'kpx-executor') as Any;
+    assert.deepEqual((exSvc.spec.ports as Any[]).map((p) => p.port), [10249]);
     assert.ok(ex.securityContext.privileged === true && ['NET_ADMIN', 'NET_RAW'].every((c) => (ex.securityContext.capabilities.add as string[]).includes(c)));
     assert.equal(ds.automountServiceAccountToken, false);
 

@@ -19,6 +19,7 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { startTracing, type Tracing } from '@kpx/telemetry';
 import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
 import { executorLogs as logsOf, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically as writeIn, type ExecutorProcess } from './system.js';
+import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
@@ -72,13 +73,14 @@ let nats: NatsServer | undefined;
 let controller: RunningController | undefined;
 let tracing: Tracing | undefined;
 let dir = '';
+let secure: SecureSetup | undefined;
 const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string): void {
   executors.set(
     node,
-    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info']),
+    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
+      '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info', ...secure!.executorArgs(node)]),
   );
 }
 
@@ -126,7 +128,8 @@ describe('stale UDP conntrack entries are deleted when a UDP service changes', (
     await writeFile(join(dir, 'udp6-slice.yaml'), sliceYaml('udp6', ['p1a', 'p2a']));
     topo = await createTopology({ nodes: [n1, n2], pods: Object.values(pods) });
     await Promise.all((['p1a', 'p2a'] as const).map((p) => topo!.startServer(p, { udp: [8053] })));
-    nats = await startNatsServer({ jetstream: true });
+    secure = await createSecureSetup(['n1', 'n2']);
+    nats = await startNatsServer({ jetstream: true, extraConfig: secure.natsConfig });
     controller = await runController({
       source: new ManifestsDirSource({ dir, debounceMs: 20, rescanMs: 500 }),
       sourceName: `manifests ${dir}`,
@@ -137,6 +140,7 @@ describe('stale UDP conntrack entries are deleted when a UDP service changes', (
       logLevel: 'warn',
       tracer: tracing.tracer,
       families: ['IPv4', 'IPv6'],
+      ...secure.controller,
     });
     spawnExecutor('n1');
     spawnExecutor('n2');
@@ -151,6 +155,7 @@ describe('stale UDP conntrack entries are deleted when a UDP service changes', (
     await topo?.cleanup();
     await tracing?.shutdown();
     if (dir) await rm(dir, { recursive: true, force: true });
+    await secure?.remove();
   });
 
   for (const service of ['udp', 'udp6'] as const) {

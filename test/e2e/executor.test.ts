@@ -1,6 +1,8 @@
 // The whole system on one machine: a real nats-server, the controller on a manifests directory, and one
 // `kpx executor` process per node applying deltas with iptables-restore inside that node's network namespace.
 // Real packets check what the kernel does; the controller's status checks what every executor acked.
+// Secured as in production (test/e2e/secure.ts): gRPC mTLS with each node's certificate and an operator's for
+// audit, NATS users per role (`kpx nats-config`), deltas and snapshots signed by the controller and verified.
 //
 //   lan 10.0.0.0/24:  n1 10.0.0.11 (pods p1a .1.10, p1b .1.11)   n2 10.0.0.12 (pods p2a .2.10, p2b .2.11)   ext .100
 //   service e2e/web: ClusterIP 10.96.0.10, TCP 80 -> 8080 and UDP 53 -> 8053
@@ -17,6 +19,7 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { SpanProcessing, startTracing, type Tracing } from '@kpx/telemetry';
 import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, webServiceYaml, webSliceYaml, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
 import { main } from '@kpx/cli';
+import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
 import { spawnKpxExecutor, type ExecutorProcess } from './system.js';
 
 const n1 = standardNode('n1', 1);
@@ -97,14 +100,15 @@ let nats: NatsServer | undefined;
 let controller: RunningController | undefined;
 let tracing: Tracing | undefined;
 let dir = '';
+let secure: SecureSetup | undefined;
 const exporter = new InMemorySpanExporter();
 const relay = { n2: undefined as CuttableRelay | undefined };
 const collector = new Collector();
 const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string, natsUrl: string): ExecutorProcess {
-  const p = spawnKpxExecutor(['--node', node, '--nats', natsUrl, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
-    '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info']);
+  const p = spawnKpxExecutor(['--node', node, '--nats', natsUrl, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
+    '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info', ...secure!.executorArgs(node)]);
   executors.set(node, p);
   return p;
 }
@@ -169,6 +173,7 @@ function startController(grpcListen: string): Promise<RunningController> {
     logLevel: 'warn',
     tracer: tracing!.tracer,
     families: ['IPv4'],
+    ...secure!.controller,
   });
 }
 
@@ -182,7 +187,8 @@ describe('controller + executors: deltas applied to real kernels', () => {
     await writeSlice(['p1a', 'p2a']);
     topo = await createTopology({ nodes: [n1, n2], pods: Object.values(pods) });
     await Promise.all(Object.keys(pods).map((p) => topo!.startServer(p, { tcp: [8080], udp: [8053] })));
-    nats = await startNatsServer({ jetstream: true });
+    secure = await createSecureSetup(['n1', 'n2']);
+    nats = await startNatsServer({ jetstream: true, extraConfig: secure.natsConfig });
     controller = await startController('127.0.0.1:0');
     relay.n2 = new CuttableRelay(Number(new URL(nats.url).port));
     await relay.n2.open();
@@ -200,6 +206,7 @@ describe('controller + executors: deltas applied to real kernels', () => {
     await collector.stop();
     await tracing?.shutdown();
     if (dir) await rm(dir, { recursive: true, force: true });
+    await secure?.remove();
   });
 
   it('packets reach the ready pods; after an EndpointSlice file change, the new set within 2 s and both nodes acked', async () => {
@@ -266,12 +273,12 @@ describe('controller + executors: deltas applied to real kernels', () => {
       const code = await main(argv, { stdout: (t) => (out += typeof t === 'string' ? t : Buffer.from(t).toString()), stderr: (t) => (out += t) });
       return { code, out };
     };
-    const audit = await kpx('audit', '--controller', controller!.grpcAddress, '-o', 'json');
+    const audit = await kpx('audit', '--controller', dialAddress(controller!.grpcAddress), '-o', 'json', ...secure!.operatorTlsArgs);
     assert.equal(audit.code, 0, audit.out);
     const nodes = (JSON.parse(audit.out) as { nodes: { node: string; inSync: boolean; actualDigest: string; desiredDigest: string; driftRepairs: number }[] }).nodes;
     assert.deepEqual(nodes.map((n) => [n.node, n.inSync, n.actualDigest === n.desiredDigest]), [['n1', true, true], ['n2', true, true]]);
     assert.ok((nodes.find((n) => n.node === 'n1')?.driftRepairs ?? 0) >= 1);
-    const log = await kpx('audit', 'log', '--nats', nats!.url, '--node', 'n1', '-o', 'json');
+    const log = await kpx('audit', 'log', '--nats', nats!.url, '--node', 'n1', '-o', 'json', ...secure!.operatorNatsArgs);
     const records = (JSON.parse(log.out) as { records: { type: string; generation: number; details?: string[]; causes?: { name: string }[] }[] }).records;
     assert.ok(records.some((r) => r.type === 'drift' && (r.details ?? []).length > 0), 'the flush is in the audit log');
     assert.ok(records.some((r) => r.type === 'generation' && (r.causes ?? []).some((c) => c.name === 'web-1')), 'generations with their causes');
@@ -279,7 +286,7 @@ describe('controller + executors: deltas applied to real kernels', () => {
     assert.ok(ackedByN1.size >= 3, `sampled ${ackedByN1.size} acked generations`);
     const check = async (): Promise<void> => {
       for (const [generation, digest] of ackedByN1) {
-        const r = await kpx('replay', '--nats', nats!.url, '--node', 'n1', '--to', String(generation), '-o', 'json');
+        const r = await kpx('replay', '--nats', nats!.url, '--node', 'n1', '--to', String(generation), '-o', 'json', ...secure!.operatorNatsArgs);
         assert.equal(r.code, 0, r.out);
         assert.equal((JSON.parse(r.out) as { digest: string }).digest, digest, `n1 at generation ${generation}`);
       }
@@ -290,9 +297,15 @@ describe('controller + executors: deltas applied to real kernels', () => {
     await controller!.stop();
     controller = await startController(address);
     await waitFor(() => allAcked(1), 'the restarted controller to hear from both executors', 10_000);
-    const again = await kpx('audit', '--controller', address, '-o', 'json');
+    const again = await kpx('audit', '--controller', dialAddress(address), '-o', 'json', ...secure!.operatorTlsArgs);
     assert.equal(again.code, 0, again.out);
     await check();
+    // It all ran secured: no certificate, no audit; no NATS credentials, no replay; every delta verified.
+    const anonymous = await kpx('audit', '--controller', dialAddress(address), '-o', 'json');
+    assert.notEqual(anonymous.code, 0, anonymous.out);
+    const unauthenticated = await kpx('replay', '--nats', nats!.url, '--node', 'n1', '-o', 'json');
+    assert.match(unauthenticated.out, /auth/i);
+    for (const [node, p] of executors) assert.doesNotMatch(p.log, /"reason":"signature"/, node);
   });
 
   it('one trace joins the controller publish, the executor apply and the controller ack', async () => {

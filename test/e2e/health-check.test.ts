@@ -16,6 +16,7 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { startTracing, type Tracing } from '@kpx/telemetry';
 import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology, freePort } from '@kpx/testing';
 import { executorLogs, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
+import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
@@ -79,17 +80,18 @@ let nats: NatsServer | undefined;
 let controller: RunningController | undefined;
 let tracing: Tracing | undefined;
 let dir = '';
+let secure: SecureSetup | undefined;
 const executors = new Map<string, ExecutorProcess>();
-/** Each executor's /healthz /metrics address. */
-const healthz = new Map<string, string>();
+/** Each executor's /metrics address. */
+const metricsAt = new Map<string, string>();
 
 async function spawnExecutor(node: NodeName): Promise<void> {
   const listen = `127.0.0.1:${await freePort()}`;
-  healthz.set(node, listen);
+  metricsAt.set(node, listen);
   executors.set(
     node,
-    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', controller!.grpcAddress, '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', listen, '--drift-check', '0', '--log-level', 'info']),
+    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
+      '--healthz-listen', '127.0.0.1:0', '--metrics-listen', listen, '--drift-check', '0', '--log-level', 'info', ...secure!.executorArgs(node)]),
   );
 }
 
@@ -132,7 +134,8 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
     await writeFile(join(dir, 'lb-ipv4.yaml'), sliceYaml('IPv4', ['p1a', 'p1b'], ['p1c']));
     await writeFile(join(dir, 'lb-ipv6.yaml'), sliceYaml('IPv6', ['p1a']));
     topo = await createTopology({ nodes: [n1, n2], pods: [] });
-    nats = await startNatsServer({ jetstream: true });
+    secure = await createSecureSetup(['n1', 'n2']);
+    nats = await startNatsServer({ jetstream: true, extraConfig: secure.natsConfig });
     controller = await runController({
       source: new ManifestsDirSource({ dir, debounceMs: 20, rescanMs: 500 }),
       sourceName: `manifests ${dir}`,
@@ -143,6 +146,7 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
       logLevel: 'warn',
       tracer: tracing.tracer,
       families: ['IPv4', 'IPv6'],
+      ...secure.controller,
     });
     await spawnExecutor('n1');
     await spawnExecutor('n2');
@@ -157,6 +161,7 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
     await topo?.cleanup();
     await tracing?.shutdown();
     if (dir) await rm(dir, { recursive: true, force: true });
+    await secure?.remove();
   });
 
   it("answers kube-proxy's JSON: 200 with the node's ready local endpoints, 503 on a node without", async () => {
@@ -191,7 +196,7 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
     // The read-back after the delta (half a second later) matches too: no drift reported, nothing repaired.
     await waitFor(() => controller!.pipeline.tracker.status().every((n) => n.actualDigest === n.desiredDigest), 'read-backs to match');
     assert.ok(controller!.pipeline.tracker.status().every((n) => n.driftRepairs === 0 && n.lastDrift.length === 0));
-    const metrics = await (await fetch(`http://${healthz.get('n2')!}/metrics`)).text();
+    const metrics = await (await fetch(`http://${metricsAt.get('n2')!}/metrics`)).text();
     assert.match(metrics, /kpx_executor_healthcheck_servers\{ip_family="IPv4"\} 1/);
     assert.doesNotMatch(metrics, /kpx_executor_healthcheck_listen_failures_total\{[^}]*\} [1-9]/);
   });

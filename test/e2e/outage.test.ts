@@ -1,7 +1,8 @@
 // The NATS outage of issue #12, scripted with the real processes: controller, three dry-run executors, nats-server.
 // NATS stops, an endpoint changes, NATS comes back, and no further event happens. Within 30 s every node acks the
 // digest a fresh controller computes for the final manifests; `kpx status` said "pending" (not in sync) while the
-// change was unpublished; `kpx replay` of every node reaches the acked digest.
+// change was unpublished; `kpx replay` of every node reaches the acked digest. Secured as in production
+// (test/e2e/secure.ts): mTLS, NATS users per role, signed deltas.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { IPFamily, defaultKubeProxyConfig, readManifestDir } from '@kpx/model';
 import { ControllerPipeline, MemoryGenerationStore, familyOptionsFromConfig } from '@kpx/controller';
 import { startNatsServer } from '@kpx/testing';
 import { RepoRoot } from './cluster.js';
+import { createSecureSetup, dialAddress } from './secure.js';
 import { KpxBin, executorLogs, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
 
 const Nodes = ['node-a', 'node-b', 'node-c'];
@@ -60,9 +62,11 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   const dir = await mkdtemp(join(tmpdir(), 'kpx-outage-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await cp(`${RepoRoot}examples`, dir, { recursive: true });
-  const nats = await startNatsServer({ jetstream: true });
+  const secure = await createSecureSetup(Nodes);
+  t.after(() => secure.remove());
+  const nats = await startNatsServer({ jetstream: true, extraConfig: secure.natsConfig });
   t.after(() => nats.stop());
-  const controller: ChildProcess = spawn(process.execPath, [KpxBin, 'controller', '--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--publish-timeout', '2s', '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const controller: ChildProcess = spawn(process.execPath, [KpxBin, 'controller', '--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--publish-timeout', '2s', '--log-level', 'debug', ...secure.controllerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let clog = '';
   controller.stdout?.on('data', (b: Buffer) => (clog += b.toString()));
   controller.stderr?.on('data', (b: Buffer) => (clog += b.toString()));
@@ -74,10 +78,10 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   const logs = (): string => `--- controller\n${clog.slice(-3000)}\n${executorLogs(executors)}`;
   await waitUntil(() => clog.includes('kpx controller running'), 'the controller', 20_000, logs);
   const running = JSON.parse(clog.split('\n').find((l) => l.includes('kpx controller running')) ?? '{}') as { grpc?: string };
-  const grpc = running.grpc ?? '';
-  for (const n of Nodes) executors.set(n, spawnKpxExecutor(['--node', n, '--nats', nats.url, '--controller', grpc, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--drift-check', '1s']));
+  const grpc = dialAddress(running.grpc ?? '');
+  for (const n of Nodes) executors.set(n, spawnKpxExecutor(['--node', n, '--nats', nats.url, '--controller', grpc, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', ...secure.executorArgs(n)]));
   const status = async (): Promise<{ code: number | null; json: StatusJson }> => {
-    const r = await kpx(['status', '--controller', grpc, '-o', 'json']);
+    const r = await kpx(['status', '--controller', grpc, '-o', 'json', ...secure.operatorTlsArgs]);
     return { code: r.code, json: (r.out ? JSON.parse(r.out) : { nodes: [] }) as StatusJson };
   };
   await waitUntil(async () => (await status()).code === 0, 'every node in sync', 30_000, logs);
@@ -116,7 +120,7 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   t.diagnostic(`every node acked the final digest ${Date.now() - back} ms after NATS came back (${converged} ms of polling)`);
   const final = await status();
   for (const n of final.json.nodes) {
-    const r = await kpx(['replay', '--nats', nats.url, '--node', n.node, '--ip-family', n.ipFamily === 'IPv4' ? 'ipv4' : 'ipv6', '--to', String(n.ackedGeneration), '-o', 'json']);
+    const r = await kpx(['replay', '--nats', nats.url, '--node', n.node, '--ip-family', n.ipFamily === 'IPv4' ? 'ipv4' : 'ipv6', '--to', String(n.ackedGeneration), '-o', 'json', ...secure.operatorNatsArgs]);
     assert.equal(r.code, 0, r.err);
     const replayed = JSON.parse(r.out) as { digest: string; generation: number };
     assert.equal(replayed.digest, n.ackedDigest, `replay of ${n.node}/${n.ipFamily} reaches the acked digest`);

@@ -99,7 +99,7 @@ before(async () => {
         return b;
       },
       families: ['IPv4'],
-      healthzListen: '127.0.0.1:0',
+      healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0',
       // Each read-back spawns iptables-save and ipset under TCG: a short period would starve the deltas.
       driftCheckMs: 10_000,
       logLevel: process.env.KPX_TEST_LOG_LEVEL ?? 'warn',

@@ -41,9 +41,12 @@ function issue(dir: string, name: string, subject: string, ext: string): CertFil
   return { certFile, keyFile };
 }
 
-/** Makes the PKI (a few hundred ms of openssl); call remove() when done. */
-export function createTestPki(clients: Readonly<Record<string, Subject>>): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'kpx-pki-'));
+/**
+ * Makes the PKI (a few hundred ms of openssl); call remove() when done. `options.dir`: an existing directory to
+ * write into (the demo's secrets directory) instead of a new temporary one; remove() deletes it either way.
+ */
+export function createTestPki(clients: Readonly<Record<string, Subject>>, options: { readonly dir?: string } = {}): TestPki {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'kpx-pki-'));
   openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=kpx-test-ca']);
   chmodSync(join(dir, 'ca.key'), 0o600);
   const server = issue(dir, 'server', '/CN=kpx-controller', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');

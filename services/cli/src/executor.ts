@@ -13,7 +13,7 @@ import { CLIENT_TLS_USAGE, clientTlsFiles, clientTlsOptions } from './tls-flags.
 import { loadVerifier, natsAuthOf, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
 
 export const EXECUTOR_USAGE = `usage: kpx executor [--node NAME] --nats URL --controller HOST:PORT [--backend iptables|ipvs] [--netns NAME]
-                    [--dry-run] [--healthz-listen HOST:PORT] [--tls-cert-file F --tls-private-key-file F --ca-file F] [options]
+                    [--dry-run] [--healthz-listen HOST:PORT] [--metrics-listen HOST:PORT] [--tls-cert-file F --tls-private-key-file F --ca-file F] [options]
        kpx executor --cleanup [--netns NAME]
 
 Follows the deltas of node NAME on NATS JetStream (kpx.delta.NAME), applies each one as a single
@@ -21,7 +21,7 @@ iptables-restore --noflush transaction of the changed chains, resyncs from a sna
 digest mismatch or a failed apply, repairs rules changed behind its back, and acks to the controller.
 Deletes stale UDP conntrack entries after each change, as kube-proxy does (conntrack CLI; not with --dry-run),
 and serves the healthCheckNodePort of every eTP Local LoadBalancer (inside --netns; not with --dry-run).
-Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or SIGTERM.
+Serves /healthz, /livez (kube-proxy's JSON) and, on its own address, /metrics. Runs until SIGINT or SIGTERM.
 
   --node NAME               the Kubernetes Node this executor programs (default: $NODE_NAME, else the
                             hostname, lower-cased)
@@ -40,7 +40,8 @@ Serves /healthz, /livez (kube-proxy's JSON) and /metrics. Runs until SIGINT or S
                             ip/ip6 kube-proxy; every other rule stays. Exit 0 when done (also when there was
                             nothing to remove), 1 naming the step that failed
   --ip-families LIST        ipv4,ipv6 (default both)
-  --healthz-listen H:P      /healthz /livez /metrics (default 0.0.0.0:10256, as kube-proxy)
+  --healthz-listen H:P      /healthz /livez (default 0.0.0.0:10256, as kube-proxy)
+  --metrics-listen H:P      /metrics (default 127.0.0.1:10249, as kube-proxy: loopback only)
   --drift-check DURATION    period of the kernel read-back (default 10s; 0 disables)
   --otlp-endpoint URL       export traces over OTLP (as OTEL_EXPORTER_OTLP_ENDPOINT; protocol from
                             OTEL_EXPORTER_OTLP_PROTOCOL, default http/protobuf; default: off; every other
@@ -66,6 +67,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
         cleanup: { type: 'boolean' },
         'ip-families': { type: 'string', default: 'ipv4,ipv6' },
         'healthz-listen': { type: 'string', default: '0.0.0.0:10256' },
+        'metrics-listen': { type: 'string', default: '127.0.0.1:10249' },
         'drift-check': { type: 'string', default: '10s' },
         'otlp-endpoint': { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
@@ -119,6 +121,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
       createBackend,
       families,
       healthzListen: values['healthz-listen'],
+      metricsListen: values['metrics-listen'],
       driftCheckMs,
       ...(values['otlp-endpoint'] ? { otlpEndpoint: values['otlp-endpoint'] } : {}),
       logLevel: values['log-level'],
@@ -132,7 +135,7 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
     if (run.signal.aborted) return 0;
     throw err;
   }
-  run.onReady?.({ grpcAddress: '', metricsUrl: executor.healthzUrl });
+  run.onReady?.({ grpcAddress: '', metricsUrl: executor.metricsUrl });
   await untilAborted(run.signal);
   executor.logger.info('stopping');
   await executor.stop();

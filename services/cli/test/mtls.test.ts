@@ -51,7 +51,7 @@ test('a TLS controller and a TLS dry-run executor converge; status needs an oper
   );
   const { grpcAddress, metricsUrl } = await waitFor(() => Promise.resolve(ready), 'the controller');
   // The executor in its own process (one tracer provider per process), stopped by its PID.
-  const executor = spawn(process.execPath, [kpxBin, 'executor', '--node', 'node-a', '--nats', nats.url, '--controller', grpcAddress, '--dry-run', '--ip-families', 'ipv4', '--healthz-listen', '127.0.0.1:0', '--log-level', 'warn', ...tlsOf('nodeA')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const executor = spawn(process.execPath, [kpxBin, 'executor', '--node', 'node-a', '--nats', nats.url, '--controller', grpcAddress, '--dry-run', '--ip-families', 'ipv4', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'warn', ...tlsOf('nodeA')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let executorErr = '';
   executor.stderr.on('data', (b: Buffer) => (executorErr += b.toString()));
   const exited = once(executor, 'exit');

@@ -42,8 +42,8 @@ test('a controller and an executor started before NATS wait for it, then converg
   });
   const grpcPort = await freePort();
   const controller = kpx(['controller', '--manifests', examples, '--nats', nats.url, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--metrics-listen', '127.0.0.1:0']);
-  const executor = kpx(['executor', '--node', 'node-a', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0']);
-  const quitter = kpx(['executor', '--node', 'node-b', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0']);
+  const executor = kpx(['executor', '--node', 'node-a', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0']);
+  const quitter = kpx(['executor', '--node', 'node-b', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0']);
   procs.push(controller, executor, quitter);
   for (const p of procs) await waitFor(() => p.log.includes('cannot reach NATS yet'), 'a process to say it waits for NATS');
   assert.ok(procs.every((p) => p.child.exitCode === null), 'none gave up');

@@ -73,7 +73,7 @@ test('kpx nats-config, then controller, executor and replay with their credentia
   // Its own process: one tracer provider per process.
   const executor = spawn(
     process.execPath,
-    [kpxBin, 'executor', '--node', 'node-a', '--nats', nats.url, '--controller', grpc, '--dry-run', '--ip-families', 'ipv4', '--healthz-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'warn', '--nats-creds', join(nkeys, 'node-node-a.nk'), '--verify-keys', verifyKeys],
+    [kpxBin, 'executor', '--node', 'node-a', '--nats', nats.url, '--controller', grpc, '--dry-run', '--ip-families', 'ipv4', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'warn', '--nats-creds', join(nkeys, 'node-node-a.nk'), '--verify-keys', verifyKeys],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const exited = new Promise<number | null>((resolve) => executor.once('exit', (code) => resolve(code)));

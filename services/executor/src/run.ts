@@ -1,4 +1,4 @@
-// Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez /metrics.
+// Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez and /metrics.
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectWithRetry, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
@@ -24,8 +24,10 @@ export interface ExecutorRunOptions {
   readonly createBackend: (family: string) => Backend;
   /** IP families (default both). */
   readonly families?: readonly string[];
-  /** /healthz, /livez and /metrics (kube-proxy's healthz port by default: 0.0.0.0:10256). */
+  /** /healthz and /livez (kube-proxy's healthz port by default: 0.0.0.0:10256). */
   readonly healthzListen?: string;
+  /** /metrics (kube-proxy's metrics address by default: 127.0.0.1:10249, loopback only). */
+  readonly metricsListen?: string;
   readonly otlpEndpoint?: string;
   /** A tracer of tracing already started in this process (tests, an all-in-one process): no tracing of its own. */
   readonly tracer?: Tracer;
@@ -56,6 +58,7 @@ export interface ExecutorRunOptions {
 export interface RunningExecutor {
   readonly executor: Executor;
   readonly healthzUrl: string;
+  readonly metricsUrl: string;
   readonly logger: Logger;
   stop(): Promise<void>;
 }
@@ -132,13 +135,16 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       ...(opts.conntrack ? { conntrack: createConntrackCleaner({ logger, metrics, ...opts.conntrack }) } : {}),
       ...(healthChecks ? { healthChecks } : {}),
     });
+    // As kube-proxy: the probes where the kubelet and load balancers reach them, the metrics on loopback unless
+    // asked otherwise (they name services and nodes). /metrics on the healthz port is 404.
     const http: HttpServer = await startHttpServer({
       listen: opts.healthzListen ?? '0.0.0.0:10256',
-      registry,
       healthz: () => health.report(),
       probeCounters: { proxyHealthz: metrics.proxyHealthz, proxyLivez: metrics.proxyLivez },
     });
-    cleanups.push({ what: 'http server', fn: () => http.close() });
+    cleanups.push({ what: 'healthz server', fn: () => http.close() });
+    const metricsHttp: HttpServer = await startHttpServer({ listen: opts.metricsListen ?? '127.0.0.1:10249', registry });
+    cleanups.push({ what: 'metrics server', fn: () => metricsHttp.close() });
     cleanups.push({ what: 'executor', fn: () => executor.stop() });
     const abortStart = (): void => void executor.stop();
     opts.signal?.addEventListener('abort', abortStart, { once: true });
@@ -147,8 +153,8 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
     } finally {
       opts.signal?.removeEventListener('abort', abortStart);
     }
-    logger.info({ nats: opts.natsUrl, controller: opts.controller, healthz: http.url, backends: [...backends.values()].map((b) => b.name) }, 'kpx executor running');
-    return { executor, healthzUrl: http.url, logger, stop };
+    logger.info({ nats: opts.natsUrl, controller: opts.controller, healthz: http.url, metrics: metricsHttp.url, backends: [...backends.values()].map((b) => b.name) }, 'kpx executor running');
+    return { executor, healthzUrl: http.url, metricsUrl: metricsHttp.url, logger, stop };
   } catch (err) {
     await stop();
     throw err;

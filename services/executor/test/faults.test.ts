@@ -51,7 +51,7 @@ test('NATS down: the rules stay, /healthz fails after the grace, and the node re
     controller: s.grpcListen,
     createBackend: () => backend,
     families: ['IPv4'],
-    healthzListen: '127.0.0.1:0',
+    healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0',
     logLevel: 'silent',
     driftCheckMs: 0,
     natsGraceMs: 1_000,
@@ -88,7 +88,7 @@ test('NATS down: the rules stay, /healthz fails after the grace, and the node re
 
 /** Runs `kpx executor --dry-run`, waits for `ready` on its output, sends SIGTERM and measures how long it takes to exit. */
 async function sigtermAfter(args: readonly string[], ready: RegExp, prepare?: () => Promise<void>): Promise<{ ms: number; code: number | null; out: string }> {
-  const child = spawn(process.execPath, [kpx, 'executor', '--dry-run', '--node', 'sigterm-node', '--healthz-listen', '127.0.0.1:0', '--ip-families', 'ipv4', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [kpx, 'executor', '--dry-run', '--node', 'sigterm-node', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--ip-families', 'ipv4', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));

@@ -100,7 +100,7 @@ before(async () => {
     controller: controller.grpcAddress,
     createBackend: () => new MemoryBackend(),
     families: ['IPv4'],
-    healthzListen: '127.0.0.1:0',
+    healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0',
     driftCheckMs: 0,
     logLevel: 'silent',
     tracer: trace.getTracer('test'),
@@ -214,7 +214,7 @@ test("a delta signed with an unknown key, published with the controller's creden
     await waitFor(() => executor.executor.status()[0]!.resyncs > seqBefore, 'the rejection to cause its one resync', 5_000);
     await waitFor(() => atDesired(), 'n1 back at the controller state', 5_000);
     assert.equal(executor.executor.status()[0]!.generation, d.generation, 'the forged generation was not applied');
-    const metrics = await (await fetch(`${executor.healthzUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${executor.metricsUrl}/metrics`)).text();
     assert.match(metrics, /kpx_executor_rejected_deltas_total\{reason="signature"\} 1/);
   } finally {
     await nc.close();

@@ -7,7 +7,6 @@
 //   lan 10.0.0.0/24:  n1 10.0.0.11 (pods p1a .1.10, p1b .1.11)   n2 10.0.0.12 (pods p2a .2.10, p2b .2.11)   ext .100
 //   service e2e/web: ClusterIP 10.96.0.10, TCP 80 -> 8080 and UDP 53 -> 8053
 import assert from 'node:assert/strict';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { SpanProcessing, startTracing, type Tracing } from '@kpx/telemetry';
 import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, webServiceYaml, webSliceYaml, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
 import { main } from '@kpx/cli';
+import { startOtlpReceiver, type OtlpReceiver } from './otlp-receiver.js';
 import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
 import { spawnKpxExecutor, type ExecutorProcess } from './system.js';
 
@@ -62,39 +62,6 @@ class CuttableRelay {
   }
 }
 
-/** Receives OTLP/HTTP JSON trace exports from the executors. */
-class Collector {
-  readonly spans: { name: string; traceId: string; service: string }[] = [];
-  private server: HttpServer | undefined;
-  url = '';
-  async start(): Promise<void> {
-    this.server = createHttpServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        try {
-          const body = JSON.parse(Buffer.concat(chunks).toString()) as {
-            resourceSpans?: { resource?: { attributes?: { key: string; value: { stringValue?: string } }[] }; scopeSpans?: { spans?: { name: string; traceId: string }[] }[] }[];
-          };
-          for (const rs of body.resourceSpans ?? []) {
-            const service = rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
-            for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) this.spans.push({ name: s.name, traceId: s.traceId, service });
-          }
-        } catch {
-          // not JSON: ignored
-        }
-        res.writeHead(200, { 'Content-Type': 'application/json' });
-        res.end('{}');
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-  }
-  stop(): Promise<void> {
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
-}
-
 let topo: Topology | undefined;
 let nats: NatsServer | undefined;
 let controller: RunningController | undefined;
@@ -103,12 +70,12 @@ let dir = '';
 let secure: SecureSetup | undefined;
 const exporter = new InMemorySpanExporter();
 const relay = { n2: undefined as CuttableRelay | undefined };
-const collector = new Collector();
+let collector: OtlpReceiver | undefined;
 const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string, natsUrl: string): ExecutorProcess {
   const p = spawnKpxExecutor(['--node', node, '--nats', natsUrl, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
-    '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector.url, '--log-level', 'info', ...secure!.executorArgs(node)]);
+    '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector!.endpoint, '--log-level', 'info', ...secure!.executorArgs(node)]);
   executors.set(node, p);
   return p;
 }
@@ -180,7 +147,7 @@ function startController(grpcListen: string): Promise<RunningController> {
 describe('controller + executors: deltas applied to real kernels', () => {
   before(async () => {
     tracing = startTracing({ serviceName: 'kpx-controller', exporter, processing: SpanProcessing.Simple });
-    await collector.start();
+    collector = await startOtlpReceiver();
     dir = await mkdtemp(join(tmpdir(), 'kpx-e2e-exec-'));
     await writeFile(join(dir, 'nodes.yaml'), nodesYamlText);
     await writeFile(join(dir, 'web.yaml'), serviceYaml);
@@ -203,7 +170,7 @@ describe('controller + executors: deltas applied to real kernels', () => {
     await relay.n2?.cut();
     await nats?.stop();
     await topo?.cleanup();
-    await collector.stop();
+    await collector?.close();
     await tracing?.shutdown();
     if (dir) await rm(dir, { recursive: true, force: true });
     await secure?.remove();
@@ -320,7 +287,7 @@ describe('controller + executors: deltas applied to real kernels', () => {
     assert.ok(publish, 'publish span');
     const traceId = publish.spanContext().traceId;
     assert.ok(spans.some((s) => s.name === 'kpx.ack' && s.spanContext().traceId === traceId && s.attributes['kpx.node'] === 'n1'), 'ack span in the same trace');
-    await waitFor(() => collector.spans.some((s) => s.name === 'kpx.apply' && s.traceId === traceId), 'the executor apply span', 5000);
-    assert.equal(collector.spans.find((s) => s.traceId === traceId)?.service, 'kpx-executor');
+    await waitFor(() => collector!.spans.some((s) => s.name === 'kpx.apply' && s.traceId === traceId), 'the executor apply span', 5000);
+    assert.equal(collector!.spans.find((s) => s.traceId === traceId)?.resource['service.name'], 'kpx-executor');
   });
 });

@@ -76,15 +76,17 @@ export class PendingChange {
     this.syncs.push(...later.syncs);
   }
 
+  /** Sends the node's whole state (as a snapshot delta) instead of the object changes. */
+  sendWholeState(): void {
+    this.initial = true;
+    this.upserts.clear();
+    this.deletes.clear();
+  }
+
   /** The newest value of every object wins; a whole state replaces everything before it. */
   private compose(initial: boolean, digest: string, upserts: Iterable<HashedObject>, deletes: Iterable<readonly [string, ObjectRef]>): void {
     this.digest = digest;
-    if (initial) {
-      this.initial = true;
-      this.upserts.clear();
-      this.deletes.clear();
-      return;
-    }
+    if (initial) return this.sendWholeState();
     if (this.initial) return;
     for (const [id, r] of deletes) {
       this.upserts.delete(id);

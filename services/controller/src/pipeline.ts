@@ -10,7 +10,7 @@ import { FamilyStates, modeCompiler } from '@kpx/ruleset';
 import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
 import { deltaSubject } from '@kpx/transport';
-import { Outbox, type InFlight, type Owed, type PendingCause, type PendingChange, type SyncCauses } from './outbox.js';
+import { Outbox, type InFlight, type NodeHead, type Owed, type PendingCause, type PendingChange, type SyncCauses } from './outbox.js';
 import type { DeltaSink, GenerationAudit, GenerationStore, GenerationSummary, PublishedHeads, SnapshotSink } from './ports.js';
 import { CoalescingRunner, type RetryOptions } from './runner.js';
 import { EventType, ObjectKind, type SourceEvent } from './sources/types.js';
@@ -107,8 +107,8 @@ export class ControllerPipeline {
   private synced = false;
   private lastGeneration = 0;
   private readonly snapshotCounts = new Map<string, number>();
-  /** Generation records not yet in the audit log, oldest first. */
-  private auditOwed: SyncOutcome[] = [];
+  /** Generation records not yet in the audit log, oldest first, with when each was owed (ms). */
+  private auditOwed: { readonly outcome: SyncOutcome; readonly since: number }[] = [];
   /** Ends a flush in progress early (stop). */
   private readonly abort = new AbortController();
   /** Encoded size of each rule object, object ref and cause put in a delta, measured once. */
@@ -231,7 +231,9 @@ export class ControllerPipeline {
 
   /** When the oldest change not yet in JetStream was compiled (ms), undefined when everything is published. */
   unpublishedSince(): number | undefined {
-    return this.outbox.oldestOwed() ?? (this.auditOwed.length > 0 ? Date.now() : undefined);
+    const deltas = this.outbox.oldestOwed();
+    const audit = this.auditOwed[0]?.since;
+    return deltas === undefined ? audit : audit === undefined ? deltas : Math.min(deltas, audit);
   }
 
   private async sync(): Promise<void> {
@@ -330,13 +332,17 @@ export class ControllerPipeline {
       if (!head) continue;
       await this.opts.generations.fence(head.generation);
       this.lastGeneration = Math.max(this.lastGeneration, head.generation);
-      if (e.unsent.initial && head.digest === e.unsent.digest) {
-        e.unsent = undefined;
-        this.familyOf(e.family)?.setGeneration(e.node, head.generation);
-        this.tracker.built({ node: e.node, family: e.family, mode: this.mode, generation: head.generation, digest: head.digest, triggerTime: undefined });
-        this.tracker.published({ node: e.node, family: e.family, mode: this.mode, generation: head.generation, digest: head.digest, triggerTime: undefined, at: Date.now() });
-      }
+      if (e.unsent.initial && head.digest === e.unsent.digest) this.nothingToSend(e, head);
     }
+  }
+
+  /** The node's unsent changes leave it at `head`, which JetStream already has: nothing to send, nothing pending. */
+  private nothingToSend(e: Owed, head: NodeHead): void {
+    e.unsent = undefined;
+    this.familyOf(e.family)?.setGeneration(e.node, head.generation);
+    const at = { node: e.node, family: e.family, mode: this.mode, generation: head.generation, digest: head.digest, triggerTime: undefined };
+    this.tracker.built(at);
+    this.tracker.published({ ...at, at: Date.now() });
   }
 
   private async buildAndPublish(ready: Owed[], failures: unknown[], span: Span, compileSeconds: number): Promise<void> {
@@ -350,7 +356,7 @@ export class ControllerPipeline {
     this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: built.length, bytes });
     this.opts.logger.info({ generation, nodes: built.length, bytes, compileMs: Math.round(compileSeconds * 1000), unacknowledged: built.filter((b) => b.entry.inFlight).length }, 'published generation');
     const outcome = summarize(generation, built);
-    this.auditOwed.push(outcome);
+    this.auditOwed.push({ outcome, since: Date.now() });
     for (const l of this.listeners) l(outcome);
   }
 
@@ -375,10 +381,8 @@ export class ControllerPipeline {
       const change = e.unsent;
       if (!fam || !change) continue;
       if (change.empty && change.digest === e.head?.digest) {
-        // Composed back to what the node has: nothing to send.
-        e.unsent = undefined;
-        this.tracker.built({ node: e.node, family: e.family, mode: this.mode, generation: e.head.generation, digest: e.head.digest, triggerTime: undefined });
-        this.tracker.published({ node: e.node, family: e.family, mode: this.mode, generation: e.head.generation, digest: e.head.digest, triggerTime: undefined, at: Date.now() });
+        // Composed back to what the node has.
+        this.nothingToSend(e, e.head);
         continue;
       }
       const causes = this.causesFor(e.node, change, byServices, maxCauses);
@@ -510,11 +514,11 @@ export class ControllerPipeline {
     e.inFlight = undefined;
     const change = f.change;
     if (e.unsent) change.append(e.unsent);
+    // The head this node really has is unknown now: look it up again, and send the whole state above it.
+    change.sendWholeState();
     e.unsent = change;
-    // The head this node really has is unknown now: look it up again before the next delta.
     e.headKnown = false;
     e.head = undefined;
-    if (change.initial === false) change.initial = true;
     await this.opts.generations.fence(generation);
   }
 
@@ -525,7 +529,7 @@ export class ControllerPipeline {
       return;
     }
     while (this.auditOwed.length > 0) {
-      const o = this.auditOwed[0]!;
+      const o = this.auditOwed[0]!.outcome;
       try {
         await audit.append(o);
       } catch (err) {

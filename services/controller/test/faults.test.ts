@@ -193,3 +193,19 @@ test('status: stale after the bound without acks, drift capped with its total', 
   assert.equal(t.ack({ node: 'n', ipFamily: 'IPv4', mode: 'iptables', generation: 5, digest: 'other', applyDurationSeconds: 0, error: '', actualDigest: '', drift: [], driftTotal: 0, rejectedMessages: 0, lastRejection: '' }).response.resyncRequired, true);
   assert.equal(t.ack({ node: 'n', ipFamily: 'IPv4', mode: 'iptables', generation: 9, digest: 'd1', applyDurationSeconds: 0, error: '', actualDigest: '', drift: [], driftTotal: 0, rejectedMessages: 0, lastRejection: '' }).response.resyncRequired, true);
 });
+
+test('an audit log that cannot be appended to keeps the controller unpublished since the record was owed', async () => {
+  let failing = true;
+  const { p } = makePipeline({ audit: { append: () => (failing ? Promise.reject(new Error('nats: timeout')) : Promise.resolve()) } });
+  const before = Date.now();
+  for (const object of (await readManifestDir(ExamplesDir)).map((m) => m.object)) {
+    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node') p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
+  }
+  p.onSynced();
+  await waitFor(() => p.failingSyncs >= 3 && p.outbox.owed().length === 0);
+  const since = p.unpublishedSince();
+  assert.ok(since !== undefined && since >= before && since < Date.now() - 20, `owed since ${since}, not now`);
+  failing = false;
+  await waitFor(() => p.unpublishedSince() === undefined);
+  await p.stop();
+});

@@ -36,3 +36,14 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
     signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
 }
+
+/**
+ * Calls `changed(false, server)` when the connection drops and `changed(true, server)` when it is back, until the
+ * connection closes (it reconnects by itself: this only reports).
+ */
+export async function followConnection(nc: NatsConnection, changed: (up: boolean, server: string) => void): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect') changed(false, s.server);
+    else if (s.type === 'reconnect') changed(true, s.server);
+  }
+}

@@ -33,7 +33,7 @@ export { NatsAuthFlags, NatsAuthUsage, natsAuthFromFlags, natsConnectionOptions 
 export type { NatsAuth, NatsAuthFlagValues } from './nats-auth.js';
 export { natsServerAuthConfig, newNkeyUser, nkeyPublicKey, rolePermissions } from './nats-permissions.js';
 export type { NatsPermissions, NatsUserSpec } from './nats-permissions.js';
-export { connectWithRetry } from './connect.js';
+export { connectWithRetry, followConnection } from './connect.js';
 export type { ConnectRetryOptions } from './connect.js';
 export { openGenerationCounter } from './generations.js';
 export type { GenerationCounter } from './generations.js';

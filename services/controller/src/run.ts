@@ -5,7 +5,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
-import { type AuditRecord, connectWithRetry, ensureAuditStream, type GenerationRecord, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, publishAuditRecord, readTlsFiles, type Signer, type TlsFiles } from '@kpx/transport';
+import { type AuditRecord, connectWithRetry, ensureAuditStream, followConnection, type GenerationRecord, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, publishAuditRecord, readTlsFiles, type Signer, type TlsFiles } from '@kpx/transport';
 import { insecureListenRefusal, type RunningGrpcServer, startGrpcServer } from './grpc-server.js';
 import { Leadership, type ControllerLeaderElection } from './leadership.js';
 import { StandbyBuffer } from './standby-buffer.js';
@@ -178,10 +178,11 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
       },
     });
     cleanups.push(() => pipeline.stop());
-    void watchNatsStatus(nc, logger, (up) => {
+    // Disconnects and reconnects at info; what failed while NATS was away goes out at once, not after the backoff.
+    void followConnection(nc, (up, server) => {
       natsUp = up;
       metrics.natsConnected.set(up ? 1 : 0);
-      // What failed while NATS was away goes out now, not after the backoff.
+      logger.info({ server }, up ? 'NATS reconnected' : 'NATS disconnected; reconnecting');
       if (up) pipeline.retryNow();
     });
     // Status gauges, kept current by the controller itself (not by whoever scrapes or probes).
@@ -270,19 +271,6 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-/** Logs NATS disconnects and reconnects at info and reports the connection state. */
-async function watchNatsStatus(nc: NatsConnection, logger: Logger, connected: (up: boolean) => void): Promise<void> {
-  for await (const s of nc.status()) {
-    if (s.type === 'disconnect') {
-      connected(false);
-      logger.info({ server: s.server }, 'NATS disconnected; reconnecting');
-    } else if (s.type === 'reconnect') {
-      connected(true);
-      logger.info({ server: s.server }, 'NATS reconnected');
-    }
   }
 }
 

@@ -1,9 +1,9 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez and /metrics.
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectWithRetry, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
+import { connectWithRetry, followConnection, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
-import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HealthTracker, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
+import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
 import { createConntrackCleaner } from './conntrack.js';
 import { ControllerClient } from './controller-client.js';
@@ -93,7 +93,11 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
     );
     cleanups.push({ what: 'NATS connection', fn: () => nc.close() });
-    void watchNats(nc, logger, health);
+    void followConnection(nc, (up, server) => {
+      if (up) health.sourceRestored();
+      else health.sourceLost();
+      logger.info({ server }, up ? 'NATS reconnected; resuming from the last applied delta' : 'NATS disconnected; the kernel keeps its rules; reconnecting');
+    });
     const backends = new Map((opts.families ?? ['IPv4', 'IPv6']).map((f) => [f, opts.createBackend(f)]));
     /** Health check ports failing, `family/port: error`: a failure is logged when it starts and when it ends. */
     const failing = new Set<string>();
@@ -181,14 +185,3 @@ function bounded(p: Promise<void>, ms: number): Promise<boolean> {
  * Logs NATS losing and finding the server (info), and tells the health tracker: /healthz fails once NATS has been
  * gone longer than the grace. The executor keeps its rules meanwhile and resumes from its last seq after.
  */
-async function watchNats(nc: NatsConnection, logger: Logger, health: HealthTracker): Promise<void> {
-  for await (const s of nc.status()) {
-    if (s.type === 'disconnect') {
-      health.sourceLost();
-      logger.info({ server: s.server }, 'NATS disconnected; the kernel keeps its rules; reconnecting');
-    } else if (s.type === 'reconnect') {
-      health.sourceRestored();
-      logger.info({ server: s.server }, 'NATS reconnected; resuming from the last applied delta');
-    }
-  }
-}

@@ -1,42 +1,19 @@
 // kpx audit against a running controller and a real nats-server: rules, explain, a past generation, the log.
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { defaultKubeProxyConfig } from '@kpx/model';
-import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
-import { startNatsServer, type NatsServer } from '@kpx/testing';
+import { type RunningController } from '@kpx/controller';
+import { type NatsServer } from '@kpx/testing';
+import { startExamplesController, waitFor } from './examples-controller.js';
 import { runKpx } from './io.js';
 
-const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
 let dir: string;
 let controller: RunningController;
 
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 before(async () => {
-  nats = await startNatsServer({ jetstream: true });
-  dir = await mkdtemp(join(tmpdir(), 'kpx-audit-'));
-  await cp(examples, dir, { recursive: true });
-  controller = await runController({
-    source: new ManifestsDirSource({ dir, debounceMs: 20 }),
-    sourceName: 'test',
-    natsUrl: nats.url,
-    grpcListen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 },
-    logLevel: 'silent',
-  });
-  await waitFor(() => controller.pipeline.generation === 1);
+  ({ nats, dir, controller } = await startExamplesController('kpx-audit-'));
   const web = join(dir, 'web.yaml');
   await writeFile(web, (await readFile(web, 'utf8')).replace('10.244.1.10]', '10.244.1.20]'));
   await waitFor(() => controller.pipeline.generation === 2);

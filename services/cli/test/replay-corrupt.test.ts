@@ -2,20 +2,17 @@
 // (issue #12): garbage, another node's delta, a re-published old delta, a delta that does not chain. They are
 // skipped; every retained generation still replays to the digest the controller published.
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { Delta } from '@kpx/proto';
-import { defaultKubeProxyConfig } from '@kpx/model';
-import { ManifestsDirSource, runController } from '@kpx/controller';
 import { readDeltas } from '@kpx/transport';
-import { startNatsServer, type NatsServer } from '@kpx/testing';
+import { type NatsServer } from '@kpx/testing';
+import { startExamplesController, waitFor } from './examples-controller.js';
 import { runKpx } from './io.js';
 
-const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
 let dir: string;
 /** node-a's IPv4 deltas as the controller published them: generation → digest. */
@@ -27,28 +24,10 @@ async function ipv4Delta(js: JetStreamClient, generation: number): Promise<Delta
   throw new Error(`no IPv4 delta ${generation} of node-a`);
 }
 
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 before(async () => {
-  nats = await startNatsServer({ jetstream: true });
-  dir = await mkdtemp(join(tmpdir(), 'kpx-replay-corrupt-'));
-  await cp(examples, dir, { recursive: true });
-  const controller = await runController({
-    source: new ManifestsDirSource({ dir, debounceMs: 20 }),
-    sourceName: 'test',
-    natsUrl: nats.url,
-    grpcListen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 },
-    logLevel: 'silent',
-  });
-  await waitFor(() => controller.pipeline.generation === 1);
+  const started = await startExamplesController('kpx-replay-corrupt-');
+  ({ nats, dir } = started);
+  const controller = started.controller;
   await controller.pipeline.settle();
   const web = join(dir, 'web.yaml');
   const nc = await connect({ servers: nats.url });

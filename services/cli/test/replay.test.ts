@@ -1,8 +1,7 @@
 // kpx replay against a real nats-server, with the controller stopped: states at past generations, diffs, apply.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
@@ -10,38 +9,19 @@ import { jetstream } from '@nats-io/jetstream';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController } from '@kpx/controller';
 import { readDeltas } from '@kpx/transport';
-import { startNatsServer, type NatsServer } from '@kpx/testing';
+import { type NatsServer } from '@kpx/testing';
+import { startExamplesController, waitFor } from './examples-controller.js';
 import { runKpx, textIo } from './io.js';
 
-const examples = new URL('../../../../examples/', import.meta.url).pathname;
 let nats: NatsServer;
 let dir: string;
 /** node-a's IPv4 deltas as published: generation → digest. */
 const published = new Map<number, string>();
 
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 before(async () => {
-  nats = await startNatsServer({ jetstream: true });
-  dir = await mkdtemp(join(tmpdir(), 'kpx-replay-'));
-  await cp(examples, dir, { recursive: true });
-  const controller = await runController({
-    source: new ManifestsDirSource({ dir, debounceMs: 20 }),
-    sourceName: 'test',
-    natsUrl: nats.url,
-    grpcListen: '127.0.0.1:0',
-    metricsListen: '127.0.0.1:0',
-    config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 },
-    logLevel: 'silent',
-  });
-  await waitFor(() => controller.pipeline.generation === 1);
+  const started = await startExamplesController('kpx-replay-');
+  ({ nats, dir } = started);
+  const controller = started.controller;
   const web = join(dir, 'web.yaml');
   const dns = join(dir, 'dns.json');
   // Generation 2: web's endpoint; 3: dns only (node-a IPv4 changes too); 4: web again.

@@ -11,29 +11,12 @@ import { test } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { defaultKubeProxyConfig, type EndpointSliceObject, type KubeObject, type NodeObject, type ServiceObject } from '@kpx/model';
-import { EventType, ObjectKind, runController, type RunningController, type Source, type SourceHandler } from '@kpx/controller';
+import { defaultKubeProxyConfig, type EndpointSliceObject, type NodeObject, type ServiceObject } from '@kpx/model';
+import { ObjectKind, runController, type RunningController } from '@kpx/controller';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { createLogger } from '@kpx/telemetry';
 import { ControllerClient, Executor, MemoryBackend } from '../src/index.js';
-
-/** The controller's input, pushed by the test. */
-class PushSource implements Source {
-  private handler: SourceHandler | undefined;
-  constructor(private readonly initial: { kind: ObjectKind; object: KubeObject }[]) {}
-  start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-    for (const { kind, object } of this.initial) handler.onEvent({ kind, type: EventType.Upsert, object, observedAt: Date.now() });
-    handler.onSynced();
-    return Promise.resolve();
-  }
-  stop(): Promise<void> {
-    return Promise.resolve();
-  }
-  upsert(kind: ObjectKind, object: KubeObject): void {
-    this.handler?.onEvent({ kind, type: EventType.Upsert, object, observedAt: Date.now() });
-  }
-}
+import { PushSource } from './harness.js';
 
 const node: NodeObject = {
   apiVersion: 'v1',

@@ -177,7 +177,9 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
         syncFailed: () => metrics.syncFailures.inc(),
       },
     });
-    cleanups.push(() => pipeline.stop());
+    // A sync in flight may be waiting on NATS (up to the publish timeout): the stop waits at most a second for it.
+    // What it had not published stays owed; the next controller finds each node's head and continues from there.
+    cleanups.push(() => withTimeout(pipeline.stop(), 1000));
     // Disconnects and reconnects at info; what failed while NATS was away goes out at once, not after the backoff.
     void followConnection(nc, (up, server) => {
       natsUp = up;

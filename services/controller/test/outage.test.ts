@@ -7,11 +7,10 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile, cp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { readManifestDir } from '@kpx/model';
 import { RuleState } from '@kpx/ruleset';
 import { GenerationKey, StateBucket, getSnapshot, readAudit, readDeltas } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
@@ -127,7 +126,8 @@ test('a generation counter that went backwards is never reused by the next contr
   }
 });
 
-test('SIGTERM stops the controller within 3 s while NATS is down and a sync is failing', async (t) => {
+/** Starts `kpx controller`, kills NATS, changes a file, and sends SIGTERM once `ready(log, ms since the change)` holds; the stop's time. */
+async function sigtermWithNatsDown(t: TestContext, ready: (log: string, sinceChangeMs: number) => boolean, what: string): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'kpx-outage-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await cp(examples, dir, { recursive: true });
@@ -138,19 +138,35 @@ test('SIGTERM stops the controller within 3 s while NATS is down and a sync is f
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  await waitFor(() => out.includes('published generation'), 15_000, 'the controller to publish');
+  // Its first sync publishes, or adopts the heads an earlier test's controller left (then it logs nothing).
+  await waitFor(() => out.includes('kpx controller running'), 15_000, 'the controller to run');
+  await new Promise((r) => setTimeout(r, 1500));
   await nats.kill9();
   t.after(() => nats.restart());
-  const web = (await readManifestDir(dir)).find((m) => m.object.kind === 'EndpointSlice');
-  assert.ok(web);
   await writeFile(join(dir, 'zz-extra.yaml'), 'apiVersion: v1\nkind: Node\nmetadata: {name: node-z}\nstatus: {addresses: [{type: InternalIP, address: 192.168.9.9}]}\n');
-  await waitFor(() => out.includes('sync failed'), 15_000, 'a failing sync');
+  const changedAt = Date.now();
+  await waitFor(() => ready(out, Date.now() - changedAt), 15_000, what);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const t0 = Date.now();
   child.kill('SIGTERM');
   const code = await exited;
   const ms = Date.now() - t0;
-  t.diagnostic(`stopped ${ms} ms after SIGTERM`);
   assert.equal(code, 0, out.slice(-2000));
+  return ms;
+}
+
+test('SIGTERM stops the controller within 3 s while NATS is down and a sync is failing', async (t) => {
+  const ms = await sigtermWithNatsDown(t, (log) => log.includes('sync failed'), 'a failing sync');
+  t.diagnostic(`stopped ${ms} ms after SIGTERM (sync in backoff)`);
   assert.ok(ms < 3000, `stopped in ${ms} ms`);
+});
+
+test('SIGTERM stops the controller within 2 s while a sync waits on a NATS that is gone', async (t) => {
+  // The sync starts within a second of the change (minSyncPeriod) and waits up to the 5 s publish timeout: SIGTERM
+  // 2.5 s after the change lands while it waits, which the log shows by not having failed yet.
+  let logged = '';
+  const ms = await sigtermWithNatsDown(t, (log, since) => ((logged = log), since > 2500), 'the sync to be waiting on NATS');
+  assert.ok(!logged.includes('sync failed'), 'SIGTERM came while the sync was still waiting');
+  t.diagnostic(`stopped ${ms} ms after SIGTERM (sync waiting on NATS)`);
+  assert.ok(ms < 2000, `stopped in ${ms} ms`);
 });

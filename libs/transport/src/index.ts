@@ -1,5 +1,17 @@
-// @kpx/transport: NATS JetStream transport of kpx deltas and snapshots.
-export { CredentialFileError, DecodeError, FencedError, InvalidNodeNameError, NatsAuthError, PayloadTooLargeError, SignatureError, SnapshotError, StreamConfigError } from './errors.js';
+// @kpx/transport: NATS JetStream transport of kpx deltas and snapshots, and the gRPC NodeSync client.
+export {
+  ControllerCallError,
+  CredentialFileError,
+  DecodeError,
+  FencedError,
+  InvalidNodeNameError,
+  NatsAuthError,
+  PayloadTooLargeError,
+  SignatureError,
+  SnapshotError,
+  StoppingError,
+  StreamConfigError,
+} from './errors.js';
 export { readCredentialFile, readTlsFiles, tlsFilesFromFlags } from './credential-files.js';
 export type { ReadCredentialOptions, TlsFiles, TlsMaterial } from './credential-files.js';
 export {
@@ -33,6 +45,8 @@ export { NatsAuthFlags, NatsAuthUsage, natsAuthFromFlags, natsConnectionOptions 
 export type { NatsAuth, NatsAuthFlagValues } from './nats-auth.js';
 export { natsServerAuthConfig, newNkeyUser, nkeyPublicKey, rolePermissions } from './nats-permissions.js';
 export type { NatsPermissions, NatsUserSpec } from './nats-permissions.js';
+export { ControllerClient, controllerCredentials } from './node-sync-client.js';
+export type { CallOptions, ControllerClientOptions, FetchedSnapshot } from './node-sync-client.js';
 export { connectWithRetry, followConnection } from './connect.js';
 export type { ConnectRetryOptions } from './connect.js';
 export { openGenerationCounter } from './generations.js';

@@ -1,17 +1,15 @@
 // kpx audit: what should each node have, does it, and why — from the controller (status, rules) and JetStream
 // (the audit log, the generation that produced a rule).
-import { parseArgs } from 'node:util';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { stringify } from 'yaml';
 import type { RuleObject, StatusResponse } from '@kpx/proto';
-import { ControllerClient, type FetchedSnapshot } from '@kpx/executor';
 import { IptablesState, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
-import { type AuditRecord, readAudit, readDeltas, type TlsMaterial, type Verifier } from '@kpx/transport';
-import { parseDuration } from './controller.js';
+import { type AuditRecord, ControllerClient, type FetchedSnapshot, readAudit, readDeltas, type TlsMaterial, type Verifier } from '@kpx/transport';
 import { UsageError } from './errors.js';
+import { generationOf, IpFamilyFlag, ipFamilyOf, OutputFlag, OutputFormat, outputFormat, parseDuration, parseFlags } from './flags.js';
 import { formatTable, shortDigest } from './format.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 import { fetchStatus } from './status.js';
 import { CLIENT_TLS_USAGE, clientTls, clientTlsOptions } from './tls-flags.js';
 import { connectOperator, loadVerifier, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
@@ -37,12 +35,6 @@ ${CLIENT_TLS_USAGE}
 ${VerifyUsage}
 ${NatsAuthUsage}`;
 
-const familyOf = (flag: string): 'IPv4' | 'IPv6' => {
-  if (flag === 'ipv4') return 'IPv4';
-  if (flag === 'ipv6') return 'IPv6';
-  throw new UsageError(`--ip-family must be ipv4 or ipv6, not ${JSON.stringify(flag)}`);
-};
-
 /** The stable JSON of `kpx audit -o json`. */
 export function auditJson(res: StatusResponse): { nodes: unknown[] } {
   return {
@@ -63,7 +55,7 @@ export function auditJson(res: StatusResponse): { nodes: unknown[] } {
 }
 
 async function snapshotOf(address: string, node: string, family: string, tls: TlsMaterial | undefined): Promise<FetchedSnapshot> {
-  const client = new ControllerClient(address, 60_000, tls ? { tls } : {});
+  const client = new ControllerClient(address, { deadlineMs: 60_000, ...(tls ? { tls } : {}) });
   try {
     const snap = await client.snapshot(node, 'iptables', family);
     if (!snap) throw new Error(`the controller has no ${family} rules for node ${node}`);
@@ -158,39 +150,29 @@ function formatRecord(r: AuditRecord): string {
 
 export async function auditCommand(argv: readonly string[], io: Io): Promise<number> {
   const isLog = argv[0] === 'log';
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: isLog ? argv.slice(1) : [...argv],
-      options: {
-        controller: { type: 'string' },
-        nats: { type: 'string' },
-        node: { type: 'string', default: '' },
-        generation: { type: 'string' },
-        rules: { type: 'boolean' },
-        explain: { type: 'string' },
-        service: { type: 'string' },
-        since: { type: 'string' },
-        'ip-family': { type: 'string', default: 'ipv4' },
-        output: { type: 'string', short: 'o', default: 'table' },
-        ...clientTlsOptions,
-        help: { type: 'boolean', short: 'h' },
-        ...NatsAuthFlags,
-        ...VerifyFlags,
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${AUDIT_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(AUDIT_USAGE);
-    return 0;
-  }
-  const format = values.output;
-  if (format !== 'table' && format !== 'json' && format !== 'yaml') throw new UsageError(`-o must be table, json or yaml, not ${JSON.stringify(format)}`);
-  const family = familyOf(values['ip-family']);
+  const values = parseFlags(
+    isLog ? argv.slice(1) : argv,
+    {
+      controller: { type: 'string' },
+      nats: { type: 'string' },
+      node: { type: 'string', default: '' },
+      generation: { type: 'string' },
+      rules: { type: 'boolean' },
+      explain: { type: 'string' },
+      service: { type: 'string' },
+      since: { type: 'string' },
+      ...IpFamilyFlag,
+      ...OutputFlag,
+      ...clientTlsOptions,
+      ...NatsAuthFlags,
+      ...VerifyFlags,
+    },
+    AUDIT_USAGE,
+    io,
+  );
+  if (!values) return 0;
+  const format = outputFormat(values.output, [OutputFormat.Table, OutputFormat.Json, OutputFormat.Yaml]);
+  const family = ipFamilyOf(values['ip-family']);
   const node = values.node;
   const needs = (flag: 'controller' | 'nats' | 'node', why: string): string => {
     const v = values[flag];
@@ -218,9 +200,8 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
     }
   }
 
-  if (values.generation !== undefined) {
-    const g = Number(values.generation);
-    if (!Number.isSafeInteger(g) || g < 0) throw new UsageError(`--generation must be a generation number, not ${JSON.stringify(values.generation)}`);
+  const g = generationOf(values.generation, '--generation');
+  if (g !== undefined) {
     const verifier = await loadVerifier(values['verify-keys']);
     const nc = await connectOperator(needs('nats', '--generation'), values, 'kpx-audit');
     try {
@@ -266,7 +247,7 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
       await nc.close();
     }
   }
-  const res = await fetchStatus(controller, node, undefined, tls);
+  const res = await fetchStatus(controller, node, tls);
   const j = auditJson(res);
   if (format === 'json') io.stdout(`${JSON.stringify(j, null, 2)}\n`);
   else if (format === 'yaml') io.stdout(stringify(j));

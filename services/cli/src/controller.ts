@@ -1,9 +1,8 @@
 // kpx controller: watch the cluster (or a manifests directory), compile every node, publish deltas on NATS.
-import { parseArgs } from 'node:util';
 import { createKubernetesSource, insecureListenRefusal, kubernetesLeaseStore, ManifestsDirSource, natsLeaseStore, runController, type ControllerLeaderElection, type Source, validateTiming } from '@kpx/controller';
 import { UsageError } from './errors.js';
-import { untilAborted } from './format.js';
-import type { Io } from './main.js';
+import { parseDuration, parseFlags, required } from './flags.js';
+import { untilAborted, type Io, type LongRunningOptions } from './io.js';
 import { loadProxyConfig } from './proxy-config.js';
 import { tlsFilesFromFlags } from '@kpx/transport';
 import { loadSigner, natsAuthOf, NatsAuthFlags, NatsAuthUsage } from './security-flags.js';
@@ -65,15 +64,6 @@ signing (issue #15):
 
 ${NatsAuthUsage}`;
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `90s`, `15m`, `24h`, `1h30m`, `7d` → milliseconds. */
-export function parseDuration(text: string, flag: string): number {
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) throw new UsageError(`${flag} must be a duration like 90s, 15m or 24h, not ${JSON.stringify(text)}`);
-  return Math.round(parts.reduce((ms, p) => ms + Number(p[1]) * (UNITS[p[2] ?? ''] ?? 0), 0));
-}
-
 function positiveInt(text: string | undefined, flag: string, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
@@ -81,69 +71,53 @@ function positiveInt(text: string | undefined, flag: string, fallback: number): 
   return n;
 }
 
-export interface LongRunningOptions {
-  /** Stops the command (SIGINT/SIGTERM in the real process). */
-  readonly signal: AbortSignal;
-  /** Called once the command is up (tests). */
-  readonly onReady?: (info: { grpcAddress: string; metricsUrl: string }) => void;
-}
-
 export async function controllerCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        manifests: { type: 'string' },
-        kubeconfig: { type: 'string' },
-        'in-cluster': { type: 'boolean' },
-        nats: { type: 'string' },
-        'grpc-listen': { type: 'string' },
-        'metrics-listen': { type: 'string', default: '127.0.0.1:10249' },
-        config: { type: 'string' },
-        history: { type: 'string' },
-        'max-age': { type: 'string' },
-        'snapshot-every': { type: 'string' },
-        'snapshots-kept': { type: 'string' },
-        'audit-max-age': { type: 'string' },
-        'publish-timeout': { type: 'string' },
-        'publish-grace': { type: 'string' },
-        'stale-after': { type: 'string' },
-        'otlp-endpoint': { type: 'string' },
-        'nats-replicas': { type: 'string' },
-        'leader-elect': { type: 'boolean' },
-        'leader-elect-lease-duration': { type: 'string' },
-        'leader-elect-renew-deadline': { type: 'string' },
-        'leader-elect-retry-period': { type: 'string' },
-        'leader-elect-resource-name': { type: 'string', default: 'kpx-controller' },
-        'leader-elect-resource-namespace': { type: 'string' },
-        'log-level': { type: 'string', default: 'info' },
-        'tls-cert-file': { type: 'string' },
-        'tls-private-key-file': { type: 'string' },
-        'client-ca-file': { type: 'string' },
-        insecure: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        ...NatsAuthFlags,
-        'signing-key': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${CONTROLLER_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(CONTROLLER_USAGE);
-    return 0;
-  }
+  const values = parseFlags(
+    argv,
+    {
+      manifests: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'in-cluster': { type: 'boolean' },
+      nats: { type: 'string' },
+      'grpc-listen': { type: 'string' },
+      'metrics-listen': { type: 'string', default: '127.0.0.1:10249' },
+      config: { type: 'string' },
+      history: { type: 'string' },
+      'max-age': { type: 'string' },
+      'snapshot-every': { type: 'string' },
+      'snapshots-kept': { type: 'string' },
+      'audit-max-age': { type: 'string' },
+      'publish-timeout': { type: 'string' },
+      'publish-grace': { type: 'string' },
+      'stale-after': { type: 'string' },
+      'otlp-endpoint': { type: 'string' },
+      'nats-replicas': { type: 'string' },
+      'leader-elect': { type: 'boolean' },
+      'leader-elect-lease-duration': { type: 'string' },
+      'leader-elect-renew-deadline': { type: 'string' },
+      'leader-elect-retry-period': { type: 'string' },
+      'leader-elect-resource-name': { type: 'string', default: 'kpx-controller' },
+      'leader-elect-resource-namespace': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      'tls-cert-file': { type: 'string' },
+      'tls-private-key-file': { type: 'string' },
+      'client-ca-file': { type: 'string' },
+      insecure: { type: 'boolean' },
+      ...NatsAuthFlags,
+      'signing-key': { type: 'string' },
+    },
+    CONTROLLER_USAGE,
+    io,
+  );
+  if (!values) return 0;
   const sources = [values.manifests !== undefined, values.kubeconfig !== undefined, values['in-cluster'] === true].filter(Boolean).length;
   if (sources !== 1) throw new UsageError(`give exactly one of --manifests, --kubeconfig, --in-cluster\n${CONTROLLER_USAGE}`);
-  if (!values.nats) throw new UsageError(`--nats is required\n${CONTROLLER_USAGE}`);
-  if (!values['grpc-listen']) throw new UsageError(`--grpc-listen is required\n${CONTROLLER_USAGE}`);
+  const natsUrl = required(values.nats, 'nats', CONTROLLER_USAGE);
+  const grpcListen = required(values['grpc-listen'], 'grpc-listen', CONTROLLER_USAGE);
   const grpcTls = tlsFilesFromFlags(values, values['client-ca-file'], '--client-ca-file');
   if (typeof grpcTls === 'string') throw new UsageError(grpcTls);
   const grpcInsecure = values.insecure === true;
-  const refusal = insecureListenRefusal(values['grpc-listen'], { tls: grpcTls !== undefined, insecure: grpcInsecure });
+  const refusal = insecureListenRefusal(grpcListen, { tls: grpcTls !== undefined, insecure: grpcInsecure });
   if (refusal) throw new UsageError(refusal);
   const historyPerSubject = positiveInt(values.history, '--history', 1000);
   const snapshotEvery = positiveInt(values['snapshot-every'], '--snapshot-every', 100);
@@ -204,8 +178,8 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     controller = await runController({
       source,
       sourceName,
-      natsUrl: values.nats,
-      grpcListen: values['grpc-listen'],
+      natsUrl,
+      grpcListen,
       metricsListen: values['metrics-listen'],
       config,
       historyPerSubject,

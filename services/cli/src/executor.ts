@@ -1,13 +1,11 @@
 // kpx executor: apply one node's deltas to the kernel (or to memory with --dry-run) and ack them.
-import { parseArgs } from 'node:util';
 import { defaultNodeName } from './node-name.js';
 import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
 import { CleanupOutcome, cleanupKubeProxy } from '@kpx/kernel';
 import { NodePortAddressesKind, type KubeProxyConfig } from '@kpx/model';
-import { parseDuration, type LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
-import { untilAborted } from './format.js';
-import type { Io } from './main.js';
+import { parseDuration, parseFlags, required } from './flags.js';
+import { untilAborted, type Io, type LongRunningOptions } from './io.js';
 import { loadProxyConfig } from './proxy-config.js';
 import { CLIENT_TLS_USAGE, clientTlsFiles, clientTlsOptions } from './tls-flags.js';
 import { loadVerifier, natsAuthOf, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
@@ -52,43 +50,35 @@ ${VerifyUsage}
 ${NatsAuthUsage}`;
 
 export async function executorCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        node: { type: 'string' },
-        nats: { type: 'string' },
-        controller: { type: 'string' },
-        backend: { type: 'string', default: 'iptables' },
-        netns: { type: 'string' },
-        config: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        cleanup: { type: 'boolean' },
-        'ip-families': { type: 'string', default: 'ipv4,ipv6' },
-        'healthz-listen': { type: 'string', default: '0.0.0.0:10256' },
-        'metrics-listen': { type: 'string', default: '127.0.0.1:10249' },
-        'drift-check': { type: 'string', default: '10s' },
-        'otlp-endpoint': { type: 'string' },
-        'log-level': { type: 'string', default: 'info' },
-        ...clientTlsOptions,
-        help: { type: 'boolean', short: 'h' },
-        ...NatsAuthFlags,
-        ...VerifyFlags,
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${EXECUTOR_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(EXECUTOR_USAGE);
-    return 0;
-  }
+  const values = parseFlags(
+    argv,
+    {
+      node: { type: 'string' },
+      nats: { type: 'string' },
+      controller: { type: 'string' },
+      backend: { type: 'string', default: 'iptables' },
+      netns: { type: 'string' },
+      config: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      cleanup: { type: 'boolean' },
+      'ip-families': { type: 'string', default: 'ipv4,ipv6' },
+      'healthz-listen': { type: 'string', default: '0.0.0.0:10256' },
+      'metrics-listen': { type: 'string', default: '127.0.0.1:10249' },
+      'drift-check': { type: 'string', default: '10s' },
+      'otlp-endpoint': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      ...clientTlsOptions,
+      ...NatsAuthFlags,
+      ...VerifyFlags,
+    },
+    EXECUTOR_USAGE,
+    io,
+  );
+  if (!values) return 0;
   if (values.cleanup) return cleanupCommand(values.netns, io);
-  values.node ??= defaultNodeName();
-  for (const flag of ['node', 'nats', 'controller'] as const) if (!values[flag]) throw new UsageError(`--${flag} is required\n${EXECUTOR_USAGE}`);
+  const node = required(values.node ?? defaultNodeName(), 'node', EXECUTOR_USAGE);
+  const natsUrl = required(values.nats, 'nats', EXECUTOR_USAGE);
+  const controller = required(values.controller, 'controller', EXECUTOR_USAGE);
   if (values.backend !== 'iptables' && values.backend !== 'ipvs') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented: use iptables or ipvs`);
   const families = values['ip-families'].split(',').map((f) => {
     const t = f.trim().toLowerCase();
@@ -114,9 +104,9 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   let executor;
   try {
     executor = await runExecutor({
-      node: values.node,
-      natsUrl: values.nats!,
-      controller: values.controller!,
+      node,
+      natsUrl,
+      controller,
       ...(controllerTls ? { controllerTls } : {}),
       createBackend,
       families,

@@ -8,11 +8,3 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
 
 /** The first 12 hex digits of a digest, as tables show it ("-" when there is none). */
 export const shortDigest = (digest: string): string => (digest ? digest.slice(0, 12) : '-');
-
-/** Resolves when the signal aborts (at once if it already has). */
-export function untilAborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}

@@ -1,3 +1,3 @@
 // @kpx/cli: the kpx command, callable in-process (tests, tools).
 export { main } from './main.js';
-export type { Io } from './main.js';
+export type { Io } from './io.js';

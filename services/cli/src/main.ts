@@ -1,6 +1,8 @@
 // The kpx command.
 // Each command's module is loaded when it runs: `kpx render` need not load gRPC, NATS and OpenTelemetry.
+// `kpx controller` and `kpx executor` load those services; no other command does (test: loaded-modules.test.ts).
 import { UsageError } from './errors.js';
+import { processIo, type Io } from './io.js';
 
 const USAGE = `usage: kpx <command> [options]
 
@@ -15,17 +17,6 @@ commands:
 
 run 'kpx <command> --help' for a command's options; 'kpx --version' (or 'kpx <command> --version') prints the version
 `;
-
-export interface Io {
-  /** Text, or UTF-8 bytes (a large render is written as the buffer it was built in). */
-  readonly stdout: (text: string | Uint8Array) => void;
-  readonly stderr: (text: string) => void;
-}
-
-const processIo: Io = {
-  stdout: (t) => process.stdout.write(t),
-  stderr: (t) => process.stderr.write(t),
-};
 
 /** Runs the command line; returns the exit code. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {

@@ -2,10 +2,10 @@
 // with one nkey per user; the seeds (the secrets) are written to a directory, the public keys go in the block.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { isValidNodeName, natsServerAuthConfig, NatsRole, newNkeyUser, nkeyPublicKey, type NatsUserSpec } from '@kpx/transport';
 import { UsageError } from './errors.js';
-import type { Io } from './main.js';
+import { parseFlags, required } from './flags.js';
+import type { Io } from './io.js';
 
 export const NATS_CONFIG_USAGE = `usage: kpx nats-config --nkeys-dir DIR --node NAME [--node NAME ...]
 
@@ -20,23 +20,9 @@ The seeds go to DIR (mode 0600): controller.nk, operator.nk, node-NAME.nk; each 
 `;
 
 export async function natsConfigCommand(argv: readonly string[], io: Io): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: { 'nkeys-dir': { type: 'string' }, node: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${NATS_CONFIG_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(NATS_CONFIG_USAGE);
-    return 0;
-  }
-  const dir = values['nkeys-dir'];
-  if (dir === undefined) throw new UsageError(`--nkeys-dir is required\n${NATS_CONFIG_USAGE}`);
+  const values = parseFlags(argv, { 'nkeys-dir': { type: 'string' }, node: { type: 'string', multiple: true } }, NATS_CONFIG_USAGE, io);
+  if (!values) return 0;
+  const dir = required(values['nkeys-dir'], 'nkeys-dir', NATS_CONFIG_USAGE);
   const nodes = values.node ?? [];
   for (const n of nodes) if (!isValidNodeName(n)) throw new UsageError(`--node ${JSON.stringify(n)} is not a Kubernetes node name`);
   await mkdir(dir, { recursive: true, mode: 0o700 });

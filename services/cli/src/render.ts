@@ -1,9 +1,9 @@
 // kpx render: compile one node's rules from manifests, print them; diagnostics on stderr.
-import { parseArgs } from 'node:util';
-import { IPFamily, formatDiagnostic, loadClusterState, readManifests } from '@kpx/model';
+import { formatDiagnostic, loadClusterState, readManifests } from '@kpx/model';
 import { IpvsMode, RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, writeRestore } from '@kpx/compiler';
 import { UsageError } from './errors.js';
-import type { Io } from './main.js';
+import { IpFamilyFlag, ipFamilyOf, parseFlags, required } from './flags.js';
+import type { Io } from './io.js';
 import { loadProxyConfig } from './proxy-config.js';
 
 export const RENDER_USAGE = `usage: kpx render --manifests DIR --node NAME [--config FILE] [--mode iptables|ipvs] [--ip-family ipv4|ipv6] [--format full|chains]
@@ -30,36 +30,25 @@ unknown node, invalid config), 2 for a usage error.
 `;
 
 export async function renderCommand(argv: readonly string[], io: Io): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        manifests: { type: 'string' },
-        node: { type: 'string' },
-        config: { type: 'string' },
-        mode: { type: 'string' },
-        'ip-family': { type: 'string', default: 'ipv4' },
-        format: { type: 'string', default: RestoreFormat.Full },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${RENDER_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(RENDER_USAGE);
-    return 0;
-  }
-  if (!values.manifests) throw new UsageError(`--manifests is required\n${RENDER_USAGE}`);
-  if (!values.node) throw new UsageError(`--node is required\n${RENDER_USAGE}`);
-  const familyArg = values['ip-family'];
-  if (familyArg !== 'ipv4' && familyArg !== 'ipv6') throw new UsageError(`--ip-family must be ipv4 or ipv6, not ${JSON.stringify(familyArg)}`);
+  const values = parseFlags(
+    argv,
+    {
+      manifests: { type: 'string' },
+      node: { type: 'string' },
+      config: { type: 'string' },
+      mode: { type: 'string' },
+      ...IpFamilyFlag,
+      format: { type: 'string', default: RestoreFormat.Full },
+    },
+    RENDER_USAGE,
+    io,
+  );
+  if (!values) return 0;
+  const manifests = required(values.manifests, 'manifests', RENDER_USAGE);
+  const nodeName = required(values.node, 'node', RENDER_USAGE);
+  const family = ipFamilyOf(values['ip-family']);
   const format = values.format;
   if (format !== RestoreFormat.Full && format !== RestoreFormat.Chains) throw new UsageError(`--format must be full or chains, not ${JSON.stringify(format)}`);
-  const family = familyArg === 'ipv4' ? IPFamily.IPv4 : IPFamily.IPv6;
 
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
@@ -70,14 +59,14 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
   }
 
   // The parsed manifests are not kept: once loaded they are garbage, and a large cluster's are hundreds of MB.
-  const parsed = await readManifests(values.manifests);
+  const parsed = await readManifests(manifests);
   const { state, diagnostics } = loadClusterState(parsed.objects);
   for (const d of [...parsed.diagnostics, ...diagnostics]) io.stderr(`${formatDiagnostic(d)}\n`);
   if (mode === IpvsMode) {
-    io.stdout(renderIpvsRuleSet(compileIpvs({ state, nodeName: values.node, options: ipvsOptionsFromConfig(config, family) }), format));
+    io.stdout(renderIpvsRuleSet(compileIpvs({ state, nodeName, options: ipvsOptionsFromConfig(config, family) }), format));
     return 0;
   }
-  const ruleSet = compileIptables({ state, nodeName: values.node, options: iptablesOptionsFromConfig(config, family) });
+  const ruleSet = compileIptables({ state, nodeName, options: iptablesOptionsFromConfig(config, family) });
   // Chunk by chunk, each copied: writeRestore fills the same buffer again for the next one.
   writeRestore(ruleSet, format, (chunk) => io.stdout(Buffer.from(chunk)));
   return 0;

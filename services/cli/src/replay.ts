@@ -1,13 +1,12 @@
 // kpx replay: a node's rules at any retained generation, the steps between two, a past state loaded into a
 // namespace, or live deltas — from NATS JetStream alone, without the controller.
-import { parseArgs } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
 import { RuleObject, type Cause, type Delta, type Timestamp } from '@kpx/proto';
 import { IptablesState, createIptablesApplier, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { followDeltas, replaySteps, replayTo, type ObjectChange, type ReplayStep, type ReplayedState } from '@kpx/replay';
-import type { LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
-import type { Io } from './main.js';
+import { generationOf, IpFamilyFlag, ipFamilyOf, OutputFlag, OutputFormat, outputFormat, parseFlags, required } from './flags.js';
+import type { Io, LongRunningOptions } from './io.js';
 import { connectOperator, loadVerifier, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
 
 export const REPLAY_USAGE = `usage: kpx replay --nats URL --node NAME --to G [--ip-family ipv4|ipv6] [-o table|json]
@@ -85,62 +84,43 @@ export function restoreText(r: ReplayedState): string {
   return planFullRestore(IptablesState.from(r.state.sortedObjects().filter(isIptablesObject)), new Map()).text;
 }
 
-function generation(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`${flag} must be a generation number, not ${JSON.stringify(text)}`);
-  return n;
-}
-
 export async function replayCommand(argv: readonly string[], io: Io, run: LongRunningOptions): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        nats: { type: 'string' },
-        node: { type: 'string' },
-        to: { type: 'string' },
-        from: { type: 'string' },
-        diff: { type: 'boolean' },
-        apply: { type: 'boolean' },
-        netns: { type: 'string' },
-        follow: { type: 'boolean' },
-        'ip-family': { type: 'string', default: 'ipv4' },
-        output: { type: 'string', short: 'o', default: 'table' },
-        help: { type: 'boolean', short: 'h' },
-        ...NatsAuthFlags,
-        ...VerifyFlags,
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${REPLAY_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(REPLAY_USAGE);
-    return 0;
-  }
-  if (!values.nats) throw new UsageError(`--nats is required\n${REPLAY_USAGE}`);
-  if (!values.node) throw new UsageError(`--node is required\n${REPLAY_USAGE}`);
-  const family = values['ip-family'] === 'ipv4' ? 'IPv4' : values['ip-family'] === 'ipv6' ? 'IPv6' : undefined;
-  if (!family) throw new UsageError(`--ip-family must be ipv4 or ipv6, not ${JSON.stringify(values['ip-family'])}`);
-  const json = values.output === 'json';
-  if (!json && values.output !== 'table') throw new UsageError(`-o must be table or json, not ${JSON.stringify(values.output)}`);
-  const to = generation(values.to, '--to');
-  const from = generation(values.from, '--from');
+  const values = parseFlags(
+    argv,
+    {
+      nats: { type: 'string' },
+      node: { type: 'string' },
+      to: { type: 'string' },
+      from: { type: 'string' },
+      diff: { type: 'boolean' },
+      apply: { type: 'boolean' },
+      netns: { type: 'string' },
+      follow: { type: 'boolean' },
+      ...IpFamilyFlag,
+      ...OutputFlag,
+      ...NatsAuthFlags,
+      ...VerifyFlags,
+    },
+    REPLAY_USAGE,
+    io,
+  );
+  if (!values) return 0;
+  const nats = required(values.nats, 'nats', REPLAY_USAGE);
+  const node = required(values.node, 'node', REPLAY_USAGE);
+  const family = ipFamilyOf(values['ip-family']);
+  const json = outputFormat(values.output, [OutputFormat.Table, OutputFormat.Json]) === OutputFormat.Json;
+  const to = generationOf(values.to, '--to');
+  const from = generationOf(values.from, '--from');
   if (values.diff && from === undefined) throw new UsageError('--diff needs --from G1 (and --to G2, default the newest)');
   if (from !== undefined && !values.diff) throw new UsageError('--from is only used with --diff');
   if (values.apply && !values.netns) throw new UsageError('--apply needs --netns NAMESPACE (kpx never loads a replay into the root namespace)');
   if (from !== undefined && to !== undefined && from > to) throw new UsageError(`--from ${from} is after --to ${to}`);
-  const node = values.node;
   const progress = (applied: number, g: number): void => io.stderr(`replay: ${applied} deltas applied (generation ${g})\n`);
 
   const verifier = await loadVerifier(values['verify-keys']);
   const skipped = (s: { seq: number; reason: string; detail: string }): void => io.stderr(`replay: skipped seq ${s.seq} (${s.reason}): ${s.detail}\n`);
   const verifying = verifier ? { verifier, onSkipped: skipped } : {};
-  const nc = await connectOperator(values.nats, values, 'kpx-replay');
+  const nc = await connectOperator(nats, values, 'kpx-replay');
   try {
     const js = jetstream(nc);
     if (values.follow) {

@@ -1,13 +1,10 @@
 // kpx status: every node as the controller sees it — desired and acked generation, digest match, lag, errors.
-import { parseArgs } from 'node:util';
-import { Metadata } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
-import { NodeSyncClient, type NodeStatus, type StatusResponse } from '@kpx/proto';
-import { ControllerCallError, controllerCredentials } from '@kpx/executor';
-import type { TlsMaterial } from '@kpx/transport';
-import { UsageError } from './errors.js';
+import type { NodeStatus, StatusResponse } from '@kpx/proto';
+import { ControllerClient, type TlsMaterial } from '@kpx/transport';
+import { OutputFlag, OutputFormat, outputFormat, parseFlags, required } from './flags.js';
 import { formatTable, shortDigest } from './format.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 import { CLIENT_TLS_USAGE, clientTls, clientTlsOptions } from './tls-flags.js';
 
 export const STATUS_USAGE = `usage: kpx status --controller HOST:PORT [--node NAME] [-o table|json|yaml]
@@ -21,9 +18,6 @@ node that JetStream has not acknowledged: NATS down, publishes failing), "stale"
 controller's --stale-after) or "no". Exit status 0 when every node is in sync, 3 when not.
 
 ${CLIENT_TLS_USAGE}`;
-
-export const OutputFormat = { Table: 'table', Json: 'json', Yaml: 'yaml' } as const;
-export type OutputFormat = (typeof OutputFormat)[keyof typeof OutputFormat];
 
 /** The stable JSON shape of one node and family. */
 export interface NodeStatusJson {
@@ -103,39 +97,21 @@ function syncWord(n: NodeStatus): string {
 /** Status of thousands of nodes exceeds grpc-js's default 4 MiB receive limit. */
 export const MaxStatusBytes = 256 * 1024 * 1024;
 
-export function fetchStatus(address: string, node = '', deadlineMs = 10_000, tls?: TlsMaterial): Promise<StatusResponse> {
-  const client = new NodeSyncClient(address, controllerCredentials(tls), { 'grpc.max_receive_message_length': MaxStatusBytes });
-  return new Promise<StatusResponse>((resolve, reject) => {
-    client.status({ node }, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(new ControllerCallError(address, 'Status', err)) : resolve(res)));
-  }).finally(() => client.close());
+export async function fetchStatus(address: string, node = '', tls?: TlsMaterial): Promise<StatusResponse> {
+  const client = new ControllerClient(address, { maxReceiveBytes: MaxStatusBytes, ...(tls ? { tls } : {}) });
+  try {
+    return await client.status(node);
+  } finally {
+    client.close();
+  }
 }
 
 export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        controller: { type: 'string' },
-        node: { type: 'string', default: '' },
-        output: { type: 'string', short: 'o', default: OutputFormat.Table },
-        ...clientTlsOptions,
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${STATUS_USAGE}`);
-  }
-  if (values.help) {
-    io.stdout(STATUS_USAGE);
-    return 0;
-  }
-  if (!values.controller) throw new UsageError(`--controller is required\n${STATUS_USAGE}`);
-  const format = values.output;
-  if (format !== OutputFormat.Table && format !== OutputFormat.Json && format !== OutputFormat.Yaml) throw new UsageError(`-o must be table, json or yaml, not ${JSON.stringify(format)}`);
-  const res = await fetchStatus(values.controller, values.node, undefined, clientTls(values, io));
+  const values = parseFlags(argv, { controller: { type: 'string' }, node: { type: 'string', default: '' }, ...OutputFlag, ...clientTlsOptions }, STATUS_USAGE, io);
+  if (!values) return 0;
+  const controller = required(values.controller, 'controller', STATUS_USAGE);
+  const format = outputFormat(values.output, [OutputFormat.Table, OutputFormat.Json, OutputFormat.Yaml]);
+  const res = await fetchStatus(controller, values.node, clientTls(values, io));
   if (format === OutputFormat.Table) io.stdout(statusTable(res));
   else if (format === OutputFormat.Json) io.stdout(`${JSON.stringify(statusJson(res), null, 2)}\n`);
   else io.stdout(stringify(statusJson(res)));

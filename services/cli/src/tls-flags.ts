@@ -2,7 +2,7 @@
 // kube-apiserver's names. The files are read once; a group- or world-readable key is warned about by name.
 import { readTlsFiles, tlsFilesFromFlags, type TlsFiles, type TlsMaterial } from '@kpx/transport';
 import { UsageError } from './errors.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 export const clientTlsOptions = {
   'tls-cert-file': { type: 'string' },

@@ -9,7 +9,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { lastDelta } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
-import { controllerCommand, parseDuration } from '../src/controller.js';
+import { controllerCommand } from '../src/controller.js';
+import { parseDuration } from '../src/flags.js';
 import { main } from '../src/main.js';
 import { runKpx, textIo } from './io.js';
 

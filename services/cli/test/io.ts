@@ -1,5 +1,6 @@
 // The kpx command line run in the test's process, its output captured as text.
-import { main, type Io } from '../src/main.js';
+import type { Io } from '../src/io.js';
+import { main } from '../src/main.js';
 
 /** An Io collecting what is written, as text (stdout may get UTF-8 bytes: a render is written as such). */
 export interface TextIo extends Io {

@@ -1,6 +1,6 @@
 // Waiting on something that may hang (a gRPC call to a vanished controller, a JetStream request while NATS is
 // down) without holding up a stop.
-import { StoppingError } from './errors.js';
+import { StoppingError } from '@kpx/transport';
 
 /** `p`, or a StoppingError as soon as `signal` aborts (`p` is left to settle on its own). */
 export function abortable<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {

@@ -18,12 +18,11 @@ import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
-import { deltaSubject, lastDeltaSeq, readDeltaMessages, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
+import { deltaSubject, lastDeltaSeq, readDeltaMessages, RejectReason, StoppingError, type ControllerClient, type DeltaMessage, type DeltaRecord, type FetchedSnapshot, type Verifier } from '@kpx/transport';
 import { abortable, sleep } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
-import type { ControllerClient, FetchedSnapshot } from './controller-client.js';
-import { SnapshotDigestError, StoppingError } from './errors.js';
+import { SnapshotDigestError } from './errors.js';
 import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
 import { Rejections } from './rejections.js';
 

@@ -1,10 +1,8 @@
 // @kpx/executor: applies a node's deltas to the kernel, resyncs, repairs drift, acks to the controller.
 export { MemoryBackend, readBackDigest } from './backend.js';
 export type { AppliedChange, Backend, ReadBack } from './backend.js';
-export { ControllerClient, controllerCredentials } from './controller-client.js';
-export type { CallOptions, ControllerClientOptions, FetchedSnapshot } from './controller-client.js';
 export { Executor, IptablesMode, MaxAckDriftLines } from './executor.js';
-export { ControllerCallError, SnapshotDigestError, StoppingError } from './errors.js';
+export { SnapshotDigestError } from './errors.js';
 export type { ExecutorOptions, FamilyStatus } from './executor.js';
 export { runExecutor } from './run.js';
 export type { ExecutorRunOptions, RunningExecutor } from './run.js';

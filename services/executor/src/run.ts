@@ -1,12 +1,11 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez and /metrics.
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectWithRetry, followConnection, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
+import { ControllerClient, connectWithRetry, followConnection, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
 import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
 import { createConntrackCleaner } from './conntrack.js';
-import { ControllerClient } from './controller-client.js';
 import { Executor } from './executor.js';
 import { createHealthCheckServers, type HealthCheckSyncResult } from './health-check.js';
 
@@ -85,7 +84,7 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
     })());
   try {
     const tls = opts.controllerTls ? readTlsFiles(opts.controllerTls, { caFlag: '--ca-file', warn: (fields, message) => logger.warn(fields, message) }) : undefined;
-    const controller = new ControllerClient(opts.controller, undefined, tls ? { tls } : {});
+    const controller = new ControllerClient(opts.controller, { tracerName: 'kpx-executor', ...(tls ? { tls } : {}) });
     cleanups.push({ what: 'controller client', fn: () => Promise.resolve(controller.close()) });
     // NATS may not be up yet (a node booting first, an outage): wait for it, stoppable by SIGTERM.
     const nc: NatsConnection = await connectWithRetry(

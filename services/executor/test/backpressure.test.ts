@@ -15,7 +15,8 @@ import { defaultKubeProxyConfig, type EndpointSliceObject, type NodeObject, type
 import { ObjectKind, runController, type RunningController } from '@kpx/controller';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { createLogger } from '@kpx/telemetry';
-import { ControllerClient, Executor, MemoryBackend } from '../src/index.js';
+import { ControllerClient } from '@kpx/transport';
+import { Executor, MemoryBackend } from '../src/index.js';
 import { PushSource } from './harness.js';
 
 const node: NodeObject = {

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Delta, RuleKind, type RuleObject } from '@kpx/proto';
 import { RuleState, hashed } from '@kpx/ruleset';
-import { MemoryBackend, type CallOptions, type FetchedSnapshot } from '../src/index.js';
+import type { CallOptions, FetchedSnapshot } from '@kpx/transport';
+import { MemoryBackend } from '../src/index.js';
 import { Node, RecordingClient, newExecutor, setUp, waitFor, type Setup, type TestExecutor } from './harness.js';
 
 let s: Setup;

@@ -8,8 +8,8 @@ import { defaultKubeProxyConfig, type EndpointSliceObject, type KubeObject, type
 import { EventType, ObjectKind, runController, type RunningController, type Source, type SourceHandler } from '@kpx/controller';
 import { startNatsServer, type NatsServer, freePort } from '@kpx/testing';
 import { createLogger, createMetrics, executorMetrics, type ExecutorMetrics } from '@kpx/telemetry';
-import type { Signer } from '@kpx/transport';
-import { ControllerClient, Executor, MemoryBackend, type Backend, type CallOptions, type ExecutorOptions } from '../src/index.js';
+import { ControllerClient, type CallOptions, type Signer } from '@kpx/transport';
+import { Executor, MemoryBackend, type Backend, type ExecutorOptions } from '../src/index.js';
 
 /** The controller's input, pushed by the test. */
 export class PushSource implements Source {

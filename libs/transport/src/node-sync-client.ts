@@ -1,9 +1,10 @@
-// The executor's side of gRPC NodeSync: snapshots and acks, with trace context in the metadata.
+// The client side of gRPC NodeSync, one for every caller of the controller: the executor (snapshots and acks, with
+// trace context in the metadata) and the kpx command (status, audit's snapshots).
 import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode, context, trace, type Span } from '@opentelemetry/api';
-import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk } from '@kpx/proto';
+import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk, type StatusResponse } from '@kpx/proto';
 import { injectTraceMetadata } from '@kpx/telemetry';
-import type { TlsMaterial } from '@kpx/transport';
+import type { TlsMaterial } from './credential-files.js';
 import { ControllerCallError, StoppingError } from './errors.js';
 
 /**
@@ -17,6 +18,12 @@ export function controllerCredentials(tls: TlsMaterial | undefined): ChannelCred
 export interface ControllerClientOptions {
   /** mTLS (see controllerCredentials); plaintext without. */
   readonly tls?: TlsMaterial;
+  /** The deadline of an ack or a status call; a snapshot gets six times as long (default 10 s). */
+  readonly deadlineMs?: number;
+  /** The largest answer accepted (default 64 MiB: a large node's snapshot chunks). */
+  readonly maxReceiveBytes?: number;
+  /** The name of the tracer of the CLIENT spans (the instrumentation scope; default "@kpx/transport"). */
+  readonly tracerName?: string;
 }
 
 /** The NodeSync service's full name, for the rpc.* span attributes (RPC semantic conventions). */
@@ -26,8 +33,8 @@ const RpcService = 'kpx.v1.NodeSync';
  * A CLIENT span for one NodeSync call, a child of the active span, from the global tracer provider (the
  * process's: runExecutor starts it), and the call's metadata carrying it as traceparent.
  */
-function clientCall(method: string, name: string, attributes: Record<string, string | number>): { span: Span; md: Metadata } {
-  const span = trace.getTracer('kpx-executor').startSpan(name, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': RpcService, 'rpc.method': method, ...attributes } });
+function clientCall(tracerName: string, method: string, name: string, attributes: Record<string, string | number>): { span: Span; md: Metadata } {
+  const span = trace.getTracer(tracerName).startSpan(name, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': RpcService, 'rpc.method': method, ...attributes } });
   return { span, md: injectTraceMetadata(new Metadata(), trace.setSpan(context.active(), span)) };
 }
 
@@ -57,16 +64,20 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** A NodeSync client of the controller at `address` (HOST:PORT). */
 export class ControllerClient {
   private readonly client: NodeSyncClient;
+  private readonly deadlineMs: number;
+  private readonly tracerName: string;
 
   constructor(
     private readonly address: string,
-    private readonly deadlineMs = 10_000,
     options: ControllerClientOptions = {},
   ) {
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.tracerName = options.tracerName ?? '@kpx/transport';
     this.client = new NodeSyncClient(address, controllerCredentials(options.tls), {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_receive_message_length': options.maxReceiveBytes ?? 64 * 1024 * 1024,
       // Reconnect quickly after a controller restart.
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 5000,
@@ -83,7 +94,7 @@ export class ControllerClient {
       const objects: RuleObject[] = [];
       let head: SnapshotChunk | undefined;
       let expected = 0;
-      const { span, md } = clientCall('GetSnapshot', 'kpx.snapshot', { 'kpx.node': node, 'kpx.family': ipFamily });
+      const { span, md } = clientCall(this.tracerName, 'GetSnapshot', 'kpx.snapshot', { 'kpx.node': node, 'kpx.family': ipFamily });
       let ended = false;
       const end = (err?: Error): void => {
         if (!ended) endCall(span, err);
@@ -119,7 +130,7 @@ export class ControllerClient {
   /** Sends an ack within the active trace context. */
   ack(req: AckRequest, options: CallOptions = {}): Promise<AckResponse> {
     if (options.signal?.aborted === true) return Promise.reject(new StoppingError('ack'));
-    const { span, md } = clientCall('Ack', 'kpx.ack', { 'kpx.node': req.node, 'kpx.generation': req.generation, 'kpx.family': req.ipFamily });
+    const { span, md } = clientCall(this.tracerName, 'Ack', 'kpx.ack', { 'kpx.node': req.node, 'kpx.generation': req.generation, 'kpx.family': req.ipFamily });
     return new Promise((resolve, reject) => {
       let done = (): void => undefined;
       const call = this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
@@ -132,6 +143,13 @@ export class ControllerClient {
         call.cancel();
         reject(new StoppingError('ack'));
       });
+    });
+  }
+
+  /** Every node's status as the controller sees it (`node` narrows it to one; '' is every node). */
+  status(node = ''): Promise<StatusResponse> {
+    return new Promise((resolve, reject) => {
+      this.client.status({ node }, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(new ControllerCallError(this.address, 'Status', err)) : resolve(res)));
     });
   }
 

@@ -1,17 +1,15 @@
-// Lint: typed rules (floating promises, misused promises) and import cycles.
+// Lint: typed rules (floating promises, misused promises). Import cycles (type-only and across packages
+// included), imports of another package's files and the package layering: scripts/check-layers.mjs.
 import tseslint from 'typescript-eslint';
-import importX from 'eslint-plugin-import-x';
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', 'libs/proto/src/gen/**', 'bench/out/**'] },
   {
     files: ['**/*.ts'],
     extends: [tseslint.configs.recommendedTypeChecked],
-    plugins: { 'import-x': importX },
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
-    settings: { 'import-x/resolver': { node: true } },
     rules: {
       '@typescript-eslint/no-floating-promises': [
         'error',
@@ -21,7 +19,6 @@ export default tseslint.config(
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'import-x/no-cycle': 'error',
       'no-restricted-imports': ['error', { patterns: [{ group: ['@kpx/*/*'], message: 'import a package by its name, not its files' }] }],
     },
   },

@@ -45,7 +45,7 @@ export { NatsAuthFlags, NatsAuthUsage, natsAuthFromFlags, natsConnectionOptions 
 export type { NatsAuth, NatsAuthFlagValues } from './nats-auth.js';
 export { natsServerAuthConfig, newNkeyUser, nkeyPublicKey, rolePermissions } from './nats-permissions.js';
 export type { NatsPermissions, NatsUserSpec } from './nats-permissions.js';
-export { ControllerClient, controllerCredentials } from './node-sync-client.js';
+export { ControllerClient } from './node-sync-client.js';
 export type { CallOptions, ControllerClientOptions, FetchedSnapshot } from './node-sync-client.js';
 export { connectWithRetry, followConnection } from './connect.js';
 export type { ConnectRetryOptions } from './connect.js';

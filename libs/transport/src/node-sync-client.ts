@@ -11,7 +11,7 @@ import { ControllerCallError, StoppingError } from './errors.js';
  * The credentials of a NodeSync client: mTLS with the client's certificate (CN=system:node:<node>, O=system:nodes
  * for an executor; an operator's CN for the CLI) and the CA that signed the controller's; plaintext without.
  */
-export function controllerCredentials(tls: TlsMaterial | undefined): ChannelCredentials {
+function controllerCredentials(tls: TlsMaterial | undefined): ChannelCredentials {
   return tls ? credentials.createSsl(tls.ca, tls.key, tls.cert) : credentials.createInsecure();
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RuleObject } from '@kpx/proto';
-import { Digest, RuleSetError, RuleState, diffStates, digestOf, hashed, objectHash } from '../src/index.js';
+import { Digest, RuleSetError, RuleState, diffStates, digestOf, objectHash } from '../src/index.js';
 
 const chain = (name: string, ...rules: string[]): RuleObject => ({ kind: 'iptables.chain', key: `nat/${name}`, payload: { $case: 'iptablesChain', value: { table: 'nat', name, rules } } });
 

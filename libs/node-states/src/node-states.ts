@@ -373,17 +373,18 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
 
   sync(input: SyncInput): NodeChange[] {
     const read = this.readChanges(input);
-    const oldCtx = this.updateNodeContexts(input.state, read.everything ? new Set([...input.nodes, ...this.nodes.keys()]) : input.nodes, read.large);
+    const named = read.everything ? new Set([...input.nodes, ...this.nodes.keys()]) : input.nodes;
+    const oldCtx = this.updateNodeContexts(input.state, named, read.large);
     const changedPorts = this.updatePorts(read);
     const anyNode = this.nodes.values().next().value;
     if (!anyNode) return [];
     this.countShared(anyNode.ctx);
-
     const round: Round<C, U> = { changedPorts, perNodePorts: [], sharedPorts: [], oldCtx, diffs: new PairDiffs(), shared: undefined };
     for (const change of changedPorts.values()) (change.old?.keyFn || change.next?.keyFn ? round.perNodePorts : round.sharedPorts).push(change);
     const changes: NodeChange[] = [];
     for (const [name, entry] of this.nodes) {
-      const change = oldCtx.has(name) && oldCtx.get(name) === undefined ? this.initialChange(name, entry) : this.nodeChange(name, entry, round);
+      const isNew = oldCtx.has(name) && oldCtx.get(name) === undefined;
+      const change = isNew ? this.initialChange(name, entry) : this.nodeChange(name, entry, round);
       if (change) changes.push(change);
     }
     return changes.sort((a, b) => (a.node < b.node ? -1 : 1));

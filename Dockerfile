@@ -26,6 +26,7 @@ COPY libs/proto/package.json libs/proto/
 COPY libs/model/package.json libs/model/
 COPY libs/compiler/package.json libs/compiler/
 COPY libs/ruleset/package.json libs/ruleset/
+COPY libs/node-states/package.json libs/node-states/
 COPY libs/testing/package.json libs/testing/
 COPY libs/transport/package.json libs/transport/
 COPY libs/telemetry/package.json libs/telemetry/
@@ -56,6 +57,7 @@ COPY --from=build /src/libs/proto/dist libs/proto/dist
 COPY --from=build /src/libs/model/dist libs/model/dist
 COPY --from=build /src/libs/compiler/dist libs/compiler/dist
 COPY --from=build /src/libs/ruleset/dist libs/ruleset/dist
+COPY --from=build /src/libs/node-states/dist libs/node-states/dist
 COPY --from=build /src/libs/testing/dist libs/testing/dist
 COPY --from=build /src/libs/transport/dist libs/transport/dist
 COPY --from=build /src/libs/telemetry/dist libs/telemetry/dist

@@ -14,8 +14,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { IPFamily, loadClusterState, defaultKubeProxyConfig, parseCidr } from '@kpx/model';
-import { compileIpvs, ipvsOptionsFromConfig } from '@kpx/compiler';
-import { RuleState, diffStates, toWire } from '@kpx/ruleset';
+import { compileIpvs, ipvsOptionsFromConfig, toWire } from '@kpx/compiler';
+import { RuleState, diffStates } from '@kpx/ruleset';
 import { createIpvsApplier } from '@kpx/kernel';
 import { flipEndpoint, manifestObjects, plainClusterIPSlice, synthCluster } from './synth.mjs';
 

@@ -4,10 +4,10 @@
 // audit log are read raw from JetStream, and real packets are sent in the namespaces.
 import { connect } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { compileIptables, iptablesOptionsFromConfig } from '@kpx/compiler';
+import { compileIptables, iptablesOptionsFromConfig, toWire } from '@kpx/compiler';
 import { IPFamily, loadClusterState, readKubeProxyConfigFile, readManifestDir } from '@kpx/model';
 import { Delta } from '@kpx/proto';
-import { digestOf, toWire } from '@kpx/ruleset';
+import { digestOf } from '@kpx/ruleset';
 import { listSnapshots } from '@kpx/transport';
 import { main } from '@kpx/cli';
 import type { ProbeResult, Topology } from '@kpx/testing';

@@ -2,11 +2,11 @@
 // servers over netlink, VIPs on kube-ipvs0, KUBE-* ipsets, read-back, drift made behind its back, graceful removal.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { compileIpvs, defaultIpvsOptions } from '@kpx/compiler';
+import { compileIpvs, defaultIpvsOptions, toWire } from '@kpx/compiler';
 import { createIpvsApplier, diffObjects, type IpvsApplier } from '@kpx/kernel';
 import { loadClusterState, readManifestDir } from '@kpx/model';
 import type { RuleObject } from '@kpx/proto';
-import { digestOf, toWire } from '@kpx/ruleset';
+import { digestOf } from '@kpx/ruleset';
 import { run } from '@kpx/testing';
 import { ipset, members, svc, vip } from './helpers.js';
 

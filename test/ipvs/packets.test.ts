@@ -5,11 +5,11 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
-import { compileIpvs, ipvsOptionsFromConfig } from '@kpx/compiler';
+import { compileIpvs, ipvsOptionsFromConfig, toWire } from '@kpx/compiler';
 import { createIpvsApplier, type IpvsApplier } from '@kpx/kernel';
 import { loadClusterState, loadKubeProxyConfig, readManifestDir } from '@kpx/model';
 import type { RuleObject } from '@kpx/proto';
-import { digestOf, toWire } from '@kpx/ruleset';
+import { digestOf } from '@kpx/ruleset';
 import { createTopology, standardNode, standardPod, type ProbeRequest, type ProbeResult, type Topology } from '@kpx/testing';
 import { holdConnection, svc } from './helpers.js';
 

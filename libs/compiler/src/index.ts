@@ -6,6 +6,7 @@ export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './i
 export type { CompileContext } from './iptables/context.js';
 export { Chain, ChainPrefix, endpointChainName, hash16, isServiceChain, serviceChainNames } from './iptables/names.js';
 export type { ServiceChainNames } from './iptables/names.js';
+export { iptablesMode, iptablesModeCompiler } from './iptables/mode.js';
 export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/options.js';
 export type { IptablesOptions } from './iptables/options.js';
 export { RestoreFormat, chainRules, renderRestore, renderRestoreBytes, writeRestore } from './iptables/render.js';
@@ -26,9 +27,15 @@ export {
 export type { CompileIpvsInput, IpvsAddressClaim, IpvsContext, IpvsPortPart } from './ipvs/compile.js';
 export { DummyInterface, IPSETS, IpsetName, IpsetType, IpvsChain, IpvsFlag, ipsetName } from './ipvs/names.js';
 export type { IpsetInfo } from './ipvs/names.js';
+export { ipvsMode, ipvsModeCompiler, sameIpvsWire } from './ipvs/mode.js';
+export type { AddressUnit } from './ipvs/mode.js';
 export { defaultIpvsOptions, ipvsOptionsFromConfig } from './ipvs/options.js';
 export type { IpvsOptions } from './ipvs/options.js';
 export { ipsetCreateLine, ipsetMembers, ipvsadmLines, renderIpsetRestore, renderIpvsRuleSet, renderIpvsadm } from './ipvs/render.js';
+export { sealed } from './mode.js';
+export type { AnyModeCompiler, ModeCompiler, NodeContext, PortPart, UnitClaim, UnitCompiler } from './mode.js';
+export { modeCompiler } from './modes.js';
+export type { ModeOptions } from './modes.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';
 export type {
   HealthCheckServiceObject,
@@ -44,3 +51,4 @@ export type {
   NodeRuleSet,
   RuleObject,
 } from './ruleset.js';
+export { sameWire, toWire } from './wire.js';

@@ -58,7 +58,7 @@ export { RuleSpellings, createScratchCanonicalizer } from './iptables/canonical.
 export type { CanonicalRequest, RuleCanonicalizer, ScratchCanonicalizerOptions } from './iptables/canonical.js';
 export { BUILTIN_CHAINS, FOREIGN_KUBE_CHAINS, IptablesVariant, iptablesCommands, isKubeProxyChain } from './iptables/commands.js';
 export type { IptablesCommands } from './iptables/commands.js';
-export { jumpOrderByTarget, kubeProxyJumpOrder } from './iptables/jump-order.js';
+export { wireJumpOrder } from './iptables/jump-order.js';
 export type { JumpOrder } from './iptables/jump-order.js';
 export { planBuiltinJumps } from './iptables/jumps.js';
 export type { BuiltinJumpInput, BuiltinJumpPlan } from './iptables/jumps.js';

@@ -2,15 +2,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IPFamily } from '@kpx/model';
-import { compileIpvs, defaultIpvsOptions } from '@kpx/compiler';
+import { compileIpvs, defaultIpvsOptions, toWire } from '@kpx/compiler';
 import type { RuleObject } from '@kpx/proto';
-import { toWire } from '@kpx/ruleset';
 import { ForbiddenObjectError, assertOwnObjects, findForbiddenObject, forbiddenObject, forbiddenRuleText } from '../src/index.js';
 import { clusterOf, compileNode, exampleManifests } from './helpers.js';
 
 const chain = (name: string, rules: string[], table = 'nat'): RuleObject => ({ kind: 'iptables.chain', key: `${table}/${name}`, payload: { $case: 'iptablesChain', value: { table, name, rules } } });
 const fragment = (chainName: string, rules: string[]): RuleObject => ({ kind: 'iptables.rules', key: `nat/${chainName}/ns/svc:p`, payload: { $case: 'iptablesRules', value: { table: 'nat', chain: chainName, rules, position: 0 } } });
-const jump = (chainName: string, target: string, rule: string): RuleObject => ({ kind: 'iptables.jump', key: `nat/${chainName}/${target}`, payload: { $case: 'iptablesJump', value: { table: 'nat', chain: chainName, target, rule, prepend: false } } });
+const jump = (chainName: string, target: string, rule: string): RuleObject => ({ kind: 'iptables.jump', key: `nat/${chainName}/${target}`, payload: { $case: 'iptablesJump', value: { table: 'nat', chain: chainName, target, rule, prepend: false, position: 0 } } });
 const vip = (iface: string, address = '10.96.0.10'): RuleObject => ({ kind: 'ipvs.address', key: address, payload: { $case: 'ipvsAddress', value: { interface: iface, address } } });
 const set = (name: string, entries: string[] = []): RuleObject => ({ kind: 'ipset.set', key: name, payload: { $case: 'ipsetSet', value: { name, type: 'hash:ip,port', family: 'inet', comment: '', hashSize: 0, maxElem: 0, portRange: '', entries } } });
 const entries = (name: string, e: string[]): RuleObject => ({ kind: 'ipset.entries', key: `${name}/x`, payload: { $case: 'ipsetEntries', value: { set: name, entries: e } } });

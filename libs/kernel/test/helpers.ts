@@ -2,9 +2,8 @@
 import type { TestContext } from 'node:test';
 import type { ClusterState, ManifestObject } from '@kpx/model';
 import { IPFamily, loadClusterState, parseCidr, readManifestDir } from '@kpx/model';
-import { compileIptables, defaultIptablesOptions } from '@kpx/compiler';
+import { compileIptables, defaultIptablesOptions, toWire } from '@kpx/compiler';
 import type { RuleObject } from '@kpx/proto';
-import { toWire } from '@kpx/ruleset';
 import { createCommandRunner, isIptablesObject, parseSave, type CommandRunner } from '../src/index.js';
 
 export const examplesDir = new URL('../../../../examples/', import.meta.url).pathname;

@@ -27,10 +27,10 @@ const frag = (table: string, name: string, owner: string, rules: string[], posit
   key: `${table}/${name}/${owner}`,
   payload: { $case: 'iptablesRules', value: { table, chain: name, rules, position } },
 });
-const jump = (table: string, builtin: string, target: string, rule: string, prepend = true): RuleObject => ({
+const jump = (table: string, builtin: string, target: string, rule: string, prepend = true, position = 0): RuleObject => ({
   kind: 'iptables.jump',
   key: `${table}/${builtin}/${target}`,
-  payload: { $case: 'iptablesJump', value: { table, chain: builtin, target, rule, prepend } },
+  payload: { $case: 'iptablesJump', value: { table, chain: builtin, target, rule, prepend, position } },
 });
 
 const SVC_A = '-m comment --comment "ns/a cluster IP" -m tcp -p tcp -d 10.96.0.1 --dport 80 -j KUBE-SVC-A';
@@ -115,12 +115,13 @@ test('jumps: stale and doubled kpx jumps are deleted by spec, a missing one goes
     chain('filter', 'KUBE-PROXY-FIREWALL', []),
     chain('filter', 'KUBE-NODEPORTS', []),
     chain('filter', 'KUBE-EXTERNAL-SERVICES', []),
-    jump('filter', 'INPUT', 'KUBE-PROXY-FIREWALL', PF),
-    jump('filter', 'INPUT', 'KUBE-EXTERNAL-SERVICES', ES),
+    // The compiler's positions (KUBE-FIREWALL is first, at 0): the kernel orders jumps by them.
+    jump('filter', 'INPUT', 'KUBE-PROXY-FIREWALL', PF, true, 1),
+    jump('filter', 'INPUT', 'KUBE-EXTERNAL-SERVICES', ES, true, 3),
   ];
   const before = IptablesState.from(objects);
   const observed = ['-s 192.0.2.1/32 -j DROP', PF, '-j KUBE-OLD', ES, ES];
-  const plan = planDelta(before, { upserts: [jump('filter', 'INPUT', 'KUBE-NODEPORTS', NP)], deletes: [] }, { builtinRules: new Map([['filter/INPUT', observed]]) });
+  const plan = planDelta(before, { upserts: [jump('filter', 'INPUT', 'KUBE-NODEPORTS', NP, true, 2)], deletes: [] }, { builtinRules: new Map([['filter/INPUT', observed]]) });
   assert.deepEqual(plan.text.trim().split('\n'), ['*filter', '-D INPUT -j KUBE-OLD', `-D INPUT ${ES}`, `-I INPUT 3 ${NP}`, 'COMMIT']);
   assert.deepEqual(plan.jumpsAdded, ['filter/INPUT/KUBE-NODEPORTS']);
 

@@ -20,7 +20,7 @@ function objects(): RuleObject[] {
   return [
     chain('KUBE-SVC-BIG', 5000, 200),
     { kind: RuleKind.IptablesChain, key: 'nat/KUBE-EMPTY', payload: { $case: 'iptablesChain', value: { table: 'nat', name: 'KUBE-EMPTY', rules: [] } } },
-    { kind: RuleKind.IptablesJump, key: 'nat/PREROUTING/KUBE-SERVICES', payload: { $case: 'iptablesJump', value: { table: 'nat', chain: 'PREROUTING', target: 'KUBE-SERVICES', rule: '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES', prepend: true } } },
+    { kind: RuleKind.IptablesJump, key: 'nat/PREROUTING/KUBE-SERVICES', payload: { $case: 'iptablesJump', value: { table: 'nat', chain: 'PREROUTING', target: 'KUBE-SERVICES', rule: '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES', prepend: true, position: 0 } } },
     chain('KUBE-SVC-MID', 40),
     { kind: RuleKind.IptablesRules, key: 'nat/KUBE-SERVICES/ns/web:http', payload: { $case: 'iptablesRules', value: { table: 'nat', chain: 'KUBE-SERVICES', rules: ['-d 10.96.0.10/32 -p tcp --dport 80 -j KUBE-SVC-MID'], position: 1 } } },
     { kind: RuleKind.IpvsAddress, key: 'kube-ipvs0/10.96.0.10', payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address: '10.96.0.10' } } },

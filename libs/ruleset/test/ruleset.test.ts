@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RuleObject } from '@kpx/proto';
-import { Digest, RuleSetError, RuleState, diffStates, digestOf, fromWire, hashed, objectHash, toWire } from '../src/index.js';
+import { Digest, RuleSetError, RuleState, diffStates, digestOf, objectHash } from '../src/index.js';
 
 const chain = (name: string, ...rules: string[]): RuleObject => ({ kind: 'iptables.chain', key: `nat/${name}`, payload: { $case: 'iptablesChain', value: { table: 'nat', name, rules } } });
 
@@ -37,27 +37,3 @@ test('diff then apply reaches the target state and digest; chain breaks and dige
   assert.deepEqual(prev.sortedObjects(), next.sortedObjects());
 });
 
-test('wire conversion round-trips compiler objects', () => {
-  const objs = [
-    { kind: 'iptables.chain', key: 'nat/KUBE-SVC-X', table: 'nat', chain: 'KUBE-SVC-X', rules: ['-j KUBE-SEP-Y'] },
-    { kind: 'iptables.rules', key: 'nat/KUBE-SERVICES/ns/a:p/TCP', table: 'nat', chain: 'KUBE-SERVICES', rules: ['-d 10.0.0.1 -j KUBE-SVC-X'], position: 0 },
-    { kind: 'iptables.jump', key: 'nat/PREROUTING/KUBE-SERVICES', table: 'nat', chain: 'PREROUTING', target: 'KUBE-SERVICES', rule: '-j KUBE-SERVICES', position: 0 },
-    {
-      kind: 'ipvs.service',
-      key: 'TCP/10.96.0.10:53',
-      protocol: 'TCP',
-      address: '10.96.0.10',
-      port: 53,
-      scheduler: 'rr',
-      flags: 3,
-      timeoutSeconds: 10800,
-      realServers: [{ address: '10.244.1.2', port: 5353, weight: 1 }],
-    },
-    { kind: 'ipvs.address', key: 'kube-ipvs0/10.96.0.10', interface: 'kube-ipvs0', address: '10.96.0.10' },
-    { kind: 'ipset.set', key: 'KUBE-CLUSTER-IP', name: 'KUBE-CLUSTER-IP', type: 'hash:ip,port', family: 'inet', comment: 'c', hashSize: 1024, maxElem: 65536, portRange: '', entries: [] },
-    { kind: 'ipset.entries', key: 'KUBE-CLUSTER-IP/ns/a:p/TCP', set: 'KUBE-CLUSTER-IP', entries: ['10.96.0.10,tcp:53'] },
-    { kind: 'healthcheck.service', key: '30123', namespace: 'ns', name: 'a', port: 30123, localEndpoints: 2 },
-  ] as const;
-  for (const o of objs) assert.deepEqual(fromWire(toWire(o)), o);
-  assert.equal(hashed(toWire(objs[0])).id, 'iptables.chain:nat/KUBE-SVC-X');
-});

@@ -5,8 +5,8 @@
 // retried with backoff (runner.ts); nothing compiled is lost and no generation is reused.
 import { SpanKind, context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { ClusterState, LabelServiceName, ProxyMode, formatDiagnostic, type Diagnostic, type IPFamily, type KubeProxyConfig } from '@kpx/model';
-import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
-import { FamilyStates, modeCompiler } from '@kpx/ruleset';
+import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, modeCompiler, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
+import { FamilyStates } from '@kpx/node-states';
 import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
 import { deltaSubject } from '@kpx/transport';

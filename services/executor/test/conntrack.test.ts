@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CommandError, type Command, type CommandResult, type CommandRunner } from '@kpx/kernel';
 import { IPFamily, loadClusterState, parseManifests } from '@kpx/model';
-import { compileIptables, defaultIptablesOptions } from '@kpx/compiler';
-import { RuleState, diffStates, objectIdOf, toWire, type HashedObject } from '@kpx/ruleset';
+import { compileIptables, defaultIptablesOptions, toWire } from '@kpx/compiler';
+import { RuleState, diffStates, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { MetricName, createLogger, createMetrics, executorMetrics, type Registry } from '@kpx/telemetry';
 import type { AppliedChange } from '../src/backend.js';
 import {

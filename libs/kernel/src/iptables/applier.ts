@@ -7,7 +7,7 @@ import { CommandError, IptablesReadError, IptablesRestoreError } from '../errors
 import { createCommandRunner, type CommandRunner } from '../runner.js';
 import { createScratchCanonicalizer, RuleSpellings, type CanonicalRequest, type RuleCanonicalizer } from './canonical.js';
 import { IptablesVariant, ReadTimeoutMs, compareTables, iptablesCommands, isKubeProxyChain, restoreTimeoutMs, waitArgs, type IptablesCommands } from './commands.js';
-import { kubeProxyJumpOrder, type JumpOrder } from './jump-order.js';
+import { wireJumpOrder, type JumpOrder } from './jump-order.js';
 import { planFullRestore, planTransition, type RestorePlan } from './plan.js';
 import { readBackObjects } from './read-back.js';
 import { chainRef, parseChainRef, ruleTarget, type ChainRef } from './rule-text.js';
@@ -28,7 +28,7 @@ export interface IptablesApplierOptions {
   readonly tables?: readonly string[];
   /** Which chains kpx owns beyond those of its state. Default: isKubeProxyChain. */
   readonly isOwnedChain?: (name: string) => boolean;
-  /** Order of prepended jumps within a builtin chain. Default: kube-proxy's. */
+  /** Order of prepended jumps within a builtin chain. Default: the compiler's (IptablesJump.position). */
   readonly jumpOrder?: JumpOrder;
   /** How desired rules are brought into the kernel's spelling. Default: a scratch network namespace. */
   readonly canonicalizer?: RuleCanonicalizer;
@@ -70,7 +70,7 @@ export class IptablesApplier {
     this.wait = waitArgs(options.waitSeconds ?? 5);
     this.managedTables = options.tables ?? DEFAULT_TABLES;
     this.isOwned = options.isOwnedChain ?? isKubeProxyChain;
-    this.jumpOrder = options.jumpOrder ?? kubeProxyJumpOrder();
+    this.jumpOrder = options.jumpOrder ?? wireJumpOrder;
     this.spellings = new RuleSpellings(
       options.canonicalizer ?? createScratchCanonicalizer({ runner: this.runner, commands: this.commands, waitSeconds: options.waitSeconds ?? 5 }),
     );

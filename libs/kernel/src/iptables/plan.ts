@@ -12,7 +12,7 @@
 // only flushed, and deleted by a later transaction once nothing does.
 import type { IptablesJump, RuleObject } from '@kpx/proto';
 import { BUILTIN_CHAINS, compareTables, isKubeProxyChain } from './commands.js';
-import { kubeProxyJumpOrder, type JumpOrder } from './jump-order.js';
+import { wireJumpOrder, type JumpOrder } from './jump-order.js';
 import { planBuiltinJumps } from './jumps.js';
 import { chainRef, parseChainRef, ruleTarget, type ChainRef } from './rule-text.js';
 import type { SavedChain, SavedTables } from './save-format.js';
@@ -27,7 +27,7 @@ export interface PlanOptions {
   readonly builtinRules?: ReadonlyMap<ChainRef, readonly string[]>;
   /** The kernel's spelling of a jump rule (see RuleCanonicalizer), to compare with builtinRules. */
   readonly spell?: (table: string, rule: string) => string | undefined;
-  /** Order of prepended jumps within a builtin chain. Default: kube-proxy's (kubeProxyJumpOrder). */
+  /** Order of prepended jumps within a builtin chain. Default: the compiler's (IptablesJump.position). */
   readonly jumpOrder?: JumpOrder;
   /** Which chain names kpx owns beyond those of its state. Default: isKubeProxyChain (KUBE-* but foreign ones). */
   readonly isOwnedChain?: (name: string) => boolean;
@@ -176,7 +176,7 @@ export function planTransition(state: IptablesState, tr: Transition, options: Pl
   }
 
   if (tr.builtins.size > 0) {
-    const ctx: JumpContext = { state, order: options.jumpOrder ?? kubeProxyJumpOrder(), isOwned };
+    const ctx: JumpContext = { state, order: options.jumpOrder ?? wireJumpOrder, isOwned };
     for (const builtin of [...tr.builtins].sort(byName)) {
       const observed = options.builtinRules?.get(builtin);
       const { table } = parseChainRef(builtin);
@@ -263,7 +263,7 @@ function staleChains(table: string, chains: ReadonlyMap<string, SavedChain>, des
 export function planFullRestore(desired: IptablesState, saved: SavedTables, options: FullRestoreOptions = {}): RestorePlan {
   const tx = new Transaction();
   const isOwned = options.isOwnedChain ?? isKubeProxyChain;
-  const ctx: JumpContext = { state: desired, order: options.jumpOrder ?? kubeProxyJumpOrder(), isOwned };
+  const ctx: JumpContext = { state: desired, order: options.jumpOrder ?? wireJumpOrder, isOwned };
   const chainsOf = byTable(desired.chainRefs());
   const builtinsOf = byTable(desired.builtinRefs());
   const tables = new Set([...desired.tables(), ...(options.tables ?? [])]);

@@ -135,8 +135,9 @@ function readJumps(table: string, c: SavedChain, desired: IptablesState, owned: 
     for (let n = 2; taken.has(key); n++) key = `${base}#${n}`;
     taken.add(key);
     const want = desired.get(RuleKind.IptablesJump, base);
-    const prepend = want?.payload?.$case === 'iptablesJump' ? want.payload.value.prepend : true;
-    out.push({ kind: RuleKind.IptablesJump, key, payload: { $case: 'iptablesJump', value: { table, chain: c.name, target: r.target, rule: r.spec, prepend } } });
+    const wanted = want?.payload?.$case === 'iptablesJump' ? want.payload.value : undefined;
+    const value = { table, chain: c.name, target: r.target, rule: r.spec, prepend: wanted?.prepend ?? true, position: wanted?.position ?? 0 };
+    out.push({ kind: RuleKind.IptablesJump, key, payload: { $case: 'iptablesJump', value } });
   });
   return out;
 }

@@ -145,6 +145,11 @@ export interface IptablesJump {
   rule: string;
   /** true: insert at the head of the chain (`-I`), as kube-proxy does; false: append (`-A`). */
   prepend: boolean;
+  /**
+   * Order among kpx's jumps of the same builtin chain, 0 first (nearest the head). Jumps of one chain with equal
+   * positions are ordered by target.
+   */
+  position: number;
 }
 
 /** An IPVS virtual service and its real servers (`ipvsadm -A` plus `ipvsadm -a` per real server). */
@@ -945,7 +950,7 @@ export const IptablesRules: MessageFns<IptablesRules> = {
 };
 
 function createBaseIptablesJump(): IptablesJump {
-  return { table: "", chain: "", target: "", rule: "", prepend: false };
+  return { table: "", chain: "", target: "", rule: "", prepend: false, position: 0 };
 }
 
 export const IptablesJump: MessageFns<IptablesJump> = {
@@ -964,6 +969,9 @@ export const IptablesJump: MessageFns<IptablesJump> = {
     }
     if (message.prepend !== false) {
       writer.uint32(40).bool(message.prepend);
+    }
+    if (message.position !== 0) {
+      writer.uint32(48).uint32(message.position);
     }
     return writer;
   },
@@ -1021,6 +1029,14 @@ export const IptablesJump: MessageFns<IptablesJump> = {
             message.prepend = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.position = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1040,6 +1056,7 @@ export const IptablesJump: MessageFns<IptablesJump> = {
       target: isSet(object.target) ? globalThis.String(object.target) : "",
       rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
       prepend: isSet(object.prepend) ? globalThis.Boolean(object.prepend) : false,
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
     };
   },
 
@@ -1060,6 +1077,9 @@ export const IptablesJump: MessageFns<IptablesJump> = {
     if (message.prepend !== false) {
       obj.prepend = message.prepend;
     }
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
     return obj;
   },
 
@@ -1073,6 +1093,7 @@ export const IptablesJump: MessageFns<IptablesJump> = {
     message.target = object.target ?? "";
     message.rule = object.rule ?? "";
     message.prepend = object.prepend ?? false;
+    message.position = object.position ?? 0;
     return message;
   },
 };

@@ -1,7 +1,6 @@
-// Compiler rule objects <-> wire (protobuf) rule objects.
-import { RuleKind, Table, type RuleObject } from '@kpx/compiler';
+// Compiler rule objects -> wire (protobuf) rule objects, and their equality field for field.
 import type { RuleObject as WireObject } from '@kpx/proto';
-import { RuleSetError } from './errors.js';
+import { RuleKind, type RuleObject } from './ruleset.js';
 
 export function toWire(o: RuleObject): WireObject {
   switch (o.kind) {
@@ -10,8 +9,12 @@ export function toWire(o: RuleObject): WireObject {
     case RuleKind.IptablesRules:
       return { kind: o.kind, key: o.key, payload: { $case: 'iptablesRules', value: { table: o.table, chain: o.chain, rules: [...o.rules], position: o.position } } };
     case RuleKind.IptablesJump:
-      // Jumps are applied in order with -I 1 from the last to the first, as kube-proxy prepends them.
-      return { kind: o.kind, key: o.key, payload: { $case: 'iptablesJump', value: { table: o.table, chain: o.chain, target: o.target, rule: o.rule, prepend: true } } };
+      // Prepended, as kube-proxy does; the position orders the jumps of one builtin chain (0 at the head).
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: { $case: 'iptablesJump', value: { table: o.table, chain: o.chain, target: o.target, rule: o.rule, prepend: true, position: o.position } },
+      };
     case RuleKind.IpvsService:
       return {
         kind: o.kind,
@@ -44,44 +47,6 @@ export function toWire(o: RuleObject): WireObject {
       return { kind: o.kind, key: o.key, payload: { $case: 'ipsetEntries', value: { set: o.set, entries: [...o.entries] } } };
     case RuleKind.HealthCheckService:
       return { kind: o.kind, key: o.key, payload: { $case: 'healthCheckService', value: { namespace: o.namespace, name: o.name, port: o.port, localEndpoints: o.localEndpoints } } };
-  }
-}
-
-function table(t: string, key: string): Table {
-  if (t === Table.Filter || t === Table.Nat) return t;
-  throw new RuleSetError(`object ${key}: unsupported table ${JSON.stringify(t)}`);
-}
-
-/** Inverse of toWire; jump positions come from the key order of the rule set. */
-export function fromWire(w: WireObject, jumpPosition = 0): RuleObject {
-  const p = w.payload;
-  if (!p) throw new RuleSetError(`object ${w.kind} ${w.key} has no payload`);
-  switch (p.$case) {
-    case 'iptablesChain':
-      return { kind: RuleKind.IptablesChain, key: w.key, table: table(p.value.table, w.key), chain: p.value.name, rules: p.value.rules };
-    case 'iptablesRules':
-      return { kind: RuleKind.IptablesRules, key: w.key, table: table(p.value.table, w.key), chain: p.value.chain, rules: p.value.rules, position: p.value.position };
-    case 'iptablesJump':
-      return { kind: RuleKind.IptablesJump, key: w.key, table: table(p.value.table, w.key), chain: p.value.chain, target: p.value.target, rule: p.value.rule, position: jumpPosition };
-    case 'ipvsService': {
-      const v = p.value;
-      const realServers = v.realServers.map((r) => ({ address: r.address, port: r.port, weight: r.weight }));
-      return { kind: RuleKind.IpvsService, key: w.key, protocol: v.protocol, address: v.address, port: v.port, scheduler: v.scheduler, flags: v.flags, timeoutSeconds: v.timeoutSeconds, realServers };
-    }
-    case 'ipvsAddress':
-      return { kind: RuleKind.IpvsAddress, key: w.key, interface: p.value.interface, address: p.value.address };
-    case 'ipsetSet': {
-      const v = p.value;
-      return { kind: RuleKind.IpsetSet, key: w.key, name: v.name, type: v.type, family: v.family, comment: v.comment, hashSize: v.hashSize, maxElem: v.maxElem, portRange: v.portRange, entries: v.entries };
-    }
-    case 'ipsetEntries':
-      return { kind: RuleKind.IpsetEntries, key: w.key, set: p.value.set, entries: p.value.entries };
-    case 'healthCheckService': {
-      const v = p.value;
-      return { kind: RuleKind.HealthCheckService, key: w.key, namespace: v.namespace, name: v.name, port: v.port, localEndpoints: v.localEndpoints };
-    }
-    default:
-      throw new RuleSetError(`object ${w.kind} ${w.key}: payload ${p.$case} has no compiler object`);
   }
 }
 
@@ -119,7 +84,8 @@ export function sameWire(a: WireObject, b: WireObject): boolean {
         p.value.chain === q.value.chain &&
         p.value.target === q.value.target &&
         p.value.rule === q.value.rule &&
-        p.value.prepend === q.value.prepend
+        p.value.prepend === q.value.prepend &&
+        p.value.position === q.value.position
       );
     case 'ipsetEntries':
       return q.$case === 'ipsetEntries' && p.value.set === q.value.set && sameStrings(p.value.entries, q.value.entries);

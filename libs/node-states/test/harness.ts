@@ -3,14 +3,15 @@
 // digest for digest.
 import assert from 'node:assert/strict';
 import type { ClusterState, IPFamily } from '@kpx/model';
-import type { IptablesOptions, NodeRuleSet } from '@kpx/compiler';
-import { FamilyStates, RuleState, digestOf, toWire, type ModeCompiler, type NodeChange } from '../src/index.js';
+import { toWire, type AnyModeCompiler, type IptablesOptions, type NodeRuleSet } from '@kpx/compiler';
+import { RuleState, digestOf } from '@kpx/ruleset';
+import { FamilyStates, type NodeChange } from '../src/index.js';
 
 export interface HarnessMode {
   readonly family: IPFamily;
   readonly options: IptablesOptions;
   /** Default: iptables with `options`. */
-  readonly compiler?: ModeCompiler;
+  readonly compiler?: AnyModeCompiler;
   /** The from-scratch compile of one node. */
   readonly reference: (state: ClusterState, node: string) => NodeRuleSet;
 }

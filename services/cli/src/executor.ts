@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { defaultNodeName } from './node-name.js';
 import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
 import { CleanupOutcome, cleanupKubeProxy } from '@kpx/kernel';
-import { NodePortAddressesKind, type KubeProxyConfig } from '@kpx/model';
+import { NodePortAddressesKind, type KubeProxyConfig, type NodePortAddresses } from '@kpx/model';
 import { parseDuration, type LongRunningOptions } from './controller.js';
 import { UsageError } from './errors.js';
 import { untilAborted } from './format.js';
@@ -158,9 +158,9 @@ async function cleanupCommand(netns: string | undefined, io: Io): Promise<number
  * service health server: every address, or the node's addresses inside the CIDRs. `primary` names the Node
  * object's IPs, which the executor does not read: it listens on every address then, and says so.
  */
-export function healthCheckListen(config: KubeProxyConfig): { options: { nodePortAddresses?: readonly string[] }; warning?: string } {
+export function healthCheckListen(config: KubeProxyConfig): { options: { nodePortAddresses?: NodePortAddresses }; warning?: string } {
   const npa = config.nodePortAddresses;
-  if (npa.kind === NodePortAddressesKind.CIDRs) return { options: { nodePortAddresses: npa.cidrs.map((c) => c.text) } };
+  if (npa.kind === NodePortAddressesKind.CIDRs) return { options: { nodePortAddresses: npa } };
   if (npa.kind === NodePortAddressesKind.Primary) {
     return { options: {}, warning: 'nodePortAddresses "primary": the healthCheckNodePort servers listen on every address (the executor does not read the Node\'s primary IPs)' };
   }

@@ -56,7 +56,7 @@ export function parseDuration(text: string, opts: ParseDurationOptions = {}): nu
   return negative ? -ms : ms;
 }
 
-/** Formats milliseconds the way Go prints a time.Duration ("1h0m0s", "1.5s", "500ms", "0s"). */
+/** Formats milliseconds the way Go prints a time.Duration ("1h0m0s", "1.5s", "500ms", "0s"; below 1 ms in ms, not µs). */
 export function formatDuration(ms: number): string {
   if (ms === 0) return '0s';
   const sign = ms < 0 ? '-' : '';

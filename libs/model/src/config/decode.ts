@@ -4,7 +4,7 @@
 // consumers read.
 import { parseAllDocuments, type Document, isMap, isScalar, isSeq, type ParsedNode } from 'yaml';
 
-import type { Cidr } from '../ip.js';
+import { IPFamily, type Cidr } from '../ip.js';
 import {
   DEFAULT_BURST,
   DEFAULT_CONFIG_SYNC_PERIOD_MS,
@@ -52,7 +52,6 @@ import {
   show,
   showDuration,
 } from './validate.js';
-import { IPFamily } from '../ip.js';
 
 // Field names of KubeProxyConfiguration v1alpha1 (staging/src/k8s.io/kube-proxy/config/v1alpha1/types.go).
 const TOP_LEVEL_FIELDS = [
@@ -82,7 +81,6 @@ const REMOVED_FIELDS: Readonly<Record<string, string>> = {
   resourceContainer: 'no longer part of KubeProxyConfiguration',
   'conntrack.max': 'no longer part of KubeProxyConfiguration; see conntrack.maxPerCore',
 };
-
 
 // ---------------------------------------------------------------------------------------------------------------
 // YAML
@@ -287,7 +285,6 @@ class Section {
   }
 }
 
-
 /** kpx's top-level aliases of per-mode fields, when the file has them (`value` undefined: present but invalid). */
 export interface TopLevelAliases {
   readonly masqueradeAll?: { readonly value: boolean | undefined };
@@ -455,7 +452,6 @@ function decodeNFTables(s: Section, reader: Reader, inEffect: boolean): NFTables
   };
 }
 
-
 function decodeLocalDetection(
   top: Section,
   reader: Reader,
@@ -617,7 +613,6 @@ function warnIgnoredFields(top: Section, reader: Reader): void {
     if (!defaultish || !isZeroish(rest)) ignored('logging');
   }
 }
-
 
 // ---------------------------------------------------------------------------------------------------------------
 // Values

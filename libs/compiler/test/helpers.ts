@@ -1,11 +1,19 @@
 // Test helpers: build a cluster from manifest text and compile a node.
 import { readFileSync } from 'node:fs';
 import type { ClusterState} from '@kpx/model';
-import { IPFamily, loadClusterState, parseManifests, readManifestDir } from '@kpx/model';
+import { IPFamily, NodePortAddressesKind, loadClusterState, parseCidr, parseManifests, readManifestDir, type Cidr, type NodePortAddresses } from '@kpx/model';
 import { chainRules, compileIptables, defaultIptablesOptions, renderRestore, type IptablesOptions, type NodeRuleSet } from '../src/index.js';
 
 export const repoRoot = new URL('../../../../', import.meta.url);
 export const goldenDir = new URL('../../test/golden/', import.meta.url);
+
+/** nodePortAddresses as a KubeProxyConfiguration lists them (CIDRs, or "primary"), decoded. */
+export function nodePortAddresses(...texts: string[]): NodePortAddresses {
+  if (texts.length === 1 && texts[0] === 'primary') return { kind: NodePortAddressesKind.Primary };
+  const cidrs = texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined);
+  if (cidrs.length !== texts.length) throw new Error(`not CIDRs: ${texts.join(', ')}`);
+  return cidrs.length === 0 ? { kind: NodePortAddressesKind.All } : { kind: NodePortAddressesKind.CIDRs, cidrs };
+}
 
 export async function examplesState(): Promise<ClusterState> {
   const { state } = loadClusterState(await readManifestDir(new URL('examples/', repoRoot).pathname));

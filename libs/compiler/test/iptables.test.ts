@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IPFamily, LocalMode, parseCidr } from '@kpx/model';
 import { NodeNotFoundError, masqueradeMark, probability, serviceChainNames } from '../src/index.js';
-import { TWO_NODES, chain, compile, stateFrom, svcWithEndpoints } from './helpers.js';
+import { TWO_NODES, chain, compile, stateFrom, svcWithEndpoints, nodePortAddresses } from './helpers.js';
 
 const names = (svc: string) => serviceChainNames(`ns1/${svc}:p80`, 'tcp');
 const READY_BOTH = '[{addresses: [10.244.1.2], nodeName: n1}, {addresses: [10.244.2.2], nodeName: n2}]';
@@ -130,11 +130,11 @@ test('nodePortAddresses: per-address tail rules; primary; loopback handling', ()
   const tail = (opts: Parameters<typeof compile>[2]) => (chain(compile(st, 'n1', opts), 'nat', 'KUBE-SERVICES') ?? []).filter((r) => r.includes('KUBE-NODEPORTS'));
   assert.deepEqual(tail({}), ['-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS']);
   assert.deepEqual(tail({ localhostNodePorts: false }).map((r) => r.split('LOCAL ')[1]), ['! -d 127.0.0.0/8 -j KUBE-NODEPORTS']);
-  assert.deepEqual(tail({ nodePortAddresses: ['10.0.0.0/8'] }).map((r) => r.split('chain" ')[1]), ['-d 10.0.0.1 -j KUBE-NODEPORTS']);
-  assert.deepEqual(tail({ nodePortAddresses: ['primary'] }).map((r) => r.split('chain" ')[1]), ['-d 10.0.0.1 -j KUBE-NODEPORTS']);
-  assert.deepEqual(tail({ nodePortAddresses: ['127.0.0.0/8', '10.0.0.0/8'] }).map((r) => r.split('chain" ')[1]), ['-d 10.0.0.1 -j KUBE-NODEPORTS', '-d 127.0.0.1 -j KUBE-NODEPORTS']);
+  assert.deepEqual(tail({ nodePortAddresses: nodePortAddresses('10.0.0.0/8') }).map((r) => r.split('chain" ')[1]), ['-d 10.0.0.1 -j KUBE-NODEPORTS']);
+  assert.deepEqual(tail({ nodePortAddresses: nodePortAddresses('primary') }).map((r) => r.split('chain" ')[1]), ['-d 10.0.0.1 -j KUBE-NODEPORTS']);
+  assert.deepEqual(tail({ nodePortAddresses: nodePortAddresses('127.0.0.0/8', '10.0.0.0/8') }).map((r) => r.split('chain" ')[1]), ['-d 10.0.0.1 -j KUBE-NODEPORTS', '-d 127.0.0.1 -j KUBE-NODEPORTS']);
   // nodePortAddresses without loopback turn localhost NodePorts (and the KUBE-FIREWALL guard) off.
-  assert.equal(chain(compile(st, 'n1', { nodePortAddresses: ['10.0.0.0/8'] }), 'filter', 'KUBE-FIREWALL'), undefined);
+  assert.equal(chain(compile(st, 'n1', { nodePortAddresses: nodePortAddresses('10.0.0.0/8') }), 'filter', 'KUBE-FIREWALL'), undefined);
   assert.ok(chain(compile(st, 'n1'), 'filter', 'KUBE-FIREWALL'));
   const v6 = (chain(compile(st, 'n1', { family: IPFamily.IPv6 }), 'nat', 'KUBE-SERVICES') ?? []).filter((r) => r.includes('KUBE-NODEPORTS'));
   assert.match(v6[0] ?? '', /--dst-type LOCAL ! -d ::1\/128 -j KUBE-NODEPORTS$/);

@@ -14,7 +14,7 @@ import {
   makeIpvsContext,
   type IpvsOptions,
 } from '../src/index.js';
-import { TWO_NODES, repoRoot, stateFrom, svcWithEndpoints } from './helpers.js';
+import { TWO_NODES, repoRoot, stateFrom, svcWithEndpoints, nodePortAddresses } from './helpers.js';
 
 async function fixtureStates(): Promise<[string, ClusterState][]> {
   const out: [string, ClusterState][] = [];
@@ -39,7 +39,7 @@ async function fixtureStates(): Promise<[string, ClusterState][]> {
 const configs: [string, Partial<IpvsOptions>][] = [
   ['defaults', {}],
   ['clusterCIDR, mh', { clusterCIDRs: [parseCidr('10.244.0.0/16')!, parseCidr('fd00:10:244::/56')!], scheduler: 'mh' }],
-  ['NodeCIDR, nodePortAddresses', { detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: ['10.0.0.0/8'] }],
+  ['NodeCIDR, nodePortAddresses', { detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: nodePortAddresses('10.0.0.0/8') }],
   ['no node hints', { topology: { preferSameNodeHints: false } }],
 ];
 

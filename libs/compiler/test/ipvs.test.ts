@@ -14,7 +14,7 @@ import {
   type IpvsServiceObject,
   type NodeRuleSet,
 } from '../src/index.js';
-import { TWO_NODES, stateFrom, svcWithEndpoints } from './helpers.js';
+import { TWO_NODES, stateFrom, svcWithEndpoints, nodePortAddresses } from './helpers.js';
 
 const READY_BOTH = '[{addresses: [10.244.1.2], nodeName: n1}, {addresses: [10.244.2.2], nodeName: n2}]';
 const ONLY_N2 = '[{addresses: [10.244.2.2], nodeName: n2}]';
@@ -150,11 +150,11 @@ ${svcWithEndpoints('a', '{type: NodePort, clusterIP: 10.96.0.1, ports: [{name: p
   assert.deepEqual(members(all, 'KUBE-NODE-PORT-TCP'), ['30080']);
   // Node addresses are never bound to kube-ipvs0.
   assert.deepEqual(keys(all, RuleKind.IpvsAddress), ['kube-ipvs0/10.96.0.1']);
-  const internalOnly = ipvs(st, 'n1', { nodePortAddresses: ['10.0.0.0/8'] });
+  const internalOnly = ipvs(st, 'n1', { nodePortAddresses: nodePortAddresses('10.0.0.0/8') });
   assert.deepEqual(keys(internalOnly, RuleKind.IpvsService).filter((k) => k.includes(':300')), ['SCTP/10.0.0.1:30090', 'TCP/10.0.0.1:30080']);
-  const primary = ipvs(st, 'n1', { nodePortAddresses: ['primary'] });
+  const primary = ipvs(st, 'n1', { nodePortAddresses: nodePortAddresses('primary') });
   assert.deepEqual(keys(primary, RuleKind.IpvsService).filter((k) => k.includes(':300')), ['SCTP/10.0.0.1:30090', 'TCP/10.0.0.1:30080']);
-  const none = ipvs(st, 'n1', { nodePortAddresses: ['192.168.0.0/16'] });
+  const none = ipvs(st, 'n1', { nodePortAddresses: nodePortAddresses('192.168.0.0/16') });
   assert.deepEqual(keys(none, RuleKind.IpvsService), ['SCTP/10.96.0.1:90', 'TCP/10.96.0.1:80']);
   assert.deepEqual(members(none, 'KUBE-NODE-PORT-TCP'), []);
 });

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { IPFamily, LocalMode, type ClusterState, type KubeObject, type ManifestObject } from '@kpx/model';
 import { RuleKind, type IptablesOptions, type NodeRuleSet, type RestoreFormat } from '../src/index.js';
+import { nodePortAddresses } from './helpers.js';
 
 /** The functions digested, passed in so that another build of them (an older one) can be digested too. */
 export interface CompilerApi {
@@ -126,8 +127,8 @@ export function scaleCluster(services: number, seed: number): KubeObject[] {
 export const CONFIGS: readonly [string, (o: IptablesOptions) => IptablesOptions][] = [
   ['defaults', (o) => o],
   ['masqueradeAll, no node hints, not liberal', (o) => ({ ...o, masqueradeAll: true, topology: { preferSameNodeHints: false }, conntrackTCPLiberal: false })],
-  ['NodeCIDR, primary node port address', (o) => ({ ...o, detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: ['primary'], localhostNodePorts: false })],
-  ['interface prefix, node port CIDRs', (o) => ({ ...o, detectLocalMode: LocalMode.InterfaceNamePrefix, interfaceNamePrefix: 'veth', nodePortAddresses: ['172.18.0.0/16', 'fc00:f853:ccd:e793::/64'], conntrackTCPLiberal: true })],
+  ['NodeCIDR, primary node port address', (o) => ({ ...o, detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: nodePortAddresses('primary'), localhostNodePorts: false })],
+  ['interface prefix, node port CIDRs', (o) => ({ ...o, detectLocalMode: LocalMode.InterfaceNamePrefix, interfaceNamePrefix: 'veth', nodePortAddresses: nodePortAddresses('172.18.0.0/16', 'fc00:f853:ccd:e793::/64'), conntrackTCPLiberal: true })],
 ];
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 16);

@@ -53,24 +53,30 @@ export {
   IPVSScheduler,
   KUBE_PROXY_CONFIG_API_VERSION,
   KUBE_PROXY_CONFIG_KIND,
+  KubeProxyConfigError,
   LocalMode,
   NodePortAddressesKind,
   ProxyMode,
   defaultKubeProxyConfig,
+  formatDuration,
   loadKubeProxyConfig,
+  parseDuration,
+  parsePort,
   readKubeProxyConfigFile,
-} from './config.js';
+  splitHostPort,
+} from './config/index.js';
 export type {
+  HostPortSplit,
   KubeProxyClientConnectionConfig,
   KubeProxyConfig,
+  KubeProxyConfigErrorOptions,
   KubeProxyConfigLoadResult,
+  KubeProxyConfigProblem,
   KubeProxyConntrackConfig,
   KubeProxyDetectLocalConfig,
   KubeProxyIPTablesConfig,
   KubeProxyIPVSConfig,
-  KubeProxyNFTablesConfig,
   LoadKubeProxyConfigOptions,
   NodePortAddresses,
-} from './config.js';
-export { KubeProxyConfigError } from './config-errors.js';
-export type { KubeProxyConfigErrorOptions, KubeProxyConfigProblem } from './config-errors.js';
+  ParseDurationOptions,
+} from './config/index.js';

@@ -14,8 +14,8 @@ import {
   loadKubeProxyConfig,
   readKubeProxyConfigFile,
   type KubeProxyConfig,
-} from '../src/config.js';
-import { KubeProxyConfigError } from '../src/config-errors.js';
+} from '../src/config/index.js';
+import { KubeProxyConfigError } from '../src/config/errors.js';
 
 // Compiled to dist/test; the fixtures stay in the source tree.
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/config/', import.meta.url));
@@ -66,18 +66,15 @@ describe('defaults', () => {
     detectLocal: { bridgeInterface: '', interfaceNamePrefix: '' },
     clusterCIDRs: [],
     nodePortAddresses: { kind: 'all' },
-    iptables: { masqueradeBit: 14, masqueradeAll: false, localhostNodePorts: true, syncPeriodMs: 30_000, minSyncPeriodMs: 1_000 },
+    iptables: { localhostNodePorts: true },
     ipvs: {
       scheduler: 'rr',
-      syncPeriodMs: 30_000,
-      minSyncPeriodMs: 0,
       excludeCIDRs: [],
       strictARP: false,
       tcpTimeoutMs: 0,
       tcpFinTimeoutMs: 0,
       udpTimeoutMs: 0,
     },
-    nftables: { masqueradeBit: 14, masqueradeAll: false, syncPeriodMs: 30_000, minSyncPeriodMs: 1_000 },
     conntrack: {
       maxPerCore: 32_768,
       min: 131_072,
@@ -140,8 +137,6 @@ describe('YAML and JSON', () => {
     assert.equal(config.hostnameOverride, 'node-a');
     assert.deepEqual(config.ipvs, {
       scheduler: IPVSScheduler.WeightedLeastConnection,
-      syncPeriodMs: 90_000,
-      minSyncPeriodMs: 500,
       excludeCIDRs: [
         { family: 'IPv4', address: '192.168.0.0', prefix: 16, text: '192.168.0.0/16' },
         { family: 'IPv6', address: 'fd00:1::', prefix: 64, text: 'fd00:1::/64' },
@@ -489,7 +484,7 @@ describe('masqueradeAll and sync periods by mode', () => {
     assert.equal(config.masqueradeAll, true);
     assert.equal(config.syncPeriodMs, 45_000);
     assert.equal(config.minSyncPeriodMs, 3_000);
-    assert.equal(config.iptables.masqueradeAll, false, 'the section keeps what the file says');
+    assert.deepEqual(Object.keys(config.iptables), ['localhostNodePorts'], 'one value per setting: none left in the section');
     assert.equal(warnings.length, 3);
     assert.ok(warnings.every((w) => w.includes('not a KubeProxyConfiguration v1alpha1 field')), warnings.join('\n'));
     assert.ok(warnings[0]?.startsWith('masqueradeAll:') && warnings[0].includes('used as iptables.masqueradeAll'));

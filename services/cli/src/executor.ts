@@ -2,7 +2,7 @@
 import { defaultNodeName } from './node-name.js';
 import { IptablesBackend, IpvsBackend, MemoryBackend, runExecutor, type Backend } from '@kpx/executor';
 import { CleanupOutcome, cleanupKubeProxy } from '@kpx/kernel';
-import { NodePortAddressesKind, type KubeProxyConfig } from '@kpx/model';
+import { NodePortAddressesKind, type KubeProxyConfig, type NodePortAddresses } from '@kpx/model';
 import { UsageError } from './errors.js';
 import { parseDuration, parseFlags, required } from './flags.js';
 import { untilAborted, type Io, type LongRunningOptions } from './io.js';
@@ -148,9 +148,9 @@ async function cleanupCommand(netns: string | undefined, io: Io): Promise<number
  * service health server: every address, or the node's addresses inside the CIDRs. `primary` names the Node
  * object's IPs, which the executor does not read: it listens on every address then, and says so.
  */
-export function healthCheckListen(config: KubeProxyConfig): { options: { nodePortAddresses?: readonly string[] }; warning?: string } {
+export function healthCheckListen(config: KubeProxyConfig): { options: { nodePortAddresses?: NodePortAddresses }; warning?: string } {
   const npa = config.nodePortAddresses;
-  if (npa.kind === NodePortAddressesKind.CIDRs) return { options: { nodePortAddresses: npa.cidrs.map((c) => c.text) } };
+  if (npa.kind === NodePortAddressesKind.CIDRs) return { options: { nodePortAddresses: npa } };
   if (npa.kind === NodePortAddressesKind.Primary) {
     return { options: {}, warning: 'nodePortAddresses "primary": the healthCheckNodePort servers listen on every address (the executor does not read the Node\'s primary IPs)' };
   }

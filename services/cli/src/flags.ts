@@ -2,6 +2,7 @@
 // share — the output format, the IP family, a required flag, a generation, a duration — each with one wording of
 // its usage error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseDuration as parseGoDuration } from '@kpx/model';
 import { UsageError } from './errors.js';
 import type { Io } from './io.js';
 
@@ -71,13 +72,11 @@ export function generationOf(text: string | undefined, flag: string): number | u
   return n;
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `90s`, `15m`, `24h`, `1h30m`, `7d` → milliseconds. */
+/** A duration flag in Go's syntax plus days (`90s`, `15m`, `1h30m`, `500ms`, `7d`) → whole milliseconds. */
 export function parseDuration(text: string, flag: string): number {
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) throw new UsageError(`${flag} must be a duration like 90s, 15m or 24h, not ${JSON.stringify(text)}`);
-  return Math.round(parts.reduce((ms, p) => ms + Number(p[1]) * (UNITS[p[2] ?? ''] ?? 0), 0));
+  const ms = parseGoDuration(text, { days: true });
+  if (ms === undefined || ms < 0) throw new UsageError(`${flag} must be a duration like 90s, 15m or 24h, not ${JSON.stringify(text)}`);
+  return Math.round(ms);
 }
 
 /** "a", "a or b", "a, b or c". */

@@ -53,6 +53,11 @@ test('usage errors name the flag', async () => {
   assert.match(io.err, /--max-age must be a duration/);
   assert.equal(parseDuration('1h30m', '--max-age'), 5_400_000);
   assert.equal(parseDuration('250ms', '--max-age'), 250);
+  // One parser with the configuration's (Go's syntax), plus days.
+  assert.equal(parseDuration('7d', '--max-age'), 7 * 86_400_000);
+  assert.equal(parseDuration('1h2m3.5s', '--max-age'), 3_723_500);
+  assert.equal(parseDuration('1500us', '--max-age'), 2);
+  assert.throws(() => parseDuration('-5s', '--max-age'), /--max-age must be a duration/);
 });
 
 test('publishes every node, follows file edits, stops on abort', async (t) => {

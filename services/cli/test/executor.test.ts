@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { defaultKubeProxyConfig, loadKubeProxyConfig } from '@kpx/model';
+import { defaultKubeProxyConfig, loadKubeProxyConfig, parseCidr } from '@kpx/model';
 import { healthCheckListen } from '../src/executor.js';
 import { runKpx } from './io.js';
 
@@ -13,7 +13,8 @@ const configText = (extra: string): string => `apiVersion: kubeproxy.config.k8s.
 test('healthCheckNodePort servers listen where nodePortAddresses say, as kube-proxy', () => {
   assert.deepEqual(healthCheckListen(defaultKubeProxyConfig()), { options: {} });
   const cidrs = loadKubeProxyConfig(configText('nodePortAddresses: ["192.168.0.0/16", "fd00::/64"]\n')).config;
-  assert.deepEqual(healthCheckListen(cidrs), { options: { nodePortAddresses: ['192.168.0.0/16', 'fd00::/64'] } });
+  assert.deepEqual(healthCheckListen(cidrs), { options: { nodePortAddresses: cidrs.nodePortAddresses } });
+  assert.deepEqual(cidrs.nodePortAddresses, { kind: 'cidrs', cidrs: [parseCidr('192.168.0.0/16'), parseCidr('fd00::/64')] });
   const primary = healthCheckListen(loadKubeProxyConfig(configText('nodePortAddresses: ["primary"]\n')).config);
   assert.deepEqual(primary.options, {});
   assert.match(primary.warning ?? '', /primary.*every address/);

@@ -3,14 +3,15 @@
 // (ChildRequest), each sync is answered on stdout (ChildResponse; id 0 for the results of retries). It exits when
 // stdin closes, that is when the executor stops or dies.
 import { createInterface } from 'node:readline';
-import { LocalHealthCheckServers, type ChildRequest, type ChildResponse, type HealthCheckSyncResult } from './health-check.js';
+import type { NodePortAddresses } from '@kpx/model';
+import { EveryAddress, LocalHealthCheckServers, type ChildRequest, type ChildResponse, type HealthCheckSyncResult } from './health-check.js';
 
-const options = JSON.parse(process.argv[2] ?? '{}') as { nodePortAddresses?: string[]; retryMs?: number };
+const options = JSON.parse(process.argv[2] ?? '{}') as { nodePortAddresses?: NodePortAddresses; retryMs?: number };
 let healthy = false;
 const write = (m: ChildResponse): void => void process.stdout.write(`${JSON.stringify(m)}\n`);
 const servers = new LocalHealthCheckServers({
   proxyHealthy: () => healthy,
-  nodePortAddresses: options.nodePortAddresses ?? [],
+  nodePortAddresses: options.nodePortAddresses ?? EveryAddress,
   retryMs: options.retryMs ?? 5_000,
   // Syncs the executor asked for are answered below; retries are reported with id 0.
   onResult: (result: HealthCheckSyncResult, retry: boolean) => {

@@ -21,10 +21,11 @@
 // sync and every few seconds; the other ports keep working.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { BlockList } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { NodePortAddressesKind, type NodePortAddresses } from '@kpx/model';
 import type { HashedObject, RuleState } from '@kpx/ruleset';
 
 export const HealthCheckKind = 'healthcheck.service';
@@ -116,24 +117,25 @@ export function healthCheckResponse(svc: Pick<HealthCheckService, 'namespace' | 
 /**
  * The addresses the servers of a family listen on: the family's wildcard, unless `nodePortAddresses` has CIDRs
  * of the family (none of them /0): then the interface addresses inside them (`interfaces`: os.networkInterfaces()).
+ * `primary` (the Node object's IPs, which the executor does not read) listens on every address.
  */
-export function listenAddresses(family: string, nodePortAddresses: readonly string[], interfaces = networkInterfaces()): string[] {
+export function listenAddresses(family: string, nodePortAddresses: NodePortAddresses, interfaces = networkInterfaces()): string[] {
   const v6 = family === 'IPv6';
   const wildcard = v6 ? '::' : '0.0.0.0';
   const type = v6 ? 'ipv6' : 'ipv4';
-  const cidrs = nodePortAddresses
-    .map((c) => c.split('/'))
-    .filter(([ip, bits]) => ip !== undefined && bits !== undefined && (v6 ? isIPv6(ip) : isIPv4(ip)))
-    .map(([ip, bits]) => ({ ip: ip!, prefix: Number(bits) }));
+  const cidrs = nodePortAddresses.kind === NodePortAddressesKind.CIDRs ? nodePortAddresses.cidrs.filter((c) => c.family === family) : [];
   if (cidrs.length === 0 || cidrs.some((c) => c.prefix === 0)) return [wildcard];
   const list = new BlockList();
-  for (const c of cidrs) list.addSubnet(c.ip, c.prefix, type);
+  for (const c of cidrs) list.addSubnet(c.address, c.prefix, type);
   const out = new Set<string>();
   for (const addrs of Object.values(interfaces)) {
     for (const a of addrs ?? []) if (a.family === (v6 ? 'IPv6' : 'IPv4') && !a.address.startsWith('fe80:') && list.check(a.address, type)) out.add(a.address);
   }
   return [...out].sort();
 }
+
+/** nodePortAddresses by default: every address. */
+export const EveryAddress: NodePortAddresses = { kind: NodePortAddressesKind.All };
 
 export interface HealthCheckFailure {
   readonly family: string;
@@ -168,8 +170,8 @@ interface Instance {
 export interface LocalHealthCheckServersOptions {
   /** kube-proxy's healthz state: false makes every health check answer 503 (serviceProxyHealthy false). */
   readonly proxyHealthy: () => boolean;
-  /** kube-proxy's nodePortAddresses (CIDRs); default: every address. */
-  readonly nodePortAddresses?: readonly string[];
+  /** kube-proxy's nodePortAddresses; default: every address. */
+  readonly nodePortAddresses?: NodePortAddresses;
   /** Retry of failed binds (ms; default 5 s; 0: only on syncs). */
   readonly retryMs?: number;
   /** Every sync's result; `retry`: a retry of failed binds, not a sync call. */
@@ -227,7 +229,7 @@ export class LocalHealthCheckServers implements HealthCheckServers {
     let ports = this.families.get(family);
     if (!ports) this.families.set(family, (ports = new Map<number, Instance>()));
     const wanted = new Map(services.map((s) => [s.port, s]));
-    const addresses = listenAddresses(family, this.opts.nodePortAddresses ?? []);
+    const addresses = listenAddresses(family, this.opts.nodePortAddresses ?? EveryAddress);
     for (const [port, inst] of ports) {
       if (wanted.has(port) && sameAddresses(inst.addresses, addresses)) continue;
       ports.delete(port);
@@ -304,7 +306,7 @@ export interface ChildResponse {
 export interface NetnsHealthCheckServersOptions {
   readonly netns: string;
   readonly proxyHealthy: () => boolean;
-  readonly nodePortAddresses?: readonly string[];
+  readonly nodePortAddresses?: NodePortAddresses;
   readonly retryMs?: number;
   readonly onResult?: (r: HealthCheckSyncResult) => void;
   /** The child's stderr lines (its crashes), for the executor's log. */
@@ -362,7 +364,7 @@ export class NetnsHealthCheckServers implements HealthCheckServers {
 
   private ensureChild(): void {
     if (this.child) return;
-    const args = ['netns', 'exec', this.opts.netns, process.execPath, ChildScript, JSON.stringify({ nodePortAddresses: this.opts.nodePortAddresses ?? [], retryMs: this.opts.retryMs ?? 5_000 })];
+    const args = ['netns', 'exec', this.opts.netns, process.execPath, ChildScript, JSON.stringify({ nodePortAddresses: this.opts.nodePortAddresses ?? EveryAddress, retryMs: this.opts.retryMs ?? 5_000 })];
     const child = spawn('ip', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     child.stdin.on('error', () => undefined);
@@ -422,7 +424,7 @@ export interface HealthCheckServersOptions {
   /** Serve inside this network namespace (a child process); else in this process's. */
   readonly netns?: string;
   readonly proxyHealthy: () => boolean;
-  readonly nodePortAddresses?: readonly string[];
+  readonly nodePortAddresses?: NodePortAddresses;
   readonly retryMs?: number;
   readonly onResult?: (r: HealthCheckSyncResult) => void;
   readonly onStderr?: (line: string) => void;

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ControllerClient, connectWithRetry, followConnection, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
+import type { NodePortAddresses } from '@kpx/model';
 import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
 import type { Backend } from './backend.js';
 import { createConntrackCleaner } from './conntrack.js';
@@ -47,7 +48,7 @@ export interface ExecutorRunOptions {
    * Serve every eTP Local LoadBalancer's healthCheckNodePort, inside `netns` when set (a child process there), on
    * the addresses of `nodePortAddresses` CIDRs (default: every address). Absent: no servers (dry runs).
    */
-  readonly healthChecks?: { readonly netns?: string; readonly nodePortAddresses?: readonly string[] };
+  readonly healthChecks?: { readonly netns?: string; readonly nodePortAddresses?: NodePortAddresses };
   /** NATS credentials and TLS (issue #15); the connection's inboxes are the node's own (inboxPrefix). */
   readonly natsAuth?: NatsAuth;
   /** Verify deltas and snapshots with the controller's public keys (issue #15); unverified without. */

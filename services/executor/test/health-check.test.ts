@@ -5,6 +5,7 @@ import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import type { networkInterfaces } from 'node:os';
 import { describe, test } from 'node:test';
+import { NodePortAddressesKind, parseCidr, type Cidr, type NodePortAddresses } from '@kpx/model';
 import { RuleState, hashed } from '@kpx/ruleset';
 import { freePort } from '@kpx/testing';
 import type { RuleObject } from '@kpx/proto';
@@ -18,6 +19,10 @@ import {
   type HealthCheckSyncResult,
 } from '../src/index.js';
 import { updateHealthChecks } from '../src/health-check.js';
+
+/** nodePortAddresses listing these CIDRs (none: every address), as the configuration decodes them. */
+const cidrs = (...texts: string[]): NodePortAddresses =>
+  texts.length === 0 ? { kind: NodePortAddressesKind.All } : { kind: NodePortAddressesKind.CIDRs, cidrs: texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined) };
 
 test("the answer is kube-proxy's: its JSON, nosniff, 200 only with local endpoints and a healthy proxy", () => {
   const svc = { namespace: 'edge', name: 'ingress', localEndpoints: 2 };
@@ -45,14 +50,15 @@ test('listen addresses: the family wildcard, or the interface addresses inside n
       { address: 'fe80::1', family: 'IPv6', netmask: '', mac: '', internal: false, cidr: 'fe80::1/64', scopeid: 2 },
     ],
   } as unknown as ReturnType<typeof networkInterfaces>;
-  assert.deepEqual(listenAddresses('IPv4', [], ifs), ['0.0.0.0']);
-  assert.deepEqual(listenAddresses('IPv6', [], ifs), ['::']);
-  assert.deepEqual(listenAddresses('IPv4', ['10.0.0.0/24'], ifs), ['10.0.0.11']);
-  assert.deepEqual(listenAddresses('IPv4', ['10.0.0.0/24', '127.0.0.0/8'], ifs), ['10.0.0.11', '127.0.0.1']);
+  assert.deepEqual(listenAddresses('IPv4', cidrs(), ifs), ['0.0.0.0']);
+  assert.deepEqual(listenAddresses('IPv6', cidrs(), ifs), ['::']);
+  assert.deepEqual(listenAddresses('IPv4', cidrs('10.0.0.0/24'), ifs), ['10.0.0.11']);
+  assert.deepEqual(listenAddresses('IPv4', cidrs('10.0.0.0/24', '127.0.0.0/8'), ifs), ['10.0.0.11', '127.0.0.1']);
   // CIDRs of the other family only: this family listens everywhere (kube-proxy's per-family NodePortAddresses).
-  assert.deepEqual(listenAddresses('IPv6', ['10.0.0.0/24'], ifs), ['::']);
-  assert.deepEqual(listenAddresses('IPv6', ['fd00::/64', '10.0.0.0/24'], ifs), ['fd00::11']);
-  assert.deepEqual(listenAddresses('IPv4', ['0.0.0.0/0', '10.0.0.0/24'], ifs), ['0.0.0.0']);
+  assert.deepEqual(listenAddresses('IPv6', cidrs('10.0.0.0/24'), ifs), ['::']);
+  assert.deepEqual(listenAddresses('IPv6', cidrs('fd00::/64', '10.0.0.0/24'), ifs), ['fd00::11']);
+  assert.deepEqual(listenAddresses('IPv4', cidrs('0.0.0.0/0', '10.0.0.0/24'), ifs), ['0.0.0.0']);
+  assert.deepEqual(listenAddresses('IPv4', { kind: NodePortAddressesKind.Primary }, ifs), ['0.0.0.0'], 'primary: every address');
 });
 
 const hcObject = (port: number, localEndpoints: number, name = 'svc'): RuleObject => ({
@@ -110,7 +116,7 @@ describe('LocalHealthCheckServers on loopback', () => {
   test('open, answer, update in place, close; one family per socket', async () => {
     let healthy = true;
     const results: HealthCheckSyncResult[] = [];
-    const servers = new LocalHealthCheckServers({ proxyHealthy: () => healthy, nodePortAddresses: ['127.0.0.1/32', '::1/128'], onResult: (r) => results.push(r) });
+    const servers = new LocalHealthCheckServers({ proxyHealthy: () => healthy, nodePortAddresses: cidrs('127.0.0.1/32', '::1/128'), onResult: (r) => results.push(r) });
     const [a, b] = [await freePort(), await freePort()];
     try {
       const r = await servers.sync('IPv4', [svc(a, 2), svc(b, 0, 'empty')]);
@@ -146,7 +152,7 @@ describe('LocalHealthCheckServers on loopback', () => {
 
   test('a port in use fails alone, is reported, and is retried until it binds', async () => {
     const results: { r: HealthCheckSyncResult; retry: boolean }[] = [];
-    const servers = new LocalHealthCheckServers({ proxyHealthy: () => true, nodePortAddresses: ['127.0.0.1/32'], retryMs: 100, onResult: (r, retry) => results.push({ r, retry }) });
+    const servers = new LocalHealthCheckServers({ proxyHealthy: () => true, nodePortAddresses: cidrs('127.0.0.1/32'), retryMs: 100, onResult: (r, retry) => results.push({ r, retry }) });
     const [free, taken] = [await freePort(), await freePort()];
     const squatter: Server = createTcpServer();
     await new Promise<void>((r) => squatter.listen(taken, '127.0.0.1', r));

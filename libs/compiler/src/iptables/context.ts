@@ -1,5 +1,5 @@
 // Per-node facts every rule family needs, computed once per compile.
-import { IPFamily, LocalMode, cidrContains, isLoopback, parseCidr, primaryNodeIP, type Cidr, type NodeInfo } from '@kpx/model';
+import { IPFamily, LocalMode, NodePortAddressesKind, cidrContains, isLoopback, parseCidr, primaryNodeIP, type Cidr, type NodeInfo } from '@kpx/model';
 import type { IptablesOptions } from './options.js';
 
 export interface LocalDetector {
@@ -62,9 +62,10 @@ function localDetector(node: NodeInfo, opts: IptablesOptions): LocalDetector | u
  */
 function nodePortDestinations(node: NodeInfo, opts: IptablesOptions, nodeIP: string | undefined): { dest: NodePortDestinations; containsLoopback: boolean } {
   const family = opts.family;
-  const isPrimary = opts.nodePortAddresses.length === 1 && opts.nodePortAddresses[0] === 'primary';
+  const npa = opts.nodePortAddresses;
+  const isPrimary = npa.kind === NodePortAddressesKind.Primary;
   const parsed = (texts: readonly string[]): Cidr[] => texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined && c.family === family);
-  let cidrs = isPrimary ? [] : parsed(opts.nodePortAddresses);
+  let cidrs = npa.kind === NodePortAddressesKind.CIDRs ? npa.cidrs.filter((c) => c.family === family) : [];
   if (cidrs.length === 0) {
     const fallback = isPrimary && nodeIP ? `${nodeIP}/${family === IPFamily.IPv4 ? 32 : 128}` : family === IPFamily.IPv4 ? '0.0.0.0/0' : '::/0';
     cidrs = parsed([fallback]);

@@ -1,5 +1,5 @@
 // What the iptables compiler needs from kube-proxy's configuration, already resolved.
-import { LocalMode, NodePortAddressesKind, type Cidr, type IPFamily, type KubeProxyConfig, type TopologyOptions } from '@kpx/model';
+import { LocalMode, NodePortAddressesKind, type Cidr, type IPFamily, type KubeProxyConfig, type NodePortAddresses, type TopologyOptions } from '@kpx/model';
 
 export interface IptablesOptions {
   readonly family: IPFamily;
@@ -12,8 +12,8 @@ export interface IptablesOptions {
   readonly clusterCIDRs: readonly Cidr[];
   readonly bridgeInterface?: string;
   readonly interfaceNamePrefix?: string;
-  /** CIDRs (any family) or ['primary']; empty means every local address. */
-  readonly nodePortAddresses: readonly string[];
+  /** Every local address, the node's primary address, or the node addresses inside CIDRs (of any family). */
+  readonly nodePortAddresses: NodePortAddresses;
   readonly localhostNodePorts: boolean;
   /** nf_conntrack_tcp_be_liberal on the node: when set kube-proxy installs no INVALID drop rule. */
   readonly conntrackTCPLiberal: boolean;
@@ -29,7 +29,7 @@ export function defaultIptablesOptions(family: IPFamily): IptablesOptions {
     masqueradeBit: 14,
     detectLocalMode: LocalMode.ClusterCIDR,
     clusterCIDRs: [],
-    nodePortAddresses: [],
+    nodePortAddresses: { kind: NodePortAddressesKind.All },
     localhostNodePorts: true,
     conntrackTCPLiberal: false,
     randomFully: true,
@@ -37,19 +37,21 @@ export function defaultIptablesOptions(family: IPFamily): IptablesOptions {
   };
 }
 
-/** The iptables options a resolved KubeProxyConfiguration gives for one family. */
+/**
+ * The iptables options a resolved KubeProxyConfiguration gives for one family: its resolved values (masqueradeAll
+ * and masqueradeBit as the mode uses them, wherever the file gave them), never a raw section of the file.
+ */
 export function iptablesOptionsFromConfig(config: KubeProxyConfig, family: IPFamily): IptablesOptions {
-  const npa = config.nodePortAddresses;
   const preferSameNode = config.featureGates['PreferSameTrafficDistribution'];
   return {
     family,
-    masqueradeAll: config.iptables.masqueradeAll,
-    masqueradeBit: config.iptables.masqueradeBit,
+    masqueradeAll: config.masqueradeAll,
+    masqueradeBit: config.masqueradeBit,
     detectLocalMode: config.detectLocalMode,
     clusterCIDRs: config.clusterCIDRs.filter((c) => c.family === family),
     ...(config.detectLocal.bridgeInterface ? { bridgeInterface: config.detectLocal.bridgeInterface } : {}),
     ...(config.detectLocal.interfaceNamePrefix ? { interfaceNamePrefix: config.detectLocal.interfaceNamePrefix } : {}),
-    nodePortAddresses: npa.kind === NodePortAddressesKind.All ? [] : npa.kind === NodePortAddressesKind.Primary ? ['primary'] : npa.cidrs.map((c) => c.text),
+    nodePortAddresses: config.nodePortAddresses,
     localhostNodePorts: config.iptables.localhostNodePorts,
     conntrackTCPLiberal: config.conntrack.tcpBeLiberal,
     randomFully: true,

@@ -18,5 +18,5 @@ export function defaultIpvsOptions(family: IPFamily): IpvsOptions {
 /** The IPVS options a resolved KubeProxyConfiguration gives for one family. */
 export function ipvsOptionsFromConfig(config: KubeProxyConfig, family: IPFamily): IpvsOptions {
   // IPVS mode has no localhost NodePorts (loopback addresses are never virtual servers).
-  return { ...iptablesOptionsFromConfig(config, family), localhostNodePorts: false, scheduler: config.ipvs.scheduler || IPVSScheduler.RoundRobin };
+  return { ...iptablesOptionsFromConfig(config, family), localhostNodePorts: false, scheduler: config.ipvs.scheduler };
 }

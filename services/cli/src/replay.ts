@@ -2,6 +2,7 @@
 // namespace, or live deltas — from NATS JetStream alone, without the controller.
 import { parseArgs } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
+import { msFromTimestamp } from '@kpx/common';
 import { RuleObject, type Cause, type Delta, type Timestamp } from '@kpx/proto';
 import { IptablesState, createIptablesApplier, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { followDeltas, replaySteps, replayTo, type ObjectChange, type ReplayStep, type ReplayedState } from '@kpx/replay';
@@ -33,7 +34,7 @@ ${VerifyUsage}
 ${NatsAuthUsage}`;
 
 const fmtCause = (c: Cause): string => `${c.kind} ${c.namespace ? `${c.namespace}/` : ''}${c.name}${c.resourceVersion ? ` (resourceVersion ${c.resourceVersion})` : ''}`;
-const fmtTime = (t: Timestamp | undefined): string => (t ? new Date(t.seconds * 1000 + t.nanos / 1e6).toISOString() : '');
+const fmtTime = (t: Timestamp | undefined): string => (t ? new Date(msFromTimestamp(t)).toISOString() : '');
 
 /** The rule lines of an object (chain rules, fragment rules, or the one jump rule). */
 function linesOf(o: RuleObject | undefined): string[] {

@@ -25,6 +25,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { SerialQueue } from '@kpx/common';
 import type { HashedObject, RuleState } from '@kpx/ruleset';
 
 export const HealthCheckKind = 'healthcheck.service';
@@ -197,29 +198,23 @@ export class LocalHealthCheckServers implements HealthCheckServers {
   /** By family, then port. */
   private readonly families = new Map<string, Map<number, Instance>>();
   private retryTimer: NodeJS.Timeout | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private closed = false;
 
   constructor(private readonly opts: LocalHealthCheckServersOptions) {}
 
   sync(family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
-    return this.serialize(() => this.syncNow(family, services, false));
+    return this.queue.run(() => this.syncNow(family, services, false));
   }
 
   close(): Promise<void> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       this.closed = true;
       if (this.retryTimer) clearTimeout(this.retryTimer);
       const all = [...this.families.values()].flatMap((m) => [...m.values()]);
       this.families.clear();
       await Promise.all(all.flatMap((i) => i.servers.map(closeServer)));
     });
-  }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   private async syncNow(family: string, services: readonly HealthCheckService[], retry: boolean): Promise<HealthCheckSyncResult> {
@@ -281,7 +276,7 @@ export class LocalHealthCheckServers implements HealthCheckServers {
       this.retryTimer = undefined;
       for (const [family, m] of failing) {
         const services = [...(this.families.get(family) ?? m).values()].map((i) => i.svc);
-        void this.serialize(() => this.syncNow(family, services, true));
+        void this.queue.run(() => this.syncNow(family, services, true));
       }
     }, every);
     this.retryTimer.unref();

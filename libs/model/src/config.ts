@@ -14,6 +14,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments, type Document, isMap, isScalar, isSeq, type ParsedNode } from 'yaml';
+import { ProxyMode } from '@kpx/proto';
 
 import { KubeProxyConfigError, type KubeProxyConfigProblem } from './config-errors.js';
 import { type Cidr, IPFamily, ipFamilyOf, parseCidr } from './ip.js';
@@ -21,13 +22,8 @@ import { type Cidr, IPFamily, ipFamilyOf, parseCidr } from './ip.js';
 export const KUBE_PROXY_CONFIG_API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 export const KUBE_PROXY_CONFIG_KIND = 'KubeProxyConfiguration';
 
-/** Proxy modes kpx can compile for. A blank `mode` in the file resolves to `iptables` (kube-proxy's Linux default). */
-export const ProxyMode = {
-  IPTables: 'iptables',
-  IPVS: 'ipvs',
-  NFTables: 'nftables',
-} as const;
-export type ProxyMode = (typeof ProxyMode)[keyof typeof ProxyMode];
+/** Proxy modes (the wire's names). A blank `mode` in the file resolves to `iptables` (kube-proxy's Linux default). */
+export { ProxyMode };
 
 /** How kube-proxy tells local (pod) traffic from the rest. A blank `detectLocalMode` resolves to `ClusterCIDR`. */
 export const LocalMode = {

@@ -14,7 +14,7 @@
 import { context, trace, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { Backoff, SerialQueue, backoffDelay, msFromTimestamp, secondsFromMs, sleep, timestampFromMs } from '@kpx/common';
-import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
+import { ProxyMode, type AckRequest, type AckResponse, type Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
@@ -28,7 +28,7 @@ import { SnapshotDigestError, StoppingError } from './errors.js';
 import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
 import { Rejections } from './rejections.js';
 
-export const IptablesMode = 'iptables';
+export const IptablesMode = ProxyMode.IPTables;
 
 /** The proxy mode whose rule sets a backend programs (its deltas, snapshots and acks): iptables unless it says. */
 const modeOf = (b: Backend): string => b.mode ?? IptablesMode;

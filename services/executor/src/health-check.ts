@@ -25,10 +25,12 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AgentProcess, SerialQueue } from '@kpx/common';
-import { RuleKind } from '@kpx/proto';
+import type { RuleKind } from '@kpx/proto';
 import type { HashedObject, RuleState } from '@kpx/ruleset';
 
-const IdPrefix = `${RuleKind.HealthCheckService}:`;
+// The wire's kind, checked against @kpx/proto's RuleKind at compile time: a type-only import, so the health check
+// child (which loads this module) starts without loading @kpx/proto and gRPC.
+const IdPrefix = `${'healthcheck.service' satisfies typeof RuleKind.HealthCheckService}:`;
 
 /** One health check server's data: a healthcheck.service object. */
 export interface HealthCheckService {

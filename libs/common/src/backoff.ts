@@ -25,11 +25,6 @@ export class Backoff {
     return backoffDelay(++this.failures, this.options);
   }
 
-  /** The wait `next()` would return, without counting a failure. */
-  peek(): number {
-    return backoffDelay(this.failures + 1, this.options);
-  }
-
   /** Failures since the last reset. */
   get attempts(): number {
     return this.failures;

@@ -22,6 +22,7 @@ RUN find libs services -path '*/dist/test' -prune -exec rm -rf {} +
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY libs/common/package.json libs/common/
 COPY libs/proto/package.json libs/proto/
 COPY libs/model/package.json libs/model/
 COPY libs/compiler/package.json libs/compiler/
@@ -53,6 +54,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app ./
+COPY --from=build /src/libs/common/dist libs/common/dist
 COPY --from=build /src/libs/proto/dist libs/proto/dist
 COPY --from=build /src/libs/model/dist libs/model/dist
 COPY --from=build /src/libs/compiler/dist libs/compiler/dist

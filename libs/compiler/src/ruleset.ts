@@ -1,28 +1,8 @@
 // The rule model: a node's rules as a set of keyed objects. Backends produce them; deltas, digests,
-// audit and replay work on them without knowing the backend.
+// audit and replay work on them without knowing the backend. The kinds are the wire's (@kpx/proto).
+import { RuleKind } from '@kpx/proto';
 
-export const RuleKind = {
-  /** An iptables chain kpx owns; payload: its rules in order. Key `table/CHAIN`. */
-  IptablesChain: 'iptables.chain',
-  /** A jump from a builtin chain into a kpx chain. Key `table/BUILTIN/TARGET`. */
-  IptablesJump: 'iptables.jump',
-  /**
-   * Rules one service port (or the node) contributes to a shared chain such as KUBE-SERVICES. Key
-   * `table/CHAIN/OWNER`. The chain is its own rules followed by its fragments, ordered by (position, key).
-   */
-  IptablesRules: 'iptables.rules',
-  /** An IPVS virtual service with its real servers. Key `PROTOCOL/address:port` (IPv6 in brackets). */
-  IpvsService: 'ipvs.service',
-  /** A virtual IP bound to a dummy interface (kube-ipvs0). Key `interface/address`. */
-  IpvsAddress: 'ipvs.address',
-  /** An ipset set: its type and options, and entries of its own. Key: the set name. */
-  IpsetSet: 'ipset.set',
-  /** Entries one owner contributes to a set declared by an IpsetSet. Key `SET/OWNER`. */
-  IpsetEntries: 'ipset.entries',
-  /** A healthCheckNodePort the node serves (every mode; a node duty, not a kernel object). Key: the port. */
-  HealthCheckService: 'healthcheck.service',
-} as const;
-export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
+export { RuleKind };
 
 export const Table = { Filter: 'filter', Nat: 'nat' } as const;
 export type Table = (typeof Table)[keyof typeof Table];

@@ -1,28 +1,43 @@
 // Named values of the string fields of the wire contract (proto/kpx/v1/rules.proto documents them).
-// Hand-written next to the generated code so producers and consumers share one spelling.
+// Hand-written next to the generated code so producers and consumers share one spelling: these are the only
+// definitions (the compiler, the model and the services import them from here).
 import type { RuleObject } from './gen/kpx/v1/rules.js';
 
 /** RuleObject.kind values. */
 export const RuleKind = {
+  /** An iptables chain kpx owns; payload: its rules in order. Key `table/CHAIN`. */
   IptablesChain: 'iptables.chain',
+  /** A jump from a builtin chain into a kpx chain. Key `table/BUILTIN/TARGET`. */
   IptablesJump: 'iptables.jump',
+  /**
+   * Rules one service port (or the node) contributes to a shared chain such as KUBE-SERVICES. Key
+   * `table/CHAIN/OWNER`. The chain is its own rules followed by its fragments, ordered by (position, key).
+   */
   IptablesRules: 'iptables.rules',
+  /** An IPVS virtual service with its real servers. Key `PROTOCOL/address:port` (IPv6 in brackets). */
   IpvsService: 'ipvs.service',
+  /** A virtual IP bound to a dummy interface (kube-ipvs0). Key `interface/address`. */
   IpvsAddress: 'ipvs.address',
+  /** An ipset set: its type and options, and entries of its own. Key: the set name. */
   IpsetSet: 'ipset.set',
+  /** Entries one owner contributes to a set declared by an IpsetSet. Key `SET/OWNER`. */
   IpsetEntries: 'ipset.entries',
   NftChain: 'nft.chain',
   NftSet: 'nft.set',
   NftMap: 'nft.map',
+  /** A healthCheckNodePort the node serves (every mode; a node duty, not a kernel object). Key: the port. */
   HealthCheckService: 'healthcheck.service',
 } as const;
 export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
 
-/** The `mode` field of NodeRuleSet, Delta, AckRequest, SnapshotRequest/Chunk (kube-proxy mode names). */
+/**
+ * The `mode` field of NodeRuleSet, Delta, AckRequest, SnapshotRequest/Chunk, and KubeProxyConfiguration's `mode`
+ * (kube-proxy's names: ProxyModeIPTables, ProxyModeIPVS, ProxyModeNFTables).
+ */
 export const ProxyMode = {
-  Iptables: 'iptables',
-  Ipvs: 'ipvs',
-  Nftables: 'nftables',
+  IPTables: 'iptables',
+  IPVS: 'ipvs',
+  NFTables: 'nftables',
 } as const;
 export type ProxyMode = (typeof ProxyMode)[keyof typeof ProxyMode];
 

@@ -111,7 +111,7 @@ function sampleDelta(): Delta {
       },
     ],
     triggerTime: { seconds: 1_700_000_000, nanos: 123_000_000 },
-    mode: ProxyMode.Iptables,
+    mode: ProxyMode.IPTables,
     ipFamily: IpFamily.IPv4,
   });
 }
@@ -245,7 +245,7 @@ describe('NodeSync over a real grpc-js server', { timeout: 10_000 }, () => {
       generation: 42,
       digest: 'ab'.repeat(32),
       applyDurationSeconds: 0.0125,
-      mode: ProxyMode.Iptables,
+      mode: ProxyMode.IPTables,
       ipFamily: IpFamily.IPv4,
       appliedTime: { seconds: 1_700_000_001, nanos: 5 },
     });
@@ -261,7 +261,7 @@ describe('NodeSync over a real grpc-js server', { timeout: 10_000 }, () => {
   it('streams a snapshot in chunks', async () => {
     const chunks = await snapshotChunks({
       node: 'node-a',
-      mode: ProxyMode.Ipvs,
+      mode: ProxyMode.IPVS,
       ipFamily: IpFamily.IPv4,
       generation: 0,
       maxObjectsPerChunk: 2,

@@ -3,6 +3,7 @@
 // (its reconnect loop keeps a stopping process alive), so each attempt here is a plain connect that fails fast.
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { Backoff, sleep } from '@kpx/common';
 
 export interface ConnectRetryOptions {
   /** Gives up (rejects with an AbortError) once aborted. */
@@ -16,25 +17,18 @@ export interface ConnectRetryOptions {
 
 /** Connects, retrying failed first connections until one succeeds or `signal` aborts. */
 export async function connectWithRetry(options: NodeConnectionOptions, retry: ConnectRetryOptions = {}): Promise<NatsConnection> {
-  let wait = retry.initialMs ?? 250;
-  for (let attempt = 1; ; attempt++) {
+  const backoff = new Backoff({ initialMs: retry.initialMs ?? 250, maxMs: retry.maxMs ?? 5000 });
+  for (;;) {
     retry.signal?.throwIfAborted();
     try {
       return await connect({ timeout: 2000, ...options });
     } catch (err) {
       retry.signal?.throwIfAborted();
-      retry.onRetry?.(err, attempt, wait);
-      await pause(wait, retry.signal);
-      wait = Math.min(wait * 2, retry.maxMs ?? 5000);
+      const wait = backoff.next();
+      retry.onRetry?.(err, backoff.attempts, wait);
+      await sleep(wait, retry.signal);
     }
   }
-}
-
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });
 }
 
 /**

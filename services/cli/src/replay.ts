@@ -1,6 +1,7 @@
 // kpx replay: a node's rules at any retained generation, the steps between two, a past state loaded into a
 // namespace, or live deltas — from NATS JetStream alone, without the controller.
 import { jetstream } from '@nats-io/jetstream';
+import { msFromTimestamp } from '@kpx/common';
 import { RuleObject, type Cause, type Delta, type Timestamp } from '@kpx/proto';
 import { IptablesState, createIptablesApplier, isIptablesObject, planFullRestore } from '@kpx/kernel';
 import { followDeltas, replaySteps, replayTo, type ObjectChange, type ReplayStep, type ReplayedState } from '@kpx/replay';
@@ -32,7 +33,7 @@ ${VerifyUsage}
 ${NatsAuthUsage}`;
 
 const fmtCause = (c: Cause): string => `${c.kind} ${c.namespace ? `${c.namespace}/` : ''}${c.name}${c.resourceVersion ? ` (resourceVersion ${c.resourceVersion})` : ''}`;
-const fmtTime = (t: Timestamp | undefined): string => (t ? new Date(t.seconds * 1000 + t.nanos / 1e6).toISOString() : '');
+const fmtTime = (t: Timestamp | undefined): string => (t ? new Date(msFromTimestamp(t)).toISOString() : '');
 
 /** The rule lines of an object (chain rules, fragment rules, or the one jump rule). */
 function linesOf(o: RuleObject | undefined): string[] {

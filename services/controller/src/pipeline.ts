@@ -4,6 +4,7 @@
 // the last delta JetStream acknowledged for that node. A sync that could not publish everything fails and is
 // retried with backoff (runner.ts); nothing compiled is lost and no generation is reused.
 import { SpanKind, context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { msFromTimestamp, timestampFromMs } from '@kpx/common';
 import { ClusterState, LabelServiceName, ProxyMode, formatDiagnostic, type Diagnostic, type IPFamily, type KubeProxyConfig } from '@kpx/model';
 import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, modeCompiler, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
 import { FamilyStates } from '@kpx/node-states';
@@ -86,8 +87,6 @@ export type SyncOutcome = GenerationSummary;
 export class UnpublishedError extends Error {
   override readonly name = 'UnpublishedError';
 }
-
-const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 
 export class ControllerPipeline {
   readonly state = new ClusterState();
@@ -395,7 +394,7 @@ export class ControllerPipeline {
         deletes: snapshot ? [] : [...change.deletes.values()],
         digest: change.digest,
         cause: causes.kept.map((p) => p.cause),
-        ...(causes.trigger !== undefined ? { triggerTime: timestamp(causes.trigger) } : {}),
+        ...(causes.trigger !== undefined ? { triggerTime: timestampFromMs(causes.trigger) } : {}),
         mode: this.mode,
         ipFamily: e.family,
         snapshot,
@@ -495,7 +494,7 @@ export class ControllerPipeline {
       e.inFlight = undefined;
       e.head = { generation: d.generation, digest: d.digest };
       e.headKnown = true;
-      this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6 : undefined, at: Date.now() });
+      this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? msFromTimestamp(d.triggerTime) : undefined, at: Date.now() });
       return true;
     } catch (err) {
       span.recordException(err as Error);

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { SerialQueue } from '@kpx/common';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
 import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
@@ -202,11 +203,11 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     cleanups.push(() => Promise.resolve(clearInterval(gauges)));
     // Node events executors report (drift, failed applies), appended in order off the ack path; a failed append
     // is logged and dropped (the node's status keeps the newest).
-    let auditChain: Promise<void> = Promise.resolve();
+    const auditQueue = new SerialQueue();
     const audit = (record: AuditRecord): void => {
-      auditChain = auditChain.then(() => publishAuditRecord(js, record)).catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
+      auditQueue.run(() => publishAuditRecord(js, record)).catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
     };
-    cleanups.push(() => withTimeout(auditChain, 2000));
+    cleanups.push(() => withTimeout(auditQueue.idle(), 2000));
     startGrpc = async (): Promise<void> => {
       if (grpc) return;
       grpc = await startGrpcServer({

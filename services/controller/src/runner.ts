@@ -2,6 +2,7 @@
 // a request arriving while a run is in progress or during the quiet period schedules exactly one more run.
 // A run that fails is run again with exponential backoff, without waiting for another request: a failed sync
 // (NATS down, a publish timing out) is never left for some unrelated event to retry.
+import { backoffDelay } from '@kpx/common';
 
 export interface RetryOptions {
   /** First wait after a failure (default 500 ms), doubled per consecutive failure up to `maxMs` (default 30 s). */
@@ -63,8 +64,7 @@ export class CoalescingRunner {
         },
         (err: unknown) => {
           this.failures++;
-          const initial = this.retry.initialMs ?? 500;
-          const backoff = Math.min(initial * 2 ** Math.min(this.failures - 1, 20), this.retry.maxMs ?? 30_000);
+          const backoff = backoffDelay(this.failures, { initialMs: this.retry.initialMs ?? 500, maxMs: this.retry.maxMs ?? 30_000 });
           this.retryAt = Date.now() + backoff;
           this.pending = true;
           this.onError(err, backoff);

@@ -4,6 +4,7 @@
 // A node is in sync only when its executor acked the desired state, nothing compiled for it waits to be published
 // (`pending`), and its last ack is recent (`stale` after `staleAfterMs`: an executor heartbeats at least every
 // drift check).
+import { timestampFromMs } from '@kpx/common';
 import type { AckRequest, AckResponse, NodeStatus } from '@kpx/proto';
 
 interface Entry {
@@ -63,7 +64,6 @@ export const MaxDriftLines = 100;
 const MaxLineChars = 1000;
 const clip = (s: string): string => (s.length > MaxLineChars ? `${s.slice(0, MaxLineChars)}…` : s);
 
-const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
 const id = (node: string, family: string): string => `${node}/${family}`;
 
 export class ConvergenceTracker {
@@ -200,11 +200,11 @@ export class ConvergenceTracker {
           inSync,
           lagSeconds: inSync || behindSince === undefined ? 0 : Math.max(0, (now - behindSince) / 1000),
           lastError: e.lastError,
-          ...(e.lastAckTime !== undefined ? { lastAckTime: timestamp(e.lastAckTime) } : {}),
+          ...(e.lastAckTime !== undefined ? { lastAckTime: timestampFromMs(e.lastAckTime) } : {}),
           actualDigest: e.actualDigest,
           lastDrift: e.lastDrift,
           driftRepairs: e.driftRepairs,
-          ...(e.lastDriftTime !== undefined ? { lastDriftTime: timestamp(e.lastDriftTime) } : {}),
+          ...(e.lastDriftTime !== undefined ? { lastDriftTime: timestampFromMs(e.lastDriftTime) } : {}),
           pending: e.pendingSince !== undefined,
           publishedGeneration: e.publishedGeneration,
           publishedDigest: e.publishedDigest,

@@ -14,10 +14,3 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal, what: string): 
     p.finally(() => signal.removeEventListener('abort', onAbort)).then(resolve, reject);
   });
 }
-
-export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });

@@ -13,20 +13,21 @@
 // deltas that arrive during an apply wait there.
 import { context, trace, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { AckRequest, AckResponse, Delta } from '@kpx/proto';
+import { Backoff, SerialQueue, backoffDelay, msFromTimestamp, secondsFromMs, sleep, timestampFromMs } from '@kpx/common';
+import { ProxyMode, type AckRequest, type AckResponse, type Delta } from '@kpx/proto';
 import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
 import { deltaSubject, lastDeltaSeq, readDeltaMessages, RejectReason, StoppingError, type ControllerClient, type DeltaMessage, type DeltaRecord, type FetchedSnapshot, type Verifier } from '@kpx/transport';
-import { abortable, sleep } from './abortable.js';
+import { abortable } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
 import { SnapshotDigestError } from './errors.js';
 import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
 import { Rejections } from './rejections.js';
 
-export const IptablesMode = 'iptables';
+export const IptablesMode = ProxyMode.IPTables;
 
 /** The proxy mode whose rule sets a backend programs (its deltas, snapshots and acks): iptables unless it says. */
 const modeOf = (b: Backend): string => b.mode ?? IptablesMode;
@@ -106,7 +107,8 @@ class Family {
   /** Why a resync a bad message asked for is held back, and the timer that runs it. */
   heldResync: string | undefined;
   heldTimer: NodeJS.Timeout | undefined;
-  holdMs = 0;
+  /** Resyncs held back since a delta last chained: the next one waits longer (backoff). */
+  holds = 0;
   constructor(
     readonly family: string,
     readonly backend: Backend,
@@ -124,12 +126,10 @@ const MaxAnswerResyncs = 3;
 
 const stateKey = (fam: Family): string => `${fam.state.generation}/${fam.state.digest}`;
 
-const timestamp = (ms: number): { seconds: number; nanos: number } => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
-
 export class Executor {
   private readonly families = new Map<string, Family>();
   private readonly abort = new AbortController();
-  private lane: Promise<unknown> = Promise.resolve();
+  private readonly lane = new SerialQueue();
   private loop: Promise<void> | undefined;
   private driftTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -211,7 +211,7 @@ export class Executor {
     if (this.driftSoon) clearTimeout(this.driftSoon);
     for (const fam of this.families.values()) if (fam.heldTimer) clearTimeout(fam.heldTimer);
     await this.loop;
-    await this.lane.catch(() => undefined);
+    await this.lane.idle();
   }
 
   status(): FamilyStatus[] {
@@ -257,9 +257,12 @@ export class Executor {
   }
 
   private inLane<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lane.then(fn, fn);
-    this.lane = run.catch(() => undefined);
-    return run;
+    return this.lane.run(fn);
+  }
+
+  /** The waits between retries of a failing consumer or resync: retryInitialMs doubling to retryMaxMs. */
+  private retryBackoff(): Backoff {
+    return new Backoff({ initialMs: this.opts.retryInitialMs ?? 200, maxMs: this.opts.retryMaxMs ?? 10_000 });
   }
 
   private changed(): void {
@@ -271,7 +274,7 @@ export class Executor {
    * handled: a message is handled once, whatever it holds, and never redelivered.
    */
   private async follow(): Promise<void> {
-    let backoff = this.opts.retryInitialMs ?? 200;
+    const backoff = this.retryBackoff();
     const signal = this.abort.signal;
     while (!signal.aborted) {
       try {
@@ -281,13 +284,13 @@ export class Executor {
         for await (const m of readDeltaMessages(this.opts.js, this.opts.node, { follow: true, signal, ...position, ...verifying })) {
           this.lastSeq = m.ok ? m.record.seq : m.rejected.seq;
           await this.inLane(() => this.handle(m));
-          backoff = this.opts.retryInitialMs ?? 200;
+          backoff.reset();
         }
       } catch (err) {
         if (signal.aborted) break;
-        this.opts.logger.warn({ err, retryInMs: backoff }, 'delta consumer failed; resuming');
-        await sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, this.opts.retryMaxMs ?? 10_000);
+        const wait = backoff.next();
+        this.opts.logger.warn({ err, retryInMs: wait }, 'delta consumer failed; resuming');
+        await sleep(wait, signal);
       }
     }
   }
@@ -347,8 +350,7 @@ export class Executor {
     fam.heldResync = reason;
     if (fam.heldTimer || this.abort.signal.aborted) return;
     const initial = this.opts.messageResyncHoldMs ?? 5_000;
-    const wait = Math.max(fam.holdMs, initial);
-    fam.holdMs = Math.min(wait * 2, Math.max(initial, 60_000));
+    const wait = backoffDelay(++fam.holds, { initialMs: initial, maxMs: Math.max(initial, 60_000) });
     this.opts.logger.info({ family: fam.family, reason, inMs: wait }, 'resync held back: the last bad message already caused one');
     fam.heldTimer = setTimeout(() => {
       fam.heldTimer = undefined;
@@ -367,7 +369,7 @@ export class Executor {
   private chained(fam: Family): void {
     fam.messageResyncSpent = false;
     fam.heldResync = undefined;
-    fam.holdMs = 0;
+    fam.holds = 0;
     if (fam.heldTimer) clearTimeout(fam.heldTimer);
     fam.heldTimer = undefined;
   }
@@ -435,8 +437,8 @@ export class Executor {
       this.chained(fam);
       this.observeSync(fam, seconds, false);
       if (d.triggerTime) {
-        const trigger = d.triggerTime.seconds * 1000 + d.triggerTime.nanos / 1e6;
-        this.opts.metrics?.networkProgrammingDuration.observe({ ip_family: fam.family }, Math.max(0, (Date.now() - trigger) / 1000));
+        const trigger = msFromTimestamp(d.triggerTime);
+        this.opts.metrics?.networkProgrammingDuration.observe({ ip_family: fam.family }, Math.max(0, secondsFromMs(Date.now() - trigger)));
       }
       // Logged within the apply's span: the line carries its trace_id and span_id.
       context.with(ctx, () => this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta'));
@@ -492,7 +494,7 @@ export class Executor {
    * the executor stopped).
    */
   private async resync(fam: Family, reason: string): Promise<AckResponse | undefined> {
-    let backoff = this.opts.retryInitialMs ?? 200;
+    const backoff = this.retryBackoff();
     const signal = this.abort.signal;
     this.opts.logger.info({ family: fam.family, reason, generation: fam.state.generation }, 'resyncing from a snapshot');
     while (!signal.aborted) {
@@ -508,10 +510,10 @@ export class Executor {
         if (signal.aborted) return undefined;
         fam.lastError = `resync failed: ${(err as Error).message}`;
         this.opts.metrics?.iptablesRestoreFailures.inc({ ip_family: fam.family });
-        this.opts.logger.warn({ err, family: fam.family, retryInMs: backoff }, 'resync failed; retrying');
+        const wait = backoff.next();
+        this.opts.logger.warn({ err, family: fam.family, retryInMs: wait }, 'resync failed; retrying');
         await this.sendAck(fam, { error: fam.lastError, applyDurationSeconds: 0 });
-        await sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, this.opts.retryMaxMs ?? 10_000);
+        await sleep(wait, signal);
       }
     }
     return undefined;
@@ -629,7 +631,7 @@ export class Executor {
     const labels = { ip_family: fam.family as 'IPv4' };
     m?.syncProxyRulesDuration.observe(labels, seconds);
     (full ? m?.syncFullProxyRulesDuration : m?.syncPartialProxyRulesDuration)?.observe(labels, seconds);
-    m?.syncProxyRulesLastTimestamp.set(labels, Date.now() / 1000);
+    m?.syncProxyRulesLastTimestamp.set(labels, secondsFromMs(Date.now()));
     m?.appliedGeneration.set(fam.state.generation);
     this.opts.health?.updated(fam.family as 'IPv4');
   }
@@ -653,7 +655,7 @@ export class Executor {
       error: r.error ?? '',
       mode: modeOf(fam.backend),
       ipFamily: fam.family,
-      ...(r.error ? {} : { appliedTime: timestamp(Date.now()) }),
+      ...(r.error ? {} : { appliedTime: timestampFromMs(Date.now()) }),
       actualDigest: fam.actualDigest,
       drift: (r.drift ?? []).slice(0, MaxAckDriftLines),
       driftTotal: r.drift?.length ?? 0,

@@ -13,23 +13,25 @@
 // run in.
 //
 // Network namespaces: a process cannot bind a socket inside another network namespace, so with --netns the
-// servers run in one small child process started with `ip netns exec NS node health-check-child.js` (started
-// when the node gets its first health check, stopped with the executor). It takes the same sync calls as JSON
-// lines on stdin and answers each with its result on stdout; the executor pushes the proxy's health to it.
+// servers run in one small child process, an agent (@kpx/common's AgentProcess) started with
+// `ip netns exec NS node health-check-child.js` (started when the node gets its first health check, stopped with
+// the executor). It takes the same sync calls and answers each with its result; the executor pushes the proxy's
+// health to it.
 //
 // A port that cannot be bound (in use, address gone) is logged and counted, its service is retried on every later
 // sync and every few seconds; the other ports keep working.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { BlockList } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { AgentProcess, SerialQueue } from '@kpx/common';
 import { NodePortAddressesKind, type NodePortAddresses } from '@kpx/model';
+import type { RuleKind } from '@kpx/proto';
 import type { HashedObject, RuleState } from '@kpx/ruleset';
 
-export const HealthCheckKind = 'healthcheck.service';
-const IdPrefix = `${HealthCheckKind}:`;
+// The wire's kind, checked against @kpx/proto's RuleKind at compile time: a type-only import, so the health check
+// child (which loads this module) starts without loading @kpx/proto and gRPC.
+const IdPrefix = `${'healthcheck.service' satisfies typeof RuleKind.HealthCheckService}:`;
 
 /** One health check server's data: a healthcheck.service object. */
 export interface HealthCheckService {
@@ -199,29 +201,23 @@ export class LocalHealthCheckServers implements HealthCheckServers {
   /** By family, then port. */
   private readonly families = new Map<string, Map<number, Instance>>();
   private retryTimer: NodeJS.Timeout | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private closed = false;
 
   constructor(private readonly opts: LocalHealthCheckServersOptions) {}
 
   sync(family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
-    return this.serialize(() => this.syncNow(family, services, false));
+    return this.queue.run(() => this.syncNow(family, services, false));
   }
 
   close(): Promise<void> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       this.closed = true;
       if (this.retryTimer) clearTimeout(this.retryTimer);
       const all = [...this.families.values()].flatMap((m) => [...m.values()]);
       this.families.clear();
       await Promise.all(all.flatMap((i) => i.servers.map(closeServer)));
     });
-  }
-
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   private async syncNow(family: string, services: readonly HealthCheckService[], retry: boolean): Promise<HealthCheckSyncResult> {
@@ -283,7 +279,7 @@ export class LocalHealthCheckServers implements HealthCheckServers {
       this.retryTimer = undefined;
       for (const [family, m] of failing) {
         const services = [...(this.families.get(family) ?? m).values()].map((i) => i.svc);
-        void this.serialize(() => this.syncNow(family, services, true));
+        void this.queue.run(() => this.syncNow(family, services, true));
       }
     }, every);
     this.retryTimer.unref();
@@ -292,16 +288,10 @@ export class LocalHealthCheckServers implements HealthCheckServers {
 
 const sameAddresses = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
-/** Messages to the child process (JSON lines on its stdin). */
-export type ChildRequest =
-  | { readonly op: 'sync'; readonly id: number; readonly family: string; readonly services: readonly HealthCheckService[] }
-  | { readonly op: 'healthy'; readonly value: boolean };
-
-/** Messages from the child process (JSON lines on its stdout): a sync's answer, or a retry's result (id 0). */
-export interface ChildResponse {
-  readonly id: number;
-  readonly result: HealthCheckSyncResult;
-}
+/** The child's methods (health-check-child.ts): `sync(family, services)` answers a HealthCheckSyncResult. */
+export const ChildMethod = { Sync: 'sync', Healthy: 'healthy' } as const;
+/** The child's events: a retry's HealthCheckSyncResult. */
+export const ChildEvent = { Result: 'result' } as const;
 
 export interface NetnsHealthCheckServersOptions {
   readonly netns: string;
@@ -319,10 +309,7 @@ export const ChildScript = fileURLToPath(new URL('./health-check-child.js', impo
 
 /** The servers inside a named network namespace, in a child process started on the first sync. */
 export class NetnsHealthCheckServers implements HealthCheckServers {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> | undefined;
-  private nextId = 1;
-  private readonly pending = new Map<number, { readonly family: string; readonly resolve: (r: HealthCheckSyncResult) => void }>();
+  private child: AgentProcess | undefined;
   /** What each family should have: replayed to a restarted child. */
   private readonly desired = new Map<string, readonly HealthCheckService[]>();
   private healthy: boolean | undefined;
@@ -334,84 +321,64 @@ export class NetnsHealthCheckServers implements HealthCheckServers {
   sync(family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
     this.desired.set(family, services);
     if (this.closed || (!this.child && services.length === 0)) return Promise.resolve({ family, listening: [], failed: [] });
-    this.ensureChild();
-    return this.request(family, services);
+    const child = this.ensureChild();
+    return this.request(child, family, services);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.healthTimer) clearInterval(this.healthTimer);
-    const child = this.child;
-    if (!child) return;
-    child.stdin?.end();
-    const done = this.exited;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-    await done;
-    clearTimeout(timer);
+    await this.child?.close(3_000);
   }
 
-  private request(family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.pending.set(id, { family, resolve });
-      this.send({ op: 'sync', id, family, services });
-    });
+  private async request(child: AgentProcess, family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
+    let result: HealthCheckSyncResult;
+    try {
+      result = await child.call<HealthCheckSyncResult>(ChildMethod.Sync, family, services);
+    } catch (err) {
+      // Asked and not answered (the child ended): failed; a later sync starts a new child and replays every family.
+      const now = this.desired.get(family) ?? [];
+      return { family, listening: [], failed: now.map((s) => ({ family, port: s.port, service: `${s.namespace}/${s.name}`, address: '', error: `health check process: ${(err as Error).message}` })) };
+    }
+    this.opts.onResult?.(result);
+    return result;
   }
 
-  private send(m: ChildRequest): void {
-    this.child?.stdin?.write(`${JSON.stringify(m)}\n`);
-  }
-
-  private ensureChild(): void {
-    if (this.child) return;
-    const args = ['netns', 'exec', this.opts.netns, process.execPath, ChildScript, JSON.stringify({ nodePortAddresses: this.opts.nodePortAddresses ?? EveryAddress, retryMs: this.opts.retryMs ?? 5_000 })];
-    const child = spawn('ip', args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
-    child.stdin.on('error', () => undefined);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      let m: ChildResponse;
-      try {
-        m = JSON.parse(line) as ChildResponse;
-      } catch {
-        this.opts.onStderr?.(line);
-        return;
-      }
-      const waiting = this.pending.get(m.id);
-      this.pending.delete(m.id);
-      this.opts.onResult?.(m.result);
-      waiting?.resolve(m.result);
-    });
-    createInterface({ input: child.stderr }).on('line', (line) => this.opts.onStderr?.(line));
-    this.exited = new Promise((resolve) => {
-      const done = (why: string): void => {
+  private ensureChild(): AgentProcess {
+    if (this.child) return this.child;
+    const child: AgentProcess = new AgentProcess({
+      name: 'health check process',
+      script: ChildScript,
+      args: [JSON.stringify({ nodePortAddresses: this.opts.nodePortAddresses ?? EveryAddress, retryMs: this.opts.retryMs ?? 5_000 })],
+      netns: this.opts.netns,
+      keepAlive: true,
+      exitError: (why) => new Error(why),
+      onEvent: (event, data) => {
+        if (event === ChildEvent.Result) this.opts.onResult?.(data as HealthCheckSyncResult);
+      },
+      onStderr: (line) => this.opts.onStderr?.(line),
+      onExit: (why) => {
         if (this.child !== child) return;
         this.child = undefined;
-        // Whatever was asked and not answered failed; a later sync starts a new child and replays every family.
-        for (const { family, resolve: answer } of this.pending.values()) {
-          const services = this.desired.get(family) ?? [];
-          answer({ family, listening: [], failed: services.map((s) => ({ family, port: s.port, service: `${s.namespace}/${s.name}`, address: '', error: `health check process: ${why}` })) });
-        }
-        this.pending.clear();
         if (!this.closed) {
           this.opts.onStderr?.(`health check process ended: ${why}`);
           setTimeout(() => this.restart(), 1_000).unref();
         }
-        resolve();
-      };
-      child.on('exit', (code, signal) => done(`exit ${code ?? signal}`));
-      child.on('error', (err) => done(err.message));
+      },
     });
+    this.child = child;
     this.healthy = this.opts.proxyHealthy();
-    this.send({ op: 'healthy', value: this.healthy });
+    child.notify(ChildMethod.Healthy, this.healthy);
     this.healthTimer ??= setInterval(() => this.pushHealth(), this.opts.healthPushMs ?? 1_000);
     this.healthTimer.unref();
+    return child;
   }
 
   private pushHealth(): void {
     const h = this.opts.proxyHealthy();
     if (h === this.healthy || !this.child) return;
     this.healthy = h;
-    this.send({ op: 'healthy', value: h });
+    this.child.notify(ChildMethod.Healthy, h);
   }
 
   private restart(): void {

@@ -1,6 +1,7 @@
 // The IPVS backend: @kpx/kernel's IPVS applier for one IP family (IPVS services over generic netlink, VIPs on
 // kube-ipvs0, KUBE-* ipsets, companion iptables rules), optionally inside a network namespace.
 import { createIpvsApplier, diffObjects, isIpvsModeKernelObject, type IpvsApplier } from '@kpx/kernel';
+import { ProxyMode } from '@kpx/proto';
 import type { RuleState } from '@kpx/ruleset';
 import { readBackDigest, type AppliedChange, type Backend, type ReadBack } from './backend.js';
 
@@ -17,7 +18,7 @@ export interface IpvsBackendOptions {
 
 export class IpvsBackend implements Backend {
   readonly name: string;
-  readonly mode = 'ipvs';
+  readonly mode = ProxyMode.IPVS;
   readonly applier: IpvsApplier;
 
   constructor(opts: IpvsBackendOptions) {

@@ -9,6 +9,7 @@ import {
   type Endpoint,
   type ServicePort,
 } from '@kpx/model';
+import { ProxyMode } from '@kpx/proto';
 import { NodeNotFoundError } from '../errors.js';
 import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
@@ -18,7 +19,7 @@ import { makeContext, type CompileContext } from './context.js';
 import { Chain, endpointChainNamer, serviceChainNames, type ServiceChainNames } from './names.js';
 import type { IptablesOptions } from './options.js';
 
-export const IptablesMode = 'iptables';
+export const IptablesMode = ProxyMode.IPTables;
 
 /** Jumps from builtin chains, in the order they end up on a fresh node (kube-proxy prepends each in turn). */
 function writeJumps(b: RuleBuilder, ctx: CompileContext): void {

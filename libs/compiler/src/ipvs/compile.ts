@@ -32,6 +32,7 @@ import {
   type Endpoint,
   type ServicePort,
 } from '@kpx/model';
+import { ProxyMode } from '@kpx/proto';
 import { NodeNotFoundError } from '../errors.js';
 import { RuleBuilder, comment } from '../iptables/builder.js';
 import { portOwner } from '../iptables/compile.js';
@@ -40,7 +41,7 @@ import { makeIpvsContext, type IpvsContext } from './context.js';
 import { DummyInterface, IPSETS, IpsetName, IpsetType, IpvsChain, IpvsFlag, ipsetInfo, ipsetName } from './names.js';
 import type { IpvsOptions } from './options.js';
 
-export const IpvsMode = 'ipvs';
+export const IpvsMode = ProxyMode.IPVS;
 
 /** Default hash set options kube-proxy creates its sets with; bitmap:port sets get the whole port range. */
 const HashSize = 1024;

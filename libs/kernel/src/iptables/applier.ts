@@ -1,5 +1,6 @@
 // The iptables applier of one IP family: keeps the state it last applied, turns each change into one
 // iptables-restore --noflush transaction, converges the kernel with a full restore, and reads the kernel back.
+import { SerialQueue } from '@kpx/common';
 import type { IpFamily, RuleObject } from '@kpx/proto';
 import { RuleKind } from '@kpx/proto';
 import { digestOf } from '@kpx/ruleset';
@@ -61,7 +62,7 @@ export class IptablesApplier {
   /** Chains the last full restore kept, flushed, because a chain of someone else jumps to them. */
   private pinned = new Set<ChainRef>();
   /** Serializes the operations: each one reads the kernel and the state, then changes both. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(options: IptablesApplierOptions) {
     this.family = options.family;
@@ -87,7 +88,7 @@ export class IptablesApplier {
    * kernel and the state are as they were; the caller should then converge with fullRestore.
    */
   applyDelta(change: IptablesChange): Promise<ApplyResult> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const started = performance.now();
       const state = this.current;
       const tr = state.apply(change);
@@ -113,7 +114,7 @@ export class IptablesApplier {
    * applied state. On failure the kernel and the applied state are as they were.
    */
   fullRestore(objects: Iterable<RuleObject>): Promise<ApplyResult> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const started = performance.now();
       const desired = IptablesState.from(objects);
       const saved = await this.save([...new Set([...this.managedTables, ...desired.tables()])]);
@@ -133,7 +134,7 @@ export class IptablesApplier {
    * Compare `digest` with the applied digest; diffActual(applier.state.objects(), objects) names the drift.
    */
   readBack(): Promise<ReadBack> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const state = this.current;
       const saved = await this.save([...new Set([...this.managedTables, ...state.tables()])]);
       const used = new Set<string>();
@@ -211,11 +212,6 @@ export class IptablesApplier {
     }
   }
 
-  private serialize<T>(op: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(op, op);
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
 }
 
 export function createIptablesApplier(options: IptablesApplierOptions): IptablesApplier {

@@ -3,6 +3,7 @@
 // removed real servers as kube-proxy does (pkg/proxy/ipvs/graceful_termination.go), and reads the kernel back as kpx
 // objects. The companion iptables objects go through an IptablesApplier of the same family and namespace.
 import { isIPv4, isIPv6 } from 'node:net';
+import { SerialQueue } from '@kpx/common';
 import type { IpsetSet, IpvsRealServer, IpvsService, ObjectRef, RuleObject } from '@kpx/proto';
 import { RuleKind } from '@kpx/proto';
 import { canonicalIP, cidrContains, parseCidr, type Cidr } from '@kpx/model';
@@ -117,7 +118,7 @@ export class IpvsApplier {
   /** Real servers being drained, by `<service key>|<host:port>`. */
   private readonly draining = new Map<string, Draining>();
   private drainTimer: NodeJS.Timeout | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(options: IpvsApplierOptions) {
     this.family = options.family;
@@ -158,7 +159,7 @@ export class IpvsApplier {
    * this family, leaving foreign ones alone; they become the applied state. Real servers that go are drained.
    */
   fullRestore(objects: Iterable<RuleObject>): Promise<IpvsApplyResult> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const started = performance.now();
       const ph = new Phases();
       const desired = IpvsState.from(objects);
@@ -214,7 +215,7 @@ export class IpvsApplier {
    * fullRestore, as kube-proxy's needFullSync.
    */
   applyDelta(change: { upserts: readonly RuleObject[]; deletes: readonly ObjectRef[] }): Promise<IpvsApplyResult> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const started = performance.now();
       const ph = new Phases();
       const state = this.current;
@@ -315,7 +316,7 @@ export class IpvsApplier {
    * companion iptables objects. Spellings (IPv6 text, entry order) follow the applied objects where they agree.
    */
   readBack(): Promise<IpvsReadBack> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const state = this.current;
       const objects: RuleObject[] = [];
       const desiredByCanon = new Map([...state.services.values()].map((s) => [canonKey(s as VirtualService), s]));
@@ -341,7 +342,7 @@ export class IpvsApplier {
    * draining. Runs by itself every drainIntervalMs while some are.
    */
   drain(): Promise<number> {
-    return this.serialize(async () => {
+    return this.queue.run(async () => {
       const byService = new Map<string, Draining[]>();
       for (const d of this.draining.values()) {
         const k = canonKey(d.service);
@@ -368,7 +369,7 @@ export class IpvsApplier {
   async close(): Promise<void> {
     if (this.drainTimer) clearInterval(this.drainTimer);
     this.drainTimer = undefined;
-    await this.queue;
+    await this.queue.idle();
     await this.kernel.close();
   }
 
@@ -532,11 +533,6 @@ export class IpvsApplier {
     return [createLine(s, tmp), ...[...members].map((e) => `add ${tmp} ${e}`), `swap ${tmp} ${s.name}`, `destroy ${tmp}`];
   }
 
-  private serialize<T>(op: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(op, op);
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
 }
 
 /**

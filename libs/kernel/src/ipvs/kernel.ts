@@ -2,13 +2,11 @@
 // the dummy link with its addresses (rtnetlink).
 //
 // Network namespaces: a netlink socket talks to the namespace it was opened in, and Node cannot setns(2) a thread.
-// So with `netns` the netlink work runs in a small child process started as `ip netns exec NAME node agent.js`
-// (agent.ts): it opens its sockets inside that namespace and answers JSON requests, one per line, on its stdin and
-// stdout. Without `netns` everything runs in this process.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import type { Socket } from 'node:net';
-import { createInterface } from 'node:readline';
+// So with `netns` the netlink work runs in an agent (@kpx/common's AgentProcess) started as
+// `ip netns exec NAME node agent.js` (agent.ts): it opens its sockets inside that namespace and serves the calls.
+// Without `netns` everything runs in this process.
 import { fileURLToPath } from 'node:url';
+import { AgentProcess } from '@kpx/common';
 import { NetlinkError } from './errors.js';
 import { IpvsNetlink, type Destination, type IpvsOp, type KernelService, type VirtualService } from './ipvs-netlink.js';
 
@@ -99,58 +97,21 @@ const fromWireError = (w: WireError): NetlinkError => new NetlinkError(w.operati
 
 /** Runs the agent inside a named network namespace and forwards every call to it. */
 export class NetnsIpvsKernel implements IpvsKernel {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private nextId = 1;
-  private exited: Error | undefined;
-  private stderr = '';
+  private readonly agent: AgentProcess;
 
   constructor(readonly netns: string) {
-    const agent = fileURLToPath(new URL('./agent.js', import.meta.url));
-    this.child = spawn('ip', ['netns', 'exec', netns, process.execPath, agent], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (d: Buffer) => {
-      this.stderr = (this.stderr + d.toString('utf8')).slice(-4000);
+    this.agent = new AgentProcess({
+      name: `IPVS agent in network namespace ${netns}`,
+      script: fileURLToPath(new URL('./agent.js', import.meta.url)),
+      netns,
+      // An idle agent must not keep the executor alive on its own (the default).
+      decodeError: (w) => fromWireError(w as WireError),
+      exitError: (why, stderr) => new NetlinkError(`IPVS agent in network namespace ${netns}`, 0, `${why}${stderr ? `: ${stderr}` : ''}`),
     });
-    createInterface({ input: this.child.stdout }).on('line', (line) => this.onLine(line));
-    const fail = (why: string): void => {
-      this.exited = new NetlinkError(`IPVS agent in network namespace ${netns}`, 0, `${why}${this.stderr ? `: ${this.stderr.trim()}` : ''}`);
-      for (const p of this.pending.values()) p.reject(this.exited);
-      this.pending.clear();
-    };
-    this.child.on('error', (err) => fail(err.message));
-    this.child.on('exit', (code, signal) => fail(`exited (${signal ?? code})`));
-    this.child.stdin.on('error', () => undefined);
-    // The agent must not keep the executor alive on its own.
-    this.child.unref();
-    this.idle();
-  }
-
-  private onLine(line: string): void {
-    const msg = JSON.parse(line) as { id: number; result?: unknown; error?: WireError };
-    const p = this.pending.get(msg.id);
-    if (!p) return;
-    this.pending.delete(msg.id);
-    this.idle();
-    if (msg.error) p.reject(fromWireError(msg.error));
-    else p.resolve(msg.result);
-  }
-
-  /** Keeps the pipes referenced only while a call is pending (an idle agent must not keep the process alive). */
-  private idle(): void {
-    for (const s of [this.child.stdout, this.child.stderr, this.child.stdin] as unknown as Socket[]) {
-      if (this.pending.size) s.ref();
-      else s.unref();
-    }
   }
 
   private call<T>(method: Method, ...args: unknown[]): Promise<T> {
-    if (this.exited) return Promise.reject(this.exited);
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.idle();
-      this.child.stdin.write(`${JSON.stringify({ id, method, args })}\n`);
-    });
+    return this.agent.call<T>(method, ...args);
   }
 
   listServices(): Promise<KernelService[]> {
@@ -178,11 +139,7 @@ export class NetnsIpvsKernel implements IpvsKernel {
     return this.call('flush');
   }
   close(): Promise<void> {
-    if (this.exited) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.child.once('exit', () => resolve());
-      this.child.stdin.end();
-    });
+    return this.agent.close();
   }
 }
 

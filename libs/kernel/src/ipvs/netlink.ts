@@ -3,6 +3,7 @@
 // kernel's errno turned into NetlinkError, pipelined batches, and generic-netlink family resolution by name.
 // The message layouts of IPVS and rtnetlink live in ipvs-netlink.ts and rtnl.ts.
 import { getSystemErrorName } from 'node:util';
+import { SerialQueue } from '@kpx/common';
 import { createNetlink, type NetlinkSocket } from 'netlink';
 import { NetlinkError } from './errors.js';
 
@@ -81,7 +82,7 @@ const WINDOW = 256;
 export class NetlinkConn {
   private readonly sock: NetlinkSocket;
   /** Dumps one at a time: npm netlink reassembles one multipart reply at a time per socket. */
-  private dumps: Promise<unknown> = Promise.resolve();
+  private readonly dumps = new SerialQueue();
 
   constructor(protocol: number) {
     this.sock = createNetlink(protocol, { recvBufferSize: 8 << 20, sendBufferSize: 4 << 20 });
@@ -93,9 +94,7 @@ export class NetlinkConn {
    */
   request(req: NetlinkRequest): Promise<Buffer[]> {
     if ((req.flags & NLM_F.DUMP) !== NLM_F.DUMP) return this.send(req);
-    const next = this.dumps.then(() => this.send(req));
-    this.dumps = next.catch(() => undefined);
-    return next;
+    return this.dumps.run(() => this.send(req));
   }
 
   private async send(req: NetlinkRequest): Promise<Buffer[]> {

@@ -1,17 +1,13 @@
 // The resolved KubeProxyConfiguration kpx hands to its consumers (as kube-proxy's internal
 // pkg/proxy/apis/config/types.go): one value per setting, whatever section of the file it came from.
 import type { Cidr } from '../ip.js';
+import { ProxyMode } from '@kpx/proto';
 
 export const KUBE_PROXY_CONFIG_API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 export const KUBE_PROXY_CONFIG_KIND = 'KubeProxyConfiguration';
 
-/** Proxy modes kpx can compile for. A blank `mode` in the file resolves to `iptables` (kube-proxy's Linux default). */
-export const ProxyMode = {
-  IPTables: 'iptables',
-  IPVS: 'ipvs',
-  NFTables: 'nftables',
-} as const;
-export type ProxyMode = (typeof ProxyMode)[keyof typeof ProxyMode];
+/** Proxy modes (the wire's names). A blank `mode` in the file resolves to `iptables` (kube-proxy's Linux default). */
+export { ProxyMode };
 
 /** How kube-proxy tells local (pod) traffic from the rest. A blank `detectLocalMode` resolves to `ClusterCIDR`. */
 export const LocalMode = {

@@ -49,6 +49,7 @@ import {
   type RequestContext,
 } from '@kubernetes/client-node';
 import { Agent } from 'node:http';
+import { backoffDelay } from '@kpx/common';
 import { Severity, checkObject, formatDiagnostic, type KubeObject } from '@kpx/model';
 import { EventType, ObjectKind, type Source, type SourceEvent, type SourceHandler } from './types.js';
 
@@ -418,7 +419,7 @@ class KindInformer {
 
   /** The delay before the n-th consecutive retry (n >= 1): retryInitialMs doubling up to retryMaxMs. */
   private backoff(n: number): number {
-    return Math.min(this.ctx.retryMaxMs, this.ctx.retryInitialMs * 2 ** Math.min(30, n - 1));
+    return backoffDelay(n, { initialMs: this.ctx.retryInitialMs, maxMs: this.ctx.retryMaxMs });
   }
 
   private after(delayMs: number, fn: () => void): void {

@@ -61,12 +61,9 @@ export {
   formatDuration,
   loadKubeProxyConfig,
   parseDuration,
-  parsePort,
   readKubeProxyConfigFile,
-  splitHostPort,
 } from './config/index.js';
 export type {
-  HostPortSplit,
   KubeProxyClientConnectionConfig,
   KubeProxyConfig,
   KubeProxyConfigErrorOptions,

@@ -1,7 +1,7 @@
 // `host:port` listen addresses, as kube-proxy's --metrics-bind-address / --healthz-bind-address take them.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { parsePort, splitHostPort } from '@kpx/model';
+import { parsePort, splitHostPort } from '@kpx/common';
 import { ListenAddressError } from './errors.js';
 
 /** Host used when an address gives only `:port`. */

@@ -5,7 +5,7 @@
  * - ./decode.ts: YAML/JSON decoded field by field, with ./defaults.ts (v1alpha1/defaults.go plus the Linux platform
  *   defaults of cmd/kube-proxy/app/server_linux.go) and ./validate.ts (validation/validation.go);
  * - ./resolve.ts: the values the active proxy mode uses (v1alpha1/conversion.go);
- * - ./duration.ts, ./host-port.ts, ./suggest.ts: Go durations, `host:port`, "did you mean".
+ * - ./duration.ts, ./suggest.ts: Go durations, "did you mean" (`host:port` is @kpx/common's).
  *
  * Differences from kube-proxy, on purpose:
  * - Top-level `syncPeriod`, `minSyncPeriod` and `masqueradeAll` are not v1alpha1 fields (they exist only in kube-proxy's
@@ -51,8 +51,6 @@ export { KubeProxyConfigError } from './errors.js';
 export type { KubeProxyConfigErrorOptions, KubeProxyConfigProblem } from './errors.js';
 export { formatDuration, parseDuration } from './duration.js';
 export type { ParseDurationOptions } from './duration.js';
-export { parsePort, splitHostPort } from './host-port.js';
-export type { HostPortSplit } from './host-port.js';
 
 /** Decodes, defaults, validates and resolves a parsed document; `undefined` when nothing could be read. */
 function readConfig(root: unknown, reader: Reader): KubeProxyConfig | undefined {

@@ -2,7 +2,7 @@
 // value (the message names the value; the caller names the field), or undefined when it is fine.
 import { type Cidr, IPFamily, ipFamilyOf, parseCidr } from '../ip.js';
 import { formatDuration } from './duration.js';
-import { splitHostPort } from './host-port.js';
+import { splitHostPort } from '@kpx/common';
 
 /** A value as the messages quote it: JSON (strings in double quotes), as Go's %q mostly does. */
 export function show(v: unknown): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parsePort, splitHostPort } from '../src/config/host-port.js';
+import { parsePort, splitHostPort } from '../src/host-port.js';
 
 test('splitHostPort reads host:port as Go net.SplitHostPort', () => {
   const ok: [string, string, string][] = [

@@ -2,7 +2,7 @@
 import type { ObjectRef } from '@kpx/proto';
 import { Digest, type HashedObject, type RuleState } from '@kpx/ruleset';
 
-/** One applied delta, as a backend needs it: what changed and what the changed objects were before. */
+/** One applied delta, as a backend needs it: what changed and what the changed objects were before (RuleState.apply returns one). */
 export interface AppliedChange {
   readonly upserts: readonly HashedObject[];
   readonly deletes: readonly ObjectRef[];

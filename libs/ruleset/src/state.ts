@@ -56,10 +56,10 @@ export function refOfId(id: string): ObjectRef {
 
 /**
  * Applies deletes, then upserts, to `store`; returns the object each touched id held before the first change to it
- * (undefined: none), in the order first touched. `undoChange(store, previous)` puts them back.
+ * (undefined: none), in the order first touched. `undoChange(store, previous)` puts them back. `previous` is filled
+ * as the change goes, so a caller whose store may throw half way (a validating store) can undo what came before.
  */
-export function applyChange<T>(store: KeyedObjects<T>, deletes: readonly ObjectRef[], upserts: readonly T[], idOf: (o: T) => string): Map<string, T | undefined> {
-  const previous = new Map<string, T | undefined>();
+export function applyChange<T>(store: KeyedObjects<T>, deletes: readonly ObjectRef[], upserts: readonly T[], idOf: (o: T) => string, previous = new Map<string, T | undefined>()): Map<string, T | undefined> {
   for (const ref of deletes) {
     const id = objectIdOf(ref);
     if (!previous.has(id)) previous.set(id, store.get(id));

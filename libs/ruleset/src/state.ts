@@ -2,7 +2,7 @@
 // what the controller last published. Deltas are computed and applied against it.
 import type { RuleObject as WireObject} from '@kpx/proto';
 import { type ObjectRef } from '@kpx/proto';
-import { Digest, objectHash } from './digest.js';
+import { Digest, formatDigest, objectHash } from './digest.js';
 import { DigestMismatchError, RuleSetError } from './errors.js';
 
 /** A wire object with its identity and hash computed once. */
@@ -152,7 +152,7 @@ export class RuleState {
     if (d.prevGeneration !== this.generation) {
       throw new RuleSetError(`delta ${d.generation} continues generation ${d.prevGeneration}, but the state is at ${this.generation}`);
     }
-    const digest = this.digest;
+    const sum = this.digestSum.value;
     const upserts = d.upserts.map(hashed);
     const previous = applyChange(this.store, d.deletes, upserts, (o) => o.id);
     const reached = this.digest;
@@ -160,7 +160,16 @@ export class RuleState {
       undoChange(this.store, previous);
       throw new DigestMismatchError(d.generation, reached, d.digest, this.generation);
     }
-    const token: UndoToken = { generation: this.generation, digest, reached: d.generation, previous, upserts, deletes: d.deletes };
+    const token: UndoToken = {
+      generation: this.generation,
+      get digest() {
+        return formatDigest(sum);
+      },
+      reached: d.generation,
+      previous,
+      upserts,
+      deletes: d.deletes,
+    };
     this.generation = d.generation;
     return token;
   }

@@ -149,7 +149,7 @@ function ip4Text(n) {
 class CountingSink {
   constructor(inner) {
     this.inner = inner;
-    /** Node -> RuleState: every delta to these nodes is applied (applyDelta checks chain and digest). */
+    /** Node -> RuleState: every delta to these nodes is applied (apply checks chain and digest). */
     this.replicas = new Map();
     this.applied = 0;
     this.reset();
@@ -163,7 +163,7 @@ class CountingSink {
     const bytes = this.inner ? NaN : Delta.encode(delta).finish().length;
     const replica = this.replicas.get(delta.node);
     if (replica && !delta.snapshot) {
-      replica.applyDelta(delta);
+      replica.apply(delta);
       this.applied++;
     }
     if (this.inner) await this.inner.publish(delta, headers);

@@ -16,7 +16,7 @@
 //   lib mid replayTo(..., to: the generation of the node's middle delta);
 //   cli     `node services/cli/bin/kpx.js replay --nats URL --node N -o json` (and `--to MID`), spawned: wall time
 //           from spawn to exit, stdout read to the end by this process;
-//   blocks  (once per round) getSnapshot, RuleState.from, readDeltas alone, RuleState.applyDelta alone.
+//   blocks  (once per round) getSnapshot, RuleState.from, readDeltas alone, RuleState.apply alone.
 // Every result is checked: generation, digest (the last published delta's, and the controller's own), deltas applied.
 // --profile DIR writes a CPU profile of one lib replay (node:inspector) and of one CLI run (--cpu-prof) to DIR.
 // Prints a table; writes the figures to bench/out/replay-<time>.json and bench/out/replay-latest.json.
@@ -414,7 +414,7 @@ async function cliReplay(url, node, to, format, expect, profileDir) {
 
 /**
  * The building blocks of a replay, measured apart: getSnapshot (object store read, SHA-256 check, decode),
- * RuleState.from on it (@kpx/ruleset's hashing), readDeltas alone, RuleState.applyDelta alone.
+ * RuleState.from on it (@kpx/ruleset's hashing), readDeltas alone, RuleState.apply alone.
  */
 async function phases(js, node, expect) {
   const t0 = performance.now();
@@ -425,7 +425,7 @@ async function phases(js, node, expect) {
   const deltas = [];
   for await (const rec of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: FAMILY })) deltas.push(rec.delta);
   const t3 = performance.now();
-  for (const d of deltas) state.applyDelta(d);
+  for (const d of deltas) state.apply(d);
   const t4 = performance.now();
   check(deltas.length === expect.deltas && state.digest === expect.digest, `phases: ${deltas.length} deltas read, digest ${state.digest}`);
   return { getSnapshotMs: t1 - t0, ruleStateFromMs: t2 - t1, readDeltasMs: t3 - t2, applyDeltaMs: t4 - t3 };
@@ -564,7 +564,7 @@ async function main() {
     for (const [f, c] of Object.entries(s.cli)) {
       say(`  kpx replay -o ${f} (spawned): ${fmtMs(c.ms)} wall, ${fmtMs(c.cpuMs)} CPU; --to ${midTo}: ${fmtMs(c.midMs)}; stdout ${fmtBytes(c.outBytes)}; samples ${c.samplesMs.map(fmtMs).join(', ')}`);
     }
-    say(`  building blocks: getSnapshot ${fmtMs(p.getSnapshotMs)}, RuleState.from ${fmtMs(p.ruleStateFromMs)}; readDeltas ${fmtMs(p.readDeltasMs)} (${fmtRate(full.deltas, p.readDeltasMs)}); RuleState.applyDelta ${fmtMs(p.applyDeltaMs)} (${fmtRate(full.deltas, p.applyDeltaMs)})`);
+    say(`  building blocks: getSnapshot ${fmtMs(p.getSnapshotMs)}, RuleState.from ${fmtMs(p.ruleStateFromMs)}; readDeltas ${fmtMs(p.readDeltasMs)} (${fmtRate(full.deltas, p.readDeltasMs)}); RuleState.apply ${fmtMs(p.applyDeltaMs)} (${fmtRate(full.deltas, p.applyDeltaMs)})`);
     say(`  checked: generation ${full.generation} and digest ${full.digest.slice(0, 16)}… = the last published delta's = the controller's`);
 
     if (opts.profile) {

@@ -34,7 +34,7 @@ export class StatesHarness {
     for (const c of changes) {
       const s = c.initial ? new RuleState() : this.applied.get(c.node);
       assert.ok(s, `no state for ${c.node}`);
-      s.applyDelta({ generation: this.generation, prevGeneration: c.initial ? 0 : c.prevGeneration, upserts: c.upserts.map((u) => u.wire), deletes: c.deletes, digest: c.digest });
+      s.apply({ generation: this.generation, prevGeneration: c.initial ? 0 : c.prevGeneration, upserts: c.upserts.map((u) => u.wire), deletes: c.deletes, digest: c.digest });
       this.applied.set(c.node, s);
       this.states.setGeneration(c.node, this.generation);
     }

@@ -2,10 +2,9 @@
 // snapshot at or before the generation (KPX_SNAPSHOTS), then the node's deltas after it (KPX_DELTAS).
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Cause, Delta, RuleObject, Timestamp } from '@kpx/proto';
-import { diffStates, objectIdOf, type HashedObject, type RuleState } from '@kpx/ruleset';
+import { DigestMismatchError, RuleState, diffStates, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { getSnapshot, lastDelta, listSnapshots, readDeltaMessages, readDeltas, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
 import { OutsideRetentionError, ReplayError } from './errors.js';
-import { ObjectHasher } from './hasher.js';
 
 export interface ReplayOptions {
   readonly node: string;
@@ -75,7 +74,7 @@ export interface ObjectChange {
   readonly after?: RuleObject | undefined;
 }
 
-async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: string, family: string, to: number | undefined, verifier: Verifier | undefined): Promise<RuleState> {
+async function startingPoint(js: JetStreamClient, node: string, family: string, to: number | undefined, verifier: Verifier | undefined): Promise<RuleState> {
   const refs = (await listSnapshots(js, node)).filter((r) => r.ipFamily === family);
   const usable = refs.filter((r) => to === undefined || r.generation <= to).sort((a, b) => b.generation - a.generation);
   const best = usable[0];
@@ -89,36 +88,19 @@ async function startingPoint(js: JetStreamClient, hasher: ObjectHasher, node: st
   }
   const snap = await getSnapshot(js, node, family, { generation: best.generation, ...(verifier ? { verifier } : {}) });
   if (!snap) throw new OutsideRetentionError(`snapshot ${best.generation} of node ${node} ${family} disappeared while reading it`);
-  const state = hasher.stateOf(snap.objects, snap.generation);
+  const state = RuleState.from(snap.objects, snap.generation);
   if (snap.digest && state.digest !== snap.digest) throw new ReplayError(`snapshot ${snap.generation} of node ${node} ${family} does not reach its own digest`);
   return state;
 }
 
-/** Applies a delta that chains onto `state` (hashing with `hasher`); on a digest mismatch undoes it and throws. */
-function applyChained(hasher: ObjectHasher, node: string, family: string, state: RuleState, d: Delta): void {
-  const undo = new Map<string, HashedObject | undefined>();
-  const remember = (id: string): void => {
-    if (!undo.has(id)) undo.set(id, state.objects.get(id));
-  };
-  for (const ref of d.deletes) {
-    remember(objectIdOf(ref));
-    state.delete(ref);
+/** Applies a delta that chains onto `state`; on a digest mismatch the state stays as it was and ReplayError is thrown. */
+function applyChained(node: string, family: string, state: RuleState, d: Delta): void {
+  try {
+    state.apply(d);
+  } catch (err) {
+    if (err instanceof DigestMismatchError) throw new ReplayError(`delta ${d.generation} of node ${node} ${family} reaches digest ${err.reached}, not the announced ${d.digest}`);
+    throw err;
   }
-  for (const w of d.upserts) {
-    const h = hasher.hashed(w);
-    remember(h.id);
-    state.upsert(h);
-  }
-  const reached = state.digest;
-  if (d.digest !== '' && reached !== d.digest) {
-    for (const [id, old] of undo) {
-      const cur = state.objects.get(id);
-      if (cur) state.delete(cur.wire);
-      if (old) state.upsert(old);
-    }
-    throw new ReplayError(`delta ${d.generation} of node ${node} ${family} reaches digest ${reached}, not the announced ${d.digest}`);
-  }
-  state.generation = d.generation;
 }
 
 /** The first delta that did not continue the chain, kept until a later one does (it was a stray) or replay ends. */
@@ -142,7 +124,6 @@ class ChainWalk {
 
   constructor(
     private readonly js: JetStreamClient,
-    private readonly hasher: ObjectHasher,
     private readonly opts: ReplayOptions,
     public state: RuleState,
   ) {}
@@ -156,7 +137,7 @@ class ChainWalk {
     if (d.snapshot) return this.snapshotMarker(seq, d);
     if (d.prevGeneration !== this.state.generation) return this.breakAt(seq, d);
     try {
-      applyChained(this.hasher, this.opts.node, this.opts.family, this.state, d);
+      applyChained(this.opts.node, this.opts.family, this.state, d);
     } catch (err) {
       if (!(err instanceof ReplayError) || this.opts.badDigest !== 'skip') throw err;
       return this.skip(seq, RejectReason.Digest, err.message);
@@ -176,7 +157,7 @@ class ChainWalk {
   private async snapshotMarker(seq: number, d: Delta): Promise<Delta | undefined> {
     const snap = await getSnapshot(this.js, this.opts.node, this.opts.family, { generation: d.generation, ...this.verifying() });
     if (!snap) return this.breakAt(seq, d);
-    this.state = this.hasher.stateOf(snap.objects, snap.generation);
+    this.state = RuleState.from(snap.objects, snap.generation);
     return this.moved(d);
   }
 
@@ -224,8 +205,7 @@ class ChainWalk {
 
 /** The node's rule set at generation `to` (default: the newest), rebuilt from JetStream. */
 export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promise<ReplayedState> {
-  const hasher = new ObjectHasher();
-  const walk = new ChainWalk(js, hasher, opts, await startingPoint(js, hasher, opts.node, opts.family, opts.to, opts.verifier));
+  const walk = new ChainWalk(js, opts, await startingPoint(js, opts.node, opts.family, opts.to, opts.verifier));
   const snapshotGeneration = walk.state.generation;
   const verifying = opts.verifier ? { verifier: opts.verifier } : {};
   for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: snapshotGeneration, ipFamily: opts.family, ...verifying })) await walk.offer(m);
@@ -236,7 +216,7 @@ export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promis
 /** Every delta of the node after generation `from` up to `to`, with what each changed (skipping what replayTo skips). */
 export async function* replaySteps(js: JetStreamClient, opts: ReplayOptions & { readonly from: number }): AsyncGenerator<ReplayStep, ReplayedState> {
   const start = await replayTo(js, { ...opts, to: opts.from });
-  const walk = new ChainWalk(js, new ObjectHasher(), opts, start.state);
+  const walk = new ChainWalk(js, opts, start.state);
   for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: start.generation, ipFamily: opts.family, ...(opts.verifier ? { verifier: opts.verifier } : {}) })) {
     // A delta changes the state in place: its changes are read before; a snapshot marker replaces the state.
     const before = walk.state;

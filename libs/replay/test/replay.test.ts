@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Delta, RuleKind, type ObjectRef, type RuleObject } from '@kpx/proto';
-import { RuleState, hashed } from '@kpx/ruleset';
+import { RuleState } from '@kpx/ruleset';
 import { ensureDeltaStream, ensureSnapshotStore, publishDelta, putSnapshot } from '@kpx/transport';
 import { startNatsServer, type NatsServer } from '@kpx/testing';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
@@ -38,9 +38,7 @@ class History {
 
   async delta(generation: number, upserts: RuleObject[], deletes: ObjectRef[], override: Partial<Delta> = {}): Promise<void> {
     const prevGeneration = this.state.generation;
-    for (const d of deletes) this.state.delete(d);
-    for (const u of upserts) this.state.upsert(hashed(u));
-    this.state.generation = generation;
+    this.state.apply({ generation, prevGeneration, upserts, deletes, digest: '' });
     this.digests.set(generation, this.state.digest);
     await publishDelta(this.js, {
       node: this.node,

@@ -1,4 +1,4 @@
 export { Digest, digestOf, formatDigest, objectHash } from './digest.js';
-export { RuleSetError } from './errors.js';
-export { RuleState, diffStates, hashed, objectIdOf } from './state.js';
-export type { HashedObject, ObjectChanges } from './state.js';
+export { DigestMismatchError, RuleSetError } from './errors.js';
+export { RuleState, applyChange, diffStates, hashed, objectIdOf, refOfId, undoChange } from './state.js';
+export type { HashedObject, KeyedObjects, ObjectChanges, StateDelta, UndoToken } from './state.js';

@@ -2,8 +2,8 @@
 // what the controller last published. Deltas are computed and applied against it.
 import type { RuleObject as WireObject} from '@kpx/proto';
 import { type ObjectRef } from '@kpx/proto';
-import { Digest, objectHash } from './digest.js';
-import { RuleSetError } from './errors.js';
+import { Digest, formatDigest, objectHash } from './digest.js';
+import { DigestMismatchError, RuleSetError } from './errors.js';
 
 /** A wire object with its identity and hash computed once. */
 export interface HashedObject {
@@ -37,10 +37,84 @@ export function diffStates(prev: ReadonlyMap<string, HashedObject>, next: Readon
   return { upserts, deletes };
 }
 
+/**
+ * A store of objects keyed by `kind:key` that changes are applied to and undone on: RuleState, and the indexed
+ * state of the IPVS applier.
+ */
+export interface KeyedObjects<T> {
+  get(id: string): T | undefined;
+  /** Adds or replaces the object of its id. */
+  upsert(o: T): void;
+  remove(ref: ObjectRef): void;
+}
+
+/** The ref of an object id `kind:key` (kinds hold no colon; keys may, e.g. IPv6 addresses). */
+export function refOfId(id: string): ObjectRef {
+  const i = id.indexOf(':');
+  return { kind: id.slice(0, i), key: id.slice(i + 1) };
+}
+
+/**
+ * Applies deletes, then upserts, to `store`; returns the object each touched id held before the first change to it
+ * (undefined: none), in the order first touched. `undoChange(store, previous)` puts them back. `previous` is filled
+ * as the change goes, so a caller whose store may throw half way (a validating store) can undo what came before.
+ */
+export function applyChange<T>(store: KeyedObjects<T>, deletes: readonly ObjectRef[], upserts: readonly T[], idOf: (o: T) => string, previous = new Map<string, T | undefined>()): Map<string, T | undefined> {
+  for (const ref of deletes) {
+    const id = objectIdOf(ref);
+    if (!previous.has(id)) previous.set(id, store.get(id));
+    store.remove(ref);
+  }
+  for (const o of upserts) {
+    const id = idOf(o);
+    if (!previous.has(id)) previous.set(id, store.get(id));
+    store.upsert(o);
+  }
+  return previous;
+}
+
+/** Puts back what `applyChange` changed: every touched id holds again what it held before. */
+export function undoChange<T>(store: KeyedObjects<T>, previous: ReadonlyMap<string, T | undefined>): void {
+  for (const [id, old] of previous) {
+    if (old === undefined) store.remove(refOfId(id));
+    else store.upsert(old);
+  }
+}
+
+/**
+ * What `RuleState.apply` did, and what `RuleState.undo` restores: the generation and digest the state had, and the
+ * objects of every id the delta touched as they were (undefined: absent). With the delta's upserts, hashed once, and
+ * deletes: what a caller programs into the kernel.
+ */
+export interface UndoToken {
+  readonly generation: number;
+  readonly digest: string;
+  /** The generation the delta reached: undo is only of the last delta applied. */
+  readonly reached: number;
+  readonly previous: ReadonlyMap<string, HashedObject | undefined>;
+  readonly upserts: readonly HashedObject[];
+  readonly deletes: readonly ObjectRef[];
+}
+
+/** A delta as RuleState applies it (a proto Delta is one). */
+export interface StateDelta {
+  readonly generation: number;
+  readonly prevGeneration: number;
+  readonly upserts: readonly WireObject[];
+  readonly deletes: readonly ObjectRef[];
+  /** The digest the delta reaches; '' announces none (not checked). */
+  readonly digest: string;
+}
+
 export class RuleState {
   readonly objects = new Map<string, HashedObject>();
   private readonly digestSum = new Digest();
   generation = 0;
+  private readonly store: KeyedObjects<HashedObject> = {
+    get: (id) => this.objects.get(id),
+    upsert: (o) => this.upsert(o),
+    remove: (ref) => void this.delete(ref),
+  };
 
   static from(objects: Iterable<WireObject>, generation = 0): RuleState {
     const s = new RuleState();
@@ -70,36 +144,42 @@ export class RuleState {
   }
 
   /**
-   * Applies a delta: it must continue this state's generation chain, and the digest it reaches must be the one
-   * the delta announces. On any error the state is left as it was.
+   * Applies a delta: it must continue this state's generation chain (RuleSetError), and the digest it reaches must
+   * be the one the delta announces (DigestMismatchError). On any error the state is left as it was. Returns the
+   * token with which `undo` puts the state back (e.g. when the kernel refused the delta).
    */
-  applyDelta(d: { generation: number; prevGeneration: number; upserts: readonly WireObject[]; deletes: readonly ObjectRef[]; digest: string }): void {
+  apply(d: StateDelta): UndoToken {
     if (d.prevGeneration !== this.generation) {
       throw new RuleSetError(`delta ${d.generation} continues generation ${d.prevGeneration}, but the state is at ${this.generation}`);
     }
-    const undo = new Map<string, HashedObject | undefined>();
-    const remember = (id: string): void => {
-      if (!undo.has(id)) undo.set(id, this.objects.get(id));
-    };
-    for (const ref of d.deletes) {
-      remember(objectIdOf(ref));
-      this.delete(ref);
-    }
-    for (const w of d.upserts) {
-      const h = hashed(w);
-      remember(h.id);
-      this.upsert(h);
-    }
+    const sum = this.digestSum.value;
+    const upserts = d.upserts.map(hashed);
+    const previous = applyChange(this.store, d.deletes, upserts, (o) => o.id);
     const reached = this.digest;
     if (d.digest && reached !== d.digest) {
-      for (const [id, old] of undo) {
-        const cur = this.objects.get(id);
-        if (cur) this.delete(cur.wire);
-        if (old) this.upsert(old);
-      }
-      throw new RuleSetError(`delta ${d.generation} reaches digest ${reached}, not the announced ${d.digest}; state stays at generation ${this.generation}`);
+      undoChange(this.store, previous);
+      throw new DigestMismatchError(d.generation, reached, d.digest, this.generation);
     }
+    const token: UndoToken = {
+      generation: this.generation,
+      get digest() {
+        return formatDigest(sum);
+      },
+      reached: d.generation,
+      previous,
+      upserts,
+      deletes: d.deletes,
+    };
     this.generation = d.generation;
+    return token;
+  }
+
+  /** Puts the state back where it was before the `apply` that returned `token`: objects, digest and generation. */
+  undo(token: UndoToken): void {
+    if (this.generation !== token.reached) throw new RuleSetError(`cannot undo delta ${token.reached}: the state is at generation ${this.generation}`);
+    undoChange(this.store, token.previous);
+    this.generation = token.generation;
+    if (this.digest !== token.digest) throw new RuleSetError(`undoing delta ${token.reached} reached digest ${this.digest}, not ${token.digest}: the state changed after it was applied`);
   }
 
   sortedObjects(): WireObject[] {

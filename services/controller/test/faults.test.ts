@@ -70,7 +70,7 @@ function replay(start: NodeRuleSet, stored: readonly Delta[]): RuleState {
   for (const d of stored) {
     if (d.node !== start.node || d.ipFamily !== start.ipFamily || d.generation <= start.generation) continue;
     assert.equal(d.snapshot, false, 'no snapshot needed after an outage');
-    state.applyDelta(d); // throws on a broken chain or a digest not reached
+    state.apply(d); // throws on a broken chain or a digest not reached
   }
   return state;
 }

@@ -43,7 +43,7 @@ function start(source: ScriptedSource): Promise<RunningController> {
 async function rebuilt(node: string, family: string): Promise<{ generation: number; digest: string }> {
   const snap = (await getSnapshot(js, node, family))!;
   const state = RuleState.from(snap.objects, snap.generation);
-  for await (const r of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: family })) state.applyDelta(r.delta);
+  for await (const r of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: family })) state.apply(r.delta);
   return { generation: state.generation, digest: state.digest };
 }
 

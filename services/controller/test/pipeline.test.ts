@@ -79,7 +79,7 @@ test('initial sync: one generation, a snapshot delta per node and family; later 
   assert.equal(d.prevGeneration, 1);
   assert.deepEqual(d.cause, [{ kind: 'EndpointSlice', namespace: 'shop', name: 'web-abc12', resourceVersion: '50' }]);
   assert.ok(d.triggerTime);
-  applied.applyDelta(d);
+  applied.apply(d);
   assert.equal(applied.digest, (await p.snapshot('node-a', IPFamily.IPv4))?.digest);
   assert.ok(d.upserts.length <= 3 && d.upserts.every((u) => /KUBE-(SVC|SEP)-/.test(u.key)), JSON.stringify(d.upserts.map((u) => u.key)));
   // Same content, new resourceVersion: no generation.
@@ -169,7 +169,7 @@ test('a Service and its slice changed in one sync: the new spec is compiled, and
   await new Promise((r) => setTimeout(r, 5));
   await p.settle();
   await change(p, webSlice(['10.244.1.10', '10.244.1.13'], '91'));
-  for (const { delta } of published) if (delta.node === 'node-a' && delta.ipFamily === IPFamily.IPv4) replica.applyDelta(delta);
+  for (const { delta } of published) if (delta.node === 'node-a' && delta.ipFamily === IPFamily.IPv4) replica.apply(delta);
   const now = await p.snapshot('node-a', IPFamily.IPv4);
   assert.equal(replica.digest, now?.digest);
   const rules = JSON.stringify(replica.sortedObjects());

@@ -95,7 +95,7 @@ test('mode ipvs: IPVS snapshots per node equal to compileIpvs, then one slice ch
   // node-b rebuilt from the stored snapshot and the deltas reaches the published digest and a full compile's.
   const snap = (await getSnapshot(js, 'node-b', 'IPv4', { generation: 1 }))!;
   const state = RuleState.from(snap.objects, 1);
-  for await (const r of readDeltas(js, 'node-b', { fromGeneration: 1, ipFamily: 'IPv4' })) state.applyDelta(r.delta);
+  for await (const r of readDeltas(js, 'node-b', { fromGeneration: 1, ipFamily: 'IPv4' })) state.apply(r.delta);
   assert.equal(state.digest, onB.digest);
   const cluster = loadClusterState([...(await readManifestDir(examples)), { object: batchSlice, source: 'test' }]).state;
   assert.equal(state.digest, digestOf(compileIpvs({ state: cluster, nodeName: 'node-b', options }).objects.map(toWire)));

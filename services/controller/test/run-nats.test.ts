@@ -56,7 +56,7 @@ test('initial state for every node, then small deltas; a restart continues the c
   // node-b rebuilt from stored snapshot + deltas reaches the published digest.
   const snap = (await getSnapshot(js, 'node-b', 'IPv4', { generation: 1 }))!;
   const state = RuleState.from(snap.objects, 1);
-  for await (const r of readDeltas(js, 'node-b', { fromGeneration: 1, ipFamily: 'IPv4' })) state.applyDelta(r.delta);
+  for await (const r of readDeltas(js, 'node-b', { fromGeneration: 1, ipFamily: 'IPv4' })) state.apply(r.delta);
   assert.equal(state.digest, d.digest);
   await c1.stop();
 

@@ -1,14 +1,11 @@
 // What the executor programs: one Backend per IP family (iptables / ip6tables; later IPVS, nftables).
-import type { ObjectRef } from '@kpx/proto';
-import { Digest, type HashedObject, type RuleState } from '@kpx/ruleset';
+import { Digest, type RuleState, type UndoToken } from '@kpx/ruleset';
 
-/** One applied delta, as a backend needs it: what changed and what the changed objects were before. */
-export interface AppliedChange {
-  readonly upserts: readonly HashedObject[];
-  readonly deletes: readonly ObjectRef[];
-  /** The objects of every changed id before the delta (undefined: the object did not exist). */
-  readonly previous: ReadonlyMap<string, HashedObject | undefined>;
-}
+/**
+ * One applied delta, as a backend needs it: what changed (upserts hashed) and what the changed objects were before
+ * (undefined: the object did not exist). RuleState.apply's undo token is one.
+ */
+export type AppliedChange = Pick<UndoToken, 'upserts' | 'deletes' | 'previous'>;
 
 /** What the kernel holds, compared with what the executor applied. */
 export interface ReadBack {

@@ -15,7 +15,7 @@ import { context, trace, SpanKind, SpanStatusCode, type Tracer } from '@opentele
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { Backoff, SerialQueue, backoffDelay, msFromTimestamp, secondsFromMs, sleep, timestampFromMs } from '@kpx/common';
 import { ProxyMode, type AckRequest, type AckResponse, type Delta } from '@kpx/proto';
-import { RuleState, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
+import { RuleState, type UndoToken } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
@@ -396,14 +396,10 @@ export class Executor {
     );
     const ctx = trace.setSpan(parent, span);
     const t0 = performance.now();
-    const previous = new Map<string, HashedObject | undefined>();
-    for (const ref of d.deletes) previous.set(objectIdOf(ref), fam.state.objects.get(objectIdOf(ref)));
-    const upserts = d.upserts.map(hashed);
-    for (const u of upserts) if (!previous.has(u.id)) previous.set(u.id, fam.state.objects.get(u.id));
-    const prevGeneration = fam.state.generation;
     try {
+      let applied: UndoToken;
       try {
-        fam.state.applyDelta(d);
+        applied = fam.state.apply(d);
       } catch (err) {
         span.recordException(err as Error);
         span.setStatus({ code: SpanStatusCode.ERROR, message: 'digest mismatch' });
@@ -412,15 +408,10 @@ export class Executor {
         return;
       }
       try {
-        await fam.backend.apply(fam.state, { upserts, deletes: d.deletes, previous });
+        await fam.backend.apply(fam.state, applied);
       } catch (err) {
         // The kernel kept the old rules: so does the state.
-        for (const [id, old] of previous) {
-          const cur = fam.state.objects.get(id);
-          if (cur) fam.state.delete(cur.wire);
-          if (old) fam.state.upsert(old);
-        }
-        fam.state.generation = prevGeneration;
+        fam.state.undo(applied);
         const message = `applying delta ${d.generation} failed: ${(err as Error).message}`;
         fam.lastError = message;
         this.opts.metrics?.iptablesRestoreFailures.inc({ ip_family: fam.family });
@@ -443,8 +434,8 @@ export class Executor {
       // Logged within the apply's span: the line carries its trace_id and span_id.
       context.with(ctx, () => this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta'));
       // The rules are in the kernel: now the UDP flows they no longer describe can go (never rejects).
-      await this.opts.conntrack?.afterApply(fam.family, fam.state, { upserts, deletes: d.deletes, previous });
-      if (updateHealthChecks(fam.healthChecks, fam.state, previous.keys())) await this.syncHealthChecks(fam);
+      await this.opts.conntrack?.afterApply(fam.family, fam.state, applied);
+      if (updateHealthChecks(fam.healthChecks, fam.state, applied.previous.keys())) await this.syncHealthChecks(fam);
       const res = await context.with(ctx, () => this.sendAck(fam, { applyDurationSeconds: seconds }));
       span.end();
       this.changed();

@@ -28,7 +28,7 @@ async function forged(upserts: RuleObject[]): Promise<{ bytes: Uint8Array; diges
   const generation = snap.generation + 1;
   const d = { node: Node, generation, prevGeneration: snap.generation, upserts, deletes: [], digest: state.digest, cause: [], triggerTime: undefined, mode: 'iptables', ipFamily: 'IPv4', snapshot: false };
   // The forgery is otherwise perfect: the state reaches the announced digest.
-  RuleState.from(snap.objects, snap.generation).applyDelta(d);
+  RuleState.from(snap.objects, snap.generation).apply(d);
   return { bytes: Delta.encode(d).finish(), digest: state.digest };
 }
 

@@ -7,7 +7,7 @@ import { SerialQueue } from '@kpx/common';
 import type { IpsetSet, IpvsRealServer, IpvsService, ObjectRef, RuleObject } from '@kpx/proto';
 import { RuleKind } from '@kpx/proto';
 import { canonicalIP, cidrContains, parseCidr, type Cidr } from '@kpx/model';
-import { digestOf } from '@kpx/ruleset';
+import { applyChange, digestOf, objectIdOf, refOfId, undoChange, type KeyedObjects } from '@kpx/ruleset';
 import { createIptablesApplier, isIptablesObject, type IptablesApplier } from '../iptables/applier.js';
 import { createScratchCanonicalizer } from '../iptables/canonical.js';
 import { IptablesVariant, iptablesCommands } from '../iptables/commands.js';
@@ -85,6 +85,13 @@ interface Draining {
 }
 
 const MASQ_ONLY = FWD_MASQ;
+
+/** The applied state as the keyed store ruleset's applyChange / undoChange work on. */
+const keyedObjects = (state: IpvsState): KeyedObjects<RuleObject> => ({
+  get: (id) => state.objects.get(id),
+  upsert: (o) => state.upsert(o),
+  remove: (ref) => state.remove(ref),
+});
 
 /** The canonical text of an IP address (IPv6 compressed, lower case). */
 const canonicalIp = (address: string): string => canonicalIP(address) ?? address;
@@ -229,27 +236,19 @@ export class IpvsApplier {
         if (!s) touched.set(set, (s = new Set()));
         for (const e of p.value.entries) s.add(entryKey(e));
       };
-      const undo: { ref: ObjectRef; before: RuleObject | undefined }[] = [];
-      const changed: { before: RuleObject | undefined; after: RuleObject | undefined; ref: ObjectRef }[] = [];
       const wasMember = new Map<string, Set<string>>();
-      for (const ref of [...change.deletes, ...change.upserts]) note(state.objects.get(`${ref.kind}:${ref.key}`));
+      for (const ref of [...change.deletes, ...change.upserts]) note(state.objects.get(objectIdOf(ref)));
       for (const o of change.upserts) note(o);
       for (const [set, entries] of touched) wasMember.set(set, new Set([...entries].filter((e) => state.hasMember(set, e))));
       const setExisted = new Set([...touched.keys()].filter((s) => state.sets.has(s)));
+      const store = keyedObjects(state);
+      const previous = new Map<string, RuleObject | undefined>();
       try {
-        for (const ref of change.deletes) {
-          const before = state.objects.get(`${ref.kind}:${ref.key}`);
-          undo.push({ ref, before });
-          state.remove(ref);
-          changed.push({ ref, before, after: undefined });
-        }
-        for (const o of change.upserts) {
-          const before = state.objects.get(`${o.kind}:${o.key}`);
-          undo.push({ ref: o, before });
-          state.upsert(o);
-          changed.push({ ref: o, before, after: o });
-        }
+        // Filled as it goes: an object that fails validation half way is undone with the ones before it.
+        applyChange(store, change.deletes, change.upserts, objectIdOf, previous);
         state.checkFragments();
+        // What each changed id held before the delta and holds after it, in the order the delta first touched it.
+        const changed = [...previous].map(([id, before]) => ({ ref: refOfId(id), before, after: state.objects.get(id) }));
         const ops: IpvsOp[] = [];
         const bind: string[] = [];
         const unbind: string[] = [];
@@ -301,10 +300,7 @@ export class IpvsApplier {
         this.scheduleDrain();
         return { netlinkOps: ops.length + bind.length + unbind.length, ipsetLines: setLines.length + destroy.length, durationMs: performance.now() - started, phasesMs: ph.ms };
       } catch (err) {
-        for (const u of undo.reverse()) {
-          if (u.before) state.upsert(u.before);
-          else state.remove(u.ref);
-        }
+        undoChange(store, previous);
         throw err;
       }
     });

@@ -1,4 +1,5 @@
 export { NodeNotFoundError } from './errors.js';
+export { conntrackObjects } from './conntrack.js';
 export { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, localReadyEndpoints, servesHealthCheck } from './healthcheck.js';
 export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, portVariantKeyFn, probability, totalEndpoints } from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
@@ -31,6 +32,7 @@ export type { IpvsOptions } from './ipvs/options.js';
 export { ipsetCreateLine, ipsetMembers, ipvsadmLines, renderIpsetRestore, renderIpvsRuleSet, renderIpvsadm } from './ipvs/render.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';
 export type {
+  ConntrackPortObject,
   HealthCheckServiceObject,
   IpsetEntriesObject,
   IpsetSetObject,

@@ -21,6 +21,8 @@ export const RuleKind = {
   IpsetEntries: 'ipset.entries',
   /** A healthCheckNodePort the node serves (every mode; a node duty, not a kernel object). Key: the port. */
   HealthCheckService: 'healthcheck.service',
+  /** A UDP service port's stale conntrack cleanup (every mode; a node duty, not a kernel object). Key: portOwner. */
+  ConntrackPort: 'conntrack.port',
 } as const;
 export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
 
@@ -126,8 +128,22 @@ export interface HealthCheckServiceObject {
   readonly localEndpoints: number;
 }
 
+/** A UDP service port whose stale conntrack entries the node deletes (see proto ConntrackPort). */
+export interface ConntrackPortObject {
+  readonly kind: typeof RuleKind.ConntrackPort;
+  readonly key: string;
+  readonly protocol: string;
+  readonly port: number;
+  /** Cluster IP, external IPs and load-balancer IPs, sorted. */
+  readonly ips: readonly string[];
+  /** 0: none. */
+  readonly nodePort: number;
+  /** Distinct serving endpoint IPs, sorted, never empty. */
+  readonly endpoints: readonly string[];
+}
+
 export type IptablesObject = IptablesChainObject | IptablesJumpObject | IptablesRulesObject;
-export type RuleObject = IptablesObject | IpvsServiceObject | IpvsAddressObject | IpsetSetObject | IpsetEntriesObject | HealthCheckServiceObject;
+export type RuleObject = IptablesObject | IpvsServiceObject | IpvsAddressObject | IpsetSetObject | IpsetEntriesObject | HealthCheckServiceObject | ConntrackPortObject;
 
 export interface NodeRuleSet {
   readonly node: string;

@@ -10,6 +10,7 @@ import {
   type ServicePort,
 } from '@kpx/model';
 import { NodeNotFoundError } from '../errors.js';
+import { conntrackObjects } from '../conntrack.js';
 import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
@@ -291,11 +292,13 @@ export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoi
  * (ClusterState.serviceEndpoints), which the health check counts; only the port that carries it reads them.
  */
 function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): RuleObject[] {
-  const b = new RuleBuilder(SHARED_CHAINS, portOwner(svc));
+  const owner = portOwner(svc);
+  const b = new RuleBuilder(SHARED_CHAINS, owner);
   writeServicePort(b, ctx, svc, endpoints);
   const objects = b.unsortedObjects();
-  // Not iptables: the health check server of the service, a node duty the executor runs.
+  // Not iptables: node duties the executor runs (the service's health check server, stale UDP flow cleanup).
   for (const o of healthCheckObjects(ctx.node.name, svc, serviceEndpoints)) objects.push(o);
+  for (const o of conntrackObjects(owner, svc, endpoints)) objects.push(o);
   return objects;
 }
 

@@ -19,6 +19,7 @@
 // A service port without endpoints keeps its virtual servers, with no real server: IPVS answers a connection to
 // them with an ICMP port unreachable (ip_vs_leave), which is how kube-proxy's IPVS mode rejects it; and
 // KUBE-IPVS-FILTER rejects new connections to the other ports of the bound addresses.
+import { conntrackObjects } from '../conntrack.js';
 import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import {
@@ -313,13 +314,14 @@ function writeLoopBackPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, e
 
 /** {@link compileIpvsServicePort}'s objects, unsorted (`serviceEndpoints`: as in iptables mode, for the health check). */
 function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): RuleObject[] {
-  const b = new PortBuilder(ctx, svc, portOwner(svc));
+  const owner = portOwner(svc);
+  const b = new PortBuilder(ctx, svc, owner);
   const eps = portEndpoints(ctx, svc, endpoints);
   writeVipPart(b, ctx, svc, eps);
   writeNodePortPart(b, ctx, svc, eps);
   writeLoopBackPart(b, ctx, svc, endpoints);
-  // Not IPVS: the health check server of the service, a node duty the executor runs (as in iptables mode).
-  return [...b.objects(), ...healthCheckObjects(ctx.node.name, svc, serviceEndpoints)];
+  // Not IPVS: node duties the executor runs (as in iptables mode).
+  return [...b.objects(), ...healthCheckObjects(ctx.node.name, svc, serviceEndpoints), ...conntrackObjects(owner, svc, endpoints)];
 }
 
 /**
@@ -389,6 +391,9 @@ export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoi
     const keyFn = counted.size > 0 ? (ctx: IpvsContext): string => (counted.has(ctx.node.name) ? ctx.node.name : '') : undefined;
     parts.push({ name: 'hc', keyFn, compile: (ctx) => healthCheckObjects(ctx.node.name, svc, serviceEndpoints) });
   }
+  // The same on every node.
+  const conntrack = conntrackObjects(owner, svc, endpoints);
+  if (conntrack.length > 0) parts.push({ name: 'ct', keyFn: undefined, compile: () => conntrack });
   return parts;
 }
 

@@ -1,6 +1,15 @@
 export { NodeNotFoundError } from './errors.js';
 export { conntrackObjects } from './conntrack.js';
-export { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, localReadyEndpoints, servesHealthCheck } from './healthcheck.js';
+export {
+  healthCheckClaims,
+  healthCheckObjects,
+  healthCheckVariantKeyFn,
+  isHealthCheckClaim,
+  mergeHealthCheckClaims,
+  serviceHealthChecks,
+  servesHealthCheck,
+} from './healthcheck.js';
+export type { HealthCheckClaim } from './healthcheck.js';
 export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, portVariantKeyFn, probability, totalEndpoints } from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
 export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './iptables/context.js';

@@ -22,13 +22,17 @@ import {
   compileIpvsNodeBase,
   compileNodeBase,
   compileServicePort,
-  healthCheckEndpoints,
+  healthCheckClaims,
+  healthCheckObjects,
+  healthCheckVariantKeyFn,
   ipvsAddressClaims,
+  isHealthCheckClaim,
   ipvsAddressVariantKeyFn,
   ipvsServicePortParts,
   makeContext,
   makeIpvsContext,
   mergeAddressClaims,
+  mergeHealthCheckClaims,
   portOwner,
   portVariantKeyFn,
   LargeClusterEndpointsThreshold,
@@ -78,12 +82,9 @@ export interface ModeCompiler<C extends NodeContext = NodeContext, U extends Uni
   readonly largeClusterMode: boolean;
   makeContext(node: NodeInfo, totalEndpoints: number): C;
   nodeBase(ctx: C): RuleObject[];
-  /**
-   * A service port's objects, as one or more parts with their own dependence on the node. `serviceEndpoints`:
-   * every endpoint of its service in the family (the health check's count), for the port that carries it.
-   */
-  servicePortParts(svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): readonly PortPart<C>[];
-  claims?(svc: ServicePort): readonly U[];
+  /** A service port's objects, as one or more parts with their own dependence on the node. */
+  servicePortParts(svc: ServicePort, endpoints: readonly Endpoint[]): readonly PortPart<C>[];
+  claims?(svc: ServicePort, endpoints: readonly Endpoint[]): readonly U[];
   /** One claim standing for several ports' claims of the same unit. */
   mergeClaims?(claims: readonly U[]): U;
   compileUnit?(ctx: C, claim: U): RuleObject[];
@@ -98,17 +99,39 @@ function erased<C extends NodeContext, U extends UnitClaim>(c: ModeCompiler<C, U
   return c as unknown as ModeCompiler;
 }
 
+/**
+ * A mode's compiler with the per-service health check (a node duty, every mode) as one more unit: every port of a
+ * service that serves one claims it with its ready endpoints; the unit counts the node's over them all.
+ */
+function withHealthChecks(c: ModeCompiler): ModeCompiler {
+  return {
+    mode: c.mode,
+    largeClusterMode: c.largeClusterMode,
+    makeContext: (node, total) => c.makeContext(node, total),
+    nodeBase: (ctx) => c.nodeBase(ctx),
+    servicePortParts: (svc, endpoints) => c.servicePortParts(svc, endpoints),
+    claims: (svc, endpoints) => [...(c.claims?.(svc, endpoints) ?? []), ...healthCheckClaims(svc, endpoints)],
+    mergeClaims: (claims) => {
+      const [first] = claims;
+      if (first !== undefined && isHealthCheckClaim(first)) return mergeHealthCheckClaims(claims.filter(isHealthCheckClaim));
+      return c.mergeClaims ? c.mergeClaims(claims) : (first as UnitClaim);
+    },
+    compileUnit: (ctx, claim) => (isHealthCheckClaim(claim) ? healthCheckObjects(ctx.node.name, claim) : (c.compileUnit?.(ctx, claim) ?? [])),
+    unitVariantKeyFn: (claim) => (isHealthCheckClaim(claim) ? healthCheckVariantKeyFn(claim) : c.unitVariantKeyFn?.(claim)),
+  };
+}
+
 /** The iptables mode (the default). */
 export function iptablesModeCompiler(options: IptablesOptions): ModeCompiler {
-  return erased<ReturnType<typeof makeContext>, UnitClaim>({
-    mode: IptablesMode,
-    largeClusterMode: true,
-    makeContext: (node, total) => makeContext(node, options, total),
-    nodeBase: compileNodeBase,
-    servicePortParts: (svc, endpoints, serviceEndpoints) => [
-      { name: '', keyFn: portVariantKeyFn(options, svc, endpoints, serviceEndpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints, serviceEndpoints) },
-    ],
-  });
+  return withHealthChecks(
+    erased<ReturnType<typeof makeContext>, UnitClaim>({
+      mode: IptablesMode,
+      largeClusterMode: true,
+      makeContext: (node, total) => makeContext(node, options, total),
+      nodeBase: compileNodeBase,
+      servicePortParts: (svc, endpoints) => [{ name: '', keyFn: portVariantKeyFn(options, svc, endpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints) }],
+    }),
+  );
 }
 
 type AddressUnit = IpvsAddressClaim & UnitClaim;
@@ -116,29 +139,29 @@ type AddressUnit = IpvsAddressClaim & UnitClaim;
 /** The IPVS mode: bound addresses are units, claimed by every service port with that VIP. */
 export function ipvsModeCompiler(options: IpvsOptions): ModeCompiler {
   const unit = (c: IpvsAddressClaim): AddressUnit => ({ id: c.address, address: c.address, always: c.always });
-  return erased<ReturnType<typeof makeIpvsContext>, AddressUnit>({
-    mode: IpvsMode,
-    largeClusterMode: false,
-    makeContext: (node) => makeIpvsContext(node, options),
-    nodeBase: compileIpvsNodeBase,
-    servicePortParts: (svc, endpoints, serviceEndpoints) => ipvsServicePortParts(options, svc, endpoints, serviceEndpoints),
-    claims: (svc) => ipvsAddressClaims(svc).map(unit),
-    mergeClaims: (claims) => unit([...mergeAddressClaims(claims).values()][0] ?? { address: '', always: false }),
-    compileUnit: (ctx, claim) => compileIpvsAddress(ctx, claim),
-    unitVariantKeyFn: (claim) => ipvsAddressVariantKeyFn(claim),
-  });
+  return withHealthChecks(
+    erased<ReturnType<typeof makeIpvsContext>, AddressUnit>({
+      mode: IpvsMode,
+      largeClusterMode: false,
+      makeContext: (node) => makeIpvsContext(node, options),
+      nodeBase: compileIpvsNodeBase,
+      servicePortParts: (svc, endpoints) => ipvsServicePortParts(options, svc, endpoints),
+      claims: (svc) => ipvsAddressClaims(svc).map(unit),
+      mergeClaims: (claims) => unit([...mergeAddressClaims(claims).values()][0] ?? { address: '', always: false }),
+      compileUnit: (ctx, claim) => compileIpvsAddress(ctx, claim),
+      unitVariantKeyFn: (claim) => ipvsAddressVariantKeyFn(claim),
+    }),
+  );
 }
 
-/** A service port as read from the state: its endpoints, and its service's (the same array unless it carries the health check). */
+/** A service port as read from the state, with its endpoints. */
 interface PortRead {
   readonly svc: ServicePort;
   readonly endpoints: readonly Endpoint[];
-  readonly serviceEndpoints: readonly Endpoint[];
 }
 
 function portRead(state: ClusterState, svc: ServicePort): PortRead {
-  const endpoints = state.endpoints(svc);
-  return { svc, endpoints, serviceEndpoints: healthCheckEndpoints(state, svc, endpoints) };
+  return { svc, endpoints: state.endpoints(svc) };
 }
 
 /** The compiler of a mode: ipvs, else iptables (options without a scheduler get rr in ipvs mode). */
@@ -404,17 +427,16 @@ export class FamilyStates {
    * The entries of a service port: one per part, the first (id: the port owner) holding its endpoints (counted for
    * large-cluster mode) and its claims.
    */
-  private makePort({ svc, endpoints, serviceEndpoints }: PortRead, large: boolean): PortEntry[] {
+  private makePort({ svc, endpoints }: PortRead, large: boolean): PortEntry[] {
     const owner = portOwner(svc);
-    // The service's endpoints count only where the port carries the health check (and then they are read).
-    const fingerprint = JSON.stringify(serviceEndpoints === endpoints ? [svc, endpoints, large] : [svc, endpoints, large, serviceEndpoints]);
+    const fingerprint = JSON.stringify([svc, endpoints, large]);
     const service = serviceKey(svc);
-    return this.compiler.servicePortParts(svc, endpoints, serviceEndpoints).map((part, i) => ({
+    return this.compiler.servicePortParts(svc, endpoints).map((part, i) => ({
       id: part.name ? `${owner}#${part.name}` : owner,
       svc,
       endpoints: i === 0 ? endpoints : [],
       service,
-      claims: i === 0 ? (this.compiler.claims?.(svc) ?? []) : [],
+      claims: i === 0 ? (this.compiler.claims?.(svc, endpoints) ?? []) : [],
       fingerprint,
       keyFn: part.keyFn,
       compile: (ctx) => part.compile(ctx),

@@ -25,10 +25,10 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { RuleKind } from '@kpx/proto';
 import type { HashedObject, RuleState } from '@kpx/ruleset';
 
-export const HealthCheckKind = 'healthcheck.service';
-const IdPrefix = `${HealthCheckKind}:`;
+const IdPrefix = `${RuleKind.HealthCheckService}:`;
 
 /** One health check server's data: a healthcheck.service object. */
 export interface HealthCheckService {

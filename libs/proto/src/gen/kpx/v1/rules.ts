@@ -230,7 +230,8 @@ export interface IpsetEntries {
 /**
  * A healthCheckNodePort the node serves for a LoadBalancer service with externalTrafficPolicy Local, as
  * kube-proxy's service health server does: HTTP on that port answers 200 when the node has local endpoints
- * for the service and 503 otherwise, with kube-proxy's JSON body. Key: the port in decimal.
+ * for the service and 503 otherwise, with kube-proxy's JSON body. One per service (over all its ports) and node.
+ * Key: the port in decimal.
  */
 export interface HealthCheckService {
   /** Namespace of the Service. */

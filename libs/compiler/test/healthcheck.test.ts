@@ -107,7 +107,7 @@ ports: [{name: p443, port: 8443, protocol: TCP}]
 endpoints: [{addresses: [10.244.1.2], nodeName: n1}, {addresses: [10.244.1.7], nodeName: n1}, {addresses: [10.244.2.7], nodeName: n2}]
 `;
   const st = stateFrom(text);
-  // p80 (which carries the health check) has one pod on n1; p443 has that one and another: 2 distinct IPs.
+  // p80 has one pod on n1; p443 has that one and another: 2 distinct IPs for the service.
   assert.equal(healthChecks(compile(st, 'n1'))[0]?.localEndpoints, 2);
   assert.equal(healthChecks(compile(st, 'n2'))[0]?.localEndpoints, 1, 'a node whose pods back only the other port');
   const ipvs = (node: string): number | undefined =>

@@ -226,7 +226,7 @@ interface PortEntry {
   /** Undefined for a unit. */
   readonly svc: ServicePort | undefined;
   readonly endpoints: readonly Endpoint[];
-  /** The service (`namespace/name`) whose change a change of these objects is; undefined for a unit. */
+  /** The service (`namespace/name`) whose change a change of these objects is; undefined for a unit but a health check. */
   readonly service: string | undefined;
   /** The units the port claims. */
   readonly claims: readonly UnitClaim[];
@@ -455,7 +455,8 @@ export class FamilyStates {
       id: unitId(id),
       svc: undefined,
       endpoints: [],
-      service: undefined,
+      // A health check is its service's (its changes are that service's causes); other units are no one service's.
+      service: isHealthCheckClaim(claim) ? `${claim.namespace}/${claim.name}` : undefined,
       claims: [],
       fingerprint: JSON.stringify(claim),
       keyFn: c.unitVariantKeyFn?.(claim),

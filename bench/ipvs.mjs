@@ -17,6 +17,7 @@ import { IPFamily, loadClusterState, defaultKubeProxyConfig, parseCidr } from '@
 import { compileIpvs, ipvsOptionsFromConfig, toWire } from '@kpx/compiler';
 import { RuleState, diffStates } from '@kpx/ruleset';
 import { createIpvsApplier } from '@kpx/kernel';
+import { isDuty } from '@kpx/proto';
 import { flipEndpoint, manifestObjects, plainClusterIPSlice, synthCluster } from './synth.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -45,7 +46,7 @@ const { state } = loadClusterState(manifestObjects(cluster).map((object) => ({ o
 const config = { ...defaultKubeProxyConfig(), clusterCIDRs: [parseCidr(cluster.clusterCIDR)] };
 const options = ipvsOptionsFromConfig(config, IPFamily.IPv4);
 const node = cluster.nodes[0].metadata.name;
-const compile = () => RuleState.from(compileIpvs({ state, nodeName: node, options }).objects.map(toWire).filter((o) => o.kind !== 'healthcheck.service'));
+const compile = () => RuleState.from(compileIpvs({ state, nodeName: node, options }).objects.map(toWire).filter((o) => !isDuty(o)));
 const slice = plainClusterIPSlice(cluster);
 
 const ns = `kpxbench${process.pid % 10000}`;

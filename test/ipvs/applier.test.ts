@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { compileIpvs, defaultIpvsOptions, toWire } from '@kpx/compiler';
 import { createIpvsApplier, diffObjects, type IpvsApplier } from '@kpx/kernel';
 import { loadClusterState, readManifestDir } from '@kpx/model';
-import type { RuleObject } from '@kpx/proto';
+import { isDuty, type RuleObject } from '@kpx/proto';
 import { digestOf } from '@kpx/ruleset';
 import { run } from '@kpx/testing';
 import { ipset, members, svc, vip } from './helpers.js';
@@ -117,7 +117,7 @@ test('the IPVS compiler output of the e2e cluster applies and reads back with th
   const manifests = await readManifestDir(new URL('../../e2e/fixtures/cluster', import.meta.url).pathname);
   const { state } = loadClusterState(manifests);
   const rs = compileIpvs({ state, nodeName: 'n1', options: defaultIpvsOptions('IPv4') });
-  const objects = rs.objects.map(toWire).filter((o) => o.kind !== 'healthcheck.service');
+  const objects = rs.objects.map(toWire).filter((o) => !isDuty(o));
   assert.ok(objects.filter((o) => o.kind === 'ipvs.service').length >= 10, 'the fixture cluster gives many virtual servers');
   await applier.fullRestore(objects);
   const rb = await applier.readBack();

@@ -6,6 +6,9 @@
 //
 //   lan 10.0.0.0/24:  n1 10.0.0.11 (pods p1a .1.10, p1b .1.11)   n2 10.0.0.12 (pods p2a .2.10, p2b .2.11)
 //   service e2e/web: ClusterIP 10.96.0.10, TCP 80 -> 8080 and UDP 53 -> 8053
+//
+// The last test checks stale UDP conntrack cleanup (the conntrack.port node duty) under IPVS: a flow from a fixed
+// source port keeps its conntrack entry, DNATed by IPVS to one endpoint, until kpx deletes it.
 import assert from 'node:assert/strict';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -64,11 +67,41 @@ async function answering(from: string, count = 8): Promise<{ tcp: string[]; udp:
   return { tcp: pick(tcp), udp: pick(udp), failures: [...tcp, ...udp].filter((r) => r.kind !== 'reply') };
 }
 
+// Sends one datagram per source port (each port one flow, one conntrack entry) and prints who answered each.
+const UdpClientScript = `import dgram from 'node:dgram';
+const [host, port, timeoutMs, ...sports] = process.argv.slice(2);
+const once = (sport) => new Promise((resolve) => {
+  const sock = dgram.createSocket('udp4');
+  let done = false;
+  const finish = (r) => { if (done) return; done = true; clearTimeout(timer); sock.close(); resolve(r); };
+  const timer = setTimeout(() => finish('timeout'), Number(timeoutMs));
+  sock.on('error', (e) => finish('error ' + e.code));
+  sock.on('message', (m) => finish(m.toString().split(' ')[0]));
+  sock.bind(Number(sport), () => sock.connect(Number(port), host, () => sock.send('hello\\n')));
+});
+const out = [];
+for (const sport of sports) out.push(await once(sport));
+process.stdout.write(JSON.stringify(out));
+`;
+
+/** Datagrams from pod `from` to VIP:53, one from each source port: the pod that answered each. */
+async function sendUdp(from: PodName, sports: readonly number[]): Promise<string[]> {
+  const { stdout } = await topo!.exec(from, process.execPath, [join(dir, 'udp-client.mjs'), VIP, '53', '3000', ...sports.map(String)]);
+  return JSON.parse(stdout) as string[];
+}
+
+/** The node's UDP conntrack entries to the VIP (`conntrack -L`), one line each. */
+async function udpFlows(node: string): Promise<string[]> {
+  const { stdout } = await topo!.exec(node, 'conntrack', ['-L', '-f', 'ipv4', '-p', 'udp', '--orig-dst', VIP]);
+  return stdout.split('\n').filter((l) => l.trim() !== '');
+}
+
 const ipvsadm = async (node: string): Promise<string> => (await topo!.exec(node, 'ipvsadm', ['-Ln'])).stdout;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'kpx-ipvs-exec-'));
   await writeFile(join(dir, 'nodes.yaml'), nodesYamlText);
+  await writeFile(join(dir, 'udp-client.mjs'), UdpClientScript);
   await writeFile(join(dir, 'web.yaml'), serviceYaml);
   await writeSlice(['p1a', 'p2a']);
   topo = await createTopology({ nodes: [n1, n2], pods: Object.values(pods) });
@@ -159,4 +192,34 @@ test('a real server deleted behind the executor\'s back is reported as drift and
   const n2 = status().find((s) => s.node === 'n2')!;
   assert.deepEqual(n2.lastDrift, ['ipvs.service TCP/10.96.0.10:80: differs (real server 10.244.1.11:8080 missing)']);
   await waitFor(() => converged(0), 'n2 to read back the desired digest again', 60_000);
+});
+
+test('a UDP endpoint removed: its conntrack entries on the client\'s node are deleted, the other endpoint\'s stay', async () => {
+  // The endpoints the EndpointSlice test left: p1b and p2b (p1a and p2a still drain as TCP real servers: not reused).
+  await waitFor(() => converged(0), 'both executors in sync', 60_000);
+  // Flows from p1a (on n1) through the IPVS virtual server: round robin spreads new flows over both endpoints.
+  const sports = [42000, 42001, 42002, 42003];
+  const first = await sendUdp('p1a', sports);
+  assert.ok(first.every((p) => p === 'p1b' || p === 'p2b'), JSON.stringify(first));
+  // A second datagram of each flow more than 2 s later makes it a stream (120 s): it outlives the test.
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.deepEqual(await sendUdp('p1a', sports), first, 'each source port stays one flow, pinned to one endpoint');
+  const pinned = first[0] as 'p1b' | 'p2b';
+  const other = pinned === 'p1b' ? 'p2b' : 'p1b';
+  // This test's flows (the earlier probes' flows expire meanwhile) replied by a pod.
+  const replied = (flows: readonly string[], pod: PodName): string[] =>
+    flows.filter((l) => sports.some((p) => l.includes(` sport=${p} `)) && l.includes(`src=${pods[pod].ipv4} `));
+  const before = await udpFlows('n1');
+  assert.ok(replied(before, pinned).length >= 1, `n1 has a conntrack entry of ${VIP} DNATed to ${pinned}:\n${before.join('\n')}`);
+  // IPVS itself expires the connections of a deleted real server (expire_nodest_conn=1, which the applier sets) and
+  // with them their conntrack entries: off in n1 for this test, so that only kpx's cleanup can delete the entry.
+  await topo!.exec('n1', 'sysctl', ['-w', 'net.ipv4.vs.expire_nodest_conn=0']);
+  const g = controller!.pipeline.generation;
+  await writeSlice([other]);
+  // The executor acks a delta after its conntrack cleanup; no packet is sent in between.
+  await waitFor(() => converged(g + 1), `both executors to ack the removal of ${pinned}`, 60_000);
+  const now = await udpFlows('n1');
+  assert.deepEqual(replied(now, pinned), [], `no entry of ${VIP} DNATed to ${pinned} remains:\n${now.join('\n')}`);
+  assert.equal(replied(now, other).length, replied(before, other).length, `the entries DNATed to ${other} stay:\n${now.join('\n')}`);
+  await topo!.exec('n1', 'sysctl', ['-w', 'net.ipv4.vs.expire_nodest_conn=1']);
 });

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { compileIpvs, ipvsOptionsFromConfig, toWire } from '@kpx/compiler';
 import { createIpvsApplier, type IpvsApplier } from '@kpx/kernel';
 import { loadClusterState, loadKubeProxyConfig, readManifestDir } from '@kpx/model';
-import type { RuleObject } from '@kpx/proto';
+import { isDuty, type RuleObject } from '@kpx/proto';
 import { digestOf } from '@kpx/ruleset';
 import { createTopology, standardNode, standardPod, type ProbeRequest, type ProbeResult, type Topology } from '@kpx/testing';
 import { holdConnection, svc } from './helpers.js';
@@ -36,7 +36,7 @@ before(async () => {
   // One at a time: under TCG, node servers starting next to three full restores miss their start timeout.
   for (const pod of Object.keys(pods)) await topo.startServer(pod, { tcp: [8080], udp: [8053] });
   for (const node of Object.keys(nodes)) {
-    const objects = compileIpvs({ state, nodeName: node, options }).objects.map(toWire).filter((o) => o.kind !== 'healthcheck.service');
+    const objects = compileIpvs({ state, nodeName: node, options }).objects.map(toWire).filter((o) => !isDuty(o));
     const applier = createIpvsApplier({ family: 'IPv4', netns: topo.namespaceOf(node), drainIntervalMs: 0 });
     appliers.set(node, applier);
     await applier.fullRestore(objects);

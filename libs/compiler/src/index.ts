@@ -1,12 +1,22 @@
 export { NodeNotFoundError } from './errors.js';
-export { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, localReadyEndpoints, servesHealthCheck } from './healthcheck.js';
+export { conntrackObjects } from './conntrack.js';
+export {
+  healthCheckClaims,
+  healthCheckObjects,
+  healthCheckVariantKeyFn,
+  isHealthCheckClaim,
+  mergeHealthCheckClaims,
+  serviceHealthChecks,
+  servesHealthCheck,
+  withHealthChecks,
+} from './healthcheck.js';
+export type { HealthCheckClaim } from './healthcheck.js';
 export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, portVariantKeyFn, probability, totalEndpoints } from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
 export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './iptables/context.js';
 export type { CompileContext } from './iptables/context.js';
 export { Chain, ChainPrefix, endpointChainName, hash16, isServiceChain, serviceChainNames } from './iptables/names.js';
 export type { ServiceChainNames } from './iptables/names.js';
-export { iptablesMode, iptablesModeCompiler } from './iptables/mode.js';
 export { defaultIptablesOptions, iptablesOptionsFromConfig } from './iptables/options.js';
 export type { IptablesOptions } from './iptables/options.js';
 export { RestoreFormat, chainRules, renderRestore, renderRestoreBytes, writeRestore } from './iptables/render.js';
@@ -27,8 +37,6 @@ export {
 export type { CompileIpvsInput, IpvsAddressClaim, IpvsContext, IpvsPortPart } from './ipvs/compile.js';
 export { DummyInterface, IPSETS, IpsetName, IpsetType, IpvsChain, IpvsFlag, ipsetName } from './ipvs/names.js';
 export type { IpsetInfo } from './ipvs/names.js';
-export { ipvsMode, ipvsModeCompiler, sameIpvsWire } from './ipvs/mode.js';
-export type { AddressUnit } from './ipvs/mode.js';
 export { defaultIpvsOptions, ipvsOptionsFromConfig } from './ipvs/options.js';
 export type { IpvsOptions } from './ipvs/options.js';
 export { ipsetCreateLine, ipsetMembers, ipvsadmLines, renderIpsetRestore, renderIpvsRuleSet, renderIpvsadm } from './ipvs/render.js';
@@ -38,6 +46,7 @@ export { modeCompiler } from './modes.js';
 export type { ModeOptions } from './modes.js';
 export { RuleKind, Table, objectId, sortObjects } from './ruleset.js';
 export type {
+  ConntrackPortObject,
   HealthCheckServiceObject,
   IpsetEntriesObject,
   IpsetSetObject,

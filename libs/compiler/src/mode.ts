@@ -17,6 +17,8 @@ export interface NodeContext {
 export interface UnitClaim {
   /** Names the unit; claims with the same id are merged by {@link UnitCompiler.merge}. */
   readonly id: string;
+  /** The service (`namespace/name`) a change of the unit is a change of, if it is one service's (a health check). */
+  readonly service?: string;
 }
 
 /** Objects of a service port that depend on the node in one way (a port may split into several). */
@@ -30,7 +32,7 @@ export interface PortPart<C extends NodeContext> {
 
 /** The units of a mode whose ports claim some (see {@link UnitClaim}). */
 export interface UnitCompiler<C extends NodeContext, U extends UnitClaim> {
-  readonly claims: (svc: ServicePort) => readonly U[];
+  readonly claims: (svc: ServicePort, endpoints: readonly Endpoint[]) => readonly U[];
   /** One claim standing for several ports' claims of the same unit (never called with none). */
   readonly merge: (claims: readonly U[]) => U;
   readonly compile: (ctx: C, claim: U) => RuleObject[];
@@ -49,11 +51,8 @@ export interface ModeCompiler<C extends NodeContext, U extends UnitClaim> {
   readonly largeClusterMode: boolean;
   readonly makeContext: (node: NodeInfo, totalEndpoints: number) => C;
   readonly nodeBase: (ctx: C) => RuleObject[];
-  /**
-   * A service port's objects, as one or more parts with their own dependence on the node. `serviceEndpoints`:
-   * every endpoint of its service in the family (the health check's count), for the port that carries it.
-   */
-  readonly servicePortParts: (svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]) => readonly PortPart<C>[];
+  /** A service port's objects, as one or more parts with their own dependence on the node. */
+  readonly servicePortParts: (svc: ServicePort, endpoints: readonly Endpoint[]) => readonly PortPart<C>[];
   readonly units: UnitCompiler<C, U> | undefined;
   /**
    * True when two wire objects with the same id are equal field for field (so they have the same hash); false

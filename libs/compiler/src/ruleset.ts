@@ -106,8 +106,22 @@ export interface HealthCheckServiceObject {
   readonly localEndpoints: number;
 }
 
+/** A UDP service port whose stale conntrack entries the node deletes (see proto ConntrackPort). */
+export interface ConntrackPortObject {
+  readonly kind: typeof RuleKind.ConntrackPort;
+  readonly key: string;
+  readonly protocol: string;
+  readonly port: number;
+  /** Cluster IP, external IPs and load-balancer IPs, sorted. */
+  readonly ips: readonly string[];
+  /** 0: none. */
+  readonly nodePort: number;
+  /** Distinct serving endpoint IPs, sorted, never empty. */
+  readonly endpoints: readonly string[];
+}
+
 export type IptablesObject = IptablesChainObject | IptablesJumpObject | IptablesRulesObject;
-export type RuleObject = IptablesObject | IpvsServiceObject | IpvsAddressObject | IpsetSetObject | IpsetEntriesObject | HealthCheckServiceObject;
+export type RuleObject = IptablesObject | IpvsServiceObject | IpvsAddressObject | IpsetSetObject | IpsetEntriesObject | HealthCheckServiceObject | ConntrackPortObject;
 
 export interface NodeRuleSet {
   readonly node: string;

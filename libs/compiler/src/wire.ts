@@ -47,6 +47,8 @@ export function toWire(o: RuleObject): WireObject {
       return { kind: o.kind, key: o.key, payload: { $case: 'ipsetEntries', value: { set: o.set, entries: [...o.entries] } } };
     case RuleKind.HealthCheckService:
       return { kind: o.kind, key: o.key, payload: { $case: 'healthCheckService', value: { namespace: o.namespace, name: o.name, port: o.port, localEndpoints: o.localEndpoints } } };
+    case RuleKind.ConntrackPort:
+      return { kind: o.kind, key: o.key, payload: { $case: 'conntrackPort', value: { protocol: o.protocol, port: o.port, ips: [...o.ips], nodePort: o.nodePort, endpoints: [...o.endpoints] } } };
   }
 }
 
@@ -57,7 +59,7 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /**
- * True when two wire objects of the iptables kinds, ipset entries or health checks are equal field for field (so
+ * True when two wire objects of the iptables kinds, ipset entries or node duties are equal field for field (so
  * they have the same hash). False for other kinds: callers then treat them as different, which is only ever
  * slower, never wrong.
  */
@@ -96,6 +98,15 @@ export function sameWire(a: WireObject, b: WireObject): boolean {
         p.value.name === q.value.name &&
         p.value.port === q.value.port &&
         p.value.localEndpoints === q.value.localEndpoints
+      );
+    case 'conntrackPort':
+      return (
+        q.$case === 'conntrackPort' &&
+        p.value.protocol === q.value.protocol &&
+        p.value.port === q.value.port &&
+        p.value.nodePort === q.value.nodePort &&
+        sameStrings(p.value.ips, q.value.ips) &&
+        sameStrings(p.value.endpoints, q.value.endpoints)
       );
     default:
       return false;

@@ -6,12 +6,13 @@ import { IPFamily, loadClusterState, parseManifests, type Endpoint, type Service
 import {
   RuleKind,
   compileIpvs,
-  compileServicePort,
   defaultIptablesOptions,
   defaultIpvsOptions,
-  localReadyEndpoints,
-  makeContext,
-  portVariantKey,
+  healthCheckClaims,
+  healthCheckObjects,
+  healthCheckVariantKeyFn,
+  mergeHealthCheckClaims,
+  portVariantKeyFn,
   renderRestore,
   type HealthCheckServiceObject,
   type NodeRuleSet,
@@ -34,13 +35,9 @@ const ep = (ip: string, nodeName: string, ready = true, port = 8080): Endpoint =
   nodeHints: [],
 });
 
-test('localReadyEndpoints: distinct IPs of ready endpoints on the node only', () => {
-  const eps = [ep('10.244.1.2', 'n1'), ep('10.244.1.2', 'n1', true, 8443), ep('10.244.1.3', 'n1'), ep('10.244.1.4', 'n1', false), ep('10.244.2.2', 'n2'), ep('10.244.9.9', '')];
-  assert.equal(localReadyEndpoints('n1', eps), 2, 'one IP on two ports counts once; not-ready (terminating) does not count');
-  assert.equal(localReadyEndpoints('n2', eps), 1);
-  assert.equal(localReadyEndpoints('n3', eps), 0);
-  assert.equal(localReadyEndpoints('', eps), 0, 'an endpoint without a node is nobody\'s');
-});
+/** kube-proxy's LocalReadyEndpoints: distinct IPs of ready endpoints on the node. */
+const localReadyEndpoints = (nodeName: string, endpoints: readonly Endpoint[]): number =>
+  nodeName === '' ? 0 : new Set(endpoints.filter((e) => e.ready && e.nodeName === nodeName).map((e) => e.ip)).size;
 
 const LB = (extra = '', ports = '[{name: p80, port: 80, nodePort: 30080}]'): string =>
   `{type: LoadBalancer, clusterIP: 10.96.0.1, externalTrafficPolicy: Local, healthCheckNodePort: 32100${extra}, ports: ${ports}}`;
@@ -59,6 +56,24 @@ addressType: IPv4
 ports: ${slicePorts}
 endpoints: ${endpoints}
 `;
+
+test('the count: distinct IPs of ready endpoints on the node only, over the claims of every port', () => {
+  const st = stateFrom(manifests(LB(), '[]'));
+  const [svc] = st.servicePorts(IPFamily.IPv4);
+  assert.ok(svc);
+  const p80 = healthCheckClaims(svc, [ep('10.244.1.2', 'n1'), ep('10.244.1.3', 'n1'), ep('10.244.1.4', 'n1', false), ep('10.244.9.9', '')]);
+  const p443 = healthCheckClaims(svc, [ep('10.244.1.2', 'n1', true, 8443), ep('10.244.2.2', 'n2')]);
+  const claim = mergeHealthCheckClaims([...p80, ...p443]);
+  const count = (node: string): number | undefined => healthCheckObjects(node, claim)[0]?.localEndpoints;
+  assert.equal(count('n1'), 2, 'one IP on two ports counts once; not-ready (terminating) does not count');
+  assert.equal(count('n2'), 1, 'a pod backing only the other port counts');
+  assert.equal(count('n3'), 0);
+  assert.equal(count(''), 0, 'an endpoint without a node is nobody\'s');
+  const key = healthCheckVariantKeyFn(claim);
+  assert.ok(key);
+  assert.deepEqual(['n1', 'n2', 'n3', 'n4'].map((name) => key({ node: { name } })), ['n1', 'n2', '', ''], 'nodes without ready endpoints share one object');
+  assert.equal(healthCheckVariantKeyFn(mergeHealthCheckClaims(healthCheckClaims(svc, []))), undefined, 'no ready endpoint: the same object on every node');
+});
 
 const TWO_ON_N1 = '[{addresses: [10.244.1.2], nodeName: n1}, {addresses: [10.244.1.3], nodeName: n1}, {addresses: [10.244.1.4], nodeName: n1, conditions: {ready: false, serving: true, terminating: true}}]';
 
@@ -92,7 +107,7 @@ ports: [{name: p443, port: 8443, protocol: TCP}]
 endpoints: [{addresses: [10.244.1.2], nodeName: n1}, {addresses: [10.244.1.7], nodeName: n1}, {addresses: [10.244.2.7], nodeName: n2}]
 `;
   const st = stateFrom(text);
-  // p80 (which carries the health check) has one pod on n1; p443 has that one and another: 2 distinct IPs.
+  // p80 has one pod on n1; p443 has that one and another: 2 distinct IPs for the service.
   assert.equal(healthChecks(compile(st, 'n1'))[0]?.localEndpoints, 2);
   assert.equal(healthChecks(compile(st, 'n2'))[0]?.localEndpoints, 1, 'a node whose pods back only the other port');
   const ipvs = (node: string): number | undefined =>
@@ -122,19 +137,17 @@ test('healthcheck objects are not iptables: the restore text is the same without
   assert.deepEqual(healthChecks(compile(st, 'node-b')).map((o) => [o.key, o.name, o.localEndpoints]), [['32000', 'ingress', 0]]);
 });
 
-test('the variant key tells apart nodes with ready endpoints even where no rule uses local endpoints', () => {
+test('the health check is the service\'s, not a port\'s: the port stays shared where no rule uses local endpoints', () => {
   // No node port and no load-balancer IP yet: nothing external reaches the port, so no rule depends on the node;
-  // the health check count still does.
+  // the health check count (a unit of the service) still does.
   const st = stateFrom(manifests(LB(', allocateLoadBalancerNodePorts: false', '[{name: p80, port: 80}]'), TWO_ON_N1));
-  const opts = defaultIptablesOptions(IPFamily.IPv4);
   const [svc] = st.servicePorts(IPFamily.IPv4);
   assert.ok(svc);
   const eps = st.endpoints(svc);
-  const k1 = portVariantKey(makeContext(st.node('n1')!, opts, 0), svc, eps);
-  const k2 = portVariantKey(makeContext(st.node('n2')!, opts, 0), svc, eps);
-  assert.notEqual(k1, k2);
-  const hc = (n: string): unknown => compileServicePort(makeContext(st.node(n)!, opts, 0), svc, eps).find((o) => o.kind === RuleKind.HealthCheckService);
-  assert.deepEqual([(hc('n1') as HealthCheckServiceObject).localEndpoints, (hc('n2') as HealthCheckServiceObject).localEndpoints], [2, 0]);
+  assert.equal(portVariantKeyFn(defaultIptablesOptions(IPFamily.IPv4), svc, eps), undefined);
+  const claim = mergeHealthCheckClaims(healthCheckClaims(svc, eps));
+  assert.deepEqual(['n1', 'n2'].map((n) => healthCheckObjects(n, claim)[0]?.localEndpoints), [2, 0]);
+  assert.deepEqual(['n1', 'n2'].map((n) => healthChecks(compile(st, n))[0]?.localEndpoints), [2, 0]);
 });
 
 test('generated cluster: one object per eTP Local LoadBalancer service with a cluster IP of the family', () => {
@@ -148,7 +161,7 @@ test('generated cluster: one object per eTP Local LoadBalancer service with a cl
       assert.deepEqual(new Set(hc.map((o) => `${o.namespace}/${o.name}`)), services, `${family} ${node}`);
       assert.equal(new Set(hc.map((o) => o.key)).size, hc.length, 'keys are distinct');
       for (const o of hc) {
-        const eps = state.servicePorts(family).filter((p) => p.service.name === o.name && p.service.namespace === o.namespace && p.servesHealthCheck).flatMap((p) => state.endpoints(p));
+        const eps = state.servicePorts(family).filter((p) => p.service.name === o.name && p.service.namespace === o.namespace).flatMap((p) => state.endpoints(p));
         assert.equal(o.localEndpoints, localReadyEndpoints(node, eps));
         if (o.localEndpoints > 0) counted++;
       }

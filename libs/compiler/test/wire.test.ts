@@ -2,7 +2,8 @@
 // equal objects from different ones.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RuleKind, sameIpvsWire, sameWire, toWire, type RuleObject } from '../src/index.js';
+import { RuleKind, sameWire, toWire, type RuleObject } from '../src/index.js';
+import { sameIpvsWire } from '../src/ipvs/mode.js';
 
 const objects: RuleObject[] = [
   { kind: RuleKind.IptablesChain, key: 'nat/KUBE-SVC-X', table: 'nat', chain: 'KUBE-SVC-X', rules: ['-j KUBE-SEP-Y'] },

@@ -139,6 +139,13 @@ export function forbiddenObject(o: RuleObject): string | undefined {
     }
     case 'healthCheckService':
       return undefined;
+    case 'conntrackPort': {
+      // The executor hands these to the conntrack CLI as arguments: only IP addresses, never an option.
+      const v = p.value;
+      if (v.protocol !== 'UDP') return `conntrack cleanup for protocol ${JSON.stringify(v.protocol)}, not UDP`;
+      const bad = [...v.ips, ...v.endpoints].find((a) => isIP(a) === 0);
+      return bad === undefined ? undefined : `address ${JSON.stringify(bad)} is not an IP address`;
+    }
     default:
       return `payload ${(p as { $case: string }).$case} is not one kpx applies`;
   }

@@ -100,3 +100,15 @@ test('assertOwnObjects throws a ForbiddenObjectError naming the object', () => {
   assert.throws(() => assertOwnObjects([chain('KUBE-SVC-A', []), chain('EVIL', [])]), (err: unknown) => err instanceof ForbiddenObjectError && err.key === 'nat/EVIL' && /EVIL/.test(err.message));
   assert.doesNotThrow(() => assertOwnObjects([chain('KUBE-SVC-A', [])]));
 });
+
+test('a conntrack.port duty names only IP addresses (they become conntrack arguments) and only UDP', () => {
+  const duty = (ips: string[], endpoints: string[], protocol = 'UDP'): RuleObject => ({
+    kind: 'conntrack.port',
+    key: 'ns/dns:dns/UDP',
+    payload: { $case: 'conntrackPort', value: { protocol, port: 53, ips, nodePort: 30053, endpoints } },
+  });
+  assert.equal(forbiddenObject(duty(['10.96.0.10', 'fd00::10'], ['10.244.1.2'])), undefined);
+  assert.match(forbiddenObject(duty(['10.96.0.10'], ['--flush'])) ?? '', /"--flush" is not an IP address/);
+  assert.match(forbiddenObject(duty(['-D'], ['10.244.1.2'])) ?? '', /"-D" is not an IP address/);
+  assert.match(forbiddenObject(duty(['10.96.0.10'], ['10.244.1.2'], 'TCP')) ?? '', /not UDP/);
+});

@@ -312,18 +312,6 @@ export class ClusterState {
     return byPort;
   }
 
-  /**
-   * Every endpoint of a port's service in the port's family, over all the ports its slices name (each port's
-   * merged list in turn; an address on two ports is there twice): kube-proxy's LocalReadyEndpoints counts a
-   * service's local pods over all of them, squashed by IP.
-   */
-  serviceEndpoints(port: ServicePort): readonly Endpoint[] {
-    const suffix = `/${port.family}`;
-    const out: Endpoint[] = [];
-    for (const [k, l] of this.mergedPorts(nsName(port.service.namespace, port.service.name))) if (k.endsWith(suffix)) for (const ep of l) out.push(ep);
-    return out;
-  }
-
   private mergeSlices(svcKey: string): Map<string, readonly Endpoint[]> {
     const merged = new Map<string, Endpoint[]>();
     const keys = [...(this.slicesByService.get(svcKey) ?? [])].sort();

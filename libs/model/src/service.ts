@@ -53,8 +53,8 @@ export interface ServicePort {
   /** 0 unless the service is a LoadBalancer with eTP Local. */
   readonly healthCheckNodePort: number;
   /**
-   * True on the one port of the service (per family: the first spec port) that carries the service's health check
-   * server: a service has one healthCheckNodePort whatever its number of ports. Absent on the others.
+   * True on every port of a service that serves a health check on its healthCheckNodePort (one server per
+   * service, whatever its number of ports); absent when it serves none (no port, or another service holds it).
    */
   readonly servesHealthCheck?: true;
 }
@@ -322,7 +322,7 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
         externalPolicyLocal,
         internalPolicyLocal: iTP === TrafficPolicy.Local,
         healthCheckNodePort,
-        ...(healthCheckNodePort !== 0 && ps === portSpecs[0] ? { servesHealthCheck: true as const } : {}),
+        ...(healthCheckNodePort !== 0 ? { servesHealthCheck: true as const } : {}),
       });
     }
   }

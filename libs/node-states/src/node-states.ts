@@ -17,8 +17,8 @@
 // too and compiled while any port claims them.
 import {
   LargeClusterEndpointsThreshold,
-  healthCheckEndpoints,
-  iptablesMode,
+  IptablesMode,
+  modeCompiler,
   portOwner,
   toWire,
   type AnyModeCompiler,
@@ -32,16 +32,14 @@ import type { ClusterState, Endpoint, IPFamily, NodeInfo, ServicePort } from '@k
 import type { ObjectRef, RuleObject as WireObject } from '@kpx/proto';
 import { Digest, hashed, objectIdOf, type HashedObject } from '@kpx/ruleset';
 
-/** A service port as read from the state: its endpoints, and its service's (the same array unless it carries the health check). */
+/** A service port as read from the state, with its endpoints. */
 interface PortRead {
   readonly svc: ServicePort;
   readonly endpoints: readonly Endpoint[];
-  readonly serviceEndpoints: readonly Endpoint[];
 }
 
 function portRead(state: ClusterState, svc: ServicePort): PortRead {
-  const endpoints = state.endpoints(svc);
-  return { svc, endpoints, serviceEndpoints: healthCheckEndpoints(state, svc, endpoints) };
+  return { svc, endpoints: state.endpoints(svc) };
 }
 
 /** The objects of one port (or of a node's base) for one variant, with their digest sum. */
@@ -78,7 +76,7 @@ interface PortEntry<C extends NodeContext, U extends UnitClaim> {
   /** Undefined for a unit. */
   readonly svc: ServicePort | undefined;
   readonly endpoints: readonly Endpoint[];
-  /** The service (`namespace/name`) whose change a change of these objects is; undefined for a unit. */
+  /** The service (`namespace/name`) whose change a change of these objects is; undefined for a unit but a health check. */
   readonly service: string | undefined;
   /** The units the port claims. */
   readonly claims: readonly U[];
@@ -254,7 +252,7 @@ export class FamilyStates implements States {
   private readonly states: States;
 
   constructor(opts: FamilyStatesOptions) {
-    const compiler = opts.compiler ?? iptablesMode(opts.options);
+    const compiler = opts.compiler ?? modeCompiler(IptablesMode, opts.options);
     const nodeFilter = opts.nodeFilter ?? ((n: NodeInfo): boolean => n.addresses.some((a) => a.family === opts.family));
     this.family = opts.family;
     this.mode = compiler.mode;
@@ -595,17 +593,16 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
    * The entries of a service port: one per part, the first (id: the port owner) holding its endpoints (counted for
    * large-cluster mode) and its claims.
    */
-  private makePort({ svc, endpoints, serviceEndpoints }: PortRead, large: boolean): PortEntry<C, U>[] {
+  private makePort({ svc, endpoints }: PortRead, large: boolean): PortEntry<C, U>[] {
     const owner = portOwner(svc);
-    // The service's endpoints count only where the port carries the health check (and then they are read).
-    const fingerprint = JSON.stringify(serviceEndpoints === endpoints ? [svc, endpoints, large] : [svc, endpoints, large, serviceEndpoints]);
+    const fingerprint = JSON.stringify([svc, endpoints, large]);
     const service = serviceKey(svc);
-    return this.compiler.servicePortParts(svc, endpoints, serviceEndpoints).map((part, i) => ({
+    return this.compiler.servicePortParts(svc, endpoints).map((part, i) => ({
       id: part.name ? `${owner}#${part.name}` : owner,
       svc,
       endpoints: i === 0 ? endpoints : [],
       service,
-      claims: i === 0 ? (this.compiler.units?.claims(svc) ?? []) : [],
+      claims: i === 0 ? (this.compiler.units?.claims(svc, endpoints) ?? []) : [],
       fingerprint,
       keyFn: part.keyFn,
       compile: part.compile,
@@ -623,7 +620,8 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
       id: unitId(id),
       svc: undefined,
       endpoints: [],
-      service: undefined,
+      // A unit that is one service's (a health check): its changes are that service's causes.
+      service: claim.service,
       claims: [],
       fingerprint: JSON.stringify(claim),
       keyFn: units.keyFn(claim),

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClusterState, IPFamily, loadClusterState, parseCidr, readManifestDir, type KubeObject } from '@kpx/model';
-import { compileIpvs, defaultIpvsOptions, ipvsMode, modeCompiler, type IpvsOptions } from '@kpx/compiler';
+import { compileIpvs, defaultIpvsOptions, modeCompiler, type IpvsOptions } from '@kpx/compiler';
 import { FamilyStates, type NodeChange } from '../src/index.js';
 import { StatesHarness } from './harness.js';
 
@@ -12,7 +12,7 @@ const examples = new URL('../../../../examples/', import.meta.url).pathname;
 /** FamilyStates in IPVS mode, checked against compileIpvs after every sync. */
 class IpvsHarness extends StatesHarness {
   constructor(cluster: ClusterState, options: IpvsOptions) {
-    super(cluster, { family: options.family, options, compiler: ipvsMode(options), reference: (state, nodeName) => compileIpvs({ state, nodeName, options }) });
+    super(cluster, { family: options.family, options, compiler: modeCompiler('ipvs', options), reference: (state, nodeName) => compileIpvs({ state, nodeName, options }) });
   }
 }
 

@@ -2,6 +2,7 @@
 // Each message name is both a type and a value (encode/decode/fromJSON/toJSON/create/fromPartial).
 export {
   Cause,
+  ConntrackPort,
   Delta,
   HealthCheckService,
   IpsetEntries,
@@ -33,5 +34,5 @@ export {
 } from './gen/kpx/v1/sync.js';
 export type { NodeSyncServer } from './gen/kpx/v1/sync.js';
 export { Timestamp } from './gen/google/protobuf/timestamp.js';
-export { IpFamily, ProxyMode, RuleKind, hasConsistentKind, kindOfPayloadCase } from './kinds.js';
+export { DutyKinds, IpFamily, ProxyMode, RuleKind, hasConsistentKind, isDuty, kindOfPayloadCase } from './kinds.js';
 export type { RulePayload, RulePayloadCase } from './kinds.js';

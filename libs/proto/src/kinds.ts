@@ -27,6 +27,8 @@ export const RuleKind = {
   NftMap: 'nft.map',
   /** A healthCheckNodePort the node serves (every mode; a node duty, not a kernel object). Key: the port. */
   HealthCheckService: 'healthcheck.service',
+  /** A UDP service port's stale conntrack cleanup (every mode; a node duty, not a kernel object). Key: the port owner. */
+  ConntrackPort: 'conntrack.port',
 } as const;
 export type RuleKind = (typeof RuleKind)[keyof typeof RuleKind];
 
@@ -69,9 +71,20 @@ export const kindOfPayloadCase = {
   nftSet: RuleKind.NftSet,
   nftMap: RuleKind.NftMap,
   healthCheckService: RuleKind.HealthCheckService,
+  conntrackPort: RuleKind.ConntrackPort,
 } as const satisfies Record<RulePayloadCase, RuleKind>;
 
 /** True when the object has a payload and its kind is the one of that payload (see RuleObject). */
 export function hasConsistentKind(object: RuleObject): boolean {
   return object.payload !== undefined && kindOfPayloadCase[object.payload.$case] === object.kind;
 }
+
+/**
+ * The kinds of node duties: objects the executor acts on itself (health check servers, conntrack cleanup), in
+ * every mode. They are in the node's state and digest like every object, but are no kernel objects: no applier,
+ * read-back, render or drift check sees them.
+ */
+export const DutyKinds: ReadonlySet<string> = new Set<RuleKind>([RuleKind.HealthCheckService, RuleKind.ConntrackPort]);
+
+/** Whether an object is a node duty (see {@link DutyKinds}), not a kernel object. */
+export const isDuty = (o: { readonly kind: string }): boolean => DutyKinds.has(o.kind);

@@ -3,7 +3,7 @@
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { stringify } from 'yaml';
 import type { RuleObject, StatusResponse } from '@kpx/proto';
-import { IptablesState, isIptablesObject, planFullRestore } from '@kpx/kernel';
+import { IptablesState, isIptablesObject, planFullRestore, ruleTarget } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
 import { type AuditRecord, ControllerClient, type FetchedSnapshot, readAudit, readDeltas, type TlsMaterial, type Verifier } from '@kpx/transport';
 import { UsageError } from './errors.js';
@@ -65,16 +65,43 @@ async function snapshotOf(address: string, node: string, family: string, tls: Tl
   }
 }
 
-/** The service port an object belongs to: the owner in a fragment key, else the comment of its rules. */
-function ownerOf(o: RuleObject): string {
-  const p = o.payload;
-  if (p?.$case === 'iptablesRules') return o.key.split('/').slice(2).join('/');
-  const rules = p?.$case === 'iptablesChain' ? p.value.rules : p?.$case === 'iptablesJump' ? [p.value.rule] : [];
-  for (const r of rules) {
-    const m = /--comment "?([a-z0-9.-]+\/[a-z0-9.-]+(?::[a-z0-9-]*)?)/.exec(r);
-    if (m?.[1]) return m[1];
+/** Chains of one service port, named by kube-proxy's hash of it: they belong to the port whose fragment jumps in. */
+const ServicePortChain = /^KUBE-(SVC|SVL|EXT|FW|SEP)-/;
+
+/**
+ * The service port (`ns/name:port/PROTOCOL`) each object of a node's rules belongs to, by id, from object keys:
+ * the owner in the key of a fragment (`table/CHAIN/OWNER`), of set entries (`SET/OWNER`) and of a conntrack.port
+ * duty; a port's own chains (KUBE-SVC/SVL/EXT/FW/SEP) get the owner of the fragment that jumps into them,
+ * following jumps. Objects of no single port (node-wide chains, IPVS virtual servers) have none.
+ */
+export function ownersOf(objects: readonly RuleObject[]): Map<string, string> {
+  const owners = new Map<string, string>();
+  const chains = new Map<string, RuleObject>();
+  const id = (o: { kind: string; key: string }): string => `${o.kind}\u0000${o.key}`;
+  for (const o of objects) {
+    const p = o.payload;
+    if (p?.$case === 'iptablesChain') chains.set(`${p.value.table}/${p.value.name}`, o);
   }
-  return '';
+  const claim = (table: string, rules: readonly string[], owner: string): void => {
+    const queue = [...rules];
+    for (let r = queue.pop(); r !== undefined; r = queue.pop()) {
+      const target = ruleTarget(r);
+      const chain = target !== undefined && ServicePortChain.test(target) ? chains.get(`${table}/${target}`) : undefined;
+      if (chain?.payload?.$case !== 'iptablesChain' || owners.has(id(chain))) continue;
+      owners.set(id(chain), owner);
+      queue.push(...chain.payload.value.rules);
+    }
+  };
+  for (const o of objects) {
+    const p = o.payload;
+    if (p?.$case === 'iptablesRules') {
+      const owner = o.key.split('/').slice(2).join('/');
+      owners.set(id(o), owner);
+      claim(p.value.table, p.value.rules, owner);
+    } else if (p?.$case === 'ipsetEntries') owners.set(id(o), o.key.slice(p.value.set.length + 1));
+    else if (p?.$case === 'conntrackPort') owners.set(id(o), o.key);
+  }
+  return owners;
 }
 
 const rulesOf = (o: RuleObject): string[] => {
@@ -115,7 +142,8 @@ interface Explanation {
 }
 
 /** For each matched object: the newest retained delta of the node that wrote it, and that delta's causes. */
-async function explain(js: JetStreamClient, node: string, family: string, matched: readonly RuleObject[], verifier: Verifier | undefined): Promise<Explanation[]> {
+async function explain(js: JetStreamClient, node: string, family: string, matched: readonly RuleObject[], owners: ReadonlyMap<string, string>, verifier: Verifier | undefined): Promise<Explanation[]> {
+  const ownerOf = (o: RuleObject): string => owners.get(`${o.kind}\u0000${o.key}`) ?? '';
   const wanted = new Map(matched.map((o) => [`${o.kind}\u0000${o.key}`, o]));
   const found = new Map<string, Explanation>();
   for await (const rec of readDeltas(js, node, { ipFamily: family, ...(verifier ? { verifier } : {}) })) {
@@ -233,7 +261,7 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
     }
     const nc = await connectOperator(needs('nats', '--explain'), values, 'kpx-audit');
     try {
-      const ex = await explain(jetstream(nc), node, family, matched, await loadVerifier(values['verify-keys']));
+      const ex = await explain(jetstream(nc), node, family, matched, ownersOf(snap.objects), await loadVerifier(values['verify-keys']));
       if (format === 'table') {
         for (const e of ex) {
           io.stdout(`${e.kind} ${e.key}\n  service port: ${e.owner || '-'}\n  written by generation ${e.generation || '? (older than the retained deltas)'}${e.snapshot ? ' (a snapshot: the node\'s initial state)' : ''}\n  causes: ${fmtCauses(e.causes)}\n`);

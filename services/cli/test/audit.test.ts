@@ -42,8 +42,9 @@ test('--rules prints the desired rules; --explain names the service, the generat
   assert.equal(fragment.snapshot, true);
 
   const byChain = await runKpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', svc, '-o', 'json');
-  const chain = (JSON.parse(byChain.out) as { objects: { key: string; generation: number; causes: { kind: string; namespace: string; name: string; resourceVersion: string }[] }[] }).objects;
+  const chain = (JSON.parse(byChain.out) as { objects: { key: string; owner: string; generation: number; causes: { kind: string; namespace: string; name: string; resourceVersion: string }[] }[] }).objects;
   assert.deepEqual(chain.map((o) => [o.key, o.generation]), [[`nat/${svc}`, 2]], 'the endpoint change rewrote the service chain in generation 2');
+  assert.equal(chain[0]?.owner, 'shop/web:http/TCP', 'the chain belongs to the port whose KUBE-SERVICES fragment (key) jumps into it');
   assert.deepEqual(chain[0]?.causes.map((c) => `${c.kind} ${c.namespace}/${c.name}`), ['EndpointSlice shop/web-abc12']);
 
   const none = await runKpx('audit', '--controller', controller.grpcAddress, '--nats', nats.url, '--node', 'node-a', '--explain', '10.1.2.3:9');

@@ -1,25 +1,25 @@
 // Stale UDP conntrack cleanup, a node duty: what kube-proxy's pkg/proxy/conntrack CleanStaleEntries does after a
-// sync that changed a UDP service's endpoints, derived here from one applied change of the node's rule objects.
+// sync that changed a UDP service's endpoints, driven by the node's conntrack.port duties (every mode).
 //
 // UDP has no connection to close: the conntrack entry of a flow keeps the NAT it got on its first packet (or the
 // absence of one) for as long as packets keep coming, whatever the rules say now. So kube-proxy (1.32+) deletes,
 // for every UDP service port that has endpoints, the entries whose original destination is one of the port's
 // frontends (ClusterIP:port, external IP:port, load-balancer IP:port, or any address:NodePort) and whose reply
-// source is not one of its endpoints: flows DNATed to an endpoint that is gone, and flows that were never DNATed
-// because the port had no endpoints or did not exist yet. A port without endpoints is left alone: its stale flows
-// go when it gets endpoints again.
+// source is not one of its serving endpoints: flows DNATed to an endpoint that is gone, and flows that were never
+// DNATed because the port had no endpoints or did not exist yet. A port without endpoints is left alone: its stale
+// flows go when it gets endpoints again.
 //
-// kpx derives the same from the rules, for the UDP service ports a change touched (their fragments of the shared
-// chains, or their KUBE-SEP chains):
+// The compiler gives every UDP service port with serving endpoints a conntrack.port object (its frontends and
+// endpoint IPs); kpx derives the deletions from the changes of those objects:
 //  - a frontend that had endpoints before and still has: the flows DNATed to each endpoint IP the port lost,
 //      conntrack -D -f ipv4 -p udp [--orig-dst IP] --orig-port-dst PORT --reply-src ENDPOINT
-//  - a frontend that gains endpoints (it REJECTed, or did not exist): every flow to it whose reply source is not
-//    an endpoint it has now, found with conntrack -L and deleted by reply source.
+//  - a frontend that gains endpoints (the object is new, or the frontend is): every flow to it whose reply source
+//    is not an endpoint it has now, found with conntrack -L and deleted by reply source.
 // The commands run after the kernel transaction succeeded, inside the node's network namespace when there is one.
 // A command that finds nothing exits 1 ("0 flow entries have been deleted"): not an error. Failures are logged
 // and never fail the apply.
-import { splitArgs, createCommandRunner, CommandError, type Command, type CommandRunner } from '@kpx/kernel';
-import type { RuleObject as WireObject } from '@kpx/proto';
+import { createCommandRunner, CommandError, type Command, type CommandRunner } from '@kpx/kernel';
+import { RuleKind, type RuleObject as WireObject } from '@kpx/proto';
 import type { RuleState } from '@kpx/ruleset';
 import type { ExecutorMetrics, Logger } from '@kpx/telemetry';
 import type { AppliedChange } from './backend.js';
@@ -55,73 +55,15 @@ export interface DeriveInput {
   readonly changed: Iterable<string>;
 }
 
-/** The UDP side of one service port as this node's rules have it. */
+/** A UDP service port with endpoints, as its conntrack.port object has it. */
 interface PortView {
   /** By `ip:port`, or `*:nodePort`. */
   readonly frontends: Map<string, UdpFrontend>;
-  /** A REJECT rule: the port has no endpoints at all. */
-  readonly rejected: boolean;
-  /** Endpoint IPs the port's nat chains DNAT to. */
   readonly endpoints: Set<string>;
 }
 
-const RulesPrefix = 'iptables.rules:';
-const ChainPrefix = 'iptables.chain:';
+const DutyPrefix = `${RuleKind.ConntrackPort}:`;
 const UdpOwnerSuffix = '/UDP';
-/** Chains of one service port a frontend's nat rule jumps into (and they into each other and the KUBE-SEPs). */
-const ServicePortChain = /^KUBE-(SVC|SVL|EXT|FW|SEP)-/;
-const EndpointChainId = /^iptables\.chain:nat\/KUBE-SEP-/;
-
-interface ParsedRule {
-  proto?: string;
-  dst?: string;
-  dport?: number;
-  target?: string;
-  toDestination?: string;
-  dstTypeLocal: boolean;
-  comment?: string;
-}
-
-/** The parts of an iptables rule spec the derivation reads; negated matches (`! -d X`) are skipped. */
-function parseRule(spec: string): ParsedRule {
-  const args = splitArgs(spec);
-  const r: ParsedRule = { dstTypeLocal: false };
-  for (let i = 0; i < args.length; i++) {
-    const flag = args[i];
-    const value = args[i + 1];
-    if (args[i - 1] === '!' || value === undefined) continue;
-    switch (flag) {
-      case '-p':
-      case '--protocol':
-        r.proto = value.toLowerCase();
-        break;
-      case '-d':
-      case '--destination':
-        r.dst = normalizeIP(value.replace(/\/(32|128)$/, ''));
-        break;
-      case '--dport':
-      case '--destination-port':
-        r.dport = Number(value);
-        break;
-      case '-j':
-      case '--jump':
-      case '-g':
-      case '--goto':
-        r.target = value;
-        break;
-      case '--to-destination':
-        r.toDestination = value;
-        break;
-      case '--dst-type':
-        r.dstTypeLocal = value === 'LOCAL';
-        break;
-      case '--comment':
-        r.comment = value;
-        break;
-    }
-  }
-  return r;
-}
 
 /** IPv6 in its canonical text (as conntrack prints it); anything else as is. */
 export function normalizeIP(ip: string): string {
@@ -133,104 +75,34 @@ export function normalizeIP(ip: string): string {
   }
 }
 
-/** The IP of a DNAT `--to-destination`: `10.0.0.1:80`, `[fd00::1]:80`, or a bare address. */
-function destinationIP(to: string): string {
-  const v6 = /^\[([^\]]+)\]/.exec(to);
-  if (v6?.[1] !== undefined) return normalizeIP(v6[1]);
-  const colons = to.split(':').length - 1;
-  return normalizeIP(colons === 1 ? to.slice(0, to.indexOf(':')) : to);
-}
-
-function objectRules(o: WireObject | undefined): readonly string[] {
-  const p = o?.payload;
-  if (p?.$case === 'iptablesChain' || p?.$case === 'iptablesRules') return p.value.rules;
-  return [];
-}
-
 const frontendKey = (f: UdpFrontend): string => (f.ip === undefined ? `*:${f.port}` : `${f.ip}:${f.port}`);
 
-function portView(owner: string, lookup: ObjectLookup): PortView {
+/** The port a conntrack.port object describes; undefined without one (the port has no endpoints, or is gone). */
+function portView(o: WireObject | undefined): PortView | undefined {
+  const p = o?.payload;
+  if (p?.$case !== 'conntrackPort' || p.value.protocol !== 'UDP') return undefined;
+  const v = p.value;
   const frontends = new Map<string, UdpFrontend>();
   const add = (f: UdpFrontend): void => void frontends.set(frontendKey(f), f);
-  const entries: string[] = [];
-  let rejected = false;
-  for (const chain of ['KUBE-SERVICES', 'KUBE-NODEPORTS']) {
-    for (const spec of objectRules(lookup(`${RulesPrefix}nat/${chain}/${owner}`))) {
-      const r = parseRule(spec);
-      if (r.proto !== 'udp' || r.dport === undefined || r.target === undefined || !ServicePortChain.test(r.target)) continue;
-      if (chain === 'KUBE-NODEPORTS') add({ ip: undefined, port: r.dport });
-      else if (r.dst !== undefined) add({ ip: r.dst, port: r.dport });
-      else continue;
-      entries.push(r.target);
-    }
-  }
-  // No (usable) endpoints: kube-proxy REJECTs (none at all) or DROPs (none for that traffic policy) in filter.
-  for (const chain of ['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES']) {
-    for (const spec of objectRules(lookup(`${RulesPrefix}filter/${chain}/${owner}`))) {
-      const r = parseRule(spec);
-      if (r.proto !== 'udp' || r.dport === undefined || (r.target !== 'REJECT' && r.target !== 'DROP')) continue;
-      if (r.dstTypeLocal) add({ ip: undefined, port: r.dport });
-      else if (r.dst !== undefined) add({ ip: r.dst, port: r.dport });
-      if (r.target === 'REJECT') rejected = true;
-    }
-  }
-  return { frontends, rejected, endpoints: endpointsFrom(entries, lookup) };
+  for (const ip of v.ips) add({ ip: normalizeIP(ip), port: v.port });
+  if (v.nodePort !== 0) add({ ip: undefined, port: v.nodePort });
+  return { frontends, endpoints: new Set(v.endpoints.map(normalizeIP)) };
 }
-
-/** The DNAT destinations reachable from these nat chains (KUBE-SVC/SVL/EXT/FW into KUBE-SEP). */
-function endpointsFrom(chains: readonly string[], lookup: ObjectLookup): Set<string> {
-  const endpoints = new Set<string>();
-  const seen = new Set<string>(chains);
-  const queue = [...seen];
-  for (let chain = queue.pop(); chain !== undefined; chain = queue.pop()) {
-    for (const spec of objectRules(lookup(`${ChainPrefix}nat/${chain}`))) {
-      const r = parseRule(spec);
-      if (r.target === 'DNAT' && r.toDestination !== undefined) endpoints.add(destinationIP(r.toDestination));
-      else if (r.target !== undefined && ServicePortChain.test(r.target) && !seen.has(r.target)) {
-        seen.add(r.target);
-        queue.push(r.target);
-      }
-    }
-  }
-  return endpoints;
-}
-
-/** UDP service ports (compiler owners `ns/name:port/UDP`) whose fragments or endpoint chains the change touched. */
-function touchedUdpPorts(changed: Iterable<string>, before: ObjectLookup, after: ObjectLookup): Set<string> {
-  const owners = new Set<string>();
-  for (const id of changed) {
-    if (id.startsWith(RulesPrefix)) {
-      // table/CHAIN/OWNER, and an owner holds slashes itself.
-      const owner = id.slice(RulesPrefix.length).split('/').slice(2).join('/');
-      if (owner.endsWith(UdpOwnerSuffix)) owners.add(owner);
-    } else if (EndpointChainId.test(id)) {
-      // A KUBE-SEP chain's DNAT rule carries the service port's name as its comment.
-      for (const o of [before(id), after(id)]) {
-        for (const spec of objectRules(o)) {
-          const r = parseRule(spec);
-          if (r.target === 'DNAT' && r.proto === 'udp' && r.comment) owners.add(`${r.comment}${UdpOwnerSuffix}`);
-        }
-      }
-    }
-  }
-  return owners;
-}
-
-const hasEndpoints = (v: PortView): boolean => v.frontends.size > 0 && !v.rejected;
 
 /** The stale UDP flows one change leaves behind, as kube-proxy would delete them. Pure. */
 export function deriveConntrackDeletions({ family, before, after, changed }: DeriveInput): ConntrackDeletion[] {
   const out: ConntrackDeletion[] = [];
-  for (const owner of [...touchedUdpPorts(changed, before, after)].sort()) {
-    const was = portView(owner, before);
-    const now = portView(owner, after);
+  for (const id of [...changed].filter((i) => i.startsWith(DutyPrefix)).sort()) {
+    const was = portView(before(id));
+    const now = portView(after(id));
     // kube-proxy: "a Service without endpoints does not require to clean the conntrack entries associated".
-    if (!hasEndpoints(now)) continue;
-    const servicePort = owner.slice(0, -UdpOwnerSuffix.length);
-    const gone = [...was.endpoints].filter((e) => !now.endpoints.has(e)).sort();
+    if (now === undefined) continue;
+    const owner = id.slice(DutyPrefix.length);
+    const servicePort = owner.endsWith(UdpOwnerSuffix) ? owner.slice(0, -UdpOwnerSuffix.length) : owner;
+    const gone = was === undefined ? [] : [...was.endpoints].filter((e) => !now.endpoints.has(e)).sort();
     const keep = [...now.endpoints].sort();
     for (const [key, frontend] of now.frontends) {
-      if (!hasEndpoints(was) || !was.frontends.has(key)) out.push({ kind: StaleFlows.NewFrontend, family, servicePort, frontend, keep });
+      if (was === undefined || !was.frontends.has(key)) out.push({ kind: StaleFlows.NewFrontend, family, servicePort, frontend, keep });
       else for (const endpoint of gone) out.push({ kind: StaleFlows.GoneEndpoint, family, servicePort, frontend, endpoint });
     }
   }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CommandError, type Command, type CommandResult, type CommandRunner } from '@kpx/kernel';
 import { IPFamily, loadClusterState, parseManifests } from '@kpx/model';
-import { compileIptables, defaultIptablesOptions, toWire } from '@kpx/compiler';
+import { compileIptables, compileIpvs, defaultIptablesOptions, defaultIpvsOptions, toWire } from '@kpx/compiler';
 import { RuleState, diffStates, objectIdOf, type HashedObject } from '@kpx/ruleset';
 import { MetricName, createLogger, createMetrics, executorMetrics, type Registry } from '@kpx/telemetry';
 import type { AppliedChange } from '../src/backend.js';
@@ -98,9 +98,9 @@ ${endpoints.map((ip) => `  - { addresses: ["${ip}"], nodeName: n${ip.split(':')[
 `;
 }
 
-function compile(yaml: string, { node = 'n1', family = IPFamily.IPv4 }: { node?: string; family?: IPFamily } = {}): RuleState {
+function compile(yaml: string, { node = 'n1', family = IPFamily.IPv4, ipvs = false }: { node?: string; family?: IPFamily; ipvs?: boolean } = {}): RuleState {
   const { state } = loadClusterState(parseManifests(yaml ? `${nodesYaml}---\n${yaml}` : nodesYaml, 'test.yaml'));
-  const rs = compileIptables({ state, nodeName: node, options: defaultIptablesOptions(family) });
+  const rs = ipvs ? compileIpvs({ state, nodeName: node, options: defaultIpvsOptions(family) }) : compileIptables({ state, nodeName: node, options: defaultIptablesOptions(family) });
   return RuleState.from(rs.objects.map(toWire));
 }
 
@@ -113,7 +113,7 @@ function changeBetween(before: RuleState, after: RuleState): AppliedChange {
   return { upserts, deletes, previous };
 }
 
-function derive(before: string, after: string, opts: { node?: string; family?: IPFamily } = {}): ConntrackDeletion[] {
+function derive(before: string, after: string, opts: { node?: string; family?: IPFamily; ipvs?: boolean } = {}): ConntrackDeletion[] {
   const a = compile(after, opts);
   return deletionsForChange(opts.family ?? 'IPv4', a, changeBetween(compile(before, opts), a));
 }
@@ -136,6 +136,25 @@ describe('deriving stale UDP conntrack deletions from a change', () => {
       'conntrack -D -f ipv4 -p udp --orig-dst 198.51.100.53 --orig-port-dst 53 --reply-src 10.244.2.10',
       'conntrack -D -f ipv4 -p udp --orig-port-dst 30053 --reply-src 10.244.2.10',
     ]);
+  });
+
+  test('IPVS mode: the same deletions from the same change (the conntrack.port duty is the same in every mode)', () => {
+    const ipvs = { ipvs: true };
+    assert.deepEqual(show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }), ipvs)), show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }))));
+    assert.equal(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }), ipvs).length, 4);
+    assert.deepEqual(show(derive(dnsYaml({ endpoints: [] }), dnsYaml({ endpoints: ['10.244.2.10'] }), ipvs)), [
+      'new *:30053 keep 10.244.2.10',
+      'new 10.96.0.53:53 keep 10.244.2.10',
+      'new 192.0.2.53:53 keep 10.244.2.10',
+      'new 198.51.100.53:53 keep 10.244.2.10',
+    ]);
+  });
+
+  test('only conntrack.port duties drive the cleanup: a UDP rule without its duty deletes nothing', () => {
+    const before = compile(dnsYaml());
+    const after = compile(dnsYaml({ endpoints: ['10.244.1.10'] }));
+    for (const s of [before, after]) for (const o of [...s.objects.values()]) if (o.wire.kind === 'conntrack.port') s.delete(o.wire);
+    assert.deepEqual(deletionsForChange('IPv4', after, changeBetween(before, after)), []);
   });
 
   test('the same change on another node (the removed endpoint is remote there too): the same deletions', () => {
@@ -204,7 +223,8 @@ describe('deriving stale UDP conntrack deletions from a change', () => {
 
   test('a restore from an empty state (executor start): every UDP frontend with endpoints is reconciled', () => {
     const state = compileExamples();
-    assert.deepEqual(show(deletionsForRestore('IPv4', new RuleState(), state)), ['new 10.96.0.10:53 keep 10.244.1.2']);
+    // Every serving endpoint of the port is kept, as kube-proxy's cleanup does, not only those node-a's topology uses.
+    assert.deepEqual(show(deletionsForRestore('IPv4', new RuleState(), state)), ['new 10.96.0.10:53 keep 10.244.1.2,10.244.3.2']);
     assert.deepEqual(deletionsForRestore('IPv4', state, state), []);
   });
 });

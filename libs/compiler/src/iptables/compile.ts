@@ -11,7 +11,8 @@ import {
 } from '@kpx/model';
 import { ProxyMode } from '@kpx/proto';
 import { NodeNotFoundError } from '../errors.js';
-import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects } from '../healthcheck.js';
+import { conntrackObjects } from '../conntrack.js';
+import { serviceHealthChecks } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import { Table, sortObjects, type NodeRuleSet, type RuleObject } from '../ruleset.js';
 import { RuleBuilder, comment, ruleText } from './builder.js';
@@ -283,20 +284,18 @@ export function portOwner(svc: ServicePort): string {
  * The rule objects one service port contributes on a node: its own chains (SVC, SVL, EXT, FW, SEP) and its
  * fragments of the node's top-level chains. Depends on the node only through {@link portVariantKey}.
  */
-export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): RuleObject[] {
-  return sortObjects(servicePortObjects(ctx, svc, endpoints, serviceEndpoints));
+export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+  return sortObjects(servicePortObjects(ctx, svc, endpoints));
 }
 
-/**
- * {@link compileServicePort}'s objects, unsorted. `serviceEndpoints`: every endpoint of the service in this family
- * (ClusterState.serviceEndpoints), which the health check counts; only the port that carries it reads them.
- */
-function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): RuleObject[] {
-  const b = new RuleBuilder(SHARED_CHAINS, portOwner(svc));
+/** {@link compileServicePort}'s objects, unsorted. */
+function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+  const owner = portOwner(svc);
+  const b = new RuleBuilder(SHARED_CHAINS, owner);
   writeServicePort(b, ctx, svc, endpoints);
   const objects = b.unsortedObjects();
-  // Not iptables: the health check server of the service, a node duty the executor runs.
-  for (const o of healthCheckObjects(ctx.node.name, svc, serviceEndpoints)) objects.push(o);
+  // Not iptables: a node duty the executor runs (stale UDP flow cleanup). The health check is the service's.
+  for (const o of conntrackObjects(owner, svc, endpoints)) objects.push(o);
   return objects;
 }
 
@@ -304,19 +303,15 @@ function servicePortObjects(ctx: CompileContext, svc: ServicePort, endpoints: re
  * How a service port's rules depend on the node. Returns undefined when they do not (the same objects on every
  * node), else a function giving a string that is equal for two nodes exactly when {@link compileServicePort}
  * gives them the same objects: the node facts the rules depend on (zone when topology hints are in play, the
- * node's name when it hosts an endpoint the port uses locally, a ready endpoint counted by the port's health check
- * object, or is named in node hints, its pod CIDR with
+ * node's name when it hosts an endpoint the port uses locally, or is named in node hints, its pod CIDR with
  * NodeCIDR local detection, whether its IP is inside the load balancer source ranges).
  */
 export function portVariantKeyFn(
   opts: IptablesOptions,
   svc: ServicePort,
   endpoints: readonly Endpoint[],
-  serviceEndpoints: readonly Endpoint[] = endpoints,
 ): ((ctx: CompileContext) => string) | undefined {
   const { byZone, nodes: special } = policyDependence(svc, endpoints, opts.topology.preferSameNodeHints ?? true);
-  // The health check object counts the node's ready endpoints (even where no rule uses local endpoints).
-  for (const n of healthCheckNodes(svc, serviceEndpoints)) special.add(n);
   const byCidr = opts.detectLocalMode === LocalMode.NodeCIDR;
   const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
   if (!byZone && special.size === 0 && !byCidr && ranges.length === 0) return undefined;
@@ -331,8 +326,8 @@ export function portVariantKeyFn(
 }
 
 /** {@link portVariantKeyFn} for one node: '' when the port's rules do not depend on the node. */
-export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): string {
-  return portVariantKeyFn(ctx.opts, svc, endpoints, serviceEndpoints)?.(ctx) ?? '';
+export function portVariantKey(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): string {
+  return portVariantKeyFn(ctx.opts, svc, endpoints)?.(ctx) ?? '';
 }
 
 function writeServicePort(b: RuleBuilder, ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {
@@ -398,11 +393,11 @@ export function compileIptables({ state, nodeName, options }: CompileIptablesInp
   if (!node) throw new NodeNotFoundError(nodeName, state.nodeNames());
   const ports = state.servicePorts(options.family);
   const ctx = makeContext(node, options, totalEndpoints(state, ports));
-  const parts = [compileNodeBase(ctx)];
-  for (const svc of ports) {
-    const endpoints = state.endpoints(svc);
-    parts.push(servicePortObjects(ctx, svc, endpoints, healthCheckEndpoints(state, svc, endpoints)));
-  }
+  const parts: RuleObject[][] = [compileNodeBase(ctx)];
+  const read = ports.map((svc) => ({ svc, endpoints: state.endpoints(svc) }));
+  for (const { svc, endpoints } of read) parts.push(servicePortObjects(ctx, svc, endpoints));
+  // Node duties of a whole service: its health check server.
+  parts.push(serviceHealthChecks(nodeName, read));
   // One array of its final size (a large node's has some 120,000 objects; grown by pushes, it would be copied
   // a dozen times into fresh memory). One stable sort of everything gives what sorting each port's objects first
   // would (a port's ids are distinct).

@@ -12,9 +12,7 @@ export function iptablesModeCompiler(options: IptablesOptions): ModeCompiler<Com
     largeClusterMode: true,
     makeContext: (node, total) => makeContext(node, options, total),
     nodeBase: compileNodeBase,
-    servicePortParts: (svc, endpoints, serviceEndpoints) => [
-      { name: '', keyFn: portVariantKeyFn(options, svc, endpoints, serviceEndpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints, serviceEndpoints) },
-    ],
+    servicePortParts: (svc, endpoints) => [{ name: '', keyFn: portVariantKeyFn(options, svc, endpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints) }],
     units: undefined,
     same: sameWire,
   };

@@ -19,7 +19,8 @@
 // A service port without endpoints keeps its virtual servers, with no real server: IPVS answers a connection to
 // them with an ICMP port unreachable (ip_vs_leave), which is how kube-proxy's IPVS mode rejects it; and
 // KUBE-IPVS-FILTER rejects new connections to the other ports of the bound addresses.
-import { healthCheckEndpoints, healthCheckNodes, healthCheckObjects, servesHealthCheck } from '../healthcheck.js';
+import { conntrackObjects } from '../conntrack.js';
+import { serviceHealthChecks } from '../healthcheck.js';
 import { policyDependence } from '../policy-nodes.js';
 import {
   IPVSScheduler,
@@ -312,15 +313,16 @@ function writeLoopBackPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, e
   for (const ep of endpoints) if (isLocalEndpoint(ep, ctx.node)) b.entry(IpsetName.LoopBack, `${ipPort(ep.ip, proto, ep.port)},${ep.ip}`);
 }
 
-/** {@link compileIpvsServicePort}'s objects, unsorted (`serviceEndpoints`: as in iptables mode, for the health check). */
-function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[]): RuleObject[] {
-  const b = new PortBuilder(ctx, svc, portOwner(svc));
+/** {@link compileIpvsServicePort}'s objects, unsorted. */
+function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+  const owner = portOwner(svc);
+  const b = new PortBuilder(ctx, svc, owner);
   const eps = portEndpoints(ctx, svc, endpoints);
   writeVipPart(b, ctx, svc, eps);
   writeNodePortPart(b, ctx, svc, eps);
   writeLoopBackPart(b, ctx, svc, endpoints);
-  // Not IPVS: the health check server of the service, a node duty the executor runs (as in iptables mode).
-  return [...b.objects(), ...healthCheckObjects(ctx.node.name, svc, serviceEndpoints)];
+  // Not IPVS: a node duty the executor runs (as in iptables mode). The health check is the service's.
+  return [...b.objects(), ...conntrackObjects(owner, svc, endpoints)];
 }
 
 /**
@@ -328,8 +330,8 @@ function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: reado
  * KUBE-IPVS-OUT-FILTER rules (not the addresses it binds: see {@link ipvsAddressClaims}). The union of its parts'
  * objects ({@link ipvsServicePortParts}).
  */
-export function compileIpvsServicePort(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): RuleObject[] {
-  return sortObjects(servicePortObjects(ctx, svc, endpoints, serviceEndpoints));
+export function compileIpvsServicePort(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+  return sortObjects(servicePortObjects(ctx, svc, endpoints));
 }
 
 /**
@@ -362,7 +364,7 @@ function joinKeyFns(...fns: (((ctx: IpvsContext) => string) | undefined)[]): ((c
 }
 
 /** The parts of a service port (see {@link IpvsPortPart}); their objects together are {@link compileIpvsServicePort}'s. */
-export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[], serviceEndpoints: readonly Endpoint[] = endpoints): IpvsPortPart[] {
+export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[]): IpvsPortPart[] {
   const owner = portOwner(svc);
   const policy = policyKeyFn(opts, svc, endpoints);
   const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
@@ -384,12 +386,9 @@ export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoi
     const keyFn = hosts.size > 0 ? (ctx: IpvsContext): string => (hosts.has(ctx.node.name) ? ctx.node.name : '') : undefined;
     parts.push({ name: 'lb', keyFn, compile: (ctx) => build(ctx, (b) => writeLoopBackPart(b, ctx, svc, endpoints)) });
   }
-  if (servesHealthCheck(svc)) {
-    // The count differs only on nodes with a ready endpoint.
-    const counted = healthCheckNodes(svc, serviceEndpoints);
-    const keyFn = counted.size > 0 ? (ctx: IpvsContext): string => (counted.has(ctx.node.name) ? ctx.node.name : '') : undefined;
-    parts.push({ name: 'hc', keyFn, compile: (ctx) => healthCheckObjects(ctx.node.name, svc, serviceEndpoints) });
-  }
+  // The same on every node.
+  const conntrack = conntrackObjects(owner, svc, endpoints);
+  if (conntrack.length > 0) parts.push({ name: 'ct', keyFn: undefined, compile: () => conntrack });
   return parts;
 }
 
@@ -458,11 +457,13 @@ export function compileIpvs({ state, nodeName, options }: CompileIpvsInput): Nod
   const ctx = makeIpvsContext(node, options);
   const objects = compileIpvsNodeBase(ctx);
   const claims: IpvsAddressClaim[] = [];
-  for (const svc of state.servicePorts(options.family)) {
-    const endpoints = state.endpoints(svc);
-    objects.push(...servicePortObjects(ctx, svc, endpoints, healthCheckEndpoints(state, svc, endpoints)));
+  const read = state.servicePorts(options.family).map((svc) => ({ svc, endpoints: state.endpoints(svc) }));
+  for (const { svc, endpoints } of read) {
+    objects.push(...servicePortObjects(ctx, svc, endpoints));
     claims.push(...ipvsAddressClaims(svc));
   }
+  // Node duties of a whole service: its health check server.
+  objects.push(...serviceHealthChecks(nodeName, read));
   for (const claim of mergeAddressClaims(claims).values()) objects.push(...compileIpvsAddress(ctx, claim));
   // Two services claiming the same virtual server (an address and port both list) would hold it twice: the first
   // (in service port order) wins, as one object.

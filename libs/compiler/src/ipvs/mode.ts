@@ -1,5 +1,5 @@
 // The IPVS mode as the per-node sharing engine drives it: a service port splits into parts (VIP virtual servers,
-// per-node NodePort ones, hairpin members, health check), and bound addresses are units every port with that VIP
+// per-node NodePort ones, hairpin members, conntrack duty), and bound addresses are units every port with that VIP
 // claims.
 import { IPVSScheduler } from '@kpx/model';
 import type { RuleObject as WireObject } from '@kpx/proto';
@@ -44,7 +44,7 @@ export function ipvsModeCompiler(options: IpvsOptions): ModeCompiler<IpvsContext
     largeClusterMode: false,
     makeContext: (node) => makeIpvsContext(node, options),
     nodeBase: compileIpvsNodeBase,
-    servicePortParts: (svc, endpoints, serviceEndpoints) => ipvsServicePortParts(options, svc, endpoints, serviceEndpoints),
+    servicePortParts: (svc, endpoints) => ipvsServicePortParts(options, svc, endpoints),
     units: {
       claims: (svc) => ipvsAddressClaims(svc).map(unit),
       merge: (claims) => unit([...mergeAddressClaims(claims).values()][0] ?? { address: '', always: false }),

@@ -47,6 +47,11 @@ export const protobufFileName = "kpx/v1/rules.proto";
  * | `nft.set`        | `<table>/<set>`, e.g. `kube-proxy/cluster-ips` | nft_set  |
  * | `nft.map`        | `<table>/<map>`, e.g. `kube-proxy/service-ips` | nft_map  |
  * | `healthcheck.service` | `<healthCheckNodePort>`, e.g. `30123` | health_check_service |
+ * | `conntrack.port` | `<namespace>/<name>:<port name>/<PROTOCOL>`, e.g. `kube-system/kube-dns:dns/UDP` | conntrack_port |
+ *
+ * `healthcheck.service` and `conntrack.port` are node duties: the executor acts on them (HTTP servers, conntrack
+ * cleanup); no kernel applier, read-back or render sees them. They count in the digest like every object, so an
+ * ack proves the node has its duties too.
  *
  * The kind string and the payload case must agree; a receiver rejects an object where they do not.
  */
@@ -90,6 +95,9 @@ export interface RuleObject {
     | //
     /** kind "healthcheck.service" (every mode: a node duty, not a kernel object). */
     { $case: "healthCheckService"; value: HealthCheckService }
+    | //
+    /** kind "conntrack.port" (every mode: a node duty, not a kernel object). */
+    { $case: "conntrackPort"; value: ConntrackPort }
     | undefined;
 }
 
@@ -227,7 +235,8 @@ export interface IpsetEntries {
 /**
  * A healthCheckNodePort the node serves for a LoadBalancer service with externalTrafficPolicy Local, as
  * kube-proxy's service health server does: HTTP on that port answers 200 when the node has local endpoints
- * for the service and 503 otherwise, with kube-proxy's JSON body. Key: the port in decimal.
+ * for the service and 503 otherwise, with kube-proxy's JSON body. One per service (over all its ports) and node.
+ * Key: the port in decimal.
  */
 export interface HealthCheckService {
   /** Namespace of the Service. */
@@ -238,6 +247,26 @@ export interface HealthCheckService {
   port: number;
   /** Number of ready endpoints of the service on this node (kube-proxy's localEndpoints). */
   localEndpoints: number;
+}
+
+/**
+ * A UDP service port whose stale conntrack entries the node deletes, as kube-proxy's conntrack cleanup
+ * (pkg/proxy/conntrack/cleanup.go) does: when the port goes from no endpoints to some, or gains a frontend, the
+ * flows to a frontend whose reply source is none of its endpoints; when it loses an endpoint, the flows to each
+ * frontend replied by that endpoint. A port without endpoints has no object (its flows are left alone).
+ * Key: the service port, `<namespace>/<name>:<port name>/<PROTOCOL>`.
+ */
+export interface ConntrackPort {
+  /** "UDP". */
+  protocol: string;
+  /** The service port (of the cluster IP, external IPs and load-balancer IPs). */
+  port: number;
+  /** Cluster IP, external IPs and load-balancer IPs of the port in the rule set's family, sorted. */
+  ips: string[];
+  /** The NodePort (on any local address); 0 for none. */
+  nodePort: number;
+  /** Distinct IPs of the port's serving endpoints, sorted; never empty. */
+  endpoints: string[];
 }
 
 /** An nftables chain owned by kpx, with its complete ordered rule list. */
@@ -427,6 +456,9 @@ export const RuleObject: MessageFns<RuleObject> = {
       case "healthCheckService":
         HealthCheckService.encode(message.payload.value, writer.uint32(322).fork()).join();
         break;
+      case "conntrackPort":
+        ConntrackPort.encode(message.payload.value, writer.uint32(330).fork()).join();
+        break;
     }
     return writer;
   },
@@ -551,6 +583,14 @@ export const RuleObject: MessageFns<RuleObject> = {
             };
             continue;
           }
+          case 41: {
+            if (tag !== 330) {
+              break;
+            }
+
+            message.payload = { $case: "conntrackPort", value: ConntrackPort.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -611,6 +651,10 @@ export const RuleObject: MessageFns<RuleObject> = {
         ? { $case: "healthCheckService", value: HealthCheckService.fromJSON(object.healthCheckService) }
         : isSet(object.health_check_service)
         ? { $case: "healthCheckService", value: HealthCheckService.fromJSON(object.health_check_service) }
+        : isSet(object.conntrackPort)
+        ? { $case: "conntrackPort", value: ConntrackPort.fromJSON(object.conntrackPort) }
+        : isSet(object.conntrack_port)
+        ? { $case: "conntrackPort", value: ConntrackPort.fromJSON(object.conntrack_port) }
         : undefined,
     };
   },
@@ -645,6 +689,8 @@ export const RuleObject: MessageFns<RuleObject> = {
       obj.nftMap = NftMap.toJSON(message.payload.value);
     } else if (message.payload?.$case === "healthCheckService") {
       obj.healthCheckService = HealthCheckService.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "conntrackPort") {
+      obj.conntrackPort = ConntrackPort.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -723,6 +769,12 @@ export const RuleObject: MessageFns<RuleObject> = {
             $case: "healthCheckService",
             value: HealthCheckService.fromPartial(object.payload.value),
           };
+        }
+        break;
+      }
+      case "conntrackPort": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "conntrackPort", value: ConntrackPort.fromPartial(object.payload.value) };
         }
         break;
       }
@@ -1854,6 +1906,145 @@ export const HealthCheckService: MessageFns<HealthCheckService> = {
     message.name = object.name ?? "";
     message.port = object.port ?? 0;
     message.localEndpoints = object.localEndpoints ?? 0;
+    return message;
+  },
+};
+
+function createBaseConntrackPort(): ConntrackPort {
+  return { protocol: "", port: 0, ips: [], nodePort: 0, endpoints: [] };
+}
+
+export const ConntrackPort: MessageFns<ConntrackPort> = {
+  encode(message: ConntrackPort, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.protocol !== "") {
+      writer.uint32(10).string(message.protocol);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    for (const v of message.ips) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.nodePort !== 0) {
+      writer.uint32(32).uint32(message.nodePort);
+    }
+    for (const v of message.endpoints) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConntrackPort {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConntrackPort();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.protocol = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ips.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.nodePort = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.endpoints.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConntrackPort {
+    return {
+      protocol: isSet(object.protocol) ? globalThis.String(object.protocol) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      ips: globalThis.Array.isArray(object?.ips) ? object.ips.map((e: any) => globalThis.String(e)) : [],
+      nodePort: isSet(object.nodePort)
+        ? globalThis.Number(object.nodePort)
+        : isSet(object.node_port)
+        ? globalThis.Number(object.node_port)
+        : 0,
+      endpoints: globalThis.Array.isArray(object?.endpoints)
+        ? object.endpoints.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ConntrackPort): unknown {
+    const obj: any = {};
+    if (message.protocol !== "") {
+      obj.protocol = message.protocol;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.ips?.length) {
+      obj.ips = message.ips;
+    }
+    if (message.nodePort !== 0) {
+      obj.nodePort = Math.round(message.nodePort);
+    }
+    if (message.endpoints?.length) {
+      obj.endpoints = message.endpoints;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConntrackPort>, I>>(base?: I): ConntrackPort {
+    return ConntrackPort.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConntrackPort>, I>>(object: I): ConntrackPort {
+    const message = createBaseConntrackPort();
+    message.protocol = object.protocol ?? "";
+    message.port = object.port ?? 0;
+    message.ips = object.ips?.map((e) => e) || [];
+    message.nodePort = object.nodePort ?? 0;
+    message.endpoints = object.endpoints?.map((e) => e) || [];
     return message;
   },
 };

@@ -28,7 +28,12 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = join(ROOT, 'bench/out');
 
 /** Issue #3's targets. */
-const TARGETS = Object.freeze({ heapBytes: 1.5 * 2 ** 30, perNodeHeapBytes: 100 * 1024, perNodeDeltaBytes: 2 * 1024, changeP50Ms: 50 });
+const TARGETS = Object.freeze({
+  heapBytes: 1.5 * 2 ** 30,
+  perNodeHeapBytes: 100 * 1024,
+  perNodeDeltaBytes: 2 * 1024,
+  changeP50Ms: 50,
+});
 
 const SECTIONS = {
   initial: 'first sync: compile every node and publish (runs with every in-process section)',
@@ -57,7 +62,9 @@ const USAGE = `usage: node --expose-gc bench/controller.mjs [options]
   --check              exit 1 when a target is missed
 
 sections:
-${Object.entries(SECTIONS).map(([k, v]) => `  ${k.padEnd(8)} ${v}`).join('\n')}
+${Object.entries(SECTIONS)
+  .map(([k, v]) => `  ${k.padEnd(8)} ${v}`)
+  .join('\n')}
 `;
 
 function parseOptions(argv) {
@@ -83,11 +90,19 @@ function parseOptions(argv) {
   });
   const int = (name, min) => {
     const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(values[name])}`);
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(values[name])}`);
     return n;
   };
-  const only = values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(SECTIONS);
-  for (const s of only) if (!(s in SECTIONS)) throw new Error(`unknown section ${JSON.stringify(s)}: choose from ${Object.keys(SECTIONS).join(', ')}`);
+  const only = values.only
+    ? values.only
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : Object.keys(SECTIONS);
+  for (const s of only)
+    if (!(s in SECTIONS))
+      throw new Error(`unknown section ${JSON.stringify(s)}: choose from ${Object.keys(SECTIONS).join(', ')}`);
   const nodes = int('nodes', 2);
   return {
     help: values.help ?? false,
@@ -98,11 +113,15 @@ function parseOptions(argv) {
     extraNodes: int('extra-nodes', 1),
     changes: int('changes', 1),
     localChanges: int('local-changes', 0),
-    natsNodes: values['nats-nodes'] === undefined ? [nodes] : values['nats-nodes'].split(',').map((x) => {
-      const n = Number(x);
-      if (!Number.isInteger(n) || n < 2) throw new Error(`--nats-nodes: ${JSON.stringify(x)} is not an integer >= 2`);
-      return n;
-    }),
+    natsNodes:
+      values['nats-nodes'] === undefined
+        ? [nodes]
+        : values['nats-nodes'].split(',').map((x) => {
+            const n = Number(x);
+            if (!Number.isInteger(n) || n < 2)
+              throw new Error(`--nats-nodes: ${JSON.stringify(x)} is not an integer >= 2`);
+            return n;
+          }),
     natsChanges: int('nats-changes', 1),
     publishConcurrency: int('publish-concurrency', 1),
     noAsyncTraces: values['no-async-traces'] ?? false,
@@ -135,8 +154,16 @@ function stats(values) {
   return { p50: pct(values, 50), p90: pct(values, 90), min: pct(values, 0), max: pct(values, 100), n: values.length };
 }
 
-const fmtMs = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`);
-const fmtBytes = (b) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${Math.round(b)} B`);
+const fmtMs = (ms) =>
+  ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`;
+const fmtBytes = (b) =>
+  b >= 2 ** 30
+    ? `${(b / 2 ** 30).toFixed(2)} GiB`
+    : b >= 2 ** 20
+      ? `${(b / 2 ** 20).toFixed(1)} MiB`
+      : b >= 1024
+        ? `${(b / 1024).toFixed(1)} KiB`
+        : `${Math.round(b)} B`;
 
 function ip4(text) {
   return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
@@ -251,7 +278,8 @@ async function timedChange(pipeline, sink, syncs, object) {
   if (s.length > 1) throw new Error(`one change caused ${s.length} syncs`);
   const deltas = sink.deltas;
   const counted = deltas.reduce((n, d) => n + d.bytes, 0);
-  if (s[0] && !Number.isNaN(counted) && s[0].bytes !== counted) throw new Error(`the pipeline reports ${s[0].bytes} bytes, the sink counted ${counted}`);
+  if (s[0] && !Number.isNaN(counted) && s[0].bytes !== counted)
+    throw new Error(`the pipeline reports ${s[0].bytes} bytes, the sink counted ${counted}`);
   return {
     ms: (deltas.length ? sink.lastAt : tSettled) - t0,
     // CPU time of this process (all threads, GC included) from onEvent to settled: less sensitive than wall
@@ -326,14 +354,23 @@ async function runInProcess(opts, tracer, results, lines) {
 
   // What the later sections change: kept; the rest of the synthetic objects are dropped before heap figures.
   const changeTargets = pickServices(cluster, opts.changes + 5, (svc) => !isLocal(svc));
-  const localTargets = opts.localChanges > 0 ? pickServices(cluster, opts.localChanges, (svc) => svc.spec.externalTrafficPolicy === 'Local') : [];
+  const localTargets =
+    opts.localChanges > 0
+      ? pickServices(cluster, opts.localChanges, (svc) => svc.spec.externalTrafficPolicy === 'Local')
+      : [];
   const nodeObjects = cluster.nodes;
   const initialNodes = nodeObjects.slice(0, opts.nodes);
   const extraNodes = nodeObjects.slice(opts.nodes);
   const newPod = podAllocator(nodeObjects, cluster.slices);
 
   const sink = new CountingSink();
-  const { pipeline, syncs } = makePipeline({ options, sink, generations: new MemoryGenerationStore(), tracer, publishConcurrency: opts.publishConcurrency });
+  const { pipeline, syncs } = makePipeline({
+    options,
+    sink,
+    generations: new MemoryGenerationStore(),
+    tracer,
+    publishConcurrency: opts.publishConcurrency,
+  });
   const tLoad = performance.now();
   feed(pipeline, initialNodes);
   feed(pipeline, cluster.services);
@@ -348,10 +385,19 @@ async function runInProcess(opts, tracer, results, lines) {
   await pipeline.settle();
   const firstMs = performance.now() - tSync;
   const first = syncs[0];
-  if (!first || sink.deltas.length !== opts.nodes) throw new Error(`first sync published ${sink.deltas.length} deltas for ${opts.nodes} nodes`);
-  results.initial = { loadMs, firstSyncMs: firstMs, compileMs: first.compileSeconds * 1000, deltas: sink.deltas.length, bytes: first.bytes };
+  if (!first || sink.deltas.length !== opts.nodes)
+    throw new Error(`first sync published ${sink.deltas.length} deltas for ${opts.nodes} nodes`);
+  results.initial = {
+    loadMs,
+    firstSyncMs: firstMs,
+    compileMs: first.compileSeconds * 1000,
+    deltas: sink.deltas.length,
+    bytes: first.bytes,
+  };
   lines.push(`load ${initialNodes.length + st.services + st.slices} source events into the pipeline: ${fmtMs(loadMs)}`);
-  lines.push(`first sync (${opts.nodes} nodes): ${fmtMs(firstMs)} onSynced -> all published; compile ${fmtMs(first.compileSeconds * 1000)}; ${sink.deltas.length} snapshot deltas, ${fmtBytes(first.bytes)}`);
+  lines.push(
+    `first sync (${opts.nodes} nodes): ${fmtMs(firstMs)} onSynced -> all published; compile ${fmtMs(first.compileSeconds * 1000)}; ${sink.deltas.length} snapshot deltas, ${fmtBytes(first.bytes)}`,
+  );
   // Replicas of a few nodes, built from their snapshots: every later delta is applied to them and must reach
   // the digest the controller announces; at the end their digests must equal the controller's.
   for (let i = 0; i < Math.min(opts.verify, opts.nodes); i++) {
@@ -401,8 +447,12 @@ async function runInProcess(opts, tracer, results, lines) {
     };
     if (heapN === undefined) lines.push('heap: run node with --expose-gc for heap figures');
     else {
-      lines.push(`heap after GC: ${fmtBytes(heapN)} at ${opts.nodes} nodes (process baseline ${fmtBytes(baseHeap)}); ${fmtBytes(heapN2)} at ${opts.nodes + opts.extraNodes}; rss ${fmtBytes(results.memory.rss)}`);
-      lines.push(`  growth per extra node: ${fmtBytes(results.memory.perExtraNode)}; ${opts.extraNodes} nodes joined in one sync: ${fmtMs(joinMs)}, ${joined} deltas (and left again: ${fmtMs(leaveMs)}, no delta)`);
+      lines.push(
+        `heap after GC: ${fmtBytes(heapN)} at ${opts.nodes} nodes (process baseline ${fmtBytes(baseHeap)}); ${fmtBytes(heapN2)} at ${opts.nodes + opts.extraNodes}; rss ${fmtBytes(results.memory.rss)}`,
+      );
+      lines.push(
+        `  growth per extra node: ${fmtBytes(results.memory.perExtraNode)}; ${opts.extraNodes} nodes joined in one sync: ${fmtMs(joinMs)}, ${joined} deltas (and left again: ${fmtMs(leaveMs)}, no delta)`,
+      );
     }
   }
   const liveNodes = initialNodes;
@@ -425,14 +475,20 @@ async function runInProcess(opts, tracer, results, lines) {
       if (samples.length === opts.changes) break;
     }
     sink.reset();
-    results.changes = { kind: 'one endpoint replaced by a new pod (new IP, same node)', nodesTotal: liveNodes.length, ...summarizeChanges(samples) };
+    results.changes = {
+      kind: 'one endpoint replaced by a new pod (new IP, same node)',
+      nodesTotal: liveNodes.length,
+      ...summarizeChanges(samples),
+    };
     const c = results.changes;
     lines.push(`one-endpoint change (pod replaced), ${samples.length} services, ${liveNodes.length} nodes:`);
     lines.push(
       `  onEvent -> all deltas published: p50 ${fmtMs(c.latencyMs.p50)}, p90 ${fmtMs(c.latencyMs.p90)}, max ${fmtMs(c.latencyMs.max)} ` +
         `(compile p50 ${fmtMs(c.compileMs.p50)}; process CPU p50 ${fmtMs(c.cpuMs.p50)}, p90 ${fmtMs(c.cpuMs.p90)})`,
     );
-    lines.push(`  nodes with a delta: p50 ${c.nodes.p50} of ${liveNodes.length}; bytes per node p50 ${fmtBytes(c.bytesPerNode.p50)} (p90 ${fmtBytes(c.bytesPerNode.p90)}, largest ${fmtBytes(c.bytesPerNodeMax.max)}); total p50 ${fmtBytes(c.bytesTotal.p50)}`);
+    lines.push(
+      `  nodes with a delta: p50 ${c.nodes.p50} of ${liveNodes.length}; bytes per node p50 ${fmtBytes(c.bytesPerNode.p50)} (p90 ${fmtBytes(c.bytesPerNode.p90)}, largest ${fmtBytes(c.bytesPerNodeMax.max)}); total p50 ${fmtBytes(c.bytesTotal.p50)}`,
+    );
   }
 
   // Node-specific: an eTP Local endpoint moves to another node.
@@ -440,9 +496,14 @@ async function runInProcess(opts, tracer, results, lines) {
     const samples = [];
     let k = 0;
     for (const t of localTargets) {
-      const index = Math.max(0, t.slice.endpoints.findIndex((e) => e.conditions.ready));
+      const index = Math.max(
+        0,
+        t.slice.endpoints.findIndex((e) => e.conditions.ready),
+      );
       const from = t.slice.endpoints[index].nodeName;
-      const to = liveNodes[(liveNodes.findIndex((n) => n.metadata.name === from) + 1 + 37 * k++) % liveNodes.length].metadata.name;
+      const to =
+        liveNodes[(liveNodes.findIndex((n) => n.metadata.name === from) + 1 + 37 * k++) % liveNodes.length].metadata
+          .name;
       const toZone = liveNodes.find((n) => n.metadata.name === to).metadata.labels['topology.kubernetes.io/zone'];
       const next = replaceEndpoint(t.slice, index, newPod(to), { name: to, zone: toZone });
       const r = await timedChange(pipeline, sink, syncs, next);
@@ -450,29 +511,52 @@ async function runInProcess(opts, tracer, results, lines) {
       const special = new Set([from, to]);
       const sizes = r.nodeNames.map((node, j) => ({ node, bytes: r.bytes[j] }));
       const others = sizes.filter((s) => !special.has(s.node)).map((s) => s.bytes);
-      samples.push({ ...r, from, to, specialBytes: sizes.filter((s) => special.has(s.node)).map((s) => s.bytes), otherBytes: pct(others, 50) });
+      samples.push({
+        ...r,
+        from,
+        to,
+        specialBytes: sizes.filter((s) => special.has(s.node)).map((s) => s.bytes),
+        otherBytes: pct(others, 50),
+      });
     }
     sink.reset();
     results.local = {
       kind: 'eTP Local service: one endpoint moves to another node (new pod IP there)',
       ...summarizeChanges(samples),
-      moves: samples.map((s) => ({ from: s.from, to: s.to, nodes: s.nodes, fromOrToBytes: s.specialBytes, otherNodesBytesP50: s.otherBytes })),
+      moves: samples.map((s) => ({
+        from: s.from,
+        to: s.to,
+        nodes: s.nodes,
+        fromOrToBytes: s.specialBytes,
+        otherNodesBytesP50: s.otherBytes,
+      })),
     };
     const l = results.local;
     lines.push(`eTP Local endpoint moves node, ${samples.length} services:`);
-    lines.push(`  nodes with a delta: p50 ${l.nodes.p50} of ${liveNodes.length}; the two nodes involved: ${samples.map((s) => s.specialBytes.map(fmtBytes).join('+')).join(', ')}; other nodes p50 ${fmtBytes(pct(samples.map((s) => s.otherBytes), 50))}; latency p50 ${fmtMs(l.latencyMs.p50)} (process CPU p50 ${fmtMs(l.cpuMs.p50)})`);
+    lines.push(
+      `  nodes with a delta: p50 ${l.nodes.p50} of ${liveNodes.length}; the two nodes involved: ${samples.map((s) => s.specialBytes.map(fmtBytes).join('+')).join(', ')}; other nodes p50 ${fmtBytes(
+        pct(
+          samples.map((s) => s.otherBytes),
+          50,
+        ),
+      )}; latency p50 ${fmtMs(l.latencyMs.p50)} (process CPU p50 ${fmtMs(l.cpuMs.p50)})`,
+    );
   }
 
   for (const [name, replica] of sink.replicas) {
     const want = await pipeline.snapshot(name, IPFamily.IPv4);
-    if (replica.digest !== want.digest || replica.generation !== want.generation) throw new Error(`replica of ${name} diverged from the controller's state`);
+    if (replica.digest !== want.digest || replica.generation !== want.generation)
+      throw new Error(`replica of ${name} diverged from the controller's state`);
   }
   if (results.memory?.heapAtN !== undefined && (opts.sections.has('changes') || opts.sections.has('local'))) {
     results.memory.heapAfterChanges = gcHeap();
     lines.push(`heap after GC once the changes are done: ${fmtBytes(results.memory.heapAfterChanges)}`);
   }
   results.verified = { nodes: [...sink.replicas.keys()], deltasApplied: sink.applied };
-  if (sink.replicas.size) lines.push(`verified: ${sink.applied} deltas applied to replicas of ${sink.replicas.size} nodes reach the controller's digests`);
+  if (sink.replicas.size)
+    lines.push(
+      `verified: ${sink.applied} deltas applied to replicas of ${sink.replicas.size} nodes reach the controller's digests`,
+    );
   await pipeline.stop();
 }
 
@@ -480,7 +564,12 @@ async function runNats(opts, natsNodes, tracer, results, lines) {
   const { startNatsServer } = await import('@kpx/testing');
   const { connect } = await import('@nats-io/transport-node');
   const { jetstream, jetstreamManager } = await import('@nats-io/jetstream');
-  const cluster = synthCluster({ services: opts.services, endpoints: opts.endpoints, nodes: natsNodes, seed: opts.seed });
+  const cluster = synthCluster({
+    services: opts.services,
+    endpoints: opts.endpoints,
+    nodes: natsNodes,
+    seed: opts.seed,
+  });
   const { config } = loadKubeProxyConfig(JSON.stringify(kubeProxyConfig(cluster)));
   const options = iptablesOptionsFromConfig(config, IPFamily.IPv4);
   const targets = pickServices(cluster, opts.natsChanges + 3, (svc) => !isLocal(svc));
@@ -489,9 +578,19 @@ async function runNats(opts, natsNodes, tracer, results, lines) {
   const nc = await connect({ servers: server.url, ...(opts.noAsyncTraces ? { noAsyncTraces: true } : {}) });
   try {
     const js = jetstream(nc);
-    const ports = await natsPorts(js, await jetstreamManager(nc), { historyPerSubject: 100, maxAgeMs: 0, snapshotsKept: 0 });
+    const ports = await natsPorts(js, await jetstreamManager(nc), {
+      historyPerSubject: 100,
+      maxAgeMs: 0,
+      snapshotsKept: 0,
+    });
     const sink = new CountingSink(ports.sink);
-    const { pipeline, syncs } = makePipeline({ options, sink, generations: ports.generations, tracer, publishConcurrency: opts.publishConcurrency });
+    const { pipeline, syncs } = makePipeline({
+      options,
+      sink,
+      generations: ports.generations,
+      tracer,
+      publishConcurrency: opts.publishConcurrency,
+    });
     feed(pipeline, cluster.nodes);
     feed(pipeline, cluster.services);
     feed(pipeline, cluster.slices);
@@ -499,13 +598,17 @@ async function runNats(opts, natsNodes, tracer, results, lines) {
     pipeline.onSynced();
     await pipeline.settle();
     const firstMs = performance.now() - t0;
-    if (sink.deltas.length !== natsNodes) throw new Error(`nats: first sync published ${sink.deltas.length} deltas for ${natsNodes} nodes`);
+    if (sink.deltas.length !== natsNodes)
+      throw new Error(`nats: first sync published ${sink.deltas.length} deltas for ${natsNodes} nodes`);
     const samples = [];
     let i = 0;
     let serverCpu0;
     for (const t of targets) {
       if (i === 3) serverCpu0 = await processCpuMs(server.pid);
-      const index = Math.max(0, t.slice.endpoints.findIndex((e) => e.conditions.ready));
+      const index = Math.max(
+        0,
+        t.slice.endpoints.findIndex((e) => e.conditions.ready),
+      );
       const next = replaceEndpoint(t.slice, index, newPod(t.slice.endpoints[index].nodeName));
       const r = await timedChange(pipeline, sink, syncs, next);
       t.slice = next;
@@ -513,12 +616,23 @@ async function runNats(opts, natsNodes, tracer, results, lines) {
     }
     const serverCpu1 = await processCpuMs(server.pid);
     await pipeline.stop();
-    const serverCpuMs = serverCpu0 !== undefined && serverCpu1 !== undefined ? (serverCpu1 - serverCpu0) / samples.length : undefined;
-    const n = { nodesTotal: natsNodes, noAsyncTraces: opts.noAsyncTraces, firstSyncMs: firstMs, serverCpuMsPerChange: serverCpuMs, ...summarizeChanges(samples) };
+    const serverCpuMs =
+      serverCpu0 !== undefined && serverCpu1 !== undefined ? (serverCpu1 - serverCpu0) / samples.length : undefined;
+    const n = {
+      nodesTotal: natsNodes,
+      noAsyncTraces: opts.noAsyncTraces,
+      firstSyncMs: firstMs,
+      serverCpuMsPerChange: serverCpuMs,
+      ...summarizeChanges(samples),
+    };
     (results.nats ??= []).push(n);
     lines.push(`through nats-server (JetStream, ${natsNodes} nodes, separate pipeline; snapshots not stored):`);
-    lines.push(`  first sync ${fmtMs(firstMs)}; one-endpoint change -> all ${n.nodes.p50} deltas acked by JetStream: p50 ${fmtMs(n.latencyMs.p50)}, p90 ${fmtMs(n.latencyMs.p90)} (compile p50 ${fmtMs(n.compileMs.p50)})`);
-    lines.push(`  CPU per change: controller process p50 ${fmtMs(n.cpuMs.p50)}; nats-server mean ${serverCpuMs === undefined ? '?' : fmtMs(serverCpuMs)}`);
+    lines.push(
+      `  first sync ${fmtMs(firstMs)}; one-endpoint change -> all ${n.nodes.p50} deltas acked by JetStream: p50 ${fmtMs(n.latencyMs.p50)}, p90 ${fmtMs(n.latencyMs.p90)} (compile p50 ${fmtMs(n.compileMs.p50)})`,
+    );
+    lines.push(
+      `  CPU per change: controller process p50 ${fmtMs(n.cpuMs.p50)}; nats-server mean ${serverCpuMs === undefined ? '?' : fmtMs(serverCpuMs)}`,
+    );
   } finally {
     await nc.close();
     await server.stop();
@@ -529,15 +643,40 @@ function verdicts(opts, results) {
   const out = [];
   const add = (name, value, target, ok, note = '') => out.push({ name, value, target, ok, note });
   if (results.memory?.heapAtN !== undefined) {
-    add(`heap after GC at ${opts.nodes} nodes`, fmtBytes(results.memory.heapAtN), '< 1.5 GiB', results.memory.heapAtN < TARGETS.heapBytes);
-    add('heap per extra node', fmtBytes(results.memory.perExtraNode), '< 100 KB', results.memory.perExtraNode < TARGETS.perNodeHeapBytes);
+    add(
+      `heap after GC at ${opts.nodes} nodes`,
+      fmtBytes(results.memory.heapAtN),
+      '< 1.5 GiB',
+      results.memory.heapAtN < TARGETS.heapBytes,
+    );
+    add(
+      'heap per extra node',
+      fmtBytes(results.memory.perExtraNode),
+      '< 100 KB',
+      results.memory.perExtraNode < TARGETS.perNodeHeapBytes,
+    );
   }
   if (results.changes) {
-    add('bytes per node, one-endpoint change (p50)', fmtBytes(results.changes.bytesPerNode.p50), '< 2 KB', results.changes.bytesPerNode.p50 < TARGETS.perNodeDeltaBytes);
-    add('change -> all deltas published (p50, in-memory sink)', fmtMs(results.changes.latencyMs.p50), '< 50 ms', results.changes.latencyMs.p50 < TARGETS.changeP50Ms);
+    add(
+      'bytes per node, one-endpoint change (p50)',
+      fmtBytes(results.changes.bytesPerNode.p50),
+      '< 2 KB',
+      results.changes.bytesPerNode.p50 < TARGETS.perNodeDeltaBytes,
+    );
+    add(
+      'change -> all deltas published (p50, in-memory sink)',
+      fmtMs(results.changes.latencyMs.p50),
+      '< 50 ms',
+      results.changes.latencyMs.p50 < TARGETS.changeP50Ms,
+    );
   }
   for (const n of results.nats ?? []) {
-    add(`change -> all deltas published (p50, nats-server, ${n.nodesTotal} nodes)`, fmtMs(n.latencyMs.p50), '< 50 ms', n.latencyMs.p50 < TARGETS.changeP50Ms);
+    add(
+      `change -> all deltas published (p50, nats-server, ${n.nodesTotal} nodes)`,
+      fmtMs(n.latencyMs.p50),
+      '< 50 ms',
+      n.latencyMs.p50 < TARGETS.changeP50Ms,
+    );
   }
   return out;
 }
@@ -558,14 +697,23 @@ async function main() {
   const tracing = startTracing({ serviceName: 'kpx-bench-controller' });
   const results = {
     date: new Date().toISOString(),
-    machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memGB: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, kernel: release(), loadavgStart: loadavg() },
+    machine: {
+      nproc: cpus().length,
+      cpu: cpus()[0]?.model,
+      memGB: +(totalmem() / 2 ** 30).toFixed(1),
+      node: process.version,
+      kernel: release(),
+      loadavgStart: loadavg(),
+    },
     params: { ...opts, sections: [...opts.sections] },
   };
   const lines = [];
   const say = () => {
     for (const l of lines.splice(0)) process.stdout.write(`${l}\n`);
   };
-  process.stdout.write(`kpx controller benchmark: S=${opts.services} E=${opts.endpoints} N=${opts.nodes}, seed ${opts.seed}; ${results.machine.nproc} CPUs (${results.machine.cpu}), node ${process.version}\n`);
+  process.stdout.write(
+    `kpx controller benchmark: S=${opts.services} E=${opts.endpoints} N=${opts.nodes}, seed ${opts.seed}; ${results.machine.nproc} CPUs (${results.machine.cpu}), node ${process.version}\n`,
+  );
   try {
     if (opts.sections.has('initial')) {
       await runInProcess(opts, tracing.tracer, results, lines);
@@ -586,12 +734,17 @@ async function main() {
   results.machine.loadavgEnd = loadavg();
   results.verdicts = verdicts(opts, results);
   process.stdout.write('\ntarget                                                   value        target     verdict\n');
-  for (const v of results.verdicts) process.stdout.write(`${v.name.padEnd(56)} ${v.value.padEnd(12)} ${v.target.padEnd(10)} ${v.ok ? 'met' : 'MISSED'}\n`);
+  for (const v of results.verdicts)
+    process.stdout.write(
+      `${v.name.padEnd(56)} ${v.value.padEnd(12)} ${v.target.padEnd(10)} ${v.ok ? 'met' : 'MISSED'}\n`,
+    );
   await mkdir(OUT, { recursive: true });
   const json = `${JSON.stringify(results, null, 2)}\n`;
   await writeFile(join(OUT, `controller-${results.date.replace(/[:.]/g, '-')}.json`), json);
   await writeFile(join(OUT, 'controller-latest.json'), json);
-  process.stdout.write(`\nload average at start ${results.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}, at end ${results.machine.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} (${results.machine.nproc} CPUs)\nfigures: ${join('bench/out', 'controller-latest.json')}\n`);
+  process.stdout.write(
+    `\nload average at start ${results.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}, at end ${results.machine.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} (${results.machine.nproc} CPUs)\nfigures: ${join('bench/out', 'controller-latest.json')}\n`,
+  );
   return opts.check && results.verdicts.some((v) => !v.ok) ? 1 : 0;
 }
 

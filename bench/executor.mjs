@@ -40,7 +40,15 @@ const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
-const summary = (xs) => ({ median: quantile(xs, 0.5), p90: quantile(xs, 0.9), p99: quantile(xs, 0.99), min: Math.min(...xs), max: Math.max(...xs), n: xs.length, samples: xs });
+const summary = (xs) => ({
+  median: quantile(xs, 0.5),
+  p90: quantile(xs, 0.9),
+  p99: quantile(xs, 0.99),
+  min: Math.min(...xs),
+  max: Math.max(...xs),
+  n: xs.length,
+  samples: xs,
+});
 const fmt = (ms) => `${ms.toFixed(1)} ms`;
 /** Each sample as it is measured (stderr): a long run that dies late still leaves its figures. */
 const progress = (line) => process.stderr.write(`  [${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -65,16 +73,26 @@ async function benchApply() {
   try {
     const applier = createIptablesApplier({ family: 'IPv4', netns: ns });
     let t = performance.now();
-    await applier.fullRestore(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
+    await applier.fullRestore(
+      fam
+        .objects(node)
+        .map((o) => o.wire)
+        .filter(isIptablesObject),
+    );
     const firstFull = performance.now() - t;
     progress(`first full restore of ${fam.objects(node).length} objects: ${fmt(firstFull)}`);
     for (let k = 0; k < reps; k++) {
       state.upsertEndpointSlice(flipEndpoint(slice, k));
-      const changes = fam.sync({ state, services: new Set([svcKey]), nodes: new Set(), endpointsOnly: new Set([svcKey]) }).filter((c) => c.node === node);
+      const changes = fam
+        .sync({ state, services: new Set([svcKey]), nodes: new Set(), endpointsOnly: new Set([svcKey]) })
+        .filter((c) => c.node === node);
       const change = changes[0];
       objectsPerDelta.push(change.upserts.length + change.deletes.length);
       t = performance.now();
-      await applier.applyDelta({ upserts: change.upserts.map((u) => u.wire).filter(isIptablesObject), deletes: change.deletes.filter(isIptablesObject) });
+      await applier.applyDelta({
+        upserts: change.upserts.map((u) => u.wire).filter(isIptablesObject),
+        deletes: change.deletes.filter(isIptablesObject),
+      });
       deltaMs.push(performance.now() - t);
       progress(`rep ${k + 1}/${reps}: one-endpoint delta (${objectsPerDelta[k]} objects) ${fmt(deltaMs[k])}`);
       // The same state, programmed from scratch (what a resync costs): flush kpx's tables, then a full restore.
@@ -83,7 +101,12 @@ async function benchApply() {
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'filter', '-F']);
       execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'filter', '-X']);
       t = performance.now();
-      await applier.fullRestore(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
+      await applier.fullRestore(
+        fam
+          .objects(node)
+          .map((o) => o.wire)
+          .filter(isIptablesObject),
+      );
       fullMs.push(performance.now() - t);
       progress(`rep ${k + 1}/${reps}: full restore ${fmt(fullMs[k])}`);
     }
@@ -91,15 +114,36 @@ async function benchApply() {
     const rb = await applier.readBack();
     const readBackMs = performance.now() - t;
     // The kernel's part of the node's state: not its healthcheck.service objects (the executor's health servers).
-    const desired = digestOf(fam.objects(node).map((o) => o.wire).filter(isIptablesObject));
+    const desired = digestOf(
+      fam
+        .objects(node)
+        .map((o) => o.wire)
+        .filter(isIptablesObject),
+    );
     if (rb.digest !== desired) throw new Error('read-back digest differs from the desired state after the benchmark');
-    progress(`read-back (iptables-save, and the kernel's spelling of every rule the first time): ${fmt(readBackMs)}, digest equal to the desired one`);
-    results.figures.apply = { services: S, objects: fam.objects(node).length, firstFullRestoreMs: firstFull, readBackMs, delta: summary(deltaMs), full: summary(fullMs), objectsPerDelta };
+    progress(
+      `read-back (iptables-save, and the kernel's spelling of every rule the first time): ${fmt(readBackMs)}, digest equal to the desired one`,
+    );
+    results.figures.apply = {
+      services: S,
+      objects: fam.objects(node).length,
+      firstFullRestoreMs: firstFull,
+      readBackMs,
+      delta: summary(deltaMs),
+      full: summary(fullMs),
+      objectsPerDelta,
+    };
     if (reps === 0) return;
     const ratio = quantile(fullMs, 0.5) / quantile(deltaMs, 0.5);
-    console.log(`apply (S=${S}, ${fam.objects(node).length} objects on ${node}, ${reps} interleaved pairs, read-back digest verified)`);
-    console.log(`  one-endpoint delta   median ${fmt(quantile(deltaMs, 0.5))}  (min ${fmt(Math.min(...deltaMs))}, max ${fmt(Math.max(...deltaMs))}; ${objectsPerDelta[0]} objects)`);
-    console.log(`  full restore         median ${fmt(quantile(fullMs, 0.5))}  (min ${fmt(Math.min(...fullMs))}, max ${fmt(Math.max(...fullMs))})`);
+    console.log(
+      `apply (S=${S}, ${fam.objects(node).length} objects on ${node}, ${reps} interleaved pairs, read-back digest verified)`,
+    );
+    console.log(
+      `  one-endpoint delta   median ${fmt(quantile(deltaMs, 0.5))}  (min ${fmt(Math.min(...deltaMs))}, max ${fmt(Math.max(...deltaMs))}; ${objectsPerDelta[0]} objects)`,
+    );
+    console.log(
+      `  full restore         median ${fmt(quantile(fullMs, 0.5))}  (min ${fmt(Math.min(...fullMs))}, max ${fmt(Math.max(...fullMs))})`,
+    );
     console.log(`  ratio full/delta     ${ratio.toFixed(1)}x   (target >= 50x)`);
     results.figures.apply.ratio = ratio;
   } finally {
@@ -136,7 +180,20 @@ async function benchLatency() {
       tracer: tracing.tracer,
     });
     for (const n of cluster.nodes) {
-      executors.push(await runExecutor({ node: n.metadata.name, natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => new MemoryBackend(), families: ['IPv4'], healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'error', driftCheckMs: 0, tracer: tracing.tracer }));
+      executors.push(
+        await runExecutor({
+          node: n.metadata.name,
+          natsUrl: nats.url,
+          controller: controller.grpcAddress,
+          createBackend: () => new MemoryBackend(),
+          families: ['IPv4'],
+          healthzListen: '127.0.0.1:0',
+          metricsListen: '127.0.0.1:0',
+          logLevel: 'error',
+          driftCheckMs: 0,
+          tracer: tracing.tracer,
+        }),
+      );
     }
     const allAcked = (g) => {
       const s = controller.pipeline.tracker.status();
@@ -164,8 +221,12 @@ async function benchLatency() {
       samples.push(performance.now() - t0);
     }
     results.figures.latency = { executors: N, services: S, ...summary(samples) };
-    console.log(`latency (file change -> every ack; ${N} dry-run executors, S=${S}, ${changes} changes; includes the 20 ms file-watch debounce)`);
-    console.log(`  p50 ${fmt(quantile(samples, 0.5))}  p90 ${fmt(quantile(samples, 0.9))}  p99 ${fmt(quantile(samples, 0.99))}  max ${fmt(Math.max(...samples))}   (target p99 < 500 ms)`);
+    console.log(
+      `latency (file change -> every ack; ${N} dry-run executors, S=${S}, ${changes} changes; includes the 20 ms file-watch debounce)`,
+    );
+    console.log(
+      `  p50 ${fmt(quantile(samples, 0.5))}  p90 ${fmt(quantile(samples, 0.9))}  p99 ${fmt(quantile(samples, 0.99))}  max ${fmt(Math.max(...samples))}   (target p99 < 500 ms)`,
+    );
   } finally {
     for (const e of executors) await e.stop();
     await controller?.stop();

@@ -21,7 +21,12 @@ import { parseArgs } from 'node:util';
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out');
 const { values } = parseArgs({
-  options: { chains: { type: 'string', default: '5000,10000,20000,40000' }, reps: { type: 'string', default: '3' }, batch: { type: 'string', default: '5000' }, help: { type: 'boolean' } },
+  options: {
+    chains: { type: 'string', default: '5000,10000,20000,40000' },
+    reps: { type: 'string', default: '3' },
+    batch: { type: 'string', default: '5000' },
+    help: { type: 'boolean' },
+  },
 });
 if (values.help) {
   process.stdout.write('usage: sudo node bench/noflush.mjs [--chains N,N,...] [--reps R] [--batch B]\n');
@@ -30,7 +35,13 @@ if (values.help) {
 const sizes = values.chains.split(',').map(Number);
 const reps = Number(values.reps);
 const batch = Number(values.batch);
-if (sizes.some((n) => !Number.isInteger(n) || n < 2) || !Number.isInteger(reps) || reps < 1 || !Number.isInteger(batch) || batch < 2) {
+if (
+  sizes.some((n) => !Number.isInteger(n) || n < 2) ||
+  !Number.isInteger(reps) ||
+  reps < 1 ||
+  !Number.isInteger(batch) ||
+  batch < 2
+) {
   throw new Error('--chains takes integers of at least 2, --reps a positive integer, --batch an integer of at least 2');
 }
 
@@ -83,14 +94,26 @@ for (const n of sizes) {
     t.again.push(timed(inNs('iptables-restore', '--noflush'), text));
     freshNs();
     t.batches.push(batches.reduce((ms, b) => ms + timed(inNs('iptables-restore', '--noflush'), b), 0));
-    process.stderr.write(`  ${n} chains, rep ${r + 1}: table ${t.table[r].toFixed(0)} ms, noflush ${t.noflush[r].toFixed(0)} ms, again ${t.again[r].toFixed(0)} ms, batches ${t.batches[r].toFixed(0)} ms\n`);
+    process.stderr.write(
+      `  ${n} chains, rep ${r + 1}: table ${t.table[r].toFixed(0)} ms, noflush ${t.noflush[r].toFixed(0)} ms, again ${t.again[r].toFixed(0)} ms, batches ${t.batches[r].toFixed(0)} ms\n`,
+    );
   }
-  results.push({ chains: n, rules: 2 * n, table: median(t.table), noflush: median(t.noflush), again: median(t.again), batches: median(t.batches), samples: t });
+  results.push({
+    chains: n,
+    rules: 2 * n,
+    table: median(t.table),
+    noflush: median(t.noflush),
+    again: median(t.again),
+    batches: median(t.batches),
+    samples: t,
+  });
 }
 spawnSync('ip', ['netns', 'del', ns]);
 
 process.stdout.write(`\niptables-restore, N chains of 2 rules in nat; ${version}; medians of ${reps}\n\n`);
-process.stdout.write(`chains    whole table   --noflush (empty)   --noflush (same chains there)   noflush / table   --noflush, batches of ${batch}\n`);
+process.stdout.write(
+  `chains    whole table   --noflush (empty)   --noflush (same chains there)   noflush / table   --noflush, batches of ${batch}\n`,
+);
 for (const r of results) {
   process.stdout.write(
     `${String(r.chains).padStart(6)}  ${r.table.toFixed(0).padStart(10)} ms  ${r.noflush.toFixed(0).padStart(14)} ms  ${r.again.toFixed(0).padStart(26)} ms  ${(r.noflush / r.table).toFixed(1).padStart(14)}x  ${r.batches.toFixed(0).padStart(20)} ms\n`,
@@ -99,7 +122,12 @@ for (const r of results) {
 for (let i = 1; i < results.length; i++) {
   const a = results[i - 1];
   const b = results[i];
-  process.stdout.write(`${a.chains} -> ${b.chains} chains (x${(b.chains / a.chains).toFixed(1)}): whole table x${(b.table / a.table).toFixed(1)}, --noflush x${(b.noflush / a.noflush).toFixed(1)}\n`);
+  process.stdout.write(
+    `${a.chains} -> ${b.chains} chains (x${(b.chains / a.chains).toFixed(1)}): whole table x${(b.table / a.table).toFixed(1)}, --noflush x${(b.noflush / a.noflush).toFixed(1)}\n`,
+  );
 }
 mkdirSync(OUT, { recursive: true });
-writeFileSync(join(OUT, 'noflush-latest.json'), JSON.stringify({ at: new Date().toISOString(), version, reps, batch, results }, null, 2));
+writeFileSync(
+  join(OUT, 'noflush-latest.json'),
+  JSON.stringify({ at: new Date().toISOString(), version, reps, batch, results }, null, 2),
+);

@@ -44,7 +44,9 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  process.stdout.write('usage: node --expose-gc bench/parse.mjs [--services N] [--endpoints N] [--reps N] [--yaml-lib-reps N] [--only parsers,render]\n');
+  process.stdout.write(
+    'usage: node --expose-gc bench/parse.mjs [--services N] [--endpoints N] [--reps N] [--yaml-lib-reps N] [--only parsers,render]\n',
+  );
   process.exit(0);
 }
 const only = new Set(args.only.split(','));
@@ -85,7 +87,9 @@ function run(argv) {
   return new Promise((resolveRun, reject) => {
     const started = process.hrtime.bigint();
     const script = 'TIMEFORMAT="kpx-cpu %3U %3S"; time "$@"';
-    const child = spawn('/bin/bash', ['-c', script, 'bash', process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/bin/bash', ['-c', script, 'bash', process.execPath, ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const hash = createHash('sha256');
     let stderr = '';
     child.stdout.on('data', (b) => hash.update(b));
@@ -118,19 +122,33 @@ async function main() {
   };
   process.stdout.write(
     `cluster: ${services} services × ${args.endpoints} endpoints, ${manifestObjects(cluster).length} objects; JSON ${json.files.length} files ${mib(json.bytes)}, YAML ${yamlDir.files.length} files ${mib(yamlDir.bytes)}\n` +
-      `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}, node ${process.version}\n`,
+      `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}, node ${process.version}\n`,
   );
-  const result = { at: new Date().toISOString(), services, endpoints: Number(args.endpoints), jsonBytes: json.bytes, yamlBytes: yamlDir.bytes, parsers: {}, render: {} };
+  const result = {
+    at: new Date().toISOString(),
+    services,
+    endpoints: Number(args.endpoints),
+    jsonBytes: json.bytes,
+    yamlBytes: yamlDir.bytes,
+    parsers: {},
+    render: {},
+  };
   const rows = [];
   let failed = false;
 
   if (only.has('parsers')) {
     const parsers = {
       'JSON.parse (JSON files)': () => texts.json.forEach((t) => JSON.parse(t)),
-      'kpx parseManifestText (JSON files: fast path)': () => texts.json.forEach((t, i) => model.parseManifestText(t, json.files[i])),
-      'js-yaml loadAll, core schema (YAML files)': () => texts.yaml.forEach((t) => jsyaml.loadAll(t, undefined, { schema: jsyaml.CORE_SCHEMA })),
-      'kpx parseManifestText (YAML files: block-YAML reader, js-yaml when it gives up)': () => texts.yaml.forEach((t, i) => model.parseManifestText(t, yamlDir.files[i])),
-      'yaml parseAllDocuments + toJS (YAML files)': () => texts.yaml.forEach((t) => parseAllDocuments(t).forEach((d) => d.toJS())),
+      'kpx parseManifestText (JSON files: fast path)': () =>
+        texts.json.forEach((t, i) => model.parseManifestText(t, json.files[i])),
+      'js-yaml loadAll, core schema (YAML files)': () =>
+        texts.yaml.forEach((t) => jsyaml.loadAll(t, undefined, { schema: jsyaml.CORE_SCHEMA })),
+      'kpx parseManifestText (YAML files: block-YAML reader, js-yaml when it gives up)': () =>
+        texts.yaml.forEach((t, i) => model.parseManifestText(t, yamlDir.files[i])),
+      'yaml parseAllDocuments + toJS (YAML files)': () =>
+        texts.yaml.forEach((t) => parseAllDocuments(t).forEach((d) => d.toJS())),
     };
     const samples = Object.fromEntries(Object.keys(parsers).map((k) => [k, []]));
     for (let r = 0; r < reps; r++) {
@@ -175,17 +193,32 @@ async function main() {
     }
     const ratio = median(samples.yaml) / median(samples.json);
     const cpuRatio = median(cpu.yaml) / median(cpu.json);
-    result.render = { json: stats(samples.json), yaml: stats(samples.yaml), ratio, cpu: { json: stats(cpu.json), yaml: stats(cpu.yaml), ratio: cpuRatio }, outputs: [...shas], diagnosticsAlike: stderrs.size === 1 };
+    result.render = {
+      json: stats(samples.json),
+      yaml: stats(samples.yaml),
+      ratio,
+      cpu: { json: stats(cpu.json), yaml: stats(cpu.yaml), ratio: cpuRatio },
+      outputs: [...shas],
+      diagnosticsAlike: stderrs.size === 1,
+    };
     rows.push([`kpx render --node ${node}, JSON manifests (wall)`, samples.json]);
     rows.push([`kpx render --node ${node}, YAML manifests (wall)`, samples.yaml]);
     rows.push([`kpx render --node ${node}, JSON manifests (CPU, all threads)`, cpu.json]);
     rows.push([`kpx render --node ${node}, YAML manifests (CPU, all threads)`, cpu.yaml]);
-    process.stdout.write(`outputs: ${[...shas].join(', ')} (${shas.size === 1 ? 'byte-identical' : 'DIFFERENT'}); diagnostics alike: ${stderrs.size === 1}\n`);
-    process.stdout.write(`YAML / JSON render time: ${ratio.toFixed(2)} wall, ${cpuRatio.toFixed(2)} CPU (at most ${MAX_RATIO})\n`);
+    process.stdout.write(
+      `outputs: ${[...shas].join(', ')} (${shas.size === 1 ? 'byte-identical' : 'DIFFERENT'}); diagnostics alike: ${stderrs.size === 1}\n`,
+    );
+    process.stdout.write(
+      `YAML / JSON render time: ${ratio.toFixed(2)} wall, ${cpuRatio.toFixed(2)} CPU (at most ${MAX_RATIO})\n`,
+    );
     if (shas.size !== 1 || ratio > MAX_RATIO) failed = true;
   }
 
-  const table = ['| figure | median | min | max |', '| --- | ---: | ---: | ---: |', ...rows.map(([n, xs]) => `| ${n} | ${ms(median(xs))} | ${ms(Math.min(...xs))} | ${ms(Math.max(...xs))} |`)].join('\n');
+  const table = [
+    '| figure | median | min | max |',
+    '| --- | ---: | ---: | ---: |',
+    ...rows.map(([n, xs]) => `| ${n} | ${ms(median(xs))} | ${ms(Math.min(...xs))} | ${ms(Math.max(...xs))} |`),
+  ].join('\n');
   process.stdout.write(`\n${table}\n`);
   await mkdir(OUT, { recursive: true });
   await writeFile(join(OUT, 'parse-latest.json'), `${JSON.stringify(result, null, 2)}\n`);

@@ -80,7 +80,9 @@ const USAGE = `usage: node --expose-gc bench/render.mjs [options]
                        (DIR must be inside the repository, so that their dependencies resolve)
 
 sections:
-${Object.entries(SECTIONS).map(([k, v]) => `  ${k.padEnd(12)} ${v}`).join('\n')}
+${Object.entries(SECTIONS)
+  .map(([k, v]) => `  ${k.padEnd(12)} ${v}`)
+  .join('\n')}
 `;
 
 function parseOptions(argv) {
@@ -104,12 +106,20 @@ function parseOptions(argv) {
   });
   const int = (name, min) => {
     const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(values[name])}`);
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(values[name])}`);
     return n;
   };
   const all = Object.keys(SECTIONS).filter((s) => s !== 'baseline' || values.baseline);
-  const only = values.only ? values.only.split(',').map((s) => s.trim()).filter(Boolean) : all;
-  for (const s of only) if (!(s in SECTIONS)) throw new Error(`unknown section ${JSON.stringify(s)}: choose from ${Object.keys(SECTIONS).join(', ')}`);
+  const only = values.only
+    ? values.only
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : all;
+  for (const s of only)
+    if (!(s in SECTIONS))
+      throw new Error(`unknown section ${JSON.stringify(s)}: choose from ${Object.keys(SECTIONS).join(', ')}`);
   if (only.includes('baseline') && !values.baseline) throw new Error('the baseline section needs --baseline DIR');
   const nodes = int('nodes', WARMUP_NODES + 1);
   return {
@@ -184,18 +194,27 @@ async function loadPackages(dir) {
   if (dir === undefined) return { label: 'new', model, compiler, kpx: KPX };
   const base = join(dir, 'node_modules/@kpx');
   const imp = (p) => import(pathToFileURL(join(base, p, 'dist/src/index.js')).href);
-  return { label: 'old', model: await imp('model'), compiler: await imp('compiler'), kpx: join(base, 'cli/bin/kpx.js') };
+  return {
+    label: 'old',
+    model: await imp('model'),
+    compiler: await imp('compiler'),
+    kpx: join(base, 'cli/bin/kpx.js'),
+  };
 }
 
 function saveBaseline(dir) {
-  if (relative(ROOT, dir).startsWith('..') || isAbsolute(relative(ROOT, dir))) throw new Error(`--save-baseline: ${dir} is outside ${ROOT}; dependencies would not resolve`);
+  if (relative(ROOT, dir).startsWith('..') || isAbsolute(relative(ROOT, dir)))
+    throw new Error(`--save-baseline: ${dir} is outside ${ROOT}; dependencies would not resolve`);
   for (const [name, path] of Object.entries(BASELINE_PACKAGES)) {
     const to = join(dir, 'node_modules/@kpx', name);
     rmSync(to, { recursive: true, force: true });
     mkdirSync(to, { recursive: true });
-    for (const part of ['package.json', 'dist', 'bin']) if (existsSync(join(ROOT, path, part))) cpSync(join(ROOT, path, part), join(to, part), { recursive: true });
+    for (const part of ['package.json', 'dist', 'bin'])
+      if (existsSync(join(ROOT, path, part))) cpSync(join(ROOT, path, part), join(to, part), { recursive: true });
   }
-  process.stdout.write(`saved the built ${Object.keys(BASELINE_PACKAGES).join(', ')} packages to ${relative(ROOT, dir)}; compare with --baseline ${relative(ROOT, dir)}\n`);
+  process.stdout.write(
+    `saved the built ${Object.keys(BASELINE_PACKAGES).join(', ')} packages to ${relative(ROOT, dir)}; compare with --baseline ${relative(ROOT, dir)}\n`,
+  );
 }
 
 /** Compile and render with one package set, for a config text and a node. */
@@ -207,7 +226,8 @@ function renderer(pkgs, configText, node) {
   const load = (objects) => {
     const { state, diagnostics } = m.loadClusterState(objects);
     const bad = diagnostics.filter((d) => d.severity === 'error');
-    if (bad.length > 0) throw new Error(`the cluster has ${bad.length} invalid objects, first: ${JSON.stringify(bad[0])}`);
+    if (bad.length > 0)
+      throw new Error(`the cluster has ${bad.length} invalid objects, first: ${JSON.stringify(bad[0])}`);
     return state;
   };
   const compile = (state, name = node) => {
@@ -261,7 +281,14 @@ function timedRender(r, state, node) {
   const t1 = now();
   const text = r.render(rs);
   const t2 = now();
-  return { compile: t1 - t0, render: t2 - t1, total: t2 - t0, cpu: cpuMs() - c0, faults: faults() - f0, sha256: r.digest(text) };
+  return {
+    compile: t1 - t0,
+    render: t2 - t1,
+    total: t2 - t0,
+    cpu: cpuMs() - c0,
+    faults: faults() - f0,
+    sha256: r.digest(text),
+  };
 }
 
 async function child(kind, dir, node, baseline) {
@@ -280,12 +307,24 @@ async function child(kind, dir, node, baseline) {
     t.push(now());
     const text = r.render(rs);
     t.push(now());
-    return { parse: t[1] - t[0], load: t[2] - t[1], compile: t[3] - t[2], render: t[4] - t[3], total: t[4] - t[0], cpu: cpuMs() - c0, startup: t0, sha256: r.digest(text) };
+    return {
+      parse: t[1] - t[0],
+      load: t[2] - t[1],
+      compile: t[3] - t[2],
+      render: t[4] - t[3],
+      total: t[4] - t[0],
+      cpu: cpuMs() - c0,
+      startup: t0,
+      sha256: r.digest(text),
+    };
   }
   // node: warm the code up on one state, then time the node on a second, freshly loaded one.
   const objects = await model.readManifestDir(join(dir, 'manifests'));
   let warmupState = r.load(objects);
-  const others = warmupState.nodeNames().filter((n) => n !== node).slice(0, WARMUP_NODES);
+  const others = warmupState
+    .nodeNames()
+    .filter((n) => n !== node)
+    .slice(0, WARMUP_NODES);
   for (const other of others) r.both(warmupState, other);
   warmupState = undefined;
   const state = r.load(objects);
@@ -317,7 +356,11 @@ function runChild(kind, dir, node, baseline) {
 // iptables-restore --test, only ever inside a network namespace created here
 
 function run(cmd, args, input) {
-  const r = spawnSync(cmd, args, { stdio: [input ?? 'ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(cmd, args, {
+    stdio: [input ?? 'ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
   if (r.error) return { ok: false, status: -1, stdout: '', stderr: r.error.message };
   return { ok: r.status === 0, status: r.status, stdout: r.stdout.trim(), stderr: r.stderr.trim() };
 }
@@ -344,7 +387,15 @@ function restoreTest(rulesPath) {
     } finally {
       closeSync(fd);
     }
-    return { ran: true, accepted: r.ok, status: r.status, stderr: r.stderr.slice(0, 2000), ms: now() - t, version, netns: ns };
+    return {
+      ran: true,
+      accepted: r.ok,
+      status: r.status,
+      stderr: r.stderr.slice(0, 2000),
+      ms: now() - t,
+      version,
+      netns: ns,
+    };
   } finally {
     const del = cleanup();
     process.off('SIGINT', onSignal);
@@ -384,7 +435,8 @@ async function spawnedRuns(kpx, args, stdoutPath, { warmup, reps }) {
 // ---------------------------------------------------------------------------------------------------------------
 // Output
 
-const fmtMs = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`);
+const fmtMs = (ms) =>
+  ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`;
 const fmtMiB = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 function table(rows) {
@@ -408,7 +460,9 @@ function markdown(results, rows) {
     '|---|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.name.trim()} | ${fmtMs(r.median)} | ${fmtMs(r.min)} | ${fmtMs(r.max)} | ${r.n} |`),
     '',
-    ...results.checks.map((c) => `- ${c.ok === undefined ? '' : c.ok ? 'ok: ' : c.soft ? 'MISSED: ' : 'FAILED: '}${c.name}: ${c.info}`),
+    ...results.checks.map(
+      (c) => `- ${c.ok === undefined ? '' : c.ok ? 'ok: ' : c.soft ? 'MISSED: ' : 'FAILED: '}${c.name}: ${c.info}`,
+    ),
     '',
   ].join('\n');
 }
@@ -437,7 +491,8 @@ async function main(argv) {
     return 0;
   }
   nodeFlags = opts.nodeFlags;
-  if (typeof globalThis.gc !== 'function') process.stderr.write('note: run node with --expose-gc, so that each timed run starts after a full collection\n');
+  if (typeof globalThis.gc !== 'function')
+    process.stderr.write('note: run node with --expose-gc, so that each timed run starts after a full collection\n');
   const has = (s) => opts.sections.has(s);
   const label = `S=${opts.services} E=${opts.endpoints} N=${opts.nodes}`;
   const rows = [];
@@ -445,7 +500,14 @@ async function main(argv) {
   const results = {
     date: new Date().toISOString(),
     argv,
-    machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memGB: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, kernel: release(), loadavgStart: loadavg() },
+    machine: {
+      nproc: cpus().length,
+      cpu: cpus()[0]?.model,
+      memGB: +(totalmem() / 2 ** 30).toFixed(1),
+      node: process.version,
+      kernel: release(),
+      loadavgStart: loadavg(),
+    },
     params: { ...opts, sections: [...opts.sections] },
     figures: {},
   };
@@ -460,7 +522,12 @@ async function main(argv) {
 
   step(`generating ${label}`);
   const dir = join(OUT, `cluster-S${opts.services}-E${opts.endpoints}-N${opts.nodes}-${opts.seed}`);
-  let cluster = synthCluster({ services: opts.services, endpoints: opts.endpoints, nodes: opts.nodes, seed: opts.seed });
+  let cluster = synthCluster({
+    services: opts.services,
+    endpoints: opts.endpoints,
+    nodes: opts.nodes,
+    seed: opts.seed,
+  });
   results.synth = cluster.stats;
   const written = await writeCluster(cluster, dir);
   results.manifestBytes = written.bytes;
@@ -480,16 +547,30 @@ async function main(argv) {
   const text = cur.bytes(ruleSet);
   const rulesPath = join(OUT, `${opts.node}.rules`);
   await writeFile(rulesPath, text);
-  results.output = { lines: countLines(text), bytes: Buffer.byteLength(text), objects: ruleSet.objects.length, sha256: sha256(text), path: relative(ROOT, rulesPath) };
+  results.output = {
+    lines: countLines(text),
+    bytes: Buffer.byteLength(text),
+    objects: ruleSet.objects.length,
+    sha256: sha256(text),
+    path: relative(ROOT, rulesPath),
+  };
   const childShas = [];
 
   if (has('parse')) {
     step('parse');
-    record('parse', `parse the manifest dir (${written.files.length} JSON files, ${fmtMiB(written.bytes)})`, await measure(() => model.readManifestDir(written.manifests), { warmup: 1, reps: opts.reps }));
+    record(
+      'parse',
+      `parse the manifest dir (${written.files.length} JSON files, ${fmtMiB(written.bytes)})`,
+      await measure(() => model.readManifestDir(written.manifests), { warmup: 1, reps: opts.reps }),
+    );
   }
   if (has('load')) {
     step('load');
-    record('load', `load ${objects.length} objects into a ClusterState`, await measure(() => cur.load(objects), { warmup: 2, reps: opts.reps }));
+    record(
+      'load',
+      `load ${objects.length} objects into a ClusterState`,
+      await measure(() => cur.load(objects), { warmup: 2, reps: opts.reps }),
+    );
   }
   if (has('node')) {
     step(`compile + render in ${opts.reps} processes holding the cluster`);
@@ -497,18 +578,46 @@ async function main(argv) {
     const cold = runs.map((r) => r.cold);
     const warm = runs.flatMap((r) => r.warm);
     childShas.push(...cold.map((r) => r.sha256), ...warm.map((r) => r.sha256));
-    const m = record('nodeCold', `compile + render ${opts.node}, first time after load`, summarize(cold.map((r) => r.total)));
-    record('nodeColdCompile', '  of which compile (with the merge of every service\'s slices)', summarize(cold.map((r) => r.compile)));
-    record('nodeColdRender', '  of which render (rule set -> iptables-restore text)', summarize(cold.map((r) => r.render)));
-    const cpu = record('nodeColdCpu', '  its CPU time (all threads: JIT, GC helpers)', summarize(cold.map((r) => r.cpu)));
-    const w = record('nodeWarm', `compile + render ${opts.node} again, same state`, summarize(warm.map((r) => r.total)));
-    checks.push({ name: `compile + render of one node, first time after load, < ${TARGET_MS} ms (issue #2)`, ok: m.median < TARGET_MS, info: `median ${fmtMs(m.median)} (min ${fmtMs(m.min)}, max ${fmtMs(m.max)}); CPU ${fmtMs(cpu.median)}; warm ${fmtMs(w.median)}`, soft: true });
+    const m = record(
+      'nodeCold',
+      `compile + render ${opts.node}, first time after load`,
+      summarize(cold.map((r) => r.total)),
+    );
+    record(
+      'nodeColdCompile',
+      "  of which compile (with the merge of every service's slices)",
+      summarize(cold.map((r) => r.compile)),
+    );
+    record(
+      'nodeColdRender',
+      '  of which render (rule set -> iptables-restore text)',
+      summarize(cold.map((r) => r.render)),
+    );
+    const cpu = record(
+      'nodeColdCpu',
+      '  its CPU time (all threads: JIT, GC helpers)',
+      summarize(cold.map((r) => r.cpu)),
+    );
+    const w = record(
+      'nodeWarm',
+      `compile + render ${opts.node} again, same state`,
+      summarize(warm.map((r) => r.total)),
+    );
+    checks.push({
+      name: `compile + render of one node, first time after load, < ${TARGET_MS} ms (issue #2)`,
+      ok: m.median < TARGET_MS,
+      info: `median ${fmtMs(m.median)} (min ${fmtMs(m.min)}, max ${fmtMs(m.max)}); CPU ${fmtMs(cpu.median)}; warm ${fmtMs(w.median)}`,
+      soft: true,
+    });
     // The heap's growth to hold the rule set is memory the process touches for the first time: on a virtual
     // machine that can be a large and variable share of the cold figure.
     const f = summarize(cold.map((r) => r.faults));
     const us = pageFaultMicros();
     results.figures.nodeColdFaults = { name: 'page faults in the cold compile + render', ...f, microsPerFault: us };
-    checks.push({ name: 'page faults (first touches of memory) in the cold compile + render', info: `median ${f.median.toFixed(0)} (min ${f.min}, max ${f.max}); one costs ${us.toFixed(1)} us here: ~${fmtMs((f.median * us) / 1000)}` });
+    checks.push({
+      name: 'page faults (first touches of memory) in the cold compile + render',
+      info: `median ${f.median.toFixed(0)} (min ${f.min}, max ${f.max}); one costs ${us.toFixed(1)} us here: ~${fmtMs((f.median * us) / 1000)}`,
+    });
   }
   if (has('phases')) {
     step(`phases in ${opts.reps} fresh processes`);
@@ -518,41 +627,90 @@ async function main(argv) {
     record('phasesLoad', 'fresh process: load', summarize(runs.map((r) => r.load)));
     record('phasesCompile', 'fresh process: compile', summarize(runs.map((r) => r.compile)));
     record('phasesRender', 'fresh process: render', summarize(runs.map((r) => r.render)));
-    const t = record('phasesCompileRender', 'fresh process: compile + render', summarize(runs.map((r) => r.compile + r.render)));
+    const t = record(
+      'phasesCompileRender',
+      'fresh process: compile + render',
+      summarize(runs.map((r) => r.compile + r.render)),
+    );
     record('phasesTotal', 'fresh process: parse + load + compile + render', summarize(runs.map((r) => r.total)));
-    checks.push({ name: 'compile + render in a fresh process (first time through, JIT cold)', info: `median ${fmtMs(t.median)}` });
+    checks.push({
+      name: 'compile + render in a fresh process (first time through, JIT cold)',
+      info: `median ${fmtMs(t.median)}`,
+    });
   }
   if (has('restore')) {
     step('iptables-restore --test');
     const r = restoreTest(rulesPath);
     results.restore = r;
     if (!r.ran) checks.push({ name: 'iptables-restore --test (netns)', ok: undefined, info: `skipped: ${r.reason}` });
-    else checks.push({ name: 'iptables-restore --test (in a new netns) accepts the output', ok: r.accepted, info: `${fmtMs(r.ms)}, ${r.version}${r.accepted ? '' : `: ${r.stderr.split('\n')[0]}`}` });
+    else
+      checks.push({
+        name: 'iptables-restore --test (in a new netns) accepts the output',
+        ok: r.accepted,
+        info: `${fmtMs(r.ms)}, ${r.version}${r.accepted ? '' : `: ${r.stderr.split('\n')[0]}`}`,
+      });
   }
   if (has('determinism')) {
     step('determinism');
     const again = cur.digest(cur.render(cur.compile(state)));
     const reloaded = cur.digest(cur.render(cur.compile(cur.load(objects))));
-    const regenerated = sha256(JSON.stringify(manifestObjects(synthCluster({ services: opts.services, endpoints: opts.endpoints, nodes: opts.nodes, seed: opts.seed }))));
+    const regenerated = sha256(
+      JSON.stringify(
+        manifestObjects(
+          synthCluster({ services: opts.services, endpoints: opts.endpoints, nodes: opts.nodes, seed: opts.seed }),
+        ),
+      ),
+    );
     const json = (rs) => sha256(JSON.stringify(rs));
     const sameJson = json(cur.compile(state)) === json(ruleSet);
     const others = new Set(childShas);
-    const same = again === results.output.sha256 && reloaded === results.output.sha256 && regenerated === generatedSha && sameJson && (others.size === 0 || (others.size === 1 && others.has(results.output.sha256)));
-    checks.push({ name: `deterministic: recompile, reload, regenerate the cluster, ${childShas.length} renders in other processes`, ok: same, info: same ? `sha256 ${results.output.sha256.slice(0, 12)}` : 'outputs differ' });
+    const same =
+      again === results.output.sha256 &&
+      reloaded === results.output.sha256 &&
+      regenerated === generatedSha &&
+      sameJson &&
+      (others.size === 0 || (others.size === 1 && others.has(results.output.sha256)));
+    checks.push({
+      name: `deterministic: recompile, reload, regenerate the cluster, ${childShas.length} renders in other processes`,
+      ok: same,
+      info: same ? `sha256 ${results.output.sha256.slice(0, 12)}` : 'outputs differ',
+    });
   }
   if (has('cli')) {
     step('kpx render (spawned)');
     const args = ['render', '--manifests', written.manifests, '--node', opts.node, '--config', written.config];
     const spawned = { warmup: 1, reps: opts.reps };
-    record('startup', 'kpx startup alone (`kpx render --help`)', await spawnedRuns(KPX, ['render', '--help'], join(OUT, 'help.txt'), spawned));
+    record(
+      'startup',
+      'kpx startup alone (`kpx render --help`)',
+      await spawnedRuns(KPX, ['render', '--help'], join(OUT, 'help.txt'), spawned),
+    );
     const cliOut = join(OUT, `${opts.node}.cli.rules`);
-    const m = record('cli', `kpx render --manifests DIR --node ${opts.node} (wall)`, await spawnedRuns(KPX, args, cliOut, spawned));
+    const m = record(
+      'cli',
+      `kpx render --manifests DIR --node ${opts.node} (wall)`,
+      await spawnedRuns(KPX, args, cliOut, spawned),
+    );
     const failed = m.runs.find((r) => r.code !== 0);
-    results.cli = { command: `node ${relative(ROOT, KPX)} ${args.map((a) => relative(ROOT, a) || a).join(' ')}`, exitCodes: m.runs.map((r) => r.code), stderr: m.runs[0]?.stderr.slice(0, 2000) };
-    checks.push({ name: 'kpx render exits 0, nothing on stderr', ok: !failed && m.runs.every((r) => r.stderr === ''), info: failed ? `exit ${failed.code}: ${failed.stderr.split('\n')[0]}` : `stderr ${m.runs[0].stderr.length} bytes` });
+    results.cli = {
+      command: `node ${relative(ROOT, KPX)} ${args.map((a) => relative(ROOT, a) || a).join(' ')}`,
+      exitCodes: m.runs.map((r) => r.code),
+      stderr: m.runs[0]?.stderr.slice(0, 2000),
+    };
+    checks.push({
+      name: 'kpx render exits 0, nothing on stderr',
+      ok: !failed && m.runs.every((r) => r.stderr === ''),
+      info: failed ? `exit ${failed.code}: ${failed.stderr.split('\n')[0]}` : `stderr ${m.runs[0].stderr.length} bytes`,
+    });
     const shas = new Set(m.runs.map((r) => r.sha256));
     const same = shas.size === 1 && shas.has(results.output.sha256);
-    checks.push({ name: `every kpx render run (${m.runs.length}) prints exactly the in-process render`, ok: same, info: same ? `sha256 ${results.output.sha256.slice(0, 12)}` : `differs: diff ${relative(ROOT, cliOut)} ${relative(ROOT, rulesPath)}` });
+    checks.push({
+      name: `every kpx render run (${m.runs.length}) prints exactly the in-process render`,
+      ok: same,
+      info: same
+        ? `sha256 ${results.output.sha256.slice(0, 12)}`
+        : `differs: diff ${relative(ROOT, cliOut)} ${relative(ROOT, rulesPath)}`,
+    });
   }
   if (has('scaling')) {
     step(`scaling (S=${opts.small} vs S=${opts.services})`);
@@ -565,8 +723,17 @@ async function main(argv) {
     record('scalingBig', `compile + render, warm, S=${opts.services}`, mb);
     const perK = (m, n) => m.median / (n / 1000);
     const ratio = perK(mb, opts.services) / perK(ms, opts.small);
-    results.scaling = { small: opts.small, big: opts.services, perKSmallMs: perK(ms, opts.small), perKBigMs: perK(mb, opts.services), ratio };
-    checks.push({ name: `time per 1,000 services, S=${opts.services} / S=${opts.small}`, info: `${ratio.toFixed(2)} (${fmtMs(results.scaling.perKBigMs)} vs ${fmtMs(results.scaling.perKSmallMs)} per 1,000; 1.00 = linear)` });
+    results.scaling = {
+      small: opts.small,
+      big: opts.services,
+      perKSmallMs: perK(ms, opts.small),
+      perKBigMs: perK(mb, opts.services),
+      ratio,
+    };
+    checks.push({
+      name: `time per 1,000 services, S=${opts.services} / S=${opts.small}`,
+      info: `${ratio.toFixed(2)} (${fmtMs(results.scaling.perKBigMs)} vs ${fmtMs(results.scaling.perKSmallMs)} per 1,000; 1.00 = linear)`,
+    });
   }
   // What the baseline section compares needs no state here.
   state = undefined;
@@ -576,30 +743,62 @@ async function main(argv) {
     const reps = opts.baselineReps;
     const pairs = { old: [], new: [] };
     for (let i = 0; i < reps; i++) {
-      for (const k of i % 2 ? ['new', 'old'] : ['old', 'new']) pairs[k].push(runChild('node', dir, opts.node, k === 'old' ? opts.baseline : undefined));
+      for (const k of i % 2 ? ['new', 'old'] : ['old', 'new'])
+        pairs[k].push(runChild('node', dir, opts.node, k === 'old' ? opts.baseline : undefined));
     }
     const identical = pairs.old.every((r) => r.cold.sha256 === results.output.sha256);
-    checks.push({ name: 'old and new packages render byte-identical output', ok: identical, info: identical ? `sha256 ${results.output.sha256.slice(0, 12)}` : `old sha256 ${pairs.old[0]?.cold.sha256.slice(0, 12)}` });
-    const oc = record('baseOldCold', 'old: compile + render, first time after load', summarize(pairs.old.map((r) => r.cold.total)));
-    const nc = record('baseNewCold', 'new: compile + render, first time after load', summarize(pairs.new.map((r) => r.cold.total)));
-    const ow = record('baseOldWarm', 'old: compile + render, warm', summarize(pairs.old.flatMap((r) => r.warm.map((w) => w.total))));
-    const nw = record('baseNewWarm', 'new: compile + render, warm', summarize(pairs.new.flatMap((r) => r.warm.map((w) => w.total))));
+    checks.push({
+      name: 'old and new packages render byte-identical output',
+      ok: identical,
+      info: identical
+        ? `sha256 ${results.output.sha256.slice(0, 12)}`
+        : `old sha256 ${pairs.old[0]?.cold.sha256.slice(0, 12)}`,
+    });
+    const oc = record(
+      'baseOldCold',
+      'old: compile + render, first time after load',
+      summarize(pairs.old.map((r) => r.cold.total)),
+    );
+    const nc = record(
+      'baseNewCold',
+      'new: compile + render, first time after load',
+      summarize(pairs.new.map((r) => r.cold.total)),
+    );
+    const ow = record(
+      'baseOldWarm',
+      'old: compile + render, warm',
+      summarize(pairs.old.flatMap((r) => r.warm.map((w) => w.total))),
+    );
+    const nw = record(
+      'baseNewWarm',
+      'new: compile + render, warm',
+      summarize(pairs.new.flatMap((r) => r.warm.map((w) => w.total))),
+    );
     const old = await loadPackages(opts.baseline);
-    const [op, np] = await interleaved([() => old.model.readManifestDir(written.manifests), () => model.readManifestDir(written.manifests)], reps);
+    const [op, np] = await interleaved(
+      [() => old.model.readManifestDir(written.manifests), () => model.readManifestDir(written.manifests)],
+      reps,
+    );
     record('baseOldParse', 'old: parse the manifest dir', op);
     record('baseNewParse', 'new: parse the manifest dir', np);
     const args = ['render', '--manifests', written.manifests, '--node', opts.node, '--config', written.config];
     const [ocli, ncli] = await interleaved(
       [old.kpx, KPX].map((kpx, k) => async () => {
         const r = await spawnTimed(kpx, args, join(OUT, `${opts.node}.${k ? 'new' : 'old'}.cli.rules`));
-        if (r.code !== 0 || r.sha256 !== results.output.sha256) throw new Error(`${k ? 'new' : 'old'} kpx render failed or printed other rules: exit ${r.code} ${r.stderr.slice(0, 300)}`);
+        if (r.code !== 0 || r.sha256 !== results.output.sha256)
+          throw new Error(
+            `${k ? 'new' : 'old'} kpx render failed or printed other rules: exit ${r.code} ${r.stderr.slice(0, 300)}`,
+          );
       }),
       reps,
     );
     record('baseOldCli', 'old: kpx render (wall)', ocli);
     record('baseNewCli', 'new: kpx render (wall)', ncli);
     const x = (a, b) => `${(a.median / b.median).toFixed(1)}x`;
-    checks.push({ name: 'speed-up old -> new (medians)', info: `compile + render cold ${x(oc, nc)}, warm ${x(ow, nw)}; parse ${x(op, np)}; kpx render ${x(ocli, ncli)}` });
+    checks.push({
+      name: 'speed-up old -> new (medians)',
+      info: `compile + render cold ${x(oc, nc)}, warm ${x(ow, nw)}; parse ${x(op, np)}; kpx render ${x(ocli, ncli)}`,
+    });
   }
   results.loadavgEnd = loadavg();
   results.checks = checks;
@@ -613,7 +812,8 @@ async function main(argv) {
   report += `output: ${results.output.lines} lines, ${fmtMiB(results.output.bytes)}, ${results.output.objects} rule objects\n\n`;
   report += table(rows);
   report += '\n';
-  for (const c of checks) report += `${c.ok === undefined ? '  ' : c.ok ? 'ok' : c.soft ? '!!' : 'FAIL'}  ${c.name}: ${c.info}\n`;
+  for (const c of checks)
+    report += `${c.ok === undefined ? '  ' : c.ok ? 'ok' : c.soft ? '!!' : 'FAIL'}  ${c.name}: ${c.info}\n`;
   process.stdout.write(report);
 
   const stamp = results.date.replace(/[:.]/g, '-');

@@ -37,7 +37,14 @@ import { iptablesOptionsFromConfig } from '@kpx/compiler';
 import { RuleState } from '@kpx/ruleset';
 import { startTracing } from '@kpx/telemetry';
 import { ControllerPipeline, MemoryGenerationStore } from '@kpx/controller';
-import { ensureDeltaStream, ensureSnapshotStore, getSnapshot, publishDelta, putSnapshot, readDeltas } from '@kpx/transport';
+import {
+  ensureDeltaStream,
+  ensureSnapshotStore,
+  getSnapshot,
+  publishDelta,
+  putSnapshot,
+  readDeltas,
+} from '@kpx/transport';
 import { replayTo } from '@kpx/replay';
 import { startNatsServer } from '@kpx/testing';
 import { DEFAULTS, kubeProxyConfig, synthCluster } from './synth.mjs';
@@ -96,11 +103,16 @@ function parseOptions(argv) {
   });
   const int = (name, min) => {
     const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(values[name])}`);
+    if (!Number.isInteger(n) || n < min)
+      throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(values[name])}`);
     return n;
   };
-  const formats = values['cli-format'].split(',').map((s) => s.trim()).filter(Boolean);
-  for (const f of formats) if (f !== 'json' && f !== 'table') throw new Error(`--cli-format: ${JSON.stringify(f)} is neither json nor table`);
+  const formats = values['cli-format']
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const f of formats)
+    if (f !== 'json' && f !== 'table') throw new Error(`--cli-format: ${JSON.stringify(f)} is neither json nor table`);
   return {
     help: values.help ?? false,
     services: int('services', 1),
@@ -130,8 +142,16 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-const fmtMs = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`);
-const fmtBytes = (b) => (b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${Math.round(b)} B`);
+const fmtMs = (ms) =>
+  ms >= 10_000
+    ? `${(ms / 1000).toFixed(1)} s`
+    : ms >= 1000
+      ? `${(ms / 1000).toFixed(2)} s`
+      : ms >= 100
+        ? `${ms.toFixed(0)} ms`
+        : `${ms.toFixed(1)} ms`;
+const fmtBytes = (b) =>
+  b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${Math.round(b)} B`;
 const fmtRate = (n, ms) => `${Math.round(n / (ms / 1000)).toLocaleString('en-US')}/s`;
 
 class CheckError extends Error {
@@ -173,7 +193,9 @@ let resourceVersion = 10_000_000;
 /** A copy of `slice` whose endpoint `index` is replaced by a new pod (new IP, same node). */
 function replaceEndpoint(slice, index, newIP) {
   const endpoints = slice.endpoints.map((ep, i) =>
-    i === index ? { ...ep, addresses: [newIP], targetRef: { ...ep.targetRef, name: `${ep.targetRef.name}-r${resourceVersion}` } } : ep,
+    i === index
+      ? { ...ep, addresses: [newIP], targetRef: { ...ep.targetRef, name: `${ep.targetRef.name}-r${resourceVersion}` } }
+      : ep,
   );
   return { ...slice, metadata: { ...slice.metadata, resourceVersion: String(++resourceVersion) }, endpoints };
 }
@@ -231,16 +253,30 @@ function windowedSink(js, window, onPublished) {
 
 async function buildHistory(opts, js, jsm, tracer, say) {
   const t0 = performance.now();
-  const cluster = synthCluster({ services: opts.services, endpoints: opts.endpoints, nodes: opts.nodes, seed: opts.seed });
+  const cluster = synthCluster({
+    services: opts.services,
+    endpoints: opts.endpoints,
+    nodes: opts.nodes,
+    seed: opts.seed,
+  });
   const { config, warnings } = loadKubeProxyConfig(JSON.stringify(kubeProxyConfig(cluster)));
   if (warnings.length) throw new Error(`kube-proxy config warnings: ${warnings.join('; ')}`);
   const options = iptablesOptionsFromConfig(config, IPFamily.IPv4);
   const node = opts.node ?? cluster.nodes[0].metadata.name;
-  if (!cluster.nodes.some((n) => n.metadata.name === node)) throw new Error(`--node ${node} is not one of the ${opts.nodes} synthetic nodes`);
+  if (!cluster.nodes.some((n) => n.metadata.name === node))
+    throw new Error(`--node ${node} is not one of the ${opts.nodes} synthetic nodes`);
   const st = cluster.stats;
   // The nodes whose deltas go to the stream: the replayed one and --others more.
-  const streamed = new Set([node, ...cluster.nodes.map((n) => n.metadata.name).filter((n) => n !== node).slice(0, opts.others)]);
-  say(`cluster: ${st.services} services, ${st.servicePorts} ports, ${st.endpoints} endpoints in ${st.slices} slices, ${opts.nodes} nodes; replayed node ${node}, deltas of ${streamed.size} nodes published`);
+  const streamed = new Set([
+    node,
+    ...cluster.nodes
+      .map((n) => n.metadata.name)
+      .filter((n) => n !== node)
+      .slice(0, opts.others),
+  ]);
+  say(
+    `cluster: ${st.services} services, ${st.servicePorts} ports, ${st.endpoints} endpoints in ${st.slices} slices, ${opts.nodes} nodes; replayed node ${node}, deltas of ${streamed.size} nodes published`,
+  );
 
   // The stream keeps every delta of the node: the first-sync snapshot marker plus the changes.
   const historyPerSubject = opts.deltas + 1;
@@ -251,7 +287,14 @@ async function buildHistory(opts, js, jsm, tracer, say) {
   const published = [];
   const publisher = windowedSink(js, opts.window, (delta, ack) => {
     check(!ack.duplicate, `delta ${delta.generation} of ${delta.node} was dropped as a duplicate`);
-    if (delta.node === node) published.push({ generation: delta.generation, prevGeneration: delta.prevGeneration, digest: delta.digest, snapshot: delta.snapshot, seq: ack.seq });
+    if (delta.node === node)
+      published.push({
+        generation: delta.generation,
+        prevGeneration: delta.prevGeneration,
+        digest: delta.digest,
+        snapshot: delta.snapshot,
+        seq: ack.seq,
+      });
   });
   let snapshotInfo;
   const snapshots = {
@@ -277,12 +320,18 @@ async function buildHistory(opts, js, jsm, tracer, say) {
     tracer,
   });
   const now = Date.now();
-  for (const object of [...cluster.nodes, ...cluster.services, ...cluster.slices]) pipeline.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: now });
+  for (const object of [...cluster.nodes, ...cluster.services, ...cluster.slices])
+    pipeline.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: now });
   pipeline.onSynced();
   await pipeline.settle();
   await sink.drain();
-  check(snapshotInfo !== undefined && snapshotInfo.generation === 1, `the first sync did not store ${node}'s snapshot at generation 1`);
-  say(`first sync: generation 1, snapshot of ${node} stored: ${fmtBytes(snapshotInfo.size)} in ${snapshotInfo.chunks} chunks (${fmtMs(performance.now() - t0)} so far)`);
+  check(
+    snapshotInfo !== undefined && snapshotInfo.generation === 1,
+    `the first sync did not store ${node}'s snapshot at generation 1`,
+  );
+  say(
+    `first sync: generation 1, snapshot of ${node} stored: ${fmtBytes(snapshotInfo.size)} in ${snapshotInfo.chunks} chunks (${fmtMs(performance.now() - t0)} so far)`,
+  );
 
   // The changes.
   const targets = changeableServices(cluster);
@@ -307,7 +356,10 @@ async function buildHistory(opts, js, jsm, tracer, say) {
     const before = pipeline.generation;
     pipeline.onEvent({ kind: 'EndpointSlice', type: 'upsert', object: next, observedAt: Date.now() });
     await pipeline.settle();
-    check(pipeline.generation === before + 1, `change ${i} made generations ${before} -> ${pipeline.generation}, not one`);
+    check(
+      pipeline.generation === before + 1,
+      `change ${i} made generations ${before} -> ${pipeline.generation}, not one`,
+    );
     if ((i + 1) % 2000 === 0) say(`  ${i + 1} changes (${fmtMs(performance.now() - tChanges)})`);
   }
   off();
@@ -318,15 +370,27 @@ async function buildHistory(opts, js, jsm, tracer, say) {
 
   // The node's history must be complete and chained, in stream order.
   published.sort((a, b) => a.seq - b.seq);
-  check(published.length === opts.deltas + 1, `${node} got ${published.length} deltas, expected ${opts.deltas + 1} (snapshot marker + one per change)`);
-  check(published[0].snapshot && published[0].generation === 1, `${node}'s first delta is not the generation-1 snapshot marker`);
+  check(
+    published.length === opts.deltas + 1,
+    `${node} got ${published.length} deltas, expected ${opts.deltas + 1} (snapshot marker + one per change)`,
+  );
+  check(
+    published[0].snapshot && published[0].generation === 1,
+    `${node}'s first delta is not the generation-1 snapshot marker`,
+  );
   for (let i = 1; i < published.length; i++) {
     const d = published[i];
     check(!d.snapshot, `${node}'s delta ${d.generation} is a snapshot delta (too large to inline?)`);
-    check(d.prevGeneration === published[i - 1].generation, `${node}'s delta at seq ${d.seq} (generation ${d.generation}) continues ${d.prevGeneration}, not ${published[i - 1].generation}: out of stream order`);
+    check(
+      d.prevGeneration === published[i - 1].generation,
+      `${node}'s delta at seq ${d.seq} (generation ${d.generation}) continues ${d.prevGeneration}, not ${published[i - 1].generation}: out of stream order`,
+    );
   }
   const last = published.at(-1);
-  check(truth.generation === last.generation && truth.digest === last.digest, `the controller's state of ${node} (${truth.generation}) is not its last delta's (${last.generation})`);
+  check(
+    truth.generation === last.generation && truth.digest === last.digest,
+    `the controller's state of ${node} (${truth.generation}) is not its last delta's (${last.generation})`,
+  );
   const info = await jsm.streams.info('KPX_DELTAS');
   say(
     `${opts.deltas} one-endpoint changes: ${fmtMs(changesMs)}; stream KPX_DELTAS: ${info.state.messages} messages (${streamed.size} nodes), ${fmtBytes(info.state.bytes)}; ` +
@@ -336,8 +400,18 @@ async function buildHistory(opts, js, jsm, tracer, say) {
     node,
     truth: { generation: truth.generation, digest: truth.digest, objects: truth.objects.length },
     published,
-    snapshot: { generation: snapshotInfo.generation, bytes: snapshotInfo.size, chunks: snapshotInfo.chunks, objects: snapshotInfo.objects },
-    stream: { messages: info.state.messages, bytes: info.state.bytes, historyPerSubject, nodesPublished: streamed.size },
+    snapshot: {
+      generation: snapshotInfo.generation,
+      bytes: snapshotInfo.size,
+      chunks: snapshotInfo.chunks,
+      objects: snapshotInfo.objects,
+    },
+    stream: {
+      messages: info.state.messages,
+      bytes: info.state.bytes,
+      historyPerSubject,
+      nodesPublished: streamed.size,
+    },
     cluster: st,
     buildMs: performance.now() - t0,
     changesMs,
@@ -356,7 +430,10 @@ async function procCpu(pid = 'self') {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // Fields 14-17 of stat: utime, stime, cutime, cstime (clock ticks).
-    return { own: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS, children: (Number(f[13]) + Number(f[14])) * CLOCK_TICK_MS };
+    return {
+      own: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS,
+      children: (Number(f[13]) + Number(f[14])) * CLOCK_TICK_MS,
+    };
   } catch {
     return undefined;
   }
@@ -367,21 +444,48 @@ async function libReplay(js, serverPid, node, to, expect) {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   let untilDelta500;
-  const r = await replayTo(js, { node, family: FAMILY, ...(to === undefined ? {} : { to }), onProgress: (n) => (untilDelta500 ??= n === 500 ? performance.now() - t0 : undefined) });
+  const r = await replayTo(js, {
+    node,
+    family: FAMILY,
+    ...(to === undefined ? {} : { to }),
+    onProgress: (n) => (untilDelta500 ??= n === 500 ? performance.now() - t0 : undefined),
+  });
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(c0);
   const s1 = await procCpu(serverPid);
-  check(r.generation === expect.generation, `replayTo reached generation ${r.generation}, expected ${expect.generation}`);
-  check(r.digest === expect.digest, `replayTo reached digest ${r.digest} at generation ${r.generation}, the published delta says ${expect.digest}`);
+  check(
+    r.generation === expect.generation,
+    `replayTo reached generation ${r.generation}, expected ${expect.generation}`,
+  );
+  check(
+    r.digest === expect.digest,
+    `replayTo reached digest ${r.digest} at generation ${r.generation}, the published delta says ${expect.digest}`,
+  );
   check(r.deltasApplied === expect.deltas, `replayTo applied ${r.deltasApplied} deltas, expected ${expect.deltas}`);
   check(r.snapshotGeneration === 1, `replayTo started from snapshot ${r.snapshotGeneration}`);
   check(r.state.objects.size > 0, 'replayTo returned an empty state');
-  return { ms, cpuMs: (cpu.user + cpu.system) / 1000, serverCpuMs: s0 && s1 ? s1.own - s0.own : undefined, untilDelta500Ms: untilDelta500 };
+  return {
+    ms,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    serverCpuMs: s0 && s1 ? s1.own - s0.own : undefined,
+    untilDelta500Ms: untilDelta500,
+  };
 }
 
 /** Spawns the kpx CLI; wall time from spawn to exit with stdout read to the end, and the child's CPU time. */
 async function cliReplay(url, node, to, format, expect, profileDir) {
-  const args = [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), KPX, 'replay', '--nats', url, '--node', node, '-o', format, ...(to === undefined ? [] : ['--to', String(to)])];
+  const args = [
+    ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    KPX,
+    'replay',
+    '--nats',
+    url,
+    '--node',
+    node,
+    '-o',
+    format,
+    ...(to === undefined ? [] : ['--to', String(to)]),
+  ];
   const c0 = await procCpu();
   const t0 = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -403,11 +507,17 @@ async function cliReplay(url, node, to, format, expect, profileDir) {
   if (format === 'json') {
     const g = /"generation":\s*(\d+)/.exec(head);
     const d = /"digest":\s*"([0-9a-f]{64})"/.exec(head);
-    check(g && Number(g[1]) === expect.generation, `kpx replay -o json printed generation ${g?.[1]}, expected ${expect.generation}`);
+    check(
+      g && Number(g[1]) === expect.generation,
+      `kpx replay -o json printed generation ${g?.[1]}, expected ${expect.generation}`,
+    );
     check(d && d[1] === expect.digest, `kpx replay -o json printed digest ${d?.[1]}, expected ${expect.digest}`);
   } else {
     const m = /^# node \S+ \S+ generation (\d+) digest ([0-9a-f]{64}) \(snapshot (\d+) \+ (\d+) deltas\)/.exec(head);
-    check(m && Number(m[1]) === expect.generation && m[2] === expect.digest && Number(m[4]) === expect.deltas, `kpx replay -o table printed ${head.split('\n')[0]}`);
+    check(
+      m && Number(m[1]) === expect.generation && m[2] === expect.digest && Number(m[4]) === expect.deltas,
+      `kpx replay -o table printed ${head.split('\n')[0]}`,
+    );
   }
   return { ms, cpuMs: c0 && c1 ? c1.children - c0.children : undefined, outBytes };
 }
@@ -423,11 +533,15 @@ async function phases(js, node, expect) {
   const state = RuleState.from(snap.objects, snap.generation);
   const t2 = performance.now();
   const deltas = [];
-  for await (const rec of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: FAMILY })) deltas.push(rec.delta);
+  for await (const rec of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: FAMILY }))
+    deltas.push(rec.delta);
   const t3 = performance.now();
   for (const d of deltas) state.apply(d);
   const t4 = performance.now();
-  check(deltas.length === expect.deltas && state.digest === expect.digest, `phases: ${deltas.length} deltas read, digest ${state.digest}`);
+  check(
+    deltas.length === expect.deltas && state.digest === expect.digest,
+    `phases: ${deltas.length} deltas read, digest ${state.digest}`,
+  );
   return { getSnapshotMs: t1 - t0, ruleStateFromMs: t2 - t1, readDeltasMs: t3 - t2, applyDeltaMs: t4 - t3 };
 }
 
@@ -461,7 +575,11 @@ function buildInWorker(opts, url, say) {
       if (m.result !== undefined) result = m.result;
     });
     worker.once('error', rej);
-    worker.once('exit', (code) => (result !== undefined && code === 0 ? res(result) : rej(new Error(`the history builder exited with code ${code} and no result`))));
+    worker.once('exit', (code) =>
+      result !== undefined && code === 0
+        ? res(result)
+        : rej(new Error(`the history builder exited with code ${code} and no result`)),
+    );
   });
 }
 
@@ -496,10 +614,19 @@ async function main() {
   const say = (line) => process.stdout.write(`${line}\n`);
   const results = {
     date: new Date().toISOString(),
-    machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memGB: +(totalmem() / 2 ** 30).toFixed(1), node: process.version, kernel: release(), loadavgStart: loadavg() },
+    machine: {
+      nproc: cpus().length,
+      cpu: cpus()[0]?.model,
+      memGB: +(totalmem() / 2 ** 30).toFixed(1),
+      node: process.version,
+      kernel: release(),
+      loadavgStart: loadavg(),
+    },
     params: { ...opts, others: opts.others === Infinity ? 'all' : opts.others },
   };
-  say(`kpx replay benchmark: S=${opts.services} E=${opts.endpoints} nodes=${opts.nodes} deltas=${opts.deltas}, seed ${opts.seed}; ${results.machine.nproc} CPUs (${results.machine.cpu}), node ${process.version}`);
+  say(
+    `kpx replay benchmark: S=${opts.services} E=${opts.endpoints} nodes=${opts.nodes} deltas=${opts.deltas}, seed ${opts.seed}; ${results.machine.nproc} CPUs (${results.machine.cpu}), node ${process.version}`,
+  );
   if (opts.storeDir) {
     const entries = await readdir(opts.storeDir).catch(() => []);
     if (entries.length > 0) throw new Error(`--store-dir ${opts.storeDir} is not empty`);
@@ -519,25 +646,45 @@ async function main() {
     const full = { generation: last.generation, digest: last.digest, deltas: deltas.length };
     const half = { generation: mid.generation, digest: mid.digest, deltas: deltas.length >> 1 };
     const midTo = mid.generation;
-    say(`measuring: ${opts.runs} rounds (object store SHA-256 in this thread: ${getSha256Backend()}); full = generation ${full.generation} (${full.deltas} deltas), mid = --to ${midTo} (${half.deltas} deltas)`);
+    say(
+      `measuring: ${opts.runs} rounds (object store SHA-256 in this thread: ${getSha256Backend()}); full = generation ${full.generation} (${full.deltas} deltas), mid = --to ${midTo} (${half.deltas} deltas)`,
+    );
 
     const rounds = [];
     for (let r = 0; r < opts.runs; r++) {
       const round = {};
       round.lib = await libReplay(js, server.pid, node, undefined, full);
-      if (opts.cli) for (const f of opts.cliFormats) round[`cli-${f}`] = await cliReplay(server.url, node, undefined, f, full);
+      if (opts.cli)
+        for (const f of opts.cliFormats) round[`cli-${f}`] = await cliReplay(server.url, node, undefined, f, full);
       round.libMid = await libReplay(js, server.pid, node, midTo, half);
-      if (opts.cli) for (const f of opts.cliFormats) round[`cli-${f}-mid`] = await cliReplay(server.url, node, midTo, f, half);
+      if (opts.cli)
+        for (const f of opts.cliFormats) round[`cli-${f}-mid`] = await cliReplay(server.url, node, midTo, f, half);
       round.phases = await phases(js, node, full);
       rounds.push(round);
-      const cliText = opts.cli ? opts.cliFormats.map((f) => `cli ${f} ${fmtMs(round[`cli-${f}`].ms)} (mid ${fmtMs(round[`cli-${f}-mid`].ms)})`).join(', ') : '';
-      say(`  round ${r + 1}: lib ${fmtMs(round.lib.ms)} (mid ${fmtMs(round.libMid.ms)})${cliText ? `, ${cliText}` : ''}`);
+      const cliText = opts.cli
+        ? opts.cliFormats
+            .map((f) => `cli ${f} ${fmtMs(round[`cli-${f}`].ms)} (mid ${fmtMs(round[`cli-${f}-mid`].ms)})`)
+            .join(', ')
+        : '';
+      say(
+        `  round ${r + 1}: lib ${fmtMs(round.lib.ms)} (mid ${fmtMs(round.libMid.ms)})${cliText ? `, ${cliText}` : ''}`,
+      );
     }
     const med = (f) => median(rounds.map(f));
     const samples = (f) => rounds.map((r) => +f(r).toFixed(1));
     const s = {
-      lib: { ms: med((r) => r.lib.ms), cpuMs: med((r) => r.lib.cpuMs), serverCpuMs: med((r) => r.lib.serverCpuMs ?? NaN), untilDelta500Ms: rounds[0].lib.untilDelta500Ms === undefined ? undefined : med((r) => r.lib.untilDelta500Ms), samplesMs: samples((r) => r.lib.ms) },
-      libMid: { ms: med((r) => r.libMid.ms), cpuMs: med((r) => r.libMid.cpuMs), samplesMs: samples((r) => r.libMid.ms) },
+      lib: {
+        ms: med((r) => r.lib.ms),
+        cpuMs: med((r) => r.lib.cpuMs),
+        serverCpuMs: med((r) => r.lib.serverCpuMs ?? NaN),
+        untilDelta500Ms: rounds[0].lib.untilDelta500Ms === undefined ? undefined : med((r) => r.lib.untilDelta500Ms),
+        samplesMs: samples((r) => r.lib.ms),
+      },
+      libMid: {
+        ms: med((r) => r.libMid.ms),
+        cpuMs: med((r) => r.libMid.cpuMs),
+        samplesMs: samples((r) => r.libMid.ms),
+      },
       phases: Object.fromEntries(Object.keys(rounds[0].phases).map((k) => [k, med((r) => r.phases[k])])),
       cli: {},
     };
@@ -554,18 +701,32 @@ async function main() {
     results.summary = s;
     const p = s.phases;
     say('');
-    say(`replay of ${node} (snapshot at generation 1: ${h.snapshot.objects.toLocaleString('en-US')} objects, ${fmtBytes(h.snapshot.bytes)}; then ${full.deltas} deltas), median of ${opts.runs}:`);
-    say(`  replayTo -> newest, ${full.deltas} deltas: ${fmtMs(s.lib.ms)} wall, ${fmtMs(s.lib.cpuMs)} CPU (nats-server ${fmtMs(s.lib.serverCpuMs)}); samples ${s.lib.samplesMs.map(fmtMs).join(', ')}`);
+    say(
+      `replay of ${node} (snapshot at generation 1: ${h.snapshot.objects.toLocaleString('en-US')} objects, ${fmtBytes(h.snapshot.bytes)}; then ${full.deltas} deltas), median of ${opts.runs}:`,
+    );
+    say(
+      `  replayTo -> newest, ${full.deltas} deltas: ${fmtMs(s.lib.ms)} wall, ${fmtMs(s.lib.cpuMs)} CPU (nats-server ${fmtMs(s.lib.serverCpuMs)}); samples ${s.lib.samplesMs.map(fmtMs).join(', ')}`,
+    );
     if (s.lib.untilDelta500Ms !== undefined && full.deltas > 500) {
       const rest = s.lib.ms - s.lib.untilDelta500Ms;
-      say(`    snapshot + first 500 deltas ${fmtMs(s.lib.untilDelta500Ms)}; the other ${full.deltas - 500} deltas ${fmtMs(rest)} (${fmtRate(full.deltas - 500, rest)})`);
+      say(
+        `    snapshot + first 500 deltas ${fmtMs(s.lib.untilDelta500Ms)}; the other ${full.deltas - 500} deltas ${fmtMs(rest)} (${fmtRate(full.deltas - 500, rest)})`,
+      );
     }
-    say(`  replayTo -> --to ${midTo}, ${half.deltas} deltas: ${fmtMs(s.libMid.ms)} wall, ${fmtMs(s.libMid.cpuMs)} CPU; samples ${s.libMid.samplesMs.map(fmtMs).join(', ')}`);
+    say(
+      `  replayTo -> --to ${midTo}, ${half.deltas} deltas: ${fmtMs(s.libMid.ms)} wall, ${fmtMs(s.libMid.cpuMs)} CPU; samples ${s.libMid.samplesMs.map(fmtMs).join(', ')}`,
+    );
     for (const [f, c] of Object.entries(s.cli)) {
-      say(`  kpx replay -o ${f} (spawned): ${fmtMs(c.ms)} wall, ${fmtMs(c.cpuMs)} CPU; --to ${midTo}: ${fmtMs(c.midMs)}; stdout ${fmtBytes(c.outBytes)}; samples ${c.samplesMs.map(fmtMs).join(', ')}`);
+      say(
+        `  kpx replay -o ${f} (spawned): ${fmtMs(c.ms)} wall, ${fmtMs(c.cpuMs)} CPU; --to ${midTo}: ${fmtMs(c.midMs)}; stdout ${fmtBytes(c.outBytes)}; samples ${c.samplesMs.map(fmtMs).join(', ')}`,
+      );
     }
-    say(`  building blocks: getSnapshot ${fmtMs(p.getSnapshotMs)}, RuleState.from ${fmtMs(p.ruleStateFromMs)}; readDeltas ${fmtMs(p.readDeltasMs)} (${fmtRate(full.deltas, p.readDeltasMs)}); RuleState.apply ${fmtMs(p.applyDeltaMs)} (${fmtRate(full.deltas, p.applyDeltaMs)})`);
-    say(`  checked: generation ${full.generation} and digest ${full.digest.slice(0, 16)}… = the last published delta's = the controller's`);
+    say(
+      `  building blocks: getSnapshot ${fmtMs(p.getSnapshotMs)}, RuleState.from ${fmtMs(p.ruleStateFromMs)}; readDeltas ${fmtMs(p.readDeltasMs)} (${fmtRate(full.deltas, p.readDeltasMs)}); RuleState.apply ${fmtMs(p.applyDeltaMs)} (${fmtRate(full.deltas, p.applyDeltaMs)})`,
+    );
+    say(
+      `  checked: generation ${full.generation} and digest ${full.digest.slice(0, 16)}… = the last published delta's = the controller's`,
+    );
 
     if (opts.profile) {
       await mkdir(opts.profile, { recursive: true });
@@ -580,14 +741,23 @@ async function main() {
   results.machine.loadavgEnd = loadavg();
   const s = results.summary;
   const ok = s.lib.ms < TARGET_MS;
-  results.verdict = { target: `replay of ${opts.deltas} deltas for one node < 5 s`, libMs: s.lib.ms, cliJsonMs: s.cli.json?.ms, ok };
+  results.verdict = {
+    target: `replay of ${opts.deltas} deltas for one node < 5 s`,
+    libMs: s.lib.ms,
+    cliJsonMs: s.cli.json?.ms,
+    ok,
+  };
   say('');
-  say(`target: replaying ${opts.deltas} deltas for one node < 5 s: replayTo ${fmtMs(s.lib.ms)}${s.cli.json ? `, kpx replay -o json ${fmtMs(s.cli.json.ms)}` : ''} -> ${ok ? 'met' : 'MISSED'}`);
+  say(
+    `target: replaying ${opts.deltas} deltas for one node < 5 s: replayTo ${fmtMs(s.lib.ms)}${s.cli.json ? `, kpx replay -o json ${fmtMs(s.cli.json.ms)}` : ''} -> ${ok ? 'met' : 'MISSED'}`,
+  );
   await mkdir(OUT, { recursive: true });
   const json = `${JSON.stringify(results, null, 2)}\n`;
   await writeFile(join(OUT, `replay-${results.date.replace(/[:.]/g, '-')}.json`), json);
   await writeFile(join(OUT, 'replay-latest.json'), json);
-  say(`load average at start ${results.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}, at end ${results.machine.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} (${results.machine.nproc} CPUs); figures: bench/out/replay-latest.json`);
+  say(
+    `load average at start ${results.machine.loadavgStart.map((x) => x.toFixed(2)).join(' ')}, at end ${results.machine.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} (${results.machine.nproc} CPUs); figures: bench/out/replay-latest.json`,
+  );
   return opts.check && !ok ? 1 : 0;
 }
 

@@ -17,17 +17,28 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** Suites in run order: name -> script (in bench/) and what it measures. */
 const SUITES = {
   render: { file: 'render.mjs', about: '`kpx render` of one node of a 10,000-service cluster (issue #2)' },
-  parse: { file: 'parse.mjs', about: 'manifest parsers on one cluster as JSON and as YAML; kpx render from each (issue #13)' },
+  parse: {
+    file: 'parse.mjs',
+    about: 'manifest parsers on one cluster as JSON and as YAML; kpx render from each (issue #13)',
+  },
   controller: { file: 'controller.mjs', about: 'the controller pipeline at scale (issue #3)' },
   executor: { file: 'executor.mjs', about: 'executor apply and change-to-ack latency (issue #4)' },
-  noflush: { file: 'noflush.mjs', about: 'iptables-restore with and without --noflush as chains grow (issue #4 full resync)' },
+  noflush: {
+    file: 'noflush.mjs',
+    about: 'iptables-restore with and without --noflush as chains grow (issue #4 full resync)',
+  },
   replay: { file: 'replay.mjs', about: 'replaying 10,000 deltas for one node (issue #6)' },
-  ipvs: { file: 'ipvs.mjs', about: 'IPVS one-endpoint delta vs from scratch on a 5,000-service node, inside tools/ipvs-vm (issue #5)' },
+  ipvs: {
+    file: 'ipvs.mjs',
+    about: 'IPVS one-endpoint delta vs from scratch on a 5,000-service node, inside tools/ipvs-vm (issue #5)',
+  },
 };
 
 function runSuite(name, args) {
   const script = join(HERE, SUITES[name].file);
-  process.stdout.write(`\n=== bench ${name}: ${SUITES[name].about}\n=== node --expose-gc bench/${SUITES[name].file} ${args.join(' ')}\n`);
+  process.stdout.write(
+    `\n=== bench ${name}: ${SUITES[name].about}\n=== node --expose-gc bench/${SUITES[name].file} ${args.join(' ')}\n`,
+  );
   return new Promise((resolveRun) => {
     const child = spawn(process.execPath, ['--expose-gc', script, ...args], { stdio: 'inherit' });
     child.on('error', (err) => {
@@ -41,7 +52,9 @@ function runSuite(name, args) {
 async function main(argv) {
   const available = Object.keys(SUITES).filter((n) => existsSync(join(HERE, SUITES[n].file)));
   if (argv[0] === '--list' || argv[0] === '--help' || argv[0] === '-h') {
-    process.stdout.write(`usage: node bench/run.mjs [SUITE [ARGS...]]\n\nsuites:\n${available.map((n) => `  ${n.padEnd(11)} ${SUITES[n].about}`).join('\n')}\n`);
+    process.stdout.write(
+      `usage: node bench/run.mjs [SUITE [ARGS...]]\n\nsuites:\n${available.map((n) => `  ${n.padEnd(11)} ${SUITES[n].about}`).join('\n')}\n`,
+    );
     return 0;
   }
   if (argv.length > 0) {
@@ -54,7 +67,9 @@ async function main(argv) {
   }
   const failed = [];
   for (const name of available) if ((await runSuite(name, [])) !== 0) failed.push(name);
-  process.stdout.write(`\n=== bench: ${available.length - failed.length}/${available.length} suites passed${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`);
+  process.stdout.write(
+    `\n=== bench: ${available.length - failed.length}/${available.length} suites passed${failed.length ? `; failed: ${failed.join(', ')}` : ''}\n`,
+  );
   return failed.length ? 1 : 0;
 }
 

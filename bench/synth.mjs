@@ -103,7 +103,10 @@ function makeNodes(n) {
       object: {
         apiVersion: 'v1',
         kind: 'Node',
-        metadata: { name, labels: { 'kubernetes.io/hostname': name, 'topology.kubernetes.io/zone': ZONES[i % ZONES.length] } },
+        metadata: {
+          name,
+          labels: { 'kubernetes.io/hostname': name, 'topology.kubernetes.io/zone': ZONES[i % ZONES.length] },
+        },
         spec: { podCIDR, podCIDRs: [podCIDR] },
         status: {
           addresses: [
@@ -193,7 +196,8 @@ export function synthCluster(options = {}) {
     if (r < MIX.clusterIP) type = 'ClusterIP';
     else if (r < MIX.clusterIP + MIX.nodePort) type = 'NodePort';
     else if (r < MIX.clusterIP + MIX.nodePort + MIX.loadBalancer) type = 'LoadBalancer';
-    else if (r < MIX.clusterIP + MIX.nodePort + MIX.loadBalancer + MIX.nodePortLocal) [type, etpLocal] = ['NodePort', true];
+    else if (r < MIX.clusterIP + MIX.nodePort + MIX.loadBalancer + MIX.nodePortLocal)
+      [type, etpLocal] = ['NodePort', true];
     else [type, etpLocal] = ['LoadBalancer', true];
     const itpLocal = rng.chance(MIX.internalLocal);
     const affinity = rng.chance(MIX.clientIPAffinity);
@@ -230,7 +234,9 @@ export function synthCluster(options = {}) {
     if (type === 'LoadBalancer') {
       status.loadBalancer = { ingress: [{ ip: ip4Text(LB_IP_BASE + 1 + lbCount++), ipMode: 'VIP' }] };
       if (rng.chance(MIX.sourceRanges)) {
-        spec.loadBalancerSourceRanges = rng.chance(MIX.sourceRangesWithNodes) ? ['203.0.113.0/24', '172.16.0.0/12'] : ['203.0.113.0/24', '198.51.100.0/24'];
+        spec.loadBalancerSourceRanges = rng.chance(MIX.sourceRangesWithNodes)
+          ? ['203.0.113.0/24', '172.16.0.0/12']
+          : ['203.0.113.0/24', '198.51.100.0/24'];
         stats.sourceRanges++;
       }
     }
@@ -238,7 +244,13 @@ export function synthCluster(options = {}) {
       spec.externalIPs = [ip4Text(EXTERNAL_IP_BASE + 1 + stats.externalIPs)];
       stats.externalIPs++;
     }
-    services.push({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace, resourceVersion: String(j + 1) }, spec, status });
+    services.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace, resourceVersion: String(j + 1) },
+      spec,
+      status,
+    });
 
     stats.services++;
     stats.servicePorts += ports.length;
@@ -258,7 +270,8 @@ export function synthCluster(options = {}) {
     const endpoints = [];
     for (let k = 0; k < o.endpoints; k++) {
       const node = nodes[rng.int(nodes.length)];
-      if (node.nextPod >= 2 ** (32 - POD_PREFIX) - 1) throw new RangeError(`node ${node.name} ran out of pod IPs: use more nodes or fewer endpoints`);
+      if (node.nextPod >= 2 ** (32 - POD_PREFIX) - 1)
+        throw new RangeError(`node ${node.name} ran out of pod IPs: use more nodes or fewer endpoints`);
       const terminating = rng.chance(MIX.terminating);
       const serving = !terminating || rng.chance(2 / 3);
       endpoints.push({
@@ -271,12 +284,23 @@ export function synthCluster(options = {}) {
       stats.endpoints++;
       if (terminating) stats.terminating++;
     }
-    const slicePorts = ports.map((p) => ({ ...(p.name ? { name: p.name } : { name: '' }), protocol: p.protocol, port: p.targetPort }));
+    const slicePorts = ports.map((p) => ({
+      ...(p.name ? { name: p.name } : { name: '' }),
+      protocol: p.protocol,
+      port: p.targetPort,
+    }));
     for (let s = 0; s < endpoints.length; s += MAX_ENDPOINTS_PER_SLICE) {
       slices.push({
         apiVersion: 'discovery.k8s.io/v1',
         kind: 'EndpointSlice',
-        metadata: { name: `${name}-${rng.suffix()}`, namespace, labels: { 'kubernetes.io/service-name': name, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+        metadata: {
+          name: `${name}-${rng.suffix()}`,
+          namespace,
+          labels: {
+            'kubernetes.io/service-name': name,
+            'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io',
+          },
+        },
         addressType: 'IPv4',
         ports: slicePorts,
         endpoints: endpoints.slice(s, s + MAX_ENDPOINTS_PER_SLICE),
@@ -296,13 +320,19 @@ export function manifestObjects(cluster) {
     slicesByService.get(key).push(s);
   }
   const out = [...cluster.nodes];
-  for (const svc of cluster.services) out.push(svc, ...(slicesByService.get(`${svc.metadata.namespace}/${svc.metadata.name}`) ?? []));
+  for (const svc of cluster.services)
+    out.push(svc, ...(slicesByService.get(`${svc.metadata.namespace}/${svc.metadata.name}`) ?? []));
   return out;
 }
 
 /** The KubeProxyConfiguration the benchmark uses (defaults plus the cluster CIDR, for local-traffic detection). */
 export function kubeProxyConfig(cluster) {
-  return { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration', mode: 'iptables', clusterCIDR: cluster.clusterCIDR };
+  return {
+    apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+    kind: 'KubeProxyConfiguration',
+    mode: 'iptables',
+    clusterCIDR: cluster.clusterCIDR,
+  };
 }
 
 /**
@@ -341,12 +371,23 @@ async function cli() {
     },
   });
   if (!values.out) {
-    process.stderr.write('usage: node bench/synth.mjs --out DIR [--services N] [--endpoints N] [--nodes N] [--seed S] [--chunks N]\n');
+    process.stderr.write(
+      'usage: node bench/synth.mjs --out DIR [--services N] [--endpoints N] [--nodes N] [--seed S] [--chunks N]\n',
+    );
     return 2;
   }
-  const cluster = synthCluster({ services: Number(values.services), endpoints: Number(values.endpoints), nodes: Number(values.nodes), seed: values.seed });
-  const { manifests, files, config, bytes } = await writeCluster(cluster, resolve(values.out), { chunks: Number(values.chunks) });
-  process.stdout.write(`${JSON.stringify({ manifests, files: files.length, bytes, config, stats: cluster.stats }, null, 2)}\n`);
+  const cluster = synthCluster({
+    services: Number(values.services),
+    endpoints: Number(values.endpoints),
+    nodes: Number(values.nodes),
+    seed: values.seed,
+  });
+  const { manifests, files, config, bytes } = await writeCluster(cluster, resolve(values.out), {
+    chunks: Number(values.chunks),
+  });
+  process.stdout.write(
+    `${JSON.stringify({ manifests, files: files.length, bytes, config, stats: cluster.stats }, null, 2)}\n`,
+  );
   return 0;
 }
 
@@ -358,8 +399,17 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
  */
 export function plainClusterIPSlice(cluster) {
   return cluster.slices.find((s) => {
-    const svc = cluster.services.find((x) => x.metadata.name === s.metadata.labels['kubernetes.io/service-name'] && x.metadata.namespace === s.metadata.namespace);
-    return svc?.spec.type === 'ClusterIP' && (svc.spec.sessionAffinity ?? 'None') === 'None' && (svc.spec.internalTrafficPolicy ?? 'Cluster') === 'Cluster' && s.endpoints.length > 1;
+    const svc = cluster.services.find(
+      (x) =>
+        x.metadata.name === s.metadata.labels['kubernetes.io/service-name'] &&
+        x.metadata.namespace === s.metadata.namespace,
+    );
+    return (
+      svc?.spec.type === 'ClusterIP' &&
+      (svc.spec.sessionAffinity ?? 'None') === 'None' &&
+      (svc.spec.internalTrafficPolicy ?? 'Cluster') === 'Cluster' &&
+      s.endpoints.length > 1
+    );
   });
 }
 

@@ -30,10 +30,10 @@ export const Packages = {
   '@kpx/model': { layer: 2, side: Shared, what: 'Kubernetes objects, service ports, endpoints, configuration' },
   '@kpx/compiler': { layer: 3, side: Controller, what: 'per-mode compilers: model -> rules' },
   '@kpx/ruleset': { layer: 3, side: Shared, what: 'rule state: keyed objects, digest, diff, apply' },
-  '@kpx/node-states': { layer: 4, side: Controller, what: 'every node\'s rules: shared base + overlays' },
+  '@kpx/node-states': { layer: 4, side: Controller, what: "every node's rules: shared base + overlays" },
   '@kpx/transport': { layer: 4, side: Shared, what: 'NATS JetStream deltas and snapshots, the NodeSync client' },
   '@kpx/kernel': { layer: 4, side: Node, what: 'appliers: iptables, IPVS, ipset, conntrack' },
-  '@kpx/replay': { layer: 5, side: Shared, what: 'a node\'s state at any retained generation' },
+  '@kpx/replay': { layer: 5, side: Shared, what: "a node's state at any retained generation" },
   '@kpx/controller': { layer: 6, side: Controller, what: 'the controller service' },
   '@kpx/executor': { layer: 6, side: Node, what: 'the executor service' },
   '@kpx/cli': { layer: 7, side: Both, what: 'the kpx command' },
@@ -46,10 +46,14 @@ const rel = (p) => path.relative(root, p);
 export function layerProblem(from, to) {
   const a = Packages[from];
   const b = Packages[to];
-  if (a === undefined || b === undefined) return `${a === undefined ? from : to} has no layer: add it to Packages in scripts/check-layers.mjs`;
+  if (a === undefined || b === undefined)
+    return `${a === undefined ? from : to} has no layer: add it to Packages in scripts/check-layers.mjs`;
   const why = [];
   if (b.layer >= a.layer) why.push(`${to} is layer ${b.layer}, not below ${from} (layer ${a.layer})`);
-  if (b.side !== Shared && a.side !== Both && a.side !== b.side) why.push(`${to} is on the ${b.side} side, ${from} ${a.side === Shared ? 'is shared by both sides' : `on the ${a.side} side`}`);
+  if (b.side !== Shared && a.side !== Both && a.side !== b.side)
+    why.push(
+      `${to} is on the ${b.side} side, ${from} ${a.side === Shared ? 'is shared by both sides' : `on the ${a.side} side`}`,
+    );
   return why.length > 0 ? why.join('; ') : undefined;
 }
 
@@ -60,7 +64,12 @@ function workspaces() {
     const dir = path.join(root, w);
     const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
     const kpx = (deps) => Object.keys(deps ?? {}).filter((d) => d.startsWith('@kpx/'));
-    return { name: pkg.name, dir, deps: kpx({ ...pkg.dependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies }), devDeps: kpx(pkg.devDependencies) };
+    return {
+      name: pkg.name,
+      dir,
+      deps: kpx({ ...pkg.dependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies }),
+      devDeps: kpx(pkg.devDependencies),
+    };
   });
 }
 
@@ -100,7 +109,10 @@ export function check() {
   const packages = workspaces();
   const byName = new Map(packages.map((p) => [p.name, p]));
   for (const p of packages) {
-    if (Packages[p.name] === undefined) problems.push(`${rel(path.join(p.dir, 'package.json'))}: ${p.name} has no layer: add it to Packages in scripts/check-layers.mjs`);
+    if (Packages[p.name] === undefined)
+      problems.push(
+        `${rel(path.join(p.dir, 'package.json'))}: ${p.name} has no layer: add it to Packages in scripts/check-layers.mjs`,
+      );
     for (const d of p.deps) {
       const why = Packages[p.name] && layerProblem(p.name, d);
       if (why) problems.push(`${rel(path.join(p.dir, 'package.json'))}: ${p.name} depends on ${d}: ${why}`);
@@ -109,8 +121,10 @@ export function check() {
 
   // Every file of the tree, with the directory it must stay in (its package's, else its top-level directory's).
   const owners = new Map();
-  for (const p of packages) for (const f of walk(p.dir)) owners.set(f, { dir: p.dir, pkg: p, src: inside(path.join(p.dir, 'src'), f) });
-  for (const top of ['test', 'bench', 'scripts', 'tools']) for (const f of walk(path.join(root, top))) owners.set(f, { dir: path.join(root, top) });
+  for (const p of packages)
+    for (const f of walk(p.dir)) owners.set(f, { dir: p.dir, pkg: p, src: inside(path.join(p.dir, 'src'), f) });
+  for (const top of ['test', 'bench', 'scripts', 'tools'])
+    for (const f of walk(path.join(root, top))) owners.set(f, { dir: path.join(root, top) });
 
   const edges = new Map();
   for (const [file, owner] of owners) {
@@ -119,7 +133,9 @@ export function check() {
       if (spec.startsWith('.')) {
         const target = resolveRelative(file, spec);
         if (!inside(owner.dir, path.resolve(path.dirname(file), spec))) {
-          problems.push(`${rel(file)}: imports ${spec}, a file outside ${rel(owner.dir)}/: import the package by its name`);
+          problems.push(
+            `${rel(file)}: imports ${spec}, a file outside ${rel(owner.dir)}/: import the package by its name`,
+          );
         }
         if (target) out.push(target);
         continue;
@@ -127,7 +143,10 @@ export function check() {
       const m = /^(@kpx\/[^/]+)(\/.*)?$/.exec(spec);
       if (!m) continue;
       const [, name, deep] = m;
-      if (deep) problems.push(`${rel(file)}: imports ${spec}, a file inside ${name}: import ${name} (what its src/index.ts exports)`);
+      if (deep)
+        problems.push(
+          `${rel(file)}: imports ${spec}, a file inside ${name}: import ${name} (what its src/index.ts exports)`,
+        );
       const target = byName.get(name);
       if (target === undefined) continue;
       const index = path.join(target.dir, 'src', 'index.ts');
@@ -136,11 +155,15 @@ export function check() {
       if (pkg === undefined || name === pkg.name) continue;
       // A declared dependency's layer is checked above, with its package.json.
       if (owner.src && !pkg.deps.includes(name)) {
-        problems.push(`${rel(file)}: imports ${name}, which ${rel(path.join(pkg.dir, 'package.json'))} does not list in "dependencies"`);
+        problems.push(
+          `${rel(file)}: imports ${name}, which ${rel(path.join(pkg.dir, 'package.json'))} does not list in "dependencies"`,
+        );
         const why = Packages[pkg.name] && layerProblem(pkg.name, name);
         if (why) problems.push(`${rel(file)}: imports ${name}: ${why}`);
       } else if (!owner.src && !pkg.deps.includes(name) && !pkg.devDeps.includes(name)) {
-        problems.push(`${rel(file)}: imports ${name}, which ${rel(path.join(pkg.dir, 'package.json'))} does not list in "dependencies" or "devDependencies"`);
+        problems.push(
+          `${rel(file)}: imports ${name}, which ${rel(path.join(pkg.dir, 'package.json'))} does not list in "dependencies" or "devDependencies"`,
+        );
       }
     }
     edges.set(file, out);
@@ -221,7 +244,8 @@ function shortestCycle(v, scc, edges) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (process.argv.includes('--layers')) {
-    for (const [name, p] of Object.entries(Packages).sort((a, b) => a[1].layer - b[1].layer)) console.log(`${p.layer}  ${name.padEnd(18)} ${p.side.padEnd(10)} ${p.what}`);
+    for (const [name, p] of Object.entries(Packages).sort((a, b) => a[1].layer - b[1].layer))
+      console.log(`${p.layer}  ${name.padEnd(18)} ${p.side.padEnd(10)} ${p.what}`);
   } else {
     const problems = check();
     for (const p of problems) console.error(`check-layers: ${p}`);

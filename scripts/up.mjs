@@ -20,7 +20,10 @@ const metricsListen = process.env.KPX_METRICS_LISTEN ?? '127.0.0.1:10249';
 const root = process.getuid?.() === 0;
 const kpx = new URL('../services/cli/bin/kpx.js', import.meta.url).pathname;
 
-const nodes = (await readManifestDir(dir)).filter((m) => m.object.kind === 'Node').map((m) => m.object.metadata?.name ?? '').filter(Boolean);
+const nodes = (await readManifestDir(dir))
+  .filter((m) => m.object.kind === 'Node')
+  .map((m) => m.object.metadata?.name ?? '')
+  .filter(Boolean);
 if (nodes.length === 0) {
   console.error(`kpx: no Node objects in ${dir}/: nothing to run`);
   process.exit(1);
@@ -61,7 +64,11 @@ async function demoSecrets() {
   const keys = generateKeyPairSync('ed25519');
   const signingPem = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const verifyKeys = await file('verify.pem', keys.publicKey.export({ type: 'spki', format: 'pem' }).toString());
-  const users = [{ role: NatsRole.Controller, name: 'controller' }, { role: NatsRole.Operator, name: 'operator' }, ...nodes.map((node) => ({ role: NatsRole.Node, node, name: `node-${node}` }))];
+  const users = [
+    { role: NatsRole.Controller, name: 'controller' },
+    { role: NatsRole.Operator, name: 'operator' },
+    ...nodes.map((node) => ({ role: NatsRole.Node, node, name: `node-${node}` })),
+  ];
   const creds = {};
   const specs = [];
   for (const u of users) {
@@ -70,10 +77,20 @@ async function demoSecrets() {
     specs.push({ role: u.role, nkey: k.publicKey, ...(u.node ? { node: u.node } : {}) });
   }
   const pki = createTestPki(
-    { operator: { cn: 'kpx-operator' }, ...Object.fromEntries(nodes.map((node) => [`node-${node}`, { cn: `system:node:${node}`, o: ['system:nodes'] }])) },
+    {
+      operator: { cn: 'kpx-operator' },
+      ...Object.fromEntries(nodes.map((node) => [`node-${node}`, { cn: `system:node:${node}`, o: ['system:nodes'] }])),
+    },
     { dir: secrets },
   );
-  const clientTls = (name) => ['--tls-cert-file', pki.clients[name].certFile, '--tls-private-key-file', pki.clients[name].keyFile, '--ca-file', pki.caFile];
+  const clientTls = (name) => [
+    '--tls-cert-file',
+    pki.clients[name].certFile,
+    '--tls-private-key-file',
+    pki.clients[name].keyFile,
+    '--ca-file',
+    pki.caFile,
+  ];
   return {
     dir: secrets,
     signer: signerFromPem(signingPem),
@@ -107,7 +124,26 @@ try {
   const dial = controller.grpcAddress.replace(/^127\.0\.0\.1:/, 'localhost:');
   const executors = [];
   for (const [i, node] of nodes.entries()) {
-    const args = ['executor', '--node', node, '--nats', nats.url, '--controller', dial, '--healthz-listen', `127.0.0.1:${10256 + 10 * (i + 1)}`, '--metrics-listen', `127.0.0.1:${10257 + 10 * (i + 1)}`, '--log-level', process.env.KPX_LOG_LEVEL ?? 'warn', '--nats-creds', secrets.creds[`node-${node}`], '--verify-keys', secrets.verifyKeys, ...secrets.clientTls(`node-${node}`)];
+    const args = [
+      'executor',
+      '--node',
+      node,
+      '--nats',
+      nats.url,
+      '--controller',
+      dial,
+      '--healthz-listen',
+      `127.0.0.1:${10256 + 10 * (i + 1)}`,
+      '--metrics-listen',
+      `127.0.0.1:${10257 + 10 * (i + 1)}`,
+      '--log-level',
+      process.env.KPX_LOG_LEVEL ?? 'warn',
+      '--nats-creds',
+      secrets.creds[`node-${node}`],
+      '--verify-keys',
+      secrets.verifyKeys,
+      ...secrets.clientTls(`node-${node}`),
+    ];
     if (root) {
       const ns = `kpx-up-${node}`.slice(0, 15);
       execFileSync('ip', ['netns', 'add', ns]);

@@ -12,13 +12,24 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Harness } from './harness.js';
-import { independentDigests, packetProblems, replayProblems, streamProblems, waitForConvergence, type StreamFigures } from './checks.js';
+import {
+  independentDigests,
+  packetProblems,
+  replayProblems,
+  streamProblems,
+  waitForConvergence,
+  type StreamFigures,
+} from './checks.js';
 import { NetnsNodes, nodesOf } from './model.js';
 import { countFromEnv, seedFromEnv } from './prng.js';
 import { buildSchedule, describeStep } from './schedule.js';
 
 const seed = seedFromEnv();
-const schedule = buildSchedule({ seed, changes: countFromEnv('KPX_CHAOS_CHANGES', 200), faults: countFromEnv('KPX_CHAOS_FAULTS', 20) });
+const schedule = buildSchedule({
+  seed,
+  changes: countFromEnv('KPX_CHAOS_CHANGES', 200),
+  faults: countFromEnv('KPX_CHAOS_FAULTS', 20),
+});
 /** After the last step: every node converged within this. */
 const ConvergeBoundMs = 60_000;
 /** Before the first step: the initial manifests everywhere (no fault yet). */
@@ -29,7 +40,9 @@ const ProbeFrom = 'p3b';
 const log = (line: string): void => console.log(`[chaos] ${line}`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-log(`seed ${seed} (replay: KPX_CHAOS_SEED=${seed}); ${schedule.changes} changes, ${schedule.faults} faults over ${(schedule.durationMs / 1000).toFixed(1)} s`);
+log(
+  `seed ${seed} (replay: KPX_CHAOS_SEED=${seed}); ${schedule.changes} changes, ${schedule.faults} faults over ${(schedule.durationMs / 1000).toFixed(1)} s`,
+);
 
 describe(`chaos (seed ${seed})`, () => {
   let h: Harness | undefined;
@@ -50,9 +63,18 @@ describe(`chaos (seed ${seed})`, () => {
     const harness = h!;
     const kernelNodes = [...NetnsNodes];
     const runStart = Date.now();
-    const start = await waitForConvergence({ controller: harness.controllerAddress, expected: await independentDigests(harness.manifestsDir, harness.configFile), kernelNodes, timeoutMs: StartBoundMs });
+    const start = await waitForConvergence({
+      controller: harness.controllerAddress,
+      expected: await independentDigests(harness.manifestsDir, harness.configFile),
+      kernelNodes,
+      timeoutMs: StartBoundMs,
+    });
     const findings: string[] = start.problems.map((p) => `initial convergence (before any fault): ${p}`);
-    log(start.ms === undefined ? `initial state NOT converged in ${StartBoundMs / 1000} s` : `initial state converged in ${start.ms} ms`);
+    log(
+      start.ms === undefined
+        ? `initial state NOT converged in ${StartBoundMs / 1000} s`
+        : `initial state converged in ${start.ms} ms`,
+    );
 
     const t0 = Date.now();
     for (const [i, step] of schedule.steps.entries()) {
@@ -62,13 +84,28 @@ describe(`chaos (seed ${seed})`, () => {
       if (step.action.type !== 'change' || i % 50 === 0) log(describeStep(step));
     }
     const churnMs = Date.now() - t0;
-    log(`schedule done in ${(churnMs / 1000).toFixed(1)} s (planned ${(schedule.durationMs / 1000).toFixed(1)} s); no further events`);
+    log(
+      `schedule done in ${(churnMs / 1000).toFixed(1)} s (planned ${(schedule.durationMs / 1000).toFixed(1)} s); no further events`,
+    );
 
     const expected = await independentDigests(harness.manifestsDir, harness.configFile);
     const nodes = nodesOf(harness.model);
-    assert.deepEqual([...new Set([...expected.keys()].map((k) => k.split('/')[0]))].sort(), [...nodes].sort(), 'the manifests name the model\'s nodes');
-    const progress = (ms: number, problems: readonly string[]): void => log(`${(ms / 1000).toFixed(0)} s: still pending: ${problems.slice(0, 6).join(' | ')}${problems.length > 6 ? ` (+${problems.length - 6})` : ''}`);
-    const conv = await waitForConvergence({ controller: harness.controllerAddress, expected, kernelNodes, timeoutMs: ConvergeBoundMs, progress });
+    assert.deepEqual(
+      [...new Set([...expected.keys()].map((k) => k.split('/')[0]))].sort(),
+      [...nodes].sort(),
+      "the manifests name the model's nodes",
+    );
+    const progress = (ms: number, problems: readonly string[]): void =>
+      log(
+        `${(ms / 1000).toFixed(0)} s: still pending: ${problems.slice(0, 6).join(' | ')}${problems.length > 6 ? ` (+${problems.length - 6})` : ''}`,
+      );
+    const conv = await waitForConvergence({
+      controller: harness.controllerAddress,
+      expected,
+      kernelNodes,
+      timeoutMs: ConvergeBoundMs,
+      progress,
+    });
     log(conv.ms === undefined ? `NOT converged within ${ConvergeBoundMs / 1000} s` : `converged in ${conv.ms} ms`);
     findings.push(...conv.problems.map((p) => `convergence: ${p}`));
 
@@ -91,18 +128,30 @@ describe(`chaos (seed ${seed})`, () => {
     const lost = notConverged + (stream?.gaps ?? 0) + (stream?.missingFromAudit ?? 0);
     const figures = [
       `seed ${seed}`,
-      `changes ${f.changes} (schedule ${schedule.changes}); faults ${Object.values(f.faults).reduce((a, b) => a + b, 0)}: ${Object.entries(f.faults).sort().map(([k, n]) => `${k} ${n}`).join(', ')}`,
+      `changes ${f.changes} (schedule ${schedule.changes}); faults ${Object.values(f.faults).reduce((a, b) => a + b, 0)}: ${Object.entries(
+        f.faults,
+      )
+        .sort()
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}`,
       `iptables-restore failures injected ${f.injectedRestoreFailures} of ${f.armedRestoreFailures} armed`,
       `nodes ${nodes.length} (${nodes.join(' ')}; kernel: ${kernelNodes.join(' ')}), ${expected.size} node/family states`,
       `time to converge ${conv.ms === undefined ? `> ${ConvergeBoundMs} ms (not converged)` : `${conv.ms} ms`}; churn ${(churnMs / 1000).toFixed(1)} s; run ${((Date.now() - runStart) / 1000).toFixed(1)} s`,
       `stream: ${stream ? `${stream.deltas} deltas, ${stream.generations} generations, ${stream.gaps} gaps, ${stream.missingFromAudit} generations missing from the audit log` : 'unread'}`,
       `services probed ${packets.probed} from ${ProbeFrom}`,
-      `restarts after unexpected exits: ${Object.entries(f.unexpectedExits).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
+      `restarts after unexpected exits: ${
+        Object.entries(f.unexpectedExits)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ') || 'none'
+      }`,
       `lost ${lost} (node/family states not converged ${notConverged}, delta chain gaps ${stream?.gaps ?? '?'}, generations missing from the audit log ${stream?.missingFromAudit ?? '?'})`,
     ];
     for (const line of figures) log(line);
     for (const p of findings) log(`FAIL ${p}`);
     passed = findings.length === 0;
-    assert.ok(passed, `chaos run with seed ${seed} (replay: KPX_CHAOS_SEED=${seed}) found ${findings.length} problem(s):\n${findings.join('\n')}\n\n${figures.join('\n')}\n\n${harness.logTails()}`);
+    assert.ok(
+      passed,
+      `chaos run with seed ${seed} (replay: KPX_CHAOS_SEED=${seed}) found ${findings.length} problem(s):\n${findings.join('\n')}\n\n${figures.join('\n')}\n\n${harness.logTails()}`,
+    );
   });
 });

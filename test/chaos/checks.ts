@@ -34,7 +34,10 @@ export async function independentDigests(dir: string, configFile: string): Promi
 async function kpx(argv: readonly string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main([...argv], { stdout: (t) => (out += typeof t === 'string' ? t : Buffer.from(t).toString()), stderr: (t) => (err += t) });
+  const code = await main([...argv], {
+    stdout: (t) => (out += typeof t === 'string' ? t : Buffer.from(t).toString()),
+    stderr: (t) => (err += t),
+  });
   return { code, out, err };
 }
 
@@ -65,7 +68,11 @@ export async function fetchStatus(controller: string): Promise<NodeStatus[] | un
  * What keeps the cluster from being converged: a node and family whose acked digest is not the independent
  * one, a netns node whose kernel read-back differs, a node in status that the manifests do not have.
  */
-export function convergenceProblems(status: readonly NodeStatus[] | undefined, expected: ReadonlyMap<string, string>, kernelNodes: readonly string[]): string[] {
+export function convergenceProblems(
+  status: readonly NodeStatus[] | undefined,
+  expected: ReadonlyMap<string, string>,
+  kernelNodes: readonly string[],
+): string[] {
   if (!status) return ['the controller does not answer kpx status'];
   const problems: string[] = [];
   const byKey = new Map(status.map((s) => [key(s.node, s.ipFamily), s]));
@@ -76,11 +83,19 @@ export function convergenceProblems(status: readonly NodeStatus[] | undefined, e
       continue;
     }
     const short = (d: string): string => (d ? d.slice(0, 12) : '-');
-    if (s.desiredDigest !== digest) problems.push(`${k}: the controller's desired digest ${short(s.desiredDigest)} (generation ${s.desiredGeneration}) is not the final manifests' ${short(digest)}`);
-    if (s.ackedDigest !== digest) problems.push(`${k}: acked digest ${short(s.ackedDigest)} (generation ${s.ackedGeneration}) is not the final manifests' ${short(digest)}${s.lastError ? `; last error: ${s.lastError}` : ''}`);
-    if (kernelNodes.includes(s.node) && s.actualDigest !== digest) problems.push(`${k}: the kernel read back ${short(s.actualDigest)}, not ${short(digest)}`);
+    if (s.desiredDigest !== digest)
+      problems.push(
+        `${k}: the controller's desired digest ${short(s.desiredDigest)} (generation ${s.desiredGeneration}) is not the final manifests' ${short(digest)}`,
+      );
+    if (s.ackedDigest !== digest)
+      problems.push(
+        `${k}: acked digest ${short(s.ackedDigest)} (generation ${s.ackedGeneration}) is not the final manifests' ${short(digest)}${s.lastError ? `; last error: ${s.lastError}` : ''}`,
+      );
+    if (kernelNodes.includes(s.node) && s.actualDigest !== digest)
+      problems.push(`${k}: the kernel read back ${short(s.actualDigest)}, not ${short(digest)}`);
   }
-  for (const k of byKey.keys()) if (!expected.has(k)) problems.push(`${k}: in kpx status but not in the final manifests`);
+  for (const k of byKey.keys())
+    if (!expected.has(k)) problems.push(`${k}: in kpx status but not in the final manifests`);
   return problems;
 }
 
@@ -128,11 +143,27 @@ export async function replayProblems(natsUrl: string, status: readonly NodeStatu
       continue;
     }
     const family = s.ipFamily.toLowerCase();
-    const r = await kpx(['replay', '--nats', natsUrl, '--node', s.node, '--to', String(s.ackedGeneration), '--ip-family', family, '-o', 'json']);
-    if (r.code !== 0) problems.push(`${k}: kpx replay --to ${s.ackedGeneration} failed (${r.code}): ${firstLine(r.err)}`);
+    const r = await kpx([
+      'replay',
+      '--nats',
+      natsUrl,
+      '--node',
+      s.node,
+      '--to',
+      String(s.ackedGeneration),
+      '--ip-family',
+      family,
+      '-o',
+      'json',
+    ]);
+    if (r.code !== 0)
+      problems.push(`${k}: kpx replay --to ${s.ackedGeneration} failed (${r.code}): ${firstLine(r.err)}`);
     else {
       const digest = (JSON.parse(r.out) as { digest: string }).digest;
-      if (digest !== s.ackedDigest) problems.push(`${k}: kpx replay --to ${s.ackedGeneration} reaches ${digest.slice(0, 12)}, the node acked ${s.ackedDigest.slice(0, 12)}`);
+      if (digest !== s.ackedDigest)
+        problems.push(
+          `${k}: kpx replay --to ${s.ackedGeneration} reaches ${digest.slice(0, 12)}, the node acked ${s.ackedDigest.slice(0, 12)}`,
+        );
     }
     const from = oldest.get(k);
     if (from === undefined) {
@@ -140,13 +171,35 @@ export async function replayProblems(natsUrl: string, status: readonly NodeStatu
       continue;
     }
     if (from >= s.ackedGeneration) continue;
-    const steps = await kpx(['replay', '--nats', natsUrl, '--node', s.node, '--from', String(from), '--to', String(s.ackedGeneration), '--diff', '--ip-family', family, '-o', 'json']);
-    if (steps.code !== 0) problems.push(`${k}: kpx replay --diff --from ${from} (oldest retained snapshot) --to ${s.ackedGeneration} failed (${steps.code}): ${firstLine(steps.err)}`);
+    const steps = await kpx([
+      'replay',
+      '--nats',
+      natsUrl,
+      '--node',
+      s.node,
+      '--from',
+      String(from),
+      '--to',
+      String(s.ackedGeneration),
+      '--diff',
+      '--ip-family',
+      family,
+      '-o',
+      'json',
+    ]);
+    if (steps.code !== 0)
+      problems.push(
+        `${k}: kpx replay --diff --from ${from} (oldest retained snapshot) --to ${s.ackedGeneration} failed (${steps.code}): ${firstLine(steps.err)}`,
+      );
   }
   return problems;
 }
 
-const firstLine = (text: string): string => text.trim().split('\n').find((l) => !l.startsWith('replay: ')) ?? '';
+const firstLine = (text: string): string =>
+  text
+    .trim()
+    .split('\n')
+    .find((l) => !l.startsWith('replay: ')) ?? '';
 
 /** The oldest retained snapshot generation of every node and family (`node/family` → generation). */
 async function oldestSnapshots(natsUrl: string, nodes: readonly string[]): Promise<Map<string, number>> {
@@ -229,16 +282,27 @@ export async function streamProblems(natsUrl: string): Promise<{ problems: strin
         continue;
       }
       const k = key(d.node, d.ipFamily);
-      if (m.subject !== `kpx.delta.${d.node.replaceAll('.', '_')}`) problems.push(`seq ${m.seq}: delta of ${d.node} on ${m.subject}`);
-      if (m.headers['Kpx-Generation'] !== String(d.generation)) problems.push(`seq ${m.seq} ${k}: header Kpx-Generation ${m.headers['Kpx-Generation']} but generation ${d.generation}`);
-      if (seen.has(`${k}/${d.generation}`)) problems.push(`seq ${m.seq} ${k}: generation ${d.generation} published twice`);
+      if (m.subject !== `kpx.delta.${d.node.replaceAll('.', '_')}`)
+        problems.push(`seq ${m.seq}: delta of ${d.node} on ${m.subject}`);
+      if (m.headers['Kpx-Generation'] !== String(d.generation))
+        problems.push(
+          `seq ${m.seq} ${k}: header Kpx-Generation ${m.headers['Kpx-Generation']} but generation ${d.generation}`,
+        );
+      if (seen.has(`${k}/${d.generation}`))
+        problems.push(`seq ${m.seq} ${k}: generation ${d.generation} published twice`);
       seen.add(`${k}/${d.generation}`);
       const prev = last.get(k);
-      if (prev !== undefined && d.generation <= prev) problems.push(`seq ${m.seq} ${k}: generation ${d.generation} after ${prev} (not increasing)`);
+      if (prev !== undefined && d.generation <= prev)
+        problems.push(`seq ${m.seq} ${k}: generation ${d.generation} after ${prev} (not increasing)`);
       if (prev !== undefined && !d.snapshot && d.prevGeneration !== prev) {
         gaps++;
-        const why = d.prevGeneration === 0 ? 'it restarts the chain from an empty state without being a snapshot' : 'a gap: a delta was never stored';
-        problems.push(`seq ${m.seq} ${k}: delta ${d.generation} continues ${d.prevGeneration}, but the previous delta on the subject is ${prev} (${why})`);
+        const why =
+          d.prevGeneration === 0
+            ? 'it restarts the chain from an empty state without being a snapshot'
+            : 'a gap: a delta was never stored';
+        problems.push(
+          `seq ${m.seq} ${k}: delta ${d.generation} continues ${d.prevGeneration}, but the previous delta on the subject is ${prev} (${why})`,
+        );
       }
       last.set(k, Math.max(prev ?? 0, d.generation));
       const g = generations.get(d.generation) ?? new Set<string>();
@@ -247,7 +311,11 @@ export async function streamProblems(natsUrl: string): Promise<{ problems: strin
     }
     const audit = new Map<number, { nodes: { node: string; ipFamily: string }[]; nodesTotal: number }>();
     for (const m of await readStream(js, 'KPX_AUDIT', 'kpx.audit.gen')) {
-      const r = JSON.parse(new TextDecoder().decode(m.data)) as { generation: number; nodes: { node: string; ipFamily: string }[]; nodesTotal: number };
+      const r = JSON.parse(new TextDecoder().decode(m.data)) as {
+        generation: number;
+        nodes: { node: string; ipFamily: string }[];
+        nodesTotal: number;
+      };
       if (audit.has(r.generation)) problems.push(`KPX_AUDIT: generation ${r.generation} recorded twice`);
       audit.set(r.generation, r);
     }
@@ -262,7 +330,8 @@ export async function streamProblems(natsUrl: string): Promise<{ problems: strin
       if (r.nodesTotal !== r.nodes.length) continue; // capped list
       const named = new Set(r.nodes.map((n) => key(n.node, n.ipFamily)));
       const unnamed = [...nodes].filter((n) => !named.has(n));
-      if (unnamed.length > 0) problems.push(`KPX_AUDIT: generation ${generation} does not name ${unnamed.sort().join(', ')}`);
+      if (unnamed.length > 0)
+        problems.push(`KPX_AUDIT: generation ${generation} does not name ${unnamed.sort().join(', ')}`);
     }
     return { problems, figures: { deltas: raw.length, generations: generations.size, gaps, missingFromAudit } };
   } finally {
@@ -271,7 +340,11 @@ export async function streamProblems(natsUrl: string): Promise<{ problems: strin
 }
 
 /** Which pods answer a service's ClusterIP from `from` (TCP; UDP too for web): the final endpoints, and only those. */
-export async function packetProblems(topo: Topology, model: ClusterModel, from: string): Promise<{ problems: string[]; probed: number }> {
+export async function packetProblems(
+  topo: Topology,
+  model: ClusterModel,
+  from: string,
+): Promise<{ problems: string[]; probed: number }> {
   const problems: string[] = [];
   const services = [...model.services.values()].sort((a, b) => a.slot - b.slot);
   for (const s of services) {
@@ -285,7 +358,13 @@ export async function packetProblems(topo: Topology, model: ClusterModel, from: 
   return { problems, probed: services.length };
 }
 
-async function probeOne(topo: Topology, s: ServiceSpec, proto: 'tcp' | 'udp', expected: readonly string[], from: string): Promise<string | undefined> {
+async function probeOne(
+  topo: Topology,
+  s: ServiceSpec,
+  proto: 'tcp' | 'udp',
+  expected: readonly string[],
+  from: string,
+): Promise<string | undefined> {
   const port = proto === 'tcp' ? 80 : 53;
   const what = `${s.name} ${vipOf(s)}:${port}/${proto}`;
   // Each connection picks an endpoint at random: 25 per endpoint miss one of 4 with probability < 1e-3.
@@ -296,7 +375,8 @@ async function probeOne(topo: Topology, s: ServiceSpec, proto: 'tcp' | 'udp', ex
   if (expected.length === 0) {
     // No endpoint: REJECT (TCP refused; UDP gets an ICMP error or nothing). No pod may answer.
     if (replies.size > 0) return `${what}: no endpoints, but ${[...replies].sort().join(',')} answered`;
-    if (proto === 'tcp' && failures.some((k) => k !== 'refused')) return `${what}: no endpoints; expected refused, got ${[...new Set(failures)].join(',')}`;
+    if (proto === 'tcp' && failures.some((k) => k !== 'refused'))
+      return `${what}: no endpoints; expected refused, got ${[...new Set(failures)].join(',')}`;
     return undefined;
   }
   const got = [...replies].sort();

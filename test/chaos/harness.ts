@@ -8,7 +8,15 @@ import { join } from 'node:path';
 import { createTopology, startNatsServer, type NatsServer, type Topology, freePort } from '@kpx/testing';
 import { Client, Nodes, PodTcpPort, PodUdpPort, Pods } from '../e2e/cluster.js';
 import { KpxBin, writeAtomically } from '../e2e/system.js';
-import { applyChange, fileOfChange, manifestFiles, NetnsNodes, nodesOf, type Change, type ClusterModel } from './model.js';
+import {
+  applyChange,
+  fileOfChange,
+  manifestFiles,
+  NetnsNodes,
+  nodesOf,
+  type Change,
+  type ClusterModel,
+} from './model.js';
 import { LoopbackProxy } from './proxy.js';
 import { RestoreWrapper } from './restore-wrapper.js';
 import { FaultKind, type Fault, type Step } from './schedule.js';
@@ -80,7 +88,11 @@ export class Harness {
       await mkdir(manifestsDir);
       await writeFile(configFile, ProxyConfigYaml);
       for (const [file, text] of manifestFiles(initial)) await writeFile(join(manifestsDir, file), text);
-      topo = await createTopology({ nodes: Object.values(Nodes), pods: Object.values(Pods), client: { ipv4: Client.ipv4, ipv6: Client.ipv6 } });
+      topo = await createTopology({
+        nodes: Object.values(Nodes),
+        pods: Object.values(Pods),
+        client: { ipv4: Client.ipv4, ipv6: Client.ipv6 },
+      });
       const t = topo;
       await Promise.all(Object.keys(Pods).map((p) => t.startServer(p, { tcp: [PodTcpPort], udp: [PodUdpPort] })));
       nats = await startNatsServer({ jetstream: true, storeDir: join(runDir, 'jetstream') });
@@ -117,8 +129,24 @@ export class Harness {
     this.controllerProc = new Supervised({
       name: 'controller',
       command: process.execPath,
-      args: [KpxBin, 'controller', '--manifests', this.manifestsDir, '--nats', this.nats.url, '--grpc-listen', this.controllerAddress, '--metrics-listen', '127.0.0.1:0',
-        '--config', this.configFile, '--snapshot-every', '20', '--log-level', 'info'],
+      args: [
+        KpxBin,
+        'controller',
+        '--manifests',
+        this.manifestsDir,
+        '--nats',
+        this.nats.url,
+        '--grpc-listen',
+        this.controllerAddress,
+        '--metrics-listen',
+        '127.0.0.1:0',
+        '--config',
+        this.configFile,
+        '--snapshot-every',
+        '20',
+        '--log-level',
+        'info',
+      ],
       logFile: join(this.runDir, 'controller.log'),
     });
     this.controllerProc.start();
@@ -138,8 +166,25 @@ export class Harness {
     const proc = new Supervised({
       name: `executor-${node}`,
       command: process.execPath,
-      args: [KpxBin, 'executor', '--node', node, '--nats', `nats://${natsProxy.address}`, '--controller', controllerProxy.address, '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0',
-        '--drift-check', '2s', '--log-level', 'debug', ...(netns ? ['--netns', this.topo.namespaceOf(node), '--config', this.configFile] : ['--dry-run'])],
+      args: [
+        KpxBin,
+        'executor',
+        '--node',
+        node,
+        '--nats',
+        `nats://${natsProxy.address}`,
+        '--controller',
+        controllerProxy.address,
+        '--healthz-listen',
+        '127.0.0.1:0',
+        '--metrics-listen',
+        '127.0.0.1:0',
+        '--drift-check',
+        '2s',
+        '--log-level',
+        'debug',
+        ...(netns ? ['--netns', this.topo.namespaceOf(node), '--config', this.configFile] : ['--dry-run']),
+      ],
       ...(wrapper ? { env: { ...process.env, PATH: wrapper.path() } } : {}),
       logFile: join(this.runDir, `executor-${node}.log`),
     });
@@ -240,7 +285,8 @@ export class Harness {
 
   figures(): HarnessFigures {
     const unexpectedExits: Record<string, number> = {};
-    for (const p of [this.controller, ...this.allExecutors]) if (p.unexpectedExits > 0) unexpectedExits[p.name] = (unexpectedExits[p.name] ?? 0) + p.unexpectedExits;
+    for (const p of [this.controller, ...this.allExecutors])
+      if (p.unexpectedExits > 0) unexpectedExits[p.name] = (unexpectedExits[p.name] ?? 0) + p.unexpectedExits;
     const wrappers = [...this.wrappers.values()];
     return {
       faults: { ...this.faultCounts },

@@ -77,7 +77,9 @@ export function applyChange(model: ClusterModel, change: Change): ClusterModel {
       withEndpoints(change.service, (eps) => eps.filter((e) => e.pod !== change.pod));
       break;
     case 'endpoint-terminate':
-      withEndpoints(change.service, (eps) => eps.map((e) => (e.pod === change.pod ? { pod: e.pod, state: EndpointState.Terminating } : e)));
+      withEndpoints(change.service, (eps) =>
+        eps.map((e) => (e.pod === change.pod ? { pod: e.pod, state: EndpointState.Terminating } : e)),
+      );
       break;
     case 'service-add':
       services.set(change.service.name, change.service);
@@ -106,7 +108,8 @@ export function nodesOf(model: ClusterModel): string[] {
  */
 export function expectedBackends(service: ServiceSpec): PodName[] {
   const ready = service.endpoints.filter((e) => e.state === EndpointState.Ready).map((e) => e.pod);
-  const pods = ready.length > 0 ? ready : service.endpoints.filter((e) => e.state === EndpointState.Terminating).map((e) => e.pod);
+  const pods =
+    ready.length > 0 ? ready : service.endpoints.filter((e) => e.state === EndpointState.Terminating).map((e) => e.pod);
   return pods.sort();
 }
 
@@ -145,7 +148,10 @@ export function serviceManifest(s: ServiceSpec): string {
     ports.push(`    - { name: dns, protocol: UDP, port: 53, targetPort: ${PodUdpPort} }`);
     slicePorts.push(`{ name: dns, protocol: UDP, port: ${PodUdpPort} }`);
   }
-  const endpoints = s.endpoints.map((e) => `  - { addresses: [${Pods[e.pod].ipv4}], nodeName: ${Pods[e.pod].node}, conditions: ${conditions[e.state]} }`);
+  const endpoints = s.endpoints.map(
+    (e) =>
+      `  - { addresses: [${Pods[e.pod].ipv4}], nodeName: ${Pods[e.pod].node}, conditions: ${conditions[e.state]} }`,
+  );
   return `apiVersion: v1
 kind: Service
 metadata: { name: ${s.name}, namespace: ${Namespace} }
@@ -171,7 +177,8 @@ endpoints:${endpoints.length === 0 ? ' []' : `\n${endpoints.join('\n')}`}
 export function manifestFiles(model: ClusterModel): Map<string, string> {
   const files = new Map<string, string>([[NetnsNodesFile, netnsNodesManifest()]]);
   for (const n of [...model.dryRunNodes].sort()) files.set(nodeFile(n), nodeManifest(n));
-  for (const s of [...model.services.values()].sort((a, b) => a.slot - b.slot)) files.set(serviceFile(s.name), serviceManifest(s));
+  for (const s of [...model.services.values()].sort((a, b) => a.slot - b.slot))
+    files.set(serviceFile(s.name), serviceManifest(s));
   return files;
 }
 
@@ -180,7 +187,10 @@ export function fileOfChange(after: ClusterModel, change: Change): { file: strin
   switch (change.kind) {
     case 'node-join':
     case 'node-leave':
-      return { file: nodeFile(change.node), text: after.dryRunNodes.has(change.node) ? nodeManifest(change.node) : undefined };
+      return {
+        file: nodeFile(change.node),
+        text: after.dryRunNodes.has(change.node) ? nodeManifest(change.node) : undefined,
+      };
     case 'service-add':
     case 'endpoint-add':
     case 'endpoint-remove':

@@ -47,7 +47,8 @@ export function seedFromEnv(env: NodeJS.ProcessEnv = process.env): number {
   const text = env['KPX_CHAOS_SEED'];
   if (text === undefined || text === '') return randomInt(1, 2 ** 31);
   const seed = Number(text);
-  if (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new RangeError(`KPX_CHAOS_SEED must be an integer in [0, 2^32), not ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 32)
+    throw new RangeError(`KPX_CHAOS_SEED must be an integer in [0, 2^32), not ${JSON.stringify(text)}`);
   return seed;
 }
 
@@ -56,6 +57,7 @@ export function countFromEnv(name: string, fallback: number, env: NodeJS.Process
   const text = env[name];
   if (text === undefined || text === '') return fallback;
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new RangeError(`${name} must be a positive integer, not ${JSON.stringify(text)}`);
   return n;
 }

@@ -35,7 +35,8 @@ describe('chaos schedule', () => {
           held.delete(a.fault.target);
         } else {
           const c = a.change;
-          if (c.kind === 'node-leave') assert.ok(!held.has(c.node), `seed ${seed}: ${c.node} leaves while a fault holds it`);
+          if (c.kind === 'node-leave')
+            assert.ok(!held.has(c.node), `seed ${seed}: ${c.node} leaves while a fault holds it`);
           model = applyChange(model, c);
           for (const svc of model.services.values()) assert.ok(svc.endpoints.length <= MaxEndpoints);
         }
@@ -48,6 +49,9 @@ describe('chaos schedule', () => {
   it('the PRNG is mulberry32: fixed values for a fixed seed', () => {
     const r = new Prng(1);
     const first = [r.next(), r.next(), r.next()];
-    assert.deepEqual(first.map((x) => Math.floor(x * 1e6)), [627073, 2735, 527447]);
+    assert.deepEqual(
+      first.map((x) => Math.floor(x * 1e6)),
+      [627073, 2735, 527447],
+    );
   });
 });

@@ -130,7 +130,10 @@ export function buildSchedule(options: ScheduleOptions): Schedule {
       const fault = pickFault(rng, model, faults, (target) => busy(target, t));
       if (fault) {
         busyUntil.set(fault.target, t + fault.durationMs);
-        steps.push({ at: t, action: { type: 'fault-start', fault } }, { at: t + fault.durationMs, action: { type: 'fault-end', fault } });
+        steps.push(
+          { at: t, action: { type: 'fault-start', fault } },
+          { at: t + fault.durationMs, action: { type: 'fault-end', fault } },
+        );
         faults++;
         continue;
       }
@@ -148,7 +151,15 @@ export function buildSchedule(options: ScheduleOptions): Schedule {
 
 function initialModel(rng: Prng): ClusterModel {
   const services = new Map<string, ServiceSpec>();
-  services.set(WebService, { name: WebService, slot: 0, type: ServiceType.ClusterIP, endpoints: [{ pod: 'p1a', state: EndpointState.Ready }, { pod: 'p2a', state: EndpointState.Ready }] });
+  services.set(WebService, {
+    name: WebService,
+    slot: 0,
+    type: ServiceType.ClusterIP,
+    endpoints: [
+      { pod: 'p1a', state: EndpointState.Ready },
+      { pod: 'p2a', state: EndpointState.Ready },
+    ],
+  });
   for (let slot = 1; slot <= InitialServices; slot++) {
     const s = newService(rng, slot);
     services.set(s.name, s);
@@ -164,7 +175,12 @@ function newService(rng: Prng, slot: number): ServiceSpec {
     const pod = pods.splice(rng.int(0, pods.length - 1), 1)[0];
     if (pod) endpoints.push({ pod, state: rng.next() < 0.85 ? EndpointState.Ready : EndpointState.NotReady });
   }
-  return { name: `svc-${slot}`, slot, type: rng.next() < 0.5 ? ServiceType.ClusterIP : ServiceType.NodePort, endpoints };
+  return {
+    name: `svc-${slot}`,
+    slot,
+    type: rng.next() < 0.5 ? ServiceType.ClusterIP : ServiceType.NodePort,
+    endpoints,
+  };
 }
 
 /** A change valid in `model` (the kind is drawn by weight among the kinds possible now). */
@@ -173,7 +189,9 @@ function pickChange(rng: Prng, model: ClusterModel, held: (target: string) => bo
   const notFull = services.filter((s) => s.endpoints.length < MaxEndpoints);
   const withEndpoints = services.filter((s) => s.endpoints.length > 0);
   const withReady = services.filter((s) => s.endpoints.some((e) => e.state === EndpointState.Ready));
-  const freeSlots = Array.from({ length: MaxSlots }, (_, i) => i + 1).filter((slot) => !model.services.has(`svc-${slot}`));
+  const freeSlots = Array.from({ length: MaxSlots }, (_, i) => i + 1).filter(
+    (slot) => !model.services.has(`svc-${slot}`),
+  );
   const deletable = services.filter((s) => s.name !== WebService);
   const joinable = DryRunNodePool.filter((n) => !model.dryRunNodes.has(n) && !held(n));
   const leavable = [...model.dryRunNodes].sort().filter((n) => !held(n));
@@ -186,12 +204,21 @@ function pickChange(rng: Prng, model: ClusterModel, held: (target: string) => bo
     'node-join': joinable.length > 0,
     'node-leave': leavable.length > 0,
   };
-  const kind = rng.weighted(Object.fromEntries(Object.entries(ChangeWeights).map(([k, w]) => [k, possible[k as ChangeKind] ? w : 0])) as Record<ChangeKind, number>);
+  const kind = rng.weighted(
+    Object.fromEntries(Object.entries(ChangeWeights).map(([k, w]) => [k, possible[k as ChangeKind] ? w : 0])) as Record<
+      ChangeKind,
+      number
+    >,
+  );
   switch (kind) {
     case 'endpoint-add': {
       const s = rng.pick(notFull);
       const pod = rng.pick(PodNames.filter((p) => !s.endpoints.some((e) => e.pod === p)));
-      return { kind, service: s.name, endpoint: { pod, state: rng.next() < 0.85 ? EndpointState.Ready : EndpointState.NotReady } };
+      return {
+        kind,
+        service: s.name,
+        endpoint: { pod, state: rng.next() < 0.85 ? EndpointState.Ready : EndpointState.NotReady },
+      };
     }
     case 'endpoint-remove': {
       const s = rng.pick(withEndpoints);
@@ -224,7 +251,9 @@ function pickFault(rng: Prng, model: ClusterModel, id: number, held: (target: st
     [FaultKind.ExecutorCut]: executors,
     [FaultKind.IptablesFail]: netns,
   };
-  const weights = Object.fromEntries(Object.entries(FaultWeights).map(([k, w]) => [k, targets[k as FaultKind].length > 0 ? w : 0])) as Record<FaultKind, number>;
+  const weights = Object.fromEntries(
+    Object.entries(FaultWeights).map(([k, w]) => [k, targets[k as FaultKind].length > 0 ? w : 0]),
+  ) as Record<FaultKind, number>;
   if (Object.values(weights).every((w) => w === 0)) return undefined;
   const kind = rng.weighted(weights);
   const [min, max] = FaultDurations[kind];

@@ -85,7 +85,10 @@ export class Supervised {
   }
 
   private spawnOnce(): void {
-    const child = spawn(this.opts.command, [...this.opts.args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.opts.env ?? process.env });
+    const child = spawn(this.opts.command, [...this.opts.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.opts.env ?? process.env,
+    });
     this.child = child;
     this.starts++;
     this.write(`\n=== harness: started pid ${child.pid ?? '?'}\n`);

@@ -22,7 +22,9 @@ export function parseDockerfile(text: string): { args: Map<string, string>; stag
     if (current === undefined && (line.trim() === '' || line.trim().startsWith('#'))) return;
     if (current !== undefined && line.trim().startsWith('#')) return;
     const piece = line.endsWith('\\') ? line.slice(0, -1) : line;
-    current = current ? { text: `${current.text} ${piece.trim()}`, line: current.line } : { text: piece.trim(), line: i + 1 };
+    current = current
+      ? { text: `${current.text} ${piece.trim()}`, line: current.line }
+      : { text: piece.trim(), line: i + 1 };
     if (!line.endsWith('\\')) {
       const [keyword = '', ...rest] = current.text.split(/\s+/);
       instructions.push({ keyword: keyword.toUpperCase(), args: rest.join(' '), line: current.line });

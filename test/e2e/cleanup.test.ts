@@ -36,7 +36,8 @@ async function must(file: string, args: readonly string[], input = ''): Promise<
   return r.out;
 }
 
-const inNs = (ns: string, file: string, args: readonly string[], input = ''): Promise<string> => must('ip', ['netns', 'exec', ns, file, ...args], input);
+const inNs = (ns: string, file: string, args: readonly string[], input = ''): Promise<string> =>
+  must('ip', ['netns', 'exec', ns, file, ...args], input);
 
 /** A namespace `<run prefix>cl`, deleted when the test ends, also when it fails. */
 async function makeNamespace(t: TestContext): Promise<string> {
@@ -46,7 +47,17 @@ async function makeNamespace(t: TestContext): Promise<string> {
   return ns;
 }
 
-const render = (family: string): Promise<string> => must(process.execPath, [KpxBin, 'render', '--manifests', `${RepoRoot}examples`, '--node', 'node-a', '--ip-family', family]);
+const render = (family: string): Promise<string> =>
+  must(process.execPath, [
+    KpxBin,
+    'render',
+    '--manifests',
+    `${RepoRoot}examples`,
+    '--node',
+    'node-a',
+    '--ip-family',
+    family,
+  ]);
 
 async function hasTool(name: string): Promise<boolean> {
   return (await run('sh', ['-c', `command -v ${name}`])).code === 0;
@@ -70,10 +81,35 @@ test('kpx executor --cleanup removes every KUBE-* chain and jump, ipset, kube-ip
   }
   // kube-proxy's kube-ipvs0 is a dummy link; a kernel without the dummy module gets a veth of that name (the cleanup
   // deletes the link by name, whatever its type); with neither, that step goes untested.
-  const link = (await run('ip', ['netns', 'exec', ns, 'ip', 'link', 'add', 'kube-ipvs0', 'type', 'dummy'])).code === 0 || (await run('ip', ['netns', 'exec', ns, 'ip', 'link', 'add', 'kube-ipvs0', 'type', 'veth', 'peer', 'name', 'kpx-peer0'])).code === 0;
-  t.diagnostic(`kube-ipvs0 ${link ? 'created' : 'not creatable here (no dummy or veth support): not exercised'}; ipset ${ipset ? 'exercised' : 'not found'}`);
+  const link =
+    (await run('ip', ['netns', 'exec', ns, 'ip', 'link', 'add', 'kube-ipvs0', 'type', 'dummy'])).code === 0 ||
+    (
+      await run('ip', [
+        'netns',
+        'exec',
+        ns,
+        'ip',
+        'link',
+        'add',
+        'kube-ipvs0',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'kpx-peer0',
+      ])
+    ).code === 0;
+  t.diagnostic(
+    `kube-ipvs0 ${link ? 'created' : 'not creatable here (no dummy or veth support): not exercised'}; ipset ${ipset ? 'exercised' : 'not found'}`,
+  );
   const nft = await hasTool('nft');
-  if (nft) await inNs(ns, 'nft', ['-f', '-'], 'table ip kube-proxy {\n chain c { type filter hook input priority 0; }\n}\ntable ip6 kube-proxy {}\ntable inet foreign {}\n');
+  if (nft)
+    await inNs(
+      ns,
+      'nft',
+      ['-f', '-'],
+      'table ip kube-proxy {\n chain c { type filter hook input priority 0; }\n}\ntable ip6 kube-proxy {}\ntable inet foreign {}\n',
+    );
   const before = await inNs(ns, 'iptables-save', []);
   assert.ok((before.match(/^:KUBE-/gm) ?? []).length > 20, 'kpx rules loaded');
 
@@ -89,7 +125,8 @@ test('kpx executor --cleanup removes every KUBE-* chain and jump, ipset, kube-ip
 
   const v4 = await inNs(ns, 'iptables-save', []);
   const v6 = await inNs(ns, 'ip6tables-save', []);
-  const kube = (dump: string): string[] => dump.split('\n').filter((l) => l.includes('KUBE-') && l !== ':KUBE-KUBELET-CANARY - [0:0]');
+  const kube = (dump: string): string[] =>
+    dump.split('\n').filter((l) => l.includes('KUBE-') && l !== ':KUBE-KUBELET-CANARY - [0:0]');
   assert.deepEqual(kube(v4), [], `IPv4 KUBE-* left:\n${v4}`);
   assert.deepEqual(kube(v6), [], `IPv6 KUBE-* left:\n${v6}`);
   assert.match(v4, /^-A INPUT -s 192\.0\.2\.1\/32 -j DROP$/m);
@@ -112,7 +149,11 @@ test('kpx executor --cleanup removes every KUBE-* chain and jump, ipset, kube-ip
   assert.match(second.out, /^kube-ipvs0 link: clean /m);
   assert.match(second.out, /^ipsets: (clean|skipped) /m);
   assert.match(second.out, /^nftables: (clean|skipped) /m);
-  assert.equal(await inNs(ns, 'iptables-save', []).then((d) => d.replace(/^#.*\n/gm, '')), v4.replace(/^#.*\n/gm, ''), 'the second run changed nothing');
+  assert.equal(
+    await inNs(ns, 'iptables-save', []).then((d) => d.replace(/^#.*\n/gm, '')),
+    v4.replace(/^#.*\n/gm, ''),
+    'the second run changed nothing',
+  );
 });
 
 test('kpx executor --cleanup exits 1 naming what failed (a namespace that does not exist)', async () => {

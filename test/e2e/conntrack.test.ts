@@ -17,15 +17,36 @@ import { after, before, describe, it } from 'node:test';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology } from '@kpx/testing';
-import { executorLogs as logsOf, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically as writeIn, type ExecutorProcess } from './system.js';
+import {
+  createTopology,
+  nodesYaml,
+  standardNode,
+  standardPod,
+  startNatsServer,
+  type NatsServer,
+  type Topology,
+} from '@kpx/testing';
+import {
+  executorLogs as logsOf,
+  killExecutors,
+  spawnKpxExecutor,
+  waitUntil,
+  writeAtomically as writeIn,
+  type ExecutorProcess,
+} from './system.js';
 import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
 const pods = { p1a: standardPod('p1a', n1, 10), c1: standardPod('c1', n1, 20), p2a: standardPod('p2a', n2, 10) };
 type PodName = keyof typeof pods;
-const VIP = { udp: '10.96.0.60', late: '10.96.0.61', fresh: '10.96.0.62', flip: '10.96.0.63', udp6: 'fd00:96::60' } as const;
+const VIP = {
+  udp: '10.96.0.60',
+  late: '10.96.0.61',
+  fresh: '10.96.0.62',
+  flip: '10.96.0.63',
+  udp6: 'fd00:96::60',
+} as const;
 type ServiceName = keyof typeof VIP;
 
 const isV6 = (name: ServiceName): boolean => VIP[name].includes(':');
@@ -79,17 +100,40 @@ const executors = new Map<string, ExecutorProcess>();
 function spawnExecutor(node: string): void {
   executors.set(
     node,
-    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '0', '--log-level', 'info', ...secure!.executorArgs(node)]),
+    spawnKpxExecutor([
+      '--node',
+      node,
+      '--nats',
+      nats!.url,
+      '--controller',
+      dialAddress(controller!.grpcAddress),
+      '--netns',
+      topo!.namespaceOf(node),
+      '--ip-families',
+      'ipv4,ipv6',
+      '--healthz-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+      '--drift-check',
+      '0',
+      '--log-level',
+      'info',
+      ...secure!.executorArgs(node),
+    ]),
   );
 }
 
-const waitFor = (cond: () => boolean, what: string, ms = 15_000): Promise<number> => waitUntil(cond, what, ms, () => logsOf(executors));
+const waitFor = (cond: () => boolean, what: string, ms = 15_000): Promise<number> =>
+  waitUntil(cond, what, ms, () => logsOf(executors));
 
 /** Both nodes in sync in both families, and the nodes of `family` (a change reaches one family) at `generation`. */
 const allAcked = (generation: number, family?: 'IPv4' | 'IPv6'): boolean => {
   const s = controller!.pipeline.tracker.status();
-  return s.length === 4 && s.every((n) => n.inSync && (family === undefined || n.ipFamily !== family || n.ackedGeneration >= generation));
+  return (
+    s.length === 4 &&
+    s.every((n) => n.inSync && (family === undefined || n.ipFamily !== family || n.ackedGeneration >= generation))
+  );
 };
 
 const writeAtomically = (file: string, text: string): Promise<void> => writeIn(dir, file, text);
@@ -103,13 +147,28 @@ async function change(file: string, text: string, family: 'IPv4' | 'IPv6' = 'IPv
 
 /** Datagrams to VIP:53 from the client pod, all from source port `sport`: who answered each. */
 async function send(service: ServiceName, sport: number, count = 3, timeoutMs = 1000): Promise<string[]> {
-  const { stdout } = await topo!.exec('c1', process.execPath, [join(dir, 'udp-client.mjs'), VIP[service], '53', String(sport), String(count), String(timeoutMs)]);
+  const { stdout } = await topo!.exec('c1', process.execPath, [
+    join(dir, 'udp-client.mjs'),
+    VIP[service],
+    '53',
+    String(sport),
+    String(count),
+    String(timeoutMs),
+  ]);
   return JSON.parse(stdout) as string[];
 }
 
 /** n1's UDP conntrack entries to a service IP (the client's node holds the NAT of its flows). */
 async function flows(service: ServiceName): Promise<string[]> {
-  const { stdout } = await topo!.exec('n1', 'conntrack', ['-L', '-f', isV6(service) ? 'ipv6' : 'ipv4', '-p', 'udp', '--orig-dst', VIP[service]]);
+  const { stdout } = await topo!.exec('n1', 'conntrack', [
+    '-L',
+    '-f',
+    isV6(service) ? 'ipv6' : 'ipv4',
+    '-p',
+    'udp',
+    '--orig-dst',
+    VIP[service],
+  ]);
   return stdout.split('\n').filter((l) => l.trim() !== '');
 }
 
@@ -167,9 +226,17 @@ describe('stale UDP conntrack entries are deleted when a UDP service changes', (
       assert.deepEqual(first, [pinned, pinned, pinned], 'one source port, one conntrack entry, one endpoint');
       const other = pinned === 'p1a' ? 'p2a' : 'p1a';
       await change(`${service}-slice.yaml`, sliceYaml(service, [other]), isV6(service) ? 'IPv6' : 'IPv4');
-      assert.deepEqual(await send(service, sport), [other, other, other], `the flow must leave ${pinned}\n${executorLogs()}`);
+      assert.deepEqual(
+        await send(service, sport),
+        [other, other, other],
+        `the flow must leave ${pinned}\n${executorLogs()}`,
+      );
       const gone = isV6(service) ? pods[pinned].ipv6 : pods[pinned].ipv4;
-      assert.deepEqual((await flows(service)).filter((l) => l.includes(`src=${gone} `)), [], `no entry of ${VIP[service]} DNATed to ${pinned} remains`);
+      assert.deepEqual(
+        (await flows(service)).filter((l) => l.includes(`src=${gone} `)),
+        [],
+        `no entry of ${VIP[service]} DNATed to ${pinned} remains`,
+      );
     });
   }
 

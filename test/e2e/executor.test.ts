@@ -16,7 +16,18 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { SpanProcessing, startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, webServiceYaml, webSliceYaml, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
+import {
+  createTopology,
+  nodesYaml,
+  standardNode,
+  standardPod,
+  startNatsServer,
+  webServiceYaml,
+  webSliceYaml,
+  type NatsServer,
+  type ProbeResult,
+  type Topology,
+} from '@kpx/testing';
 import { main } from '@kpx/cli';
 import { startOtlpReceiver, type OtlpReceiver } from './otlp-receiver.js';
 import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
@@ -24,7 +35,12 @@ import { spawnKpxExecutor, type ExecutorProcess } from './system.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
-const pods = { p1a: standardPod('p1a', n1, 10), p1b: standardPod('p1b', n1, 11), p2a: standardPod('p2a', n2, 10), p2b: standardPod('p2b', n2, 11) };
+const pods = {
+  p1a: standardPod('p1a', n1, 10),
+  p1b: standardPod('p1b', n1, 11),
+  p2a: standardPod('p2a', n2, 10),
+  p2b: standardPod('p2b', n2, 11),
+};
 type PodName = keyof typeof pods;
 const VIP = '10.96.0.10';
 
@@ -74,8 +90,29 @@ let collector: OtlpReceiver | undefined;
 const executors = new Map<string, ExecutorProcess>();
 
 function spawnExecutor(node: string, natsUrl: string): ExecutorProcess {
-  const p = spawnKpxExecutor(['--node', node, '--nats', natsUrl, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4',
-    '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', '--otlp-endpoint', collector!.endpoint, '--log-level', 'info', ...secure!.executorArgs(node)]);
+  const p = spawnKpxExecutor([
+    '--node',
+    node,
+    '--nats',
+    natsUrl,
+    '--controller',
+    dialAddress(controller!.grpcAddress),
+    '--netns',
+    topo!.namespaceOf(node),
+    '--ip-families',
+    'ipv4',
+    '--healthz-listen',
+    '127.0.0.1:0',
+    '--metrics-listen',
+    '127.0.0.1:0',
+    '--drift-check',
+    '1s',
+    '--otlp-endpoint',
+    collector!.endpoint,
+    '--log-level',
+    'info',
+    ...secure!.executorArgs(node),
+  ]);
   executors.set(node, p);
   return p;
 }
@@ -91,7 +128,10 @@ async function stopExecutor(node: string, signal: NodeJS.Signals = 'SIGTERM'): P
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<number> {
   const start = Date.now();
   while (!(await cond())) {
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}\n${[...executors].map(([n, p]) => `--- ${n}\n${p.log.slice(-3000)}`).join('\n')}`);
+    if (Date.now() - start > ms)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}\n${[...executors].map(([n, p]) => `--- ${n}\n${p.log.slice(-3000)}`).join('\n')}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
   return Date.now() - start;
@@ -117,7 +157,10 @@ async function writeSlice(backends: readonly PodName[]): Promise<void> {
 /** Which pods answer TCP and UDP on the ClusterIP, from the client namespace of pod `from`. */
 // 30 connections: each picks one of the service's endpoints at random (iptables statistic), so with 3 endpoints
 // 12 of them missed one 2.3 % of the time (a CI run failed so); 30 miss one with probability 2e-5.
-async function answering(from: string, count = 30): Promise<{ tcp: Set<string>; udp: Set<string>; failures: ProbeResult[] }> {
+async function answering(
+  from: string,
+  count = 30,
+): Promise<{ tcp: Set<string>; udp: Set<string>; failures: ProbeResult[] }> {
   const [tcp = [], udp = []] = await topo!.probe(from, [
     { proto: 'tcp', host: VIP, port: 80, count, timeoutMs: 1000 },
     { proto: 'udp', host: VIP, port: 53, count, timeoutMs: 1000 },
@@ -180,16 +223,27 @@ describe('controller + executors: deltas applied to real kernels', () => {
     for (const from of ['p1b', 'p2b']) {
       const a = await answering(from);
       assert.deepEqual(a.failures, []);
-      assert.ok(same(a.tcp, ['p1a', 'p2a']) && same(a.udp, ['p1a', 'p2a']), `${from}: ${[...a.tcp].join(',')} / ${[...a.udp].join(',')}`);
+      assert.ok(
+        same(a.tcp, ['p1a', 'p2a']) && same(a.udp, ['p1a', 'p2a']),
+        `${from}: ${[...a.tcp].join(',')} / ${[...a.udp].join(',')}`,
+      );
     }
     const g = controller!.pipeline.generation;
     const t0 = Date.now();
     await writeSlice(['p1b', 'p2b']);
-    await waitFor(async () => {
-      const a = await answering('p1a', 8);
-      return a.failures.length === 0 && same(a.tcp, ['p1b', 'p2b']);
-    }, 'packets to reach the new endpoints', 2000);
-    await waitFor(() => allAcked(g + 1), 'both executors to ack the new generation', Math.max(100, 2000 - (Date.now() - t0)));
+    await waitFor(
+      async () => {
+        const a = await answering('p1a', 8);
+        return a.failures.length === 0 && same(a.tcp, ['p1b', 'p2b']);
+      },
+      'packets to reach the new endpoints',
+      2000,
+    );
+    await waitFor(
+      () => allAcked(g + 1),
+      'both executors to ack the new generation',
+      Math.max(100, 2000 - (Date.now() - t0)),
+    );
   });
 
   it('an executor killed with -9 during churn comes back to the controller digest, no delta lost or reordered', async () => {
@@ -224,7 +278,11 @@ describe('controller + executors: deltas applied to real kernels', () => {
   it('`iptables -t nat -F` by hand is detected, repaired and reported', async () => {
     const before = status().find((s) => s.node === 'n1')!;
     await topo!.exec('n1', 'iptables', ['-t', 'nat', '-F']);
-    const ms = await waitFor(() => (status().find((s) => s.node === 'n1')?.driftRepairs ?? 0) > before.driftRepairs, 'the drift to be reported', 5000);
+    const ms = await waitFor(
+      () => (status().find((s) => s.node === 'n1')?.driftRepairs ?? 0) > before.driftRepairs,
+      'the drift to be reported',
+      5000,
+    );
     const after = status().find((s) => s.node === 'n1')!;
     assert.ok(after.lastDrift.length > 0, 'what differed is reported');
     assert.equal(after.actualDigest, after.desiredDigest, 'the kernel holds the desired rules again');
@@ -237,23 +295,74 @@ describe('controller + executors: deltas applied to real kernels', () => {
   it('audit: every node in sync, drift in the audit log; replay reproduces acked digests; both survive a controller restart', async () => {
     const kpx = async (...argv: string[]): Promise<{ code: number; out: string }> => {
       let out = '';
-      const code = await main(argv, { stdout: (t) => (out += typeof t === 'string' ? t : Buffer.from(t).toString()), stderr: (t) => (out += t) });
+      const code = await main(argv, {
+        stdout: (t) => (out += typeof t === 'string' ? t : Buffer.from(t).toString()),
+        stderr: (t) => (out += t),
+      });
       return { code, out };
     };
-    const audit = await kpx('audit', '--controller', dialAddress(controller!.grpcAddress), '-o', 'json', ...secure!.operatorTlsArgs);
+    const audit = await kpx(
+      'audit',
+      '--controller',
+      dialAddress(controller!.grpcAddress),
+      '-o',
+      'json',
+      ...secure!.operatorTlsArgs,
+    );
     assert.equal(audit.code, 0, audit.out);
-    const nodes = (JSON.parse(audit.out) as { nodes: { node: string; inSync: boolean; actualDigest: string; desiredDigest: string; driftRepairs: number }[] }).nodes;
-    assert.deepEqual(nodes.map((n) => [n.node, n.inSync, n.actualDigest === n.desiredDigest]), [['n1', true, true], ['n2', true, true]]);
+    const nodes = (
+      JSON.parse(audit.out) as {
+        nodes: { node: string; inSync: boolean; actualDigest: string; desiredDigest: string; driftRepairs: number }[];
+      }
+    ).nodes;
+    assert.deepEqual(
+      nodes.map((n) => [n.node, n.inSync, n.actualDigest === n.desiredDigest]),
+      [
+        ['n1', true, true],
+        ['n2', true, true],
+      ],
+    );
     assert.ok((nodes.find((n) => n.node === 'n1')?.driftRepairs ?? 0) >= 1);
-    const log = await kpx('audit', 'log', '--nats', nats!.url, '--node', 'n1', '-o', 'json', ...secure!.operatorNatsArgs);
-    const records = (JSON.parse(log.out) as { records: { type: string; generation: number; details?: string[]; causes?: { name: string }[] }[] }).records;
-    assert.ok(records.some((r) => r.type === 'drift' && (r.details ?? []).length > 0), 'the flush is in the audit log');
-    assert.ok(records.some((r) => r.type === 'generation' && (r.causes ?? []).some((c) => c.name === 'web-1')), 'generations with their causes');
+    const log = await kpx(
+      'audit',
+      'log',
+      '--nats',
+      nats!.url,
+      '--node',
+      'n1',
+      '-o',
+      'json',
+      ...secure!.operatorNatsArgs,
+    );
+    const records = (
+      JSON.parse(log.out) as {
+        records: { type: string; generation: number; details?: string[]; causes?: { name: string }[] }[];
+      }
+    ).records;
+    assert.ok(
+      records.some((r) => r.type === 'drift' && (r.details ?? []).length > 0),
+      'the flush is in the audit log',
+    );
+    assert.ok(
+      records.some((r) => r.type === 'generation' && (r.causes ?? []).some((c) => c.name === 'web-1')),
+      'generations with their causes',
+    );
     // Every digest n1 acked (sampled through the tests) is what replay rebuilds for that generation.
     assert.ok(ackedByN1.size >= 3, `sampled ${ackedByN1.size} acked generations`);
     const check = async (): Promise<void> => {
       for (const [generation, digest] of ackedByN1) {
-        const r = await kpx('replay', '--nats', nats!.url, '--node', 'n1', '--to', String(generation), '-o', 'json', ...secure!.operatorNatsArgs);
+        const r = await kpx(
+          'replay',
+          '--nats',
+          nats!.url,
+          '--node',
+          'n1',
+          '--to',
+          String(generation),
+          '-o',
+          'json',
+          ...secure!.operatorNatsArgs,
+        );
         assert.equal(r.code, 0, r.out);
         assert.equal((JSON.parse(r.out) as { digest: string }).digest, digest, `n1 at generation ${generation}`);
       }
@@ -283,11 +392,22 @@ describe('controller + executors: deltas applied to real kernels', () => {
     // The executors export in batches; a clean stop flushes them.
     for (const node of ['n1', 'n2']) assert.equal(await stopExecutor(node), 0);
     const spans = exporter.getFinishedSpans();
-    const publish = spans.find((s) => s.name === 'kpx.publish' && s.attributes['kpx.node'] === 'n1' && s.attributes['kpx.generation'] === g + 1);
+    const publish = spans.find(
+      (s) => s.name === 'kpx.publish' && s.attributes['kpx.node'] === 'n1' && s.attributes['kpx.generation'] === g + 1,
+    );
     assert.ok(publish, 'publish span');
     const traceId = publish.spanContext().traceId;
-    assert.ok(spans.some((s) => s.name === 'kpx.ack' && s.spanContext().traceId === traceId && s.attributes['kpx.node'] === 'n1'), 'ack span in the same trace');
-    await waitFor(() => collector!.spans.some((s) => s.name === 'kpx.apply' && s.traceId === traceId), 'the executor apply span', 5000);
+    assert.ok(
+      spans.some(
+        (s) => s.name === 'kpx.ack' && s.spanContext().traceId === traceId && s.attributes['kpx.node'] === 'n1',
+      ),
+      'ack span in the same trace',
+    );
+    await waitFor(
+      () => collector!.spans.some((s) => s.name === 'kpx.apply' && s.traceId === traceId),
+      'the executor apply span',
+      5000,
+    );
     assert.equal(collector!.spans.find((s) => s.traceId === traceId)?.resource['service.name'], 'kpx-executor');
   });
 });

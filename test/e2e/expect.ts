@@ -108,7 +108,8 @@ export async function expectReplies(
   const everyPod = want.everyPod ?? want.pods.length > 1;
   if (everyPod) {
     const missing = want.pods.filter((p) => !replies.some((r) => r.pod === p));
-    if (missing.length > 0) throw fail(`answers spread over all of ${want.pods.join(', ')} (none from ${missing.join(', ')})`);
+    if (missing.length > 0)
+      throw fail(`answers spread over all of ${want.pods.join(', ')} (none from ${missing.join(', ')})`);
   }
   if (want.samePod === true && new Set(replies.map((r) => r.pod)).size > 1) {
     throw fail('every connection answered by the same pod (ClientIP affinity)');

@@ -14,13 +14,34 @@ import { after, before, describe, it } from 'node:test';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { ManifestsDirSource, runController, type RunningController } from '@kpx/controller';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, type NatsServer, type Topology, freePort } from '@kpx/testing';
-import { executorLogs, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
+import {
+  createTopology,
+  nodesYaml,
+  standardNode,
+  standardPod,
+  startNatsServer,
+  type NatsServer,
+  type Topology,
+  freePort,
+} from '@kpx/testing';
+import {
+  executorLogs,
+  killExecutors,
+  spawnKpxExecutor,
+  waitUntil,
+  writeAtomically,
+  type ExecutorProcess,
+} from './system.js';
 import { createSecureSetup, dialAddress, type SecureSetup } from './secure.js';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
-const pods = { p1a: standardPod('p1a', n1, 10), p1b: standardPod('p1b', n1, 11), p1c: standardPod('p1c', n1, 12), p2a: standardPod('p2a', n2, 10) };
+const pods = {
+  p1a: standardPod('p1a', n1, 10),
+  p1b: standardPod('p1b', n1, 11),
+  p1c: standardPod('p1c', n1, 12),
+  p2a: standardPod('p2a', n2, 10),
+};
 type PodName = keyof typeof pods;
 const HealthPort = 32100;
 const Lan = { n1: { IPv4: n1.lanIPv4, IPv6: n1.lanIPv6 }, n2: { IPv4: n2.lanIPv4, IPv6: n2.lanIPv6 } } as const;
@@ -45,14 +66,21 @@ status:
   loadBalancer: { ingress: [{ ip: 192.0.2.70 }] }
 `;
 
-const sliceYaml = (family: Family, ready: readonly PodName[], terminating: readonly PodName[] = []): string => `apiVersion: discovery.k8s.io/v1
+const sliceYaml = (
+  family: Family,
+  ready: readonly PodName[],
+  terminating: readonly PodName[] = [],
+): string => `apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: lb-${family.toLowerCase()}, namespace: e2e, labels: { kubernetes.io/service-name: lb } }
 addressType: ${family}
 ports: [{ name: http, protocol: TCP, port: 8080 }, { name: https, protocol: TCP, port: 8443 }]
 endpoints:${ready.length + terminating.length === 0 ? ' []' : ''}
 ${[...ready.map((p) => [p, true] as const), ...terminating.map((p) => [p, false] as const)]
-  .map(([p, isReady]) => `  - { addresses: ["${family === 'IPv4' ? pods[p].ipv4 : pods[p].ipv6}"], nodeName: ${pods[p].node}, conditions: { ready: ${isReady}, serving: true, terminating: ${!isReady} } }`)
+  .map(
+    ([p, isReady]) =>
+      `  - { addresses: ["${family === 'IPv4' ? pods[p].ipv4 : pods[p].ipv6}"], nodeName: ${pods[p].node}, conditions: { ready: ${isReady}, serving: true, terminating: ${!isReady} } }`,
+  )
   .join('\n')}
 `;
 
@@ -90,17 +118,40 @@ async function spawnExecutor(node: NodeName): Promise<void> {
   metricsAt.set(node, listen);
   executors.set(
     node,
-    spawnKpxExecutor(['--node', node, '--nats', nats!.url, '--controller', dialAddress(controller!.grpcAddress), '--netns', topo!.namespaceOf(node), '--ip-families', 'ipv4,ipv6',
-      '--healthz-listen', '127.0.0.1:0', '--metrics-listen', listen, '--drift-check', '0', '--log-level', 'info', ...secure!.executorArgs(node)]),
+    spawnKpxExecutor([
+      '--node',
+      node,
+      '--nats',
+      nats!.url,
+      '--controller',
+      dialAddress(controller!.grpcAddress),
+      '--netns',
+      topo!.namespaceOf(node),
+      '--ip-families',
+      'ipv4,ipv6',
+      '--healthz-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      listen,
+      '--drift-check',
+      '0',
+      '--log-level',
+      'info',
+      ...secure!.executorArgs(node),
+    ]),
   );
 }
 
-const waitFor = (cond: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<number> => waitUntil(cond, what, ms, () => executorLogs(executors));
+const waitFor = (cond: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<number> =>
+  waitUntil(cond, what, ms, () => executorLogs(executors));
 
 /** Both nodes in sync in both families, and the nodes of `family` at `generation` or later. */
 const allAcked = (generation: number, family?: Family): boolean => {
   const s = controller!.pipeline.tracker.status();
-  return s.length === 4 && s.every((n) => n.inSync && (family === undefined || n.ipFamily !== family || n.ackedGeneration >= generation));
+  return (
+    s.length === 4 &&
+    s.every((n) => n.inSync && (family === undefined || n.ipFamily !== family || n.ackedGeneration >= generation))
+  );
 };
 
 interface Answer {
@@ -117,7 +168,8 @@ async function askAll(targets: readonly (readonly [NodeName, Family])[]): Promis
   return JSON.parse(stdout) as (Answer | string)[];
 }
 
-const summary = (a: Answer | string): [number, number] | string => (typeof a === 'string' ? a : [a.status, (JSON.parse(a.body) as { localEndpoints: number }).localEndpoints]);
+const summary = (a: Answer | string): [number, number] | string =>
+  typeof a === 'string' ? a : [a.status, (JSON.parse(a.body) as { localEndpoints: number }).localEndpoints];
 
 /** [status, localEndpoints] of each (node, family) health check, or what went wrong. */
 async function checks(...targets: (readonly [NodeName, Family])[]): Promise<([number, number] | string)[]> {
@@ -165,23 +217,40 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
   });
 
   it("answers kube-proxy's JSON: 200 with the node's ready local endpoints, 503 on a node without", async () => {
-    await waitFor(async () => JSON.stringify(await checks(['n1', 'IPv4'])) === '[[200,2]]', 'n1 to serve its health check');
+    await waitFor(
+      async () => JSON.stringify(await checks(['n1', 'IPv4'])) === '[[200,2]]',
+      'n1 to serve its health check',
+    );
     const [a] = await askAll([['n1', 'IPv4']]);
     assert.ok(a !== undefined && typeof a !== 'string', JSON.stringify(a));
     assert.equal(a.type, 'application/json');
     assert.equal(a.nosniff, 'nosniff');
-    assert.equal(a.body, '{\n\t"service": {\n\t\t"namespace": "e2e",\n\t\t"name": "lb"\n\t},\n\t"localEndpoints": 2,\n\t"serviceProxyHealthy": true\n}');
+    assert.equal(
+      a.body,
+      '{\n\t"service": {\n\t\t"namespace": "e2e",\n\t\t"name": "lb"\n\t},\n\t"localEndpoints": 2,\n\t"serviceProxyHealthy": true\n}',
+    );
     // The terminating pod on n1 does not count; n2 has no endpoint. The IPv6 rule set has its own count, served on
     // IPv6 sockets.
-    assert.deepEqual(await checks(['n2', 'IPv4'], ['n1', 'IPv6'], ['n2', 'IPv6']), [[503, 0], [200, 1], [503, 0]], executorLogs(executors));
+    assert.deepEqual(
+      await checks(['n2', 'IPv4'], ['n1', 'IPv6'], ['n2', 'IPv6']),
+      [
+        [503, 0],
+        [200, 1],
+        [503, 0],
+      ],
+      executorLogs(executors),
+    );
     // The health check objects are in every node's state, not in its kernel: the read-back still matches.
     const s = controller!.pipeline.tracker.status();
-    assert.deepEqual(s.map((n) => [n.node, n.ipFamily, n.actualDigest === n.desiredDigest, n.driftRepairs]), [
-      ['n1', 'IPv4', true, 0],
-      ['n1', 'IPv6', true, 0],
-      ['n2', 'IPv4', true, 0],
-      ['n2', 'IPv6', true, 0],
-    ]);
+    assert.deepEqual(
+      s.map((n) => [n.node, n.ipFamily, n.actualDigest === n.desiredDigest, n.driftRepairs]),
+      [
+        ['n1', 'IPv4', true, 0],
+        ['n1', 'IPv6', true, 0],
+        ['n2', 'IPv4', true, 0],
+        ['n2', 'IPv6', true, 0],
+      ],
+    );
   });
 
   it('flips after an EndpointSlice file change, once both executors acked it', async () => {
@@ -191,10 +260,17 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
     await waitFor(() => allAcked(g + 1, 'IPv4'), 'both executors to ack the slice change');
     const acked = Date.now() - t0;
     // The servers were updated before the ack: the answers have changed already. The other family is untouched.
-    assert.deepEqual(await checks(['n1', 'IPv4'], ['n2', 'IPv4'], ['n1', 'IPv6']), [[503, 0], [200, 1], [200, 1]]);
+    assert.deepEqual(await checks(['n1', 'IPv4'], ['n2', 'IPv4'], ['n1', 'IPv6']), [
+      [503, 0],
+      [200, 1],
+      [200, 1],
+    ]);
     assert.ok(acked < 2000, `file change to acks in ${acked} ms`);
     // The read-back after the delta (half a second later) matches too: no drift reported, nothing repaired.
-    await waitFor(() => controller!.pipeline.tracker.status().every((n) => n.actualDigest === n.desiredDigest), 'read-backs to match');
+    await waitFor(
+      () => controller!.pipeline.tracker.status().every((n) => n.actualDigest === n.desiredDigest),
+      'read-backs to match',
+    );
     assert.ok(controller!.pipeline.tracker.status().every((n) => n.driftRepairs === 0 && n.lastDrift.length === 0));
     const metrics = await (await fetch(`http://${metricsAt.get('n2')!}/metrics`)).text();
     assert.match(metrics, /kpx_executor_healthcheck_servers\{ip_family="IPv4"\} 1/);
@@ -209,12 +285,19 @@ describe('healthCheckNodePort servers in the node namespaces', () => {
     // Back again, then n1's executor dies: the health check process in n1's namespace ends with it.
     const g2 = controller!.pipeline.generation;
     await writeAtomically(dir, 'lb.yaml', serviceYaml);
-    await waitFor(() => allAcked(g2 + 1, 'IPv4') && allAcked(g2 + 1, 'IPv6'), 'both executors to ack the service again');
+    await waitFor(
+      () => allAcked(g2 + 1, 'IPv4') && allAcked(g2 + 1, 'IPv6'),
+      'both executors to ack the service again',
+    );
     assert.deepEqual(await checks(['n1', 'IPv6']), [[200, 1]]);
     const p = executors.get('n1')!;
     p.child.kill('SIGKILL');
     await p.exited;
-    await waitFor(async () => (await checks(['n1', 'IPv6']))[0] === 'refused', "n1's health check server to end with its executor", 5_000);
+    await waitFor(
+      async () => (await checks(['n1', 'IPv6']))[0] === 'refused',
+      "n1's health check server to end with its executor",
+      5_000,
+    );
     assert.deepEqual(await checks(['n2', 'IPv4']), [[200, 1]], "n2's servers keep working");
   });
 });

@@ -24,50 +24,75 @@ describe('kpx render with masqueradeAll → real packets', () => {
   });
 
   it('ClusterIP traffic from a pod on n3 is masqueraded to n3', async () => {
-    await expectReplies(c(), 'p3a', { proto: 'tcp', host: Svc.web, port: HTTP, count: 16 }, {
-      node: 'n3',
-      service: 'e2e/web',
-      pods: ['p1a', 'p2a'],
-      notClientIP: Pods.p3a.ipv4,
-      clientIP: Nodes.n3.lanIPv4,
-    });
+    await expectReplies(
+      c(),
+      'p3a',
+      { proto: 'tcp', host: Svc.web, port: HTTP, count: 16 },
+      {
+        node: 'n3',
+        service: 'e2e/web',
+        pods: ['p1a', 'p2a'],
+        notClientIP: Pods.p3a.ipv4,
+        clientIP: Nodes.n3.lanIPv4,
+      },
+    );
   });
 
   it('ClusterIP traffic from a pod on n1 is masqueraded to n1 (also towards the local endpoint)', async () => {
-    await expectReplies(c(), 'p1b', { proto: 'tcp', host: Svc.web, port: HTTP, count: 16 }, {
-      node: 'n1',
-      service: 'e2e/web',
-      pods: ['p1a', 'p2a'],
-      clientIP: Nodes.n1.lanIPv4,
-    });
+    await expectReplies(
+      c(),
+      'p1b',
+      { proto: 'tcp', host: Svc.web, port: HTTP, count: 16 },
+      {
+        node: 'n1',
+        service: 'e2e/web',
+        pods: ['p1a', 'p2a'],
+        clientIP: Nodes.n1.lanIPv4,
+      },
+    );
   });
 
   it('UDP ClusterIP traffic is masqueraded too', async () => {
-    await expectReplies(c(), 'p3a', { proto: 'udp', host: Svc.web, port: DNS, count: 8 }, {
-      node: 'n3',
-      service: 'e2e/web',
-      pods: ['p1a', 'p2a'],
-      everyPod: false,
-      clientIP: Nodes.n3.lanIPv4,
-    });
+    await expectReplies(
+      c(),
+      'p3a',
+      { proto: 'udp', host: Svc.web, port: DNS, count: 8 },
+      {
+        node: 'n3',
+        service: 'e2e/web',
+        pods: ['p1a', 'p2a'],
+        everyPod: false,
+        clientIP: Nodes.n3.lanIPv4,
+      },
+    );
   });
 
   it('IPv6 ClusterIP traffic is masqueraded to the node IPv6 address', async () => {
-    await expectReplies(c(), 'p3a', { proto: 'tcp', host: Svc.web6, port: HTTP, count: 8 }, {
-      node: 'n3',
-      service: 'e2e/web6',
-      pods: ['p1a', 'p2a'],
-      everyPod: false,
-      clientIP: Nodes.n3.lanIPv6,
-    });
+    await expectReplies(
+      c(),
+      'p3a',
+      { proto: 'tcp', host: Svc.web6, port: HTTP, count: 8 },
+      {
+        node: 'n3',
+        service: 'e2e/web6',
+        pods: ['p1a', 'p2a'],
+        everyPod: false,
+        clientIP: Nodes.n3.lanIPv6,
+      },
+    );
   });
 
   it('an eTP Local NodePort still keeps the external client address', async () => {
-    await expectReplies(c(), Client.name, { proto: 'tcp', host: Nodes.n1.lanIPv4, port: NodePort.local, count: 4 }, {
-      node: 'n1',
-      service: 'e2e/local',
-      pods: ['p1b'],
-      clientIP: Client.ipv4,
-    });
+    await expectReplies(
+      c(),
+      Client.name,
+      { proto: 'tcp', host: Nodes.n1.lanIPv4, port: NodePort.local, count: 4 },
+      {
+        node: 'n1',
+        service: 'e2e/local',
+        pods: ['p1b'],
+        clientIP: Client.ipv4,
+      },
+    );
   });
 });

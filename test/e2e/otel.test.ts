@@ -52,13 +52,47 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=e2e',
     OTEL_BSP_SCHEDULE_DELAY: '200',
   };
-  const controller = start(['controller', '--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], { ...base, ...otel });
+  const controller = start(
+    [
+      'controller',
+      '--manifests',
+      dir,
+      '--nats',
+      nats.url,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+    ],
+    { ...base, ...otel },
+  );
   t.after(() => stop(controller));
   const procs: Proc[] = [controller];
-  const logs = (): string => `${procs.map((p) => `--- ${p.child.spawnargs[2] ?? ''}\n${p.log.slice(-3000)}`).join('\n')}\n--- spans\n${receiver.spans.map((s) => `${s.resource['service.name']} ${s.name} ${s.kind}`).join('\n')}`;
+  const logs = (): string =>
+    `${procs.map((p) => `--- ${p.child.spawnargs[2] ?? ''}\n${p.log.slice(-3000)}`).join('\n')}\n--- spans\n${receiver.spans.map((s) => `${s.resource['service.name']} ${s.name} ${s.kind}`).join('\n')}`;
   await waitUntil(() => controller.log.includes('kpx controller running'), 'the controller', 20_000, logs);
-  const running = JSON.parse(controller.log.split('\n').find((l) => l.includes('kpx controller running')) ?? '{}') as { grpc?: string };
-  const exec = start(['executor', '--node', 'node-a', '--nats', nats.url, '--controller', running.grpc ?? '', '--dry-run', '--healthz-listen', '127.0.0.1:0', '--ip-families', 'ipv4', '--log-level', 'debug'], { ...base, ...otel, OTEL_SERVICE_NAME: 'kpx-executor-e2e' });
+  const running = JSON.parse(controller.log.split('\n').find((l) => l.includes('kpx controller running')) ?? '{}') as {
+    grpc?: string;
+  };
+  const exec = start(
+    [
+      'executor',
+      '--node',
+      'node-a',
+      '--nats',
+      nats.url,
+      '--controller',
+      running.grpc ?? '',
+      '--dry-run',
+      '--healthz-listen',
+      '127.0.0.1:0',
+      '--ip-families',
+      'ipv4',
+      '--log-level',
+      'debug',
+    ],
+    { ...base, ...otel, OTEL_SERVICE_NAME: 'kpx-executor-e2e' },
+  );
   procs.push(exec);
   t.after(() => stop(exec));
 
@@ -67,23 +101,33 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
   const web = await readFile(join(dir, 'web.yaml'), 'utf8');
   await writeAtomically(dir, 'web.yaml', web.replace('10.244.2.10', '10.244.2.77'));
   const find = (pred: (s: ReceivedSpan) => boolean): ReceivedSpan | undefined => receiver.spans.find(pred);
-  const of = (service: string, name: string, kind: number) => (s: ReceivedSpan): boolean => s.resource['service.name'] === service && s.name === name && s.kind === kind;
+  const of =
+    (service: string, name: string, kind: number) =>
+    (s: ReceivedSpan): boolean =>
+      s.resource['service.name'] === service && s.name === name && s.kind === kind;
   // The delta node-a applies is one the executor took from the stream (after its start-up snapshot).
-  const applied = (s: ReceivedSpan): boolean => of('kpx-executor-e2e', 'kpx.apply', OtlpSpanKind.Consumer)(s) && s.parentSpanId !== '';
+  const applied = (s: ReceivedSpan): boolean =>
+    of('kpx-executor-e2e', 'kpx.apply', OtlpSpanKind.Consumer)(s) && s.parentSpanId !== '';
   const waited = await waitUntil(
-    () => [
-      find(applied),
-      find(of('kpx-executor-e2e', 'kpx.ack', OtlpSpanKind.Client)),
-      find(of('kpx-controller', 'kpx.ack', OtlpSpanKind.Server)),
-      find(of('kpx-executor-e2e', 'kpx.snapshot', OtlpSpanKind.Client)),
-      find(of('kpx-controller', 'kpx.snapshot', OtlpSpanKind.Server)),
-    ].every(Boolean),
+    () =>
+      [
+        find(applied),
+        find(of('kpx-executor-e2e', 'kpx.ack', OtlpSpanKind.Client)),
+        find(of('kpx-controller', 'kpx.ack', OtlpSpanKind.Server)),
+        find(of('kpx-executor-e2e', 'kpx.snapshot', OtlpSpanKind.Client)),
+        find(of('kpx-controller', 'kpx.snapshot', OtlpSpanKind.Server)),
+      ].every(Boolean),
     'publish, apply, ack and snapshot spans at the receiver',
     30_000,
     logs,
   );
-  t.diagnostic(`all spans at the receiver after ${waited} ms; ${receiver.spans.length} spans in ${receiver.contentTypes.length} requests`);
-  assert.ok(receiver.contentTypes.every((c) => c === 'application/x-protobuf'), receiver.contentTypes.join(', '));
+  t.diagnostic(
+    `all spans at the receiver after ${waited} ms; ${receiver.spans.length} spans in ${receiver.contentTypes.length} requests`,
+  );
+  assert.ok(
+    receiver.contentTypes.every((c) => c === 'application/x-protobuf'),
+    receiver.contentTypes.join(', '),
+  );
 
   // The apply is a CONSUMER child of the controller's PRODUCER publish, in one trace.
   const apply = find(applied)!;
@@ -102,7 +146,10 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
   // gRPC: every SERVER span has its executor's CLIENT span as parent, with rpc.* attributes.
   for (const method of ['Ack', 'GetSnapshot']) {
     const name = method === 'Ack' ? 'kpx.ack' : 'kpx.snapshot';
-    const server = find((s) => of('kpx-controller', name, OtlpSpanKind.Server)(s) && receiver.spans.some((c) => c.spanId === s.parentSpanId))!;
+    const server = find(
+      (s) =>
+        of('kpx-controller', name, OtlpSpanKind.Server)(s) && receiver.spans.some((c) => c.spanId === s.parentSpanId),
+    )!;
     assert.ok(server, `a ${name} SERVER span whose parent was exported`);
     const client = find((s) => s.spanId === server.parentSpanId)!;
     assert.equal(client.kind, OtlpSpanKind.Client);
@@ -115,7 +162,10 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
     }
   }
   // The ack after the apply continues its trace.
-  assert.ok(receiver.spans.some((s) => s.name === 'kpx.ack' && s.kind === OtlpSpanKind.Client && s.traceId === apply.traceId), 'an ack in the trace of the apply');
+  assert.ok(
+    receiver.spans.some((s) => s.name === 'kpx.ack' && s.kind === OtlpSpanKind.Client && s.traceId === apply.traceId),
+    'an ack in the trace of the apply',
+  );
 
   // Resources: defaults, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, the executor's node, one instance id each.
   const c = publish.resource;
@@ -131,7 +181,11 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
   assert.notEqual(c['service.instance.id'], e['service.instance.id']);
   assert.equal(e['k8s.node.name'], 'node-a');
   assert.equal(c['k8s.node.name'], undefined);
-  const instances = new Set(receiver.spans.filter((s) => s.resource['service.name'] === 'kpx-executor-e2e').map((s) => s.resource['service.instance.id']));
+  const instances = new Set(
+    receiver.spans
+      .filter((s) => s.resource['service.name'] === 'kpx-executor-e2e')
+      .map((s) => s.resource['service.instance.id']),
+  );
   assert.equal(instances.size, 1, 'one instance id per process');
 
   // pino logs carry the ids of exported spans: the controller's publish, the executor's apply (at debug).
@@ -142,9 +196,16 @@ test('controller and dry-run executor configured only by OTEL_* export to an OTL
       .map((l) => JSON.parse(l) as { msg?: string; trace_id?: string; span_id?: string })
       .filter((l) => l.msg === msg);
   const appliedLog = logged(exec.log, 'applied delta').find((l) => l.span_id === apply.spanId);
-  assert.equal(appliedLog?.trace_id, apply.traceId, 'the executor\'s "applied delta" line carries the apply span\'s ids');
+  assert.equal(
+    appliedLog?.trace_id,
+    apply.traceId,
+    'the executor\'s "applied delta" line carries the apply span\'s ids',
+  );
   const exported = new Set(receiver.spans.map((s) => s.traceId));
-  assert.ok(logged(controller.log, 'published generation').some((l) => l.trace_id !== undefined && exported.has(l.trace_id)), 'a controller "published generation" line carries an exported trace id');
+  assert.ok(
+    logged(controller.log, 'published generation').some((l) => l.trace_id !== undefined && exported.has(l.trace_id)),
+    'a controller "published generation" line carries an exported trace id',
+  );
 });
 
 test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports to an OTLP/gRPC receiver', async (t) => {
@@ -153,11 +214,35 @@ test('OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports to an OTLP/gRPC receiver', async 
   const nats = await startNatsServer({ jetstream: true });
   t.after(() => nats.stop());
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-  const env = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_BSP_SCHEDULE_DELAY: '200' };
-  const controller = start(['controller', '--manifests', `${RepoRoot}examples`, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], env);
+  const env = {
+    ...base,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+    OTEL_BSP_SCHEDULE_DELAY: '200',
+  };
+  const controller = start(
+    [
+      'controller',
+      '--manifests',
+      `${RepoRoot}examples`,
+      '--nats',
+      nats.url,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+    ],
+    env,
+  );
   t.after(() => stop(controller));
   await waitUntil(
-    () => receiver.spans.some((s) => s.name === 'kpx.publish' && s.kind === OtlpSpanKind.Producer && s.resource['service.name'] === 'kpx-controller'),
+    () =>
+      receiver.spans.some(
+        (s) =>
+          s.name === 'kpx.publish' &&
+          s.kind === OtlpSpanKind.Producer &&
+          s.resource['service.name'] === 'kpx-controller',
+      ),
     'kpx.publish spans over gRPC',
     20_000,
     () => controller.log.slice(-3000),

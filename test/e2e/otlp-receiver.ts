@@ -5,7 +5,13 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
-import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+} from '@grpc/grpc-js';
 
 export type AttributeValue = string | boolean | number | undefined;
 
@@ -182,13 +188,26 @@ interface JsonKeyValue {
 interface JsonRequest {
   resourceSpans?: {
     resource?: { attributes?: JsonKeyValue[] };
-    scopeSpans?: { spans?: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: JsonKeyValue[] }[] }[];
+    scopeSpans?: {
+      spans?: {
+        traceId: string;
+        spanId: string;
+        parentSpanId?: string;
+        name: string;
+        kind: number;
+        attributes?: JsonKeyValue[];
+      }[];
+    }[];
   }[];
 }
 
 function jsonAttributes(list: JsonKeyValue[] | undefined): Record<string, AttributeValue> {
   const out: Record<string, AttributeValue> = {};
-  for (const { key, value } of list ?? []) out[key] = value.stringValue ?? value.boolValue ?? (value.intValue !== undefined ? Number(value.intValue) : value.doubleValue);
+  for (const { key, value } of list ?? [])
+    out[key] =
+      value.stringValue ??
+      value.boolValue ??
+      (value.intValue !== undefined ? Number(value.intValue) : value.doubleValue);
   return out;
 }
 
@@ -197,7 +216,15 @@ export function fromJson(body: JsonRequest): ReceivedSpan[] {
   return (body.resourceSpans ?? []).flatMap((rs) => {
     const resource = jsonAttributes(rs.resource?.attributes);
     return (rs.scopeSpans ?? []).flatMap((ss) =>
-      (ss.spans ?? []).map((s) => ({ resource, traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId ?? '', name: s.name, kind: s.kind, attributes: jsonAttributes(s.attributes) })),
+      (ss.spans ?? []).map((s) => ({
+        resource,
+        traceId: s.traceId,
+        spanId: s.spanId,
+        parentSpanId: s.parentSpanId ?? '',
+        name: s.name,
+        kind: s.kind,
+        attributes: jsonAttributes(s.attributes),
+      })),
     );
   });
 }
@@ -233,7 +260,9 @@ export async function startOtlpGrpcReceiver(): Promise<OtlpGrpcReceiver> {
       callback(null, Buffer.alloc(0));
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   return {
     endpoint: `http://127.0.0.1:${port}`,
     spans,

@@ -15,13 +15,29 @@ import { ControllerPipeline, MemoryGenerationStore, familyOptionsFromConfig } fr
 import { startNatsServer } from '@kpx/testing';
 import { RepoRoot } from './cluster.js';
 import { createSecureSetup, dialAddress } from './secure.js';
-import { KpxBin, executorLogs, killExecutors, spawnKpxExecutor, waitUntil, writeAtomically, type ExecutorProcess } from './system.js';
+import {
+  KpxBin,
+  executorLogs,
+  killExecutors,
+  spawnKpxExecutor,
+  waitUntil,
+  writeAtomically,
+  type ExecutorProcess,
+} from './system.js';
 
 const Nodes = ['node-a', 'node-b', 'node-c'];
 const Families = [IPFamily.IPv4, IPFamily.IPv6];
 
 interface StatusJson {
-  nodes: { node: string; ipFamily: string; inSync: boolean; pending: boolean; ackedGeneration: number; ackedDigest: string; desiredDigest: string }[];
+  nodes: {
+    node: string;
+    ipFamily: string;
+    inSync: boolean;
+    pending: boolean;
+    ackedGeneration: number;
+    ackedDigest: string;
+    desiredDigest: string;
+  }[];
 }
 
 function kpx(args: readonly string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -47,10 +63,16 @@ async function freshDigests(dir: string): Promise<Map<string, string>> {
     tracer: trace.getTracer('fresh'),
   });
   for (const { object } of await readManifestDir(dir)) {
-    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node') p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
+    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node')
+      p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
   }
   p.onSynced();
-  await waitUntil(() => p.generation > 0, 'a fresh compile', 10_000, () => '');
+  await waitUntil(
+    () => p.generation > 0,
+    'a fresh compile',
+    10_000,
+    () => '',
+  );
   await p.settle();
   const out = new Map<string, string>();
   for (const n of Nodes) for (const f of Families) out.set(`${n}/${f}`, (await p.snapshot(n, f))?.digest ?? '');
@@ -66,7 +88,27 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   t.after(() => secure.remove());
   const nats = await startNatsServer({ jetstream: true, extraConfig: secure.natsConfig });
   t.after(() => nats.stop());
-  const controller: ChildProcess = spawn(process.execPath, [KpxBin, 'controller', '--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--publish-timeout', '2s', '--log-level', 'debug', ...secure.controllerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const controller: ChildProcess = spawn(
+    process.execPath,
+    [
+      KpxBin,
+      'controller',
+      '--manifests',
+      dir,
+      '--nats',
+      nats.url,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+      '--publish-timeout',
+      '2s',
+      '--log-level',
+      'debug',
+      ...secure.controllerArgs,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let clog = '';
   controller.stdout?.on('data', (b: Buffer) => (clog += b.toString()));
   controller.stderr?.on('data', (b: Buffer) => (clog += b.toString()));
@@ -77,9 +119,30 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   t.after(() => killExecutors(executors.values()));
   const logs = (): string => `--- controller\n${clog.slice(-3000)}\n${executorLogs(executors)}`;
   await waitUntil(() => clog.includes('kpx controller running'), 'the controller', 20_000, logs);
-  const running = JSON.parse(clog.split('\n').find((l) => l.includes('kpx controller running')) ?? '{}') as { grpc?: string };
+  const running = JSON.parse(clog.split('\n').find((l) => l.includes('kpx controller running')) ?? '{}') as {
+    grpc?: string;
+  };
   const grpc = dialAddress(running.grpc ?? '');
-  for (const n of Nodes) executors.set(n, spawnKpxExecutor(['--node', n, '--nats', nats.url, '--controller', grpc, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drift-check', '1s', ...secure.executorArgs(n)]));
+  for (const n of Nodes)
+    executors.set(
+      n,
+      spawnKpxExecutor([
+        '--node',
+        n,
+        '--nats',
+        nats.url,
+        '--controller',
+        grpc,
+        '--dry-run',
+        '--healthz-listen',
+        '127.0.0.1:0',
+        '--metrics-listen',
+        '127.0.0.1:0',
+        '--drift-check',
+        '1s',
+        ...secure.executorArgs(n),
+      ]),
+    );
   const status = async (): Promise<{ code: number | null; json: StatusJson }> => {
     const r = await kpx(['status', '--controller', grpc, '-o', 'json', ...secure.operatorTlsArgs]);
     return { code: r.code, json: (r.out ? JSON.parse(r.out) : { nodes: [] }) as StatusJson };
@@ -111,16 +174,35 @@ test('NATS stopped, an endpoint changed, NATS back, no further event: every node
   const converged = await waitUntil(
     async () => {
       const s = await status();
-      return s.code === 0 && s.json.nodes.length === want.size && s.json.nodes.every((n) => n.ackedDigest === want.get(`${n.node}/${n.ipFamily}`));
+      return (
+        s.code === 0 &&
+        s.json.nodes.length === want.size &&
+        s.json.nodes.every((n) => n.ackedDigest === want.get(`${n.node}/${n.ipFamily}`))
+      );
     },
     'every node to ack the fresh controller digest',
     30_000,
     logs,
   );
-  t.diagnostic(`every node acked the final digest ${Date.now() - back} ms after NATS came back (${converged} ms of polling)`);
+  t.diagnostic(
+    `every node acked the final digest ${Date.now() - back} ms after NATS came back (${converged} ms of polling)`,
+  );
   const final = await status();
   for (const n of final.json.nodes) {
-    const r = await kpx(['replay', '--nats', nats.url, '--node', n.node, '--ip-family', n.ipFamily === 'IPv4' ? 'ipv4' : 'ipv6', '--to', String(n.ackedGeneration), '-o', 'json', ...secure.operatorNatsArgs]);
+    const r = await kpx([
+      'replay',
+      '--nats',
+      nats.url,
+      '--node',
+      n.node,
+      '--ip-family',
+      n.ipFamily === 'IPv4' ? 'ipv4' : 'ipv6',
+      '--to',
+      String(n.ackedGeneration),
+      '-o',
+      'json',
+      ...secure.operatorNatsArgs,
+    ]);
     assert.equal(r.code, 0, r.err);
     const replayed = JSON.parse(r.out) as { digest: string; generation: number };
     assert.equal(replayed.digest, n.ackedDigest, `replay of ${n.node}/${n.ipFamily} reaches the acked digest`);

@@ -52,7 +52,10 @@ export async function createSecureSetup(nodes: readonly string[]): Promise<Secur
     await writeFile(verifyKeys, keys.publicKey.export({ type: 'spki', format: 'pem' }));
     await mkdir(join(dir, 'pki'), { mode: 0o700 });
     const pki = createTestPki(
-      { operator: { cn: 'kpx-e2e-operator' }, ...Object.fromEntries(nodes.map((n) => [`node-${n}`, { cn: `system:node:${n}`, o: ['system:nodes'] }])) },
+      {
+        operator: { cn: 'kpx-e2e-operator' },
+        ...Object.fromEntries(nodes.map((n) => [`node-${n}`, { cn: `system:node:${n}`, o: ['system:nodes'] }])),
+      },
       { dir: join(dir, 'pki') },
     );
     const clientTls = (name: string): string[] => {
@@ -67,8 +70,25 @@ export async function createSecureSetup(nodes: readonly string[]): Promise<Secur
       natsConfig,
       pki,
       controller: { natsAuth: { credsFile: seed('controller') }, signer: signerFromPem(signingPem), grpcTls },
-      controllerArgs: ['--nats-creds', seed('controller'), '--signing-key', signingKey, '--tls-cert-file', grpcTls.certFile, '--tls-private-key-file', grpcTls.keyFile, '--client-ca-file', grpcTls.caFile],
-      executorArgs: (node) => ['--nats-creds', seed(`node-${node}`), '--verify-keys', verifyKeys, ...clientTls(`node-${node}`)],
+      controllerArgs: [
+        '--nats-creds',
+        seed('controller'),
+        '--signing-key',
+        signingKey,
+        '--tls-cert-file',
+        grpcTls.certFile,
+        '--tls-private-key-file',
+        grpcTls.keyFile,
+        '--client-ca-file',
+        grpcTls.caFile,
+      ],
+      executorArgs: (node) => [
+        '--nats-creds',
+        seed(`node-${node}`),
+        '--verify-keys',
+        verifyKeys,
+        ...clientTls(`node-${node}`),
+      ],
       operatorTlsArgs: clientTls('operator'),
       operatorNatsArgs: ['--nats-creds', seed('operator'), '--verify-keys', verifyKeys],
       remove: () => rm(dir, { recursive: true, force: true }),

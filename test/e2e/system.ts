@@ -17,7 +17,11 @@ export interface ExecutorProcess {
 /** Starts `kpx executor ARGS…`, collecting its output. */
 export function spawnKpxExecutor(args: readonly string[]): ExecutorProcess {
   const child = spawn(process.execPath, [KpxBin, 'executor', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const p: ExecutorProcess = { child, log: '', exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+  const p: ExecutorProcess = {
+    child,
+    log: '',
+    exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+  };
   child.stdout?.on('data', (b: Buffer) => (p.log += b.toString()));
   child.stderr?.on('data', (b: Buffer) => (p.log += b.toString()));
   return p;
@@ -36,7 +40,12 @@ export function executorLogs(executors: ReadonlyMap<string, ExecutorProcess>, ch
 }
 
 /** Polls `cond` every 50 ms; throws after `ms` with `context()` (the executors' logs). Returns the time taken. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, ms: number, context: () => string): Promise<number> {
+export async function waitUntil(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number,
+  context: () => string,
+): Promise<number> {
   const start = Date.now();
   while (!(await cond())) {
     if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}\n${context()}`);

@@ -11,7 +11,8 @@ import { run } from '@kpx/testing';
 import { ipset, members, svc, vip } from './helpers.js';
 
 const NS = `kpxipvs${process.pid % 10000}`;
-const inNs = async (cmd: string, ...args: string[]): Promise<string> => (await run('ip', ['netns', 'exec', NS, cmd, ...args])).stdout;
+const inNs = async (cmd: string, ...args: string[]): Promise<string> =>
+  (await run('ip', ['netns', 'exec', NS, cmd, ...args])).stdout;
 let applier: IpvsApplier;
 
 before(async () => {
@@ -25,7 +26,10 @@ after(async () => {
 });
 
 const base = (): RuleObject[] => [
-  svc('TCP', '10.96.0.10', 80, [['10.244.1.2', 8080], ['10.244.1.3', 8080]]),
+  svc('TCP', '10.96.0.10', 80, [
+    ['10.244.1.2', 8080],
+    ['10.244.1.3', 8080],
+  ]),
   svc('UDP', '10.96.0.10', 53, [['10.244.1.2', 53]]),
   svc('TCP', '10.96.0.11', 443, [['10.244.1.4', 8443]], { flags: 1, timeoutSeconds: 10800, scheduler: 'wrr' }),
   vip('10.96.0.10'),
@@ -33,7 +37,14 @@ const base = (): RuleObject[] => [
   ipset('KUBE-CLUSTER-IP', 'hash:ip,port'),
   members('KUBE-CLUSTER-IP', 'default/a:http/TCP', ['10.96.0.10,tcp:80']),
   members('KUBE-CLUSTER-IP', 'default/a:dns/UDP', ['10.96.0.10,udp:53']),
-  { kind: 'iptables.chain', key: 'nat/KUBE-SERVICES', payload: { $case: 'iptablesChain', value: { table: 'nat', name: 'KUBE-SERVICES', rules: ['-m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT'] } } },
+  {
+    kind: 'iptables.chain',
+    key: 'nat/KUBE-SERVICES',
+    payload: {
+      $case: 'iptablesChain',
+      value: { table: 'nat', name: 'KUBE-SERVICES', rules: ['-m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT'] },
+    },
+  },
 ];
 
 test('full restore programs services, VIPs, sets and companion rules, and reads them back exactly', async () => {
@@ -55,7 +66,10 @@ test('full restore programs services, VIPs, sets and companion rules, and reads 
   assert.match(sets, /add KUBE-CLUSTER-IP 10\.96\.0\.10,tcp:80/);
   assert.match(sets, /create OTHER-SET/);
   assert.doesNotMatch(sets, /KUBE-STALE/);
-  assert.match(await inNs('iptables-save', '-t', 'nat'), /-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT/);
+  assert.match(
+    await inNs('iptables-save', '-t', 'nat'),
+    /-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT/,
+  );
   const rb = await applier.readBack();
   assert.deepEqual(diffObjects(objects, rb.objects), []);
   assert.equal(rb.digest, digestOf(objects));
@@ -83,11 +97,17 @@ test('changes made behind its back show as drift and a full restore repairs them
 
 test('a delta diffs real servers: TCP ones drain at weight 0, UDP ones go at once, sets and VIPs follow', async () => {
   const next = base();
-  next[0] = svc('TCP', '10.96.0.10', 80, [['10.244.1.3', 8080], ['10.244.1.5', 8080]]);
+  next[0] = svc('TCP', '10.96.0.10', 80, [
+    ['10.244.1.3', 8080],
+    ['10.244.1.5', 8080],
+  ]);
   next[1] = svc('UDP', '10.96.0.10', 53, [['10.244.1.5', 53]]);
   next[4] = vip('10.96.0.12');
   next[7] = members('KUBE-CLUSTER-IP', 'default/a:dns/UDP', ['10.96.0.12,udp:53']);
-  const res = await applier.applyDelta({ upserts: [next[0], next[1], next[4], next[7]], deletes: [{ kind: 'ipvs.address', key: 'kube-ipvs0/10.96.0.11' }] });
+  const res = await applier.applyDelta({
+    upserts: [next[0], next[1], next[4], next[7]],
+    deletes: [{ kind: 'ipvs.address', key: 'kube-ipvs0/10.96.0.11' }],
+  });
   assert.ok(res.netlinkOps <= 8, `a small delta sends few netlink operations (${res.netlinkOps})`);
   const list = await inNs('ipvsadm', '-Ln');
   assert.match(list, /-> 10\.244\.1\.2:8080 +Masq +0 /, 'the removed TCP real server stays, at weight 0');
@@ -109,7 +129,10 @@ test('a delta diffs real servers: TCP ones drain at weight 0, UDP ones go at onc
   assert.doesNotMatch(await inNs('ipvsadm', '-Ln'), /10\.244\.1\.2:8080/);
   // A bad object is refused with its name and field; the state and kernel stay as they were.
   const bad = svc('TCP', '10.96.0.13', 80, [['10.244.1.9', 0]]);
-  await assert.rejects(applier.applyDelta({ upserts: [bad], deletes: [] }), /ipvs\.service "TCP\/10\.96\.0\.13:80": real server port 0/);
+  await assert.rejects(
+    applier.applyDelta({ upserts: [bad], deletes: [] }),
+    /ipvs\.service "TCP\/10\.96\.0\.13:80": real server port 0/,
+  );
   assert.equal((await applier.readBack()).digest, digestOf(desired));
 });
 
@@ -118,7 +141,10 @@ test('the IPVS compiler output of the e2e cluster applies and reads back with th
   const { state } = loadClusterState(manifests);
   const rs = compileIpvs({ state, nodeName: 'n1', options: defaultIpvsOptions('IPv4') });
   const objects = rs.objects.map(toWire).filter((o) => !isDuty(o));
-  assert.ok(objects.filter((o) => o.kind === 'ipvs.service').length >= 10, 'the fixture cluster gives many virtual servers');
+  assert.ok(
+    objects.filter((o) => o.kind === 'ipvs.service').length >= 10,
+    'the fixture cluster gives many virtual servers',
+  );
   await applier.fullRestore(objects);
   const rb = await applier.readBack();
   assert.deepEqual(diffObjects(objects, rb.objects), []);

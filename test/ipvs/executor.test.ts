@@ -18,11 +18,27 @@ import { ManifestsDirSource, runController, type RunningController } from '@kpx/
 import { IpvsBackend, runExecutor, type RunningExecutor } from '@kpx/executor';
 import { defaultKubeProxyConfig } from '@kpx/model';
 import { startTracing, type Tracing } from '@kpx/telemetry';
-import { createTopology, nodesYaml, standardNode, standardPod, startNatsServer, webServiceYaml, webSliceYaml, type NatsServer, type ProbeResult, type Topology } from '@kpx/testing';
+import {
+  createTopology,
+  nodesYaml,
+  standardNode,
+  standardPod,
+  startNatsServer,
+  webServiceYaml,
+  webSliceYaml,
+  type NatsServer,
+  type ProbeResult,
+  type Topology,
+} from '@kpx/testing';
 
 const n1 = standardNode('n1', 1);
 const n2 = standardNode('n2', 2);
-const pods = { p1a: standardPod('p1a', n1, 10), p1b: standardPod('p1b', n1, 11), p2a: standardPod('p2a', n2, 10), p2b: standardPod('p2b', n2, 11) };
+const pods = {
+  p1a: standardPod('p1a', n1, 10),
+  p1b: standardPod('p1b', n1, 11),
+  p2a: standardPod('p2a', n2, 10),
+  p2b: standardPod('p2b', n2, 11),
+};
 type PodName = keyof typeof pods;
 const VIP = '10.96.0.10';
 
@@ -41,7 +57,8 @@ const backends: IpvsBackend[] = [];
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms: number): Promise<void> {
   const start = Date.now();
   while (!(await cond())) {
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}\nstatus: ${JSON.stringify(status())}`);
+    if (Date.now() - start > ms)
+      throw new Error(`timed out after ${ms} ms waiting for ${what}\nstatus: ${JSON.stringify(status())}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -50,7 +67,12 @@ const status = () => controller!.pipeline.tracker.status().filter((s) => s.ipFam
 /** Both nodes acked `generation` or later with the desired digest, and read their kernels back to the same digest. */
 const converged = (generation: number): boolean => {
   const s = status();
-  return s.length === 2 && s.every((n) => n.mode === 'ipvs' && n.inSync && n.ackedGeneration >= generation && n.actualDigest === n.desiredDigest);
+  return (
+    s.length === 2 &&
+    s.every(
+      (n) => n.mode === 'ipvs' && n.inSync && n.ackedGeneration >= generation && n.actualDigest === n.desiredDigest,
+    )
+  );
 };
 
 async function writeSlice(backends: readonly PodName[]): Promise<void> {
@@ -63,7 +85,8 @@ async function answering(from: string, count = 8): Promise<{ tcp: string[]; udp:
     { proto: 'tcp', host: VIP, port: 80, count, timeoutMs: 1500 },
     { proto: 'udp', host: VIP, port: 53, count, timeoutMs: 1500 },
   ]);
-  const pick = (rs: ProbeResult[]): string[] => [...new Set(rs.flatMap((r) => (r.kind === 'reply' ? [r.pod] : [])))].sort();
+  const pick = (rs: ProbeResult[]): string[] =>
+    [...new Set(rs.flatMap((r) => (r.kind === 'reply' ? [r.pod] : [])))].sort();
   return { tcp: pick(tcp), udp: pick(udp), failures: [...tcp, ...udp].filter((r) => r.kind !== 'reply') };
 }
 
@@ -86,7 +109,13 @@ process.stdout.write(JSON.stringify(out));
 
 /** Datagrams from pod `from` to VIP:53, one from each source port: the pod that answered each. */
 async function sendUdp(from: PodName, sports: readonly number[]): Promise<string[]> {
-  const { stdout } = await topo!.exec(from, process.execPath, [join(dir, 'udp-client.mjs'), VIP, '53', '3000', ...sports.map(String)]);
+  const { stdout } = await topo!.exec(from, process.execPath, [
+    join(dir, 'udp-client.mjs'),
+    VIP,
+    '53',
+    '3000',
+    ...sports.map(String),
+  ]);
   return JSON.parse(stdout) as string[];
 }
 
@@ -132,7 +161,8 @@ before(async () => {
         return b;
       },
       families: ['IPv4'],
-      healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0',
+      healthzListen: '127.0.0.1:0',
+      metricsListen: '127.0.0.1:0',
       // Each read-back spawns iptables-save and ipset under TCG: a short period would starve the deltas.
       driftCheckMs: 10_000,
       logLevel: process.env.KPX_TEST_LOG_LEVEL ?? 'warn',
@@ -165,17 +195,28 @@ test('executors program IPVS: ipvsadm shows the virtual servers, packets reach t
   for (const from of ['p1b', 'p2b']) {
     const a = await answering(from);
     assert.deepEqual(a.failures, []);
-    assert.deepEqual([a.tcp, a.udp], [['p1a', 'p2a'], ['p1a', 'p2a']], from);
+    assert.deepEqual(
+      [a.tcp, a.udp],
+      [
+        ['p1a', 'p2a'],
+        ['p1a', 'p2a'],
+      ],
+      from,
+    );
   }
 });
 
 test('an EndpointSlice change is applied as a delta: new endpoints answer, old TCP ones drain at weight 0, UDP ones go', async () => {
   const g = controller!.pipeline.generation;
   await writeSlice(['p1b', 'p2b']);
-  await waitFor(async () => {
-    const a = await answering('p1a', 6);
-    return a.failures.length === 0 && a.tcp.join() === 'p1b,p2b' && a.udp.join() === 'p1b,p2b';
-  }, 'packets to reach the new endpoints', 90_000);
+  await waitFor(
+    async () => {
+      const a = await answering('p1a', 6);
+      return a.failures.length === 0 && a.tcp.join() === 'p1b,p2b' && a.udp.join() === 'p1b,p2b';
+    },
+    'packets to reach the new endpoints',
+    90_000,
+  );
   await waitFor(() => converged(g + 1), 'both executors to ack the new generation with a matching read-back', 60_000);
   const list = await ipvsadm('n1');
   assert.match(list, /-> 10\.244\.1\.11:8080 +Masq +1 /);
@@ -184,23 +225,34 @@ test('an EndpointSlice change is applied as a delta: new endpoints answer, old T
   assert.match(list, /-> 10\.244\.1\.10:8080 +Masq +0 /, list);
 });
 
-test('a real server deleted behind the executor\'s back is reported as drift and put back', async () => {
+test("a real server deleted behind the executor's back is reported as drift and put back", async () => {
   await topo!.exec('n2', 'ipvsadm', ['-d', '-t', `${VIP}:80`, '-r', `${pods.p1b.ipv4}:8080`]);
-  await waitFor(async () => /10\.244\.1\.11:8080 +Masq +1 /.test(await ipvsadm('n2')), 'the executor to repair n2', 60_000);
+  await waitFor(
+    async () => /10\.244\.1\.11:8080 +Masq +1 /.test(await ipvsadm('n2')),
+    'the executor to repair n2',
+    60_000,
+  );
   // The ack that reports the drift follows the repair's read-back.
-  await waitFor(() => (status().find((s) => s.node === 'n2')?.driftRepairs ?? 0) >= 1, 'n2 to report the drift it repaired', 60_000);
+  await waitFor(
+    () => (status().find((s) => s.node === 'n2')?.driftRepairs ?? 0) >= 1,
+    'n2 to report the drift it repaired',
+    60_000,
+  );
   const n2 = status().find((s) => s.node === 'n2')!;
   assert.deepEqual(n2.lastDrift, ['ipvs.service TCP/10.96.0.10:80: differs (real server 10.244.1.11:8080 missing)']);
   await waitFor(() => converged(0), 'n2 to read back the desired digest again', 60_000);
 });
 
-test('a UDP endpoint removed: its conntrack entries on the client\'s node are deleted, the other endpoint\'s stay', async () => {
+test("a UDP endpoint removed: its conntrack entries on the client's node are deleted, the other endpoint's stay", async () => {
   // The endpoints the EndpointSlice test left: p1b and p2b (p1a and p2a still drain as TCP real servers: not reused).
   await waitFor(() => converged(0), 'both executors in sync', 60_000);
   // Flows from p1a (on n1) through the IPVS virtual server: round robin spreads new flows over both endpoints.
   const sports = [42000, 42001, 42002, 42003];
   const first = await sendUdp('p1a', sports);
-  assert.ok(first.every((p) => p === 'p1b' || p === 'p2b'), JSON.stringify(first));
+  assert.ok(
+    first.every((p) => p === 'p1b' || p === 'p2b'),
+    JSON.stringify(first),
+  );
   // A second datagram of each flow more than 2 s later makes it a stream (120 s): it outlives the test.
   await new Promise((r) => setTimeout(r, 2500));
   assert.deepEqual(await sendUdp('p1a', sports), first, 'each source port stays one flow, pinned to one endpoint');
@@ -210,7 +262,10 @@ test('a UDP endpoint removed: its conntrack entries on the client\'s node are de
   const replied = (flows: readonly string[], pod: PodName): string[] =>
     flows.filter((l) => sports.some((p) => l.includes(` sport=${p} `)) && l.includes(`src=${pods[pod].ipv4} `));
   const before = await udpFlows('n1');
-  assert.ok(replied(before, pinned).length >= 1, `n1 has a conntrack entry of ${VIP} DNATed to ${pinned}:\n${before.join('\n')}`);
+  assert.ok(
+    replied(before, pinned).length >= 1,
+    `n1 has a conntrack entry of ${VIP} DNATed to ${pinned}:\n${before.join('\n')}`,
+  );
   // IPVS itself expires the connections of a deleted real server (expire_nodest_conn=1, which the applier sets) and
   // with them their conntrack entries: off in n1 for this test, so that only kpx's cleanup can delete the entry.
   await topo!.exec('n1', 'sysctl', ['-w', 'net.ipv4.vs.expire_nodest_conn=0']);
@@ -220,6 +275,10 @@ test('a UDP endpoint removed: its conntrack entries on the client\'s node are de
   await waitFor(() => converged(g + 1), `both executors to ack the removal of ${pinned}`, 60_000);
   const now = await udpFlows('n1');
   assert.deepEqual(replied(now, pinned), [], `no entry of ${VIP} DNATed to ${pinned} remains:\n${now.join('\n')}`);
-  assert.equal(replied(now, other).length, replied(before, other).length, `the entries DNATed to ${other} stay:\n${now.join('\n')}`);
+  assert.equal(
+    replied(now, other).length,
+    replied(before, other).length,
+    `the entries DNATed to ${other} stay:\n${now.join('\n')}`,
+  );
   await topo!.exec('n1', 'sysctl', ['-w', 'net.ipv4.vs.expire_nodest_conn=1']);
 });

@@ -4,23 +4,52 @@ import { createInterface } from 'node:readline';
 import type { IpvsRealServer, RuleObject } from '@kpx/proto';
 import { RuleKind } from '@kpx/proto';
 
-export function svc(protocol: 'TCP' | 'UDP', address: string, port: number, servers: [string, number][], extra: { flags?: number; timeoutSeconds?: number; scheduler?: string } = {}): RuleObject {
+export function svc(
+  protocol: 'TCP' | 'UDP',
+  address: string,
+  port: number,
+  servers: [string, number][],
+  extra: { flags?: number; timeoutSeconds?: number; scheduler?: string } = {},
+): RuleObject {
   const realServers: IpvsRealServer[] = servers.map(([a, p]) => ({ address: a, port: p, weight: 1 }));
-  const value = { protocol, address, port, scheduler: extra.scheduler ?? 'rr', flags: extra.flags ?? 0, timeoutSeconds: extra.timeoutSeconds ?? 0, realServers };
+  const value = {
+    protocol,
+    address,
+    port,
+    scheduler: extra.scheduler ?? 'rr',
+    flags: extra.flags ?? 0,
+    timeoutSeconds: extra.timeoutSeconds ?? 0,
+    realServers,
+  };
   const key = `${protocol}/${address.includes(':') ? `[${address}]` : address}:${port}`;
   return { kind: RuleKind.IpvsService, key, payload: { $case: 'ipvsService', value } };
 }
 
 export function vip(address: string): RuleObject {
-  return { kind: RuleKind.IpvsAddress, key: `kube-ipvs0/${address}`, payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address } } };
+  return {
+    kind: RuleKind.IpvsAddress,
+    key: `kube-ipvs0/${address}`,
+    payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address } },
+  };
 }
 
 export function ipset(name: string, type: string, entries: string[] = []): RuleObject {
-  return { kind: RuleKind.IpsetSet, key: name, payload: { $case: 'ipsetSet', value: { name, type, family: 'inet', comment: 'test', hashSize: 1024, maxElem: 65536, portRange: '', entries } } };
+  return {
+    kind: RuleKind.IpsetSet,
+    key: name,
+    payload: {
+      $case: 'ipsetSet',
+      value: { name, type, family: 'inet', comment: 'test', hashSize: 1024, maxElem: 65536, portRange: '', entries },
+    },
+  };
 }
 
 export function members(set: string, owner: string, entries: string[]): RuleObject {
-  return { kind: RuleKind.IpsetEntries, key: `${set}/${owner}`, payload: { $case: 'ipsetEntries', value: { set, entries } } };
+  return {
+    kind: RuleKind.IpsetEntries,
+    key: `${set}/${owner}`,
+    payload: { $case: 'ipsetEntries', value: { set, entries } },
+  };
 }
 
 /** A TCP connection held open from inside a namespace: send a line, get the server's reply line. */
@@ -41,7 +70,9 @@ rl.createInterface({ input: process.stdin }).on('line', () => s.write('x\\n')).o
 `;
 
 export function holdConnection(netns: string, host: string, port: number): HeldConnection {
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', HoldScript, host, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', HoldScript, host, String(port)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const lines: string[] = [];
   const waiters: ((l: string) => void)[] = [];
   createInterface({ input: child.stdout }).on('line', (l) => {

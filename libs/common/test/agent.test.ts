@@ -4,7 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { AgentExitedError, AgentProcess, type AgentProcessOptions } from '../src/index.js';
 
 const script = fileURLToPath(new URL('./agent-fixture.js', import.meta.url));
-const start = (o: Partial<AgentProcessOptions> = {}): AgentProcess => new AgentProcess({ name: 'test agent', script, args: ['serve'], ...o });
+const start = (o: Partial<AgentProcessOptions> = {}): AgentProcess =>
+  new AgentProcess({ name: 'test agent', script, args: ['serve'], ...o });
 
 test('calls are answered by id, in any order, with results and errors', async (t) => {
   const agent = start();
@@ -25,7 +26,10 @@ test('errors and exits are mapped by the options', async () => {
     decodeError: (w) => new RangeError(`decoded ${(w as { message: string }).message}`),
     exitError: (why) => new TypeError(`gone: ${why}`),
   });
-  await assert.rejects(agent.call('fail', 'x'), (err: Error) => err instanceof RangeError && err.message === 'decoded x');
+  await assert.rejects(
+    agent.call('fail', 'x'),
+    (err: Error) => err instanceof RangeError && err.message === 'decoded x',
+  );
   await assert.rejects(agent.call('die'), (err: Error) => err instanceof TypeError && err.message === 'gone: exit 3');
   await agent.close();
 });
@@ -44,7 +48,10 @@ test('an agent that exits rejects pending and later calls and says why once', as
   const agent = start({ onExit: (why) => exits.push(why) });
   const pending = agent.call('slow', 60_000, 'never');
   const dying = agent.call('die');
-  await assert.rejects(pending, (err: Error) => err instanceof AgentExitedError && /test agent: exit 3/.test(err.message));
+  await assert.rejects(
+    pending,
+    (err: Error) => err instanceof AgentExitedError && /test agent: exit 3/.test(err.message),
+  );
   await assert.rejects(dying, AgentExitedError);
   await assert.rejects(agent.call('get'), AgentExitedError);
   assert.ok(agent.exited);

@@ -4,7 +4,10 @@ import { Backoff, backoffDelay, sleep } from '../src/index.js';
 
 test('backoffDelay doubles from initialMs and stops at maxMs', () => {
   const o = { initialMs: 500, maxMs: 30_000 };
-  assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map((n) => backoffDelay(n, o)), [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7, 8].map((n) => backoffDelay(n, o)),
+    [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000],
+  );
   assert.equal(backoffDelay(0, o), 500, 'attempt 0 counts as the first');
   assert.equal(backoffDelay(10_000, o), 30_000, 'a long streak stays finite');
 });

@@ -11,10 +11,17 @@ test('timestampFromMs splits milliseconds into seconds and nanos', () => {
 
 test('timestampFromMs keeps nanos in [0, 1e9), carrying and borrowing whole seconds', () => {
   assert.deepEqual(timestampFromMs(1999.9999999), { seconds: 2, nanos: 0 }, 'rounding up to a whole second carries');
-  assert.deepEqual(timestampFromMs(-1), { seconds: -1, nanos: 999_000_000 }, 'before the epoch: negative seconds, positive nanos');
+  assert.deepEqual(
+    timestampFromMs(-1),
+    { seconds: -1, nanos: 999_000_000 },
+    'before the epoch: negative seconds, positive nanos',
+  );
   for (const ms of [0.4, 999.9999996, 1_733_000_000_999.9999, -0.5, -1000.25]) {
     const t = timestampFromMs(ms);
-    assert.ok(Number.isInteger(t.seconds) && Number.isInteger(t.nanos) && t.nanos >= 0 && t.nanos < 1e9, `${ms}: ${JSON.stringify(t)}`);
+    assert.ok(
+      Number.isInteger(t.seconds) && Number.isInteger(t.nanos) && t.nanos >= 0 && t.nanos < 1e9,
+      `${ms}: ${JSON.stringify(t)}`,
+    );
   }
 });
 

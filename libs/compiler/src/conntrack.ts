@@ -17,10 +17,26 @@ const sorted = (values: Iterable<string>): string[] => [...new Set(values)].sort
  * The conntrack.port object of a service port: one for a UDP port with serving endpoints, none otherwise. `owner`:
  * the port's portOwner, the object's key.
  */
-export function conntrackObjects(owner: string, svc: ServicePort, endpoints: readonly Endpoint[]): ConntrackPortObject[] {
+export function conntrackObjects(
+  owner: string,
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+): ConntrackPortObject[] {
   if (svc.protocol !== Protocol.UDP) return [];
   const serving = sorted(endpoints.filter((ep) => ep.serving || ep.ready).map((ep) => ep.ip));
   if (serving.length === 0) return [];
-  const ips = sorted([svc.clusterIP, ...svc.externalIPs, ...svc.loadBalancerVIPs].filter((ip) => ip !== '' && ip !== 'None'));
-  return [{ kind: RuleKind.ConntrackPort, key: owner, protocol: svc.protocol, port: svc.port, ips, nodePort: svc.nodePort, endpoints: serving }];
+  const ips = sorted(
+    [svc.clusterIP, ...svc.externalIPs, ...svc.loadBalancerVIPs].filter((ip) => ip !== '' && ip !== 'None'),
+  );
+  return [
+    {
+      kind: RuleKind.ConntrackPort,
+      key: owner,
+      protocol: svc.protocol,
+      port: svc.port,
+      ips,
+      nodePort: svc.nodePort,
+      endpoints: serving,
+    },
+  ];
 }

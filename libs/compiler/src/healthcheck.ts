@@ -35,15 +35,26 @@ export interface HealthCheckClaim {
 }
 
 /** Whether a unit claim (of any mode) is a health check claim. */
-export const isHealthCheckClaim = (claim: { readonly id: string }): claim is HealthCheckClaim => claim.id.startsWith(ClaimPrefix);
+export const isHealthCheckClaim = (claim: { readonly id: string }): claim is HealthCheckClaim =>
+  claim.id.startsWith(ClaimPrefix);
 
-const readyOn = (endpoints: readonly Endpoint[]): string[] => [...new Set(endpoints.filter((ep) => ep.ready && ep.nodeName !== '').map((ep) => `${ep.nodeName} ${ep.ip}`))].sort();
+const readyOn = (endpoints: readonly Endpoint[]): string[] =>
+  [...new Set(endpoints.filter((ep) => ep.ready && ep.nodeName !== '').map((ep) => `${ep.nodeName} ${ep.ip}`))].sort();
 
 /** The health check claim of a service port: one when its service serves a health check, none otherwise. */
 export function healthCheckClaims(svc: ServicePort, endpoints: readonly Endpoint[]): HealthCheckClaim[] {
   if (!servesHealthCheck(svc)) return [];
   const { namespace, name } = svc.service;
-  return [{ id: `${ClaimPrefix}${namespace}/${name}`, service: `${namespace}/${name}`, namespace, name, port: svc.healthCheckNodePort, ready: readyOn(endpoints) }];
+  return [
+    {
+      id: `${ClaimPrefix}${namespace}/${name}`,
+      service: `${namespace}/${name}`,
+      namespace,
+      name,
+      port: svc.healthCheckNodePort,
+      ready: readyOn(endpoints),
+    },
+  ];
 }
 
 /** The claims of one service's ports as one: the ready endpoints of them all. */
@@ -62,7 +73,9 @@ function countedNodes(claim: HealthCheckClaim): Set<string> {
  * How a health check depends on the node: undefined when its count is 0 everywhere, else a key equal for nodes
  * that get the same object (the node's name where it has ready endpoints, '' elsewhere).
  */
-export function healthCheckVariantKeyFn(claim: HealthCheckClaim): ((ctx: { readonly node: { readonly name: string } }) => string) | undefined {
+export function healthCheckVariantKeyFn(
+  claim: HealthCheckClaim,
+): ((ctx: { readonly node: { readonly name: string } }) => string) | undefined {
   const counted = countedNodes(claim);
   if (counted.size === 0) return undefined;
   return (ctx) => (counted.has(ctx.node.name) ? ctx.node.name : '');
@@ -72,11 +85,23 @@ export function healthCheckVariantKeyFn(claim: HealthCheckClaim): ((ctx: { reado
 export function healthCheckObjects(nodeName: string, claim: HealthCheckClaim): HealthCheckServiceObject[] {
   let local = 0;
   if (nodeName !== '') for (const r of claim.ready) if (r.slice(0, r.indexOf(' ')) === nodeName) local++;
-  return [{ kind: RuleKind.HealthCheckService, key: String(claim.port), namespace: claim.namespace, name: claim.name, port: claim.port, localEndpoints: local }];
+  return [
+    {
+      kind: RuleKind.HealthCheckService,
+      key: String(claim.port),
+      namespace: claim.namespace,
+      name: claim.name,
+      port: claim.port,
+      localEndpoints: local,
+    },
+  ];
 }
 
 /** The health check objects of every service of these ports on a node (a whole node's compile). */
-export function serviceHealthChecks(nodeName: string, ports: Iterable<{ readonly svc: ServicePort; readonly endpoints: readonly Endpoint[] }>): HealthCheckServiceObject[] {
+export function serviceHealthChecks(
+  nodeName: string,
+  ports: Iterable<{ readonly svc: ServicePort; readonly endpoints: readonly Endpoint[] }>,
+): HealthCheckServiceObject[] {
   const byService = new Map<string, HealthCheckClaim[]>();
   for (const { svc, endpoints } of ports) {
     for (const c of healthCheckClaims(svc, endpoints)) {
@@ -93,7 +118,9 @@ export function serviceHealthChecks(nodeName: string, ports: Iterable<{ readonly
  * port of a service that serves one claims it with its ready endpoints; the unit counts the node's over them all.
  * The registry (modes.ts) gives it to every mode.
  */
-export function withHealthChecks<C extends NodeContext, U extends UnitClaim>(mode: ModeCompiler<C, U>): ModeCompiler<C, U | HealthCheckClaim> {
+export function withHealthChecks<C extends NodeContext, U extends UnitClaim>(
+  mode: ModeCompiler<C, U>,
+): ModeCompiler<C, U | HealthCheckClaim> {
   const own: UnitCompiler<C, U> | undefined = mode.units;
   const units: UnitCompiler<C, U | HealthCheckClaim> = {
     claims: (svc, endpoints) => [...(own?.claims(svc, endpoints) ?? []), ...healthCheckClaims(svc, endpoints)],
@@ -104,7 +131,8 @@ export function withHealthChecks<C extends NodeContext, U extends UnitClaim>(mod
       if (!own) throw new Error(`internal: ${mode.mode} has no units of its own to merge`);
       return own.merge(claims as readonly U[]);
     },
-    compile: (ctx, claim) => (isHealthCheckClaim(claim) ? healthCheckObjects(ctx.node.name, claim) : (own?.compile(ctx, claim) ?? [])),
+    compile: (ctx, claim) =>
+      isHealthCheckClaim(claim) ? healthCheckObjects(ctx.node.name, claim) : (own?.compile(ctx, claim) ?? []),
     keyFn: (claim) => (isHealthCheckClaim(claim) ? healthCheckVariantKeyFn(claim) : own?.keyFn(claim)),
   };
   return { ...mode, units };

@@ -11,7 +11,17 @@ export {
   withHealthChecks,
 } from './healthcheck.js';
 export type { HealthCheckClaim } from './healthcheck.js';
-export { IptablesMode, compileIptables, compileNodeBase, compileServicePort, portOwner, portVariantKey, portVariantKeyFn, probability, totalEndpoints } from './iptables/compile.js';
+export {
+  IptablesMode,
+  compileIptables,
+  compileNodeBase,
+  compileServicePort,
+  portOwner,
+  portVariantKey,
+  portVariantKeyFn,
+  probability,
+  totalEndpoints,
+} from './iptables/compile.js';
 export type { CompileIptablesInput } from './iptables/compile.js';
 export { LargeClusterEndpointsThreshold, makeContext, masqueradeMark } from './iptables/context.js';
 export type { CompileContext } from './iptables/context.js';
@@ -39,7 +49,14 @@ export { DummyInterface, IPSETS, IpsetName, IpsetType, IpvsChain, IpvsFlag, ipse
 export type { IpsetInfo } from './ipvs/names.js';
 export { defaultIpvsOptions, ipvsOptionsFromConfig } from './ipvs/options.js';
 export type { IpvsOptions } from './ipvs/options.js';
-export { ipsetCreateLine, ipsetMembers, ipvsadmLines, renderIpsetRestore, renderIpvsRuleSet, renderIpvsadm } from './ipvs/render.js';
+export {
+  ipsetCreateLine,
+  ipsetMembers,
+  ipvsadmLines,
+  renderIpsetRestore,
+  renderIpvsRuleSet,
+  renderIpvsadm,
+} from './ipvs/render.js';
 export { sealed } from './mode.js';
 export type { AnyModeCompiler, ModeCompiler, NodeContext, PortPart, UnitClaim, UnitCompiler } from './mode.js';
 export { modeCompiler } from './modes.js';

@@ -10,7 +10,11 @@ export interface PolicyDependence {
 }
 
 /** How the endpoints a port uses on a node depend on that node. `nodes` is a new set, the caller's to extend. */
-export function policyDependence(svc: ServicePort, endpoints: readonly Endpoint[], preferSameNodeHints: boolean): PolicyDependence {
+export function policyDependence(
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+  preferSameNodeHints: boolean,
+): PolicyDependence {
   const local = usesLocalEndpoints(svc);
   let anyReady = false;
   let allZoneHints = true;

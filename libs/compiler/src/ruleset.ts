@@ -121,7 +121,14 @@ export interface ConntrackPortObject {
 }
 
 export type IptablesObject = IptablesChainObject | IptablesJumpObject | IptablesRulesObject;
-export type RuleObject = IptablesObject | IpvsServiceObject | IpvsAddressObject | IpsetSetObject | IpsetEntriesObject | HealthCheckServiceObject | ConntrackPortObject;
+export type RuleObject =
+  | IptablesObject
+  | IpvsServiceObject
+  | IpvsAddressObject
+  | IpsetSetObject
+  | IpsetEntriesObject
+  | HealthCheckServiceObject
+  | ConntrackPortObject;
 
 export interface NodeRuleSet {
   readonly node: string;
@@ -160,7 +167,8 @@ let kindScratch: Int32Array = new Int32Array(0);
 let orderScratch: Int32Array = new Int32Array(0);
 
 /** An Int32Array of at least `n` elements: `a` itself when large enough. */
-const atLeast = (a: Int32Array, n: number): Int32Array => (a.length >= n ? a : new Int32Array(Math.max(n, a.length * 2)));
+const atLeast = (a: Int32Array, n: number): Int32Array =>
+  a.length >= n ? a : new Int32Array(Math.max(n, a.length * 2));
 
 /**
  * Sorts `order[lo, hi)` (indexes into `keys`) stably by key, in UTF-16 code units (the order of `<`): an MSD
@@ -205,7 +213,9 @@ function sortIndexes(keys: readonly string[], order: Int32Array, lo0: number, hi
       if (c !== first) same = false;
     }
     if (!ascii) {
-      const segment = Array.from(order.subarray(lo, hi)).sort((x, y) => compareStrings(keys[x] ?? '', keys[y] ?? '') || x - y);
+      const segment = Array.from(order.subarray(lo, hi)).sort(
+        (x, y) => compareStrings(keys[x] ?? '', keys[y] ?? '') || x - y,
+      );
       order.set(segment, lo);
       continue;
     }
@@ -273,7 +283,8 @@ export function sortObjects<T extends { kind: string; key: string }>(objects: T[
   const kinds = [...kindNames].sort();
   // Kinds order their objects as wholes unless one kind is a prefix of another (never among RuleKinds); a string
   // between a prefix and one of its extensions has that prefix too, so checking neighbours is enough.
-  for (let i = 1; i < kinds.length; i++) if ((kinds[i] as string).startsWith(kinds[i - 1] as string)) return objects.sort(compareObjects);
+  for (let i = 1; i < kinds.length; i++)
+    if ((kinds[i] as string).startsWith(kinds[i - 1] as string)) return objects.sort(compareObjects);
   // Group by kind, stably (a counting sort), then sort each group by key.
   const rank = new Int32Array(kindNames.length);
   kinds.forEach((kind, r) => (rank[kindNumber.get(kind) ?? 0] = r));

@@ -5,15 +5,36 @@ import { RuleKind, type RuleObject } from './ruleset.js';
 export function toWire(o: RuleObject): WireObject {
   switch (o.kind) {
     case RuleKind.IptablesChain:
-      return { kind: o.kind, key: o.key, payload: { $case: 'iptablesChain', value: { table: o.table, name: o.chain, rules: [...o.rules] } } };
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: { $case: 'iptablesChain', value: { table: o.table, name: o.chain, rules: [...o.rules] } },
+      };
     case RuleKind.IptablesRules:
-      return { kind: o.kind, key: o.key, payload: { $case: 'iptablesRules', value: { table: o.table, chain: o.chain, rules: [...o.rules], position: o.position } } };
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: {
+          $case: 'iptablesRules',
+          value: { table: o.table, chain: o.chain, rules: [...o.rules], position: o.position },
+        },
+      };
     case RuleKind.IptablesJump:
       // Prepended, as kube-proxy does; the position orders the jumps of one builtin chain (0 at the head).
       return {
         kind: o.kind,
         key: o.key,
-        payload: { $case: 'iptablesJump', value: { table: o.table, chain: o.chain, target: o.target, rule: o.rule, prepend: true, position: o.position } },
+        payload: {
+          $case: 'iptablesJump',
+          value: {
+            table: o.table,
+            chain: o.chain,
+            target: o.target,
+            rule: o.rule,
+            prepend: true,
+            position: o.position,
+          },
+        },
       };
     case RuleKind.IpvsService:
       return {
@@ -33,22 +54,59 @@ export function toWire(o: RuleObject): WireObject {
         },
       };
     case RuleKind.IpvsAddress:
-      return { kind: o.kind, key: o.key, payload: { $case: 'ipvsAddress', value: { interface: o.interface, address: o.address } } };
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: { $case: 'ipvsAddress', value: { interface: o.interface, address: o.address } },
+      };
     case RuleKind.IpsetSet:
       return {
         kind: o.kind,
         key: o.key,
         payload: {
           $case: 'ipsetSet',
-          value: { name: o.name, type: o.type, family: o.family, comment: o.comment, hashSize: o.hashSize, maxElem: o.maxElem, portRange: o.portRange, entries: [...o.entries] },
+          value: {
+            name: o.name,
+            type: o.type,
+            family: o.family,
+            comment: o.comment,
+            hashSize: o.hashSize,
+            maxElem: o.maxElem,
+            portRange: o.portRange,
+            entries: [...o.entries],
+          },
         },
       };
     case RuleKind.IpsetEntries:
-      return { kind: o.kind, key: o.key, payload: { $case: 'ipsetEntries', value: { set: o.set, entries: [...o.entries] } } };
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: { $case: 'ipsetEntries', value: { set: o.set, entries: [...o.entries] } },
+      };
     case RuleKind.HealthCheckService:
-      return { kind: o.kind, key: o.key, payload: { $case: 'healthCheckService', value: { namespace: o.namespace, name: o.name, port: o.port, localEndpoints: o.localEndpoints } } };
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: {
+          $case: 'healthCheckService',
+          value: { namespace: o.namespace, name: o.name, port: o.port, localEndpoints: o.localEndpoints },
+        },
+      };
     case RuleKind.ConntrackPort:
-      return { kind: o.kind, key: o.key, payload: { $case: 'conntrackPort', value: { protocol: o.protocol, port: o.port, ips: [...o.ips], nodePort: o.nodePort, endpoints: [...o.endpoints] } } };
+      return {
+        kind: o.kind,
+        key: o.key,
+        payload: {
+          $case: 'conntrackPort',
+          value: {
+            protocol: o.protocol,
+            port: o.port,
+            ips: [...o.ips],
+            nodePort: o.nodePort,
+            endpoints: [...o.endpoints],
+          },
+        },
+      };
   }
 }
 
@@ -70,7 +128,12 @@ export function sameWire(a: WireObject, b: WireObject): boolean {
   if (!p || !q || p.$case !== q.$case) return false;
   switch (p.$case) {
     case 'iptablesChain':
-      return q.$case === 'iptablesChain' && p.value.table === q.value.table && p.value.name === q.value.name && sameStrings(p.value.rules, q.value.rules);
+      return (
+        q.$case === 'iptablesChain' &&
+        p.value.table === q.value.table &&
+        p.value.name === q.value.name &&
+        sameStrings(p.value.rules, q.value.rules)
+      );
     case 'iptablesRules':
       return (
         q.$case === 'iptablesRules' &&

@@ -4,7 +4,19 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { loadClusterState } from '@kpx/model';
-import { RuleKind, compileIptables, defaultIptablesOptions, hash16, objectId, renderRestore, renderRestoreBytes, sortObjects, writeRestore, type NodeRuleSet, type RuleObject } from '../src/index.js';
+import {
+  RuleKind,
+  compileIptables,
+  defaultIptablesOptions,
+  hash16,
+  objectId,
+  renderRestore,
+  renderRestoreBytes,
+  sortObjects,
+  writeRestore,
+  type NodeRuleSet,
+  type RuleObject,
+} from '../src/index.js';
 import { scaleCluster } from './scale-fixture.js';
 
 /** RFC 4648 base32 of sha256, bit by bit, first 16 characters. */
@@ -16,12 +28,21 @@ function referenceHash16(text: string): string {
 }
 
 test('hash16 is the first 16 base32 characters of sha256', () => {
-  const inputs = ['', 'a', 'ns1/svc:p80tcp', 'ns1/svc:p80tcp10.244.1.2:8080', 'ns/s:dnsudp[fd00::1]:53', 'é😀\u0000', 'x'.repeat(1000)];
+  const inputs = [
+    '',
+    'a',
+    'ns1/svc:p80tcp',
+    'ns1/svc:p80tcp10.244.1.2:8080',
+    'ns/s:dnsudp[fd00::1]:53',
+    'é😀\u0000',
+    'x'.repeat(1000),
+  ];
   // Every length around the 64-byte blocks (padding into a second block from 56 bytes on); text that turns out
   // not to be ASCII after a block or more of it.
   for (let n = 0; n <= 200; n++) inputs.push('k'.repeat(n));
   inputs.push(`${'a'.repeat(70)}é`, `${'a'.repeat(55)}\u0080`);
-  for (let i = 0; i < 300; i++) inputs.push(`ns${i % 7}/svc-${i}:${i % 3 ? 'http' : ''}tcp10.${i >> 8}.${i & 255}.${(i * 7) & 255}:${8000 + i}`);
+  for (let i = 0; i < 300; i++)
+    inputs.push(`ns${i % 7}/svc-${i}:${i % 3 ? 'http' : ''}tcp10.${i >> 8}.${i & 255}.${(i * 7) & 255}:${8000 + i}`);
   for (const s of inputs) assert.equal(hash16(s), referenceHash16(s), JSON.stringify(s.slice(0, 40)));
 });
 
@@ -37,33 +58,55 @@ function random(seed: number): () => number {
   };
 }
 
-const byId = (a: { kind: string; key: string }, b: { kind: string; key: string }): number => (objectId(a) < objectId(b) ? -1 : objectId(a) > objectId(b) ? 1 : 0);
+const byId = (a: { kind: string; key: string }, b: { kind: string; key: string }): number =>
+  objectId(a) < objectId(b) ? -1 : objectId(a) > objectId(b) ? 1 : 0;
 
 test('sortObjects on large arrays: the order of objectId, stable, whatever the keys', () => {
   const r = random(7);
   const alphabets = ['ab', 'abcdefghij/-:', 'AZaz09/-', 'aé😀\u0000z', '\u007f\u0080a'];
   for (let trial = 0; trial < 40; trial++) {
     const alphabet = [...(alphabets[trial % alphabets.length] ?? 'ab')];
-    const kinds = trial % 4 === 3 ? ['iptables', 'iptables.chain', 'iptables.c'] : ['iptables.chain', 'iptables.jump', 'iptables.rules'];
+    const kinds =
+      trial % 4 === 3
+        ? ['iptables', 'iptables.chain', 'iptables.c']
+        : ['iptables.chain', 'iptables.jump', 'iptables.rules'];
     const prefix = trial % 2 ? 'nat/KUBE-SEP-' : '';
     const n = 60 + Math.floor(r() * 3000);
     const objects = Array.from({ length: n }, (_, i) => {
       const len = Math.floor(r() * (trial % 3 === 0 ? 3 : 12));
-      const key = prefix + Array.from({ length: len }, () => alphabet[Math.floor(r() * alphabet.length)] ?? '').join('');
+      const key =
+        prefix + Array.from({ length: len }, () => alphabet[Math.floor(r() * alphabet.length)] ?? '').join('');
       return { kind: kinds[Math.floor(r() * kinds.length)] ?? '', key, i };
     });
     const reference = [...objects].sort(byId);
-    assert.deepEqual(sortObjects([...objects]).map((o) => o.i), reference.map((o) => o.i), `trial ${trial}`);
+    assert.deepEqual(
+      sortObjects([...objects]).map((o) => o.i),
+      reference.map((o) => o.i),
+      `trial ${trial}`,
+    );
   }
 });
 
 test('sortObjects orders by objectId, stably, also for kinds that are prefixes of one another', () => {
   const kinds = ['iptables.chain', 'iptables.jump', 'iptables.rules', 'iptables', 'iptables.c', 'a', ''];
-  const keys = ['nat/KUBE-SVC-X', 'nat/KUBE-SEP-A', 'filter/KUBE-SERVICES/ns/a:p/TCP', '', ':', 'nat/KUBE-SEP-A', 'z', ':x', 'chain:zz'];
+  const keys = [
+    'nat/KUBE-SVC-X',
+    'nat/KUBE-SEP-A',
+    'filter/KUBE-SERVICES/ns/a:p/TCP',
+    '',
+    ':',
+    'nat/KUBE-SEP-A',
+    'z',
+    ':x',
+    'chain:zz',
+  ];
   const objects: { kind: string; key: string; n: number }[] = [];
   let n = 0;
   for (const kind of kinds) for (const key of keys) objects.push({ kind, key, n: n++ });
-  const shuffled = objects.map((o, i) => ({ o, k: (i * 7919) % objects.length })).sort((a, b) => a.k - b.k).map((x) => x.o);
+  const shuffled = objects
+    .map((o, i) => ({ o, k: (i * 7919) % objects.length }))
+    .sort((a, b) => a.k - b.k)
+    .map((x) => x.o);
   const reference = [...shuffled].sort((a, b) => (objectId(a) < objectId(b) ? -1 : objectId(a) > objectId(b) ? 1 : 0));
   assert.deepEqual(sortObjects([...shuffled]), reference);
 });
@@ -92,17 +135,26 @@ test('renderRestore does not depend on the order of the objects it is given', ()
 /** writeRestore's chunks, checked for size and copied out (each is valid only during its call). */
 function chunksOf(rs: NodeRuleSet, format: 'full' | 'chains', chunkBytes?: number): Buffer {
   const chunks: Buffer[] = [];
-  writeRestore(rs, format, (c) => {
-    assert.ok(c.length > 0 && c.length <= (chunkBytes ?? 1 << 20), `chunk of ${c.length} bytes`);
-    chunks.push(Buffer.from(c));
-  }, chunkBytes);
+  writeRestore(
+    rs,
+    format,
+    (c) => {
+      assert.ok(c.length > 0 && c.length <= (chunkBytes ?? 1 << 20), `chunk of ${c.length} bytes`);
+      chunks.push(Buffer.from(c));
+    },
+    chunkBytes,
+  );
   return Buffer.concat(chunks);
 }
 
 test('writeRestore hands out the UTF-8 of renderRestore in chunks, also for text that is not ASCII, wherever it is', () => {
   const { state } = loadClusterState(scaleCluster(40, 3).map((object) => ({ object, source: 'gen' })));
   const rs = compileIptables({ state, nodeName: 'n2', options: defaultIptablesOptions('IPv4') });
-  const longest = Math.max(...renderRestore(rs).split('\n').map((l) => l.length));
+  const longest = Math.max(
+    ...renderRestore(rs)
+      .split('\n')
+      .map((l) => l.length),
+  );
   // The default chunk (the text fits in one), chunks that every line fits in, ending anywhere in a line, and
   // chunks too small for the longest lines.
   const sizes = [undefined, ...Array.from({ length: 24 }, (_, i) => longest + 6 + i), 4096, 40, 7];
@@ -119,17 +171,23 @@ test('writeRestore hands out the UTF-8 of renderRestore in chunks, also for text
   for (const odd of ['é', '€', '😀', '\ud800', 'ééééééééééééééééé', '😀'.repeat(40)]) {
     for (const where of ['first', 'last', 'jump'] as const) {
       const objects = rs.objects.map((o): RuleObject => {
-        if (where === 'jump' && o.kind === RuleKind.IptablesJump && o.position === 0) return { ...o, rule: `${o.rule} -m comment --comment ${odd}` };
+        if (where === 'jump' && o.kind === RuleKind.IptablesJump && o.position === 0)
+          return { ...o, rule: `${o.rule} -m comment --comment ${odd}` };
         if (o.kind !== RuleKind.IptablesChain) return o;
-        if (where === 'first' && o === chains[0]) return { ...o, rules: [`-m comment --comment ${odd} -j ACCEPT`, ...o.rules] };
+        if (where === 'first' && o === chains[0])
+          return { ...o, rules: [`-m comment --comment ${odd} -j ACCEPT`, ...o.rules] };
         if (where === 'last' && o === lastChain) return { ...o, rules: [...o.rules, `-m comment --comment x${odd}`] };
         return o;
       });
       const odded: NodeRuleSet = { ...rs, objects };
       const text = renderRestore(odded);
-      assert.ok(where === 'last' ? text.endsWith(`x${odd}\nCOMMIT\n`) : text.includes(odd), `${where} ${JSON.stringify(odd)}`);
+      assert.ok(
+        where === 'last' ? text.endsWith(`x${odd}\nCOMMIT\n`) : text.includes(odd),
+        `${where} ${JSON.stringify(odd)}`,
+      );
       const bytes = Buffer.from(text);
-      for (const size of sizes) assert.deepEqual(chunksOf(odded, 'full', size), bytes, `${where} ${JSON.stringify(odd)}, chunks of ${size}`);
+      for (const size of sizes)
+        assert.deepEqual(chunksOf(odded, 'full', size), bytes, `${where} ${JSON.stringify(odd)}, chunks of ${size}`);
     }
   }
 });
@@ -143,10 +201,19 @@ test('writeRestore: a character that is not ASCII, with a chunk boundary at ever
           node: 'n',
           mode: 'iptables',
           family: 'IPv4',
-          objects: [{ kind: RuleKind.IptablesChain, key: 'nat/KUBE-SVC-X', table: 'nat', chain: 'KUBE-SVC-X', rules: ['-j ACCEPT', rule, '-j DROP'] }],
+          objects: [
+            {
+              kind: RuleKind.IptablesChain,
+              key: 'nat/KUBE-SVC-X',
+              table: 'nat',
+              chain: 'KUBE-SVC-X',
+              rules: ['-j ACCEPT', rule, '-j DROP'],
+            },
+          ],
         };
         const bytes = Buffer.from(renderRestore(rs, 'chains'));
-        for (let size = 8; size <= bytes.length + 8; size++) assert.deepEqual(chunksOf(rs, 'chains', size), bytes, `${JSON.stringify(rule)}, chunks of ${size}`);
+        for (let size = 8; size <= bytes.length + 8; size++)
+          assert.deepEqual(chunksOf(rs, 'chains', size), bytes, `${JSON.stringify(rule)}, chunks of ${size}`);
       }
     }
   }

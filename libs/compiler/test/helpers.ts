@@ -1,8 +1,24 @@
 // Test helpers: build a cluster from manifest text and compile a node.
 import { readFileSync } from 'node:fs';
-import type { ClusterState} from '@kpx/model';
-import { IPFamily, NodePortAddressesKind, loadClusterState, parseCidr, parseManifests, readManifestDir, type Cidr, type NodePortAddresses } from '@kpx/model';
-import { chainRules, compileIptables, defaultIptablesOptions, renderRestore, type IptablesOptions, type NodeRuleSet } from '../src/index.js';
+import type { ClusterState } from '@kpx/model';
+import {
+  IPFamily,
+  NodePortAddressesKind,
+  loadClusterState,
+  parseCidr,
+  parseManifests,
+  readManifestDir,
+  type Cidr,
+  type NodePortAddresses,
+} from '@kpx/model';
+import {
+  chainRules,
+  compileIptables,
+  defaultIptablesOptions,
+  renderRestore,
+  type IptablesOptions,
+  type NodeRuleSet,
+} from '../src/index.js';
 
 export const repoRoot = new URL('../../../../', import.meta.url);
 export const goldenDir = new URL('../../test/golden/', import.meta.url);

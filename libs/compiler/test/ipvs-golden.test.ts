@@ -61,5 +61,8 @@ endpoints: [{addresses: [10.244.2.3], nodeName: n2}]
 
 test('ipvs output is deterministic whatever the input order', async () => {
   const objects = await readManifestDir(new URL('examples/', repoRoot).pathname);
-  assert.equal(render(loadClusterState(objects).state, 'node-a'), render(loadClusterState([...objects].reverse()).state, 'node-a'));
+  assert.equal(
+    render(loadClusterState(objects).state, 'node-a'),
+    render(loadClusterState([...objects].reverse()).state, 'node-a'),
+  );
 });

@@ -18,9 +18,14 @@ import { TWO_NODES, repoRoot, stateFrom, svcWithEndpoints, nodePortAddresses } f
 
 async function fixtureStates(): Promise<[string, ClusterState][]> {
   const out: [string, ClusterState][] = [];
-  for (const d of ['examples/', 'test/e2e/fixtures/cluster/']) out.push([d, loadClusterState(await readManifestDir(new URL(d, repoRoot).pathname)).state]);
-  const nodeHints = '[{addresses: [10.244.1.2], nodeName: n1, zone: a, hints: {forZones: [{name: a}], forNodes: [{name: n1}]}}, {addresses: [10.244.2.2], nodeName: n2, zone: b, hints: {forZones: [{name: b}], forNodes: [{name: n2}]}}]';
-  out.push(['node hints', stateFrom(TWO_NODES + svcWithEndpoints('h', '{clusterIP: 10.96.0.1, ports: [{name: p80, port: 80}]}', nodeHints))]);
+  for (const d of ['examples/', 'test/e2e/fixtures/cluster/'])
+    out.push([d, loadClusterState(await readManifestDir(new URL(d, repoRoot).pathname)).state]);
+  const nodeHints =
+    '[{addresses: [10.244.1.2], nodeName: n1, zone: a, hints: {forZones: [{name: a}], forNodes: [{name: n1}]}}, {addresses: [10.244.2.2], nodeName: n2, zone: b, hints: {forZones: [{name: b}], forNodes: [{name: n2}]}}]';
+  out.push([
+    'node hints',
+    stateFrom(TWO_NODES + svcWithEndpoints('h', '{clusterIP: 10.96.0.1, ports: [{name: p80, port: 80}]}', nodeHints)),
+  ]);
   out.push([
     'external IP = node IP, LB ranges',
     stateFrom(
@@ -39,7 +44,10 @@ async function fixtureStates(): Promise<[string, ClusterState][]> {
 const configs: [string, Partial<IpvsOptions>][] = [
   ['defaults', {}],
   ['clusterCIDR, mh', { clusterCIDRs: [parseCidr('10.244.0.0/16')!, parseCidr('fd00:10:244::/56')!], scheduler: 'mh' }],
-  ['NodeCIDR, nodePortAddresses', { detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: nodePortAddresses('10.0.0.0/8') }],
+  [
+    'NodeCIDR, nodePortAddresses',
+    { detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: nodePortAddresses('10.0.0.0/8') },
+  ],
   ['no node hints', { topology: { preferSameNodeHints: false } }],
 ];
 
@@ -49,7 +57,11 @@ test('ipvs: nodes with the same variant key get identical objects for each part 
   for (const [name, state] of await fixtureStates()) {
     for (const family of [IPFamily.IPv4, IPFamily.IPv6]) {
       for (const [cfgName, cfg] of configs) {
-        const opts: IpvsOptions = { ...defaultIpvsOptions(family), ...cfg, clusterCIDRs: (cfg.clusterCIDRs ?? []).filter((c) => c.family === family) };
+        const opts: IpvsOptions = {
+          ...defaultIpvsOptions(family),
+          ...cfg,
+          clusterCIDRs: (cfg.clusterCIDRs ?? []).filter((c) => c.family === family),
+        };
         const ctxs = state.nodeNames().map((n) => makeIpvsContext(state.node(n)!, opts));
         for (const svc of state.servicePorts(family)) {
           ports++;
@@ -63,7 +75,12 @@ test('ipvs: nodes with the same variant key get identical objects for each part 
               const out = JSON.stringify(part.compile(ctx));
               const seen = byKey.get(key);
               if (seen === undefined) byKey.set(key, out);
-              else assert.equal(out, seen, `${name} ${family} ${cfgName} ${svc.name} part "${part.name}": node ${ctx.node.name} shares key "${key}" but differs`);
+              else
+                assert.equal(
+                  out,
+                  seen,
+                  `${name} ${family} ${cfgName} ${svc.name} part "${part.name}": node ${ctx.node.name} shares key "${key}" but differs`,
+                );
             }
             if (byKey.size > 1) split1 = true;
           }
@@ -71,7 +88,14 @@ test('ipvs: nodes with the same variant key get identical objects for each part 
           // The parts are the whole port.
           for (const ctx of ctxs) {
             const whole = compileIpvsServicePort(ctx, svc, eps).map((o) => `${o.kind}:${o.key}`);
-            assert.deepEqual(parts.flatMap((p) => p.compile(ctx)).map((o) => `${o.kind}:${o.key}`).sort(), [...whole].sort(), `${svc.name} parts`);
+            assert.deepEqual(
+              parts
+                .flatMap((p) => p.compile(ctx))
+                .map((o) => `${o.kind}:${o.key}`)
+                .sort(),
+              [...whole].sort(),
+              `${svc.name} parts`,
+            );
           }
           for (const claim of ipvsAddressClaims(svc)) {
             const fn = ipvsAddressVariantKeyFn(claim);
@@ -81,7 +105,12 @@ test('ipvs: nodes with the same variant key get identical objects for each part 
               const out = JSON.stringify(compileIpvsAddress(ctx, claim));
               const seen = byAddrKey.get(key);
               if (seen === undefined) byAddrKey.set(key, out);
-              else assert.equal(out, seen, `${name} ${family} ${claim.address}: node ${ctx.node.name} shares key "${key}" but differs`);
+              else
+                assert.equal(
+                  out,
+                  seen,
+                  `${name} ${family} ${claim.address}: node ${ctx.node.name} shares key "${key}" but differs`,
+                );
             }
           }
         }

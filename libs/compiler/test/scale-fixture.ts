@@ -40,7 +40,12 @@ export function scaleCluster(services: number, seed: number): KubeObject[] {
     kind: 'Node',
     metadata: { name, labels: { 'topology.kubernetes.io/zone': ZONES[i % 3] ?? 'a' } },
     spec: { podCIDR: `10.244.${i}.0/24`, podCIDRs: [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`] },
-    status: { addresses: [{ type: 'InternalIP', address: `172.18.0.${i + 2}` }, { type: 'InternalIP', address: `fc00:f853:ccd:e793::${i + 2}` }] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: `172.18.0.${i + 2}` },
+        { type: 'InternalIP', address: `fc00:f853:ccd:e793::${i + 2}` },
+      ],
+    },
   }));
   let nodePort = 30000;
   for (let j = 0; j < services; j++) {
@@ -49,7 +54,9 @@ export function scaleCluster(services: number, seed: number): KubeObject[] {
     const type = ['ClusterIP', 'ClusterIP', 'NodePort', 'LoadBalancer'][r.int(4)] ?? 'ClusterIP';
     const stack = r.int(4); // 0, 1: IPv4; 2: dual-stack; 3: IPv6
     const families = stack === 3 ? ['IPv6'] : stack === 2 ? ['IPv4', 'IPv6'] : ['IPv4'];
-    const clusterIPs = families.map((f) => (f === 'IPv4' ? `10.96.${j >> 8}.${j & 255}` : `fd00:10:96::${j.toString(16)}`));
+    const clusterIPs = families.map((f) =>
+      f === 'IPv4' ? `10.96.${j >> 8}.${j & 255}` : `fd00:10:96::${j.toString(16)}`,
+    );
     const protocols = ['TCP', 'TCP', 'UDP', 'SCTP'];
     const nPorts = 1 + (r.chance(0.2) ? 1 + r.int(2) : 0);
     const ports = Array.from({ length: nPorts }, (_, k) => ({
@@ -69,16 +76,32 @@ export function scaleCluster(services: number, seed: number): KubeObject[] {
       internalTrafficPolicy: r.chance(0.15) ? 'Local' : 'Cluster',
       sessionAffinity: r.chance(0.15) ? 'ClientIP' : 'None',
     };
-    if (spec.sessionAffinity === 'ClientIP' && r.chance(0.5)) spec.sessionAffinityConfig = { clientIP: { timeoutSeconds: 60 + r.int(600) } };
+    if (spec.sessionAffinity === 'ClientIP' && r.chance(0.5))
+      spec.sessionAffinityConfig = { clientIP: { timeoutSeconds: 60 + r.int(600) } };
     if (type !== 'ClusterIP') spec.externalTrafficPolicy = local ? 'Local' : 'Cluster';
     if (type === 'LoadBalancer' && local) spec.healthCheckNodePort = nodePort++;
     if (r.chance(0.1)) spec.externalIPs = [`198.18.${j >> 8}.${j & 255}`, `2001:db8:e::${j.toString(16)}`];
     const status: Record<string, unknown> = {};
     if (type === 'LoadBalancer') {
-      status.loadBalancer = { ingress: [{ ip: `100.64.${j >> 8}.${j & 255}` }, { ip: `2001:db8:1b::${j.toString(16)}` }, ...(r.chance(0.2) ? [{ ip: `100.65.0.${j & 255}`, ipMode: 'Proxy' }] : [])] };
-      if (r.chance(0.5)) spec.loadBalancerSourceRanges = r.chance(0.5) ? ['203.0.113.0/24', '172.18.0.0/16', '2001:db8:5::/48'] : ['198.51.100.0/24'];
+      status.loadBalancer = {
+        ingress: [
+          { ip: `100.64.${j >> 8}.${j & 255}` },
+          { ip: `2001:db8:1b::${j.toString(16)}` },
+          ...(r.chance(0.2) ? [{ ip: `100.65.0.${j & 255}`, ipMode: 'Proxy' }] : []),
+        ],
+      };
+      if (r.chance(0.5))
+        spec.loadBalancerSourceRanges = r.chance(0.5)
+          ? ['203.0.113.0/24', '172.18.0.0/16', '2001:db8:5::/48']
+          : ['198.51.100.0/24'];
     }
-    out.push({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace, resourceVersion: String(j) }, spec, status } as KubeObject);
+    out.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace, resourceVersion: String(j) },
+      spec,
+      status,
+    } as KubeObject);
     if (r.chance(0.05)) continue; // no endpoints at all
     const zoneHints = r.chance(0.15);
     const nodeHints = r.chance(0.1);
@@ -102,15 +125,30 @@ export function scaleCluster(services: number, seed: number): KubeObject[] {
               conditions: { ready: !terminating && r.chance(0.9), serving: !terminating || r.chance(0.5), terminating },
               ...(r.chance(0.95) ? { nodeName: NODES[node] } : {}),
               zone,
-              ...(zoneHints || nodeHints ? { hints: { ...(zoneHints ? { forZones: [{ name: zone }] } : {}), ...(nodeHints ? { forNodes: [{ name: NODES[node] }] } : {}) } } : {}),
+              ...(zoneHints || nodeHints
+                ? {
+                    hints: {
+                      ...(zoneHints ? { forZones: [{ name: zone }] } : {}),
+                      ...(nodeHints ? { forNodes: [{ name: NODES[node] }] } : {}),
+                    },
+                  }
+                : {}),
             };
           });
         out.push({
           apiVersion: 'discovery.k8s.io/v1',
           kind: 'EndpointSlice',
-          metadata: { name: `${name}-${family.toLowerCase()}-${'xyz'[s] ?? 's'}`, namespace, labels: { 'kubernetes.io/service-name': name } },
+          metadata: {
+            name: `${name}-${family.toLowerCase()}-${'xyz'[s] ?? 's'}`,
+            namespace,
+            labels: { 'kubernetes.io/service-name': name },
+          },
           addressType: family,
-          ports: ports.map((p, k) => ({ ...('name' in p ? { name: p.name } : {}), port: p.targetPort + (r.chance(0.05) ? 1 : 0) + k, protocol: p.protocol })),
+          ports: ports.map((p, k) => ({
+            ...('name' in p ? { name: p.name } : {}),
+            port: p.targetPort + (r.chance(0.05) ? 1 : 0) + k,
+            protocol: p.protocol,
+          })),
           endpoints,
         } as KubeObject);
       }
@@ -126,9 +164,29 @@ export function scaleCluster(services: number, seed: number): KubeObject[] {
 
 export const CONFIGS: readonly [string, (o: IptablesOptions) => IptablesOptions][] = [
   ['defaults', (o) => o],
-  ['masqueradeAll, no node hints, not liberal', (o) => ({ ...o, masqueradeAll: true, topology: { preferSameNodeHints: false }, conntrackTCPLiberal: false })],
-  ['NodeCIDR, primary node port address', (o) => ({ ...o, detectLocalMode: LocalMode.NodeCIDR, nodePortAddresses: nodePortAddresses('primary'), localhostNodePorts: false })],
-  ['interface prefix, node port CIDRs', (o) => ({ ...o, detectLocalMode: LocalMode.InterfaceNamePrefix, interfaceNamePrefix: 'veth', nodePortAddresses: nodePortAddresses('172.18.0.0/16', 'fc00:f853:ccd:e793::/64'), conntrackTCPLiberal: true })],
+  [
+    'masqueradeAll, no node hints, not liberal',
+    (o) => ({ ...o, masqueradeAll: true, topology: { preferSameNodeHints: false }, conntrackTCPLiberal: false }),
+  ],
+  [
+    'NodeCIDR, primary node port address',
+    (o) => ({
+      ...o,
+      detectLocalMode: LocalMode.NodeCIDR,
+      nodePortAddresses: nodePortAddresses('primary'),
+      localhostNodePorts: false,
+    }),
+  ],
+  [
+    'interface prefix, node port CIDRs',
+    (o) => ({
+      ...o,
+      detectLocalMode: LocalMode.InterfaceNamePrefix,
+      interfaceNamePrefix: 'veth',
+      nodePortAddresses: nodePortAddresses('172.18.0.0/16', 'fc00:f853:ccd:e793::/64'),
+      conntrackTCPLiberal: true,
+    }),
+  ],
 ];
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 16);
@@ -138,13 +196,20 @@ export function digests(api: CompilerApi, objects: readonly KubeObject[]): Recor
   const { state } = api.loadClusterState(objects.map((object, i) => ({ object, source: `gen#${i}` })));
   const out: Record<string, string> = {};
   for (const family of [IPFamily.IPv4, IPFamily.IPv6]) {
-    out[`${family}/endpoints`] = sha(JSON.stringify(state.servicePorts(family).map((p) => [p.name, p.protocol, state.endpoints(p)])));
+    out[`${family}/endpoints`] = sha(
+      JSON.stringify(state.servicePorts(family).map((p) => [p.name, p.protocol, state.endpoints(p)])),
+    );
     for (const [name, configure] of CONFIGS) {
       const options = configure(api.defaultIptablesOptions(family));
       const parts = NODES.map((nodeName) => {
         const rs = api.compileIptables({ state, nodeName, options });
         // The iptables objects: what the compiler of c3304aa made (node duties came later).
-        const iptables = { ...rs, objects: rs.objects.filter((o) => o.kind !== RuleKind.HealthCheckService && o.kind !== RuleKind.ConntrackPort) };
+        const iptables = {
+          ...rs,
+          objects: rs.objects.filter(
+            (o) => o.kind !== RuleKind.HealthCheckService && o.kind !== RuleKind.ConntrackPort,
+          ),
+        };
         return JSON.stringify(iptables) + api.renderRestore(rs) + api.renderRestore(rs, 'chains');
       });
       out[`${family}/${name}`] = sha(parts.join('\n'));

@@ -36,7 +36,10 @@ const EXPECTED: Record<string, Record<string, string>> = {
   },
 };
 
-for (const [name, services, seed] of [['60 services (per-endpoint comments)', 60, 1], ['200 services (large-cluster mode)', 200, 2]] as const) {
+for (const [name, services, seed] of [
+  ['60 services (per-endpoint comments)', 60, 1],
+  ['200 services (large-cluster mode)', 200, 2],
+] as const) {
   test(`generated cluster of ${name}: rules byte-identical to the pre-optimization compiler`, () => {
     const got = digests(api, scaleCluster(services, seed));
     assert.deepEqual(got, EXPECTED[name]);

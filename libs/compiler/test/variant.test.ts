@@ -4,15 +4,26 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IPFamily, LocalMode, loadClusterState, parseCidr, readManifestDir, type ClusterState } from '@kpx/model';
-import { compileServicePort, defaultIptablesOptions, makeContext, portVariantKey, totalEndpoints, type IptablesOptions } from '../src/index.js';
+import {
+  compileServicePort,
+  defaultIptablesOptions,
+  makeContext,
+  portVariantKey,
+  totalEndpoints,
+  type IptablesOptions,
+} from '../src/index.js';
 import { TWO_NODES, repoRoot, stateFrom, svcWithEndpoints } from './helpers.js';
 
 async function fixtureStates(): Promise<[string, ClusterState][]> {
   const dirs = ['examples/', 'test/e2e/fixtures/cluster/'];
   const out: [string, ClusterState][] = [];
   for (const d of dirs) out.push([d, loadClusterState(await readManifestDir(new URL(d, repoRoot).pathname)).state]);
-  const nodeHints = '[{addresses: [10.244.1.2], nodeName: n1, zone: a, hints: {forZones: [{name: a}], forNodes: [{name: n1}]}}, {addresses: [10.244.2.2], nodeName: n2, zone: b, hints: {forZones: [{name: b}], forNodes: [{name: n2}]}}]';
-  out.push(['node hints', stateFrom(TWO_NODES + svcWithEndpoints('h', '{clusterIP: 10.96.0.1, ports: [{name: p80, port: 80}]}', nodeHints))]);
+  const nodeHints =
+    '[{addresses: [10.244.1.2], nodeName: n1, zone: a, hints: {forZones: [{name: a}], forNodes: [{name: n1}]}}, {addresses: [10.244.2.2], nodeName: n2, zone: b, hints: {forZones: [{name: b}], forNodes: [{name: n2}]}}]';
+  out.push([
+    'node hints',
+    stateFrom(TWO_NODES + svcWithEndpoints('h', '{clusterIP: 10.96.0.1, ports: [{name: p80, port: 80}]}', nodeHints)),
+  ]);
   return out;
 }
 
@@ -29,7 +40,11 @@ test('nodes with the same variant key get identical objects for a port; keys tel
   for (const [name, state] of await fixtureStates()) {
     for (const family of [IPFamily.IPv4, IPFamily.IPv6]) {
       for (const [cfgName, cfg] of configs) {
-        const opts = { ...defaultIptablesOptions(family), ...cfg, clusterCIDRs: (cfg.clusterCIDRs ?? []).filter((c) => c.family === family) };
+        const opts = {
+          ...defaultIptablesOptions(family),
+          ...cfg,
+          clusterCIDRs: (cfg.clusterCIDRs ?? []).filter((c) => c.family === family),
+        };
         const svcs = state.servicePorts(family);
         const total = totalEndpoints(state, svcs);
         const ctxs = state.nodeNames().map((n) => makeContext(state.node(n)!, opts, total));
@@ -44,7 +59,12 @@ test('nodes with the same variant key get identical objects for a port; keys tel
             outputs.add(out);
             const seen = byKey.get(key);
             if (seen === undefined) byKey.set(key, out);
-            else assert.equal(out, seen, `${name} ${family} ${cfgName} ${svc.name}: node ${ctx.node.name} shares key "${key}" but differs`);
+            else
+              assert.equal(
+                out,
+                seen,
+                `${name} ${family} ${cfgName} ${svc.name}: node ${ctx.node.name} shares key "${key}" but differs`,
+              );
           }
           // Keys may split more finely than outputs, but never coarser (checked above); count what they save.
           if (byKey.size > 1) distinct++;

@@ -75,7 +75,9 @@ export async function cleanupKubeProxy(options: CleanupOptions = {}): Promise<Cl
     }
   };
   for (const family of [IpFamily.IPv4, IpFamily.IPv6]) {
-    await step(`iptables (${family === IpFamily.IPv6 ? 'IPv6' : 'IPv4'})`, () => cleanIptables(runner, hasTool, family));
+    await step(`iptables (${family === IpFamily.IPv6 ? 'IPv6' : 'IPv4'})`, () =>
+      cleanIptables(runner, hasTool, family),
+    );
   }
   await step('IPVS virtual services', () => cleanIpvs(runner, hasTool));
   await step('kube-ipvs0 link', () => cleanDummyLink(runner));
@@ -104,16 +106,27 @@ export function planIptablesCleanup(saved: SavedTables): { input: string; chains
       }
     }
     if (owned.length === 0 && deletes.length === 0) continue;
-    out.push(`*${table.name}`, ...owned.map((c) => `:${c} - [0:0]`), ...deletes, ...owned.map((c) => `-X ${c}`), 'COMMIT');
+    out.push(
+      `*${table.name}`,
+      ...owned.map((c) => `:${c} - [0:0]`),
+      ...deletes,
+      ...owned.map((c) => `-X ${c}`),
+      'COMMIT',
+    );
     chains += owned.length;
     jumps += deletes.length;
   }
   return { input: out.length === 0 ? '' : `${out.join('\n')}\n`, chains, jumps };
 }
 
-async function cleanIptables(runner: CommandRunner, hasTool: (name: string) => Promise<boolean>, family: IpFamily): Promise<Omit<CleanupStep, 'what'>> {
+async function cleanIptables(
+  runner: CommandRunner,
+  hasTool: (name: string) => Promise<boolean>,
+  family: IpFamily,
+): Promise<Omit<CleanupStep, 'what'>> {
   const cmds = iptablesCommands(family);
-  if (!(await hasTool(cmds.save)) || !(await hasTool(cmds.restore))) return { outcome: CleanupOutcome.Skipped, detail: `${cmds.save} or ${cmds.restore} not found` };
+  if (!(await hasTool(cmds.save)) || !(await hasTool(cmds.restore)))
+    return { outcome: CleanupOutcome.Skipped, detail: `${cmds.save} or ${cmds.restore} not found` };
   const { stdout } = await runner.run({ file: cmds.save, args: [] });
   const plan = planIptablesCleanup(parseSave(stdout));
   if (plan.input === '') return { outcome: CleanupOutcome.Clean, detail: 'no KUBE-* chains' };
@@ -121,14 +134,18 @@ async function cleanIptables(runner: CommandRunner, hasTool: (name: string) => P
   return { outcome: CleanupOutcome.Removed, detail: `${plan.chains} chains, ${plan.jumps} jumps to them` };
 }
 
-async function cleanIpvs(runner: CommandRunner, hasTool: (name: string) => Promise<boolean>): Promise<Omit<CleanupStep, 'what'>> {
+async function cleanIpvs(
+  runner: CommandRunner,
+  hasTool: (name: string) => Promise<boolean>,
+): Promise<Omit<CleanupStep, 'what'>> {
   if (!(await hasTool('ipvsadm'))) return { outcome: CleanupOutcome.Skipped, detail: 'ipvsadm not found' };
   // Without the ip_vs module nothing can be left; ipvsadm would try to load it (a change to the host): look first.
   const loaded = await runner.run({ file: 'test', args: ['-e', '/proc/net/ip_vs'] }).then(
     () => true,
     () => false,
   );
-  if (!loaded) return { outcome: CleanupOutcome.Skipped, detail: 'IPVS is not loaded in this kernel (no /proc/net/ip_vs)' };
+  if (!loaded)
+    return { outcome: CleanupOutcome.Skipped, detail: 'IPVS is not loaded in this kernel (no /proc/net/ip_vs)' };
   const { stdout } = await runner.run({ file: 'ipvsadm', args: ['-S', '-n'] });
   const services = stdout.split('\n').filter((l) => l.startsWith('-A ')).length;
   if (services === 0) return { outcome: CleanupOutcome.Clean, detail: 'no virtual services' };
@@ -143,7 +160,10 @@ async function cleanDummyLink(runner: CommandRunner): Promise<Omit<CleanupStep, 
   return { outcome: CleanupOutcome.Removed, detail: 'kube-ipvs0' };
 }
 
-async function cleanIpsets(runner: CommandRunner, hasTool: (name: string) => Promise<boolean>): Promise<Omit<CleanupStep, 'what'>> {
+async function cleanIpsets(
+  runner: CommandRunner,
+  hasTool: (name: string) => Promise<boolean>,
+): Promise<Omit<CleanupStep, 'what'>> {
   if (!(await hasTool('ipset'))) return { outcome: CleanupOutcome.Skipped, detail: 'ipset not found' };
   let names: string[];
   try {
@@ -163,7 +183,10 @@ async function cleanIpsets(runner: CommandRunner, hasTool: (name: string) => Pro
   return { outcome: CleanupOutcome.Removed, detail: `${kube.length} sets` };
 }
 
-async function cleanNftables(runner: CommandRunner, hasTool: (name: string) => Promise<boolean>): Promise<Omit<CleanupStep, 'what'>> {
+async function cleanNftables(
+  runner: CommandRunner,
+  hasTool: (name: string) => Promise<boolean>,
+): Promise<Omit<CleanupStep, 'what'>> {
   if (!(await hasTool('nft'))) return { outcome: CleanupOutcome.Skipped, detail: 'nft not found' };
   const { stdout } = await runner.run({ file: 'nft', args: ['list', 'tables'] });
   const tables = stdout

@@ -35,8 +35,32 @@ const IPSET_NAME = /^KUBE-[A-Za-z0-9_.:-]{1,26}$/;
  * act on another chain, or on the table.
  */
 const COMMANDS: ReadonlySet<string> = new Set([
-  '-A', '--append', '-I', '--insert', '-D', '--delete', '-R', '--replace', '-F', '--flush', '-X', '--delete-chain',
-  '-P', '--policy', '-N', '--new-chain', '-E', '--rename-chain', '-Z', '--zero', '-L', '--list', '-S', '--list-rules', '-C', '--check',
+  '-A',
+  '--append',
+  '-I',
+  '--insert',
+  '-D',
+  '--delete',
+  '-R',
+  '--replace',
+  '-F',
+  '--flush',
+  '-X',
+  '--delete-chain',
+  '-P',
+  '--policy',
+  '-N',
+  '--new-chain',
+  '-E',
+  '--rename-chain',
+  '-Z',
+  '--zero',
+  '-L',
+  '--list',
+  '-S',
+  '--list-rules',
+  '-C',
+  '--check',
 ]);
 const JUMPS: ReadonlySet<string> = new Set(['-j', '--jump', '-g', '--goto']);
 
@@ -50,7 +74,8 @@ export function forbiddenRuleText(rule: string): string | undefined {
   if (/[\n\r\0]/.test(rule)) return `rule ${JSON.stringify(rule)} holds a line break or NUL`;
   const args = splitArgs(rule);
   const first = args[0] ?? '';
-  if (first.startsWith('*') || first.startsWith(':') || first.startsWith('#')) return `rule ${JSON.stringify(rule)} starts like a table header, chain declaration or comment line`;
+  if (first.startsWith('*') || first.startsWith(':') || first.startsWith('#'))
+    return `rule ${JSON.stringify(rule)} starts like a table header, chain declaration or comment line`;
   for (const a of args) {
     if (a === 'COMMIT') return `rule ${JSON.stringify(rule)} holds COMMIT`;
     if (COMMANDS.has(a)) return `rule ${JSON.stringify(rule)} holds the command ${a}`;
@@ -103,12 +128,14 @@ export function forbiddenObject(o: RuleObject): string | undefined {
       if (!BUILTIN_CHAINS.has(v.chain)) return `jump from ${JSON.stringify(v.chain)}, not a builtin chain`;
       if (!isKpxChain(v.target)) return `jump from ${v.chain} to ${JSON.stringify(v.target)}, not a kpx chain`;
       const targets = jumpTargets(v.rule);
-      if (targets.length !== 1 || targets[0] !== v.target) return `rule ${JSON.stringify(v.rule)} of a jump object must jump to ${v.target} only`;
+      if (targets.length !== 1 || targets[0] !== v.target)
+        return `rule ${JSON.stringify(v.rule)} of a jump object must jump to ${v.target} only`;
       return forbiddenTable(v.table) ?? forbiddenRuleText(v.rule);
     }
     case 'ipvsAddress': {
       const v = p.value;
-      if (v.interface !== IPVS_DUMMY_INTERFACE) return `address on interface ${JSON.stringify(v.interface)}, not ${IPVS_DUMMY_INTERFACE}`;
+      if (v.interface !== IPVS_DUMMY_INTERFACE)
+        return `address on interface ${JSON.stringify(v.interface)}, not ${IPVS_DUMMY_INTERFACE}`;
       if (isIP(v.address) === 0) return `address ${JSON.stringify(v.address)} is not an IP address`;
       return undefined;
     }
@@ -120,7 +147,8 @@ export function forbiddenObject(o: RuleObject): string | undefined {
     case 'ipsetSet': {
       const v = p.value;
       if (!IPSET_NAME.test(v.name)) return `ipset ${JSON.stringify(v.name)} is outside kpx's sets (KUBE-*)`;
-      if (/[\s\0]/.test(v.type + v.family + v.portRange) || /[\n\r\0]/.test(v.comment)) return `ipset ${v.name}: a field holds a line break or NUL`;
+      if (/[\s\0]/.test(v.type + v.family + v.portRange) || /[\n\r\0]/.test(v.comment))
+        return `ipset ${v.name}: a field holds a line break or NUL`;
       return forbiddenIpsetEntries(v.entries);
     }
     case 'ipsetEntries': {

@@ -49,14 +49,27 @@
 //   termination); UDP ones go at once.
 export { CleanupOutcome, KUBELET_CHAINS, cleanupKubeProxy, isCleanupChain, planIptablesCleanup } from './cleanup.js';
 export type { CleanupOptions, CleanupReport, CleanupStep } from './cleanup.js';
-export { CommandError, InvalidRuleObjectError, IptablesParseError, IptablesReadError, IptablesRestoreError, RuleCanonicalizeError } from './errors.js';
+export {
+  CommandError,
+  InvalidRuleObjectError,
+  IptablesParseError,
+  IptablesReadError,
+  IptablesRestoreError,
+  RuleCanonicalizeError,
+} from './errors.js';
 export { commandLine, createCommandRunner } from './runner.js';
 export type { Command, CommandResult, CommandRunner, CommandRunnerOptions } from './runner.js';
 export { IptablesApplier, createIptablesApplier, isIptablesObject } from './iptables/applier.js';
 export type { ApplyResult, IptablesApplierOptions, ReadBack } from './iptables/applier.js';
 export { RuleSpellings, createScratchCanonicalizer } from './iptables/canonical.js';
 export type { CanonicalRequest, RuleCanonicalizer, ScratchCanonicalizerOptions } from './iptables/canonical.js';
-export { BUILTIN_CHAINS, FOREIGN_KUBE_CHAINS, IptablesVariant, iptablesCommands, isKubeProxyChain } from './iptables/commands.js';
+export {
+  BUILTIN_CHAINS,
+  FOREIGN_KUBE_CHAINS,
+  IptablesVariant,
+  iptablesCommands,
+  isKubeProxyChain,
+} from './iptables/commands.js';
 export type { IptablesCommands } from './iptables/commands.js';
 export { wireJumpOrder } from './iptables/jump-order.js';
 export type { JumpOrder } from './iptables/jump-order.js';
@@ -83,4 +96,12 @@ export { LocalIpvsKernel, NetnsIpvsKernel, createIpvsKernel } from './ipvs/kerne
 export type { IpvsKernel } from './ipvs/kernel.js';
 export { IpvsState, diffObjects, isIpvsModeKernelObject, isIpvsObject, validateIpvsObject } from './ipvs/state.js';
 // What a node refuses to apply: objects outside kpx's chains, sets, interface and table, rule text leaving its chain.
-export { ForbiddenObjectError, IPVS_DUMMY_INTERFACE, assertOwnObjects, findForbiddenObject, forbiddenObject, forbiddenRuleText, isKpxChain } from './forbidden.js';
+export {
+  ForbiddenObjectError,
+  IPVS_DUMMY_INTERFACE,
+  assertOwnObjects,
+  findForbiddenObject,
+  forbiddenObject,
+  forbiddenRuleText,
+  isKpxChain,
+} from './forbidden.js';

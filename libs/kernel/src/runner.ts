@@ -49,7 +49,8 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
   const defaultTimeout = options.timeoutMs ?? 60_000;
   return {
     netns,
-    run: (command) => spawnCommand(commandLine(command, netns), command.input ?? '', command.timeoutMs ?? defaultTimeout),
+    run: (command) =>
+      spawnCommand(commandLine(command, netns), command.input ?? '', command.timeoutMs ?? defaultTimeout),
   };
 }
 
@@ -83,7 +84,17 @@ function spawnCommand(argv: readonly string[], input: string, timeoutMs: number)
       const stdout = Buffer.concat(out).toString('utf8');
       const stderr = Buffer.concat(err).toString('utf8');
       if (code === 0 && !timedOut) resolve({ stdout, stderr });
-      else reject(new CommandError({ command: display, exitCode: code ?? undefined, signal: signal ?? undefined, stdout, stderr, timedOut }));
+      else
+        reject(
+          new CommandError({
+            command: display,
+            exitCode: code ?? undefined,
+            signal: signal ?? undefined,
+            stdout,
+            stderr,
+            timedOut,
+          }),
+        );
     });
     // The command may exit before it read all of its input; its exit status tells what went wrong.
     child.stdin.on('error', () => undefined);

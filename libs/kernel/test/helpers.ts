@@ -39,7 +39,14 @@ export function compileNode(cluster: ClusterState, node: string, family: IPFamil
 
 /** Rewrites, in a copy of the manifests, every occurrence of one endpoint address. */
 export function withEndpointAddress(objects: readonly ManifestObject[], from: string, to: string): ManifestObject[] {
-  return objects.map((m) => (JSON.stringify(m.object).includes(`"${from}"`) ? { ...m, object: JSON.parse(JSON.stringify(m.object).replaceAll(`"${from}"`, `"${to}"`)) as ManifestObject['object'] } : m));
+  return objects.map((m) =>
+    JSON.stringify(m.object).includes(`"${from}"`)
+      ? {
+          ...m,
+          object: JSON.parse(JSON.stringify(m.object).replaceAll(`"${from}"`, `"${to}"`)) as ManifestObject['object'],
+        }
+      : m,
+  );
 }
 
 /** The manifests without the objects of one service (the Service and its EndpointSlices). */
@@ -62,7 +69,11 @@ export async function dumpTable(runner: CommandRunner, save: string, table: stri
 }
 
 /** nf_tables rule handles per chain of one table: a chain that was rewritten gets new handles. */
-export async function nftHandles(runner: CommandRunner, family: 'ip' | 'ip6', table: string): Promise<Map<string, string>> {
+export async function nftHandles(
+  runner: CommandRunner,
+  family: 'ip' | 'ip6',
+  table: string,
+): Promise<Map<string, string>> {
   const { stdout } = await runner.run({ file: 'nft', args: ['-a', 'list', 'table', family, table] });
   const out = new Map<string, string[]>();
   let chain: string | undefined;
@@ -80,7 +91,10 @@ export async function nftHandles(runner: CommandRunner, family: 'ip' | 'ip6', ta
 }
 
 /** Chain names of kpx's objects touched by a change (chain objects, and the chains of fragments). */
-export function chainsOfChange(upserts: readonly RuleObject[], deletes: readonly { kind: string; key: string }[]): Set<string> {
+export function chainsOfChange(
+  upserts: readonly RuleObject[],
+  deletes: readonly { kind: string; key: string }[],
+): Set<string> {
   const out = new Set<string>();
   for (const o of upserts) {
     if (o.payload?.$case === 'iptablesChain') out.add(o.payload.value.name);

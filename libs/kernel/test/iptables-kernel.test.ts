@@ -5,11 +5,33 @@ import { test, type TestContext } from 'node:test';
 import { IPFamily } from '@kpx/model';
 import type { RuleObject } from '@kpx/proto';
 import { RuleState, diffStates, digestOf } from '@kpx/ruleset';
-import { IptablesRestoreError, IptablesVariant, createCommandRunner, createIptablesApplier, diffActual, ruleTarget, type CommandRunner, type IptablesApplier } from '../src/index.js';
-import { chainsOfChange, clusterOf, compileNode, dumpTable, exampleManifests, makeNetns, nftHandles, withEndpointAddress, withoutService } from './helpers.js';
+import {
+  IptablesRestoreError,
+  IptablesVariant,
+  createCommandRunner,
+  createIptablesApplier,
+  diffActual,
+  ruleTarget,
+  type CommandRunner,
+  type IptablesApplier,
+} from '../src/index.js';
+import {
+  chainsOfChange,
+  clusterOf,
+  compileNode,
+  dumpTable,
+  exampleManifests,
+  makeNetns,
+  nftHandles,
+  withEndpointAddress,
+  withoutService,
+} from './helpers.js';
 
 /** The change that turns `before` into `after`, as a delta carries it. */
-function changeOf(before: RuleObject[], after: RuleObject[]): { upserts: RuleObject[]; deletes: { kind: string; key: string }[] } {
+function changeOf(
+  before: RuleObject[],
+  after: RuleObject[],
+): { upserts: RuleObject[]; deletes: { kind: string; key: string }[] } {
   const c = diffStates(RuleState.from(before).objects, RuleState.from(after).objects);
   return { upserts: c.upserts.map((u) => u.wire), deletes: [...c.deletes] };
 }
@@ -18,7 +40,11 @@ async function restoreRaw(runner: CommandRunner, restore: string, text: string):
   await runner.run({ file: restore, args: ['-w', '5', '--noflush'], input: text });
 }
 
-async function setup(t: TestContext, family: IPFamily = IPFamily.IPv4, variant: IptablesVariant = IptablesVariant.System): Promise<{ runner: CommandRunner; applier: IptablesApplier }> {
+async function setup(
+  t: TestContext,
+  family: IPFamily = IPFamily.IPv4,
+  variant: IptablesVariant = IptablesVariant.System,
+): Promise<{ runner: CommandRunner; applier: IptablesApplier }> {
   const { runner } = await makeNetns(t);
   return { runner, applier: createIptablesApplier({ family, runner, variant }) };
 }
@@ -79,7 +105,9 @@ test('deleting a service removes its chains and its rules in the shared chains',
   await applier.fullRestore(before);
   const natBefore = await dumpTable(runner, applier.commands.save, 'nat');
 
-  const gone = new Set(before.filter((o) => o.kind === 'iptables.chain' && !after.some((a) => a.key === o.key)).map((o) => o.key));
+  const gone = new Set(
+    before.filter((o) => o.kind === 'iptables.chain' && !after.some((a) => a.key === o.key)).map((o) => o.key),
+  );
   assert.ok(gone.size >= 4, `web has chains: ${[...gone].join(' ')}`);
   const result = await applier.applyDelta(changeOf(before, after));
   assert.deepEqual(new Set(result.chainsDeleted), gone);
@@ -134,12 +162,18 @@ test('a full restore converges kpx chains and jumps and leaves others alone', as
   assert.deepEqual(nat.get('FOREIGN-CHAIN'), ['-p udp -j RETURN', `-p tcp -m tcp --dport 1 -j ${pinned}`]);
   assert.ok(!nat.has(stale));
   assert.deepEqual(nat.get(pinned), [], 'a kpx chain someone else jumps to is flushed but kept');
-  assert.deepEqual(nat.get('PREROUTING'), ['-p tcp -m tcp --dport 9999 -j FOREIGN-CHAIN', '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES']);
+  assert.deepEqual(nat.get('PREROUTING'), [
+    '-p tcp -m tcp --dport 9999 -j FOREIGN-CHAIN',
+    '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+  ]);
   const filter = await dumpTable(runner, save, 'filter');
   assert.equal(filter.get('INPUT')?.at(-1), '-i lo -j ACCEPT', 'the foreign INPUT rule stays, after kpx jumps');
   // kube-proxy's order of the jumps on a fresh node.
   assert.deepEqual(
-    filter.get('INPUT')?.slice(0, 4).map((r) => ruleTarget(r)),
+    filter
+      .get('INPUT')
+      ?.slice(0, 4)
+      .map((r) => ruleTarget(r)),
     ['KUBE-FIREWALL', 'KUBE-PROXY-FIREWALL', 'KUBE-NODEPORTS', 'KUBE-EXTERNAL-SERVICES'],
   );
   const rb = await applier.readBack();
@@ -165,8 +199,15 @@ test('a flushed nat table reads back as drift naming the missing chains and jump
   assert.equal(drift.inSync, false);
   const natChains = desired.filter((o) => o.kind === 'iptables.chain' && o.key.startsWith('nat/')).map((o) => o.key);
   assert.deepEqual(drift.chains.missing, [...natChains].sort());
-  assert.deepEqual(drift.jumps.missing, ['nat/OUTPUT/KUBE-SERVICES', 'nat/POSTROUTING/KUBE-POSTROUTING', 'nat/PREROUTING/KUBE-SERVICES']);
-  assert.deepEqual([drift.chains.extra, drift.chains.changed, drift.jumps.extra, drift.jumps.changed], [[], [], [], []]);
+  assert.deepEqual(drift.jumps.missing, [
+    'nat/OUTPUT/KUBE-SERVICES',
+    'nat/POSTROUTING/KUBE-POSTROUTING',
+    'nat/PREROUTING/KUBE-SERVICES',
+  ]);
+  assert.deepEqual(
+    [drift.chains.extra, drift.chains.changed, drift.jumps.extra, drift.jumps.changed],
+    [[], [], [], []],
+  );
 
   await applier.fullRestore(desired);
   const repaired = await applier.readBack();
@@ -181,30 +222,69 @@ test('an edited rule, a deleted jump and a doubled jump are drift; applyDelta re
   const { iptables, save } = applier.commands;
   const ipt = (...args: string[]): Promise<unknown> => runner.run({ file: iptables, args: ['-w', '5', ...args] });
   await ipt('-t', 'nat', '-R', 'KUBE-SERVICES', '2', '-p', 'tcp', '-d', '10.96.0.99', '-j', 'KUBE-MARK-MASQ');
-  await ipt('-t', 'filter', '-D', 'INPUT', '-m', 'comment', '--comment', 'kubernetes health check service ports', '-j', 'KUBE-NODEPORTS');
-  await ipt('-t', 'nat', '-A', 'OUTPUT', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES');
+  await ipt(
+    '-t',
+    'filter',
+    '-D',
+    'INPUT',
+    '-m',
+    'comment',
+    '--comment',
+    'kubernetes health check service ports',
+    '-j',
+    'KUBE-NODEPORTS',
+  );
+  await ipt(
+    '-t',
+    'nat',
+    '-A',
+    'OUTPUT',
+    '-m',
+    'comment',
+    '--comment',
+    'kubernetes service portals',
+    '-j',
+    'KUBE-SERVICES',
+  );
   await ipt('-t', 'filter', '-I', 'INPUT', '1', '-s', '192.0.2.1', '-j', 'DROP');
 
   const drift = diffActual(desired, (await applier.readBack()).objects);
   assert.deepEqual(drift.chains, { missing: [], extra: [], changed: ['nat/KUBE-SERVICES'] });
-  assert.deepEqual(drift.jumps, { missing: ['filter/INPUT/KUBE-NODEPORTS'], extra: ['nat/OUTPUT/KUBE-SERVICES#2'], changed: [] });
+  assert.deepEqual(drift.jumps, {
+    missing: ['filter/INPUT/KUBE-NODEPORTS'],
+    extra: ['nat/OUTPUT/KUBE-SERVICES#2'],
+    changed: [],
+  });
 
   // A change of the deleted jump (new comment): it is inserted between its neighbours, not at the head.
   const jump = desired.find((o) => o.key === 'filter/INPUT/KUBE-NODEPORTS');
   assert.ok(jump?.payload?.$case === 'iptablesJump');
-  const changed: RuleObject = { ...jump, payload: { $case: 'iptablesJump', value: { ...jump.payload.value, rule: '-m comment --comment "health checks" -j KUBE-NODEPORTS' } } };
+  const changed: RuleObject = {
+    ...jump,
+    payload: {
+      $case: 'iptablesJump',
+      value: { ...jump.payload.value, rule: '-m comment --comment "health checks" -j KUBE-NODEPORTS' },
+    },
+  };
   const result = await applier.applyDelta({ upserts: [changed], deletes: [] });
   assert.deepEqual(result.jumpsAdded, ['filter/INPUT/KUBE-NODEPORTS']);
   assert.deepEqual(result.chainsWritten, []);
   const input = (await dumpTable(runner, save, 'filter')).get('INPUT') ?? [];
-  assert.deepEqual(input.map((r) => ruleTarget(r)), ['DROP', 'KUBE-FIREWALL', 'KUBE-PROXY-FIREWALL', 'KUBE-NODEPORTS', 'KUBE-EXTERNAL-SERVICES']);
+  assert.deepEqual(
+    input.map((r) => ruleTarget(r)),
+    ['DROP', 'KUBE-FIREWALL', 'KUBE-PROXY-FIREWALL', 'KUBE-NODEPORTS', 'KUBE-EXTERNAL-SERVICES'],
+  );
   assert.equal(input[3], '-m comment --comment "health checks" -j KUBE-NODEPORTS');
 
   const now = desired.map((o) => (o.key === changed.key ? changed : o));
   await applier.fullRestore(now);
   const rb = await applier.readBack();
   assert.equal(rb.digest, digestOf(now));
-  assert.equal((await dumpTable(runner, save, 'filter')).get('INPUT')?.[0], '-s 192.0.2.1/32 -j DROP', 'the foreign rule stays first');
+  assert.equal(
+    (await dumpTable(runner, save, 'filter')).get('INPUT')?.[0],
+    '-s 192.0.2.1/32 -j DROP',
+    'the foreign rule stays first',
+  );
 });
 
 test('a failing restore leaves the old rules in place and raises IptablesRestoreError with stderr', async (t) => {
@@ -215,14 +295,24 @@ test('a failing restore leaves the old rules in place and raises IptablesRestore
   const nat = await dumpTable(runner, applier.commands.save, 'nat');
   const after = compileNode(clusterOf(withEndpointAddress(manifests, '10.244.2.10', '10.244.2.11')), 'node-a');
   const change = changeOf(before, after);
-  const bad: RuleObject = { kind: 'iptables.chain', key: 'nat/KUBE-SVC-BROKENBROKENBROK', payload: { $case: 'iptablesChain', value: { table: 'nat', name: 'KUBE-SVC-BROKENBROKENBROK', rules: ['-m nosuchmatch --nosuchoption 1 -j RETURN'] } } };
+  const bad: RuleObject = {
+    kind: 'iptables.chain',
+    key: 'nat/KUBE-SVC-BROKENBROKENBROK',
+    payload: {
+      $case: 'iptablesChain',
+      value: { table: 'nat', name: 'KUBE-SVC-BROKENBROKENBROK', rules: ['-m nosuchmatch --nosuchoption 1 -j RETURN'] },
+    },
+  };
 
-  await assert.rejects(applier.applyDelta({ upserts: [...change.upserts, bad], deletes: change.deletes }), (err: unknown) => {
-    assert.ok(err instanceof IptablesRestoreError);
-    assert.match(err.stderr, /\S/);
-    assert.match(err.lineText ?? '', /nosuchmatch/);
-    return true;
-  });
+  await assert.rejects(
+    applier.applyDelta({ upserts: [...change.upserts, bad], deletes: change.deletes }),
+    (err: unknown) => {
+      assert.ok(err instanceof IptablesRestoreError);
+      assert.match(err.stderr, /\S/);
+      assert.match(err.lineText ?? '', /nosuchmatch/);
+      return true;
+    },
+  );
   assert.deepEqual(await dumpTable(runner, applier.commands.save, 'nat'), nat);
   assert.equal(digestOf([...applier.state.objects()]), digestOf(before), 'the applied state is unchanged');
   assert.equal((await applier.readBack()).digest, digestOf(before));
@@ -236,7 +326,11 @@ test('IPv6: ip6tables holds the IPv6 rules; the IPv4 tables stay untouched', asy
   assert.equal(applier.commands.restore, 'ip6tables-restore');
   const manifests = await exampleManifests();
   const before = compileNode(clusterOf(manifests), 'node-a', IPFamily.IPv6);
-  const after = compileNode(clusterOf(withEndpointAddress(manifests, 'fd00:10:244:2::10', 'fd00:10:244:2::11')), 'node-a', IPFamily.IPv6);
+  const after = compileNode(
+    clusterOf(withEndpointAddress(manifests, 'fd00:10:244:2::10', 'fd00:10:244:2::11')),
+    'node-a',
+    IPFamily.IPv6,
+  );
   assert.ok(changeOf(before, after).upserts.length > 0);
   await applier.fullRestore(before);
   assert.equal((await applier.readBack()).digest, digestOf(before));

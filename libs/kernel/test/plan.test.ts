@@ -21,13 +21,24 @@ import {
   type CommandRunner,
 } from '../src/index.js';
 
-const chain = (table: string, name: string, rules: string[]): RuleObject => ({ kind: 'iptables.chain', key: `${table}/${name}`, payload: { $case: 'iptablesChain', value: { table, name, rules } } });
+const chain = (table: string, name: string, rules: string[]): RuleObject => ({
+  kind: 'iptables.chain',
+  key: `${table}/${name}`,
+  payload: { $case: 'iptablesChain', value: { table, name, rules } },
+});
 const frag = (table: string, name: string, owner: string, rules: string[], position = 0): RuleObject => ({
   kind: 'iptables.rules',
   key: `${table}/${name}/${owner}`,
   payload: { $case: 'iptablesRules', value: { table, chain: name, rules, position } },
 });
-const jump = (table: string, builtin: string, target: string, rule: string, prepend = true, position = 0): RuleObject => ({
+const jump = (
+  table: string,
+  builtin: string,
+  target: string,
+  rule: string,
+  prepend = true,
+  position = 0,
+): RuleObject => ({
   kind: 'iptables.jump',
   key: `${table}/${builtin}/${target}`,
   payload: { $case: 'iptablesJump', value: { table, chain: builtin, target, rule, prepend, position } },
@@ -46,7 +57,10 @@ function base(): RuleObject[] {
     frag('nat', 'KUBE-SERVICES', 'ns/b:http/TCP', [SVC_B]),
     frag('nat', 'KUBE-SERVICES', 'ns/a:http/TCP', [SVC_A]),
     chain('nat', 'KUBE-SVC-A', ['-j KUBE-SEP-A1']),
-    chain('nat', 'KUBE-SEP-A1', ['-s 10.244.1.1 -j KUBE-MARK-MASQ', '-m tcp -p tcp -j DNAT --to-destination 10.244.1.1:80']),
+    chain('nat', 'KUBE-SEP-A1', [
+      '-s 10.244.1.1 -j KUBE-MARK-MASQ',
+      '-m tcp -p tcp -j DNAT --to-destination 10.244.1.1:80',
+    ]),
     chain('nat', 'KUBE-SVC-B', ['-j KUBE-SEP-B1']),
     chain('nat', 'KUBE-SEP-B1', ['-m tcp -p tcp -j DNAT --to-destination 10.244.1.2:80']),
     jump('nat', 'PREROUTING', 'KUBE-SERVICES', '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
@@ -59,7 +73,15 @@ test('planDelta rewrites only the chain a fragment change touches, with all its 
   const plan = planDelta(before, { upserts: [changed], deletes: [] });
   assert.equal(
     plan.text,
-    ['*nat', ':KUBE-SERVICES - [0:0]', `-A KUBE-SERVICES ${SVC_A}`, `-A KUBE-SERVICES ${SVC_B.replace('10.96.0.2', '10.96.0.3')}`, `-A KUBE-SERVICES ${NODEPORTS}`, 'COMMIT', ''].join('\n'),
+    [
+      '*nat',
+      ':KUBE-SERVICES - [0:0]',
+      `-A KUBE-SERVICES ${SVC_A}`,
+      `-A KUBE-SERVICES ${SVC_B.replace('10.96.0.2', '10.96.0.3')}`,
+      `-A KUBE-SERVICES ${NODEPORTS}`,
+      'COMMIT',
+      '',
+    ].join('\n'),
   );
   assert.deepEqual(plan.chainsWritten, ['nat/KUBE-SERVICES']);
   // An upsert equal to what is there plans nothing.
@@ -102,14 +124,23 @@ test('a deleted chain that a remaining chain still jumps to is only flushed, and
   state.apply(change);
   for (const ref of plan.keptAfter) state.keptChains.add(ref);
   const next = planDelta(state, { upserts: [chain('nat', 'KUBE-SVC-A', ['-j KUBE-MARK-MASQ'])], deletes: [] });
-  assert.deepEqual(next.text.trim().split('\n'), ['*nat', ':KUBE-SVC-A - [0:0]', ':KUBE-SEP-A1 - [0:0]', '-A KUBE-SVC-A -j KUBE-MARK-MASQ', '-X KUBE-SEP-A1', 'COMMIT']);
+  assert.deepEqual(next.text.trim().split('\n'), [
+    '*nat',
+    ':KUBE-SVC-A - [0:0]',
+    ':KUBE-SEP-A1 - [0:0]',
+    '-A KUBE-SVC-A -j KUBE-MARK-MASQ',
+    '-X KUBE-SEP-A1',
+    'COMMIT',
+  ]);
   assert.deepEqual([...next.keptAfter], []);
 });
 
 test('jumps: stale and doubled kpx jumps are deleted by spec, a missing one goes between its neighbours, foreign rules stay', () => {
-  const PF = '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL';
+  const PF =
+    '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL';
   const NP = '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS';
-  const ES = '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES';
+  const ES =
+    '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES';
   const objects = [
     ...base(),
     chain('filter', 'KUBE-PROXY-FIREWALL', []),
@@ -121,16 +152,34 @@ test('jumps: stale and doubled kpx jumps are deleted by spec, a missing one goes
   ];
   const before = IptablesState.from(objects);
   const observed = ['-s 192.0.2.1/32 -j DROP', PF, '-j KUBE-OLD', ES, ES];
-  const plan = planDelta(before, { upserts: [jump('filter', 'INPUT', 'KUBE-NODEPORTS', NP, true, 2)], deletes: [] }, { builtinRules: new Map([['filter/INPUT', observed]]) });
-  assert.deepEqual(plan.text.trim().split('\n'), ['*filter', '-D INPUT -j KUBE-OLD', `-D INPUT ${ES}`, `-I INPUT 3 ${NP}`, 'COMMIT']);
+  const plan = planDelta(
+    before,
+    { upserts: [jump('filter', 'INPUT', 'KUBE-NODEPORTS', NP, true, 2)], deletes: [] },
+    { builtinRules: new Map([['filter/INPUT', observed]]) },
+  );
+  assert.deepEqual(plan.text.trim().split('\n'), [
+    '*filter',
+    '-D INPUT -j KUBE-OLD',
+    `-D INPUT ${ES}`,
+    `-I INPUT 3 ${NP}`,
+    'COMMIT',
+  ]);
   assert.deepEqual(plan.jumpsAdded, ['filter/INPUT/KUBE-NODEPORTS']);
 
   // Without what the kernel holds, planDelta trusts `before`: a changed jump is deleted by its old rule and re-added.
   const retext = jump('nat', 'PREROUTING', 'KUBE-SERVICES', '-j KUBE-SERVICES');
   const blind = planDelta(IptablesState.from(base()), { upserts: [retext], deletes: [] });
-  assert.deepEqual(blind.text.trim().split('\n'), ['*nat', '-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES', '-I PREROUTING 1 -j KUBE-SERVICES', 'COMMIT']);
+  assert.deepEqual(blind.text.trim().split('\n'), [
+    '*nat',
+    '-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I PREROUTING 1 -j KUBE-SERVICES',
+    'COMMIT',
+  ]);
   // An append jump goes at the end.
-  const tail = planDelta(IptablesState.from(base()), { upserts: [jump('nat', 'OUTPUT', 'KUBE-SERVICES', '-j KUBE-SERVICES', false)], deletes: [] });
+  const tail = planDelta(IptablesState.from(base()), {
+    upserts: [jump('nat', 'OUTPUT', 'KUBE-SERVICES', '-j KUBE-SERVICES', false)],
+    deletes: [],
+  });
   assert.equal(tail.text, '*nat\n-A OUTPUT -j KUBE-SERVICES\nCOMMIT\n');
 });
 
@@ -154,10 +203,18 @@ test('invalid objects are rejected before the state changes', () => {
     jump('nat', 'KUBE-SERVICES', 'KUBE-X', '-j KUBE-X'),
     jump('nat', 'PREROUTING', 'KUBE-X', '-j KUBE-Y'),
     chain('nat', 'KUBE-X', ['-j RETURN\n-A PREROUTING -j DROP']),
-    { kind: 'ipvs.address', key: 'kube-ipvs0/10.0.0.1', payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address: '10.0.0.1' } } },
+    {
+      kind: 'ipvs.address',
+      key: 'kube-ipvs0/10.0.0.1',
+      payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address: '10.0.0.1' } },
+    },
   ];
   for (const o of bad) {
-    assert.throws(() => state.apply({ upserts: [chain('nat', 'KUBE-OK', []), o], deletes: [] }), InvalidRuleObjectError, o.key);
+    assert.throws(
+      () => state.apply({ upserts: [chain('nat', 'KUBE-OK', []), o], deletes: [] }),
+      InvalidRuleObjectError,
+      o.key,
+    );
     assert.equal(state.chain('nat/KUBE-OK'), undefined);
   }
 });
@@ -190,7 +247,12 @@ test('a full restore plan flushes and deletes stale kpx chains, keeps those some
 });
 
 function savedOf(nat: Record<string, string[]>, prerouting: string[]): ReturnType<typeof parseSave> {
-  const lines = ['*nat', ':PREROUTING ACCEPT [0:0]', ...Object.keys(nat).map((c) => `:${c} - [0:0]`), ...prerouting.map((r) => `-A PREROUTING ${r}`)];
+  const lines = [
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ...Object.keys(nat).map((c) => `:${c} - [0:0]`),
+    ...prerouting.map((r) => `-A PREROUTING ${r}`),
+  ];
   for (const [c, rules] of Object.entries(nat)) for (const r of rules) lines.push(`-A ${c} ${r}`);
   return parseSave([...lines, 'COMMIT'].join('\n'));
 }
@@ -204,7 +266,11 @@ test('read-back splits a chain into its fragments; only the fragment that differ
   const exact = readBackObjects(savedOf(inSync, PRE), desired);
   assert.equal(digestOf(exact), digestOf(objects));
 
-  const edited: Record<string, string[]> = { ...inSync, 'KUBE-SERVICES': [SVC_A, '-j KUBE-SVC-B', NODEPORTS], 'KUBE-STALE': ['-j RETURN'] };
+  const edited: Record<string, string[]> = {
+    ...inSync,
+    'KUBE-SERVICES': [SVC_A, '-j KUBE-SVC-B', NODEPORTS],
+    'KUBE-STALE': ['-j RETURN'],
+  };
   delete edited['KUBE-SEP-B1'];
   const got = readBackObjects(savedOf(edited, [...PRE, ...PRE, '-j FOREIGN']), desired);
   const b = got.find((o) => o.key === 'nat/KUBE-SERVICES/ns/b:http/TCP');
@@ -218,15 +284,28 @@ test('read-back splits a chain into its fragments; only the fragment that differ
   });
 
   // Rules after the last fragment go to it; a chain whose own rules differ takes the lines.
-  const trailing = readBackObjects(savedOf({ ...inSync, 'KUBE-SERVICES': [SVC_A, SVC_B, NODEPORTS, '-j RETURN'], 'KUBE-MARK-MASQ': [] }, PRE), desired);
+  const trailing = readBackObjects(
+    savedOf({ ...inSync, 'KUBE-SERVICES': [SVC_A, SVC_B, NODEPORTS, '-j RETURN'], 'KUBE-MARK-MASQ': [] }, PRE),
+    desired,
+  );
   const np = trailing.find((o) => o.key === 'nat/KUBE-SERVICES/nodeports');
-  assert.deepEqual(np?.payload?.$case === 'iptablesRules' ? np.payload.value.rules : undefined, [NODEPORTS, '-j RETURN']);
+  assert.deepEqual(np?.payload?.$case === 'iptablesRules' ? np.payload.value.rules : undefined, [
+    NODEPORTS,
+    '-j RETURN',
+  ]);
   const mm = trailing.find((o) => o.key === 'nat/KUBE-MARK-MASQ');
   assert.deepEqual(mm?.payload?.$case === 'iptablesChain' ? mm.payload.value.rules : undefined, []);
 });
 
 test('rule text: arguments, quotes and targets', () => {
-  assert.deepEqual(splitArgs('-m comment --comment "a \\"b\\" c" -j KUBE-X'), ['-m', 'comment', '--comment', 'a "b" c', '-j', 'KUBE-X']);
+  assert.deepEqual(splitArgs('-m comment --comment "a \\"b\\" c" -j KUBE-X'), [
+    '-m',
+    'comment',
+    '--comment',
+    'a "b" c',
+    '-j',
+    'KUBE-X',
+  ]);
   assert.equal(ruleTarget('-m comment --comment "do not -j KUBE-NO" -j KUBE-YES'), 'KUBE-YES');
   assert.equal(ruleTarget('-m comment --comment "-j KUBE-NO"'), undefined);
   assert.equal(ruleTarget('-p tcp -g KUBE-GOTO'), 'KUBE-GOTO');
@@ -257,7 +336,10 @@ test('the applier reads the builtin chains a delta changes, runs one restore, an
   const applier = createIptablesApplier({ family: 'IPv4', runner, canonicalizer: identity });
   await applier.fullRestore(base());
   ran.length = 0;
-  const r = await applier.applyDelta({ upserts: [jump('nat', 'OUTPUT', 'KUBE-SERVICES', '-j KUBE-SERVICES')], deletes: [] });
+  const r = await applier.applyDelta({
+    upserts: [jump('nat', 'OUTPUT', 'KUBE-SERVICES', '-j KUBE-SERVICES')],
+    deletes: [],
+  });
   assert.deepEqual(
     ran.map((c) => [c.file, ...c.args].join(' ')),
     ['iptables -w 5 -t nat -S OUTPUT', 'iptables-restore -w 5 --noflush --counters'],
@@ -265,11 +347,16 @@ test('the applier reads the builtin chains a delta changes, runs one restore, an
   assert.equal(ran[1]?.input, '*nat\n-I OUTPUT 1 -j KUBE-SERVICES\nCOMMIT\n');
   assert.deepEqual(r.jumpsAdded, ['nat/OUTPUT/KUBE-SERVICES']);
 
-  const failing = fakeRunner((c) => (c.file === 'ip6tables-restore' && c.input?.includes('KUBE-SVC-B') ? 'iptables-restore: line 3 failed\n' : undefined));
+  const failing = fakeRunner((c) =>
+    c.file === 'ip6tables-restore' && c.input?.includes('KUBE-SVC-B') ? 'iptables-restore: line 3 failed\n' : undefined,
+  );
   const v6 = createIptablesApplier({ family: 'IPv6', runner: failing.runner, canonicalizer: identity });
   await v6.fullRestore(base().filter((o) => !o.key.includes('KUBE-SVC-B') && !o.key.includes('ns/b')));
   const digest = digestOf([...v6.state.objects()]);
-  await assert.rejects(v6.applyDelta({ upserts: base(), deletes: [] }), (err: unknown) => err instanceof IptablesRestoreError && err.line === 3 && err.lineText !== undefined);
+  await assert.rejects(
+    v6.applyDelta({ upserts: base(), deletes: [] }),
+    (err: unknown) => err instanceof IptablesRestoreError && err.line === 3 && err.lineText !== undefined,
+  );
   assert.equal(digestOf([...v6.state.objects()]), digest);
 });
 
@@ -283,7 +370,10 @@ test('planning is O(change): one service change on a node with 10,000 services',
   const state = IptablesState.from(objects);
   const started = performance.now();
   for (let i = 0; i < 2_000; i++) {
-    const plan = planDelta(state, { upserts: [chain('nat', `KUBE-SEP-${i}`, [`-j DNAT --to-destination 10.244.0.2:${i}`])], deletes: [] });
+    const plan = planDelta(state, {
+      upserts: [chain('nat', `KUBE-SEP-${i}`, [`-j DNAT --to-destination 10.244.0.2:${i}`])],
+      deletes: [],
+    });
     assert.deepEqual(plan.chainsWritten, [`nat/KUBE-SEP-${i}`]);
   }
   const ms = performance.now() - started;

@@ -16,6 +16,10 @@ test('stdin, stdout and a failing command: CommandError names the command, not t
   assert.equal((await r.run({ file: 'cat', args: [], input: 'abc' })).stdout, 'abc');
   await assert.rejects(
     r.run({ file: 'sh', args: ['-c', 'echo oops >&2; exit 3'] }),
-    (err: unknown) => err instanceof CommandError && err.exitCode === 3 && err.stderr === 'oops\n' && err.command === 'sh -c echo oops >&2; exit 3',
+    (err: unknown) =>
+      err instanceof CommandError &&
+      err.exitCode === 3 &&
+      err.stderr === 'oops\n' &&
+      err.command === 'sh -c echo oops >&2; exit 3',
   );
 });

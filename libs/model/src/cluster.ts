@@ -55,7 +55,10 @@ export class ClusterState {
    * while that entry is still the service's (any slice change replaces or drops it). Saves building two
    * string keys per lookup, which a compile does twice for each of tens of thousands of ports.
    */
-  private readonly portEndpoints = new WeakMap<ServicePort, { svcKey: string; byPort: Map<string, readonly Endpoint[]>; endpoints: readonly Endpoint[] }>();
+  private readonly portEndpoints = new WeakMap<
+    ServicePort,
+    { svcKey: string; byPort: Map<string, readonly Endpoint[]>; endpoints: readonly Endpoint[] }
+  >();
   /** healthCheckNodePort -> the service (`ns/name`) whose health check server it is, and the reverse. */
   private readonly healthCheckHolders = new Map<number, string>();
   private readonly healthCheckPorts = new Map<string, number>();
@@ -66,7 +69,10 @@ export class ClusterState {
    */
   private readonly claims = new Map<string, Set<string>>();
   /** Per service: its ports before conflicts are resolved, its own diagnostics and its source. */
-  private readonly claimed = new Map<string, { ports: readonly ServicePort[]; diagnostics: readonly Diagnostic[]; source: string | undefined }>();
+  private readonly claimed = new Map<
+    string,
+    { ports: readonly ServicePort[]; diagnostics: readonly Diagnostic[]; source: string | undefined }
+  >();
   /** Services whose rules changed because another service took or released a port they share. */
   private readonly affected = new Set<string>();
 
@@ -144,7 +150,13 @@ export class ClusterState {
     const [namespace = '', name = ''] = key.split('/');
     const conflicts: Diagnostic[] = [];
     const error = (field: string, message: string): void => {
-      conflicts.push({ severity: Severity.Error, object: { kind: Kind.Service, namespace, name }, field, message, ...(c.source ? { source: c.source } : {}) });
+      conflicts.push({
+        severity: Severity.Error,
+        object: { kind: Kind.Service, namespace, name },
+        field,
+        message,
+        ...(c.source ? { source: c.source } : {}),
+      });
     };
     const out: ServicePort[] = [];
     const index = new Map<string, number>();
@@ -153,19 +165,28 @@ export class ClusterState {
       index.set(p.family, i + 1);
       const ipHolder = this.winner(clusterIPClaim(p));
       if (ipHolder !== undefined && ipHolder !== key) {
-        error(`spec.ports[${i}].port`, `${p.clusterIP} port ${p.port}/${p.protocol} is also Service ${ipHolder}'s, which comes first by namespace/name: this port is not programmed`);
+        error(
+          `spec.ports[${i}].port`,
+          `${p.clusterIP} port ${p.port}/${p.protocol} is also Service ${ipHolder}'s, which comes first by namespace/name: this port is not programmed`,
+        );
         continue;
       }
       const npHolder = p.nodePort !== 0 ? this.winner(nodePortClaim(p)) : undefined;
       if (npHolder !== undefined && npHolder !== key) {
-        error(`spec.ports[${i}].nodePort`, `${p.nodePort} is also a node port of Service ${npHolder}, which comes first by namespace/name: not programmed for this service`);
+        error(
+          `spec.ports[${i}].nodePort`,
+          `${p.nodePort} is also a node port of Service ${npHolder}, which comes first by namespace/name: not programmed for this service`,
+        );
         out.push({ ...p, nodePort: 0 });
         continue;
       }
       out.push(p);
     }
     this.services.set(key, conflicts.length === 0 ? c.ports : out);
-    this.diagnosticsByObject.set(`Service/${key}`, conflicts.length === 0 ? [...c.diagnostics] : [...c.diagnostics, ...conflicts]);
+    this.diagnosticsByObject.set(
+      `Service/${key}`,
+      conflicts.length === 0 ? [...c.diagnostics] : [...c.diagnostics, ...conflicts],
+    );
   }
 
   /**
@@ -173,7 +194,12 @@ export class ClusterState {
    * API server never allocates one twice; a manifests directory may) keeps its rules but gets no server, with an
    * error on the field. It gets one when it is upserted again after the holder let the port go.
    */
-  private claimHealthCheck(key: string, ports: ServicePort[], diagnostics: Diagnostic[], source: string | undefined): ServicePort[] {
+  private claimHealthCheck(
+    key: string,
+    ports: ServicePort[],
+    diagnostics: Diagnostic[],
+    source: string | undefined,
+  ): ServicePort[] {
     this.releaseHealthCheck(key);
     const port = ports.find((p) => p.servesHealthCheck)?.healthCheckNodePort;
     if (port === undefined) return ports;
@@ -280,7 +306,8 @@ export class ClusterState {
     let sorted = this.sortedPorts.get(family);
     if (!sorted) {
       const out: { key: string; port: ServicePort }[] = [];
-      for (const ports of this.services.values()) for (const p of ports) if (p.family === family) out.push({ key: `${p.name}/${p.protocol}`, port: p });
+      for (const ports of this.services.values())
+        for (const p of ports) if (p.family === family) out.push({ key: `${p.name}/${p.protocol}`, port: p });
       sorted = out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((e) => e.port);
       this.sortedPorts.set(family, sorted);
     }
@@ -319,7 +346,12 @@ export class ClusterState {
       const slice = this.slices.get(key);
       if (!slice) continue;
       for (const sp of slice.ports) {
-        const k = servicePortKey({ service: { namespace: slice.namespace, name: slice.serviceName }, portName: sp.portName, protocol: sp.protocol, family: sp.family });
+        const k = servicePortKey({
+          service: { namespace: slice.namespace, name: slice.serviceName },
+          portName: sp.portName,
+          protocol: sp.protocol,
+          family: sp.family,
+        });
         let l = merged.get(k);
         if (!l) merged.set(k, (l = []));
         for (const ep of sp.endpoints) l.push(ep);
@@ -332,6 +364,8 @@ export class ClusterState {
 
   /** Every diagnostic of every object currently held, sorted by object. */
   diagnostics(): Diagnostic[] {
-    return [...this.diagnosticsByObject.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).flatMap(([, d]) => d);
+    return [...this.diagnosticsByObject.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .flatMap(([, d]) => d);
   }
 }

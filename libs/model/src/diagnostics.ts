@@ -33,7 +33,8 @@ function oneLine(s: string): string {
 
 export function formatDiagnostic(d: Diagnostic): string {
   // A file's (or a document's) own problem: the file is the object.
-  if (d.object.kind === FileKind) return oneLine(`${d.severity}: ${d.object.name}:${d.field ? ` ${d.field}:` : ''} ${d.message}`);
+  if (d.object.kind === FileKind)
+    return oneLine(`${d.severity}: ${d.object.name}:${d.field ? ` ${d.field}:` : ''} ${d.message}`);
   const where = d.source ? ` (${d.source})` : '';
   const field = d.field ? ` ${d.field}:` : ':';
   return oneLine(`${d.severity}: ${formatObjectRef(d.object)}${where}${field} ${d.message}`);
@@ -48,11 +49,23 @@ export class DiagnosticSink {
   ) {}
 
   error(field: string, message: string): void {
-    this.items.push({ severity: Severity.Error, object: this.object, field, message, ...(this.source ? { source: this.source } : {}) });
+    this.items.push({
+      severity: Severity.Error,
+      object: this.object,
+      field,
+      message,
+      ...(this.source ? { source: this.source } : {}),
+    });
   }
 
   warn(field: string, message: string): void {
-    this.items.push({ severity: Severity.Warning, object: this.object, field, message, ...(this.source ? { source: this.source } : {}) });
+    this.items.push({
+      severity: Severity.Warning,
+      object: this.object,
+      field,
+      message,
+      ...(this.source ? { source: this.source } : {}),
+    });
   }
 
   get hasErrors(): boolean {

@@ -5,7 +5,14 @@ import { ipFamilyOf, joinHostPort, IPFamily } from './ip.js';
 import { Kind, LabelServiceName, type EndpointSliceObject } from './k8s.js';
 import { checkIP, checkObjectMeta, objectRefOf } from './meta.js';
 import { Protocol } from './service.js';
-import { checkDNS1035Label, checkDNS1123Label, checkDNS1123Subdomain, checkLabelValue, isPlainObject, show } from './validation.js';
+import {
+  checkDNS1035Label,
+  checkDNS1123Label,
+  checkDNS1123Subdomain,
+  checkLabelValue,
+  isPlainObject,
+  show,
+} from './validation.js';
 
 /** The API server's limits on a slice (discovery/v1 validation). */
 const MaxEndpoints = 1000;
@@ -82,7 +89,12 @@ function listOf(sink: DiagnosticSink, field: string, v: unknown, max: number): u
 }
 
 /** Hint names (`hints.forZones[].name`, `hints.forNodes[].name`), each checked. */
-function hintNames(sink: DiagnosticSink, field: string, v: unknown, check: (v: unknown) => string | undefined): string[] {
+function hintNames(
+  sink: DiagnosticSink,
+  field: string,
+  v: unknown,
+  check: (v: unknown) => string | undefined,
+): string[] {
   const out: string[] = [];
   listOf(sink, field, v, 8).forEach((h, i) => {
     const name: unknown = isPlainObject(h) ? h.name : undefined;
@@ -102,7 +114,12 @@ function checkZone(v: unknown): string | undefined {
 }
 
 /** One endpoint, or undefined (with a diagnostic) when it is invalid or has no address. */
-function convertEndpoint(sink: DiagnosticSink, f: string, e: unknown, family: IPFamily): Omit<Endpoint, 'port' | 'address'> | undefined {
+function convertEndpoint(
+  sink: DiagnosticSink,
+  f: string,
+  e: unknown,
+  family: IPFamily,
+): Omit<Endpoint, 'port' | 'address'> | undefined {
   if (!isPlainObject(e)) {
     sink.error(f, `must be an object, not ${show(e)}`);
     return undefined;
@@ -115,7 +132,8 @@ function convertEndpoint(sink: DiagnosticSink, f: string, e: unknown, family: IP
   // The API server checks every address against the slice's addressType; kube-proxy uses the first.
   const ips = addresses.map((raw, j) => {
     const ip = checkIP(sink, `${f}.addresses[${j}]`, raw);
-    if (ip !== undefined && ipFamilyOf(ip) !== family) sink.error(`${f}.addresses[${j}]`, `${ip} is not an ${family} address (addressType ${family})`);
+    if (ip !== undefined && ipFamilyOf(ip) !== family)
+      sink.error(`${f}.addresses[${j}]`, `${ip} is not an ${family} address (addressType ${family})`);
     return ip;
   });
   const ip = ips[0];
@@ -128,10 +146,12 @@ function convertEndpoint(sink: DiagnosticSink, f: string, e: unknown, family: IP
   const badZone = checkZone(zone);
   if (badZone !== undefined) sink.error(`${f}.zone`, badZone);
   const c: Record<string, unknown> = isPlainObject(e.conditions) ? e.conditions : {};
-  if (e.conditions !== undefined && e.conditions !== null && !isPlainObject(e.conditions)) sink.error(`${f}.conditions`, `must be an object, not ${show(e.conditions)}`);
+  if (e.conditions !== undefined && e.conditions !== null && !isPlainObject(e.conditions))
+    sink.error(`${f}.conditions`, `must be an object, not ${show(e.conditions)}`);
   for (const k of ['ready', 'serving', 'terminating']) {
     const v = c[k];
-    if (v !== undefined && v !== null && typeof v !== 'boolean') sink.error(`${f}.conditions.${k}`, `must be true or false, not ${show(v)}`);
+    if (v !== undefined && v !== null && typeof v !== 'boolean')
+      sink.error(`${f}.conditions.${k}`, `must be true or false, not ${show(v)}`);
   }
   const hints: Record<string, unknown> = isPlainObject(e.hints) ? e.hints : {};
   const zoneHints = hintNames(sink, `${f}.hints.forZones`, hints.forZones, checkZone);
@@ -151,14 +171,20 @@ function convertEndpoint(sink: DiagnosticSink, f: string, e: unknown, family: IP
   };
 }
 
-export function convertEndpointSlice(obj: EndpointSliceObject, opts: { source?: string } = {}): EndpointSliceConversion {
+export function convertEndpointSlice(
+  obj: EndpointSliceObject,
+  opts: { source?: string } = {},
+): EndpointSliceConversion {
   const sink = new DiagnosticSink(objectRefOf(Kind.EndpointSlice, obj, true), opts.source);
   const meta = checkObjectMeta(sink, obj, { checkName: checkDNS1123Subdomain, namespaced: true });
   if (meta === undefined) return { diagnostics: sink.items };
   const { name, namespace } = meta;
   const serviceName: unknown = obj.metadata?.labels?.[LabelServiceName];
   if (serviceName === undefined || serviceName === null || serviceName === '') {
-    sink.error(`metadata.labels[${show(LabelServiceName)}]`, 'is required: kpx cannot tell which service the slice belongs to');
+    sink.error(
+      `metadata.labels[${show(LabelServiceName)}]`,
+      'is required: kpx cannot tell which service the slice belongs to',
+    );
     return { diagnostics: sink.items };
   }
   const badService = checkDNS1035Label(serviceName);
@@ -183,8 +209,12 @@ export function convertEndpointSlice(obj: EndpointSliceObject, opts: { source?: 
       return;
     }
     const p = raw;
-    const protocol = p.protocol === undefined || p.protocol === null || p.protocol === '' ? Protocol.TCP : Object.values(Protocol).find((x) => x === p.protocol);
-    if (protocol === undefined) sink.error(`${f}.protocol`, `unsupported protocol ${show(p.protocol)}: must be TCP, UDP or SCTP`);
+    const protocol =
+      p.protocol === undefined || p.protocol === null || p.protocol === ''
+        ? Protocol.TCP
+        : Object.values(Protocol).find((x) => x === p.protocol);
+    if (protocol === undefined)
+      sink.error(`${f}.protocol`, `unsupported protocol ${show(p.protocol)}: must be TCP, UDP or SCTP`);
     let portName = '';
     if (p.name !== undefined && p.name !== null && p.name !== '') {
       const bad = checkDNS1123Label(p.name);

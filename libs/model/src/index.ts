@@ -4,7 +4,16 @@ export type { Diagnostic, ObjectRef } from './diagnostics.js';
 export { convertEndpointSlice } from './endpoints.js';
 export type { Endpoint, EndpointSliceConversion, EndpointSliceInfo, SlicePort } from './endpoints.js';
 export { ManifestError } from './errors.js';
-export { IPFamily, canonicalIP, isSloppyIPv4, cidrContains, ipFamilyOf, isLoopback, joinHostPort, parseCidr } from './ip.js';
+export {
+  IPFamily,
+  canonicalIP,
+  isSloppyIPv4,
+  cidrContains,
+  ipFamilyOf,
+  isLoopback,
+  joinHostPort,
+  parseCidr,
+} from './ip.js';
 export type { Cidr } from './ip.js';
 export { Kind, LabelServiceName, LabelTopologyZone } from './k8s.js';
 export type { EndpointSliceObject, KubeObject, NodeObject, ObjectMeta, ServiceObject } from './k8s.js';
@@ -20,7 +29,15 @@ export {
   readManifestFile,
   readManifests,
 } from './manifests.js';
-export type { AdmittedObject, CheckedObject, ManifestFile, ManifestFileList, ManifestLimits, ManifestObject, ParsedManifests } from './manifests.js';
+export type {
+  AdmittedObject,
+  CheckedObject,
+  ManifestFile,
+  ManifestFileList,
+  ManifestLimits,
+  ManifestObject,
+  ParsedManifests,
+} from './manifests.js';
 export { checkObjectMeta, objectRefOf } from './meta.js';
 export {
   checkDNS1035Label,
@@ -47,7 +64,13 @@ export {
   usesLocalEndpoints,
 } from './service.js';
 export type { ServiceConversion, ServicePort, ServiceRef } from './service.js';
-export { TopologyMode, categorizeEndpoints, compareEndpoints, isLocalEndpoint, topologyModeFromHints } from './topology.js';
+export {
+  TopologyMode,
+  categorizeEndpoints,
+  compareEndpoints,
+  isLocalEndpoint,
+  topologyModeFromHints,
+} from './topology.js';
 export type { CategorizedEndpoints, NodeTopology, TopologyOptions } from './topology.js';
 export {
   IPVSScheduler,

@@ -33,7 +33,9 @@ function v6ToWords(text: string): number[] | undefined {
   const fill = 8 - head.length - tail.length;
   if (parts.length === 1 && fill !== 0) return undefined;
   if (parts.length === 2 && fill < 1) return undefined;
-  const words = [...head, ...Array<string>(parts.length === 2 ? fill : 0).fill('0'), ...tail].map((w) => parseInt(w, 16));
+  const words = [...head, ...Array<string>(parts.length === 2 ? fill : 0).fill('0'), ...tail].map((w) =>
+    parseInt(w, 16),
+  );
   if (words.length !== 8 || words.some((w) => Number.isNaN(w) || w < 0 || w > 0xffff)) return undefined;
   if (tailV4.length === 2) {
     words[6] = tailV4[0] ?? 0;
@@ -159,11 +161,17 @@ function ipv4Value(ip: string): number {
 export function cidrContains(cidr: Cidr, ip: string): boolean {
   const c = canonicalIP(ip);
   if (c === undefined || ipFamilyOf(c) !== cidr.family) return false;
-  if (cidr.family === IPFamily.IPv4 && Number.isInteger(cidr.prefix) && cidr.prefix >= 0 && cidr.prefix <= 32 && isIPv4(cidr.address)) {
+  if (
+    cidr.family === IPFamily.IPv4 &&
+    Number.isInteger(cidr.prefix) &&
+    cidr.prefix >= 0 &&
+    cidr.prefix <= 32 &&
+    isIPv4(cidr.address)
+  ) {
     // Integer arithmetic instead of byte arrays (a controller asks this per node for every port with source
     // ranges); the same answer: the masked address equals the CIDR's (canonical) network address.
     const mask = cidr.prefix === 0 ? 0 : (0xffffffff << (32 - cidr.prefix)) >>> 0;
-    return ((ipv4Value(c) & mask) >>> 0) === ipv4Value(cidr.address);
+    return (ipv4Value(c) & mask) >>> 0 === ipv4Value(cidr.address);
   }
   const masked = fromBytes(maskBytes(toBytes(c), cidr.prefix), cidr.family);
   return masked === cidr.address;

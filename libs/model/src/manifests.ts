@@ -44,8 +44,11 @@ export interface ManifestLimits {
   readonly maxAliasExpansion: number;
 }
 
-export const DefaultManifestLimits: ManifestLimits = Object.freeze({ maxFileBytes: 256 * 1024 * 1024, maxDepth: 100, maxAliasExpansion: 100_000 });
-
+export const DefaultManifestLimits: ManifestLimits = Object.freeze({
+  maxFileBytes: 256 * 1024 * 1024,
+  maxDepth: 100,
+  maxAliasExpansion: 100_000,
+});
 
 function fileDiagnostic(source: string, message: string, severity: Severity = Severity.Error): Diagnostic {
   return { severity, object: { kind: FileKind, name: source }, field: '', message, source };
@@ -118,7 +121,12 @@ interface WalkBudget {
   nodes: number;
 }
 
-function checkYamlDocument(doc: unknown, limits: ManifestLimits, budget: WalkBudget, mergeKeys: string[]): string | undefined {
+function checkYamlDocument(
+  doc: unknown,
+  limits: ManifestLimits,
+  budget: WalkBudget,
+  mergeKeys: string[],
+): string | undefined {
   // Iterative depth-first walk: `path` holds the containers from the root to the current one (a cycle is a
   // container that is its own ancestor: a self-referencing alias). Shared containers (aliases) are walked once
   // per reference, which is what their expansion costs any consumer: that is what the budget counts.
@@ -132,7 +140,8 @@ function checkYamlDocument(doc: unknown, limits: ManifestLimits, budget: WalkBud
       continue;
     }
     const { v, depth, at } = top;
-    if (--budget.nodes < 0) return `aliases expand to more values than the limit (${limits.maxAliasExpansion} beyond the file's size): an alias bomb?`;
+    if (--budget.nodes < 0)
+      return `aliases expand to more values than the limit (${limits.maxAliasExpansion} beyond the file's size): an alias bomb?`;
     if (typeof v !== 'object' || v === null) continue;
     if (path.has(v)) return `${at || 'the document'} refers to itself (a self-referencing alias)`;
     if (depth + 1 > limits.maxDepth) return `nested deeper than ${limits.maxDepth} levels at ${at || 'the top'}`;
@@ -167,16 +176,28 @@ function yamlError(err: unknown): string {
  * Parses one manifest file's text. Never throws: a text that is not YAML/JSON, or a document over a limit, is a
  * diagnostic naming the file (and the document); every other document's objects are returned.
  */
-export function parseManifestText(text: string, source: string, limits: ManifestLimits = DefaultManifestLimits): ParsedManifests {
+export function parseManifestText(
+  text: string,
+  source: string,
+  limits: ManifestLimits = DefaultManifestLimits,
+): ParsedManifests {
   const objects: ManifestObject[] = [];
   const diagnostics: Diagnostic[] = [];
   if (text.length > limits.maxFileBytes) {
-    diagnostics.push(fileDiagnostic(source, `${text.length} bytes: larger than the limit of ${limits.maxFileBytes}; file skipped`));
+    diagnostics.push(
+      fileDiagnostic(source, `${text.length} bytes: larger than the limit of ${limits.maxFileBytes}; file skipped`),
+    );
     return { objects, diagnostics };
   }
   const json = parseJsonExactly(text);
   if (json !== undefined) {
-    if (json.depth > limits.maxDepth) diagnostics.push(fileDiagnostic(source, `nested ${json.depth} levels deep, deeper than the limit of ${limits.maxDepth}; file skipped`));
+    if (json.depth > limits.maxDepth)
+      diagnostics.push(
+        fileDiagnostic(
+          source,
+          `nested ${json.depth} levels deep, deeper than the limit of ${limits.maxDepth}; file skipped`,
+        ),
+      );
     else expand(json.value, source, objects);
     return { objects, diagnostics };
   }
@@ -206,7 +227,12 @@ export function parseManifestText(text: string, source: string, limits: Manifest
       return;
     }
     if (mergeKeys.length > 0) {
-      diagnostics.push(fileDiagnostic(where, `YAML merge keys (<<) are not supported (at ${mergeKeys.join(', ')}): write the fields out; document skipped`));
+      diagnostics.push(
+        fileDiagnostic(
+          where,
+          `YAML merge keys (<<) are not supported (at ${mergeKeys.join(', ')}): write the fields out; document skipped`,
+        ),
+      );
       return;
     }
     expand(doc, where, objects);
@@ -215,7 +241,11 @@ export function parseManifestText(text: string, source: string, limits: Manifest
 }
 
 /** Parses one manifest file's text; throws ManifestError on the first problem (tests, tools that want all or nothing). */
-export function parseManifests(text: string, source: string, limits: ManifestLimits = DefaultManifestLimits): ManifestObject[] {
+export function parseManifests(
+  text: string,
+  source: string,
+  limits: ManifestLimits = DefaultManifestLimits,
+): ManifestObject[] {
   const { objects, diagnostics } = parseManifestText(text, source, limits);
   const err = diagnostics.find((d) => d.severity === Severity.Error);
   if (err !== undefined) throw new ManifestError(`${err.source ?? source}: ${err.message}`);
@@ -257,7 +287,9 @@ export async function listManifestFiles(dir: string): Promise<ManifestFileList> 
   const files: ManifestFile[] = [];
   const diagnostics: Diagnostic[] = [];
   const seen = new Map<string, string>();
-  const names = entries.filter((d) => !d.name.startsWith('.') && MANIFEST_FILE.test(d.name) && (d.isFile() || d.isSymbolicLink())).map((d) => d.name);
+  const names = entries
+    .filter((d) => !d.name.startsWith('.') && MANIFEST_FILE.test(d.name) && (d.isFile() || d.isSymbolicLink()))
+    .map((d) => d.name);
   for (const name of names.sort()) {
     const path = join(dir, name);
     let st;
@@ -268,8 +300,15 @@ export async function listManifestFiles(dir: string): Promise<ManifestFileList> 
       real = await realpath(path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') diagnostics.push(fileDiagnostic(path, 'a symlink to nothing (dangling); skipped', Severity.Warning));
-      else diagnostics.push(fileDiagnostic(path, `cannot be read: ${code === 'ELOOP' ? 'a symlink loop' : (err as Error).message}; skipped`));
+      if (code === 'ENOENT')
+        diagnostics.push(fileDiagnostic(path, 'a symlink to nothing (dangling); skipped', Severity.Warning));
+      else
+        diagnostics.push(
+          fileDiagnostic(
+            path,
+            `cannot be read: ${code === 'ELOOP' ? 'a symlink loop' : (err as Error).message}; skipped`,
+          ),
+        );
       continue;
     }
     if (!st.isFile()) continue;
@@ -285,10 +324,19 @@ export async function listManifestFiles(dir: string): Promise<ManifestFileList> 
 }
 
 /** Reads and parses one manifest file; never throws (an unreadable file is a diagnostic). */
-export async function readManifestFile(path: string, limits: ManifestLimits = DefaultManifestLimits): Promise<ParsedManifests> {
+export async function readManifestFile(
+  path: string,
+  limits: ManifestLimits = DefaultManifestLimits,
+): Promise<ParsedManifests> {
   try {
     const st = await stat(path);
-    if (st.size > limits.maxFileBytes) return { objects: [], diagnostics: [fileDiagnostic(path, `${st.size} bytes: larger than the limit of ${limits.maxFileBytes}; file skipped`)] };
+    if (st.size > limits.maxFileBytes)
+      return {
+        objects: [],
+        diagnostics: [
+          fileDiagnostic(path, `${st.size} bytes: larger than the limit of ${limits.maxFileBytes}; file skipped`),
+        ],
+      };
     return parseManifestText(await readFile(path, 'utf8'), path, limits);
   } catch (err) {
     return { objects: [], diagnostics: [fileDiagnostic(path, `cannot be read: ${(err as Error).message}; skipped`)] };
@@ -299,7 +347,10 @@ export async function readManifestFile(path: string, limits: ManifestLimits = De
  * Reads every manifest file of `dir` ({@link listManifestFiles}). A file that cannot be read or parsed is a
  * diagnostic; the others' objects are returned. Throws ManifestError only when the directory cannot be read.
  */
-export async function readManifests(dir: string, limits: ManifestLimits = DefaultManifestLimits): Promise<ParsedManifests> {
+export async function readManifests(
+  dir: string,
+  limits: ManifestLimits = DefaultManifestLimits,
+): Promise<ParsedManifests> {
   const { files, diagnostics } = await listManifestFiles(dir);
   const objects: ManifestObject[] = [];
   for (const f of files) {
@@ -311,7 +362,10 @@ export async function readManifests(dir: string, limits: ManifestLimits = Defaul
 }
 
 /** {@link readManifests}, all or nothing: throws ManifestError on the first file that cannot be read or parsed. */
-export async function readManifestDir(dir: string, limits: ManifestLimits = DefaultManifestLimits): Promise<ManifestObject[]> {
+export async function readManifestDir(
+  dir: string,
+  limits: ManifestLimits = DefaultManifestLimits,
+): Promise<ManifestObject[]> {
   const { objects, diagnostics } = await readManifests(dir, limits);
   const err = diagnostics.find((d) => d.severity === Severity.Error);
   if (err !== undefined) throw new ManifestError(`${err.source ?? dir}: ${err.message}`);
@@ -332,16 +386,47 @@ export interface AdmittedObject {
  */
 export function admitObject(object: unknown, source?: string): AdmittedObject {
   const src = source !== undefined ? { source } : {};
-  if (!isPlainObject(object)) return { diagnostics: [{ severity: Severity.Error, object: { kind: '<no kind>', name: '<unnamed>' }, field: '', message: `must be an object, not ${show(object)}`, ...src }] };
+  if (!isPlainObject(object))
+    return {
+      diagnostics: [
+        {
+          severity: Severity.Error,
+          object: { kind: '<no kind>', name: '<unnamed>' },
+          field: '',
+          message: `must be an object, not ${show(object)}`,
+          ...src,
+        },
+      ],
+    };
   const kind = typeof object.kind === 'string' ? object.kind : '';
   const ref = objectRefOf(kind === '' ? '<no kind>' : show(kind).slice(1, -1), object, kind !== 'Node');
   if (kind === 'Endpoints') {
-    return { diagnostics: [{ severity: Severity.Warning, object: ref, field: 'kind', message: 'v1 Endpoints are ignored: kube-proxy (and kpx) read discovery.k8s.io/v1 EndpointSlices', ...src }] };
+    return {
+      diagnostics: [
+        {
+          severity: Severity.Warning,
+          object: ref,
+          field: 'kind',
+          message: 'v1 Endpoints are ignored: kube-proxy (and kpx) read discovery.k8s.io/v1 EndpointSlices',
+          ...src,
+        },
+      ],
+    };
   }
   const expected = EXPECTED_API[kind];
   if (expected === undefined) return { diagnostics: [] };
   if (object.apiVersion !== expected) {
-    return { diagnostics: [{ severity: Severity.Error, object: ref, field: 'apiVersion', message: `${show(object.apiVersion)} is not supported for ${kind}: use ${expected}`, ...src }] };
+    return {
+      diagnostics: [
+        {
+          severity: Severity.Error,
+          object: ref,
+          field: 'apiVersion',
+          message: `${show(object.apiVersion)} is not supported for ${kind}: use ${expected}`,
+          ...src,
+        },
+      ],
+    };
   }
   return { kind: kind as Kind, diagnostics: [] };
 }
@@ -362,7 +447,11 @@ export function checkObject(object: unknown, source?: string): CheckedObject {
   const opts = source !== undefined ? { source } : {};
   const o = object as KubeObject;
   const diagnostics =
-    admitted.kind === Kind.Service ? convertService(o, opts).diagnostics : admitted.kind === Kind.EndpointSlice ? convertEndpointSlice(o, opts).diagnostics : convertNode(o, opts).diagnostics;
+    admitted.kind === Kind.Service
+      ? convertService(o, opts).diagnostics
+      : admitted.kind === Kind.EndpointSlice
+        ? convertEndpointSlice(o, opts).diagnostics
+        : convertNode(o, opts).diagnostics;
   return { kind: admitted.kind, diagnostics, ok: !diagnostics.some((d) => d.severity === Severity.Error) };
 }
 
@@ -370,7 +459,10 @@ export function checkObject(object: unknown, source?: string): CheckedObject {
  * Loads manifest objects into a ClusterState. Kinds kpx does not read are ignored (v1 Endpoints with a
  * warning: kube-proxy reads EndpointSlices only). Returns the diagnostics of the objects read.
  */
-export function loadClusterState(objects: readonly ManifestObject[], state = new ClusterState()): { state: ClusterState; diagnostics: Diagnostic[] } {
+export function loadClusterState(
+  objects: readonly ManifestObject[],
+  state = new ClusterState(),
+): { state: ClusterState; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const seen = new Map<string, string>();
   for (const { object, source } of objects) {
@@ -382,7 +474,13 @@ export function loadClusterState(objects: readonly ManifestObject[], state = new
     const id = `${kind}/${ref.namespace ?? ''}/${ref.name}`;
     const earlier = seen.get(id);
     if (earlier !== undefined) {
-      diagnostics.push({ severity: 'warning', object: ref, field: 'metadata.name', message: `also defined in ${earlier}; this later definition wins`, source });
+      diagnostics.push({
+        severity: 'warning',
+        object: ref,
+        field: 'metadata.name',
+        message: `also defined in ${earlier}; this later definition wins`,
+        source,
+      });
     }
     seen.set(id, source);
     if (kind === Kind.Service) state.upsertService(object, { source });

@@ -10,7 +10,10 @@ export function objectRefOf(kind: string, obj: unknown, namespaced: boolean): Ob
   const meta = isPlainObject(obj) && isPlainObject(obj.metadata) ? obj.metadata : {};
   const name = refName(meta.name);
   if (!namespaced) return { kind, name };
-  const ns = meta.namespace === undefined || meta.namespace === null || meta.namespace === '' ? 'default' : refName(meta.namespace);
+  const ns =
+    meta.namespace === undefined || meta.namespace === null || meta.namespace === ''
+      ? 'default'
+      : refName(meta.namespace);
   return { kind, namespace: ns, name };
 }
 
@@ -24,14 +27,21 @@ export interface MetaOptions {
  * Checks the object's shape and metadata; errors go to `sink`. Returns the object's name and namespace when they
  * are usable ('default' for a namespaced object without one), undefined when the object cannot be read at all.
  */
-export function checkObjectMeta(sink: DiagnosticSink, obj: unknown, opts: MetaOptions): { name: string; namespace: string } | undefined {
+export function checkObjectMeta(
+  sink: DiagnosticSink,
+  obj: unknown,
+  opts: MetaOptions,
+): { name: string; namespace: string } | undefined {
   if (!isPlainObject(obj)) {
     sink.error('', `must be an object, not ${show(obj)}`);
     return undefined;
   }
   const meta = obj.metadata;
   if (!isPlainObject(meta)) {
-    sink.error('metadata', meta === undefined || meta === null ? 'is required' : `must be an object, not ${show(meta)}`);
+    sink.error(
+      'metadata',
+      meta === undefined || meta === null ? 'is required' : `must be an object, not ${show(meta)}`,
+    );
     return undefined;
   }
   let ok = true;
@@ -53,7 +63,8 @@ export function checkObjectMeta(sink: DiagnosticSink, obj: unknown, opts: MetaOp
       ok = false;
     } else namespace = meta.namespace as string;
   }
-  if (meta.resourceVersion !== undefined && typeof meta.resourceVersion !== 'string') sink.error('metadata.resourceVersion', `must be a string, not ${show(meta.resourceVersion)}`);
+  if (meta.resourceVersion !== undefined && typeof meta.resourceVersion !== 'string')
+    sink.error('metadata.resourceVersion', `must be a string, not ${show(meta.resourceVersion)}`);
   checkStringMap(sink, 'metadata.labels', meta.labels, true);
   checkStringMap(sink, 'metadata.annotations', meta.annotations, false);
   return ok ? { name: meta.name as string, namespace } : undefined;
@@ -86,6 +97,10 @@ export function checkIP(sink: DiagnosticSink, field: string, raw: unknown): stri
     sink.error(field, `${show(raw)} is not a valid IP address`);
     return undefined;
   }
-  if (isSloppyIPv4(raw as string)) sink.warn(field, `${show(raw)} has leading zeros: read as decimal, as kube-proxy's ParseIPSloppy does, and programmed as ${ip}`);
+  if (isSloppyIPv4(raw as string))
+    sink.warn(
+      field,
+      `${show(raw)} has leading zeros: read as decimal, as kube-proxy's ParseIPSloppy does, and programmed as ${ip}`,
+    );
   return ip;
 }

@@ -39,11 +39,14 @@ export function convertNode(obj: NodeObject, opts: { source?: string } = {}): No
   if (meta === undefined) return { diagnostics: sink.items };
   const { name } = meta;
   const status: unknown = obj.status;
-  if (status !== undefined && status !== null && !isPlainObject(status)) sink.error('status', `must be an object, not ${show(status)}`);
+  if (status !== undefined && status !== null && !isPlainObject(status))
+    sink.error('status', `must be an object, not ${show(status)}`);
   const spec: unknown = obj.spec;
-  if (spec !== undefined && spec !== null && !isPlainObject(spec)) sink.error('spec', `must be an object, not ${show(spec)}`);
+  if (spec !== undefined && spec !== null && !isPlainObject(spec))
+    sink.error('spec', `must be an object, not ${show(spec)}`);
   const rawAddresses: unknown = isPlainObject(status) ? status.addresses : undefined;
-  if (rawAddresses !== undefined && rawAddresses !== null && !Array.isArray(rawAddresses)) sink.error('status.addresses', `must be a list, not ${show(rawAddresses)}`);
+  if (rawAddresses !== undefined && rawAddresses !== null && !Array.isArray(rawAddresses))
+    sink.error('status.addresses', `must be a list, not ${show(rawAddresses)}`);
   const addresses: NodeAddressInfo[] = [];
   (Array.isArray(rawAddresses) ? (rawAddresses as unknown[]) : []).forEach((a, i) => {
     if (!isPlainObject(a)) {
@@ -57,7 +60,8 @@ export function convertNode(obj: NodeObject, opts: { source?: string } = {}): No
   });
   const s: Record<string, unknown> = isPlainObject(spec) ? spec : {};
   const many = Array.isArray(s.podCIDRs) && s.podCIDRs.length > 0;
-  if (s.podCIDRs !== undefined && s.podCIDRs !== null && !Array.isArray(s.podCIDRs)) sink.error('spec.podCIDRs', `must be a list, not ${show(s.podCIDRs)}`);
+  if (s.podCIDRs !== undefined && s.podCIDRs !== null && !Array.isArray(s.podCIDRs))
+    sink.error('spec.podCIDRs', `must be a list, not ${show(s.podCIDRs)}`);
   const cidrTexts: unknown[] = many ? (s.podCIDRs as unknown[]) : s.podCIDR ? [s.podCIDR] : [];
   const podCIDRs: Cidr[] = [];
   cidrTexts.forEach((t, i) => {

@@ -60,7 +60,12 @@ export interface ServicePort {
 }
 
 /** Key joining a service port to its endpoints: `ns/name:portName/PROTOCOL/family`. */
-export function servicePortKey(p: { service: { namespace: string; name: string }; portName: string; protocol: Protocol; family: IPFamily }): string {
+export function servicePortKey(p: {
+  service: { namespace: string; name: string };
+  portName: string;
+  protocol: Protocol;
+  family: IPFamily;
+}): string {
   return `${p.service.namespace}/${p.service.name}:${p.portName}/${p.protocol}/${p.family}`;
 }
 
@@ -124,7 +129,8 @@ function ipFamiliesOf(sink: DiagnosticSink, spec: Record<string, unknown>): (IPF
     sink.error(`spec.ipFamilies[${i}]`, `unsupported value ${show(f)}: must be IPv4 or IPv6`);
     return undefined;
   });
-  if (out.length === 2 && out[0] !== undefined && out[0] === out[1]) sink.error('spec.ipFamilies[1]', `duplicate family ${out[0]}`);
+  if (out.length === 2 && out[0] !== undefined && out[0] === out[1])
+    sink.error('spec.ipFamilies[1]', `duplicate family ${out[0]}`);
   return out;
 }
 
@@ -138,9 +144,20 @@ function clusterIPsOf(sink: DiagnosticSink, spec: Record<string, unknown>): Map<
     return new Map();
   }
   const clusterIPs = spec.clusterIPs as unknown[] | undefined;
-  const list: unknown[] = Array.isArray(clusterIPs) && clusterIPs.length > 0 ? clusterIPs : typeof spec.clusterIP === 'string' ? [spec.clusterIP] : [];
+  const list: unknown[] =
+    Array.isArray(clusterIPs) && clusterIPs.length > 0
+      ? clusterIPs
+      : typeof spec.clusterIP === 'string'
+        ? [spec.clusterIP]
+        : [];
   if (list.length === 0 || list[0] === 'None' || list[0] === '') return 'headless';
-  if (typeof spec.clusterIP === 'string' && spec.clusterIP !== '' && Array.isArray(clusterIPs) && clusterIPs.length > 0 && clusterIPs[0] !== spec.clusterIP) {
+  if (
+    typeof spec.clusterIP === 'string' &&
+    spec.clusterIP !== '' &&
+    Array.isArray(clusterIPs) &&
+    clusterIPs.length > 0 &&
+    clusterIPs[0] !== spec.clusterIP
+  ) {
     sink.error('spec.clusterIPs[0]', `must equal spec.clusterIP ${show(spec.clusterIP)}`);
   }
   if (list.length > 2) sink.error('spec.clusterIPs', `may hold at most two addresses, not ${list.length}`);
@@ -158,7 +175,8 @@ function clusterIPsOf(sink: DiagnosticSink, spec: Record<string, unknown>): Map<
     const family = ipFamilyOf(ip) ?? IPFamily.IPv4;
     if (byFamily.has(family)) sink.error(f, `more than one ${family} cluster IP`);
     const expected = families?.[i];
-    if (expected !== undefined && expected !== family) sink.error(f, `${ip} is an ${family} address, but spec.ipFamilies[${i}] is ${expected}`);
+    if (expected !== undefined && expected !== family)
+      sink.error(f, `${ip} is an ${family} address, but spec.ipFamilies[${i}] is ${expected}`);
     byFamily.set(family, ip);
   });
   if (policy === 'SingleStack' && (list.length > 1 || (families?.length ?? 0) > 1)) {
@@ -206,14 +224,19 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
   const spec = rawSpec as NonNullable<ServiceObject['spec']> & Record<string, unknown>;
   const type = spec.type ?? ServiceType.ClusterIP;
   if (!Object.values(ServiceType).includes(type as ServiceType)) {
-    sink.error('spec.type', `unsupported value ${show(type)}: must be ClusterIP, NodePort, LoadBalancer or ExternalName`);
+    sink.error(
+      'spec.type',
+      `unsupported value ${show(type)}: must be ClusterIP, NodePort, LoadBalancer or ExternalName`,
+    );
     return { ports: [], diagnostics: sink.items };
   }
   if (type === ServiceType.ExternalName) return { ports: [], diagnostics: sink.items, skipped: 'ExternalName service' };
   const clusterIPs = clusterIPsOf(sink, spec);
-  if (clusterIPs === 'headless') return { ports: [], diagnostics: sink.items, skipped: 'headless service (clusterIP None)' };
+  if (clusterIPs === 'headless')
+    return { ports: [], diagnostics: sink.items, skipped: 'headless service (clusterIP None)' };
 
-  if (spec.ports !== undefined && spec.ports !== null && !Array.isArray(spec.ports)) sink.error('spec.ports', `must be a list of ports, not ${show(spec.ports)}`);
+  if (spec.ports !== undefined && spec.ports !== null && !Array.isArray(spec.ports))
+    sink.error('spec.ports', `must be a list of ports, not ${show(spec.ports)}`);
   const ports: unknown[] = Array.isArray(spec.ports) ? spec.ports : [];
   if (ports.length === 0) sink.error('spec.ports', 'a service with a cluster IP needs at least one port');
   const seenNames = new Set<string>();
@@ -234,16 +257,19 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
       if (bad !== undefined) sink.error(`${f}.name`, bad);
       else portName = p.name as string;
     }
-    if (ports.length > 1 && (p.name === undefined || p.name === null || p.name === '')) sink.error(`${f}.name`, 'is required when a service has more than one port');
+    if (ports.length > 1 && (p.name === undefined || p.name === null || p.name === ''))
+      sink.error(`${f}.name`, 'is required when a service has more than one port');
     if (portName && seenNames.has(portName)) sink.error(`${f}.name`, `duplicate port name ${show(portName)}`);
     seenNames.add(portName);
     const protocol = parseProtocol(p.protocol);
-    if (protocol === undefined) sink.error(`${f}.protocol`, `unsupported protocol ${show(p.protocol)}: must be TCP, UDP or SCTP`);
+    if (protocol === undefined)
+      sink.error(`${f}.protocol`, `unsupported protocol ${show(p.protocol)}: must be TCP, UDP or SCTP`);
     if (!isPortNumber(p.port)) sink.error(`${f}.port`, `${show(p.port)} is not a valid port number (1-65535)`);
     checkTargetPort(sink, `${f}.targetPort`, p.targetPort);
     let nodePort = 0;
     if (p.nodePort !== undefined && p.nodePort !== null && p.nodePort !== 0) {
-      if (!isPortNumber(p.nodePort)) sink.error(`${f}.nodePort`, `${show(p.nodePort)} is not a valid port number (1-65535)`);
+      if (!isPortNumber(p.nodePort))
+        sink.error(`${f}.nodePort`, `${show(p.nodePort)} is not a valid port number (1-65535)`);
       else if (!hasNodePorts) sink.error(`${f}.nodePort`, `may not be used when spec.type is ${type}`);
       else {
         nodePort = p.nodePort;
@@ -266,7 +292,8 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
     else sourceRanges.push(cidr);
   });
   const lbVIPs: string[] = [];
-  const ingress: unknown = isPlainObject(obj.status) && isPlainObject(obj.status.loadBalancer) ? obj.status.loadBalancer.ingress : undefined;
+  const ingress: unknown =
+    isPlainObject(obj.status) && isPlainObject(obj.status.loadBalancer) ? obj.status.loadBalancer.ingress : undefined;
   (Array.isArray(ingress) ? (ingress as ServiceIngress[]) : []).forEach((ing, i) => {
     const f = `status.loadBalancer.ingress[${i}]`;
     if (ing?.ipMode !== undefined && ing.ipMode !== 'VIP' && ing.ipMode !== 'Proxy') {
@@ -285,7 +312,10 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
   if (affinity === 'ClientIP') {
     const t = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DefaultAffinityTimeoutSeconds;
     if (!Number.isInteger(t) || t < 1 || t > MaxAffinityTimeoutSeconds) {
-      sink.error('spec.sessionAffinityConfig.clientIP.timeoutSeconds', `${show(t)} must be an integer from 1 to ${MaxAffinityTimeoutSeconds}`);
+      sink.error(
+        'spec.sessionAffinityConfig.clientIP.timeoutSeconds',
+        `${show(t)} must be an integer from 1 to ${MaxAffinityTimeoutSeconds}`,
+      );
     } else affinityTimeoutSeconds = t;
   } else if (affinity !== 'None' && affinity !== '') {
     sink.error('spec.sessionAffinity', `unsupported value ${show(affinity)}: must be "None" or "ClientIP"`);
@@ -294,13 +324,22 @@ export function convertService(obj: ServiceObject, opts: { source?: string } = {
   let healthCheckNodePort = 0;
   if (type === ServiceType.LoadBalancer && eTP === TrafficPolicy.Local) {
     const h = spec.healthCheckNodePort ?? 0;
-    if (h === 0) sink.warn('spec.healthCheckNodePort', 'a LoadBalancer service with externalTrafficPolicy Local has no health check node port');
-    else if (!isPortNumber(h)) sink.error('spec.healthCheckNodePort', `${show(h)} is not a valid port number (1-65535)`);
+    if (h === 0)
+      sink.warn(
+        'spec.healthCheckNodePort',
+        'a LoadBalancer service with externalTrafficPolicy Local has no health check node port',
+      );
+    else if (!isPortNumber(h))
+      sink.error('spec.healthCheckNodePort', `${show(h)} is not a valid port number (1-65535)`);
     else healthCheckNodePort = h;
   }
   if (sink.hasErrors) return { ports: [], diagnostics: sink.items };
 
-  const service: ServiceRef = { namespace, name, resourceVersion: typeof obj.metadata?.resourceVersion === 'string' ? obj.metadata.resourceVersion : '' };
+  const service: ServiceRef = {
+    namespace,
+    name,
+    resourceVersion: typeof obj.metadata?.resourceVersion === 'string' ? obj.metadata.resourceVersion : '',
+  };
   const out: ServicePort[] = [];
   for (const family of [IPFamily.IPv4, IPFamily.IPv6]) {
     const clusterIP = clusterIPs.get(family);

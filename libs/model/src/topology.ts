@@ -33,7 +33,11 @@ export function isLocalEndpoint(ep: Endpoint, node: NodeTopology): boolean {
 }
 
 /** kube-proxy's topologyModeFromHints: hints are used only when every ready endpoint carries them. */
-export function topologyModeFromHints(endpoints: readonly Endpoint[], node: NodeTopology, opts: TopologyOptions = {}): TopologyMode {
+export function topologyModeFromHints(
+  endpoints: readonly Endpoint[],
+  node: NodeTopology,
+  opts: TopologyOptions = {},
+): TopologyMode {
   let hasForNode = false;
   let allNodeHints = true;
   let hasForZone = false;
@@ -134,8 +138,10 @@ export function sortDistinctEndpoints(endpoints: Endpoint[]): Endpoint[] | undef
   return sortDecorated(endpoints) ? endpoints : undefined;
 }
 
-const compareDecorated = (a: { key: number | string; ep: Endpoint }, b: { key: number | string; ep: Endpoint }): number =>
-  a.ep.ip !== b.ep.ip ? compareSortKeys(a.key, b.key) : a.ep.port - b.ep.port;
+const compareDecorated = (
+  a: { key: number | string; ep: Endpoint },
+  b: { key: number | string; ep: Endpoint },
+): number => (a.ep.ip !== b.ep.ip ? compareSortKeys(a.key, b.key) : a.ep.port - b.ep.port);
 
 /** Sorts in compareEndpoints order, each sort key computed once; returns whether no two endpoints compare equal. */
 function sortDecorated(endpoints: Endpoint[]): boolean {
@@ -196,7 +202,11 @@ function keyText(key: number | string): string {
 function ipSortKey(ip: string): number | string {
   const quad = dottedQuadKey(ip);
   if (quad >= 0) return quad;
-  if (!ip.includes(':')) return ip.split('.').map((o) => o.padStart(3, '0')).join('.');
+  if (!ip.includes(':'))
+    return ip
+      .split('.')
+      .map((o) => o.padStart(3, '0'))
+      .join('.');
   // Canonical IPv6: expand "::" and pad words.
   const [head = '', tail = ''] = ip.split('::');
   const h = head ? head.split(':') : [];

@@ -22,7 +22,11 @@ export function show(v: unknown): string {
   if (v === undefined) return 'undefined';
   // JSON escapes control characters but not U+2028/U+2029 (line separators to some readers) nor DEL and C1:
   // everything outside printable ASCII is written as \uXXXX.
-  if (typeof v === 'string') return clip(JSON.stringify(v).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`), 100);
+  if (typeof v === 'string')
+    return clip(
+      JSON.stringify(v).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+      100,
+    );
   if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (typeof v === 'object') return 'an object';
@@ -49,7 +53,8 @@ export function checkDNS1123Label(v: unknown): string | undefined {
   if (bad !== undefined) return bad;
   const s = v as string;
   if (s.length > 63) return `must be no more than 63 characters (${s.length})`;
-  if (!DNS1123_LABEL.test(s)) return `${show(s)} must be a lowercase RFC 1123 label: lower case letters, digits and '-', starting and ending with a letter or digit`;
+  if (!DNS1123_LABEL.test(s))
+    return `${show(s)} must be a lowercase RFC 1123 label: lower case letters, digits and '-', starting and ending with a letter or digit`;
   return undefined;
 }
 
@@ -59,7 +64,8 @@ export function checkDNS1035Label(v: unknown): string | undefined {
   if (bad !== undefined) return bad;
   const s = v as string;
   if (s.length > 63) return `must be no more than 63 characters (${s.length})`;
-  if (!DNS1035_LABEL.test(s)) return `${show(s)} must be an RFC 1035 label: lower case letters, digits and '-', starting with a letter and ending with a letter or digit`;
+  if (!DNS1035_LABEL.test(s))
+    return `${show(s)} must be an RFC 1035 label: lower case letters, digits and '-', starting with a letter and ending with a letter or digit`;
   return undefined;
 }
 
@@ -69,7 +75,8 @@ export function checkDNS1123Subdomain(v: unknown): string | undefined {
   if (bad !== undefined) return bad;
   const s = v as string;
   if (s.length > 253) return `must be no more than 253 characters (${s.length})`;
-  if (!DNS1123_SUBDOMAIN.test(s)) return `${show(s)} must be a lowercase RFC 1123 subdomain: lower case letters, digits, '-' and '.', each label starting and ending with a letter or digit`;
+  if (!DNS1123_SUBDOMAIN.test(s))
+    return `${show(s)} must be a lowercase RFC 1123 subdomain: lower case letters, digits, '-' and '.', each label starting and ending with a letter or digit`;
   return undefined;
 }
 
@@ -96,7 +103,8 @@ export function checkQualifiedName(v: unknown): string | undefined {
   const name = parts[parts.length - 1] ?? '';
   if (parts.length === 2) {
     const prefix = parts[0] ?? '';
-    if (prefix === '' || checkDNS1123Subdomain(prefix) !== undefined) return `${show(s)}: the prefix must be a lowercase RFC 1123 subdomain`;
+    if (prefix === '' || checkDNS1123Subdomain(prefix) !== undefined)
+      return `${show(s)}: the prefix must be a lowercase RFC 1123 subdomain`;
   }
   if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
     return `${show(s)}: the name part must be 1 to 63 characters: letters, digits, '-', '_' and '.', starting and ending with a letter or digit`;
@@ -110,8 +118,10 @@ export function checkLabelValue(v: unknown): string | undefined {
   if (bad !== undefined) return bad;
   const s = v as string;
   if (s.length > 63) return `must be no more than 63 characters (${s.length})`;
-  if (!LABEL_VALUE.test(s)) return `${show(s)} must be empty or letters, digits, '-', '_' and '.', starting and ending with a letter or digit`;
+  if (!LABEL_VALUE.test(s))
+    return `${show(s)} must be empty or letters, digits, '-', '_' and '.', starting and ending with a letter or digit`;
   return undefined;
 }
 
-export const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -26,7 +26,11 @@ const implicit = [types.null, types.bool, types.int, types.float];
 function plainValue(s: string): unknown {
   const c = s.charCodeAt(0);
   // A letter other than those null/bool start with: a string, no resolver matches.
-  if ((c >= 97 && c <= 122 && c !== 110 && c !== 116 && c !== 102) || (c >= 65 && c <= 90 && c !== 78 && c !== 84 && c !== 70)) return s;
+  if (
+    (c >= 97 && c <= 122 && c !== 110 && c !== 116 && c !== 102) ||
+    (c >= 65 && c <= 90 && c !== 78 && c !== 84 && c !== 70)
+  )
+    return s;
   // A small decimal integer (ports, counts): what js-yaml's int type gives, without its regexes.
   if (s.length < 10 && DECIMAL.test(s)) return Number(s);
   // Two dots (an IPv4 address, a CIDR, a DNS name): no null, bool, int or float has more than one.
@@ -57,7 +61,16 @@ function scalar(text: string): unknown {
   const hash = s.indexOf(' #');
   if (hash >= 0) s = s.slice(0, hash).trimEnd();
   if (s === '') return null;
-  if (startsWithIndicator(s) || c === '?' || c === ':' || (c === '-' && (s.length === 1 || s[1] === ' ')) || s.includes(': ') || s.endsWith(':') || s.includes('\t')) giveUp();
+  if (
+    startsWithIndicator(s) ||
+    c === '?' ||
+    c === ':' ||
+    (c === '-' && (s.length === 1 || s[1] === ' ')) ||
+    s.includes(': ') ||
+    s.endsWith(':') ||
+    s.includes('\t')
+  )
+    giveUp();
   return plainValue(s);
 }
 
@@ -124,11 +137,19 @@ function splitEntry(text: string): { key: string; rest: string } | undefined {
     return { key, rest: after.slice(1).trimStart() };
   }
   let colon = text.indexOf(':');
-  while (colon >= 0 && !(colon === text.length - 1 || text.charCodeAt(colon + 1) === 32)) colon = text.indexOf(':', colon + 1);
+  while (colon >= 0 && !(colon === text.length - 1 || text.charCodeAt(colon + 1) === 32))
+    colon = text.indexOf(':', colon + 1);
   if (colon < 0) return undefined;
   const key = text.slice(0, colon);
   if (key.includes(' #')) return undefined;
-  if (colon === 0 || text.charCodeAt(colon - 1) === 32 || startsWithIndicator(key) || ((c === '-' || c === '?') && (key.length === 1 || key[1] === ' ')) || key.includes('\t')) giveUp();
+  if (
+    colon === 0 ||
+    text.charCodeAt(colon - 1) === 32 ||
+    startsWithIndicator(key) ||
+    ((c === '-' || c === '?') && (key.length === 1 || key[1] === ' ')) ||
+    key.includes('\t')
+  )
+    giveUp();
   const k = plainValue(key);
   // A key js-yaml would read as null, a number or a bool becomes that value's string: leave those to it.
   if (typeof k !== 'string') giveUp();
@@ -212,7 +233,11 @@ class Reader {
       this.i++;
     }
     for (;;) {
-      this.set(o, entry.key, entry.rest === '' || entry.rest.startsWith('#') ? this.nested(indent) : this.inlineValue(entry.rest, indent));
+      this.set(
+        o,
+        entry.key,
+        entry.rest === '' || entry.rest.startsWith('#') ? this.nested(indent) : this.inlineValue(entry.rest, indent),
+      );
       const next = this.indent();
       if (next < indent) return o;
       if (next > indent || this.dash()) giveUp();

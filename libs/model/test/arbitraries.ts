@@ -2,7 +2,26 @@
 // mutations of them (a field replaced by anything, hostile strings included).
 import fc from 'fast-check';
 
-export const hostileStrings = ['', ' ', 'a b', 'a\nb', '*filter\n-A INPUT -j DROP\nCOMMIT', 'a"b', "a'b", 'a\\b', '\u2028', 'A', '-a', 'a-', '1', '010.1.1.1', '::', 'None', 'é', 'x'.repeat(300)];
+export const hostileStrings = [
+  '',
+  ' ',
+  'a b',
+  'a\nb',
+  '*filter\n-A INPUT -j DROP\nCOMMIT',
+  'a"b',
+  "a'b",
+  'a\\b',
+  '\u2028',
+  'A',
+  '-a',
+  'a-',
+  '1',
+  '010.1.1.1',
+  '::',
+  'None',
+  'é',
+  'x'.repeat(300),
+];
 
 const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom(...hostileStrings),
@@ -15,18 +34,27 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
 const label = fc.stringMatching(/^[a-z]([a-z0-9-]{0,6}[a-z0-9])?$/);
 const octet = fc.integer({ min: 0, max: 255 });
 const ipv4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
-const ipv6 = fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 1, max: 0xffff })).map(([a, b]) => `fd00:${a.toString(16)}::${b.toString(16)}`);
+const ipv6 = fc
+  .tuple(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 1, max: 0xffff }))
+  .map(([a, b]) => `fd00:${a.toString(16)}::${b.toString(16)}`);
 const protocol = fc.constantFrom('TCP', 'UDP', 'SCTP', undefined);
 
 export const nodeNames = ['n1', 'n2', 'n3'];
 
-export const validNode = fc.record({ name: fc.constantFrom(...nodeNames), ip: ipv4, ip6: ipv6, zone: fc.constantFrom('z1', 'z2') }).map(({ name, ip, ip6, zone }) => ({
-  apiVersion: 'v1',
-  kind: 'Node',
-  metadata: { name, labels: { 'topology.kubernetes.io/zone': zone } },
-  spec: { podCIDRs: ['10.244.0.0/24'] },
-  status: { addresses: [{ type: 'InternalIP', address: ip }, { type: 'InternalIP', address: ip6 }] },
-}));
+export const validNode = fc
+  .record({ name: fc.constantFrom(...nodeNames), ip: ipv4, ip6: ipv6, zone: fc.constantFrom('z1', 'z2') })
+  .map(({ name, ip, ip6, zone }) => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels: { 'topology.kubernetes.io/zone': zone } },
+    spec: { podCIDRs: ['10.244.0.0/24'] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: ip },
+        { type: 'InternalIP', address: ip6 },
+      ],
+    },
+  }));
 
 export const validService = fc
   .record({
@@ -35,11 +63,19 @@ export const validService = fc
     type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
     ip: ipv4,
     ip6: fc.option(ipv6, { nil: undefined }),
-    ports: fc.uniqueArray(fc.record({ name: label, port: fc.integer({ min: 1, max: 65535 }), protocol, nodePort: fc.integer({ min: 30000, max: 32767 }) }), {
-      minLength: 1,
-      maxLength: 3,
-      selector: (p) => p.name,
-    }),
+    ports: fc.uniqueArray(
+      fc.record({
+        name: label,
+        port: fc.integer({ min: 1, max: 65535 }),
+        protocol,
+        nodePort: fc.integer({ min: 30000, max: 32767 }),
+      }),
+      {
+        minLength: 1,
+        maxLength: 3,
+        selector: (p) => p.name,
+      },
+    ),
     etpLocal: fc.boolean(),
     affinity: fc.boolean(),
   })
@@ -54,7 +90,12 @@ export const validService = fc
       ...(type !== 'ClusterIP' && etpLocal ? { externalTrafficPolicy: 'Local' } : {}),
       ...(affinity ? { sessionAffinity: 'ClientIP' } : {}),
       // Distinct port/protocol pairs (the API refuses duplicates): the port number is made unique by index.
-      ports: ports.map((p, i) => ({ name: p.name, port: ((p.port + i * 7919) % 65535) + 1, protocol: p.protocol, ...(type === 'ClusterIP' ? {} : { nodePort: 30000 + ((p.nodePort + i) % 2768) }) })),
+      ports: ports.map((p, i) => ({
+        name: p.name,
+        port: ((p.port + i * 7919) % 65535) + 1,
+        protocol: p.protocol,
+        ...(type === 'ClusterIP' ? {} : { nodePort: 30000 + ((p.nodePort + i) % 2768) }),
+      })),
     },
   }));
 
@@ -63,8 +104,15 @@ export const validSlice = fc
     name: label,
     namespace: fc.constantFrom('default', 'shop', 'kube-system'),
     service: label,
-    ports: fc.uniqueArray(fc.record({ name: label, port: fc.integer({ min: 1, max: 65535 }), protocol }), { minLength: 1, maxLength: 2, selector: (p) => `${p.name}` }),
-    endpoints: fc.array(fc.record({ ip: ipv4, node: fc.constantFrom(...nodeNames), ready: fc.boolean(), terminating: fc.boolean() }), { maxLength: 4 }),
+    ports: fc.uniqueArray(fc.record({ name: label, port: fc.integer({ min: 1, max: 65535 }), protocol }), {
+      minLength: 1,
+      maxLength: 2,
+      selector: (p) => `${p.name}`,
+    }),
+    endpoints: fc.array(
+      fc.record({ ip: ipv4, node: fc.constantFrom(...nodeNames), ready: fc.boolean(), terminating: fc.boolean() }),
+      { maxLength: 4 },
+    ),
   })
   .map(({ name, namespace, service, ports, endpoints }) => ({
     apiVersion: 'discovery.k8s.io/v1',
@@ -72,7 +120,11 @@ export const validSlice = fc
     metadata: { name: `${service}-${name}`, namespace, labels: { 'kubernetes.io/service-name': service } },
     addressType: 'IPv4',
     ports,
-    endpoints: endpoints.map((e) => ({ addresses: [e.ip], nodeName: e.node, conditions: { ready: e.ready, terminating: e.terminating } })),
+    endpoints: endpoints.map((e) => ({
+      addresses: [e.ip],
+      nodeName: e.node,
+      conditions: { ready: e.ready, terminating: e.terminating },
+    })),
   }));
 
 export const validObject = fc.oneof(validService, validSlice, validNode);
@@ -96,9 +148,17 @@ export function mutate(obj: unknown, pick: number, value: unknown, newKey: strin
   let parent: Record<string | number, unknown> = copy;
   for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
   const last = path[path.length - 1] ?? 'metadata';
-  if (newKey !== undefined && typeof parent[last] === 'object' && parent[last] !== null && !Array.isArray(parent[last])) (parent[last] as Record<string, unknown>)[newKey] = value;
+  if (newKey !== undefined && typeof parent[last] === 'object' && parent[last] !== null && !Array.isArray(parent[last]))
+    (parent[last] as Record<string, unknown>)[newKey] = value;
   else parent[last] = value;
   return copy;
 }
 
-export const mutatedObject = fc.tuple(validObject, fc.nat(), hostileValue, fc.option(fc.constantFrom('extra', 'name', 'port', '__proto__'), { nil: undefined })).map(([o, pick, value, key]) => mutate(o, pick, value, key));
+export const mutatedObject = fc
+  .tuple(
+    validObject,
+    fc.nat(),
+    hostileValue,
+    fc.option(fc.constantFrom('extra', 'name', 'port', '__proto__'), { nil: undefined }),
+  )
+  .map(([o, pick, value, key]) => mutate(o, pick, value, key));

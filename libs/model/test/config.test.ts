@@ -85,7 +85,13 @@ describe('defaults', () => {
       udpStreamTimeoutMs: 0,
     },
     configSyncPeriodMs: 15 * 60_000,
-    clientConnection: { kubeconfig: '', acceptContentTypes: '', contentType: 'application/vnd.kubernetes.protobuf', qps: 5, burst: 10 },
+    clientConnection: {
+      kubeconfig: '',
+      acceptContentTypes: '',
+      contentType: 'application/vnd.kubernetes.protobuf',
+      qps: 5,
+      burst: 10,
+    },
     featureGates: {},
   };
 
@@ -191,14 +197,21 @@ describe('YAML and JSON', () => {
   test('only the first of several YAML documents is read, with a warning', () => {
     const { config, warnings } = loadKubeProxyConfig(`${HEADER}mode: ipvs\n---\n${HEADER}mode: nftables\n`);
     assert.equal(config.mode, ProxyMode.IPVS);
-    assert.ok(warnings.some((w) => w.includes('2 YAML documents')), warnings.join('\n'));
+    assert.ok(
+      warnings.some((w) => w.includes('2 YAML documents')),
+      warnings.join('\n'),
+    );
   });
 });
 
 describe('type meta', () => {
   test('wrong or missing apiVersion and kind are refused', () => {
-    assert.deepEqual(fields(refuse('apiVersion: kubeproxy.config.k8s.io/v1alpha2\nkind: KubeProxyConfiguration\n')), ['apiVersion']);
-    assert.deepEqual(fields(refuse('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeletConfiguration\n')), ['kind']);
+    assert.deepEqual(fields(refuse('apiVersion: kubeproxy.config.k8s.io/v1alpha2\nkind: KubeProxyConfiguration\n')), [
+      'apiVersion',
+    ]);
+    assert.deepEqual(fields(refuse('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeletConfiguration\n')), [
+      'kind',
+    ]);
     assert.deepEqual(fields(refuse('mode: ipvs\n')), ['apiVersion', 'kind']);
     assert.match(refuse('kind: KubeProxyConfiguration\n').message, /apiVersion: missing/);
   });
@@ -288,7 +301,10 @@ describe('validation', () => {
   test('clusterCIDR is ignored (not validated) unless detectLocalMode is ClusterCIDR', () => {
     const { config, warnings } = load('detectLocalMode: NodeCIDR\nclusterCIDR: bogus\n');
     assert.deepEqual(config.clusterCIDRs, []);
-    assert.ok(warnings.some((w) => w.startsWith('clusterCIDR: ignored')), warnings.join('\n'));
+    assert.ok(
+      warnings.some((w) => w.startsWith('clusterCIDR: ignored')),
+      warnings.join('\n'),
+    );
   });
 
   test('detectLocalMode and its detectLocal settings', () => {
@@ -299,7 +315,11 @@ describe('validation', () => {
     const prefix = load('detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  interfaceNamePrefix: veth\n').config;
     assert.equal(prefix.detectLocal.interfaceNamePrefix, 'veth');
     refuseOne('detectLocalMode: BridgeInterface\n', 'detectLocal.bridgeInterface', 'must not be empty');
-    refuseOne('detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  bridgeInterface: cbr0\n', 'detectLocal.interfaceNamePrefix', 'must not be empty');
+    refuseOne(
+      'detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  bridgeInterface: cbr0\n',
+      'detectLocal.interfaceNamePrefix',
+      'must not be empty',
+    );
     refuseOne('detectLocalMode: Guess\n', 'detectLocalMode', '"Guess"', '"NodeCIDR"');
   });
 
@@ -317,17 +337,28 @@ describe('validation', () => {
   });
 
   test('section values are only checked in the mode that uses them; elsewhere they warn', () => {
-    const { config, warnings } = load('mode: iptables\nipvs:\n  scheduler: fastest\n  tcpTimeout: -1s\nnftables:\n  masqueradeBit: 40\n');
+    const { config, warnings } = load(
+      'mode: iptables\nipvs:\n  scheduler: fastest\n  tcpTimeout: -1s\nnftables:\n  masqueradeBit: 40\n',
+    );
     assert.equal(config.mode, ProxyMode.IPTables);
     for (const field of ['ipvs.scheduler', 'ipvs.tcpTimeout', 'nftables.masqueradeBit']) {
-      assert.ok(warnings.some((w) => w.startsWith(`${field}: invalid value`)), `${field} in\n${warnings.join('\n')}`);
+      assert.ok(
+        warnings.some((w) => w.startsWith(`${field}: invalid value`)),
+        `${field} in\n${warnings.join('\n')}`,
+      );
     }
   });
 
   test('nodePortAddresses: CIDRs or "primary"', () => {
-    assert.deepEqual(load('nodePortAddresses: [primary]\n').config.nodePortAddresses, { kind: NodePortAddressesKind.Primary });
+    assert.deepEqual(load('nodePortAddresses: [primary]\n').config.nodePortAddresses, {
+      kind: NodePortAddressesKind.Primary,
+    });
     refuseOne('nodePortAddresses: [10.0.0.0/8, 10.1.2.3]\n', 'nodePortAddresses[1]', '"10.1.2.3"', 'valid CIDR');
-    refuseOne('nodePortAddresses: [10.0.0.0/8, primary]\n', 'nodePortAddresses[1]', "can't use both 'primary' and CIDRs");
+    refuseOne(
+      'nodePortAddresses: [10.0.0.0/8, primary]\n',
+      'nodePortAddresses[1]',
+      "can't use both 'primary' and CIDRs",
+    );
     refuseOne('nodePortAddresses: 10.0.0.0/8\n', 'nodePortAddresses', 'list');
   });
 
@@ -396,12 +427,20 @@ describe('warnings', () => {
     );
     assert.equal(config.masqueradeBit, 14, 'the misspelt field is not used');
     const unknown = warnings.filter((w) => w.includes('unknown field'));
-    assert.deepEqual(
-      unknown.map((w) => w.split(':')[0]).sort(),
-      ['clientConnection.qpss', 'conntrack.maxPerCPU', 'detectLocal.bridge', 'foo', 'iptables.masqueradBit', 'ipvs.Scheduler'],
-    );
+    assert.deepEqual(unknown.map((w) => w.split(':')[0]).sort(), [
+      'clientConnection.qpss',
+      'conntrack.maxPerCPU',
+      'detectLocal.bridge',
+      'foo',
+      'iptables.masqueradBit',
+      'ipvs.Scheduler',
+    ]);
     assert.equal(unknown.length, 6);
-    assert.ok(warnings.includes('iptables.masqueradBit: unknown field (did you mean "masqueradeBit"?); it is not part of KubeProxyConfiguration and is ignored'));
+    assert.ok(
+      warnings.includes(
+        'iptables.masqueradBit: unknown field (did you mean "masqueradeBit"?); it is not part of KubeProxyConfiguration and is ignored',
+      ),
+    );
     assert.ok(warnings.some((w) => w.startsWith('ipvs.Scheduler: unknown field (did you mean "scheduler"?)')));
   });
 
@@ -420,9 +459,14 @@ describe('warnings', () => {
       'winkernel',
       'iptables.snatNodeInternalIP',
     ]) {
-      assert.ok(warnings.some((w) => w.startsWith(`${field}: ignored`)), `${field} in\n${warnings.join('\n')}`);
+      assert.ok(
+        warnings.some((w) => w.startsWith(`${field}: ignored`)),
+        `${field} in\n${warnings.join('\n')}`,
+      );
     }
-    const quiet = load('enableProfiling: false\noomScoreAdj: -999\nlogging:\n  format: text\n  flushFrequency: 5s\nfeatureGates: {}\n');
+    const quiet = load(
+      'enableProfiling: false\noomScoreAdj: -999\nlogging:\n  format: text\n  flushFrequency: 5s\nfeatureGates: {}\n',
+    );
     assert.deepEqual(quiet.warnings, []);
   });
 
@@ -431,7 +475,9 @@ describe('warnings', () => {
   });
 
   test('settings of another mode are reported as ignored', () => {
-    const { warnings } = load('mode: ipvs\niptables:\n  syncPeriod: 10s\n  localhostNodePorts: false\n  masqueradeBit: 10\nnftables:\n  masqueradeAll: true\n');
+    const { warnings } = load(
+      'mode: ipvs\niptables:\n  syncPeriod: 10s\n  localhostNodePorts: false\n  masqueradeBit: 10\nnftables:\n  masqueradeAll: true\n',
+    );
     assert.ok(warnings.includes('iptables.syncPeriod: ignored in ipvs mode'), warnings.join('\n'));
     assert.ok(warnings.includes('iptables.localhostNodePorts: ignored in ipvs mode'));
     assert.ok(warnings.includes('nftables.masqueradeAll: ignored in ipvs mode'));
@@ -452,7 +498,10 @@ describe('warnings', () => {
       warnings.map((w) => w.split(':')[0]),
       ['udpIdleTimeout', 'resourceContainer', 'conntrack.max'],
     );
-    assert.ok(warnings.every((w) => w.includes('unknown field (')), warnings.join('\n'));
+    assert.ok(
+      warnings.every((w) => w.includes('unknown field (')),
+      warnings.join('\n'),
+    );
   });
 });
 
@@ -484,20 +533,36 @@ describe('masqueradeAll and sync periods by mode', () => {
     assert.equal(config.masqueradeAll, true);
     assert.equal(config.syncPeriodMs, 45_000);
     assert.equal(config.minSyncPeriodMs, 3_000);
-    assert.deepEqual(Object.keys(config.iptables), ['localhostNodePorts'], 'one value per setting: none left in the section');
+    assert.deepEqual(
+      Object.keys(config.iptables),
+      ['localhostNodePorts'],
+      'one value per setting: none left in the section',
+    );
     assert.equal(warnings.length, 3);
-    assert.ok(warnings.every((w) => w.includes('not a KubeProxyConfiguration v1alpha1 field')), warnings.join('\n'));
+    assert.ok(
+      warnings.every((w) => w.includes('not a KubeProxyConfiguration v1alpha1 field')),
+      warnings.join('\n'),
+    );
     assert.ok(warnings[0]?.startsWith('masqueradeAll:') && warnings[0].includes('used as iptables.masqueradeAll'));
   });
 
   test('when both are set, the per-mode field wins over the top-level alias', () => {
-    const { config, warnings } = load('masqueradeAll: true\nsyncPeriod: 45s\niptables:\n  masqueradeAll: false\n  syncPeriod: 20s\n');
+    const { config, warnings } = load(
+      'masqueradeAll: true\nsyncPeriod: 45s\niptables:\n  masqueradeAll: false\n  syncPeriod: 20s\n',
+    );
     assert.equal(config.masqueradeAll, false);
     assert.equal(config.syncPeriodMs, 20_000);
-    assert.ok(warnings.some((w) => w.startsWith('masqueradeAll:') && w.includes('iptables.masqueradeAll is also set and takes precedence')));
+    assert.ok(
+      warnings.some(
+        (w) => w.startsWith('masqueradeAll:') && w.includes('iptables.masqueradeAll is also set and takes precedence'),
+      ),
+    );
     const nft = load('mode: nftables\nmasqueradeAll: true\niptables:\n  masqueradeAll: false\n');
     assert.equal(nft.config.masqueradeAll, true, 'the alias maps to nftables.masqueradeAll in nftables mode');
-    assert.ok(nft.warnings.some((w) => w.startsWith('masqueradeAll:') && w.endsWith('used as nftables.masqueradeAll')), nft.warnings.join('\n'));
+    assert.ok(
+      nft.warnings.some((w) => w.startsWith('masqueradeAll:') && w.endsWith('used as nftables.masqueradeAll')),
+      nft.warnings.join('\n'),
+    );
   });
 
   test('an alias is validated like the field it stands for', () => {
@@ -514,7 +579,9 @@ describe('readKubeProxyConfigFile', () => {
       await writeFile(path, `${HEADER}mode: nftables\nclusterCIDR: 10.96.0.0/12\n`);
       const { config, warnings } = await readKubeProxyConfigFile(path);
       assert.equal(config.mode, ProxyMode.NFTables);
-      assert.deepEqual(config.clusterCIDRs, [{ family: 'IPv4', address: '10.96.0.0', prefix: 12, text: '10.96.0.0/12' }]);
+      assert.deepEqual(config.clusterCIDRs, [
+        { family: 'IPv4', address: '10.96.0.0', prefix: 12, text: '10.96.0.0/12' },
+      ]);
       assert.deepEqual(warnings, []);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -1,11 +1,26 @@
 // Small builders for test objects.
 import type { EndpointSliceEndpoint, EndpointSliceObject, NodeObject, ServiceObject } from '../src/k8s.js';
 
-export function service(name: string, spec: NonNullable<ServiceObject['spec']>, extra: Partial<ServiceObject> = {}): ServiceObject {
-  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'ns1', resourceVersion: '1' }, spec, ...extra };
+export function service(
+  name: string,
+  spec: NonNullable<ServiceObject['spec']>,
+  extra: Partial<ServiceObject> = {},
+): ServiceObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'ns1', resourceVersion: '1' },
+    spec,
+    ...extra,
+  };
 }
 
-export function slice(name: string, svc: string, endpoints: EndpointSliceEndpoint[], opts: { addressType?: string; ports?: EndpointSliceObject['ports'] } = {}): EndpointSliceObject {
+export function slice(
+  name: string,
+  svc: string,
+  endpoints: EndpointSliceEndpoint[],
+  opts: { addressType?: string; ports?: EndpointSliceObject['ports'] } = {},
+): EndpointSliceObject {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -26,7 +41,12 @@ export function node(name: string, ip: string, zone: string, podCIDR: string): N
   };
 }
 
-export const ep = (ip: string, nodeName: string, conditions: EndpointSliceEndpoint['conditions'] = {}, extra: Partial<EndpointSliceEndpoint> = {}): EndpointSliceEndpoint => ({
+export const ep = (
+  ip: string,
+  nodeName: string,
+  conditions: EndpointSliceEndpoint['conditions'] = {},
+  extra: Partial<EndpointSliceEndpoint> = {},
+): EndpointSliceEndpoint => ({
   addresses: [ip],
   nodeName,
   conditions,

@@ -23,7 +23,12 @@ test('ipFamilyOf', () => {
 });
 
 test('parseCidr clears host bits and rejects junk', () => {
-  assert.deepEqual(parseCidr('10.244.1.7/16'), { family: 'IPv4', address: '10.244.0.0', prefix: 16, text: '10.244.0.0/16' });
+  assert.deepEqual(parseCidr('10.244.1.7/16'), {
+    family: 'IPv4',
+    address: '10.244.0.0',
+    prefix: 16,
+    text: '10.244.0.0/16',
+  });
   assert.equal(parseCidr('fd00:10:244::1/56')?.text, 'fd00:10:244::/56');
   assert.equal(parseCidr(' 203.0.113.0/24 ')?.text, '203.0.113.0/24');
   for (const bad of ['10.0.0.0', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/-1', 'x/8', '10.0.0.0/8/8']) {

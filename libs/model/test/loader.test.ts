@@ -12,16 +12,25 @@ import { IPFamily } from '../src/ip.js';
 const tmp = mkdtempSync(join(tmpdir(), 'kpx-loader-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const NODE = 'apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: 10.0.0.1}]}\n';
-const SVC = (name: string, ip: string): string => `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: x}\nspec: {clusterIP: ${ip}, ports: [{port: 80}]}\n`;
+const NODE =
+  'apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: 10.0.0.1}]}\n';
+const SVC = (name: string, ip: string): string =>
+  `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: x}\nspec: {clusterIP: ${ip}, ports: [{port: 80}]}\n`;
 
 /** A self-referencing alias, an alias bomb, a 200,000-deep JSON array, a merge key. */
 export const HOSTILE = {
   selfAlias: 'apiVersion: v1\nkind: Service\nmetadata: &m {name: loop, namespace: x, labels: *m}\n',
   selfAliasSeq: 'a: &x [*x]\n',
-  bomb: `a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n${Array.from({ length: 9 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`).join('\n')}\n`,
+  bomb: `a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n${Array.from(
+    { length: 9 },
+    (_, i) =>
+      `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9)
+        .fill(`*${String.fromCharCode(97 + i)}`)
+        .join(',')}]`,
+  ).join('\n')}\n`,
   deepJson: `${'['.repeat(200_000)}${']'.repeat(200_000)}`,
-  merge: 'base: &b {port: 80}\napiVersion: v1\nkind: Service\nmetadata: {name: m, namespace: x}\nspec:\n  clusterIP: 10.96.0.9\n  ports: [{<<: *b, name: http}]\n',
+  merge:
+    'base: &b {port: 80}\napiVersion: v1\nkind: Service\nmetadata: {name: m, namespace: x}\nspec:\n  clusterIP: 10.96.0.9\n  ports: [{<<: *b, name: http}]\n',
   broken: 'apiVersion: v1\nkind: Service\nmetadata: {name: [\n',
 };
 
@@ -29,7 +38,10 @@ test('a file that cannot be parsed is one diagnostic naming the file, never a th
   const r = parseManifestText(HOSTILE.broken, 'dir/broken.yaml');
   assert.deepEqual(r.objects, []);
   assert.equal(r.diagnostics.length, 1);
-  assert.match(formatDiagnostic(r.diagnostics[0]!), /^error: dir\/broken\.yaml: not valid YAML or JSON: .*\(\d+:\d+\); file skipped$/);
+  assert.match(
+    formatDiagnostic(r.diagnostics[0]!),
+    /^error: dir\/broken\.yaml: not valid YAML or JSON: .*\(\d+:\d+\); file skipped$/,
+  );
 });
 
 test('a self-referencing alias, an alias bomb, a deep JSON array and a merge key: named diagnostics, bounded time', () => {
@@ -43,17 +55,29 @@ test('a self-referencing alias, an alias bomb, a deep JSON array and a merge key
     const d = r.diagnostics[0]!;
     assert.equal(d.severity, 'error');
     assert.equal(d.source, `${name}.yaml`);
-    const want = { selfAlias: /refers to itself/, selfAliasSeq: /refers to itself/, bomb: /alias bomb/, deepJson: /nested .*deep/, merge: /merge keys/ }[name];
+    const want = {
+      selfAlias: /refers to itself/,
+      selfAliasSeq: /refers to itself/,
+      bomb: /alias bomb/,
+      deepJson: /nested .*deep/,
+      merge: /merge keys/,
+    }[name];
     assert.match(d.message, want!, name);
     // Printable on one line whatever the input.
     assert.doesNotMatch(formatDiagnostic(d), /\n/);
   }
 });
 
-test('a bad document of a multi-document file is skipped; the file\'s other documents load', () => {
+test("a bad document of a multi-document file is skipped; the file's other documents load", () => {
   const r = parseManifestText(`${NODE}---\n${HOSTILE.selfAlias}---\n${SVC('ok', '10.96.0.1')}`, 'm.yaml');
-  assert.deepEqual(r.objects.map((o) => o.source), ['m.yaml#1', 'm.yaml#3']);
-  assert.deepEqual(r.diagnostics.map((d) => d.source), ['m.yaml#2']);
+  assert.deepEqual(
+    r.objects.map((o) => o.source),
+    ['m.yaml#1', 'm.yaml#3'],
+  );
+  assert.deepEqual(
+    r.diagnostics.map((d) => d.source),
+    ['m.yaml#2'],
+  );
 });
 
 test('a directory with one unparsable file, one self-referencing alias and one 200,000-deep JSON file: the rest loads', async () => {
@@ -65,8 +89,14 @@ test('a directory with one unparsable file, one self-referencing alias and one 2
   writeFileSync(join(dir, 'd-deep.json'), HOSTILE.deepJson);
   writeFileSync(join(dir, 'e-svc.yaml'), SVC('web', '10.96.0.1'));
   const r = await readManifests(dir);
-  assert.deepEqual(r.objects.map((o) => o.source), [join(dir, 'a-node.yaml'), join(dir, 'e-svc.yaml')]);
-  assert.deepEqual(r.diagnostics.map((d) => d.source), ['b-broken.yaml', 'c-alias.yaml', 'd-deep.json'].map((f) => join(dir, f)));
+  assert.deepEqual(
+    r.objects.map((o) => o.source),
+    [join(dir, 'a-node.yaml'), join(dir, 'e-svc.yaml')],
+  );
+  assert.deepEqual(
+    r.diagnostics.map((d) => d.source),
+    ['b-broken.yaml', 'c-alias.yaml', 'd-deep.json'].map((f) => join(dir, f)),
+  );
 });
 
 test('a ConfigMap volume (..data symlink, files as symlinks into it) loads as the real files do, each once', async () => {
@@ -88,7 +118,10 @@ test('a ConfigMap volume (..data symlink, files as symlinks into it) loads as th
     b.objects.map((o) => o.object),
     a.objects.map((o) => o.object),
   );
-  assert.deepEqual(b.objects.map((o) => o.source), [join(cm, 'nodes.yaml'), join(cm, 'svc.yaml')]);
+  assert.deepEqual(
+    b.objects.map((o) => o.source),
+    [join(cm, 'nodes.yaml'), join(cm, 'svc.yaml')],
+  );
 });
 
 test('symlink loops and dangling symlinks are diagnostics; two names for one file are read once', async () => {
@@ -125,7 +158,10 @@ test('admission: the same verdict for every loader; a wrong or missing apiVersio
 });
 
 test('loadClusterState: diagnostics in a deterministic order, whatever the order of the objects', () => {
-  const objects = parseManifestText(`${NODE}---\n${SVC('Bad', '10.96.0.1')}---\n${SVC('b', '10.96.0.2')}---\n${SVC('a', '10.96.0.2')}`, 'f.yaml').objects;
+  const objects = parseManifestText(
+    `${NODE}---\n${SVC('Bad', '10.96.0.1')}---\n${SVC('b', '10.96.0.2')}---\n${SVC('a', '10.96.0.2')}`,
+    'f.yaml',
+  ).objects;
   const one = loadClusterState(objects);
   const two = loadClusterState([...objects].reverse());
   assert.deepEqual(one.diagnostics, two.diagnostics);

@@ -19,7 +19,8 @@ function checkDiagnostic(d: Diagnostic): void {
   assert.ok(d.object.kind !== '' && d.object.name !== '', text);
   assert.doesNotMatch(text, /\[object Object\]/, text);
   // A rejection names its field (an object that is not an object at all is the one exception).
-  if (d.severity === 'error') assert.ok(d.field !== '' || d.object.kind === 'File' || /must be an object/.test(d.message), text);
+  if (d.severity === 'error')
+    assert.ok(d.field !== '' || d.object.kind === 'File' || /must be an object/.test(d.message), text);
 }
 
 test('valid objects are accepted with no error', () => {
@@ -42,7 +43,8 @@ test('random and mutated Services, EndpointSlices and Nodes never throw; every r
         if (r.kind !== undefined && !r.ok) assert.ok(r.diagnostics.some((d) => d.severity === 'error'));
         const obj = o as KubeObject;
         if (r.kind === 'Service') state.upsertService(obj, { source: 'f.yaml' }).forEach(checkDiagnostic);
-        else if (r.kind === 'EndpointSlice') state.upsertEndpointSlice(obj, { source: 'f.yaml' }).forEach(checkDiagnostic);
+        else if (r.kind === 'EndpointSlice')
+          state.upsertEndpointSlice(obj, { source: 'f.yaml' }).forEach(checkDiagnostic);
         else if (r.kind === 'Node') state.upsertNode(obj, { source: 'f.yaml' }).forEach(checkDiagnostic);
       }
       state.diagnostics().forEach(checkDiagnostic);
@@ -56,7 +58,28 @@ test('random and mutated Services, EndpointSlices and Nodes never throw; every r
 test('manifest text of any shape never throws and names the file', () => {
   const text = fc.oneof(
     fc.string({ maxLength: 200 }),
-    fc.array(fc.oneof(fc.constantFrom('---', 'a:', '  - b', 'c: &x [*x]', '<<: *x', '{', '[', '"', "'", 'k: |', '  x', '\t', ...hostileStrings)), { maxLength: 12 }).map((l) => l.join('\n')),
+    fc
+      .array(
+        fc.oneof(
+          fc.constantFrom(
+            '---',
+            'a:',
+            '  - b',
+            'c: &x [*x]',
+            '<<: *x',
+            '{',
+            '[',
+            '"',
+            "'",
+            'k: |',
+            '  x',
+            '\t',
+            ...hostileStrings,
+          ),
+        ),
+        { maxLength: 12 },
+      )
+      .map((l) => l.join('\n')),
     fc.array(validObject, { maxLength: 3 }).map((os) => os.map((o) => JSON.stringify(o)).join('\n---\n')),
   );
   fc.assert(
@@ -79,7 +102,10 @@ test('random KubeProxyConfigurations: a config is loaded or refused with KubePro
     kind: fc.constantFrom('KubeProxyConfiguration', 'Other', undefined),
     mode: fc.oneof(fc.constantFrom('iptables', 'ipvs', 'nftables', ''), value),
     clusterCIDR: fc.oneof(fc.constantFrom('10.0.0.0/8', '10.0.0.0/8,fd00::/64', 'x'), value),
-    iptables: fc.oneof(fc.record({ masqueradeBit: fc.oneof(fc.integer({ min: -5, max: 40 }), value), localhostNodePorts: value }), value),
+    iptables: fc.oneof(
+      fc.record({ masqueradeBit: fc.oneof(fc.integer({ min: -5, max: 40 }), value), localhostNodePorts: value }),
+      value,
+    ),
     ipvs: fc.oneof(fc.record({ scheduler: fc.oneof(fc.constantFrom('rr', 'lc', 'mh', 'evil\nx'), value) }), value),
     nodePortAddresses: fc.oneof(fc.array(fc.constantFrom('10.0.0.0/8', 'primary', 'x', '')), value),
     extra: value,

@@ -6,7 +6,12 @@ import { IPFamily } from '../src/ip.js';
 import type { ServiceObject } from '../src/k8s.js';
 import { ep, node, service, slice } from './fixtures.js';
 
-function categorize(spec: NonNullable<ServiceObject['spec']>, endpoints: Parameters<typeof slice>[2], nodeName = 'n1', opts = {}) {
+function categorize(
+  spec: NonNullable<ServiceObject['spec']>,
+  endpoints: Parameters<typeof slice>[2],
+  nodeName = 'n1',
+  opts = {},
+) {
   const s = new ClusterState();
   s.upsertNode(node('n1', '10.0.0.1', 'a', '10.244.1.0/24'));
   s.upsertNode(node('n2', '10.0.0.2', 'b', '10.244.2.0/24'));
@@ -18,10 +23,17 @@ function categorize(spec: NonNullable<ServiceObject['spec']>, endpoints: Paramet
   assert.ok(n);
   const r = categorizeEndpoints(s.endpoints(port), port, n, opts);
   const ips = (l: readonly { ip: string }[]): string[] => l.map((e) => e.ip);
-  return { cluster: ips(r.cluster), local: ips(r.local), all: ips(r.allReachable), any: r.hasAnyEndpoints, mode: r.topologyMode };
+  return {
+    cluster: ips(r.cluster),
+    local: ips(r.local),
+    all: ips(r.allReachable),
+    any: r.hasAnyEndpoints,
+    mode: r.topologyMode,
+  };
 }
 
-const zoned = (ip: string, nodeName: string, zone: string, c = {}) => ep(ip, nodeName, c, { zone, hints: { forZones: [{ name: zone }] } });
+const zoned = (ip: string, nodeName: string, zone: string, c = {}) =>
+  ep(ip, nodeName, c, { zone, hints: { forZones: [{ name: zone }] } });
 
 test('cluster policy uses every ready endpoint', () => {
   const r = categorize({}, [ep('10.244.1.2', 'n1'), ep('10.244.2.2', 'n2'), ep('10.244.2.3', 'n2', { ready: false })]);
@@ -31,7 +43,10 @@ test('cluster policy uses every ready endpoint', () => {
 });
 
 test('cluster policy falls back to serving+terminating endpoints when none is ready', () => {
-  const r = categorize({}, [ep('10.244.1.2', 'n1', { ready: false, serving: true, terminating: true }), ep('10.244.2.2', 'n2', { ready: false, serving: false, terminating: true })]);
+  const r = categorize({}, [
+    ep('10.244.1.2', 'n1', { ready: false, serving: true, terminating: true }),
+    ep('10.244.2.2', 'n2', { ready: false, serving: false, terminating: true }),
+  ]);
   assert.deepEqual(r.cluster, ['10.244.1.2']);
   assert.ok(r.any);
 });
@@ -63,7 +78,11 @@ test('internal traffic policy Local: only local endpoints, terminating fallback 
   assert.deepEqual(r1.cluster, []);
   assert.deepEqual(r1.local, ['10.244.1.2']);
   assert.deepEqual(r1.all, ['10.244.1.2']);
-  const r2 = categorize({ internalTrafficPolicy: 'Local' }, [ep('10.244.1.2', 'n1', { ready: false, serving: true, terminating: true }), ep('10.244.2.2', 'n2')], 'n1');
+  const r2 = categorize(
+    { internalTrafficPolicy: 'Local' },
+    [ep('10.244.1.2', 'n1', { ready: false, serving: true, terminating: true }), ep('10.244.2.2', 'n2')],
+    'n1',
+  );
   assert.deepEqual(r2.local, ['10.244.1.2']);
   const r3 = categorize({ internalTrafficPolicy: 'Local' }, [ep('10.244.2.2', 'n2')], 'n1');
   assert.deepEqual(r3.local, []);
@@ -71,8 +90,25 @@ test('internal traffic policy Local: only local endpoints, terminating fallback 
 });
 
 test('external traffic policy Local: cluster and local lists, union reachable', () => {
-  const spec = { type: 'NodePort', externalTrafficPolicy: 'Local', ports: [{ name: 'p80', port: 80, nodePort: 30080 }] };
-  const r = categorize(spec, [zoned('10.244.1.2', 'n1', 'a'), zoned('10.244.2.2', 'n2', 'b'), ep('10.244.1.9', 'n1', { ready: false, serving: true, terminating: true }, { zone: 'a', hints: { forZones: [{ name: 'a' }] } })], 'n2');
+  const spec = {
+    type: 'NodePort',
+    externalTrafficPolicy: 'Local',
+    ports: [{ name: 'p80', port: 80, nodePort: 30080 }],
+  };
+  const r = categorize(
+    spec,
+    [
+      zoned('10.244.1.2', 'n1', 'a'),
+      zoned('10.244.2.2', 'n2', 'b'),
+      ep(
+        '10.244.1.9',
+        'n1',
+        { ready: false, serving: true, terminating: true },
+        { zone: 'a', hints: { forZones: [{ name: 'a' }] } },
+      ),
+    ],
+    'n2',
+  );
   assert.deepEqual(r.cluster, ['10.244.2.2']);
   assert.deepEqual(r.local, ['10.244.2.2']);
   const r1 = categorize(spec, [zoned('10.244.1.2', 'n1', 'a'), zoned('10.244.2.2', 'n2', 'b')], 'n1');

@@ -54,7 +54,11 @@ const EMPTY: Layer = { objects: new Map(), sum: 0n };
  * Hashes compiled objects into a layer. `reuse` offers an existing object with the same id: when the mode's
  * equality says it is equal, it is taken instead of a new one (no hash computed, one copy in memory).
  */
-function layerOf(objects: RuleObject[], same: (a: WireObject, b: WireObject) => boolean, reuse?: (id: string) => HashedObject | undefined): Layer {
+function layerOf(
+  objects: RuleObject[],
+  same: (a: WireObject, b: WireObject) => boolean,
+  reuse?: (id: string) => HashedObject | undefined,
+): Layer {
   const map = new Map<string, HashedObject>();
   const d = new Digest();
   for (const o of objects) {
@@ -342,7 +346,8 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
     this.countShared(n.ctx);
     if (!this.sharedSorted) {
       const all: HashedObject[] = [];
-      for (const [id, p] of this.ports) if (!this.nodeDependent.has(id)) for (const o of this.variant(p, n.ctx).objects.values()) all.push(o);
+      for (const [id, p] of this.ports)
+        if (!this.nodeDependent.has(id)) for (const o of this.variant(p, n.ctx).objects.values()) all.push(o);
       this.sharedSorted = all.sort(byId);
     }
     const own = [...n.base.objects.values()];
@@ -377,8 +382,16 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
     const anyNode = this.nodes.values().next().value;
     if (!anyNode) return [];
     this.countShared(anyNode.ctx);
-    const round: Round<C, U> = { changedPorts, perNodePorts: [], sharedPorts: [], oldCtx, diffs: new PairDiffs(), shared: undefined };
-    for (const change of changedPorts.values()) (change.old?.keyFn || change.next?.keyFn ? round.perNodePorts : round.sharedPorts).push(change);
+    const round: Round<C, U> = {
+      changedPorts,
+      perNodePorts: [],
+      sharedPorts: [],
+      oldCtx,
+      diffs: new PairDiffs(),
+      shared: undefined,
+    };
+    for (const change of changedPorts.values())
+      (change.old?.keyFn || change.next?.keyFn ? round.perNodePorts : round.sharedPorts).push(change);
     const changes: NodeChange[] = [];
     for (const [name, entry] of this.nodes) {
       const isNew = oldCtx.has(name) && oldCtx.get(name) === undefined;
@@ -410,7 +423,11 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
    * Step 2: new contexts of the named nodes (nodes gone or filtered out are dropped). Returns each named node's
    * context before the sync (undefined for a new node), kept for the duration of the sync.
    */
-  private updateNodeContexts(state: ClusterState, names: ReadonlySet<string>, large: boolean): Map<string, C | undefined> {
+  private updateNodeContexts(
+    state: ClusterState,
+    names: ReadonlySet<string>,
+    large: boolean,
+  ): Map<string, C | undefined> {
     const ctxTotal = large ? LargeClusterEndpointsThreshold + 1 : 0;
     const oldCtx = new Map<string, C | undefined>();
     for (const name of names) {
@@ -482,7 +499,14 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
    * A node's move from one layer to another (of its base or of one owner): its digest follows; the objects are
    * added to `c`, created when the first difference shows. Returns `c`.
    */
-  private record(entry: NodeEntry<C>, diffs: PairDiffs, c: ChangeSet | undefined, from: Layer, to: Layer, service: string | undefined): ChangeSet | undefined {
+  private record(
+    entry: NodeEntry<C>,
+    diffs: PairDiffs,
+    c: ChangeSet | undefined,
+    from: Layer,
+    to: Layer,
+    service: string | undefined,
+  ): ChangeSet | undefined {
     if (from === to) return c;
     const d = diffs.get(from, to);
     entry.digest.merge(from.sum, -1);
@@ -529,7 +553,16 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
       }
     }
     if (!c) return undefined;
-    return { node: name, family: this.family, upserts: c.upserts, deletes: c.deletes, services: c.services, digest: entry.digest.hex(), prevGeneration: entry.generation, initial: false };
+    return {
+      node: name,
+      family: this.family,
+      upserts: c.upserts,
+      deletes: c.deletes,
+      services: c.services,
+      digest: entry.digest.hex(),
+      prevGeneration: entry.generation,
+      initial: false,
+    };
   }
 
   /** Step 4, for a new node: its digest from the shared sum, its base and its node-dependent variants; the rest on read. */
@@ -704,7 +737,11 @@ class ModeStates<C extends NodeContext, U extends UnitClaim> implements States {
    * The ports of the named services, each with its endpoints, read from the state; for services in
    * `endpointsOnly`, the ports held (the state's ServicePort objects did not change) with fresh endpoints.
    */
-  private readPorts(state: ClusterState, services: ReadonlySet<string>, endpointsOnly: ReadonlySet<string>): Map<string, PortRead[]> {
+  private readPorts(
+    state: ClusterState,
+    services: ReadonlySet<string>,
+    endpointsOnly: ReadonlySet<string>,
+  ): Map<string, PortRead[]> {
     const out = new Map<string, PortRead[]>();
     let reread = 0;
     for (const k of services) {

@@ -24,17 +24,32 @@ export class StatesHarness {
     readonly cluster: ClusterState,
     readonly mode: HarnessMode,
   ) {
-    this.states = new FamilyStates({ family: mode.family, options: mode.options, ...(mode.compiler ? { compiler: mode.compiler } : {}) });
+    this.states = new FamilyStates({
+      family: mode.family,
+      options: mode.options,
+      ...(mode.compiler ? { compiler: mode.compiler } : {}),
+    });
   }
 
   /** `endpointsOnly`: services whose Service object did not change (as the controller passes them). */
   sync(services: string[], nodes: string[], endpointsOnly: string[] = []): NodeChange[] {
-    const changes = this.states.sync({ state: this.cluster, services: new Set(services), nodes: new Set(nodes), endpointsOnly: new Set(endpointsOnly) });
+    const changes = this.states.sync({
+      state: this.cluster,
+      services: new Set(services),
+      nodes: new Set(nodes),
+      endpointsOnly: new Set(endpointsOnly),
+    });
     if (changes.length) this.generation++;
     for (const c of changes) {
       const s = c.initial ? new RuleState() : this.applied.get(c.node);
       assert.ok(s, `no state for ${c.node}`);
-      s.apply({ generation: this.generation, prevGeneration: c.initial ? 0 : c.prevGeneration, upserts: c.upserts.map((u) => u.wire), deletes: c.deletes, digest: c.digest });
+      s.apply({
+        generation: this.generation,
+        prevGeneration: c.initial ? 0 : c.prevGeneration,
+        upserts: c.upserts.map((u) => u.wire),
+        deletes: c.deletes,
+        digest: c.digest,
+      });
       this.applied.set(c.node, s);
       this.states.setGeneration(c.node, this.generation);
     }
@@ -49,7 +64,11 @@ export class StatesHarness {
       const full = this.mode.reference(this.cluster, node).objects.map(toWire);
       const got = this.applied.get(node);
       assert.ok(got);
-      assert.deepEqual(got.sortedObjects(), full.sort((a, b) => (`${a.kind}:${a.key}` < `${b.kind}:${b.key}` ? -1 : 1)), `node ${node} differs from a full compile`);
+      assert.deepEqual(
+        got.sortedObjects(),
+        full.sort((a, b) => (`${a.kind}:${a.key}` < `${b.kind}:${b.key}` ? -1 : 1)),
+        `node ${node} differs from a full compile`,
+      );
       assert.equal(got.digest, digestOf(full));
       assert.equal(this.states.digest(node), got.digest);
     }

@@ -144,7 +144,10 @@ describe('Delta serialization', () => {
 
   it('keeps nanoseconds in binary but only milliseconds in JSON timestamps', () => {
     const delta = Delta.fromPartial({ triggerTime: { seconds: 1_700_000_000, nanos: 123_456_789 } });
-    assert.deepEqual(Delta.decode(Delta.encode(delta).finish()).triggerTime, { seconds: 1_700_000_000, nanos: 123_456_789 });
+    assert.deepEqual(Delta.decode(Delta.encode(delta).finish()).triggerTime, {
+      seconds: 1_700_000_000,
+      nanos: 123_456_789,
+    });
     assert.deepEqual(Delta.fromJSON(Delta.toJSON(delta)).triggerTime, { seconds: 1_700_000_000, nanos: 123_000_000 });
   });
 
@@ -191,7 +194,13 @@ describe('NodeSync over a real grpc-js server', { timeout: 10_000 }, () => {
         return;
       }
       const size = req.maxObjectsPerChunk > 0 ? req.maxObjectsPerChunk : 100;
-      const header = { node: req.node, mode: req.mode, ipFamily: req.ipFamily, generation: 42, digest: 'cd'.repeat(32) };
+      const header = {
+        node: req.node,
+        mode: req.mode,
+        ipFamily: req.ipFamily,
+        generation: 42,
+        digest: 'cd'.repeat(32),
+      };
       let index = 0;
       for (let start = 0; start < snapshot.length || index === 0; start += size) {
         const objects = snapshot.slice(start, start + size);
@@ -287,7 +296,13 @@ describe('NodeSync over a real grpc-js server', { timeout: 10_000 }, () => {
   });
 
   it('uses the server chunk size when none is asked and reports NOT_FOUND', async () => {
-    const all = await snapshotChunks({ node: 'node-a', mode: 'iptables', ipFamily: 'IPv4', generation: 42, maxObjectsPerChunk: 0 });
+    const all = await snapshotChunks({
+      node: 'node-a',
+      mode: 'iptables',
+      ipFamily: 'IPv4',
+      generation: 42,
+      maxObjectsPerChunk: 0,
+    });
     assert.equal(all.length, 1);
     assert.equal(all[0]?.last, true);
     assert.equal(all[0]?.objects.length, snapshot.length);

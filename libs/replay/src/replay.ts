@@ -3,7 +3,17 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Cause, Delta, RuleObject, Timestamp } from '@kpx/proto';
 import { DigestMismatchError, RuleState, diffStates, objectIdOf, type HashedObject } from '@kpx/ruleset';
-import { getSnapshot, lastDelta, listSnapshots, readDeltaMessages, readDeltas, RejectReason, type DeltaMessage, type DeltaRecord, type Verifier } from '@kpx/transport';
+import {
+  getSnapshot,
+  lastDelta,
+  listSnapshots,
+  readDeltaMessages,
+  readDeltas,
+  RejectReason,
+  type DeltaMessage,
+  type DeltaRecord,
+  type Verifier,
+} from '@kpx/transport';
 import { OutsideRetentionError, ReplayError } from './errors.js';
 
 export interface ReplayOptions {
@@ -74,7 +84,13 @@ export interface ObjectChange {
   readonly after?: RuleObject | undefined;
 }
 
-async function startingPoint(js: JetStreamClient, node: string, family: string, to: number | undefined, verifier: Verifier | undefined): Promise<RuleState> {
+async function startingPoint(
+  js: JetStreamClient,
+  node: string,
+  family: string,
+  to: number | undefined,
+  verifier: Verifier | undefined,
+): Promise<RuleState> {
   const refs = (await listSnapshots(js, node)).filter((r) => r.ipFamily === family);
   const usable = refs.filter((r) => to === undefined || r.generation <= to).sort((a, b) => b.generation - a.generation);
   const best = usable[0];
@@ -87,9 +103,13 @@ async function startingPoint(js: JetStreamClient, node: string, family: string, 
     );
   }
   const snap = await getSnapshot(js, node, family, { generation: best.generation, ...(verifier ? { verifier } : {}) });
-  if (!snap) throw new OutsideRetentionError(`snapshot ${best.generation} of node ${node} ${family} disappeared while reading it`);
+  if (!snap)
+    throw new OutsideRetentionError(
+      `snapshot ${best.generation} of node ${node} ${family} disappeared while reading it`,
+    );
   const state = RuleState.from(snap.objects, snap.generation);
-  if (snap.digest && state.digest !== snap.digest) throw new ReplayError(`snapshot ${snap.generation} of node ${node} ${family} does not reach its own digest`);
+  if (snap.digest && state.digest !== snap.digest)
+    throw new ReplayError(`snapshot ${snap.generation} of node ${node} ${family} does not reach its own digest`);
   return state;
 }
 
@@ -98,7 +118,10 @@ function applyChained(node: string, family: string, state: RuleState, d: Delta):
   try {
     state.apply(d);
   } catch (err) {
-    if (err instanceof DigestMismatchError) throw new ReplayError(`delta ${d.generation} of node ${node} ${family} reaches digest ${err.reached}, not the announced ${d.digest}`);
+    if (err instanceof DigestMismatchError)
+      throw new ReplayError(
+        `delta ${d.generation} of node ${node} ${family} reaches digest ${err.reached}, not the announced ${d.digest}`,
+      );
     throw err;
   }
 }
@@ -133,7 +156,12 @@ class ChainWalk {
     if (!m.ok) return this.skip(m.rejected.seq, m.rejected.reason, m.rejected.detail);
     const { delta: d, seq } = m.record;
     if (this.opts.to !== undefined && d.generation > this.opts.to) return undefined;
-    if (d.generation <= this.state.generation) return this.skip(seq, RejectReason.Old, `delta ${d.generation} is at or below generation ${this.state.generation}`);
+    if (d.generation <= this.state.generation)
+      return this.skip(
+        seq,
+        RejectReason.Old,
+        `delta ${d.generation} is at or below generation ${this.state.generation}`,
+      );
     if (d.snapshot) return this.snapshotMarker(seq, d);
     if (d.prevGeneration !== this.state.generation) return this.breakAt(seq, d);
     try {
@@ -150,12 +178,20 @@ class ChainWalk {
     const brk = this.brk;
     if (!brk || this.applied > 0 || (await this.olderRetained(brk))) return;
     const { node, family } = this.opts;
-    if (brk.delta.snapshot) throw new OutsideRetentionError(`delta ${brk.delta.generation} of node ${node} ${family} is a snapshot marker, and that snapshot is no longer retained`);
-    throw new OutsideRetentionError(`the deltas of node ${node} ${family} between generations ${brk.held} and ${brk.delta.prevGeneration} are no longer retained (next retained delta: ${brk.delta.generation})`);
+    if (brk.delta.snapshot)
+      throw new OutsideRetentionError(
+        `delta ${brk.delta.generation} of node ${node} ${family} is a snapshot marker, and that snapshot is no longer retained`,
+      );
+    throw new OutsideRetentionError(
+      `the deltas of node ${node} ${family} between generations ${brk.held} and ${brk.delta.prevGeneration} are no longer retained (next retained delta: ${brk.delta.generation})`,
+    );
   }
 
   private async snapshotMarker(seq: number, d: Delta): Promise<Delta | undefined> {
-    const snap = await getSnapshot(this.js, this.opts.node, this.opts.family, { generation: d.generation, ...this.verifying() });
+    const snap = await getSnapshot(this.js, this.opts.node, this.opts.family, {
+      generation: d.generation,
+      ...this.verifying(),
+    });
     if (!snap) return this.breakAt(seq, d);
     this.state = RuleState.from(snap.objects, snap.generation);
     return this.moved(d);
@@ -174,9 +210,18 @@ class ChainWalk {
   }
 
   private breakAt(seq: number, d: Delta): undefined {
-    if (this.brk) return this.skip(seq, RejectReason.Gap, `delta ${d.generation} continues generation ${d.prevGeneration}, not ${this.state.generation}`);
+    if (this.brk)
+      return this.skip(
+        seq,
+        RejectReason.Gap,
+        `delta ${d.generation} continues generation ${d.prevGeneration}, not ${this.state.generation}`,
+      );
     this.brk = { seq, held: this.state.generation, delta: d };
-    this.opts.onSkipped?.({ seq, reason: RejectReason.Gap, detail: `delta ${d.generation} continues generation ${d.prevGeneration}, not ${this.state.generation}` });
+    this.opts.onSkipped?.({
+      seq,
+      reason: RejectReason.Gap,
+      detail: `delta ${d.generation} continues generation ${d.prevGeneration}, not ${this.state.generation}`,
+    });
     return undefined;
   }
 
@@ -199,7 +244,16 @@ class ChainWalk {
   result(snapshotGeneration: number): ReplayedState {
     const { node, family } = this.opts;
     const skipped = this.skipped + (this.brk ? 1 : 0);
-    return { node, family, generation: this.state.generation, digest: this.state.digest, state: this.state, snapshotGeneration, deltasApplied: this.applied, skipped };
+    return {
+      node,
+      family,
+      generation: this.state.generation,
+      digest: this.state.digest,
+      state: this.state,
+      snapshotGeneration,
+      deltasApplied: this.applied,
+      skipped,
+    };
   }
 }
 
@@ -208,23 +262,43 @@ export async function replayTo(js: JetStreamClient, opts: ReplayOptions): Promis
   const walk = new ChainWalk(js, opts, await startingPoint(js, opts.node, opts.family, opts.to, opts.verifier));
   const snapshotGeneration = walk.state.generation;
   const verifying = opts.verifier ? { verifier: opts.verifier } : {};
-  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: snapshotGeneration, ipFamily: opts.family, ...verifying })) await walk.offer(m);
+  for await (const m of readDeltaMessages(js, opts.node, {
+    fromGeneration: snapshotGeneration,
+    ipFamily: opts.family,
+    ...verifying,
+  }))
+    await walk.offer(m);
   await walk.finish();
   return walk.result(snapshotGeneration);
 }
 
 /** Every delta of the node after generation `from` up to `to`, with what each changed (skipping what replayTo skips). */
-export async function* replaySteps(js: JetStreamClient, opts: ReplayOptions & { readonly from: number }): AsyncGenerator<ReplayStep, ReplayedState> {
+export async function* replaySteps(
+  js: JetStreamClient,
+  opts: ReplayOptions & { readonly from: number },
+): AsyncGenerator<ReplayStep, ReplayedState> {
   const start = await replayTo(js, { ...opts, to: opts.from });
   const walk = new ChainWalk(js, opts, start.state);
-  for await (const m of readDeltaMessages(js, opts.node, { fromGeneration: start.generation, ipFamily: opts.family, ...(opts.verifier ? { verifier: opts.verifier } : {}) })) {
+  for await (const m of readDeltaMessages(js, opts.node, {
+    fromGeneration: start.generation,
+    ipFamily: opts.family,
+    ...(opts.verifier ? { verifier: opts.verifier } : {}),
+  })) {
     // A delta changes the state in place: its changes are read before; a snapshot marker replaces the state.
     const before = walk.state;
     const deltaChanges = m.ok && !m.record.delta.snapshot ? changesOf(m.record.delta, before.objects) : [];
     const d = await walk.offer(m);
     if (!d) continue;
     const changes = d.snapshot ? snapshotChanges(before.objects, walk.state.objects) : deltaChanges;
-    yield { generation: d.generation, prevGeneration: d.prevGeneration, digest: walk.state.digest, cause: d.cause, triggerTime: d.triggerTime, snapshot: d.snapshot, changes };
+    yield {
+      generation: d.generation,
+      prevGeneration: d.prevGeneration,
+      digest: walk.state.digest,
+      cause: d.cause,
+      triggerTime: d.triggerTime,
+      snapshot: d.snapshot,
+      changes,
+    };
   }
   await walk.finish();
   const r = walk.result(start.snapshotGeneration);
@@ -240,7 +314,10 @@ function changesOf(d: Delta, before: ReadonlyMap<string, HashedObject>): ObjectC
 }
 
 /** What a snapshot marker changed: the difference of the two whole states. */
-function snapshotChanges(before: ReadonlyMap<string, HashedObject>, after: ReadonlyMap<string, HashedObject>): ObjectChange[] {
+function snapshotChanges(
+  before: ReadonlyMap<string, HashedObject>,
+  after: ReadonlyMap<string, HashedObject>,
+): ObjectChange[] {
   const diff = diffStates(before, after);
   return [
     ...diff.upserts.map((u) => ({ kind: u.wire.kind, key: u.wire.key, before: before.get(u.id)?.wire, after: u.wire })),
@@ -249,7 +326,19 @@ function snapshotChanges(before: ReadonlyMap<string, HashedObject>, after: Reado
 }
 
 /** Live deltas of a node from now on (all families), until `signal` aborts. */
-export async function* followDeltas(js: JetStreamClient, node: string, signal?: AbortSignal, verifier?: Verifier, onRejected?: (rejected: { seq: number; reason: string; detail: string }) => void): AsyncGenerator<DeltaRecord> {
+export async function* followDeltas(
+  js: JetStreamClient,
+  node: string,
+  signal?: AbortSignal,
+  verifier?: Verifier,
+  onRejected?: (rejected: { seq: number; reason: string; detail: string }) => void,
+): AsyncGenerator<DeltaRecord> {
   const last = await lastDelta(js, node, verifier ? { verifier } : {});
-  yield* readDeltas(js, node, { follow: true, ...(last ? { startSeq: last.seq + 1 } : {}), ...(signal ? { signal } : {}), ...(verifier ? { verifier } : {}), ...(onRejected ? { onRejected } : {}) });
+  yield* readDeltas(js, node, {
+    follow: true,
+    ...(last ? { startSeq: last.seq + 1 } : {}),
+    ...(signal ? { signal } : {}),
+    ...(verifier ? { verifier } : {}),
+    ...(onRejected ? { onRejected } : {}),
+  });
 }

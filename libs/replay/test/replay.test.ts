@@ -33,10 +33,22 @@ class History {
   }
 
   async snapshot(digest = this.state.digest): Promise<void> {
-    await putSnapshot(this.js, { node: this.node, mode: 'iptables', ipFamily: 'IPv4', generation: this.state.generation, objects: [...this.state.objects.values()].map((o) => o.wire), digest });
+    await putSnapshot(this.js, {
+      node: this.node,
+      mode: 'iptables',
+      ipFamily: 'IPv4',
+      generation: this.state.generation,
+      objects: [...this.state.objects.values()].map((o) => o.wire),
+      digest,
+    });
   }
 
-  async delta(generation: number, upserts: RuleObject[], deletes: ObjectRef[], override: Partial<Delta> = {}): Promise<void> {
+  async delta(
+    generation: number,
+    upserts: RuleObject[],
+    deletes: ObjectRef[],
+    override: Partial<Delta> = {},
+  ): Promise<void> {
     const prevGeneration = this.state.generation;
     this.state.apply({ generation, prevGeneration, upserts, deletes, digest: '' });
     this.digests.set(generation, this.state.digest);
@@ -47,7 +59,9 @@ class History {
       upserts,
       deletes,
       digest: this.state.digest,
-      cause: [{ kind: 'EndpointSlice', namespace: 'ns', name: `web-${generation}`, resourceVersion: String(generation) }],
+      cause: [
+        { kind: 'EndpointSlice', namespace: 'ns', name: `web-${generation}`, resourceVersion: String(generation) },
+      ],
       triggerTime: undefined,
       mode: 'iptables',
       ipFamily: 'IPv4',
@@ -69,14 +83,25 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
     js = jetstream(nc);
     await ensureDeltaStream(await jetstreamManager(nc), { historyPerSubject: 100, maxAgeMs: 0 });
     await ensureSnapshotStore(js);
-    const base = [chain('KUBE-SERVICES', '-j KUBE-SVC-A', '-j KUBE-SVC-B'), chain('KUBE-SVC-A', '-j KUBE-SEP-A1'), chain('KUBE-SVC-B', '-j KUBE-SEP-B1'), chain('KUBE-SEP-A1', '-j DNAT'), chain('KUBE-SEP-B1', '-j DNAT')];
+    const base = [
+      chain('KUBE-SERVICES', '-j KUBE-SVC-A', '-j KUBE-SVC-B'),
+      chain('KUBE-SVC-A', '-j KUBE-SEP-A1'),
+      chain('KUBE-SVC-B', '-j KUBE-SEP-B1'),
+      chain('KUBE-SEP-A1', '-j DNAT'),
+      chain('KUBE-SEP-B1', '-j DNAT'),
+    ];
     a = new History(js, 'node-a', base, 1);
     const other = new History(js, 'node-b', base, 1);
     await a.snapshot();
     await other.snapshot();
     // Generations 2..7 of the cluster; node-a changes at 2, 3, 5, 6, 7 (not at 4), node-b at each.
     for (const g of [2, 3, 4, 5, 6, 7]) {
-      if (g !== 4) await a.delta(g, [chain('KUBE-SVC-A', `-j KUBE-SEP-A${g}`), chain(`KUBE-SEP-A${g}`, '-j DNAT')], [ref(chain(`KUBE-SEP-A${g === 5 ? 3 : g === 2 ? 1 : g - 1}`))]);
+      if (g !== 4)
+        await a.delta(
+          g,
+          [chain('KUBE-SVC-A', `-j KUBE-SEP-A${g}`), chain(`KUBE-SEP-A${g}`, '-j DNAT')],
+          [ref(chain(`KUBE-SEP-A${g === 5 ? 3 : g === 2 ? 1 : g - 1}`))],
+        );
       await other.delta(g, [chain('KUBE-SVC-B', `-j KUBE-SEP-B${g}`)], []);
     }
   });
@@ -114,11 +139,21 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
       seen.push(r.value);
       r = await steps.next();
     }
-    assert.deepEqual(seen.map((s) => s.generation), [5, 6]);
-    assert.deepEqual(seen.map((s) => s.digest), [a.digests.get(5), a.digests.get(6)]);
+    assert.deepEqual(
+      seen.map((s) => s.generation),
+      [5, 6],
+    );
+    assert.deepEqual(
+      seen.map((s) => s.digest),
+      [a.digests.get(5), a.digests.get(6)],
+    );
     const svc = seen[0]?.changes.find((c) => c.key === 'nat/KUBE-SVC-A');
     assert.ok(svc?.before && svc.after, 'KUBE-SVC-A was changed');
-    assert.equal(seen[0]?.changes.find((c) => c.key === 'nat/KUBE-SEP-A3')?.after, undefined, 'KUBE-SEP-A3 was deleted');
+    assert.equal(
+      seen[0]?.changes.find((c) => c.key === 'nat/KUBE-SEP-A3')?.after,
+      undefined,
+      'KUBE-SEP-A3 was deleted',
+    );
     assert.equal(r.value.generation, 6);
     assert.equal(r.value.digest, a.digests.get(6));
   });
@@ -128,7 +163,12 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
     await bad.snapshot();
     await bad.delta(2, [chain('KUBE-SVC-C', '-j KUBE-SEP-C2')], []);
     await bad.delta(3, [chain('KUBE-SVC-C', '-j KUBE-SEP-C3')], [], { digest: 'f'.repeat(64) });
-    await assert.rejects(replayTo(js, { node: 'node-c', family: 'IPv4' }), (err: Error) => err instanceof ReplayError && /delta 3 of node node-c IPv4 reaches digest [0-9a-f]{64}, not the announced f{64}/.test(err.message));
+    await assert.rejects(
+      replayTo(js, { node: 'node-c', family: 'IPv4' }),
+      (err: Error) =>
+        err instanceof ReplayError &&
+        /delta 3 of node node-c IPv4 reaches digest [0-9a-f]{64}, not the announced f{64}/.test(err.message),
+    );
     const at2 = await replayTo(js, { node: 'node-c', family: 'IPv4', to: 2 });
     assert.equal(at2.digest, bad.digests.get(2));
   });
@@ -136,14 +176,20 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
   it('refuses a snapshot whose objects do not reach its digest', async () => {
     const bad = new History(js, 'node-d', [chain('KUBE-SVC-D', '-j KUBE-SEP-D1')], 1);
     await bad.snapshot('0'.repeat(64));
-    await assert.rejects(replayTo(js, { node: 'node-d', family: 'IPv4' }), (err: Error) => err instanceof ReplayError && /does not reach its own digest/.test(err.message));
+    await assert.rejects(
+      replayTo(js, { node: 'node-d', family: 'IPv4' }),
+      (err: Error) => err instanceof ReplayError && /does not reach its own digest/.test(err.message),
+    );
   });
 
   it('says so when deltas between the snapshot and the next retained one are missing', async () => {
     const gap = new History(js, 'node-e', [chain('KUBE-SVC-E', '-j KUBE-SEP-E1')], 1);
     await gap.snapshot();
     await gap.delta(3, [chain('KUBE-SVC-E', '-j KUBE-SEP-E3')], [], { prevGeneration: 2 });
-    await assert.rejects(replayTo(js, { node: 'node-e', family: 'IPv4' }), (err: Error) => err instanceof OutsideRetentionError && /between generations 1 and 2/.test(err.message));
+    await assert.rejects(
+      replayTo(js, { node: 'node-e', family: 'IPv4' }),
+      (err: Error) => err instanceof OutsideRetentionError && /between generations 1 and 2/.test(err.message),
+    );
   });
 
   it('skips foreign, old, undecodable and stray messages of the subject and counts them (issue #12)', async () => {
@@ -153,11 +199,38 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
     await h.delta(3, [chain('KUBE-SVC-F', '-j KUBE-SEP-F3')], []);
     const subject = 'kpx.delta.node-f';
     const raw = (d: Partial<Delta>): Uint8Array =>
-      Delta.encode({ node: 'node-f', generation: 0, prevGeneration: 0, upserts: [], deletes: [], digest: '', cause: [], mode: 'iptables', ipFamily: 'IPv4', snapshot: false, triggerTime: undefined, ...d }).finish();
+      Delta.encode({
+        node: 'node-f',
+        generation: 0,
+        prevGeneration: 0,
+        upserts: [],
+        deletes: [],
+        digest: '',
+        cause: [],
+        mode: 'iptables',
+        ipFamily: 'IPv4',
+        snapshot: false,
+        triggerTime: undefined,
+        ...d,
+      }).finish();
     await js.publish(subject, new Uint8Array(28).fill(0xab));
-    await js.publish(subject, raw({ node: 'node-z', generation: 4, prevGeneration: 3, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-Z')] }));
-    await js.publish(subject, raw({ generation: 2, prevGeneration: 1, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-F2')], digest: h.digests.get(2)! }));
-    await js.publish(subject, raw({ generation: 2 ** 50, prevGeneration: 2 ** 50 - 1, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-HUGE')] }));
+    await js.publish(
+      subject,
+      raw({ node: 'node-z', generation: 4, prevGeneration: 3, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-Z')] }),
+    );
+    await js.publish(
+      subject,
+      raw({
+        generation: 2,
+        prevGeneration: 1,
+        upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-F2')],
+        digest: h.digests.get(2)!,
+      }),
+    );
+    await js.publish(
+      subject,
+      raw({ generation: 2 ** 50, prevGeneration: 2 ** 50 - 1, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-HUGE')] }),
+    );
     await h.delta(4, [chain('KUBE-SVC-F', '-j KUBE-SEP-F4')], []);
     const whole = raw({ generation: 5, prevGeneration: 4, upserts: [chain('KUBE-SVC-F', '-j KUBE-SEP-F5')] });
     await js.publish(subject, whole.subarray(0, whole.length - 5));
@@ -190,7 +263,22 @@ describe('replay from JetStream', { timeout: 60_000 }, () => {
     const h = new History(js, 'node-g', [chain('KUBE-SVC-G', '-j KUBE-SEP-G1')], 1);
     await h.snapshot();
     await h.delta(2, [chain('KUBE-SVC-G', '-j KUBE-SEP-G2')], []);
-    await js.publish('kpx.delta.node-g', Delta.encode({ node: 'node-g', generation: 3, prevGeneration: 2, upserts: [chain('KUBE-SVC-G', '-j X')], deletes: [], digest: 'f'.repeat(64), cause: [], mode: 'iptables', ipFamily: 'IPv4', snapshot: false, triggerTime: undefined }).finish());
+    await js.publish(
+      'kpx.delta.node-g',
+      Delta.encode({
+        node: 'node-g',
+        generation: 3,
+        prevGeneration: 2,
+        upserts: [chain('KUBE-SVC-G', '-j X')],
+        deletes: [],
+        digest: 'f'.repeat(64),
+        cause: [],
+        mode: 'iptables',
+        ipFamily: 'IPv4',
+        snapshot: false,
+        triggerTime: undefined,
+      }).finish(),
+    );
     await assert.rejects(replayTo(js, { node: 'node-g', family: 'IPv4' }), ReplayError);
     const r = await replayTo(js, { node: 'node-g', family: 'IPv4', badDigest: 'skip' });
     assert.equal(r.generation, 2);

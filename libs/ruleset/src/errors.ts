@@ -16,6 +16,8 @@ export class DigestMismatchError extends RuleSetError {
     readonly announced: string,
     stays: number,
   ) {
-    super(`delta ${generation} reaches digest ${reached}, not the announced ${announced}; state stays at generation ${stays}`);
+    super(
+      `delta ${generation} reaches digest ${reached}, not the announced ${announced}; state stays at generation ${stays}`,
+    );
   }
 }

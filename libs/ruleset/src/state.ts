@@ -1,6 +1,6 @@
 // A node's rule set as a keyed map with a running digest: what an executor has applied, what replay rebuilds,
 // what the controller last published. Deltas are computed and applied against it.
-import type { RuleObject as WireObject} from '@kpx/proto';
+import type { RuleObject as WireObject } from '@kpx/proto';
 import { type ObjectRef } from '@kpx/proto';
 import { Digest, formatDigest, objectHash } from './digest.js';
 import { DigestMismatchError, RuleSetError } from './errors.js';
@@ -27,7 +27,10 @@ export interface ObjectChanges {
 }
 
 /** What turns `prev` into `next`: objects new or changed (by hash), and keys gone. */
-export function diffStates(prev: ReadonlyMap<string, HashedObject>, next: ReadonlyMap<string, HashedObject>): ObjectChanges {
+export function diffStates(
+  prev: ReadonlyMap<string, HashedObject>,
+  next: ReadonlyMap<string, HashedObject>,
+): ObjectChanges {
   const upserts: HashedObject[] = [];
   const deletes: ObjectRef[] = [];
   for (const [id, o] of next) if (prev.get(id)?.hash !== o.hash) upserts.push(o);
@@ -59,7 +62,13 @@ export function refOfId(id: string): ObjectRef {
  * (undefined: none), in the order first touched. `undoChange(store, previous)` puts them back. `previous` is filled
  * as the change goes, so a caller whose store may throw half way (a validating store) can undo what came before.
  */
-export function applyChange<T>(store: KeyedObjects<T>, deletes: readonly ObjectRef[], upserts: readonly T[], idOf: (o: T) => string, previous = new Map<string, T | undefined>()): Map<string, T | undefined> {
+export function applyChange<T>(
+  store: KeyedObjects<T>,
+  deletes: readonly ObjectRef[],
+  upserts: readonly T[],
+  idOf: (o: T) => string,
+  previous = new Map<string, T | undefined>(),
+): Map<string, T | undefined> {
   for (const ref of deletes) {
     const id = objectIdOf(ref);
     if (!previous.has(id)) previous.set(id, store.get(id));
@@ -150,7 +159,9 @@ export class RuleState {
    */
   apply(d: StateDelta): UndoToken {
     if (d.prevGeneration !== this.generation) {
-      throw new RuleSetError(`delta ${d.generation} continues generation ${d.prevGeneration}, but the state is at ${this.generation}`);
+      throw new RuleSetError(
+        `delta ${d.generation} continues generation ${d.prevGeneration}, but the state is at ${this.generation}`,
+      );
     }
     const sum = this.digestSum.value;
     const upserts = d.upserts.map(hashed);
@@ -176,10 +187,14 @@ export class RuleState {
 
   /** Puts the state back where it was before the `apply` that returned `token`: objects, digest and generation. */
   undo(token: UndoToken): void {
-    if (this.generation !== token.reached) throw new RuleSetError(`cannot undo delta ${token.reached}: the state is at generation ${this.generation}`);
+    if (this.generation !== token.reached)
+      throw new RuleSetError(`cannot undo delta ${token.reached}: the state is at generation ${this.generation}`);
     undoChange(this.store, token.previous);
     this.generation = token.generation;
-    if (this.digest !== token.digest) throw new RuleSetError(`undoing delta ${token.reached} reached digest ${this.digest}, not ${token.digest}: the state changed after it was applied`);
+    if (this.digest !== token.digest)
+      throw new RuleSetError(
+        `undoing delta ${token.reached} reached digest ${this.digest}, not ${token.digest}: the state changed after it was applied`,
+      );
   }
 
   sortedObjects(): WireObject[] {

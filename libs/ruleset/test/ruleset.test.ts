@@ -2,9 +2,22 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createHash } from 'node:crypto';
 import { RuleKind, RuleObject } from '@kpx/proto';
-import { Digest, DigestMismatchError, RuleSetError, RuleState, diffStates, digestOf, hashed, objectHash } from '../src/index.js';
+import {
+  Digest,
+  DigestMismatchError,
+  RuleSetError,
+  RuleState,
+  diffStates,
+  digestOf,
+  hashed,
+  objectHash,
+} from '../src/index.js';
 
-const chain = (name: string, ...rules: string[]): RuleObject => ({ kind: 'iptables.chain', key: `nat/${name}`, payload: { $case: 'iptablesChain', value: { table: 'nat', name, rules } } });
+const chain = (name: string, ...rules: string[]): RuleObject => ({
+  kind: 'iptables.chain',
+  key: `nat/${name}`,
+  payload: { $case: 'iptablesChain', value: { table: 'nat', name, rules } },
+});
 
 test('digest is order-independent, incremental, 64 hex chars', () => {
   const objs = [chain('A', '-j RETURN'), chain('B'), chain('C', '-j X', '-j Y')];
@@ -24,12 +37,21 @@ test('diff then apply reaches the target state and digest; chain breaks and dige
   const prev = RuleState.from([chain('A', '1'), chain('B', '2'), chain('C', '3')], 4);
   const next = RuleState.from([chain('A', '1'), chain('B', '2b'), chain('D', '4')]);
   const { upserts, deletes } = diffStates(prev.objects, next.objects);
-  assert.deepEqual(upserts.map((u) => u.id), ['iptables.chain:nat/B', 'iptables.chain:nat/D']);
+  assert.deepEqual(
+    upserts.map((u) => u.id),
+    ['iptables.chain:nat/B', 'iptables.chain:nat/D'],
+  );
   assert.deepEqual(deletes, [{ kind: 'iptables.chain', key: 'nat/C' }]);
   const delta = { generation: 9, prevGeneration: 4, upserts: upserts.map((u) => u.wire), deletes, digest: next.digest };
   assert.throws(() => prev.apply({ ...delta, prevGeneration: 3 }), RuleSetError);
   const before = prev.digest;
-  assert.throws(() => prev.apply({ ...delta, digest: 'f'.repeat(64) }), (err: unknown) => err instanceof DigestMismatchError && err.reached === next.digest && /reaches digest .*; state stays at generation 4$/.test(err.message));
+  assert.throws(
+    () => prev.apply({ ...delta, digest: 'f'.repeat(64) }),
+    (err: unknown) =>
+      err instanceof DigestMismatchError &&
+      err.reached === next.digest &&
+      /reaches digest .*; state stays at generation 4$/.test(err.message),
+  );
   assert.equal(prev.digest, before, 'a refused delta leaves the state unchanged');
   assert.equal(prev.generation, 4);
   prev.apply(delta);
@@ -43,14 +65,36 @@ test('undo puts back the objects, digest and generation an applied delta changed
   const state = RuleState.from(start, 4);
   const before = { digest: state.digest, objects: new Map(state.objects) };
   // A delete of an object that is not there, a replaced one, a new one, a deleted one, one touched twice.
-  const delta = { generation: 5, prevGeneration: 4, upserts: [chain('B', '2b'), chain('D', '4'), chain('A', '1b')], deletes: [chain('C'), chain('Z'), chain('A')], digest: '' };
+  const delta = {
+    generation: 5,
+    prevGeneration: 4,
+    upserts: [chain('B', '2b'), chain('D', '4'), chain('A', '1b')],
+    deletes: [chain('C'), chain('Z'), chain('A')],
+    digest: '',
+  };
   const token = state.apply(delta);
   assert.equal(state.generation, 5);
   assert.deepEqual(state.sortedObjects(), [chain('A', '1b'), chain('B', '2b'), chain('D', '4')]);
-  assert.deepEqual([...token.previous.keys()], ['iptables.chain:nat/C', 'iptables.chain:nat/Z', 'iptables.chain:nat/A', 'iptables.chain:nat/B', 'iptables.chain:nat/D']);
-  assert.equal(token.previous.get('iptables.chain:nat/A'), before.objects.get('iptables.chain:nat/A'), 'the object before the first change to it');
+  assert.deepEqual(
+    [...token.previous.keys()],
+    [
+      'iptables.chain:nat/C',
+      'iptables.chain:nat/Z',
+      'iptables.chain:nat/A',
+      'iptables.chain:nat/B',
+      'iptables.chain:nat/D',
+    ],
+  );
+  assert.equal(
+    token.previous.get('iptables.chain:nat/A'),
+    before.objects.get('iptables.chain:nat/A'),
+    'the object before the first change to it',
+  );
   assert.equal(token.previous.get('iptables.chain:nat/D'), undefined);
-  assert.deepEqual(token.upserts.map((u) => [u.id, u.hash]), delta.upserts.map((u) => [hashed(u).id, objectHash(u)]));
+  assert.deepEqual(
+    token.upserts.map((u) => [u.id, u.hash]),
+    delta.upserts.map((u) => [hashed(u).id, objectHash(u)]),
+  );
   assert.equal(token.deletes, delta.deletes);
   state.undo(token);
   assert.equal(state.generation, 4);
@@ -64,18 +108,56 @@ test('undo puts back the objects, digest and generation an applied delta changed
 });
 
 /** The hash as defined: SHA-256 of the object's protobuf encoding, a fresh writer and Hash each time. */
-const referenceHash = (o: RuleObject): bigint => BigInt(`0x${createHash('sha256').update(RuleObject.encode(o).finish()).digest('hex')}`);
+const referenceHash = (o: RuleObject): bigint =>
+  BigInt(`0x${createHash('sha256').update(RuleObject.encode(o).finish()).digest('hex')}`);
 
-const sized = (name: string, rules: number, width = 60): RuleObject => chain(name, ...Array.from({ length: rules }, (_, i) => `-m comment --comment "ns/${name}:${i}" -j KUBE-SEP-${'X'.repeat(width)}${i}`));
+const sized = (name: string, rules: number, width = 60): RuleObject =>
+  chain(
+    name,
+    ...Array.from(
+      { length: rules },
+      (_, i) => `-m comment --comment "ns/${name}:${i}" -j KUBE-SEP-${'X'.repeat(width)}${i}`,
+    ),
+  );
 
 test('objectHash is the SHA-256 of the encoding whatever came before (one writer reused across sizes, and after an encode that threw)', () => {
   const objects: RuleObject[] = [
     sized('KUBE-SVC-BIG', 5000, 200),
     chain('KUBE-EMPTY'),
-    { kind: RuleKind.IptablesJump, key: 'nat/PREROUTING/KUBE-SERVICES', payload: { $case: 'iptablesJump', value: { table: 'nat', chain: 'PREROUTING', target: 'KUBE-SERVICES', rule: '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES', prepend: true, position: 2 } } },
+    {
+      kind: RuleKind.IptablesJump,
+      key: 'nat/PREROUTING/KUBE-SERVICES',
+      payload: {
+        $case: 'iptablesJump',
+        value: {
+          table: 'nat',
+          chain: 'PREROUTING',
+          target: 'KUBE-SERVICES',
+          rule: '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+          prepend: true,
+          position: 2,
+        },
+      },
+    },
     sized('KUBE-SVC-MID', 40),
-    { kind: RuleKind.IptablesRules, key: 'nat/KUBE-SERVICES/ns/web:http', payload: { $case: 'iptablesRules', value: { table: 'nat', chain: 'KUBE-SERVICES', rules: ['-d 10.96.0.10/32 -p tcp --dport 80 -j KUBE-SVC-MID'], position: 1 } } },
-    { kind: RuleKind.IpvsAddress, key: 'kube-ipvs0/10.96.0.10', payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address: '10.96.0.10' } } },
+    {
+      kind: RuleKind.IptablesRules,
+      key: 'nat/KUBE-SERVICES/ns/web:http',
+      payload: {
+        $case: 'iptablesRules',
+        value: {
+          table: 'nat',
+          chain: 'KUBE-SERVICES',
+          rules: ['-d 10.96.0.10/32 -p tcp --dport 80 -j KUBE-SVC-MID'],
+          position: 1,
+        },
+      },
+    },
+    {
+      kind: RuleKind.IpvsAddress,
+      key: 'kube-ipvs0/10.96.0.10',
+      payload: { $case: 'ipvsAddress', value: { interface: 'kube-ipvs0', address: '10.96.0.10' } },
+    },
     // Non-ASCII text takes the writer's UTF-8 path instead of its ASCII fast path.
     chain('KUBE-SVC-ÜNÏCODE', '-m comment --comment "ns/café:http ✓" -j KUBE-SEP-Ω'),
     { kind: 'unknown.kind', key: 'no-payload', payload: undefined },
@@ -85,8 +167,13 @@ test('objectHash is the SHA-256 of the encoding whatever came before (one writer
   ];
   for (const o of objects) assert.equal(objectHash(o), referenceHash(o), `hash of ${o.key}`);
   // An encode that fails half way (a position that is no uint32) must not leave its bytes in the next object's hash.
-  const broken: RuleObject = { kind: RuleKind.IptablesRules, key: 'nat/KUBE-SERVICES/broken', payload: { $case: 'iptablesRules', value: { table: 'nat', chain: 'KUBE-SERVICES', rules: ['-j A'], position: -1 } } };
+  const broken: RuleObject = {
+    kind: RuleKind.IptablesRules,
+    key: 'nat/KUBE-SERVICES/broken',
+    payload: { $case: 'iptablesRules', value: { table: 'nat', chain: 'KUBE-SERVICES', rules: ['-j A'], position: -1 } },
+  };
   assert.throws(() => objectHash(broken), /uint32/);
-  for (const o of objects.slice(0, 3)) assert.equal(objectHash(o), referenceHash(o), `hash of ${o.key} after a failed encode`);
+  for (const o of objects.slice(0, 3))
+    assert.equal(objectHash(o), referenceHash(o), `hash of ${o.key} after a failed encode`);
   assert.notEqual(objectHash(sized('KUBE-SVC-A', 3)), objectHash(sized('KUBE-SVC-A', 4)));
 });

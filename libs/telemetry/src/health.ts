@@ -51,7 +51,10 @@ export function renderProbe(
   const lastUpdated = (healthy ? now : (report.lastUpdated ?? zeroTime)).toISOString();
   const currentTime = now.toISOString();
   const details = report.details === undefined ? {} : { details: report.details };
-  const body = kind === 'healthz' ? { lastUpdated, currentTime, nodeEligible, ...details } : { lastUpdated, currentTime, ...details };
+  const body =
+    kind === 'healthz'
+      ? { lastUpdated, currentTime, nodeEligible, ...details }
+      : { lastUpdated, currentTime, ...details };
   return { status: healthy ? 200 : 503, body };
 }
 

@@ -20,10 +20,12 @@ export interface HttpServerOptions {
   /** Answers /healthz and /livez; without it both are 404. A throw or rejection counts as unhealthy. */
   readonly healthz?: HealthCheck | undefined;
   /** Counted per answer by HTTP code, as kube-proxy's kubeproxy_proxy_healthz_total / _livez_total. */
-  readonly probeCounters?: {
-    readonly proxyHealthz?: Counter<'code'> | undefined;
-    readonly proxyLivez?: Counter<'code'> | undefined;
-  } | undefined;
+  readonly probeCounters?:
+    | {
+        readonly proxyHealthz?: Counter<'code'> | undefined;
+        readonly proxyLivez?: Counter<'code'> | undefined;
+      }
+    | undefined;
   /** Clock for the bodies' times, for tests. */
   readonly now?: (() => Date) | undefined;
 }

@@ -55,7 +55,15 @@ export {
   metadataSetter,
 } from './propagation.js';
 export type { HeadersCarrier, MetadataCarrier, TraceCarrier } from './propagation.js';
-export { OtlpProtocol, SpanProcessing, otlpTracesUrl, parseOtlpProtocol, startTracing, withContext, withSpan } from './tracing.js';
+export {
+  OtlpProtocol,
+  SpanProcessing,
+  otlpTracesUrl,
+  parseOtlpProtocol,
+  startTracing,
+  withContext,
+  withSpan,
+} from './tracing.js';
 export type { Tracing, TracingOptions, WithSpanOptions } from './tracing.js';
 // Re-exported so services need no direct dependency on @opentelemetry/api for the common cases.
 export { SpanKind, SpanStatusCode } from '@opentelemetry/api';

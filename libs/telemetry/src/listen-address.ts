@@ -14,7 +14,8 @@ export interface ListenAddress {
   readonly port: number;
 }
 
-const hostnamePattern = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const hostnamePattern =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /**
  * Parses `host:port`, `[ipv6]:port` or `:port` (host 127.0.0.1, not every interface: say `0.0.0.0:port` or `[::]:port`
@@ -32,7 +33,8 @@ export function parseListenAddress(value: string): ListenAddress {
     throw new ListenAddressError(value, `${JSON.stringify(host)} is neither an IPv4 address nor a host name`);
   }
   const port = parsePort(split.port);
-  if (port === undefined) throw new ListenAddressError(value, `port ${JSON.stringify(split.port)} is not a number from 0 to 65535`);
+  if (port === undefined)
+    throw new ListenAddressError(value, `port ${JSON.stringify(split.port)} is not a number from 0 to 65535`);
   return { host, port };
 }
 

@@ -2,7 +2,15 @@
 // kpx exports. Where a metric means what a kube-proxy metric means it has kube-proxy's name, help, labels and buckets
 // (pkg/proxy/metrics/metrics.go), so existing dashboards and alerts keep working.
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets, linearBuckets } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  exponentialBuckets,
+  linearBuckets,
+} from 'prom-client';
 import type { Metric } from 'prom-client';
 import { MetricRegistrationError } from './errors.js';
 
@@ -100,64 +108,91 @@ export interface KubeProxyMetrics {
 export function kubeProxyMetrics(registry: Registry): KubeProxyMetrics {
   const family = ['ip_family'] as const;
   return {
-    syncProxyRulesDuration: register(registry, new Histogram({
-      name: MetricName.SyncProxyRulesDuration,
-      help: 'SyncProxyRules latency in seconds',
-      labelNames: family,
-      buckets: [...SyncDurationBuckets],
-      registers: [],
-    })),
-    syncFullProxyRulesDuration: register(registry, new Histogram({
-      name: MetricName.SyncFullProxyRulesDuration,
-      help: 'SyncProxyRules latency in seconds for full resyncs',
-      labelNames: family,
-      buckets: [...SyncDurationBuckets],
-      registers: [],
-    })),
-    syncPartialProxyRulesDuration: register(registry, new Histogram({
-      name: MetricName.SyncPartialProxyRulesDuration,
-      help: 'SyncProxyRules latency in seconds for partial resyncs',
-      labelNames: family,
-      buckets: [...SyncDurationBuckets],
-      registers: [],
-    })),
-    syncProxyRulesLastTimestamp: register(registry, new Gauge({
-      name: MetricName.SyncProxyRulesLastTimestamp,
-      help: 'The last time proxy rules were successfully synced',
-      labelNames: family,
-      registers: [],
-    })),
-    networkProgrammingDuration: register(registry, new Histogram({
-      name: MetricName.NetworkProgrammingDuration,
-      help: 'In Cluster Network Programming Latency in seconds',
-      labelNames: family,
-      buckets: [...NetworkProgrammingBuckets],
-      registers: [],
-    })),
-    iptablesRestoreFailures: register(registry, new Counter({
-      name: MetricName.IptablesRestoreFailures,
-      help: 'Cumulative proxy iptables restore failures',
-      labelNames: family,
-      registers: [],
-    })),
-    nftablesSyncFailures: register(registry, new Counter({
-      name: MetricName.NftablesSyncFailures,
-      help: 'Cumulative proxy nftables sync failures',
-      labelNames: family,
-      registers: [],
-    })),
-    proxyHealthz: register(registry, new Counter({
-      name: MetricName.ProxyHealthz,
-      help: 'Cumulative proxy healthz HTTP status',
-      labelNames: ['code'] as const,
-      registers: [],
-    })),
-    proxyLivez: register(registry, new Counter({
-      name: MetricName.ProxyLivez,
-      help: 'Cumulative proxy livez HTTP status',
-      labelNames: ['code'] as const,
-      registers: [],
-    })),
+    syncProxyRulesDuration: register(
+      registry,
+      new Histogram({
+        name: MetricName.SyncProxyRulesDuration,
+        help: 'SyncProxyRules latency in seconds',
+        labelNames: family,
+        buckets: [...SyncDurationBuckets],
+        registers: [],
+      }),
+    ),
+    syncFullProxyRulesDuration: register(
+      registry,
+      new Histogram({
+        name: MetricName.SyncFullProxyRulesDuration,
+        help: 'SyncProxyRules latency in seconds for full resyncs',
+        labelNames: family,
+        buckets: [...SyncDurationBuckets],
+        registers: [],
+      }),
+    ),
+    syncPartialProxyRulesDuration: register(
+      registry,
+      new Histogram({
+        name: MetricName.SyncPartialProxyRulesDuration,
+        help: 'SyncProxyRules latency in seconds for partial resyncs',
+        labelNames: family,
+        buckets: [...SyncDurationBuckets],
+        registers: [],
+      }),
+    ),
+    syncProxyRulesLastTimestamp: register(
+      registry,
+      new Gauge({
+        name: MetricName.SyncProxyRulesLastTimestamp,
+        help: 'The last time proxy rules were successfully synced',
+        labelNames: family,
+        registers: [],
+      }),
+    ),
+    networkProgrammingDuration: register(
+      registry,
+      new Histogram({
+        name: MetricName.NetworkProgrammingDuration,
+        help: 'In Cluster Network Programming Latency in seconds',
+        labelNames: family,
+        buckets: [...NetworkProgrammingBuckets],
+        registers: [],
+      }),
+    ),
+    iptablesRestoreFailures: register(
+      registry,
+      new Counter({
+        name: MetricName.IptablesRestoreFailures,
+        help: 'Cumulative proxy iptables restore failures',
+        labelNames: family,
+        registers: [],
+      }),
+    ),
+    nftablesSyncFailures: register(
+      registry,
+      new Counter({
+        name: MetricName.NftablesSyncFailures,
+        help: 'Cumulative proxy nftables sync failures',
+        labelNames: family,
+        registers: [],
+      }),
+    ),
+    proxyHealthz: register(
+      registry,
+      new Counter({
+        name: MetricName.ProxyHealthz,
+        help: 'Cumulative proxy healthz HTTP status',
+        labelNames: ['code'] as const,
+        registers: [],
+      }),
+    ),
+    proxyLivez: register(
+      registry,
+      new Counter({
+        name: MetricName.ProxyLivez,
+        help: 'Cumulative proxy livez HTTP status',
+        labelNames: ['code'] as const,
+        registers: [],
+      }),
+    ),
   };
 }
 
@@ -196,84 +231,129 @@ export interface ControllerMetrics {
 
 export function controllerMetrics(registry: Registry): ControllerMetrics {
   return {
-    generation: register(registry, new Gauge({
-      name: MetricName.ControllerGeneration,
-      help: 'Newest cluster-wide generation the controller has published',
-      registers: [],
-    })),
-    deltasPublished: register(registry, new Counter({
-      name: MetricName.ControllerDeltasPublished,
-      help: 'Cumulative node deltas published',
-      registers: [],
-    })),
-    deltaBytes: register(registry, new Histogram({
-      name: MetricName.ControllerDeltaBytes,
-      help: 'Encoded size of published node deltas in bytes',
-      buckets: [...DeltaBytesBuckets],
-      registers: [],
-    })),
-    changeToAck: register(registry, new Histogram({
-      name: MetricName.ControllerChangeToAck,
-      help: 'From an API change to a node acknowledging the generation that contains it, in seconds',
-      buckets: [...NetworkProgrammingBuckets],
-      registers: [],
-    })),
-    nodes: register(registry, new Gauge({
-      name: MetricName.ControllerNodes,
-      help: 'Nodes the controller compiles rules for',
-      registers: [],
-    })),
-    nodesInSync: register(registry, new Gauge({
-      name: MetricName.ControllerNodesInSync,
-      help: 'Node and family pairs that acknowledged their desired state, with nothing pending and a recent ack',
-      registers: [],
-    })),
-    nodesPending: register(registry, new Gauge({
-      name: MetricName.ControllerNodesPending,
-      help: 'Node and family pairs with compiled changes JetStream has not acknowledged yet',
-      registers: [],
-    })),
-    nodesStale: register(registry, new Gauge({
-      name: MetricName.ControllerNodesStale,
-      help: 'Node and family pairs whose executor has not acked for longer than the staleness bound',
-      registers: [],
-    })),
-    pendingGenerations: register(registry, new Gauge({
-      name: MetricName.ControllerPendingGenerations,
-      help: 'Generations whose deltas are not all in JetStream yet (plus one while compiled changes wait for a generation)',
-      registers: [],
-    })),
-    syncFailures: register(registry, new Counter({
-      name: MetricName.ControllerSyncFailures,
-      help: 'Syncs that failed; each is retried with backoff',
-      registers: [],
-    })),
-    publishFailures: register(registry, new Counter({
-      name: MetricName.ControllerPublishFailures,
-      help: 'Delta publishes JetStream did not acknowledge; each is retried',
-      registers: [],
-    })),
-    natsConnected: register(registry, new Gauge({
-      name: MetricName.ControllerNatsConnected,
-      help: '1 while the controller is connected to NATS',
-      registers: [],
-    })),
-    leader: register(registry, new Gauge({
-      name: MetricName.ControllerLeader,
-      help: '1 while this controller is the leader (or runs without leader election), 0 while it is a standby',
-      registers: [],
-    })),
-    unpublishedSeconds: register(registry, new Gauge({
-      name: MetricName.ControllerUnpublishedSeconds,
-      help: 'Age of the oldest compiled change not yet in JetStream, in seconds (0 when everything is published)',
-      registers: [],
-    })),
-    deniedRequests: register(registry, new Counter({
-      name: MetricName.ControllerDeniedRequests,
-      help: 'gRPC NodeSync calls refused with PERMISSION_DENIED (a node asking for another node, a node asking for status), by method and certificate identity',
-      labelNames: ['method', 'identity'] as const,
-      registers: [],
-    })),
+    generation: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerGeneration,
+        help: 'Newest cluster-wide generation the controller has published',
+        registers: [],
+      }),
+    ),
+    deltasPublished: register(
+      registry,
+      new Counter({
+        name: MetricName.ControllerDeltasPublished,
+        help: 'Cumulative node deltas published',
+        registers: [],
+      }),
+    ),
+    deltaBytes: register(
+      registry,
+      new Histogram({
+        name: MetricName.ControllerDeltaBytes,
+        help: 'Encoded size of published node deltas in bytes',
+        buckets: [...DeltaBytesBuckets],
+        registers: [],
+      }),
+    ),
+    changeToAck: register(
+      registry,
+      new Histogram({
+        name: MetricName.ControllerChangeToAck,
+        help: 'From an API change to a node acknowledging the generation that contains it, in seconds',
+        buckets: [...NetworkProgrammingBuckets],
+        registers: [],
+      }),
+    ),
+    nodes: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerNodes,
+        help: 'Nodes the controller compiles rules for',
+        registers: [],
+      }),
+    ),
+    nodesInSync: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerNodesInSync,
+        help: 'Node and family pairs that acknowledged their desired state, with nothing pending and a recent ack',
+        registers: [],
+      }),
+    ),
+    nodesPending: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerNodesPending,
+        help: 'Node and family pairs with compiled changes JetStream has not acknowledged yet',
+        registers: [],
+      }),
+    ),
+    nodesStale: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerNodesStale,
+        help: 'Node and family pairs whose executor has not acked for longer than the staleness bound',
+        registers: [],
+      }),
+    ),
+    pendingGenerations: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerPendingGenerations,
+        help: 'Generations whose deltas are not all in JetStream yet (plus one while compiled changes wait for a generation)',
+        registers: [],
+      }),
+    ),
+    syncFailures: register(
+      registry,
+      new Counter({
+        name: MetricName.ControllerSyncFailures,
+        help: 'Syncs that failed; each is retried with backoff',
+        registers: [],
+      }),
+    ),
+    publishFailures: register(
+      registry,
+      new Counter({
+        name: MetricName.ControllerPublishFailures,
+        help: 'Delta publishes JetStream did not acknowledge; each is retried',
+        registers: [],
+      }),
+    ),
+    natsConnected: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerNatsConnected,
+        help: '1 while the controller is connected to NATS',
+        registers: [],
+      }),
+    ),
+    leader: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerLeader,
+        help: '1 while this controller is the leader (or runs without leader election), 0 while it is a standby',
+        registers: [],
+      }),
+    ),
+    unpublishedSeconds: register(
+      registry,
+      new Gauge({
+        name: MetricName.ControllerUnpublishedSeconds,
+        help: 'Age of the oldest compiled change not yet in JetStream, in seconds (0 when everything is published)',
+        registers: [],
+      }),
+    ),
+    deniedRequests: register(
+      registry,
+      new Counter({
+        name: MetricName.ControllerDeniedRequests,
+        help: 'gRPC NodeSync calls refused with PERMISSION_DENIED (a node asking for another node, a node asking for status), by method and certificate identity',
+        labelNames: ['method', 'identity'] as const,
+        registers: [],
+      }),
+    ),
   };
 }
 
@@ -301,46 +381,67 @@ export interface ExecutorMetrics extends KubeProxyMetrics {
 export function executorMetrics(registry: Registry): ExecutorMetrics {
   return {
     ...kubeProxyMetrics(registry),
-    appliedGeneration: register(registry, new Gauge({
-      name: MetricName.ExecutorAppliedGeneration,
-      help: 'Generation of the last delta or snapshot applied to this node',
-      registers: [],
-    })),
-    driftRepairs: register(registry, new Counter({
-      name: MetricName.ExecutorDriftRepairs,
-      help: 'Cumulative repairs of kernel rules that drifted from the applied state',
-      registers: [],
-    })),
-    conntrackEntriesDeleted: register(registry, new Counter({
-      name: MetricName.ExecutorConntrackEntriesDeleted,
-      help: 'Cumulative stale UDP conntrack entries deleted after rule changes',
-      labelNames: ['ip_family'] as const,
-      registers: [],
-    })),
-    conntrackFailures: register(registry, new Counter({
-      name: MetricName.ExecutorConntrackFailures,
-      help: 'Cumulative conntrack commands of the stale UDP entry cleanup that failed',
-      labelNames: ['ip_family'] as const,
-      registers: [],
-    })),
-    healthCheckServers: register(registry, new Gauge({
-      name: MetricName.ExecutorHealthCheckServers,
-      help: 'healthCheckNodePort servers listening',
-      labelNames: ['ip_family'] as const,
-      registers: [],
-    })),
-    healthCheckListenFailures: register(registry, new Counter({
-      name: MetricName.ExecutorHealthCheckListenFailures,
-      help: 'Cumulative failed attempts to listen on a healthCheckNodePort (retried every few seconds)',
-      labelNames: ['ip_family'] as const,
-      registers: [],
-    })),
-    rejectedDeltas: register(registry, new Counter({
-      name: MetricName.ExecutorRejectedDeltas,
-      help: 'Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, or held an object that is not kpx\'s own (forbidden_object), by reason',
-      labelNames: ['reason'] as const,
-      registers: [],
-    })),
+    appliedGeneration: register(
+      registry,
+      new Gauge({
+        name: MetricName.ExecutorAppliedGeneration,
+        help: 'Generation of the last delta or snapshot applied to this node',
+        registers: [],
+      }),
+    ),
+    driftRepairs: register(
+      registry,
+      new Counter({
+        name: MetricName.ExecutorDriftRepairs,
+        help: 'Cumulative repairs of kernel rules that drifted from the applied state',
+        registers: [],
+      }),
+    ),
+    conntrackEntriesDeleted: register(
+      registry,
+      new Counter({
+        name: MetricName.ExecutorConntrackEntriesDeleted,
+        help: 'Cumulative stale UDP conntrack entries deleted after rule changes',
+        labelNames: ['ip_family'] as const,
+        registers: [],
+      }),
+    ),
+    conntrackFailures: register(
+      registry,
+      new Counter({
+        name: MetricName.ExecutorConntrackFailures,
+        help: 'Cumulative conntrack commands of the stale UDP entry cleanup that failed',
+        labelNames: ['ip_family'] as const,
+        registers: [],
+      }),
+    ),
+    healthCheckServers: register(
+      registry,
+      new Gauge({
+        name: MetricName.ExecutorHealthCheckServers,
+        help: 'healthCheckNodePort servers listening',
+        labelNames: ['ip_family'] as const,
+        registers: [],
+      }),
+    ),
+    healthCheckListenFailures: register(
+      registry,
+      new Counter({
+        name: MetricName.ExecutorHealthCheckListenFailures,
+        help: 'Cumulative failed attempts to listen on a healthCheckNodePort (retried every few seconds)',
+        labelNames: ['ip_family'] as const,
+        registers: [],
+      }),
+    ),
+    rejectedDeltas: register(
+      registry,
+      new Counter({
+        name: MetricName.ExecutorRejectedDeltas,
+        help: "Cumulative messages of the node subject skipped because they could not be decoded, verified or chained, or held an object that is not kpx's own (forbidden_object), by reason",
+        labelNames: ['reason'] as const,
+        registers: [],
+      }),
+    ),
   };
 }
 

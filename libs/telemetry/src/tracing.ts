@@ -81,9 +81,13 @@ export interface Tracing {
 export function startTracing(options: TracingOptions): Tracing {
   const env = process.env;
   const instanceId = randomUUID();
-  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') return disabledTracing(options.serviceName, instanceId);
+  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true')
+    return disabledTracing(options.serviceName, instanceId);
   // OTEL_TRACES_EXPORTER=none turns the environment's endpoint off; an explicit otlpEndpoint still exports.
-  const tracesOff = (env['OTEL_TRACES_EXPORTER'] ?? '').split(',').map((e) => e.trim()).includes('none');
+  const tracesOff = (env['OTEL_TRACES_EXPORTER'] ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .includes('none');
   const endpoint = options.otlpEndpoint ?? (tracesOff ? undefined : configuredEndpoint(env));
   const protocol = options.otlpProtocol ?? protocolFromEnv(env);
   const exporters: SpanExporter[] = [];
@@ -96,7 +100,12 @@ export function startTracing(options: TracingOptions): Tracing {
   // NodeSDK registers no tracer provider without a span processor: spans would have no ids and carry no context.
   if (spanProcessors.length === 0) spanProcessors.push(noExport);
 
-  const attributes: Attributes = { 'service.name': options.serviceName, 'service.instance.id': instanceId, 'host.name': hostname(), ...options.resourceAttributes };
+  const attributes: Attributes = {
+    'service.name': options.serviceName,
+    'service.instance.id': instanceId,
+    'host.name': hostname(),
+    ...options.resourceAttributes,
+  };
   if (options.serviceVersion !== undefined) attributes['service.version'] = options.serviceVersion;
   // The propagator is registered here, first: it is the one global NodeSDK would not report as taken.
   if (!propagation.setGlobalPropagator(createW3CPropagator())) {
@@ -159,7 +168,10 @@ function configuredEndpoint(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 function protocolFromEnv(env: NodeJS.ProcessEnv): OtlpProtocol {
-  const value = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() || env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() || OtlpProtocol.HttpProtobuf;
+  const value =
+    env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() ||
+    env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() ||
+    OtlpProtocol.HttpProtobuf;
   return parseOtlpProtocol(value);
 }
 

@@ -61,7 +61,9 @@ test('renderProbe: /healthz needs ok and an eligible node, /livez only ok; lastU
     body: { lastUpdated: now.toISOString(), currentTime: now.toISOString(), nodeEligible: true },
   });
   assert.deepEqual(renderProbe('healthz', { ok: false, lastUpdated: last }, now).body, {
-    lastUpdated: last.toISOString(), currentTime: now.toISOString(), nodeEligible: true,
+    lastUpdated: last.toISOString(),
+    currentTime: now.toISOString(),
+    nodeEligible: true,
   });
   assert.equal(renderProbe('healthz', { ok: true, nodeEligible: false }, now).status, 503);
   assert.equal(renderProbe('livez', { ok: true, nodeEligible: false }, now).status, 200);
@@ -70,7 +72,10 @@ test('renderProbe: /healthz needs ok and an eligible node, /livez only ok; lastU
     body: { lastUpdated: '0001-01-01T00:00:00.000Z', currentTime: now.toISOString() },
   });
   assert.deepEqual(renderProbe('healthz', { ok: true, details: { generation: 5 } }, now).body, {
-    lastUpdated: now.toISOString(), currentTime: now.toISOString(), nodeEligible: true, details: { generation: 5 },
+    lastUpdated: now.toISOString(),
+    currentTime: now.toISOString(),
+    nodeEligible: true,
+    details: { generation: 5 },
   });
 });
 

@@ -53,7 +53,7 @@ test('serves /metrics with the kube-proxy and kpx names on 127.0.0.1:0', async (
   }
 });
 
-test('/healthz and /livez: 200 with kube-proxy\'s JSON when healthy, 503 when not, counted by code', async () => {
+test("/healthz and /livez: 200 with kube-proxy's JSON when healthy, 503 when not, counted by code", async () => {
   const registry = createMetrics();
   const m = executorMetrics(registry);
   let clockMs = Date.parse('2025-06-01T12:00:00Z');
@@ -181,13 +181,16 @@ test('a malformed address is a ListenAddressError; a port in use is an HttpServe
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const port = (blocker.address() as { port: number }).port;
   try {
-    await assert.rejects(startHttpServer({ listen: `127.0.0.1:${port}`, registry: createMetrics() }), (err: unknown) => {
-      assert.ok(err instanceof HttpServerError);
-      assert.equal(err.listen, `127.0.0.1:${port}`);
-      assert.match(err.message, /EADDRINUSE/);
-      assert.equal((err.cause as { code?: string }).code, 'EADDRINUSE');
-      return true;
-    });
+    await assert.rejects(
+      startHttpServer({ listen: `127.0.0.1:${port}`, registry: createMetrics() }),
+      (err: unknown) => {
+        assert.ok(err instanceof HttpServerError);
+        assert.equal(err.listen, `127.0.0.1:${port}`);
+        assert.match(err.message, /EADDRINUSE/);
+        assert.equal((err.cause as { code?: string }).code, 'EADDRINUSE');
+        return true;
+      },
+    );
   } finally {
     await new Promise<void>((resolve) => blocker.close(() => resolve()));
   }

@@ -19,15 +19,34 @@ test('parses host:port, [ipv6]:port and :port', () => {
 });
 
 test('bad addresses are ListenAddressErrors naming the value', () => {
-  const bad = ['', '127.0.0.1', '::1:80', '[::1]', '[::1]80', '[::1:0', '[1.2.3.4]:80', '127.0.0.1:', '127.0.0.1:x',
-    '127.0.0.1:65536', '127.0.0.1:-1', '127.0.0.1:1e3', 'bad host:80', 'under_score:80', ' 127.0.0.1:80', '127.0.0.1:80 '];
+  const bad = [
+    '',
+    '127.0.0.1',
+    '::1:80',
+    '[::1]',
+    '[::1]80',
+    '[::1:0',
+    '[1.2.3.4]:80',
+    '127.0.0.1:',
+    '127.0.0.1:x',
+    '127.0.0.1:65536',
+    '127.0.0.1:-1',
+    '127.0.0.1:1e3',
+    'bad host:80',
+    'under_score:80',
+    ' 127.0.0.1:80',
+    '127.0.0.1:80 ',
+  ];
   for (const value of bad) {
-    assert.throws(() => parseListenAddress(value), (err: unknown) => {
-      assert.ok(err instanceof ListenAddressError, `${JSON.stringify(value)} should be refused`);
-      assert.equal(err.value, value);
-      assert.ok(err.message.includes(JSON.stringify(value)));
-      return true;
-    });
+    assert.throws(
+      () => parseListenAddress(value),
+      (err: unknown) => {
+        assert.ok(err instanceof ListenAddressError, `${JSON.stringify(value)} should be refused`);
+        assert.equal(err.value, value);
+        assert.ok(err.message.includes(JSON.stringify(value)));
+        return true;
+      },
+    );
   }
 });
 

@@ -16,7 +16,7 @@ after(async () => {
   await tracing.shutdown();
 });
 
-test('a line written inside a span carries that span\'s trace_id and span_id, also after an await', async () => {
+test("a line written inside a span carries that span's trace_id and span_id, also after an await", async () => {
   const { stream, lines } = collectLines();
   const log = createLogger({ name: 'kpx-controller', destination: stream });
   let ids: { traceId: string; spanId: string } | undefined;
@@ -54,7 +54,10 @@ test('nested spans: each line names the innermost active span; outside any span 
     });
     log.info('back in outer');
   });
-  assert.deepEqual(lines.map((l) => l.msg), ['before', 'in outer', 'in inner', 'back in outer']);
+  assert.deepEqual(
+    lines.map((l) => l.msg),
+    ['before', 'in outer', 'in inner', 'back in outer'],
+  );
   assert.equal(lines[0]?.trace_id, undefined);
   assert.equal(lines[0]?.span_id, undefined);
   assert.equal(lines[0]?.service, 'kpx');
@@ -69,11 +72,17 @@ test('level filters lines; unknown level is a LogLevelError naming it', () => {
   const log = createLogger({ name: 'x', level: 'warn', destination: stream });
   log.info('dropped');
   log.warn('kept');
-  assert.deepEqual(lines.map((l) => [l.level, l.msg]), [['warn', 'kept']]);
-  assert.throws(() => createLogger({ name: 'x', level: 'verbose' }), (err: unknown) => {
-    assert.ok(err instanceof LogLevelError);
-    assert.equal(err.value, 'verbose');
-    assert.match(err.message, /"verbose"/);
-    return true;
-  });
+  assert.deepEqual(
+    lines.map((l) => [l.level, l.msg]),
+    [['warn', 'kept']],
+  );
+  assert.throws(
+    () => createLogger({ name: 'x', level: 'verbose' }),
+    (err: unknown) => {
+      assert.ok(err instanceof LogLevelError);
+      assert.equal(err.value, 'verbose');
+      assert.match(err.message, /"verbose"/);
+      return true;
+    },
+  );
 });

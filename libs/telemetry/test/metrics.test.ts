@@ -30,7 +30,7 @@ test('kube-proxy bucket layouts', () => {
   assert.ok(Object.isFrozen(NetworkProgrammingBuckets));
 });
 
-test('each registry is separate from the others and from prom-client\'s global one', async () => {
+test("each registry is separate from the others and from prom-client's global one", async () => {
   const a = createMetrics();
   const b = createMetrics();
   const ma = controllerMetrics(a);
@@ -65,7 +65,10 @@ test('executor metrics carry kube-proxy names, help, ip_family labels and bucket
   assert.match(text, /^kubeproxy_network_programming_duration_seconds_bucket\{le="0",ip_family="IPv6"\} 0$/m);
   assert.match(text, /^kubeproxy_sync_proxy_rules_iptables_restore_failures_total\{ip_family="IPv4"\} 1$/m);
   assert.match(text, /^kubeproxy_sync_proxy_rules_last_timestamp_seconds\{ip_family="IPv4"\} 1700000000$/m);
-  assert.match(text, /^# HELP kubeproxy_network_programming_duration_seconds In Cluster Network Programming Latency in seconds$/m);
+  assert.match(
+    text,
+    /^# HELP kubeproxy_network_programming_duration_seconds In Cluster Network Programming Latency in seconds$/m,
+  );
   assert.match(text, /^kpx_executor_applied_generation 12$/m);
   assert.match(text, /^kpx_executor_drift_repairs_total 1$/m);
   assert.match(text, /^kpx_executor_rejected_deltas_total\{reason="decode"\} 1$/m);
@@ -90,19 +93,25 @@ test('controller histograms have no labels (no per-node series)', async () => {
   const ack = json.find((j) => j.name === MetricName.ControllerChangeToAck);
   assert.ok(ack);
   for (const v of ack.values) {
-    assert.deepEqual(Object.keys(v.labels).filter((k) => k !== 'le'), []);
+    assert.deepEqual(
+      Object.keys(v.labels).filter((k) => k !== 'le'),
+      [],
+    );
   }
 });
 
 test('registering the same metrics twice in one registry is a MetricRegistrationError naming the metric', () => {
   const registry = createMetrics();
   kubeProxyMetrics(registry);
-  assert.throws(() => executorMetrics(registry), (err: unknown) => {
-    assert.ok(err instanceof MetricRegistrationError);
-    assert.equal(err.metric, MetricName.SyncProxyRulesDuration);
-    assert.ok(err.cause instanceof Error);
-    return true;
-  });
+  assert.throws(
+    () => executorMetrics(registry),
+    (err: unknown) => {
+      assert.ok(err instanceof MetricRegistrationError);
+      assert.equal(err.metric, MetricName.SyncProxyRulesDuration);
+      assert.ok(err.cause instanceof Error);
+      return true;
+    },
+  );
 });
 
 test('process metrics and default labels are opt-in', async () => {

@@ -32,28 +32,40 @@ after(async () => {
 
 const traceparentPattern = /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/;
 
-test('inject into a plain object, carry it over a fake transport, extract: the receiver\'s span is a child in the same trace', async () => {
+test("inject into a plain object, carry it over a fake transport, extract: the receiver's span is a child in the same trace", async () => {
   // "Transport": a JSON round trip through a queue, consumed later by a handler with no shared context.
   const queue: string[] = [];
   let sender = { traceId: '', spanId: '' };
-  await withSpan(tracing.tracer, 'publish', undefined, async (span) => {
-    sender = span.spanContext();
-    await sleep(1);
-    const headers = injectTraceContext();
-    assert.match(headers.traceparent ?? '', traceparentPattern);
-    assert.ok(headers.traceparent?.includes(sender.traceId));
-    assert.ok(headers.traceparent?.includes(sender.spanId), 'traceparent names the active span');
-    queue.push(JSON.stringify({ headers, body: 'delta' }));
-  }, { kind: SpanKind.PRODUCER });
+  await withSpan(
+    tracing.tracer,
+    'publish',
+    undefined,
+    async (span) => {
+      sender = span.spanContext();
+      await sleep(1);
+      const headers = injectTraceContext();
+      assert.match(headers.traceparent ?? '', traceparentPattern);
+      assert.ok(headers.traceparent?.includes(sender.traceId));
+      assert.ok(headers.traceparent?.includes(sender.spanId), 'traceparent names the active span');
+      queue.push(JSON.stringify({ headers, body: 'delta' }));
+    },
+    { kind: SpanKind.PRODUCER },
+  );
 
   assert.equal(trace.getActiveSpan(), undefined, 'the receiver starts outside any span');
   const message = JSON.parse(queue.shift()!) as { headers: Record<string, string> };
   const parent = extractTraceContext(message.headers);
   let receiver = { traceId: '', spanId: '' };
-  await withSpan(tracing.tracer, 'apply', undefined, async (span) => {
-    receiver = span.spanContext();
-    await sleep(1);
-  }, { parent, kind: SpanKind.CONSUMER });
+  await withSpan(
+    tracing.tracer,
+    'apply',
+    undefined,
+    async (span) => {
+      receiver = span.spanContext();
+      await sleep(1);
+    },
+    { parent, kind: SpanKind.CONSUMER },
+  );
 
   assert.equal(receiver.traceId, sender.traceId);
   assert.notEqual(receiver.spanId, sender.spanId);

@@ -60,15 +60,25 @@ test('a throw or rejection is recorded on the span, which ends with status ERROR
   const exporter = new InMemorySpanExporter();
   const tracing = startTracing({ serviceName: 't', exporter, processing: SpanProcessing.Simple });
   try {
-    assert.throws(() => withSpan(tracing.tracer, 'sync-fail', undefined, () => {
-      throw new Error('iptables-restore exited 1');
-    }), /iptables-restore exited 1/);
-    await assert.rejects(withSpan(tracing.tracer, 'async-fail', undefined, async () => {
-      await sleep(1);
-      throw new RangeError('bad generation');
-    }), RangeError);
+    assert.throws(
+      () =>
+        withSpan(tracing.tracer, 'sync-fail', undefined, () => {
+          throw new Error('iptables-restore exited 1');
+        }),
+      /iptables-restore exited 1/,
+    );
+    await assert.rejects(
+      withSpan(tracing.tracer, 'async-fail', undefined, async () => {
+        await sleep(1);
+        throw new RangeError('bad generation');
+      }),
+      RangeError,
+    );
     const spans = new Map(exporter.getFinishedSpans().map((s) => [s.name, s]));
-    for (const [name, message] of [['sync-fail', 'iptables-restore exited 1'], ['async-fail', 'bad generation']] as const) {
+    for (const [name, message] of [
+      ['sync-fail', 'iptables-restore exited 1'],
+      ['async-fail', 'bad generation'],
+    ] as const) {
       const span = spans.get(name);
       assert.ok(span, name);
       assert.equal(span.status.code, SpanStatusCode.ERROR);
@@ -113,7 +123,10 @@ test('a second startTracing fails until the first is shut down; shutdown is idem
   assert.equal(noop.isRecording(), false);
   noop.end();
   const key = Symbol('k');
-  assert.equal(context.with(context.active().setValue(key, 1), () => context.active().getValue(key)), undefined);
+  assert.equal(
+    context.with(context.active().setValue(key, 1), () => context.active().getValue(key)),
+    undefined,
+  );
   const second = startTracing({ serviceName: 'b' });
   await second.shutdown();
 });
@@ -125,7 +138,10 @@ test('batch processing exports on forceFlush', async () => {
     withSpan(tracing.tracer, 'queued', undefined, () => undefined);
     assert.equal(exporter.getFinishedSpans().length, 0, 'still queued in the batch');
     await tracing.forceFlush();
-    assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name), ['queued']);
+    assert.deepEqual(
+      exporter.getFinishedSpans().map((s) => s.name),
+      ['queued'],
+    );
   } finally {
     await tracing.shutdown();
   }
@@ -144,7 +160,11 @@ test('otlpEndpoint exports OTLP/HTTP (JSON when asked) to <endpoint>/v1/traces',
   collector.listen(0, '127.0.0.1');
   await once(collector, 'listening');
   const { port } = collector.address() as AddressInfo;
-  const tracing = startTracing({ serviceName: 'kpx-executor', otlpEndpoint: `http://127.0.0.1:${port}`, otlpProtocol: OtlpProtocol.HttpJson });
+  const tracing = startTracing({
+    serviceName: 'kpx-executor',
+    otlpEndpoint: `http://127.0.0.1:${port}`,
+    otlpProtocol: OtlpProtocol.HttpJson,
+  });
   try {
     let traceId = '';
     withSpan(tracing.tracer, 'apply', { node: 'n1' }, (span) => {
@@ -155,7 +175,7 @@ test('otlpEndpoint exports OTLP/HTTP (JSON when asked) to <endpoint>/v1/traces',
     assert.equal(received[0]?.path, '/v1/traces');
     assert.match(received[0]?.type ?? '', /application\/json/);
     const body = received[0].body;
-    assert.ok(body.includes(traceId), 'the exported payload carries the span\'s trace id');
+    assert.ok(body.includes(traceId), "the exported payload carries the span's trace id");
     assert.ok(body.includes('kpx-executor'));
     assert.ok(body.includes('"apply"'));
   } finally {
@@ -170,7 +190,10 @@ test('otlpTracesUrl appends /v1/traces once; malformed endpoints are TracingConf
   assert.equal(otlpTracesUrl('http://collector:4318/'), 'http://collector:4318/v1/traces');
   assert.equal(otlpTracesUrl('https://c.example/otlp/'), 'https://c.example/otlp/v1/traces');
   assert.equal(otlpTracesUrl('http://c:4318/v1/traces'), 'http://c:4318/v1/traces');
-  assert.throws(() => otlpTracesUrl('collector:4318x'), (err: unknown) => err instanceof TracingConfigError && err.message.includes('"collector:4318x"'));
+  assert.throws(
+    () => otlpTracesUrl('collector:4318x'),
+    (err: unknown) => err instanceof TracingConfigError && err.message.includes('"collector:4318x"'),
+  );
   assert.throws(() => otlpTracesUrl('grpc://c:4317'), TracingConfigError);
   assert.throws(() => startTracing({ serviceName: 't', otlpEndpoint: 'not a url' }), TracingConfigError);
   // The refused start registered nothing.
@@ -215,7 +238,11 @@ test('OTEL_* configure the SDK: endpoint and protocol, OTEL_SERVICE_NAME and OTE
         OTEL_TRACES_SAMPLER_ARG: '0',
       },
       async () => {
-        const tracing = startTracing({ serviceName: 'kpx-executor', serviceVersion: '1.2.3', resourceAttributes: { 'k8s.node.name': 'node-a' } });
+        const tracing = startTracing({
+          serviceName: 'kpx-executor',
+          serviceVersion: '1.2.3',
+          resourceAttributes: { 'k8s.node.name': 'node-a' },
+        });
         try {
           assert.equal(tracing.exporting, true);
           // traceidratio 0: no root span is sampled.
@@ -227,26 +254,42 @@ test('OTEL_* configure the SDK: endpoint and protocol, OTEL_SERVICE_NAME and OTE
         }
       },
     );
-    await withOtelEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/custom/v1/traces`, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_SERVICE_NAME: 'renamed', OTEL_RESOURCE_ATTRIBUTES: 'k8s.node.name=from-env,team=net' }, async () => {
-      const tracing = startTracing({ serviceName: 'kpx-executor', serviceVersion: '1.2.3', resourceAttributes: { 'k8s.node.name': 'node-a' } });
-      try {
-        withSpan(tracing.tracer, 'kept', undefined, () => undefined);
-        await tracing.forceFlush();
-        assert.equal(bodies.length, 1);
-        const [path, json] = [bodies[0]!.split(' ')[0], bodies[0]!.slice(bodies[0]!.indexOf(' ') + 1)];
-        assert.equal(path, '/custom/v1/traces', 'the traces endpoint is used as is');
-        const attrs = Object.fromEntries(
-          (JSON.parse(json) as { resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] } }[] }).resourceSpans[0]!.resource.attributes.map((a) => [a.key, a.value.stringValue]),
-        );
-        assert.equal(attrs['service.name'], 'renamed');
-        assert.equal(attrs['service.version'], '1.2.3');
-        assert.equal(attrs['k8s.node.name'], 'from-env');
-        assert.equal(attrs['team'], 'net');
-        assert.equal(attrs['service.instance.id'], tracing.instanceId);
-      } finally {
-        await tracing.shutdown();
-      }
-    });
+    await withOtelEnv(
+      {
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/custom/v1/traces`,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_SERVICE_NAME: 'renamed',
+        OTEL_RESOURCE_ATTRIBUTES: 'k8s.node.name=from-env,team=net',
+      },
+      async () => {
+        const tracing = startTracing({
+          serviceName: 'kpx-executor',
+          serviceVersion: '1.2.3',
+          resourceAttributes: { 'k8s.node.name': 'node-a' },
+        });
+        try {
+          withSpan(tracing.tracer, 'kept', undefined, () => undefined);
+          await tracing.forceFlush();
+          assert.equal(bodies.length, 1);
+          const [path, json] = [bodies[0]!.split(' ')[0], bodies[0]!.slice(bodies[0]!.indexOf(' ') + 1)];
+          assert.equal(path, '/custom/v1/traces', 'the traces endpoint is used as is');
+          const attrs = Object.fromEntries(
+            (
+              JSON.parse(json) as {
+                resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] } }[];
+              }
+            ).resourceSpans[0]!.resource.attributes.map((a) => [a.key, a.value.stringValue]),
+          );
+          assert.equal(attrs['service.name'], 'renamed');
+          assert.equal(attrs['service.version'], '1.2.3');
+          assert.equal(attrs['k8s.node.name'], 'from-env');
+          assert.equal(attrs['team'], 'net');
+          assert.equal(attrs['service.instance.id'], tracing.instanceId);
+        } finally {
+          await tracing.shutdown();
+        }
+      },
+    );
   } finally {
     collector.closeAllConnections();
     collector.close();
@@ -261,10 +304,16 @@ test('no endpoint: nothing exported; OTEL_SDK_DISABLED: a no-op tracer and nothi
     // Nothing was registered: another start works at once.
     await tracing.shutdown();
   });
-  await withOtelEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/xml', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, () => {
-    assert.throws(() => startTracing({ serviceName: 't' }), (err: unknown) => err instanceof TracingConfigError && err.message.includes('"http/xml"'));
-    return Promise.resolve();
-  });
+  await withOtelEnv(
+    { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/xml', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' },
+    () => {
+      assert.throws(
+        () => startTracing({ serviceName: 't' }),
+        (err: unknown) => err instanceof TracingConfigError && err.message.includes('"http/xml"'),
+      );
+      return Promise.resolve();
+    },
+  );
   await withOtelEnv({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' }, async () => {
     const tracing = startTracing({ serviceName: 't' });
     assert.equal(tracing.exporting, false);

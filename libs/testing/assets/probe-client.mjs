@@ -55,9 +55,11 @@ function tcpOnce(req) {
         } else {
           const first = replies[0];
           const same = replies.every((r) => r.pod === first.pod && r.clientIP === first.clientIP);
-          finish(same
-            ? { kind: 'reply', pod: first.pod, clientIP: first.clientIP, replies: replies.length }
-            : { kind: 'error', code: `replies changed mid-connection: ${JSON.stringify(replies)}` });
+          finish(
+            same
+              ? { kind: 'reply', pod: first.pod, clientIP: first.clientIP, replies: replies.length }
+              : { kind: 'error', code: `replies changed mid-connection: ${JSON.stringify(replies)}` },
+          );
         }
       }
     });

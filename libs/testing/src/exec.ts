@@ -54,6 +54,11 @@ export async function ipBatch(ns: string | undefined, commands: readonly string[
 }
 
 /** Runs a command inside a network namespace (`ip netns exec`). */
-export function runIn(ns: string, command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+export function runIn(
+  ns: string,
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
   return run('ip', ['netns', 'exec', ns, command, ...args], options);
 }

@@ -28,7 +28,9 @@ export function nodesYaml(nodes: readonly NodeSpec[], { ipv6 = true }: { ipv6?: 
   return nodes
     .map((n) => {
       const cidrs = ipv6 ? [n.podCIDRv4, q(n.podCIDRv6)] : [n.podCIDRv4];
-      const addresses = (ipv6 ? [n.lanIPv4, q(n.lanIPv6)] : [n.lanIPv4]).map((a) => `{ type: InternalIP, address: ${a} }`);
+      const addresses = (ipv6 ? [n.lanIPv4, q(n.lanIPv6)] : [n.lanIPv4]).map(
+        (a) => `{ type: InternalIP, address: ${a} }`,
+      );
       return `apiVersion: v1
 kind: Node
 metadata: { name: ${n.name}, labels: { kubernetes.io/hostname: ${n.name} } }

@@ -34,10 +34,40 @@ const openssl = (dir: string, args: string[]): void => {
 function issue(dir: string, name: string, subject: string, ext: string): CertFiles {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
-  openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', `${name}.csr`, '-subj', subject]);
+  openssl(dir, [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    `${name}.csr`,
+    '-subj',
+    subject,
+  ]);
   chmodSync(keyFile, 0o600);
   writeFileSync(join(dir, `${name}.ext`), ext);
-  openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', certFile, '-days', '2', '-extfile', `${name}.ext`]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    certFile,
+    '-days',
+    '2',
+    '-extfile',
+    `${name}.ext`,
+  ]);
   return { certFile, keyFile };
 }
 
@@ -45,15 +75,45 @@ function issue(dir: string, name: string, subject: string, ext: string): CertFil
  * Makes the PKI (a few hundred ms of openssl); call remove() when done. `options.dir`: an existing directory to
  * write into (the demo's secrets directory) instead of a new temporary one; remove() deletes it either way.
  */
-export function createTestPki(clients: Readonly<Record<string, Subject>>, options: { readonly dir?: string } = {}): TestPki {
+export function createTestPki(
+  clients: Readonly<Record<string, Subject>>,
+  options: { readonly dir?: string } = {},
+): TestPki {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'kpx-pki-'));
-  openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=kpx-test-ca']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=kpx-test-ca',
+  ]);
   chmodSync(join(dir, 'ca.key'), 0o600);
-  const server = issue(dir, 'server', '/CN=kpx-controller', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  const server = issue(
+    dir,
+    'server',
+    '/CN=kpx-controller',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
+  );
   const out: Record<string, CertFiles> = {};
   for (const [name, s] of Object.entries(clients)) {
     const subject = `${(s.o ?? []).map((o) => `/O=${o}`).join('')}/CN=${s.cn}`;
     out[name] = issue(dir, `client-${name}`, subject, 'extendedKeyUsage=clientAuth\n');
   }
-  return { dir, caFile: join(dir, 'ca.crt'), server, clients: out, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    caFile: join(dir, 'ca.crt'),
+    server,
+    clients: out,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

@@ -227,7 +227,10 @@ class NetnsTopology implements Topology {
 
     // 1. Namespaces. Recorded first so a failure later still deletes them.
     for (const name of all) this.created.push(this.prefix + name);
-    await ipBatch(undefined, all.map((name) => `netns add ${this.prefix + name}`));
+    await ipBatch(
+      undefined,
+      all.map((name) => `netns add ${this.prefix + name}`),
+    );
 
     // 2. Sysctls (before any interface exists, so new interfaces inherit the defaults).
     await Promise.all(

@@ -4,7 +4,14 @@ import assert from 'node:assert/strict';
 import { access, readFile } from 'node:fs/promises';
 import { request, type IncomingMessage } from 'node:http';
 import { test, type TestContext } from 'node:test';
-import { ExpiredWatchResponse, KubeApiStoreError, startKubeApiServer, type KubeApiObject, type KubeApiServer, type KubeApiServerOptions } from '../src/index.js';
+import {
+  ExpiredWatchResponse,
+  KubeApiStoreError,
+  startKubeApiServer,
+  type KubeApiObject,
+  type KubeApiServer,
+  type KubeApiServerOptions,
+} from '../src/index.js';
 
 interface WatchEvent {
   type: string;
@@ -47,26 +54,30 @@ function get(server: KubeApiServer, path: string, token = server.token): Promise
 
 function openStream(server: KubeApiServer, path: string): Promise<Stream> {
   return new Promise((resolve, reject) => {
-    const req = request(`${server.url}${path}`, { headers: { Authorization: `Bearer ${server.token}` } }, (res: IncomingMessage) => {
-      const events: WatchEvent[] = [];
-      let buffered = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffered += chunk;
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, nl);
-          buffered = buffered.slice(nl + 1);
-          if (line.trim() !== '') events.push(JSON.parse(line) as WatchEvent);
-        }
-      });
-      const ended = new Promise<'end' | 'error'>((resolveEnd) => {
-        res.on('end', () => resolveEnd('end'));
-        res.on('error', () => resolveEnd('error'));
-        res.on('aborted', () => resolveEnd('error'));
-      });
-      resolve({ status: res.statusCode ?? 0, events, ended, close: () => req.destroy() });
-    });
+    const req = request(
+      `${server.url}${path}`,
+      { headers: { Authorization: `Bearer ${server.token}` } },
+      (res: IncomingMessage) => {
+        const events: WatchEvent[] = [];
+        let buffered = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buffered += chunk;
+          let nl: number;
+          while ((nl = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            if (line.trim() !== '') events.push(JSON.parse(line) as WatchEvent);
+          }
+        });
+        const ended = new Promise<'end' | 'error'>((resolveEnd) => {
+          res.on('end', () => resolveEnd('end'));
+          res.on('error', () => resolveEnd('error'));
+          res.on('aborted', () => resolveEnd('error'));
+        });
+        resolve({ status: res.statusCode ?? 0, events, ended, close: () => req.destroy() });
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -102,7 +113,8 @@ const slice = (name: string, namespace: string, ip: string): KubeApiObject => ({
 });
 
 const rvOf = (o: KubeApiObject | undefined): string | undefined => o?.metadata?.resourceVersion;
-const summary = (events: WatchEvent[]): string[] => events.map((e) => `${e.type} ${e.object.metadata?.name ?? ''} ${rvOf(e.object) ?? ''}`);
+const summary = (events: WatchEvent[]): string[] =>
+  events.map((e) => `${e.type} ${e.object.metadata?.name ?? ''} ${rvOf(e.object) ?? ''}`);
 
 test('store: one global resourceVersion for every kind; no-op applies change nothing; deletes stamp a new one', async (t) => {
   const server = await start(t, { initialResourceVersion: 500 });
@@ -118,7 +130,12 @@ test('store: one global resourceVersion for every kind; no-op applies change not
   assert.match(web.metadata?.creationTimestamp ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'RFC 3339 in seconds');
 
   // Applying the same content again (even with a stale resourceVersion) is no change.
-  assert.equal(rvOf(store.apply({ ...service('web', 'shop'), metadata: { name: 'web', namespace: 'shop', resourceVersion: '1' } })), '501');
+  assert.equal(
+    rvOf(
+      store.apply({ ...service('web', 'shop'), metadata: { name: 'web', namespace: 'shop', resourceVersion: '1' } }),
+    ),
+    '501',
+  );
   assert.equal(store.resourceVersion, '503');
   const changed = store.apply(service('web', 'shop', 8080));
   assert.equal(rvOf(changed), '504');
@@ -145,25 +162,43 @@ test('list: the collection resourceVersion, items without kind/apiVersion, names
 
   const services = await get(server, '/api/v1/services');
   assert.equal(services.status, 200);
-  const list = services.body as { kind: string; apiVersion: string; metadata: { resourceVersion: string }; items: KubeApiObject[] };
+  const list = services.body as {
+    kind: string;
+    apiVersion: string;
+    metadata: { resourceVersion: string };
+    items: KubeApiObject[];
+  };
   assert.equal(list.kind, 'ServiceList');
   assert.equal(list.apiVersion, 'v1');
   assert.equal(list.metadata.resourceVersion, server.store.resourceVersion);
-  assert.deepEqual(list.items.map((i) => `${i.metadata?.namespace}/${i.metadata?.name}`), ['kube-system/dns', 'shop/web']);
+  assert.deepEqual(
+    list.items.map((i) => `${i.metadata?.namespace}/${i.metadata?.name}`),
+    ['kube-system/dns', 'shop/web'],
+  );
   for (const item of list.items) {
     assert.equal(item.kind, undefined, 'list items carry no kind, as from kube-apiserver');
     assert.equal(item.apiVersion, undefined);
   }
   const nodes = (await get(server, '/api/v1/nodes')).body as { kind: string; items: KubeApiObject[] };
   assert.equal(nodes.kind, 'NodeList');
-  assert.deepEqual(nodes.items.map((i) => i.metadata?.name), ['node-a', 'node-b']);
-  const slices = (await get(server, '/apis/discovery.k8s.io/v1/endpointslices')).body as { kind: string; apiVersion: string; items: KubeApiObject[] };
+  assert.deepEqual(
+    nodes.items.map((i) => i.metadata?.name),
+    ['node-a', 'node-b'],
+  );
+  const slices = (await get(server, '/apis/discovery.k8s.io/v1/endpointslices')).body as {
+    kind: string;
+    apiVersion: string;
+    items: KubeApiObject[];
+  };
   assert.equal(slices.kind, 'EndpointSliceList');
   assert.equal(slices.apiVersion, 'discovery.k8s.io/v1');
   assert.equal(slices.items.length, 1);
 
   const shop = (await get(server, '/api/v1/namespaces/shop/services')).body as { items: KubeApiObject[] };
-  assert.deepEqual(shop.items.map((i) => i.metadata?.name), ['web']);
+  assert.deepEqual(
+    shop.items.map((i) => i.metadata?.name),
+    ['web'],
+  );
   const one = await get(server, '/api/v1/namespaces/shop/services/web');
   assert.equal(one.status, 200);
   assert.equal((one.body as KubeApiObject).kind, 'Service');
@@ -311,7 +346,10 @@ test('410 Gone for a resourceVersion older than the history: as an ERROR event (
   await waitFor('a watch from the current resourceVersion still works', () => current.events.length === 1);
   assert.deepEqual(summary(current.events), ['DELETED a 1004']);
   assert.deepEqual(
-    server.requests().filter((r) => r.watch).map((r) => `${r.query.resourceVersion} ${r.status}`),
+    server
+      .requests()
+      .filter((r) => r.watch)
+      .map((r) => `${r.query.resourceVersion} ${r.status}`),
     ['1001 200', '1000 200', '1000 410', '1002 200', '1003 200'],
   );
 });
@@ -372,7 +410,11 @@ test('failure hooks: dropped and silent watches, failed and stalled requests; cl
   await sleep(200);
   assert.equal(answered, false);
   assert.equal((await get(server, '/api/v1/nodes')).status, 200);
-  assert.equal(server.requests().filter((r) => r.status === 0).length, 1, 'the stalled request is recorded with status 0');
+  assert.equal(
+    server.requests().filter((r) => r.status === 0).length,
+    1,
+    'the stalled request is recorded with status 0',
+  );
   assert.ok(server.openConnections() >= 3, `${server.openConnections()} connections: the stalled one and two watches`);
 
   // close(): every watch and stalled request ends, the kubeconfig is removed.

@@ -135,7 +135,10 @@ describe('netns topology harness', () => {
     assert.ok((await listNamespaces()).some((ns) => ns.startsWith(prefix)));
     await t().cleanup();
     await t().cleanup();
-    assert.deepEqual((await listNamespaces()).filter((ns) => ns.startsWith(prefix)), []);
+    assert.deepEqual(
+      (await listNamespaces()).filter((ns) => ns.startsWith(prefix)),
+      [],
+    );
     assert.deepEqual(await sweepNamespaces(prefix), []);
   });
 });

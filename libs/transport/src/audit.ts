@@ -48,7 +48,14 @@ export interface GenerationRecord {
   readonly services: readonly string[];
   readonly servicesTotal: number;
   /** One entry per node and family that got a delta (capped; `nodesTotal` counts them all). */
-  readonly nodes: readonly { node: string; ipFamily: string; snapshot: boolean; upserts: number; deletes: number; bytes: number }[];
+  readonly nodes: readonly {
+    node: string;
+    ipFamily: string;
+    snapshot: boolean;
+    upserts: number;
+    deletes: number;
+    bytes: number;
+  }[];
   readonly nodesTotal: number;
   /** Bytes of all its deltas. */
   readonly bytes: number;
@@ -79,10 +86,19 @@ export async function ensureAuditStream(jsm: JetStreamManager, options: AuditStr
   const limits = { max_age: nanos(options.maxAgeMs ?? 7 * 24 * 3600 * 1000), max_msgs: options.maxMsgs ?? 1_000_000 };
   try {
     const info = await jsm.streams.info(AuditStream);
-    if (info.config.max_age !== limits.max_age || info.config.max_msgs !== limits.max_msgs) await jsm.streams.update(AuditStream, { ...info.config, ...limits });
+    if (info.config.max_age !== limits.max_age || info.config.max_msgs !== limits.max_msgs)
+      await jsm.streams.update(AuditStream, { ...info.config, ...limits });
   } catch (error) {
     if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
-    await jsm.streams.add({ name: AuditStream, subjects: [`${AuditSubjectPrefix}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits, discard: DiscardPolicy.Old, num_replicas: options.replicas ?? 1, ...limits });
+    await jsm.streams.add({
+      name: AuditStream,
+      subjects: [`${AuditSubjectPrefix}.>`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: options.replicas ?? 1,
+      ...limits,
+    });
   }
 }
 
@@ -92,7 +108,11 @@ const decoder = new TextDecoder();
 /** Appends one record (generation records to `kpx.audit.gen`, node events to the node's subject). */
 export async function publishAuditRecord(js: JetStreamClient, record: AuditRecord): Promise<void> {
   const subject = record.type === 'generation' ? AuditGenerationSubject : auditSubject(record.node);
-  await js.publish(subject, encoder.encode(JSON.stringify(record)), record.type === 'generation' ? { msgID: `gen:${record.generation}` } : {});
+  await js.publish(
+    subject,
+    encoder.encode(JSON.stringify(record)),
+    record.type === 'generation' ? { msgID: `gen:${record.generation}` } : {},
+  );
 }
 
 export interface ReadAuditOptions {
@@ -102,7 +122,10 @@ export interface ReadAuditOptions {
 
 /** Every retained audit record in order (from `since`), ending once caught up. */
 export async function* readAudit(js: JetStreamClient, options: ReadAuditOptions = {}): AsyncGenerator<AuditEntry> {
-  const consumerOptions: Partial<OrderedConsumerOptions> = { filter_subjects: `${AuditSubjectPrefix}.>`, inactive_threshold: 30_000 };
+  const consumerOptions: Partial<OrderedConsumerOptions> = {
+    filter_subjects: `${AuditSubjectPrefix}.>`,
+    inactive_threshold: 30_000,
+  };
   if (options.since) {
     consumerOptions.deliver_policy = DeliverPolicy.StartTime;
     consumerOptions.opt_start_time = options.since.toISOString();

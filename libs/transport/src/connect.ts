@@ -16,7 +16,10 @@ export interface ConnectRetryOptions {
 }
 
 /** Connects, retrying failed first connections until one succeeds or `signal` aborts. */
-export async function connectWithRetry(options: NodeConnectionOptions, retry: ConnectRetryOptions = {}): Promise<NatsConnection> {
+export async function connectWithRetry(
+  options: NodeConnectionOptions,
+  retry: ConnectRetryOptions = {},
+): Promise<NatsConnection> {
   const backoff = new Backoff({ initialMs: retry.initialMs ?? 250, maxMs: retry.maxMs ?? 5000 });
   for (;;) {
     retry.signal?.throwIfAborted();
@@ -35,7 +38,10 @@ export async function connectWithRetry(options: NodeConnectionOptions, retry: Co
  * Calls `changed(false, server)` when the connection drops and `changed(true, server)` when it is back, until the
  * connection closes (it reconnects by itself: this only reports).
  */
-export async function followConnection(nc: NatsConnection, changed: (up: boolean, server: string) => void): Promise<void> {
+export async function followConnection(
+  nc: NatsConnection,
+  changed: (up: boolean, server: string) => void,
+): Promise<void> {
   for await (const s of nc.status()) {
     if (s.type === 'disconnect') changed(false, s.server);
     else if (s.type === 'reconnect') changed(true, s.server);

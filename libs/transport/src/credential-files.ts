@@ -22,12 +22,24 @@ export function readCredentialFile(path: string, opts: ReadCredentialOptions): B
     data = readFileSync(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CredentialFileError(opts.flag, path, code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : `cannot be read (${code ?? 'error'})`, { cause: err });
+    throw new CredentialFileError(
+      opts.flag,
+      path,
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : `cannot be read (${code ?? 'error'})`,
+      { cause: err },
+    );
   }
   if (data.length === 0) throw new CredentialFileError(opts.flag, path, 'is empty');
   if (opts.secret === true && (mode & 0o077) !== 0) {
     const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    opts.warn?.({ file: path, flag: opts.flag, mode: octal }, `private key file ${path} is readable by group or others (mode ${octal}); make it 0600 (or defaultMode 0400 on a Secret volume)`);
+    opts.warn?.(
+      { file: path, flag: opts.flag, mode: octal },
+      `private key file ${path} is readable by group or others (mode ${octal}); make it 0600 (or defaultMode 0400 on a Secret volume)`,
+    );
   }
   return data;
 }
@@ -47,10 +59,17 @@ export interface TlsMaterial {
 }
 
 /** Reads the three files; `caFlag` names the CA flag of this side in messages. */
-export function readTlsFiles(files: TlsFiles, opts: { caFlag: string; warn?: ReadCredentialOptions['warn'] }): TlsMaterial {
+export function readTlsFiles(
+  files: TlsFiles,
+  opts: { caFlag: string; warn?: ReadCredentialOptions['warn'] },
+): TlsMaterial {
   return {
     cert: readCredentialFile(files.certFile, { flag: '--tls-cert-file' }),
-    key: readCredentialFile(files.keyFile, { flag: '--tls-private-key-file', secret: true, ...(opts.warn ? { warn: opts.warn } : {}) }),
+    key: readCredentialFile(files.keyFile, {
+      flag: '--tls-private-key-file',
+      secret: true,
+      ...(opts.warn ? { warn: opts.warn } : {}),
+    }),
     ca: readCredentialFile(files.caFile, { flag: opts.caFlag }),
   };
 }
@@ -59,11 +78,20 @@ export function readTlsFiles(files: TlsFiles, opts: { caFlag: string; warn?: Rea
  * The TLS files of a command from its flags: undefined when none is given; all three or a message naming what is
  * missing.
  */
-export function tlsFilesFromFlags(values: { 'tls-cert-file'?: string | undefined; 'tls-private-key-file'?: string | undefined }, caFile: string | undefined, caFlag: string): TlsFiles | string | undefined {
+export function tlsFilesFromFlags(
+  values: { 'tls-cert-file'?: string | undefined; 'tls-private-key-file'?: string | undefined },
+  caFile: string | undefined,
+  caFlag: string,
+): TlsFiles | string | undefined {
   const certFile = values['tls-cert-file'];
   const keyFile = values['tls-private-key-file'];
   if (certFile === undefined && keyFile === undefined && caFile === undefined) return undefined;
-  const missing = [certFile === undefined ? '--tls-cert-file' : '', keyFile === undefined ? '--tls-private-key-file' : '', caFile === undefined ? caFlag : ''].filter(Boolean);
-  if (missing.length > 0) return `TLS needs --tls-cert-file, --tls-private-key-file and ${caFlag} together: missing ${missing.join(', ')}`;
+  const missing = [
+    certFile === undefined ? '--tls-cert-file' : '',
+    keyFile === undefined ? '--tls-private-key-file' : '',
+    caFile === undefined ? caFlag : '',
+  ].filter(Boolean);
+  if (missing.length > 0)
+    return `TLS needs --tls-cert-file, --tls-private-key-file and ${caFlag} together: missing ${missing.join(', ')}`;
   return { certFile: certFile!, keyFile: keyFile!, caFile: caFile! };
 }

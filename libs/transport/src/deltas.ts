@@ -10,7 +10,7 @@ import {
   StorageType,
   type JetStreamClient,
   type JetStreamManager,
-    type OrderedConsumerOptions,
+  type OrderedConsumerOptions,
   type StoredMsg,
   type StreamConfig,
   type StreamInfo,
@@ -46,7 +46,10 @@ const DefaultDuplicateWindowMs = 2 * 60 * 1000;
  * Creates the KPX_DELTAS stream, or updates its limits when they differ. Idempotent. Fails with
  * StreamConfigError when a stream of that name exists with other subjects or storage (those cannot be updated).
  */
-export async function ensureDeltaStream(jsm: JetStreamManager, options: DeltaStreamOptions): Promise<EnsureStreamResult> {
+export async function ensureDeltaStream(
+  jsm: JetStreamManager,
+  options: DeltaStreamOptions,
+): Promise<EnsureStreamResult> {
   const limits = deltaStreamLimits(options);
   const existing = await streamInfoOrUndefined(jsm, DeltaStream);
   if (existing === undefined) {
@@ -67,7 +70,9 @@ export async function ensureDeltaStream(jsm: JetStreamManager, options: DeltaStr
     throw new StreamConfigError(`stream ${DeltaStream} exists with ${config.storage} storage; kpx needs file storage`);
   }
   if (config.subjects.length !== 1 || config.subjects[0] !== DeltaSubjectFilter) {
-    throw new StreamConfigError(`stream ${DeltaStream} exists with subjects ${JSON.stringify(config.subjects)}; kpx needs ["${DeltaSubjectFilter}"]`);
+    throw new StreamConfigError(
+      `stream ${DeltaStream} exists with subjects ${JSON.stringify(config.subjects)}; kpx needs ["${DeltaSubjectFilter}"]`,
+    );
   }
   const wanted = { ...limits, discard: DiscardPolicy.Old, allow_direct: true };
   const differs = (Object.keys(wanted) as (keyof typeof wanted)[]).some((key) => config[key] !== wanted[key]);
@@ -76,7 +81,9 @@ export async function ensureDeltaStream(jsm: JetStreamManager, options: DeltaStr
   return { action: EnsureAction.Updated, info };
 }
 
-function deltaStreamLimits(options: DeltaStreamOptions): Pick<StreamConfig, 'max_msgs_per_subject' | 'max_age' | 'duplicate_window' | 'num_replicas'> {
+function deltaStreamLimits(
+  options: DeltaStreamOptions,
+): Pick<StreamConfig, 'max_msgs_per_subject' | 'max_age' | 'duplicate_window' | 'num_replicas'> {
   if (!Number.isInteger(options.historyPerSubject) || options.historyPerSubject < 1) {
     throw new RangeError(`historyPerSubject must be a positive integer, got ${options.historyPerSubject}`);
   }
@@ -130,7 +137,11 @@ export interface PublishedDelta {
  * republish inside the duplicate window is not stored twice. Throws PayloadTooLargeError, before sending
  * anything, when payload plus headers exceed the server's max_payload: publish a snapshot instead.
  */
-export async function publishDelta(js: JetStreamClient, delta: Delta, options: PublishDeltaOptions = {}): Promise<PublishedDelta> {
+export async function publishDelta(
+  js: JetStreamClient,
+  delta: Delta,
+  options: PublishDeltaOptions = {},
+): Promise<PublishedDelta> {
   const subject = deltaSubject(delta.node);
   const data = Delta.encode(delta).finish();
   const headers = deltaHeaders(delta, options.traceHeaders ?? {});
@@ -228,7 +239,9 @@ export interface RejectedMessage {
 }
 
 /** What readDeltaMessages yields: a delta, or a message that could not be one. */
-export type DeltaMessage = { readonly ok: true; readonly record: DeltaRecord } | { readonly ok: false; readonly rejected: RejectedMessage };
+export type DeltaMessage =
+  | { readonly ok: true; readonly record: DeltaRecord }
+  | { readonly ok: false; readonly rejected: RejectedMessage };
 
 /** Options of readDeltas. */
 export interface ReadDeltasOptions {
@@ -253,7 +266,11 @@ export interface ReadDeltasOptions {
  * node (garbage, a truncated protobuf, another node's delta) is skipped and given to `onRejected`: it never
  * ends the iteration.
  */
-export async function* readDeltas(js: JetStreamClient, node: string, options: ReadDeltasOptions = {}): AsyncGenerator<DeltaRecord> {
+export async function* readDeltas(
+  js: JetStreamClient,
+  node: string,
+  options: ReadDeltasOptions = {},
+): AsyncGenerator<DeltaRecord> {
   for await (const m of readDeltaMessages(js, node, options)) {
     if (m.ok) yield m.record;
     else options.onRejected?.(m.rejected);
@@ -266,7 +283,11 @@ export async function* readDeltas(js: JetStreamClient, node: string, options: Re
  * it scans from the subject's first retained message, skipping (by the Kpx-Generation header, without decoding)
  * those at or below fromGeneration.
  */
-export async function* readDeltaMessages(js: JetStreamClient, node: string, options: ReadDeltasOptions = {}): AsyncGenerator<DeltaMessage> {
+export async function* readDeltaMessages(
+  js: JetStreamClient,
+  node: string,
+  options: ReadDeltasOptions = {},
+): AsyncGenerator<DeltaMessage> {
   const follow = options.follow ?? false;
   if (options.signal?.aborted === true) return;
   const consumer = await js.consumers.get(DeltaStream, consumerOptions(node, options.startSeq));
@@ -319,7 +340,11 @@ function isAborted(signal: AbortSignal | undefined): boolean {
 }
 
 /** Skipped without decoding: its Kpx headers put it at or below fromGeneration, or in another family. */
-function unwantedByHeaders(headers: MsgHdrs | undefined, fromGeneration: number, ipFamily: string | undefined): boolean {
+function unwantedByHeaders(
+  headers: MsgHdrs | undefined,
+  fromGeneration: number,
+  ipFamily: string | undefined,
+): boolean {
   const generation = headers?.get(Header.Generation) ?? '';
   const family = headers?.get(Header.IpFamily) ?? '';
   if (generation !== '' && /^\d+$/.test(generation) && Number(generation) <= fromGeneration) return true;
@@ -334,7 +359,11 @@ function wanted(record: DeltaRecord, fromGeneration: number, ipFamily: string | 
  * The newest delta of a node (the last message on its subject), or undefined when it has none. When the last
  * message is not a valid delta of the node, the newest one that is (a scan of the subject).
  */
-export async function lastDelta(js: JetStreamClient, node: string, options: { verifier?: Verifier } = {}): Promise<DeltaRecord | undefined> {
+export async function lastDelta(
+  js: JetStreamClient,
+  node: string,
+  options: { verifier?: Verifier } = {},
+): Promise<DeltaRecord | undefined> {
   const msg = await lastMessage(js, node);
   if (msg === null) return undefined;
   const m = toMessage(node, msg.seq, msg.header, msg.data, 0, options.verifier);
@@ -353,7 +382,10 @@ export async function lastDeltaSeq(js: JetStreamClient, node: string): Promise<n
  * The last message of the node's subject, by a direct get whose subject names it
  * (`$JS.API.DIRECT.GET.KPX_DELTAS.kpx.delta.<node>`): a node's NATS user may be allowed exactly its own subject.
  */
-async function lastMessage(js: JetStreamClient, node: string): Promise<Pick<StoredMsg, 'seq' | 'header' | 'data'> | null> {
+async function lastMessage(
+  js: JetStreamClient,
+  node: string,
+): Promise<Pick<StoredMsg, 'seq' | 'header' | 'data'> | null> {
   const jsm = await js.jetstreamManager(false);
   return jsm.direct.getMessage(DeltaStream, { last_by_subj: deltaSubject(node) });
 }
@@ -367,30 +399,50 @@ function headerRecord(headers: MsgHdrs | undefined): Record<string, string> {
 }
 
 /** The message as a delta of `node`, or why it is not one. */
-function toMessage(node: string, seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending = 0, verifier?: Verifier): DeltaMessage {
+function toMessage(
+  node: string,
+  seq: number,
+  headers: MsgHdrs | undefined,
+  data: Uint8Array,
+  pending = 0,
+  verifier?: Verifier,
+): DeltaMessage {
   const record = headerRecord(headers);
-  const reject = (reason: RejectReason, detail: string): DeltaMessage => ({ ok: false, rejected: { seq, reason, detail: `seq ${seq}: ${detail}`, headers: record, pending } });
+  const reject = (reason: RejectReason, detail: string): DeltaMessage => ({
+    ok: false,
+    rejected: { seq, reason, detail: `seq ${seq}: ${detail}`, headers: record, pending },
+  });
   if (verifier) {
     // Before decoding: nothing unverified is parsed. The signature binds the Kpx-Node and Kpx-Generation headers,
     // which are then checked against the content below.
     const signed = deltaSigningInput(record[Header.Node] ?? '', record[Header.Generation] ?? '', data);
     const wrong = verifier.check(record[Header.KeyId], record[Header.Signature], signed);
     if (wrong !== undefined) return reject(RejectReason.Signature, wrong);
-    if (record[Header.Node] === undefined || record[Header.Generation] === undefined) return reject(RejectReason.Signature, `signed without the ${Header.Node} and ${Header.Generation} headers`);
+    if (record[Header.Node] === undefined || record[Header.Generation] === undefined)
+      return reject(RejectReason.Signature, `signed without the ${Header.Node} and ${Header.Generation} headers`);
   }
   let delta: Delta;
   try {
     delta = Delta.decode(data);
   } catch (cause) {
-    return reject(RejectReason.Decode, `not a valid kpx.v1.Delta (${data.length} bytes): ${cause instanceof Error ? cause.message : String(cause)}`);
+    return reject(
+      RejectReason.Decode,
+      `not a valid kpx.v1.Delta (${data.length} bytes): ${cause instanceof Error ? cause.message : String(cause)}`,
+    );
   }
   const headerNode = record[Header.Node];
   if (delta.node !== node || (headerNode !== undefined && headerNode !== node)) {
-    return reject(RejectReason.ForeignNode, `a delta for node ${JSON.stringify(delta.node)} (header ${Header.Node}: ${JSON.stringify(headerNode ?? '')}) on the subject of ${node}`);
+    return reject(
+      RejectReason.ForeignNode,
+      `a delta for node ${JSON.stringify(delta.node)} (header ${Header.Node}: ${JSON.stringify(headerNode ?? '')}) on the subject of ${node}`,
+    );
   }
   const headerGeneration = record[Header.Generation];
   if (headerGeneration !== undefined && headerGeneration !== String(delta.generation)) {
-    return reject(RejectReason.Decode, `header ${Header.Generation}=${headerGeneration} but the delta is generation ${delta.generation}`);
+    return reject(
+      RejectReason.Decode,
+      `header ${Header.Generation}=${headerGeneration} but the delta is generation ${delta.generation}`,
+    );
   }
   const headerFamily = record[Header.IpFamily];
   if (headerFamily !== undefined && headerFamily !== delta.ipFamily) {

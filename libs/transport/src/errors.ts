@@ -74,7 +74,9 @@ export class FencedError extends Error {
   readonly storedEpoch: number;
 
   constructor(options: { epoch: number; storedEpoch: number }) {
-    super(`deposed: the generation counter belongs to leader epoch ${options.storedEpoch}, this controller's epoch is ${options.epoch}`);
+    super(
+      `deposed: the generation counter belongs to leader epoch ${options.storedEpoch}, this controller's epoch is ${options.epoch}`,
+    );
     this.epoch = options.epoch;
     this.storedEpoch = options.storedEpoch;
   }
@@ -139,11 +141,18 @@ const PermissionDenied = 7;
 const Unavailable = 14;
 const Unauthenticated = 16;
 
-function describeCallFailure(address: string, method: string, err: { code?: number; details?: string; message: string }): string {
+function describeCallFailure(
+  address: string,
+  method: string,
+  err: { code?: number; details?: string; message: string },
+): string {
   // grpc-js wraps connection failures as "No connection established. Last error: Error: <why> (<time>)".
-  const details = (err.details || err.message).replace(/^No connection established\. Last error: (?:Error: )?/, '').replace(/ \([^()]*\d{4}-\d{2}-\d{2}T[^()]*\)$/, '');
+  const details = (err.details || err.message)
+    .replace(/^No connection established\. Last error: (?:Error: )?/, '')
+    .replace(/ \([^()]*\d{4}-\d{2}-\d{2}T[^()]*\)$/, '');
   if (err.code === PermissionDenied) return `controller ${address} refused ${method}: ${details}`;
-  if (err.code === Unauthenticated) return `controller ${address} did not accept our credentials for ${method}: ${details}`;
+  if (err.code === Unauthenticated)
+    return `controller ${address} did not accept our credentials for ${method}: ${details}`;
   if (err.code === Unavailable) return `cannot reach controller ${address} (${method}): ${details}`;
   return `controller ${address}, ${method}: ${details}`;
 }

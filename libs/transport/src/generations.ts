@@ -55,11 +55,19 @@ export function encodeCounter(s: Stored): string {
 /** The compare-and-set lost: the key's revision is not the one read. */
 function isCasConflict(err: unknown): boolean {
   const code = err instanceof JetStreamApiError ? err.code : undefined;
-  return code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
+  return (
+    code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown
+  );
 }
 
-export async function openGenerationCounter(js: JetStreamClient, opts: { replicas?: number } = {}): Promise<GenerationCounter> {
-  const kv: KV = await new Kvm(js).create(StateBucket, { history: 1, ...(opts.replicas ? { replicas: opts.replicas } : {}) });
+export async function openGenerationCounter(
+  js: JetStreamClient,
+  opts: { replicas?: number } = {},
+): Promise<GenerationCounter> {
+  const kv: KV = await new Kvm(js).create(StateBucket, {
+    history: 1,
+    ...(opts.replicas ? { replicas: opts.replicas } : {}),
+  });
   let entry = await kv.get(GenerationKey);
   let { generation: value, epoch: storedEpoch } = decodeCounter(entry?.value);
   let revision = entry?.revision ?? 0;
@@ -82,7 +90,8 @@ export async function openGenerationCounter(js: JetStreamClient, opts: { replica
       if (want === value && wantEpoch === storedEpoch && revision !== 0 && !write) return want;
       const text = encodeCounter({ generation: want, epoch: wantEpoch });
       try {
-        revision = revision === 0 ? await kv.create(GenerationKey, text) : await kv.update(GenerationKey, text, revision);
+        revision =
+          revision === 0 ? await kv.create(GenerationKey, text) : await kv.update(GenerationKey, text, revision);
         value = want;
         storedEpoch = wantEpoch;
         floor = Math.max(floor, want);

@@ -51,7 +51,16 @@ export { connectWithRetry, followConnection } from './connect.js';
 export type { ConnectRetryOptions } from './connect.js';
 export { openGenerationCounter } from './generations.js';
 export type { GenerationCounter } from './generations.js';
-export { ensureDeltaStream, EnsureAction, lastDelta, lastDeltaSeq, publishDelta, readDeltaMessages, readDeltas, RejectReason } from './deltas.js';
+export {
+  ensureDeltaStream,
+  EnsureAction,
+  lastDelta,
+  lastDeltaSeq,
+  publishDelta,
+  readDeltaMessages,
+  readDeltas,
+  RejectReason,
+} from './deltas.js';
 export type {
   DeltaMessage,
   DeltaRecord,
@@ -63,6 +72,20 @@ export type {
   RejectedMessage,
 } from './deltas.js';
 export { deleteSnapshots, ensureSnapshotStore, getSnapshot, listSnapshots, putSnapshot } from './snapshots.js';
-export type { GetSnapshotOptions, PutSnapshotOptions, SnapshotInfo, SnapshotRef, SnapshotStoreOptions } from './snapshots.js';
+export type {
+  GetSnapshotOptions,
+  PutSnapshotOptions,
+  SnapshotInfo,
+  SnapshotRef,
+  SnapshotStoreOptions,
+} from './snapshots.js';
 export { ensureAuditStream, publishAuditRecord, readAudit } from './audit.js';
-export type { AuditCause, AuditEntry, AuditRecord, AuditStreamOptions, GenerationRecord, NodeEventRecord, ReadAuditOptions } from './audit.js';
+export type {
+  AuditCause,
+  AuditEntry,
+  AuditRecord,
+  AuditStreamOptions,
+  GenerationRecord,
+  NodeEventRecord,
+  ReadAuditOptions,
+} from './audit.js';

@@ -42,27 +42,39 @@ export const NatsAuthUsage = `NATS credentials and TLS:
 `;
 
 /** NatsAuth of parsed flags; reads the password file. Throws NatsAuthError for flags that do not go together. */
-export async function natsAuthFromFlags(values: NatsAuthFlagValues, env: NodeJS.ProcessEnv = process.env): Promise<NatsAuth> {
+export async function natsAuthFromFlags(
+  values: NatsAuthFlagValues,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<NatsAuth> {
   const creds = values['nats-creds'];
   const user = values['nats-user'];
   const passwordFile = values['nats-password-file'];
   if (creds !== undefined && user !== undefined) throw new NatsAuthError('give --nats-creds or --nats-user, not both');
-  if (passwordFile !== undefined && user === undefined) throw new NatsAuthError('--nats-password-file needs --nats-user');
+  if (passwordFile !== undefined && user === undefined)
+    throw new NatsAuthError('--nats-password-file needs --nats-user');
   let password: string | undefined;
   if (user !== undefined) {
-    password = passwordFile !== undefined ? (await readSecret(passwordFile, '--nats-password-file')).trim() : env['KPX_NATS_PASSWORD'];
-    if (password === undefined || password === '') throw new NatsAuthError('--nats-user needs a password: --nats-password-file FILE or $KPX_NATS_PASSWORD');
+    password =
+      passwordFile !== undefined
+        ? (await readSecret(passwordFile, '--nats-password-file')).trim()
+        : env['KPX_NATS_PASSWORD'];
+    if (password === undefined || password === '')
+      throw new NatsAuthError('--nats-user needs a password: --nats-password-file FILE or $KPX_NATS_PASSWORD');
   }
   const cert = values['nats-tls-cert'];
   const key = values['nats-tls-key'];
-  if ((cert === undefined) !== (key === undefined)) throw new NatsAuthError('--nats-tls-cert and --nats-tls-key go together');
+  if ((cert === undefined) !== (key === undefined))
+    throw new NatsAuthError('--nats-tls-cert and --nats-tls-key go together');
   return { credsFile: creds, user, password, tlsCa: values['nats-tls-ca'], tlsCert: cert, tlsKey: key };
 }
 
 /** The nats.js options of `auth` (reads the creds file): spread them into the options of connect/connectWithRetry. */
-export async function natsConnectionOptions(auth: NatsAuth): Promise<Pick<NodeConnectionOptions, 'authenticator' | 'user' | 'pass' | 'tls'>> {
+export async function natsConnectionOptions(
+  auth: NatsAuth,
+): Promise<Pick<NodeConnectionOptions, 'authenticator' | 'user' | 'pass' | 'tls'>> {
   const out: Pick<NodeConnectionOptions, 'authenticator' | 'user' | 'pass' | 'tls'> = {};
-  if (auth.credsFile !== undefined) out.authenticator = credsOrSeed(await readSecret(auth.credsFile, '--nats-creds'), auth.credsFile);
+  if (auth.credsFile !== undefined)
+    out.authenticator = credsOrSeed(await readSecret(auth.credsFile, '--nats-creds'), auth.credsFile);
   if (auth.user !== undefined) {
     out.user = auth.user;
     if (auth.password !== undefined) out.pass = auth.password;
@@ -80,7 +92,10 @@ export async function natsConnectionOptions(auth: NatsAuth): Promise<Pick<NodeCo
 function credsOrSeed(text: string, file: string): Authenticator {
   const encoder = new TextEncoder();
   if (text.includes('-----BEGIN NATS USER JWT-----')) return credsAuthenticator(encoder.encode(text));
-  const seed = text.split('\n').map((l) => l.trim()).find((l) => /^SU[A-Z2-7]{50,}$/.test(l));
+  const seed = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => /^SU[A-Z2-7]{50,}$/.test(l));
   if (seed === undefined) throw new NatsAuthError(`${file} is neither a NATS creds file nor an nkey user seed (SU…)`);
   return nkeyAuthenticator(encoder.encode(seed));
 }

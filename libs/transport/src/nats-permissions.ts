@@ -16,7 +16,16 @@
 // object name, reads them by a STREAM.MSG.GET whose body names the subject, and keeps chunks under random subjects.
 // A node may read every node's snapshots (never write them); signatures (signing.ts) protect their integrity.
 import { nkeys } from '@nats-io/nats-core';
-import { AuditStream, AuditSubjectPrefix, DeltaStream, DeltaSubjectPrefix, encodeNodeToken, inboxPrefix, NatsRole, SnapshotBucket } from './subjects.js';
+import {
+  AuditStream,
+  AuditSubjectPrefix,
+  DeltaStream,
+  DeltaSubjectPrefix,
+  encodeNodeToken,
+  inboxPrefix,
+  NatsRole,
+  SnapshotBucket,
+} from './subjects.js';
 
 export interface NatsPermissions {
   readonly publish: { readonly allow: readonly string[]; readonly deny?: readonly string[] };
@@ -35,7 +44,11 @@ const Api = '$JS.API';
 const SnapshotStream = `OBJ_${SnapshotBucket}`;
 
 /** Reading a consumer's messages once created: pull, info, delete (ordered consumers recreate themselves). */
-const consumerUse = (stream: string): string[] => [`${Api}.CONSUMER.MSG.NEXT.${stream}.*`, `${Api}.CONSUMER.INFO.${stream}.*`, `${Api}.CONSUMER.DELETE.${stream}.*`];
+const consumerUse = (stream: string): string[] => [
+  `${Api}.CONSUMER.MSG.NEXT.${stream}.*`,
+  `${Api}.CONSUMER.INFO.${stream}.*`,
+  `${Api}.CONSUMER.DELETE.${stream}.*`,
+];
 
 /** Reading snapshots: object metadata (STREAM.MSG.GET), chunks through a push consumer with flow control. */
 const snapshotReads = (): string[] => [
@@ -52,7 +65,16 @@ export function rolePermissions(role: NatsRole, node?: string): NatsPermissions 
   switch (role) {
     case NatsRole.Controller:
       return {
-        publish: { allow: [`${Api}.>`, `${DeltaSubjectPrefix}.>`, `${AuditSubjectPrefix}.>`, `$KV.>`, `$O.${SnapshotBucket}.>`, `$JS.FC.>`] },
+        publish: {
+          allow: [
+            `${Api}.>`,
+            `${DeltaSubjectPrefix}.>`,
+            `${AuditSubjectPrefix}.>`,
+            `$KV.>`,
+            `$O.${SnapshotBucket}.>`,
+            `$JS.FC.>`,
+          ],
+        },
         subscribe: { allow: [`${inboxPrefix(role)}.>`] },
       };
     case NatsRole.Node: {
@@ -60,7 +82,14 @@ export function rolePermissions(role: NatsRole, node?: string): NatsPermissions 
       const subject = `${DeltaSubjectPrefix}.${encodeNodeToken(node)}`;
       return {
         publish: {
-          allow: [`${Api}.INFO`, `${Api}.STREAM.INFO.${DeltaStream}`, `${Api}.CONSUMER.CREATE.${DeltaStream}.*.${subject}`, ...consumerUse(DeltaStream), `${Api}.DIRECT.GET.${DeltaStream}.${subject}`, ...snapshotReads()],
+          allow: [
+            `${Api}.INFO`,
+            `${Api}.STREAM.INFO.${DeltaStream}`,
+            `${Api}.CONSUMER.CREATE.${DeltaStream}.*.${subject}`,
+            ...consumerUse(DeltaStream),
+            `${Api}.DIRECT.GET.${DeltaStream}.${subject}`,
+            ...snapshotReads(),
+          ],
           deny,
         },
         subscribe: { allow: [`${inboxPrefix(role, node)}.>`] },
@@ -96,7 +125,9 @@ export function natsServerAuthConfig(users: readonly NatsUserSpec[]): string {
     const p = rolePermissions(u.role, u.node);
     const deny = p.publish.deny ? `, deny: ${list(p.publish.deny)}` : '';
     lines.push(`    # ${u.role}${u.node !== undefined ? ` ${u.node}` : ''}`);
-    lines.push(`    { nkey: ${JSON.stringify(u.nkey)}, permissions: { publish: { allow: ${list(p.publish.allow)}${deny} }, subscribe: { allow: ${list(p.subscribe.allow)} } } }`);
+    lines.push(
+      `    { nkey: ${JSON.stringify(u.nkey)}, permissions: { publish: { allow: ${list(p.publish.allow)}${deny} }, subscribe: { allow: ${list(p.subscribe.allow)} } } }`,
+    );
   }
   lines.push('  ]', '}');
   return `${lines.join('\n')}\n`;

@@ -2,7 +2,14 @@
 // trace context in the metadata) and the kpx command (status, audit's snapshots).
 import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode, context, trace, type Span } from '@opentelemetry/api';
-import { NodeSyncClient, type AckRequest, type AckResponse, type RuleObject, type SnapshotChunk, type StatusResponse } from '@kpx/proto';
+import {
+  NodeSyncClient,
+  type AckRequest,
+  type AckResponse,
+  type RuleObject,
+  type SnapshotChunk,
+  type StatusResponse,
+} from '@kpx/proto';
 import { injectTraceMetadata } from '@kpx/telemetry';
 import type { TlsMaterial } from './credential-files.js';
 import { ControllerCallError, StoppingError } from './errors.js';
@@ -33,8 +40,16 @@ const RpcService = 'kpx.v1.NodeSync';
  * A CLIENT span for one NodeSync call, a child of the active span, from the global tracer provider (the
  * process's: runExecutor starts it), and the call's metadata carrying it as traceparent.
  */
-function clientCall(tracerName: string, method: string, name: string, attributes: Record<string, string | number>): { span: Span; md: Metadata } {
-  const span = trace.getTracer(tracerName).startSpan(name, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': RpcService, 'rpc.method': method, ...attributes } });
+function clientCall(
+  tracerName: string,
+  method: string,
+  name: string,
+  attributes: Record<string, string | number>,
+): { span: Span; md: Metadata } {
+  const span = trace.getTracer(tracerName).startSpan(name, {
+    kind: SpanKind.CLIENT,
+    attributes: { 'rpc.system': 'grpc', 'rpc.service': RpcService, 'rpc.method': method, ...attributes },
+  });
   return { span, md: injectTraceMetadata(new Metadata(), trace.setSpan(context.active(), span)) };
 }
 
@@ -42,7 +57,8 @@ function clientCall(tracerName: string, method: string, name: string, attributes
 function endCall(span: Span, err: ServiceError | Error | undefined): void {
   const code = err === undefined ? GrpcStatus.OK : ((err as Partial<ServiceError>).code ?? GrpcStatus.UNKNOWN);
   span.setAttribute('rpc.grpc.status_code', code);
-  if (err !== undefined && code !== GrpcStatus.NOT_FOUND) span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+  if (err !== undefined && code !== GrpcStatus.NOT_FOUND)
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
   span.end();
 }
 
@@ -88,19 +104,29 @@ export class ControllerClient {
    * The node's latest rule set of one family (generation 0 asks for the latest, whatever generation a message
    * named); undefined when the controller has none (node unknown).
    */
-  snapshot(node: string, mode: string, ipFamily: string, options: CallOptions = {}): Promise<FetchedSnapshot | undefined> {
+  snapshot(
+    node: string,
+    mode: string,
+    ipFamily: string,
+    options: CallOptions = {},
+  ): Promise<FetchedSnapshot | undefined> {
     if (options.signal?.aborted === true) return Promise.reject(new StoppingError('snapshot'));
     return new Promise((resolve, reject) => {
       const objects: RuleObject[] = [];
       let head: SnapshotChunk | undefined;
       let expected = 0;
-      const { span, md } = clientCall(this.tracerName, 'GetSnapshot', 'kpx.snapshot', { 'kpx.node': node, 'kpx.family': ipFamily });
+      const { span, md } = clientCall(this.tracerName, 'GetSnapshot', 'kpx.snapshot', {
+        'kpx.node': node,
+        'kpx.family': ipFamily,
+      });
       let ended = false;
       const end = (err?: Error): void => {
         if (!ended) endCall(span, err);
         ended = true;
       };
-      const stream = this.client.getSnapshot({ node, mode, ipFamily, generation: 0, maxObjectsPerChunk: 0 }, md, { deadline: Date.now() + this.deadlineMs * 6 });
+      const stream = this.client.getSnapshot({ node, mode, ipFamily, generation: 0, maxObjectsPerChunk: 0 }, md, {
+        deadline: Date.now() + this.deadlineMs * 6,
+      });
       stream.on('end', () => end());
       stream.on('error', (err: ServiceError) => end(err));
       const done = onAbort(options.signal, () => {
@@ -111,9 +137,14 @@ export class ControllerClient {
       stream.on('end', done);
       stream.on('error', done);
       stream.on('data', (chunk: SnapshotChunk) => {
-        if (chunk.index !== expected++ || (head && (chunk.generation !== head.generation || chunk.digest !== head.digest))) {
+        if (
+          chunk.index !== expected++ ||
+          (head && (chunk.generation !== head.generation || chunk.digest !== head.digest))
+        ) {
           stream.cancel();
-          reject(new Error(`snapshot of ${node} ${ipFamily}: chunk ${chunk.index} out of order or from another generation`));
+          reject(
+            new Error(`snapshot of ${node} ${ipFamily}: chunk ${chunk.index} out of order or from another generation`),
+          );
           return;
         }
         head ??= chunk;
@@ -130,7 +161,11 @@ export class ControllerClient {
   /** Sends an ack within the active trace context. */
   ack(req: AckRequest, options: CallOptions = {}): Promise<AckResponse> {
     if (options.signal?.aborted === true) return Promise.reject(new StoppingError('ack'));
-    const { span, md } = clientCall(this.tracerName, 'Ack', 'kpx.ack', { 'kpx.node': req.node, 'kpx.generation': req.generation, 'kpx.family': req.ipFamily });
+    const { span, md } = clientCall(this.tracerName, 'Ack', 'kpx.ack', {
+      'kpx.node': req.node,
+      'kpx.generation': req.generation,
+      'kpx.family': req.ipFamily,
+    });
     return new Promise((resolve, reject) => {
       let done = (): void => undefined;
       const call = this.client.ack(req, md, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
@@ -149,7 +184,9 @@ export class ControllerClient {
   /** Every node's status as the controller sees it (`node` narrows it to one; '' is every node). */
   status(node = ''): Promise<StatusResponse> {
     return new Promise((resolve, reject) => {
-      this.client.status({ node }, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) => (err ? reject(new ControllerCallError(this.address, 'Status', err)) : resolve(res)));
+      this.client.status({ node }, new Metadata(), { deadline: Date.now() + this.deadlineMs }, (err, res) =>
+        err ? reject(new ControllerCallError(this.address, 'Status', err)) : resolve(res),
+      );
     });
   }
 

@@ -24,7 +24,10 @@ export interface Verifier {
 
 /** The key id of an Ed25519 public key: first 16 hex digits of the SHA-256 of its SPKI DER encoding. */
 export function keyIdOf(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** A signer of a PEM PKCS#8 Ed25519 private key. Throws SignatureError for anything else. */
@@ -35,7 +38,8 @@ export function signerFromPem(pem: string): Signer {
   } catch (cause) {
     throw new SignatureError('the signing key is not a PEM private key', { cause });
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new SignatureError(`the signing key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new SignatureError(`the signing key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);
   const keyId = keyIdOf(createPublicKey(key));
   return { keyId, sign: (data) => sign(null, data, key).toString('base64') };
 }
@@ -55,7 +59,8 @@ export function verifierFromPem(pem: string): Verifier {
     } catch (cause) {
       throw new SignatureError(`a ${m[1] ?? ''} block of the verify keys is not a key`, { cause });
     }
-    if (key.asymmetricKeyType !== 'ed25519') throw new SignatureError(`a verify key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);
+    if (key.asymmetricKeyType !== 'ed25519')
+      throw new SignatureError(`a verify key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);
     keys.set(keyIdOf(key), key);
   }
   if (keys.size === 0) throw new SignatureError('no PEM public key found in the verify keys');
@@ -92,6 +97,11 @@ export function deltaSigningInput(node: string, generation: string, payload: Uin
 }
 
 /** What a snapshot's signature covers. */
-export function snapshotSigningInput(node: string, ipFamily: string, generation: string, payload: Uint8Array): Uint8Array {
+export function snapshotSigningInput(
+  node: string,
+  ipFamily: string,
+  generation: string,
+  payload: Uint8Array,
+): Uint8Array {
   return framed('kpx.snapshot.v1', [node, ipFamily, generation], payload);
 }

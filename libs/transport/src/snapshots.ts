@@ -16,7 +16,14 @@ import { JetStreamApiCodes, JetStreamApiError, StorageType, type JetStreamClient
 import { Objm, setSha256Backend, type ObjectInfo, type ObjectStore } from '@nats-io/obj';
 import { DecodeError, SignatureError, SnapshotError } from './errors.js';
 import { snapshotSigningInput, type Signer, type Verifier } from './signing.js';
-import { encodeNodeToken, SnapshotBucket, SnapshotFamilies, SnapshotMeta, snapshotHeadName, snapshotObjectName } from './subjects.js';
+import {
+  encodeNodeToken,
+  SnapshotBucket,
+  SnapshotFamilies,
+  SnapshotMeta,
+  snapshotHeadName,
+  snapshotObjectName,
+} from './subjects.js';
 
 // The object store checks every snapshot's SHA-256; node:crypto does it in a fraction of the pure-JS default's time
 // (0.5 s of CPU per 30 MiB snapshot). Process-wide, and every kpx process that reads snapshots loads this module.
@@ -76,9 +83,14 @@ const HeadUpdateAttempts = 8;
  * Stores the complete rule set of a node and family at its generation, makes it the latest one (unless a
  * newer generation is already stored), and deletes generations beyond `keepOlder`. Returns where it is.
  */
-export async function putSnapshot(js: JetStreamClient, ruleSet: NodeRuleSet, options: PutSnapshotOptions = {}): Promise<SnapshotInfo> {
+export async function putSnapshot(
+  js: JetStreamClient,
+  ruleSet: NodeRuleSet,
+  options: PutSnapshotOptions = {},
+): Promise<SnapshotInfo> {
   const keepOlder = options.keepOlder ?? DefaultKeepOlder;
-  if (!Number.isInteger(keepOlder) || keepOlder < 0) throw new RangeError(`keepOlder must be a non-negative integer, got ${keepOlder}`);
+  if (!Number.isInteger(keepOlder) || keepOlder < 0)
+    throw new RangeError(`keepOlder must be a non-negative integer, got ${keepOlder}`);
   checkFamily(ruleSet.ipFamily);
   if (!Number.isSafeInteger(ruleSet.generation) || ruleSet.generation < 0) {
     throw new RangeError(`generation must be a non-negative integer, got ${ruleSet.generation}`);
@@ -90,7 +102,9 @@ export async function putSnapshot(js: JetStreamClient, ruleSet: NodeRuleSet, opt
   const signature: Record<string, string> = options.signer
     ? {
         [SnapshotMeta.KeyId]: options.signer.keyId,
-        [SnapshotMeta.Signature]: options.signer.sign(snapshotSigningInput(ruleSet.node, ruleSet.ipFamily, String(ruleSet.generation), data)),
+        [SnapshotMeta.Signature]: options.signer.sign(
+          snapshotSigningInput(ruleSet.node, ruleSet.ipFamily, String(ruleSet.generation), data),
+        ),
       }
     : {};
 
@@ -111,7 +125,10 @@ export async function putSnapshot(js: JetStreamClient, ruleSet: NodeRuleSet, opt
       data,
     );
   } catch (cause) {
-    throw new SnapshotError(`storing snapshot ${object} in bucket ${SnapshotBucket} failed (does the bucket exist? see ensureSnapshotStore)`, { cause });
+    throw new SnapshotError(
+      `storing snapshot ${object} in bucket ${SnapshotBucket} failed (does the bucket exist? see ensureSnapshotStore)`,
+      { cause },
+    );
   }
 
   const dropped = await updateHead(os, head, ruleSet.generation, keepOlder);
@@ -154,7 +171,10 @@ async function updateHead(os: ObjectStore, head: string, generation: number, kee
     } catch (error) {
       const conflict = error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence;
       if (!conflict || attempt >= HeadUpdateAttempts) {
-        throw new SnapshotError(`updating snapshot head ${head} failed${conflict ? ` after ${attempt} conflicting writes` : ''}`, { cause: error });
+        throw new SnapshotError(
+          `updating snapshot head ${head} failed${conflict ? ` after ${attempt} conflicting writes` : ''}`,
+          { cause: error },
+        );
       }
     }
   }
@@ -165,7 +185,8 @@ function headGenerations(info: ObjectInfo): number[] {
   if (list === '') return [];
   return list.split(',').map((text) => {
     const value = Number(text);
-    if (!Number.isSafeInteger(value) || value < 0) throw new DecodeError(`snapshot head ${info.name}: bad generation list "${list}"`);
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw new DecodeError(`snapshot head ${info.name}: bad generation list "${list}"`);
     return value;
   });
 }
@@ -198,7 +219,9 @@ export async function getSnapshot(
     if (head !== null && !head.deleted) heads.push({ ipFamily: family, generations: headGenerations(head) });
   }
   if (heads.length > 1) {
-    throw new SnapshotError(`node ${node} has snapshots of several IP families (${heads.map((h) => h.ipFamily).join(', ')}); pass one`);
+    throw new SnapshotError(
+      `node ${node} has snapshots of several IP families (${heads.map((h) => h.ipFamily).join(', ')}); pass one`,
+    );
   }
   const found = heads[0];
   if (found === undefined) return undefined;
@@ -214,7 +237,11 @@ export async function getSnapshot(
   if (data === null) return undefined;
   if (options.verifier) {
     const meta = (await os.info(object))?.metadata ?? {};
-    const wrong = options.verifier.check(meta[SnapshotMeta.KeyId], meta[SnapshotMeta.Signature], snapshotSigningInput(node, found.ipFamily, String(generation), data));
+    const wrong = options.verifier.check(
+      meta[SnapshotMeta.KeyId],
+      meta[SnapshotMeta.Signature],
+      snapshotSigningInput(node, found.ipFamily, String(generation), data),
+    );
     if (wrong !== undefined) throw new SignatureError(`snapshot ${object}: ${wrong}`);
   }
   let ruleSet: NodeRuleSet;
@@ -239,7 +266,9 @@ export async function listSnapshots(js: JetStreamClient, node: string): Promise<
   for (const ipFamily of SnapshotFamilies) {
     const head = await infoOrNull(os, snapshotHeadName(node, ipFamily));
     if (head === null || head.deleted) continue;
-    headGenerations(head).forEach((generation, index) => refs.push({ node, ipFamily, generation, latest: index === 0 }));
+    headGenerations(head).forEach((generation, index) =>
+      refs.push({ node, ipFamily, generation, latest: index === 0 }),
+    );
   }
   return refs;
 }

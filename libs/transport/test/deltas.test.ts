@@ -62,7 +62,11 @@ describe('delta stream', Timeout, () => {
     const again = await ensureDeltaStream(client.jsm, { historyPerSubject: 100, maxAgeMs: 0 });
     assert.equal(again.action, EnsureAction.Unchanged);
 
-    const updated = await ensureDeltaStream(client.jsm, { historyPerSubject: 5, maxAgeMs: 3_600_000, duplicateWindowMs: 60_000 });
+    const updated = await ensureDeltaStream(client.jsm, {
+      historyPerSubject: 5,
+      maxAgeMs: 3_600_000,
+      duplicateWindowMs: 60_000,
+    });
     assert.equal(updated.action, EnsureAction.Updated);
     const info = await client.jsm.streams.info(DeltaStream);
     assert.equal(info.config.max_msgs_per_subject, 5);
@@ -85,8 +89,14 @@ describe('delta stream', Timeout, () => {
     await publishDelta(client.js, makeDelta('other-node', 1));
 
     const records = await collect(readDeltas(client.js, node));
-    assert.deepEqual(records.map((r) => r.delta.generation), [10, 20, 30, 40]);
-    assert.deepEqual(records.map((r) => r.seq), seqs);
+    assert.deepEqual(
+      records.map((r) => r.delta.generation),
+      [10, 20, 30, 40],
+    );
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      seqs,
+    );
     const first = records[0];
     assert.ok(first !== undefined);
     assert.deepEqual(first.delta, makeDelta(node, 10));
@@ -125,19 +135,29 @@ describe('delta stream', Timeout, () => {
     // The other family of the same generation is a different delta.
     const v6 = await publishDelta(client.js, makeDelta(node, 7, { ipFamily: 'IPv6' }));
     assert.equal(v6.duplicate, false);
-    assert.deepEqual((await collect(readDeltas(client.js, node))).map((r) => [r.delta.generation, r.delta.ipFamily]), [
-      [7, 'IPv4'],
-      [7, 'IPv6'],
-    ]);
-    assert.deepEqual((await collect(readDeltas(client.js, node, { ipFamily: 'IPv6' }))).map((r) => r.seq), [v6.seq]);
+    assert.deepEqual(
+      (await collect(readDeltas(client.js, node))).map((r) => [r.delta.generation, r.delta.ipFamily]),
+      [
+        [7, 'IPv4'],
+        [7, 'IPv6'],
+      ],
+    );
+    assert.deepEqual(
+      (await collect(readDeltas(client.js, node, { ipFamily: 'IPv6' }))).map((r) => r.seq),
+      [v6.seq],
+    );
   });
 
   it('keeps only historyPerSubject deltas per node', async () => {
     await ensureDeltaStream(client.jsm, { historyPerSubject: 5, maxAgeMs: 0 });
-    for (let generation = 1; generation <= 12; generation++) await publishDelta(client.js, makeDelta('history-node', generation));
+    for (let generation = 1; generation <= 12; generation++)
+      await publishDelta(client.js, makeDelta('history-node', generation));
     await publishDelta(client.js, makeDelta('history-other', 1));
     const kept = await collect(readDeltas(client.js, 'history-node'));
-    assert.deepEqual(kept.map((r) => r.delta.generation), [8, 9, 10, 11, 12]);
+    assert.deepEqual(
+      kept.map((r) => r.delta.generation),
+      [8, 9, 10, 11, 12],
+    );
     assert.equal((await collect(readDeltas(client.js, 'history-other'))).length, 1);
     const info = await client.jsm.streams.info(DeltaStream, { subjects_filter: deltaSubject('history-node') });
     assert.equal(info.state.subjects?.[deltaSubject('history-node')], 5);
@@ -152,12 +172,21 @@ describe('delta stream', Timeout, () => {
       await publishDelta(client.js, makeDelta('noise-node', generation));
     }
     const fromGen = await collect(readDeltas(client.js, node, { fromGeneration: 106 }));
-    assert.deepEqual(fromGen.map((r) => r.delta.generation), [107, 108, 109, 110]);
+    assert.deepEqual(
+      fromGen.map((r) => r.delta.generation),
+      [107, 108, 109, 110],
+    );
     const fromSeq = await collect(readDeltas(client.js, node, { startSeq: seqs.get(108) }));
-    assert.deepEqual(fromSeq.map((r) => r.delta.generation), [108, 109, 110]);
+    assert.deepEqual(
+      fromSeq.map((r) => r.delta.generation),
+      [108, 109, 110],
+    );
     // Both: the sequence positions the consumer, the generation still filters.
     const both = await collect(readDeltas(client.js, node, { startSeq: seqs.get(103), fromGeneration: 108 }));
-    assert.deepEqual(both.map((r) => r.delta.generation), [109, 110]);
+    assert.deepEqual(
+      both.map((r) => r.delta.generation),
+      [109, 110],
+    );
     assert.deepEqual(await collect(readDeltas(client.js, node, { fromGeneration: 110 })), []);
   });
 
@@ -192,7 +221,12 @@ describe('delta stream', Timeout, () => {
       return true;
     });
     // A delta whose payload alone fits but whose headers push it over is refused too.
-    await assert.rejects(publishDelta(client.js, makeDelta('big-node', 2), { maxPayload: Delta.encode(makeDelta('big-node', 2)).finish().length + 10 }), PayloadTooLargeError);
+    await assert.rejects(
+      publishDelta(client.js, makeDelta('big-node', 2), {
+        maxPayload: Delta.encode(makeDelta('big-node', 2)).finish().length + 10,
+      }),
+      PayloadTooLargeError,
+    );
     assert.equal(client.nc.isClosed(), false);
     assert.equal((await publishDelta(client.js, makeDelta('big-node', 3))).duplicate, false);
     assert.equal(await lastDelta(client.js, 'big-node').then((r) => r?.delta.generation), 3);
@@ -207,7 +241,10 @@ describe('delta stream', Timeout, () => {
     assert.notEqual(server.pid, pid);
     await client.nc.close();
     client = await connectTo(server.url);
-    assert.deepEqual((await collect(readDeltas(client.js, node))).map((r) => r.delta.generation), [1, 2, 3]);
+    assert.deepEqual(
+      (await collect(readDeltas(client.js, node))).map((r) => r.delta.generation),
+      [1, 2, 3],
+    );
   });
 
   it('reports messages that are not deltas of the node with their seq instead of throwing (issue #12)', async () => {
@@ -218,18 +255,33 @@ describe('delta stream', Timeout, () => {
     const whole = Delta.encode(makeDelta(node, 2)).finish();
     const truncated = await client.js.publish(subject, whole.subarray(0, whole.length - 7));
     const foreign = await client.js.publish(subject, Delta.encode(makeDelta('other-node', 2)).finish());
-    const lyingHeader = await client.js.publish(subject, whole, { headers: headersOf({ [Header.Node]: 'other-node' }) });
+    const lyingHeader = await client.js.publish(subject, whole, {
+      headers: headersOf({ [Header.Node]: 'other-node' }),
+    });
     await publishDelta(client.js, makeDelta(node, 2));
     const messages = [];
     for await (const m of readDeltaMessages(client.js, node)) messages.push(m);
     assert.deepEqual(
       messages.map((m) => (m.ok ? `delta ${m.record.delta.generation}` : `${m.rejected.reason} @${m.rejected.seq}`)),
-      ['delta 1', `decode @${garbage.seq}`, `decode @${truncated.seq}`, `foreign_node @${foreign.seq}`, `foreign_node @${lyingHeader.seq}`, 'delta 2'],
+      [
+        'delta 1',
+        `decode @${garbage.seq}`,
+        `decode @${truncated.seq}`,
+        `foreign_node @${foreign.seq}`,
+        `foreign_node @${lyingHeader.seq}`,
+        'delta 2',
+      ],
     );
     const rejected: RejectedMessage[] = [];
     const records = await collect(readDeltas(client.js, node, { onRejected: (r) => rejected.push(r) }));
-    assert.deepEqual(records.map((r) => r.delta.generation), [1, 2]);
-    assert.deepEqual(rejected.map((r) => r.reason), [RejectReason.Decode, RejectReason.Decode, RejectReason.ForeignNode, RejectReason.ForeignNode]);
+    assert.deepEqual(
+      records.map((r) => r.delta.generation),
+      [1, 2],
+    );
+    assert.deepEqual(
+      rejected.map((r) => r.reason),
+      [RejectReason.Decode, RejectReason.Decode, RejectReason.ForeignNode, RejectReason.ForeignNode],
+    );
     assert.match(rejected[0]!.detail, new RegExp(`^seq ${garbage.seq}: not a valid kpx.v1.Delta \\(28 bytes\\)`));
     // The newest message is garbage: lastDelta gives the newest delta of the node.
     const tail = await client.js.publish(subject, new Uint8Array([1, 2, 3]));
@@ -241,13 +293,16 @@ describe('delta stream', Timeout, () => {
   it('publishes at a measurable rate', async (t) => {
     const count = 2000;
     const started = performance.now();
-    for (let generation = 1; generation <= count; generation++) await publishDelta(client.js, makeDelta('rate-node', generation));
+    for (let generation = 1; generation <= count; generation++)
+      await publishDelta(client.js, makeDelta('rate-node', generation));
     const seconds = (performance.now() - started) / 1000;
     const readStarted = performance.now();
     const read = await collect(readDeltas(client.js, 'rate-node'));
     const readSeconds = (performance.now() - readStarted) / 1000;
     assert.equal(read.length, 100);
-    t.diagnostic(`publishDelta (awaited one by one, ~${Delta.encode(makeDelta('rate-node', 1)).finish().length} B): ${Math.round(count / seconds)}/s`);
+    t.diagnostic(
+      `publishDelta (awaited one by one, ~${Delta.encode(makeDelta('rate-node', 1)).finish().length} B): ${Math.round(count / seconds)}/s`,
+    );
     t.diagnostic(`readDeltas: ${read.length} deltas in ${(readSeconds * 1000).toFixed(1)} ms`);
   });
 });

@@ -60,7 +60,10 @@ test('a claimed epoch fences the counter: a deposed leader gets FencedError, the
   const successor = await openGenerationCounter(js);
   await successor.claim(2);
   assert.equal(await successor.next(), 502);
-  await assert.rejects(old.next(), (err: Error) => err instanceof FencedError && err.epoch === 1 && err.storedEpoch === 2);
+  await assert.rejects(
+    old.next(),
+    (err: Error) => err instanceof FencedError && err.epoch === 1 && err.storedEpoch === 2,
+  );
   await assert.rejects(old.fence(10_000), FencedError);
   await assert.rejects(old.claim(1), FencedError, 'a stale epoch cannot claim back');
   // A controller without leader election keeps the stored epoch: the leader goes on, the value stays fenced.

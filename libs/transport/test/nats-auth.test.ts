@@ -13,14 +13,55 @@ import { NatsAuthError, natsAuthFromFlags, natsConnectionOptions } from '../src/
 
 function pki(dir: string): void {
   const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'ed25519', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=kpx test CA');
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ed25519',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=kpx test CA',
+  );
   for (const [name, ext] of [
     ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'],
     ['client', 'extendedKeyUsage=clientAuth'],
   ] as const) {
-    ssl('req', '-newkey', 'ed25519', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=kpx ${name}`);
+    ssl(
+      'req',
+      '-newkey',
+      'ed25519',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=kpx ${name}`,
+    );
     execFileSync('sh', ['-c', `printf '${ext}\\n' > ${name}.ext`], { cwd: dir });
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '1',
+      '-extfile',
+      `${name}.ext`,
+    );
   }
 }
 
@@ -45,7 +86,13 @@ test('TLS with a client certificate and a user whose password is in a file', { t
     ].join('\n'),
   });
   t.after(() => nats.stop());
-  const flags = { 'nats-user': 'kpx', 'nats-password-file': f('password'), 'nats-tls-ca': f('ca.pem'), 'nats-tls-cert': f('client.pem'), 'nats-tls-key': f('client.key') };
+  const flags = {
+    'nats-user': 'kpx',
+    'nats-password-file': f('password'),
+    'nats-tls-ca': f('ca.pem'),
+    'nats-tls-cert': f('client.pem'),
+    'nats-tls-key': f('client.key'),
+  };
   const nc = await connect({ servers: nats.url, ...(await natsConnectionOptions(await natsAuthFromFlags(flags, {}))) });
   try {
     const info = await (await jetstreamManager(nc)).getAccountInfo();
@@ -55,7 +102,16 @@ test('TLS with a client certificate and a user whose password is in a file', { t
   }
   // Without the client certificate, or with a wrong password, the server refuses.
   const { 'nats-tls-cert': _c, 'nats-tls-key': _k, ...noCert } = flags;
-  await assert.rejects(connect({ servers: nats.url, timeout: 2000, ...(await natsConnectionOptions(await natsAuthFromFlags(noCert, {}))) }));
+  await assert.rejects(
+    connect({
+      servers: nats.url,
+      timeout: 2000,
+      ...(await natsConnectionOptions(await natsAuthFromFlags(noCert, {}))),
+    }),
+  );
   await writeFile(f('password'), 'wrong\n');
-  await assert.rejects(connect({ servers: nats.url, timeout: 2000, ...(await natsConnectionOptions(await natsAuthFromFlags(flags, {}))) }), /auth/i);
+  await assert.rejects(
+    connect({ servers: nats.url, timeout: 2000, ...(await natsConnectionOptions(await natsAuthFromFlags(flags, {}))) }),
+    /auth/i,
+  );
 });

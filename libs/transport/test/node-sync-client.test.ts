@@ -3,12 +3,36 @@
 // words, and calls given up when the caller stops.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Server, ServerCredentials, status as GrpcStatus, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
-import { AckRequest, AckResponse, NodeSyncService, RuleObject, StatusResponse, type NodeSyncServer, type SnapshotChunk, type SnapshotRequest } from '@kpx/proto';
+import {
+  Server,
+  ServerCredentials,
+  status as GrpcStatus,
+  type ServerWritableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import {
+  AckRequest,
+  AckResponse,
+  NodeSyncService,
+  RuleObject,
+  StatusResponse,
+  type NodeSyncServer,
+  type SnapshotChunk,
+  type SnapshotRequest,
+} from '@kpx/proto';
 import { ControllerCallError, ControllerClient, StoppingError } from '../src/index.js';
 
 const obj = (key: string): RuleObject => RuleObject.fromPartial({ kind: 'iptables.chain', key });
-const chunk = (index: number, keys: string[], generation = 7): SnapshotChunk => ({ node: 'n1', mode: 'iptables', ipFamily: 'IPv4', generation, digest: `d${generation}`, index, objects: keys.map(obj), last: false });
+const chunk = (index: number, keys: string[], generation = 7): SnapshotChunk => ({
+  node: 'n1',
+  mode: 'iptables',
+  ipFamily: 'IPv4',
+  generation,
+  digest: `d${generation}`,
+  index,
+  objects: keys.map(obj),
+  last: false,
+});
 
 /** What the server answers GetSnapshot for each node. */
 const snapshots: Record<string, (call: ServerWritableStream<SnapshotRequest, SnapshotChunk>) => void> = {
@@ -36,19 +60,33 @@ let address: string;
 before(async () => {
   server = new Server();
   const impl: NodeSyncServer = {
-    ack: (call, cb) => (call.request.node === 'hang' ? undefined : cb(null, AckResponse.fromPartial({ resyncRequired: call.request.generation === 0 }))),
+    ack: (call, cb) =>
+      call.request.node === 'hang'
+        ? undefined
+        : cb(null, AckResponse.fromPartial({ resyncRequired: call.request.generation === 0 })),
     getSnapshot: (call) => {
       const answer = snapshots[call.request.node];
       if (answer) answer(call);
-      else call.emit('error', { code: GrpcStatus.NOT_FOUND, details: `node ${call.request.node} unknown` } as ServiceError);
+      else
+        call.emit('error', {
+          code: GrpcStatus.NOT_FOUND,
+          details: `node ${call.request.node} unknown`,
+        } as ServiceError);
     },
     status: (call, cb) => {
-      if (call.request.node === 'denied') cb({ code: GrpcStatus.PERMISSION_DENIED, details: 'an executor may not ask for status' });
-      else cb(null, StatusResponse.fromPartial({ generation: 9, nodes: [{ node: call.request.node || 'n1', ipFamily: 'IPv4' }] }));
+      if (call.request.node === 'denied')
+        cb({ code: GrpcStatus.PERMISSION_DENIED, details: 'an executor may not ask for status' });
+      else
+        cb(
+          null,
+          StatusResponse.fromPartial({ generation: 9, nodes: [{ node: call.request.node || 'n1', ipFamily: 'IPv4' }] }),
+        );
     },
   };
   server.addService(NodeSyncService, impl);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   address = `127.0.0.1:${port}`;
 });
 after(() => server.forceShutdown());
@@ -57,8 +95,14 @@ test('a snapshot is its chunks put together; chunks of two generations or out of
   const client = new ControllerClient(address);
   try {
     const snap = await client.snapshot('n1', 'iptables', 'IPv4');
-    assert.deepEqual({ generation: snap?.generation, digest: snap?.digest, keys: snap?.objects.map((o) => o.key) }, { generation: 7, digest: 'd7', keys: ['nat/A', 'nat/B', 'nat/C'] });
-    await assert.rejects(client.snapshot('mixed', 'iptables', 'IPv4'), /snapshot of mixed IPv4: chunk 1 out of order or from another generation/);
+    assert.deepEqual(
+      { generation: snap?.generation, digest: snap?.digest, keys: snap?.objects.map((o) => o.key) },
+      { generation: 7, digest: 'd7', keys: ['nat/A', 'nat/B', 'nat/C'] },
+    );
+    await assert.rejects(
+      client.snapshot('mixed', 'iptables', 'IPv4'),
+      /snapshot of mixed IPv4: chunk 1 out of order or from another generation/,
+    );
     await assert.rejects(client.snapshot('gap', 'iptables', 'IPv4'), /snapshot of gap IPv4: chunk 2 out of order/);
     assert.equal(await client.snapshot('n9', 'iptables', 'IPv4'), undefined);
   } finally {
@@ -69,8 +113,15 @@ test('a snapshot is its chunks put together; chunks of two generations or out of
 test('ack and status answer; a refusal and an unreachable controller are ControllerCallErrors in words', async () => {
   const client = new ControllerClient(address);
   try {
-    assert.equal((await client.ack(AckRequest.fromPartial({ node: 'n1', mode: 'iptables', ipFamily: 'IPv4', generation: 0 }))).resyncRequired, true);
-    assert.deepEqual((await client.status('n2')).nodes.map((n) => n.node), ['n2']);
+    assert.equal(
+      (await client.ack(AckRequest.fromPartial({ node: 'n1', mode: 'iptables', ipFamily: 'IPv4', generation: 0 })))
+        .resyncRequired,
+      true,
+    );
+    assert.deepEqual(
+      (await client.status('n2')).nodes.map((n) => n.node),
+      ['n2'],
+    );
     const denied = await client.status('denied').catch((err: unknown) => err);
     assert.ok(denied instanceof ControllerCallError);
     assert.equal(denied.code, GrpcStatus.PERMISSION_DENIED);
@@ -94,7 +145,10 @@ test('a call given up by its signal rejects with StoppingError, before it starts
     await assert.rejects(client.snapshot('n1', 'iptables', 'IPv4', { signal: AbortSignal.abort() }), StoppingError);
     const ac = new AbortController();
     const waiting = client.snapshot('hang', 'iptables', 'IPv4', { signal: ac.signal });
-    const acking = client.ack(AckRequest.fromPartial({ node: 'hang', mode: 'iptables', ipFamily: 'IPv4', generation: 1 }), { signal: ac.signal });
+    const acking = client.ack(
+      AckRequest.fromPartial({ node: 'hang', mode: 'iptables', ipFamily: 'IPv4', generation: 1 }),
+      { signal: ac.signal },
+    );
     setTimeout(() => ac.abort(), 50);
     await assert.rejects(waiting, { name: 'StoppingError', message: 'snapshot: the executor is stopping' });
     await assert.rejects(acking, { name: 'StoppingError', message: 'ack: the executor is stopping' });

@@ -2,12 +2,26 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
-import { deltaSigningInput, keyIdOf, SignatureError, signerFromPem, snapshotSigningInput, verifierFromPem } from '../src/index.js';
+import {
+  deltaSigningInput,
+  keyIdOf,
+  SignatureError,
+  signerFromPem,
+  snapshotSigningInput,
+  verifierFromPem,
+} from '../src/index.js';
 
 const pair = (): { priv: string; pub: string; id: string } => {
   const k = generateKeyPairSync('ed25519');
-  const id = createHash('sha256').update(k.publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
-  return { priv: k.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), pub: k.publicKey.export({ type: 'spki', format: 'pem' }).toString(), id };
+  const id = createHash('sha256')
+    .update(k.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
+  return {
+    priv: k.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    pub: k.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    id,
+  };
 };
 
 test('key ids, rotation with several keys, and what a signature binds', () => {
@@ -34,8 +48,14 @@ test('key ids, rotation with several keys, and what a signature binds', () => {
 
 test('keys that are not Ed25519, or no key, are refused', () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
-  assert.throws(() => signerFromPem(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()), SignatureError);
-  assert.throws(() => verifierFromPem(rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString()), SignatureError);
+  assert.throws(
+    () => signerFromPem(rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()),
+    SignatureError,
+  );
+  assert.throws(
+    () => verifierFromPem(rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+    SignatureError,
+  );
   assert.throws(() => verifierFromPem('nothing here'), /no PEM public key/);
   assert.throws(() => signerFromPem('nothing here'), SignatureError);
 });

@@ -63,12 +63,15 @@ describe('snapshots', Timeout, () => {
     assert.ok(Buffer.from(raw).equals(Buffer.from(encoded)));
     // Only one family stored: no family needed.
     assert.equal((await getSnapshot(client.js, 'big-node.example.com'))?.generation, 42);
-    t.diagnostic(`${(encoded.length / 1e6).toFixed(2)} MB in ${info.chunks} chunks: put ${putMs.toFixed(0)} ms, get ${getMs.toFixed(0)} ms`);
+    t.diagnostic(
+      `${(encoded.length / 1e6).toFixed(2)} MB in ${info.chunks} chunks: put ${putMs.toFixed(0)} ms, get ${getMs.toFixed(0)} ms`,
+    );
   });
 
   it('keeps the latest and keepOlder older generations per node and family', async () => {
     const node = 'retain-node';
-    for (const generation of [1, 2, 3, 4, 5]) await putSnapshot(client.js, bigRuleSet(node, generation, 3), { keepOlder: 2 });
+    for (const generation of [1, 2, 3, 4, 5])
+      await putSnapshot(client.js, bigRuleSet(node, generation, 3), { keepOlder: 2 });
     assert.deepEqual(await listSnapshots(client.js, node), [
       { node, ipFamily: 'IPv4', generation: 5, latest: true },
       { node, ipFamily: 'IPv4', generation: 4, latest: false },
@@ -90,8 +93,13 @@ describe('snapshots', Timeout, () => {
 
   it('keeps both generations when two writers put concurrently', async () => {
     const node = 'race-node';
-    await Promise.all([10, 11, 12, 13].map((generation) => putSnapshot(client.js, bigRuleSet(node, generation, 2), { keepOlder: 5 })));
-    assert.deepEqual((await listSnapshots(client.js, node)).map((ref) => ref.generation), [13, 12, 11, 10]);
+    await Promise.all(
+      [10, 11, 12, 13].map((generation) => putSnapshot(client.js, bigRuleSet(node, generation, 2), { keepOlder: 5 })),
+    );
+    assert.deepEqual(
+      (await listSnapshots(client.js, node)).map((ref) => ref.generation),
+      [13, 12, 11, 10],
+    );
   });
 
   it('separates IP families and refuses to guess between them', async () => {
@@ -103,7 +111,10 @@ describe('snapshots', Timeout, () => {
     await assert.rejects(getSnapshot(client.js, node), SnapshotError);
     assert.equal((await getSnapshot(client.js, node, 'IPv6'))?.generation, 7);
     assert.equal((await getSnapshot(client.js, node, 'IPv4'))?.generation, 8);
-    assert.deepEqual((await listSnapshots(client.js, node)).map((ref) => `${ref.ipFamily}@${ref.generation}`), ['IPv4@8', 'IPv6@7']);
+    assert.deepEqual(
+      (await listSnapshots(client.js, node)).map((ref) => `${ref.ipFamily}@${ref.generation}`),
+      ['IPv4@8', 'IPv6@7'],
+    );
     assert.equal(await deleteSnapshots(client.js, node), 2);
     assert.deepEqual(await listSnapshots(client.js, node), []);
     assert.equal(await getSnapshot(client.js, node, 'IPv4'), undefined);

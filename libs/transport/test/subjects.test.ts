@@ -15,7 +15,14 @@ import {
 
 describe('node names in subjects', () => {
   it('encodes dots reversibly and keeps the token a single subject token', () => {
-    for (const node of ['n1', 'ip-10-0-0-1.ec2.internal', 'a', 'worker-1.zone-b.example.com', '0.0.0.0', 'a'.repeat(253)]) {
+    for (const node of [
+      'n1',
+      'ip-10-0-0-1.ec2.internal',
+      'a',
+      'worker-1.zone-b.example.com',
+      '0.0.0.0',
+      'a'.repeat(253),
+    ]) {
       const token = encodeNodeToken(node);
       assert.ok(!token.includes('.'), token);
       assert.equal(decodeNodeToken(token), node);
@@ -33,7 +40,22 @@ describe('node names in subjects', () => {
   });
 
   it('rejects names that are not DNS-1123 subdomains', () => {
-    for (const bad of ['', 'A', 'node_1', '-a', 'a-', 'a..b', '.a', 'a.', 'a*', 'a>', 'a b', 'ä', 'a'.repeat(254), 'a.-b']) {
+    for (const bad of [
+      '',
+      'A',
+      'node_1',
+      '-a',
+      'a-',
+      'a..b',
+      '.a',
+      'a.',
+      'a*',
+      'a>',
+      'a b',
+      'ä',
+      'a'.repeat(254),
+      'a.-b',
+    ]) {
       assert.equal(isValidNodeName(bad), false, bad);
       assert.throws(() => encodeNodeToken(bad), InvalidNodeNameError, bad);
     }

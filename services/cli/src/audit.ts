@@ -5,14 +5,38 @@ import { stringify } from 'yaml';
 import type { RuleObject, StatusResponse } from '@kpx/proto';
 import { IptablesState, isIptablesObject, planFullRestore, ruleTarget } from '@kpx/kernel';
 import { replayTo } from '@kpx/replay';
-import { type AuditRecord, ControllerClient, type FetchedSnapshot, readAudit, readDeltas, type TlsMaterial, type Verifier } from '@kpx/transport';
+import {
+  type AuditRecord,
+  ControllerClient,
+  type FetchedSnapshot,
+  readAudit,
+  readDeltas,
+  type TlsMaterial,
+  type Verifier,
+} from '@kpx/transport';
 import { UsageError } from './errors.js';
-import { generationOf, IpFamilyFlag, ipFamilyOf, OutputFlag, OutputFormat, outputFormat, parseDuration, parseFlags } from './flags.js';
+import {
+  generationOf,
+  IpFamilyFlag,
+  ipFamilyOf,
+  OutputFlag,
+  OutputFormat,
+  outputFormat,
+  parseDuration,
+  parseFlags,
+} from './flags.js';
 import { formatTable, shortDigest } from './format.js';
 import type { Io } from './io.js';
 import { fetchStatus } from './status.js';
 import { CLIENT_TLS_USAGE, clientTls, clientTlsOptions } from './tls-flags.js';
-import { connectOperator, loadVerifier, NatsAuthFlags, NatsAuthUsage, VerifyFlags, VerifyUsage } from './security-flags.js';
+import {
+  connectOperator,
+  loadVerifier,
+  NatsAuthFlags,
+  NatsAuthUsage,
+  VerifyFlags,
+  VerifyUsage,
+} from './security-flags.js';
 
 export const AUDIT_USAGE = `usage: kpx audit --controller HOST:PORT [--node N] [-o table|json|yaml]
        kpx audit --controller HOST:PORT --node N --rules [--ip-family ipv4|ipv6]
@@ -54,7 +78,12 @@ export function auditJson(res: StatusResponse): { nodes: unknown[] } {
   };
 }
 
-async function snapshotOf(address: string, node: string, family: string, tls: TlsMaterial | undefined): Promise<FetchedSnapshot> {
+async function snapshotOf(
+  address: string,
+  node: string,
+  family: string,
+  tls: TlsMaterial | undefined,
+): Promise<FetchedSnapshot> {
   const client = new ControllerClient(address, { deadlineMs: 60_000, ...(tls ? { tls } : {}) });
   try {
     const snap = await client.snapshot(node, 'iptables', family);
@@ -86,7 +115,8 @@ export function ownersOf(objects: readonly RuleObject[]): Map<string, string> {
     const queue = [...rules];
     for (let r = queue.pop(); r !== undefined; r = queue.pop()) {
       const target = ruleTarget(r);
-      const chain = target !== undefined && ServicePortChain.test(target) ? chains.get(`${table}/${target}`) : undefined;
+      const chain =
+        target !== undefined && ServicePortChain.test(target) ? chains.get(`${table}/${target}`) : undefined;
       if (chain?.payload?.$case !== 'iptablesChain' || owners.has(id(chain))) continue;
       owners.set(id(chain), owner);
       queue.push(...chain.payload.value.rules);
@@ -124,8 +154,18 @@ export function matchTarget(objects: readonly RuleObject[], target: string): Rul
     const chain = target.includes('/') ? target : undefined;
     return objects.filter((o) => {
       const p = o.payload;
-      const name = p?.$case === 'iptablesChain' ? p.value.name : p?.$case === 'iptablesRules' ? p.value.chain : p?.$case === 'iptablesJump' ? p.value.target : '';
-      const table = p?.$case === 'iptablesChain' || p?.$case === 'iptablesRules' || p?.$case === 'iptablesJump' ? p.value.table : '';
+      const name =
+        p?.$case === 'iptablesChain'
+          ? p.value.name
+          : p?.$case === 'iptablesRules'
+            ? p.value.chain
+            : p?.$case === 'iptablesJump'
+              ? p.value.target
+              : '';
+      const table =
+        p?.$case === 'iptablesChain' || p?.$case === 'iptablesRules' || p?.$case === 'iptablesJump'
+          ? p.value.table
+          : '';
       return chain ? `${table}/${name}` === chain || o.key === chain : name === target;
     });
   }
@@ -142,7 +182,14 @@ interface Explanation {
 }
 
 /** For each matched object: the newest retained delta of the node that wrote it, and that delta's causes. */
-async function explain(js: JetStreamClient, node: string, family: string, matched: readonly RuleObject[], owners: ReadonlyMap<string, string>, verifier: Verifier | undefined): Promise<Explanation[]> {
+async function explain(
+  js: JetStreamClient,
+  node: string,
+  family: string,
+  matched: readonly RuleObject[],
+  owners: ReadonlyMap<string, string>,
+  verifier: Verifier | undefined,
+): Promise<Explanation[]> {
   const ownerOf = (o: RuleObject): string => owners.get(`${o.kind}\u0000${o.key}`) ?? '';
   const wanted = new Map(matched.map((o) => [`${o.kind}\u0000${o.key}`, o]));
   const found = new Map<string, Explanation>();
@@ -151,25 +198,57 @@ async function explain(js: JetStreamClient, node: string, family: string, matche
     const hit = (kind: string, key: string): void => {
       const id = `${kind}\u0000${key}`;
       const o = wanted.get(id);
-      if (o) found.set(id, { kind, key, owner: ownerOf(o), generation: d.generation, snapshot: d.snapshot, causes: d.cause.map((c) => ({ ...c })) });
+      if (o)
+        found.set(id, {
+          kind,
+          key,
+          owner: ownerOf(o),
+          generation: d.generation,
+          snapshot: d.snapshot,
+          causes: d.cause.map((c) => ({ ...c })),
+        });
     };
     if (d.snapshot) for (const o of wanted.values()) hit(o.kind, o.key);
     else for (const u of d.upserts) hit(u.kind, u.key);
   }
-  return matched.map((o) => found.get(`${o.kind}\u0000${o.key}`) ?? { kind: o.kind, key: o.key, owner: ownerOf(o), generation: 0, snapshot: false, causes: [] });
+  return matched.map(
+    (o) =>
+      found.get(`${o.kind}\u0000${o.key}`) ?? {
+        kind: o.kind,
+        key: o.key,
+        owner: ownerOf(o),
+        generation: 0,
+        snapshot: false,
+        causes: [],
+      },
+  );
 }
 
-const fmtCauses = (cs: readonly { kind: string; namespace: string; name: string; resourceVersion: string }[]): string =>
-  cs.length === 0 ? '-' : cs.map((c) => `${c.kind} ${c.namespace ? `${c.namespace}/` : ''}${c.name}${c.resourceVersion ? `@${c.resourceVersion}` : ''}`).join(', ');
+const fmtCauses = (
+  cs: readonly { kind: string; namespace: string; name: string; resourceVersion: string }[],
+): string =>
+  cs.length === 0
+    ? '-'
+    : cs
+        .map(
+          (c) =>
+            `${c.kind} ${c.namespace ? `${c.namespace}/` : ''}${c.name}${c.resourceVersion ? `@${c.resourceVersion}` : ''}`,
+        )
+        .join(', ');
 
 function matchesService(r: AuditRecord, service: string): boolean {
   if (r.type !== 'generation') return false;
-  return r.services.includes(service) || r.causes.some((c) => c.kind === 'Service' && `${c.namespace}/${c.name}` === service);
+  return (
+    r.services.includes(service) || r.causes.some((c) => c.kind === 'Service' && `${c.namespace}/${c.name}` === service)
+  );
 }
 
 function formatRecord(r: AuditRecord): string {
   if (r.type === 'generation') {
-    const nodes = r.nodes.length === r.nodesTotal ? r.nodes.map((n) => `${n.node}/${n.ipFamily}${n.snapshot ? '(snapshot)' : ''}`).join(' ') : `${r.nodesTotal} nodes`;
+    const nodes =
+      r.nodes.length === r.nodesTotal
+        ? r.nodes.map((n) => `${n.node}/${n.ipFamily}${n.snapshot ? '(snapshot)' : ''}`).join(' ')
+        : `${r.nodesTotal} nodes`;
     const more = r.causesTotal > r.causes.length ? ` (+${r.causesTotal - r.causes.length} more)` : '';
     return `${r.time}  generation ${r.generation}  ${r.bytes} B  causes: ${fmtCauses(r.causes)}${more}  nodes: ${nodes}\n`;
   }
@@ -211,7 +290,8 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   if (isLog) {
     const nc = await connectOperator(needs('nats', 'kpx audit log'), values, 'kpx-audit');
     try {
-      const since = values.since !== undefined ? new Date(Date.now() - parseDuration(values.since, '--since')) : undefined;
+      const since =
+        values.since !== undefined ? new Date(Date.now() - parseDuration(values.since, '--since')) : undefined;
       const out: AuditRecord[] = [];
       for await (const e of readAudit(jetstream(nc), since ? { since } : {})) {
         const r = e.record;
@@ -234,8 +314,20 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
     const nc = await connectOperator(needs('nats', '--generation'), values, 'kpx-audit');
     try {
       const r = await replayTo(jetstream(nc), { node: needs('node', '--generation'), family, to: g, verifier });
-      const j = { node: r.node, ipFamily: r.family, generation: r.generation, digest: r.digest, objects: r.state.objects.size };
-      io.stdout(format === 'table' ? `node ${j.node} ${j.ipFamily} at generation ${g}: state of generation ${j.generation}, digest ${j.digest}, ${j.objects} objects\n` : format === 'json' ? `${JSON.stringify(j, null, 2)}\n` : stringify(j));
+      const j = {
+        node: r.node,
+        ipFamily: r.family,
+        generation: r.generation,
+        digest: r.digest,
+        objects: r.state.objects.size,
+      };
+      io.stdout(
+        format === 'table'
+          ? `node ${j.node} ${j.ipFamily} at generation ${g}: state of generation ${j.generation}, digest ${j.digest}, ${j.objects} objects\n`
+          : format === 'json'
+            ? `${JSON.stringify(j, null, 2)}\n`
+            : stringify(j),
+      );
       return 0;
     } finally {
       await nc.close();
@@ -256,15 +348,26 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
     const snap = await snapshotOf(controller, needs('node', '--explain'), family, tls);
     const matched = matchTarget(snap.objects, target);
     if (matched.length === 0) {
-      io.stderr(`kpx: nothing in node ${node}'s ${family} rules (generation ${snap.generation}) matches ${JSON.stringify(target)}\n`);
+      io.stderr(
+        `kpx: nothing in node ${node}'s ${family} rules (generation ${snap.generation}) matches ${JSON.stringify(target)}\n`,
+      );
       return 1;
     }
     const nc = await connectOperator(needs('nats', '--explain'), values, 'kpx-audit');
     try {
-      const ex = await explain(jetstream(nc), node, family, matched, ownersOf(snap.objects), await loadVerifier(values['verify-keys']));
+      const ex = await explain(
+        jetstream(nc),
+        node,
+        family,
+        matched,
+        ownersOf(snap.objects),
+        await loadVerifier(values['verify-keys']),
+      );
       if (format === 'table') {
         for (const e of ex) {
-          io.stdout(`${e.kind} ${e.key}\n  service port: ${e.owner || '-'}\n  written by generation ${e.generation || '? (older than the retained deltas)'}${e.snapshot ? ' (a snapshot: the node\'s initial state)' : ''}\n  causes: ${fmtCauses(e.causes)}\n`);
+          io.stdout(
+            `${e.kind} ${e.key}\n  service port: ${e.owner || '-'}\n  written by generation ${e.generation || '? (older than the retained deltas)'}${e.snapshot ? " (a snapshot: the node's initial state)" : ''}\n  causes: ${fmtCauses(e.causes)}\n`,
+          );
         }
       } else {
         const j = { node, ipFamily: family, generation: snap.generation, target, objects: ex };
@@ -280,12 +383,37 @@ export async function auditCommand(argv: readonly string[], io: Io): Promise<num
   if (format === 'json') io.stdout(`${JSON.stringify(j, null, 2)}\n`);
   else if (format === 'yaml') io.stdout(stringify(j));
   else {
-    const rows = [['NODE', 'FAMILY', 'DESIRED', 'DIGEST', 'ACKED', 'ACKED-DIGEST', 'KERNEL-DIGEST', 'IN-SYNC', 'DRIFT-REPAIRS', 'LAST-DRIFT', 'LAST-ERROR']];
+    const rows = [
+      [
+        'NODE',
+        'FAMILY',
+        'DESIRED',
+        'DIGEST',
+        'ACKED',
+        'ACKED-DIGEST',
+        'KERNEL-DIGEST',
+        'IN-SYNC',
+        'DRIFT-REPAIRS',
+        'LAST-DRIFT',
+        'LAST-ERROR',
+      ],
+    ];
     for (const n of res.nodes) {
-      rows.push([n.node, n.ipFamily, String(n.desiredGeneration), shortDigest(n.desiredDigest), String(n.ackedGeneration), shortDigest(n.ackedDigest), shortDigest(n.actualDigest), n.inSync ? 'yes' : 'no', String(n.driftRepairs), n.lastDrift.slice(0, 2).join('; ') || '-', n.lastError || '-']);
+      rows.push([
+        n.node,
+        n.ipFamily,
+        String(n.desiredGeneration),
+        shortDigest(n.desiredDigest),
+        String(n.ackedGeneration),
+        shortDigest(n.ackedDigest),
+        shortDigest(n.actualDigest),
+        n.inSync ? 'yes' : 'no',
+        String(n.driftRepairs),
+        n.lastDrift.slice(0, 2).join('; ') || '-',
+        n.lastError || '-',
+      ]);
     }
     io.stdout(formatTable(rows));
   }
   return res.nodes.every((n) => n.inSync) ? 0 : 3;
 }
-

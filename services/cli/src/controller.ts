@@ -1,5 +1,15 @@
 // kpx controller: watch the cluster (or a manifests directory), compile every node, publish deltas on NATS.
-import { createKubernetesSource, insecureListenRefusal, kubernetesLeaseStore, ManifestsDirSource, natsLeaseStore, runController, type ControllerLeaderElection, type Source, validateTiming } from '@kpx/controller';
+import {
+  createKubernetesSource,
+  insecureListenRefusal,
+  kubernetesLeaseStore,
+  ManifestsDirSource,
+  natsLeaseStore,
+  runController,
+  type ControllerLeaderElection,
+  type Source,
+  validateTiming,
+} from '@kpx/controller';
 import { UsageError } from './errors.js';
 import { parseDuration, parseFlags, required } from './flags.js';
 import { untilAborted, type Io, type LongRunningOptions } from './io.js';
@@ -67,7 +77,8 @@ ${NatsAuthUsage}`;
 function positiveInt(text: string | undefined, flag: string, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, not ${JSON.stringify(text)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`${flag} must be a positive integer, not ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -110,8 +121,13 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     io,
   );
   if (!values) return 0;
-  const sources = [values.manifests !== undefined, values.kubeconfig !== undefined, values['in-cluster'] === true].filter(Boolean).length;
-  if (sources !== 1) throw new UsageError(`give exactly one of --manifests, --kubeconfig, --in-cluster\n${CONTROLLER_USAGE}`);
+  const sources = [
+    values.manifests !== undefined,
+    values.kubeconfig !== undefined,
+    values['in-cluster'] === true,
+  ].filter(Boolean).length;
+  if (sources !== 1)
+    throw new UsageError(`give exactly one of --manifests, --kubeconfig, --in-cluster\n${CONTROLLER_USAGE}`);
   const natsUrl = required(values.nats, 'nats', CONTROLLER_USAGE);
   const grpcListen = required(values['grpc-listen'], 'grpc-listen', CONTROLLER_USAGE);
   const grpcTls = tlsFilesFromFlags(values, values['client-ca-file'], '--client-ca-file');
@@ -122,10 +138,21 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
   const historyPerSubject = positiveInt(values.history, '--history', 1000);
   const snapshotEvery = positiveInt(values['snapshot-every'], '--snapshot-every', 100);
   const maxAgeMs = values['max-age'] !== undefined ? parseDuration(values['max-age'], '--max-age') : 0;
-  const snapshotsKept = values['snapshots-kept'] === '0' ? 0 : positiveInt(values['snapshots-kept'], '--snapshots-kept', 2);
-  const auditMaxAgeMs = values['audit-max-age'] !== undefined ? parseDuration(values['audit-max-age'], '--audit-max-age') : undefined;
-  const natsReplicas = values['nats-replicas'] !== undefined ? positiveInt(values['nats-replicas'], '--nats-replicas', 1) : undefined;
-  const optionalDuration = (flag: 'publish-timeout' | 'publish-grace' | 'stale-after' | 'leader-elect-lease-duration' | 'leader-elect-renew-deadline' | 'leader-elect-retry-period'): number | undefined => {
+  const snapshotsKept =
+    values['snapshots-kept'] === '0' ? 0 : positiveInt(values['snapshots-kept'], '--snapshots-kept', 2);
+  const auditMaxAgeMs =
+    values['audit-max-age'] !== undefined ? parseDuration(values['audit-max-age'], '--audit-max-age') : undefined;
+  const natsReplicas =
+    values['nats-replicas'] !== undefined ? positiveInt(values['nats-replicas'], '--nats-replicas', 1) : undefined;
+  const optionalDuration = (
+    flag:
+      | 'publish-timeout'
+      | 'publish-grace'
+      | 'stale-after'
+      | 'leader-elect-lease-duration'
+      | 'leader-elect-renew-deadline'
+      | 'leader-elect-retry-period',
+  ): number | undefined => {
     const text = values[flag];
     return text === undefined ? undefined : parseDuration(text, `--${flag}`);
   };
@@ -135,7 +162,10 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
 
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
-  if (config.mode !== 'iptables') io.stderr(`warning: mode ${JSON.stringify(config.mode)} is not implemented by the controller yet; compiling iptables rules\n`);
+  if (config.mode !== 'iptables')
+    io.stderr(
+      `warning: mode ${JSON.stringify(config.mode)} is not implemented by the controller yet; compiling iptables rules\n`,
+    );
 
   let source: Source;
   let sourceName: string;
@@ -158,16 +188,34 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
     const namespace = values['leader-elect-resource-namespace'] ?? process.env['POD_NAMESPACE'] ?? 'kpx-system';
     const kubeconfigPath = values.kubeconfig;
     const inCluster = values['in-cluster'] === true;
-    const timing = { leaseDurationMs: optionalDuration('leader-elect-lease-duration'), renewDeadlineMs: optionalDuration('leader-elect-renew-deadline'), retryPeriodMs: optionalDuration('leader-elect-retry-period') };
+    const timing = {
+      leaseDurationMs: optionalDuration('leader-elect-lease-duration'),
+      renewDeadlineMs: optionalDuration('leader-elect-renew-deadline'),
+      retryPeriodMs: optionalDuration('leader-elect-retry-period'),
+    };
     leaderElection = {
-      store: (js) => (values.manifests !== undefined ? natsLeaseStore(js, { name, ...(natsReplicas !== undefined ? { replicas: natsReplicas } : {}) }) : Promise.resolve(kubernetesLeaseStore({ name, namespace, inCluster, ...(kubeconfigPath !== undefined ? { kubeconfigPath } : {}) }))),
+      store: (js) =>
+        values.manifests !== undefined
+          ? natsLeaseStore(js, { name, ...(natsReplicas !== undefined ? { replicas: natsReplicas } : {}) })
+          : Promise.resolve(
+              kubernetesLeaseStore({
+                name,
+                namespace,
+                inCluster,
+                ...(kubeconfigPath !== undefined ? { kubeconfigPath } : {}),
+              }),
+            ),
       ...Object.fromEntries(Object.entries(timing).filter(([, v]) => v !== undefined)),
       onLost: (reason) => {
         lostReason = reason;
         lost.abort();
       },
     };
-    const invalid = validateTiming({ leaseDurationMs: timing.leaseDurationMs ?? 15_000, renewDeadlineMs: timing.renewDeadlineMs ?? 10_000, retryPeriodMs: timing.retryPeriodMs ?? 2_000 });
+    const invalid = validateTiming({
+      leaseDurationMs: timing.leaseDurationMs ?? 15_000,
+      renewDeadlineMs: timing.renewDeadlineMs ?? 10_000,
+      retryPeriodMs: timing.retryPeriodMs ?? 2_000,
+    });
     if (invalid) throw new UsageError(`leader election: ${invalid}`);
   }
   const natsAuth = await natsAuthOf(values);
@@ -207,7 +255,10 @@ export async function controllerCommand(argv: readonly string[], io: Io, run: Lo
   }
   run.onReady?.({ grpcAddress: controller.grpcAddress, metricsUrl: controller.metricsUrl });
   await untilAborted(AbortSignal.any([run.signal, lost.signal]));
-  controller.logger.info(lostReason !== undefined ? { reason: lostReason } : {}, lostReason !== undefined ? 'leader election lost; exiting' : 'stopping');
+  controller.logger.info(
+    lostReason !== undefined ? { reason: lostReason } : {},
+    lostReason !== undefined ? 'leader election lost; exiting' : 'stopping',
+  );
   await controller.stop();
   if (lostReason === undefined) return 0;
   io.stderr(`kpx: leader election lost: ${lostReason}\n`);

@@ -79,10 +79,12 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   const node = required(values.node ?? defaultNodeName(), 'node', EXECUTOR_USAGE);
   const natsUrl = required(values.nats, 'nats', EXECUTOR_USAGE);
   const controller = required(values.controller, 'controller', EXECUTOR_USAGE);
-  if (values.backend !== 'iptables' && values.backend !== 'ipvs') throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented: use iptables or ipvs`);
+  if (values.backend !== 'iptables' && values.backend !== 'ipvs')
+    throw new UsageError(`--backend ${JSON.stringify(values.backend)} is not implemented: use iptables or ipvs`);
   const families = values['ip-families'].split(',').map((f) => {
     const t = f.trim().toLowerCase();
-    if (t !== 'ipv4' && t !== 'ipv6') throw new UsageError(`--ip-families takes ipv4 and/or ipv6, not ${JSON.stringify(f)}`);
+    if (t !== 'ipv4' && t !== 'ipv6')
+      throw new UsageError(`--ip-families takes ipv4 and/or ipv6, not ${JSON.stringify(f)}`);
     return t === 'ipv4' ? 'IPv4' : 'IPv6';
   });
   const controllerTls = clientTlsFiles(values);
@@ -96,8 +98,12 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
   const ipvs = values.backend === 'ipvs';
   const backendOf = ipvs ? IpvsBackend : IptablesBackend;
   // A dry run follows the rule sets of the chosen mode too.
-  const dryRunBackend = (): Backend => (ipvs ? Object.assign(new MemoryBackend(), { mode: 'ipvs' }) : new MemoryBackend());
-  const createBackend = (family: string): Backend => (dryRun ? dryRunBackend() : new backendOf({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) }));
+  const dryRunBackend = (): Backend =>
+    ipvs ? Object.assign(new MemoryBackend(), { mode: 'ipvs' }) : new MemoryBackend();
+  const createBackend = (family: string): Backend =>
+    dryRun
+      ? dryRunBackend()
+      : new backendOf({ family: family === 'IPv6' ? 'IPv6' : 'IPv4', ...(netns ? { netns } : {}) });
   const natsAuth = await natsAuthOf(values);
   const verifier = await loadVerifier(values['verify-keys']);
   if (run.signal.aborted) return 0;
@@ -118,7 +124,9 @@ export async function executorCommand(argv: readonly string[], io: Io, run: Long
       signal: run.signal,
       natsAuth,
       ...(verifier ? { verifier } : {}),
-      ...(dryRun ? {} : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
+      ...(dryRun
+        ? {}
+        : { conntrack: netns ? { netns } : {}, healthChecks: { ...(netns ? { netns } : {}), ...listen.options } }),
     });
   } catch (err) {
     // SIGTERM while waiting for NATS or the first resync: a clean stop.
@@ -148,11 +156,18 @@ async function cleanupCommand(netns: string | undefined, io: Io): Promise<number
  * service health server: every address, or the node's addresses inside the CIDRs. `primary` names the Node
  * object's IPs, which the executor does not read: it listens on every address then, and says so.
  */
-export function healthCheckListen(config: KubeProxyConfig): { options: { nodePortAddresses?: NodePortAddresses }; warning?: string } {
+export function healthCheckListen(config: KubeProxyConfig): {
+  options: { nodePortAddresses?: NodePortAddresses };
+  warning?: string;
+} {
   const npa = config.nodePortAddresses;
   if (npa.kind === NodePortAddressesKind.CIDRs) return { options: { nodePortAddresses: npa } };
   if (npa.kind === NodePortAddressesKind.Primary) {
-    return { options: {}, warning: 'nodePortAddresses "primary": the healthCheckNodePort servers listen on every address (the executor does not read the Node\'s primary IPs)' };
+    return {
+      options: {},
+      warning:
+        'nodePortAddresses "primary": the healthCheckNodePort servers listen on every address (the executor does not read the Node\'s primary IPs)',
+    };
   }
   return { options: {} };
 }

@@ -10,7 +10,12 @@ type FlagOptions = NonNullable<ParseArgsConfig['options']>;
 
 const HelpFlag = { help: { type: 'boolean', short: 'h' } } as const;
 
-type CommandConfig<O extends FlagOptions> = { args: string[]; options: O & typeof HelpFlag; strict: true; allowPositionals: false };
+type CommandConfig<O extends FlagOptions> = {
+  args: string[];
+  options: O & typeof HelpFlag;
+  strict: true;
+  allowPositionals: false;
+};
 
 /** The parsed values of a command's flags. */
 export type FlagValues<O extends FlagOptions> = ReturnType<typeof parseArgs<CommandConfig<O>>>['values'];
@@ -20,10 +25,20 @@ export type FlagValues<O extends FlagOptions> = ReturnType<typeof parseArgs<Comm
  * one is a usage error followed by `usage`. With --help, `usage` goes to stdout and the result is undefined (the
  * command then exits 0).
  */
-export function parseFlags<const O extends FlagOptions>(argv: readonly string[], options: O, usage: string, io: Io): FlagValues<O> | undefined {
+export function parseFlags<const O extends FlagOptions>(
+  argv: readonly string[],
+  options: O,
+  usage: string,
+  io: Io,
+): FlagValues<O> | undefined {
   let values: FlagValues<O>;
   try {
-    ({ values } = parseArgs<CommandConfig<O>>({ args: [...argv], options: { ...options, ...HelpFlag }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs<CommandConfig<O>>({
+      args: [...argv],
+      options: { ...options, ...HelpFlag },
+      strict: true,
+      allowPositionals: false,
+    }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\n${usage}`);
   }
@@ -68,14 +83,16 @@ export function ipFamilyOf(value: string): 'IPv4' | 'IPv6' {
 export function generationOf(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`${flag} must be a generation number, not ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new UsageError(`${flag} must be a generation number, not ${JSON.stringify(text)}`);
   return n;
 }
 
 /** A duration flag in Go's syntax plus days (`90s`, `15m`, `1h30m`, `500ms`, `7d`) → whole milliseconds. */
 export function parseDuration(text: string, flag: string): number {
   const ms = parseGoDuration(text, { days: true });
-  if (ms === undefined || ms < 0) throw new UsageError(`${flag} must be a duration like 90s, 15m or 24h, not ${JSON.stringify(text)}`);
+  if (ms === undefined || ms < 0)
+    throw new UsageError(`${flag} must be a duration like 90s, 15m or 24h, not ${JSON.stringify(text)}`);
   return Math.round(ms);
 }
 

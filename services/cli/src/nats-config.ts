@@ -2,7 +2,14 @@
 // with one nkey per user; the seeds (the secrets) are written to a directory, the public keys go in the block.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isValidNodeName, natsServerAuthConfig, NatsRole, newNkeyUser, nkeyPublicKey, type NatsUserSpec } from '@kpx/transport';
+import {
+  isValidNodeName,
+  natsServerAuthConfig,
+  NatsRole,
+  newNkeyUser,
+  nkeyPublicKey,
+  type NatsUserSpec,
+} from '@kpx/transport';
 import { UsageError } from './errors.js';
 import { parseFlags, required } from './flags.js';
 import type { Io } from './io.js';
@@ -20,17 +27,24 @@ The seeds go to DIR (mode 0600): controller.nk, operator.nk, node-NAME.nk; each 
 `;
 
 export async function natsConfigCommand(argv: readonly string[], io: Io): Promise<number> {
-  const values = parseFlags(argv, { 'nkeys-dir': { type: 'string' }, node: { type: 'string', multiple: true } }, NATS_CONFIG_USAGE, io);
+  const values = parseFlags(
+    argv,
+    { 'nkeys-dir': { type: 'string' }, node: { type: 'string', multiple: true } },
+    NATS_CONFIG_USAGE,
+    io,
+  );
   if (!values) return 0;
   const dir = required(values['nkeys-dir'], 'nkeys-dir', NATS_CONFIG_USAGE);
   const nodes = values.node ?? [];
-  for (const n of nodes) if (!isValidNodeName(n)) throw new UsageError(`--node ${JSON.stringify(n)} is not a Kubernetes node name`);
+  for (const n of nodes)
+    if (!isValidNodeName(n)) throw new UsageError(`--node ${JSON.stringify(n)} is not a Kubernetes node name`);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const users: NatsUserSpec[] = [
     { role: NatsRole.Controller, nkey: await seedFile(path.join(dir, 'controller.nk')) },
     { role: NatsRole.Operator, nkey: await seedFile(path.join(dir, 'operator.nk')) },
   ];
-  for (const node of nodes) users.push({ role: NatsRole.Node, node, nkey: await seedFile(path.join(dir, `node-${node}.nk`)) });
+  for (const node of nodes)
+    users.push({ role: NatsRole.Node, node, nkey: await seedFile(path.join(dir, `node-${node}.nk`)) });
   io.stdout(`# kpx nats-config: seeds in ${dir}\n${natsServerAuthConfig(users)}`);
   return 0;
 }

@@ -1,6 +1,15 @@
 // kpx render: compile one node's rules from manifests, print them; diagnostics on stderr.
 import { formatDiagnostic, loadClusterState, readManifests } from '@kpx/model';
-import { IpvsMode, RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, writeRestore } from '@kpx/compiler';
+import {
+  IpvsMode,
+  RestoreFormat,
+  compileIptables,
+  compileIpvs,
+  iptablesOptionsFromConfig,
+  ipvsOptionsFromConfig,
+  renderIpvsRuleSet,
+  writeRestore,
+} from '@kpx/compiler';
 import { UsageError } from './errors.js';
 import { IpFamilyFlag, ipFamilyOf, parseFlags, required } from './flags.js';
 import type { Io } from './io.js';
@@ -48,7 +57,8 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
   const nodeName = required(values.node, 'node', RENDER_USAGE);
   const family = ipFamilyOf(values['ip-family']);
   const format = values.format;
-  if (format !== RestoreFormat.Full && format !== RestoreFormat.Chains) throw new UsageError(`--format must be full or chains, not ${JSON.stringify(format)}`);
+  if (format !== RestoreFormat.Full && format !== RestoreFormat.Chains)
+    throw new UsageError(`--format must be full or chains, not ${JSON.stringify(format)}`);
 
   const { config, warnings } = await loadProxyConfig(values.config);
   for (const w of warnings) io.stderr(`warning: ${w}\n`);
@@ -63,7 +73,9 @@ export async function renderCommand(argv: readonly string[], io: Io): Promise<nu
   const { state, diagnostics } = loadClusterState(parsed.objects);
   for (const d of [...parsed.diagnostics, ...diagnostics]) io.stderr(`${formatDiagnostic(d)}\n`);
   if (mode === IpvsMode) {
-    io.stdout(renderIpvsRuleSet(compileIpvs({ state, nodeName, options: ipvsOptionsFromConfig(config, family) }), format));
+    io.stdout(
+      renderIpvsRuleSet(compileIpvs({ state, nodeName, options: ipvsOptionsFromConfig(config, family) }), format),
+    );
     return 0;
   }
   const ruleSet = compileIptables({ state, nodeName, options: iptablesOptionsFromConfig(config, family) });

@@ -2,7 +2,20 @@
 // command, parsed by @kpx/transport), the controller's signing key and the verify keys of executors and replay.
 import { readFile } from 'node:fs/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { inboxPrefix, NatsAuthError, natsAuthFromFlags, natsConnectionOptions, NatsRole, SignatureError, signerFromPem, verifierFromPem, type NatsAuth, type NatsAuthFlagValues, type Signer, type Verifier } from '@kpx/transport';
+import {
+  inboxPrefix,
+  NatsAuthError,
+  natsAuthFromFlags,
+  natsConnectionOptions,
+  NatsRole,
+  SignatureError,
+  signerFromPem,
+  verifierFromPem,
+  type NatsAuth,
+  type NatsAuthFlagValues,
+  type Signer,
+  type Verifier,
+} from '@kpx/transport';
 import { UsageError } from './errors.js';
 
 export { NatsAuthFlags, NatsAuthUsage } from '@kpx/transport';
@@ -25,8 +38,17 @@ export async function natsAuthOf(values: NatsAuthFlagValues): Promise<NatsAuth> 
 }
 
 /** A short-lived operator connection (replay, audit) with the flags' credentials. */
-export async function connectOperator(servers: string, values: NatsAuthFlagValues, name: string): Promise<NatsConnection> {
-  return connect({ servers, name, inboxPrefix: inboxPrefix(NatsRole.Operator), ...(await natsConnectionOptions(await natsAuthOf(values))) });
+export async function connectOperator(
+  servers: string,
+  values: NatsAuthFlagValues,
+  name: string,
+): Promise<NatsConnection> {
+  return connect({
+    servers,
+    name,
+    inboxPrefix: inboxPrefix(NatsRole.Operator),
+    ...(await natsConnectionOptions(await natsAuthOf(values))),
+  });
 }
 
 /** The signer of --signing-key FILE. */

@@ -44,7 +44,13 @@ export interface NodeStatusJson {
   lastError: string;
 }
 
-export function statusJson(res: StatusResponse): { generation: number; standby: boolean; leaderIdentity: string; leaderEpoch: number; nodes: NodeStatusJson[] } {
+export function statusJson(res: StatusResponse): {
+  generation: number;
+  standby: boolean;
+  leaderIdentity: string;
+  leaderEpoch: number;
+  nodes: NodeStatusJson[];
+} {
   return {
     generation: res.generation,
     standby: res.standby,
@@ -75,10 +81,28 @@ export function statusJson(res: StatusResponse): { generation: number; standby: 
 }
 
 export function statusTable(res: StatusResponse): string {
-  const rows = [['NODE', 'FAMILY', 'DESIRED', 'ACKED', 'DIGEST', 'IN-SYNC', 'LAG', 'KERNEL', 'DRIFT-REPAIRS', 'LAST-ERROR']];
+  const rows = [
+    ['NODE', 'FAMILY', 'DESIRED', 'ACKED', 'DIGEST', 'IN-SYNC', 'LAG', 'KERNEL', 'DRIFT-REPAIRS', 'LAST-ERROR'],
+  ];
   for (const n of res.nodes) {
-    const kernel = n.actualDigest === '' ? '-' : n.actualDigest === n.ackedDigest ? 'matches' : `differs ${shortDigest(n.actualDigest)}`;
-    rows.push([n.node, n.ipFamily, String(n.desiredGeneration), String(n.ackedGeneration), shortDigest(n.desiredDigest), syncWord(n), n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`, kernel, String(n.driftRepairs), n.lastError || '-']);
+    const kernel =
+      n.actualDigest === ''
+        ? '-'
+        : n.actualDigest === n.ackedDigest
+          ? 'matches'
+          : `differs ${shortDigest(n.actualDigest)}`;
+    rows.push([
+      n.node,
+      n.ipFamily,
+      String(n.desiredGeneration),
+      String(n.ackedGeneration),
+      shortDigest(n.desiredDigest),
+      syncWord(n),
+      n.inSync ? '-' : `${n.lagSeconds.toFixed(1)}s`,
+      kernel,
+      String(n.driftRepairs),
+      n.lastError || '-',
+    ]);
   }
   // A standby knows no nodes: say so rather than print an empty table that looks like a converged cluster.
   const who = res.leaderIdentity ? ` (leader ${res.leaderIdentity}, epoch ${res.leaderEpoch})` : '';
@@ -107,7 +131,12 @@ export async function fetchStatus(address: string, node = '', tls?: TlsMaterial)
 }
 
 export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
-  const values = parseFlags(argv, { controller: { type: 'string' }, node: { type: 'string', default: '' }, ...OutputFlag, ...clientTlsOptions }, STATUS_USAGE, io);
+  const values = parseFlags(
+    argv,
+    { controller: { type: 'string' }, node: { type: 'string', default: '' }, ...OutputFlag, ...clientTlsOptions },
+    STATUS_USAGE,
+    io,
+  );
   if (!values) return 0;
   const controller = required(values.controller, 'controller', STATUS_USAGE);
   const format = outputFormat(values.output, [OutputFormat.Table, OutputFormat.Json, OutputFormat.Yaml]);

@@ -16,7 +16,11 @@ export const CLIENT_TLS_USAGE = `  --tls-cert-file FILE      mTLS to the control
   --ca-file FILE            the CA that signed the controller's certificate
 `;
 
-type ClientTlsValues = { 'tls-cert-file'?: string | undefined; 'tls-private-key-file'?: string | undefined; 'ca-file'?: string | undefined };
+type ClientTlsValues = {
+  'tls-cert-file'?: string | undefined;
+  'tls-private-key-file'?: string | undefined;
+  'ca-file'?: string | undefined;
+};
 
 /** The client TLS files from the flags; undefined without any; UsageError when only some are given. */
 export function clientTlsFiles(values: ClientTlsValues): TlsFiles | undefined {
@@ -28,5 +32,7 @@ export function clientTlsFiles(values: ClientTlsValues): TlsFiles | undefined {
 /** The client TLS material from the flags (see clientTlsFiles), the key's permission warning on stderr. */
 export function clientTls(values: ClientTlsValues, io: Io): TlsMaterial | undefined {
   const files = clientTlsFiles(values);
-  return files ? readTlsFiles(files, { caFlag: '--ca-file', warn: (_fields, message) => io.stderr(`warning: ${message}\n`) }) : undefined;
+  return files
+    ? readTlsFiles(files, { caFlag: '--ca-file', warn: (_fields, message) => io.stderr(`warning: ${message}\n`) })
+    : undefined;
 }

@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 let cached: string | undefined;
 
 export function kpxVersion(): string {
-  cached ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+  cached ??=
+    (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string })
+      .version ?? 'unknown';
   return cached;
 }

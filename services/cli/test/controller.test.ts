@@ -49,7 +49,20 @@ test('usage errors name the flag', async () => {
   assert.equal(await run('controller', '--manifests', examples, '--grpc-listen', '127.0.0.1:0'), 2);
   assert.match(io.err, /--nats is required/);
   io.err = '';
-  assert.equal(await run('controller', '--manifests', examples, '--nats', 'x', '--grpc-listen', '127.0.0.1:0', '--max-age', '10 minutes'), 2);
+  assert.equal(
+    await run(
+      'controller',
+      '--manifests',
+      examples,
+      '--nats',
+      'x',
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--max-age',
+      '10 minutes',
+    ),
+    2,
+  );
   assert.match(io.err, /--max-age must be a duration/);
   assert.equal(parseDuration('1h30m', '--max-age'), 5_400_000);
   assert.equal(parseDuration('250ms', '--max-age'), 250);
@@ -68,7 +81,18 @@ test('publishes every node, follows file edits, stops on abort', async (t) => {
   let ready: { grpcAddress: string; metricsUrl: string } | undefined;
   const io = { stdout: () => {}, stderr: (text: string) => process.stderr.write(text) };
   const done = controllerCommand(
-    ['--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--log-level', 'warn'],
+    [
+      '--manifests',
+      dir,
+      '--nats',
+      nats.url,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ],
     io,
     { signal: ac.signal, onReady: (r) => (ready = r) },
   );
@@ -91,9 +115,15 @@ test('publishes every node, follows file edits, stops on abort', async (t) => {
   // kpx status against the running controller: no executor acked yet, so nothing is in sync (exit 3).
   const json = await runKpx('status', '--controller', ready!.grpcAddress, '-o', 'json');
   assert.equal(json.code, 3, json.err);
-  const status = JSON.parse(json.out) as { generation: number; nodes: { node: string; ipFamily: string; inSync: boolean; desiredGeneration: number; ackedGeneration: number }[] };
+  const status = JSON.parse(json.out) as {
+    generation: number;
+    nodes: { node: string; ipFamily: string; inSync: boolean; desiredGeneration: number; ackedGeneration: number }[];
+  };
   assert.equal(status.generation, next.delta.generation);
-  assert.deepEqual(status.nodes.map((n) => `${n.node}/${n.ipFamily}`), ['node-a/IPv4', 'node-a/IPv6', 'node-b/IPv4', 'node-b/IPv6', 'node-c/IPv4', 'node-c/IPv6']);
+  assert.deepEqual(
+    status.nodes.map((n) => `${n.node}/${n.ipFamily}`),
+    ['node-a/IPv4', 'node-a/IPv6', 'node-b/IPv4', 'node-b/IPv6', 'node-c/IPv4', 'node-c/IPv6'],
+  );
   assert.ok(status.nodes.every((n) => !n.inSync && n.ackedGeneration === 0 && n.desiredGeneration > 0));
   const table = await runKpx('status', '--controller', ready!.grpcAddress);
   assert.equal(table.code, 3, table.err);
@@ -103,9 +133,24 @@ test('publishes every node, follows file edits, stops on abort', async (t) => {
 });
 
 test('the kpx binary exits cleanly on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, [kpxBin, 'controller', '--manifests', examples, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      kpxBin,
+      'controller',
+      '--manifests',
+      examples,
+      '--nats',
+      nats.url,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   t.after(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });

@@ -4,15 +4,52 @@ import { test } from 'node:test';
 import { runKpx } from './io.js';
 
 const usageErrors: { argv: string[]; err: string }[] = [
-  { argv: ['status', '--controller', '127.0.0.1:1', '-o', 'xml'], err: 'kpx: -o must be table, json or yaml, not "xml"\n' },
-  { argv: ['audit', '--controller', '127.0.0.1:1', '-o', 'xml'], err: 'kpx: -o must be table, json or yaml, not "xml"\n' },
-  { argv: ['replay', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '-o', 'yaml'], err: 'kpx: -o must be table or json, not "yaml"\n' },
-  { argv: ['audit', '--controller', '127.0.0.1:1', '--ip-family', 'ipv5'], err: 'kpx: --ip-family must be ipv4 or ipv6, not "ipv5"\n' },
-  { argv: ['replay', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '--ip-family', 'IPv4'], err: 'kpx: --ip-family must be ipv4 or ipv6, not "IPv4"\n' },
-  { argv: ['render', '--manifests', '.', '--node', 'n1', '--ip-family', 'v6'], err: 'kpx: --ip-family must be ipv4 or ipv6, not "v6"\n' },
-  { argv: ['replay', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '--to=-1'], err: 'kpx: --to must be a generation number, not "-1"\n' },
-  { argv: ['audit', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '--generation', '1.5'], err: 'kpx: --generation must be a generation number, not "1.5"\n' },
-  { argv: ['executor', '--node', 'n1', '--nats', 'nats://127.0.0.1:1', '--controller', '127.0.0.1:1', '--drift-check', '1w'], err: 'kpx: --drift-check must be a duration like 90s, 15m or 24h, not "1w"\n' },
+  {
+    argv: ['status', '--controller', '127.0.0.1:1', '-o', 'xml'],
+    err: 'kpx: -o must be table, json or yaml, not "xml"\n',
+  },
+  {
+    argv: ['audit', '--controller', '127.0.0.1:1', '-o', 'xml'],
+    err: 'kpx: -o must be table, json or yaml, not "xml"\n',
+  },
+  {
+    argv: ['replay', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '-o', 'yaml'],
+    err: 'kpx: -o must be table or json, not "yaml"\n',
+  },
+  {
+    argv: ['audit', '--controller', '127.0.0.1:1', '--ip-family', 'ipv5'],
+    err: 'kpx: --ip-family must be ipv4 or ipv6, not "ipv5"\n',
+  },
+  {
+    argv: ['replay', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '--ip-family', 'IPv4'],
+    err: 'kpx: --ip-family must be ipv4 or ipv6, not "IPv4"\n',
+  },
+  {
+    argv: ['render', '--manifests', '.', '--node', 'n1', '--ip-family', 'v6'],
+    err: 'kpx: --ip-family must be ipv4 or ipv6, not "v6"\n',
+  },
+  {
+    argv: ['replay', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '--to=-1'],
+    err: 'kpx: --to must be a generation number, not "-1"\n',
+  },
+  {
+    argv: ['audit', '--nats', 'nats://127.0.0.1:1', '--node', 'n1', '--generation', '1.5'],
+    err: 'kpx: --generation must be a generation number, not "1.5"\n',
+  },
+  {
+    argv: [
+      'executor',
+      '--node',
+      'n1',
+      '--nats',
+      'nats://127.0.0.1:1',
+      '--controller',
+      '127.0.0.1:1',
+      '--drift-check',
+      '1w',
+    ],
+    err: 'kpx: --drift-check must be a duration like 90s, 15m or 24h, not "1w"\n',
+  },
 ];
 
 test('shared flags: the same usage error from every command, exit status 2', async () => {

@@ -28,15 +28,19 @@ async function modulesLoadedBy(...argv: string[]): Promise<string[]> {
     const { main } = await import(${JSON.stringify(mainModule)});
     process.exitCode = await main(${JSON.stringify(argv)}, { stdout: () => undefined, stderr: () => undefined });
   `;
-  await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]).catch((err: { code?: unknown }) => {
-    // A usage error or an unreachable controller exits non-zero: what it loaded is still logged.
-    if (typeof err.code !== 'number') throw err;
-  });
+  await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]).catch(
+    (err: { code?: unknown }) => {
+      // A usage error or an unreachable controller exits non-zero: what it loaded is still logged.
+      if (typeof err.code !== 'number') throw err;
+    },
+  );
   return (await readFile(file, 'utf8')).split('\n').filter(Boolean);
 }
 
 const services = (urls: readonly string[]): string[] =>
-  urls.filter((u) => /\/services\/(controller|executor)\/|\/@kpx\/(controller|executor)\/|\/@kubernetes\/client-node\//.test(u));
+  urls.filter((u) =>
+    /\/services\/(controller|executor)\/|\/@kpx\/(controller|executor)\/|\/@kubernetes\/client-node\//.test(u),
+  );
 
 test('kpx audit, status, replay, render and nats-config load neither the controller nor the executor', async () => {
   for (const argv of [
@@ -48,14 +52,26 @@ test('kpx audit, status, replay, render and nats-config load neither the control
     ['nats-config', '--help'],
   ]) {
     const urls = await modulesLoadedBy(...argv);
-    assert.ok(urls.some((u) => u.includes('/services/cli/dist/src/')), `kpx ${argv.join(' ')} was observed loading`);
+    assert.ok(
+      urls.some((u) => u.includes('/services/cli/dist/src/')),
+      `kpx ${argv.join(' ')} was observed loading`,
+    );
     assert.deepEqual(services(urls), [], `kpx ${argv.join(' ')}`);
   }
 });
 
 test('kpx controller and kpx executor load their service', async () => {
   const controller = services(await modulesLoadedBy('controller', '--help'));
-  assert.ok(controller.some((u) => u.includes('controller/')), 'the controller');
-  assert.ok(controller.some((u) => u.includes('/@kubernetes/client-node/')), "the controller's Kubernetes client");
-  assert.ok(services(await modulesLoadedBy('executor', '--help')).some((u) => u.includes('executor/')), 'the executor');
+  assert.ok(
+    controller.some((u) => u.includes('controller/')),
+    'the controller',
+  );
+  assert.ok(
+    controller.some((u) => u.includes('/@kubernetes/client-node/')),
+    "the controller's Kubernetes client",
+  );
+  assert.ok(
+    services(await modulesLoadedBy('executor', '--help')).some((u) => u.includes('executor/')),
+    'the executor',
+  );
 });

@@ -41,12 +41,52 @@ test('a controller and an executor started before NATS wait for it, then converg
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
   });
   const grpcPort = await freePort();
-  const controller = kpx(['controller', '--manifests', examples, '--nats', nats.url, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--metrics-listen', '127.0.0.1:0']);
-  const executor = kpx(['executor', '--node', 'node-a', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0']);
-  const quitter = kpx(['executor', '--node', 'node-b', '--nats', nats.url, '--controller', `127.0.0.1:${grpcPort}`, '--dry-run', '--healthz-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0']);
+  const controller = kpx([
+    'controller',
+    '--manifests',
+    examples,
+    '--nats',
+    nats.url,
+    '--grpc-listen',
+    `127.0.0.1:${grpcPort}`,
+    '--metrics-listen',
+    '127.0.0.1:0',
+  ]);
+  const executor = kpx([
+    'executor',
+    '--node',
+    'node-a',
+    '--nats',
+    nats.url,
+    '--controller',
+    `127.0.0.1:${grpcPort}`,
+    '--dry-run',
+    '--healthz-listen',
+    '127.0.0.1:0',
+    '--metrics-listen',
+    '127.0.0.1:0',
+  ]);
+  const quitter = kpx([
+    'executor',
+    '--node',
+    'node-b',
+    '--nats',
+    nats.url,
+    '--controller',
+    `127.0.0.1:${grpcPort}`,
+    '--dry-run',
+    '--healthz-listen',
+    '127.0.0.1:0',
+    '--metrics-listen',
+    '127.0.0.1:0',
+  ]);
   procs.push(controller, executor, quitter);
-  for (const p of procs) await waitFor(() => p.log.includes('cannot reach NATS yet'), 'a process to say it waits for NATS');
-  assert.ok(procs.every((p) => p.child.exitCode === null), 'none gave up');
+  for (const p of procs)
+    await waitFor(() => p.log.includes('cannot reach NATS yet'), 'a process to say it waits for NATS');
+  assert.ok(
+    procs.every((p) => p.child.exitCode === null),
+    'none gave up',
+  );
 
   const t0 = Date.now();
   quitter.child.kill('SIGTERM');
@@ -56,12 +96,18 @@ test('a controller and an executor started before NATS wait for it, then converg
   assert.ok(stopMs < 3000, `exited in ${stopMs} ms`);
 
   await nats.restart();
-  await waitFor(async () => {
-    const r = await runKpx('status', '--controller', `127.0.0.1:${grpcPort}`, '--node', 'node-a', '-o', 'json');
-    if (r.code !== 0) return false;
-    const s = JSON.parse(r.out) as { nodes: { inSync: boolean }[] };
-    return s.nodes.length > 0 && s.nodes.every((n) => n.inSync);
-  }, 'node-a in sync once NATS is up', 30_000).catch((err: Error) => {
-    throw new Error(`${err.message}\n--- controller\n${controller.log.slice(-2000)}\n--- executor\n${executor.log.slice(-2000)}`);
+  await waitFor(
+    async () => {
+      const r = await runKpx('status', '--controller', `127.0.0.1:${grpcPort}`, '--node', 'node-a', '-o', 'json');
+      if (r.code !== 0) return false;
+      const s = JSON.parse(r.out) as { nodes: { inSync: boolean }[] };
+      return s.nodes.length > 0 && s.nodes.every((n) => n.inSync);
+    },
+    'node-a in sync once NATS is up',
+    30_000,
+  ).catch((err: Error) => {
+    throw new Error(
+      `${err.message}\n--- controller\n${controller.log.slice(-2000)}\n--- executor\n${executor.log.slice(-2000)}`,
+    );
   });
 });

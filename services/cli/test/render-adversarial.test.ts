@@ -12,7 +12,17 @@ const tmp = mkdtempSync(join(tmpdir(), 'kpx-adversarial-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Every adversarial string holds `zz`; no valid object's text does. */
-const EVIL = ['zz\n*filter\n-A INPUT -j DROP\nCOMMIT', 'zz"q', 'zz q', "zz'q", 'zz\\q', 'zz\tq', 'zz\u2028q', 'zz;q', 'zz -j ACCEPT'];
+const EVIL = [
+  'zz\n*filter\n-A INPUT -j DROP\nCOMMIT',
+  'zz"q',
+  'zz q',
+  "zz'q",
+  'zz\\q',
+  'zz\tq',
+  'zz\u2028q',
+  'zz;q',
+  'zz -j ACCEPT',
+];
 
 const VALID = `apiVersion: v1
 kind: Node
@@ -54,7 +64,14 @@ function adversarialObjects(): unknown[] {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name, namespace, labels: { app: 'x' } },
-    spec: { type: 'NodePort', clusterIP: ip, ports: [{ name: portName, port: 80, nodePort: 30000 + out.length }, { name: 'b', port: 81 }] },
+    spec: {
+      type: 'NodePort',
+      clusterIP: ip,
+      ports: [
+        { name: portName, port: 80, nodePort: 30000 + out.length },
+        { name: 'b', port: 81 },
+      ],
+    },
   });
   EVIL.forEach((e, i) => {
     out.push(svc(e, 'shop', 'http', `10.96.1.${i + 1}`));
@@ -70,9 +87,18 @@ function adversarialObjects(): unknown[] {
       ports: [{ name: e, port: 8080 }],
       endpoints: [{ addresses: ['10.244.1.20'], nodeName: e }],
     });
-    out.push({ apiVersion: 'v1', kind: 'Node', metadata: { name: e }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.9' }] } });
+    out.push({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: e },
+      status: { addresses: [{ type: 'InternalIP', address: '10.0.0.9' }] },
+    });
   });
-  out.push(svc(12345, 'shop', 'http', '10.96.5.1'), svc({ a: 1 }, 'shop', 'http', '10.96.5.2'), svc('num', 'shop', 7, '10.96.5.3'));
+  out.push(
+    svc(12345, 'shop', 'http', '10.96.5.1'),
+    svc({ a: 1 }, 'shop', 'http', '10.96.5.2'),
+    svc('num', 'shop', 7, '10.96.5.3'),
+  );
   return out;
 }
 
@@ -91,7 +117,11 @@ function checkRestore(lines: readonly string[], what: string): void {
     // Quotes only as a comment's own; every --comment well formed.
     const withoutComments = l.replace(COMMENT, '--comment C');
     assert.doesNotMatch(withoutComments, /["\\]/, `${what}: stray quote ${JSON.stringify(l)}`);
-    assert.equal((l.match(/--comment/g) ?? []).length, (l.match(COMMENT) ?? []).length, `${what}: malformed comment ${JSON.stringify(l)}`);
+    assert.equal(
+      (l.match(/--comment/g) ?? []).length,
+      (l.match(COMMENT) ?? []).length,
+      `${what}: malformed comment ${JSON.stringify(l)}`,
+    );
   }
 }
 
@@ -104,7 +134,11 @@ function checkOutput(out: string, mode: string, what: string): void {
     return;
   }
   const heads = lines.map((l, i) => [l, i] as const).filter(([l]) => l.startsWith('#'));
-  assert.deepEqual(heads.map(([l]) => l), ['# ipvsadm -Sn', '# ipset save', what.includes('ipv6') ? '# ip6tables-save' : '# iptables-save'], what);
+  assert.deepEqual(
+    heads.map(([l]) => l),
+    ['# ipvsadm -Sn', '# ipset save', what.includes('ipv6') ? '# ip6tables-save' : '# iptables-save'],
+    what,
+  );
   const [, ipset] = heads[1]!;
   const [, restore] = heads[2]!;
   for (const l of lines.slice(1, ipset)) assert.match(l, IPVSADM_LINE, `${what}: ${JSON.stringify(l)}`);
@@ -112,14 +146,17 @@ function checkOutput(out: string, mode: string, what: string): void {
   checkRestore(lines.slice(restore + 1), what);
 }
 
-test('adversarial names: rejected with one-line diagnostics; every mode prints only the valid objects\' rules, line by line in kpx\'s grammar', async () => {
+test("adversarial names: rejected with one-line diagnostics; every mode prints only the valid objects' rules, line by line in kpx's grammar", async () => {
   const clean = join(tmp, 'clean');
   const dirty = join(tmp, 'dirty');
   mkdirSync(clean);
   mkdirSync(dirty);
   writeFileSync(join(clean, 'valid.yaml'), VALID);
   writeFileSync(join(dirty, 'valid.yaml'), VALID);
-  writeFileSync(join(dirty, 'evil.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: adversarialObjects() }));
+  writeFileSync(
+    join(dirty, 'evil.json'),
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: adversarialObjects() }),
+  );
   for (const mode of ['iptables', 'ipvs']) {
     for (const family of ['ipv4', 'ipv6']) {
       for (const format of ['full', 'chains']) {
@@ -131,12 +168,22 @@ test('adversarial names: rejected with one-line diagnostics; every mode prints o
         assert.equal(b.code, 0, b.err);
         assert.equal(a.err, '', what);
         checkOutput(b.out, mode, what);
-        assert.equal(b.out, a.out, `${what}: the valid objects' rules are byte-identical with the adversarial ones beside them`);
+        assert.equal(
+          b.out,
+          a.out,
+          `${what}: the valid objects' rules are byte-identical with the adversarial ones beside them`,
+        );
         // Every diagnostic is one line, and names the object and field.
         const diags = b.err.slice(0, -1).split('\n');
-        for (const d of diags) assert.match(d, /^(error|warning): (Service|EndpointSlice|Node) .+ \(.*evil\.json#items\[\d+\]\) [a-zA-Z.[\]"0-9/-]+: /, d);
+        for (const d of diags)
+          assert.match(
+            d,
+            /^(error|warning): (Service|EndpointSlice|Node) .+ \(.*evil\.json#items\[\d+\]\) [a-zA-Z.[\]"0-9/-]+: /,
+            d,
+          );
         // Every adversarial object is rejected (counted by object: a slice may have two bad fields).
-        const rejected = (kind: string): number => new Set(diags.filter((d) => d.startsWith(`error: ${kind} `)).map((d) => /#items\[\d+\]/.exec(d)?.[0])).size;
+        const rejected = (kind: string): number =>
+          new Set(diags.filter((d) => d.startsWith(`error: ${kind} `)).map((d) => /#items\[\d+\]/.exec(d)?.[0])).size;
         assert.equal(rejected('Service'), EVIL.length * 4 + 3, what);
         assert.equal(rejected('EndpointSlice'), EVIL.length, what);
         assert.equal(rejected('Node'), EVIL.length, what);

@@ -14,7 +14,10 @@ test('one unparsable file, one self-referencing alias, one 200,000-deep JSON fil
   const dir = join(tmp, 'mixed');
   cpSync(examples, dir, { recursive: true });
   writeFileSync(join(dir, 'broken.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: {name: [\n');
-  writeFileSync(join(dir, 'alias.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: &m {name: loop, namespace: x, labels: *m}\n');
+  writeFileSync(
+    join(dir, 'alias.yaml'),
+    'apiVersion: v1\nkind: Service\nmetadata: &m {name: loop, namespace: x, labels: *m}\n',
+  );
   writeFileSync(join(dir, 'deep.json'), `${'['.repeat(200_000)}${']'.repeat(200_000)}`);
   const clean = await runKpx('render', '--manifests', examples, '--node', 'node-a');
   const started = Date.now();
@@ -24,9 +27,15 @@ test('one unparsable file, one self-referencing alias, one 200,000-deep JSON fil
   assert.equal(r.out, clean.out);
   const diags = r.err.slice(0, -1).split('\n');
   assert.equal(diags.length, 3, r.err);
-  assert.match(diags[0] ?? '', /^error: .*\/alias\.yaml: .*refers to itself \(a self-referencing alias\); document skipped$/);
+  assert.match(
+    diags[0] ?? '',
+    /^error: .*\/alias\.yaml: .*refers to itself \(a self-referencing alias\); document skipped$/,
+  );
   assert.match(diags[1] ?? '', /^error: .*\/broken\.yaml: not valid YAML or JSON: .*\(\d+:\d+\); file skipped$/);
-  assert.match(diags[2] ?? '', /^error: .*\/deep\.json: nested 200000 levels deep, deeper than the limit of 100; file skipped$/);
+  assert.match(
+    diags[2] ?? '',
+    /^error: .*\/deep\.json: nested 200000 levels deep, deeper than the limit of 100; file skipped$/,
+  );
 });
 
 test('a ConfigMap volume (files as symlinks into ..data -> ..<timestamp>/) renders as the real files do', async () => {

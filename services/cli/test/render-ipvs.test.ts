@@ -39,29 +39,50 @@ test('--mode ipvs prints virtual servers, ipsets and companion iptables rules, i
   assert.match(ipvsadm, /^-A -t 10\.0\.0\.11:30080 -s rr$/m, 'NodePort on the node address');
   assert.match(ipvsadm, /^-A -t 10\.96\.0\.40:9000 -s rr\n-A/m, 'a service without endpoints has no real server');
   const ipset = s.get('ipset save') ?? '';
-  assert.match(ipset, /^create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n(add KUBE-CLUSTER-IP .*\n)*add KUBE-CLUSTER-IP 10\.96\.0\.10,tcp:53\n/m);
+  assert.match(
+    ipset,
+    /^create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n(add KUBE-CLUSTER-IP .*\n)*add KUBE-CLUSTER-IP 10\.96\.0\.10,tcp:53\n/m,
+  );
   assert.match(ipset, /^add KUBE-LOOP-BACK 10\.244\.1\.2,udp:53,10\.244\.1\.2$/m);
   assert.match(ipset, /^create KUBE-NODE-PORT-TCP bitmap:port range 0-65535\nadd KUBE-NODE-PORT-TCP 30080\n/m);
   const ipt = s.get('iptables-save') ?? '';
-  assert.match(ipt, /^\*filter\n[\s\S]*^-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT$[\s\S]*^\*nat\n/m);
-  assert.match(ipt, /^-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP port for masquerade purpose" -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ$/m);
+  assert.match(
+    ipt,
+    /^\*filter\n[\s\S]*^-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT$[\s\S]*^\*nat\n/m,
+  );
+  assert.match(
+    ipt,
+    /^-A KUBE-NODE-PORT -p tcp -m comment --comment "Kubernetes nodeport TCP port for masquerade purpose" -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ$/m,
+  );
   // node-b hosts no kube-dns pod; its virtual server has only the zone-1 endpoint on node-a (topology hints).
   const b = sections((await render('--node', 'node-b', '--mode', 'ipvs')).out);
-  assert.match(b.get('ipvsadm -Sn') ?? '', /^-A -u 10\.96\.0\.10:53 -s rr\n-a -u 10\.96\.0\.10:53 -r 10\.244\.1\.2:53 -m -w 1$/m);
+  assert.match(
+    b.get('ipvsadm -Sn') ?? '',
+    /^-A -u 10\.96\.0\.10:53 -s rr\n-a -u 10\.96\.0\.10:53 -r 10\.244\.1\.2:53 -m -w 1$/m,
+  );
   assert.doesNotMatch(b.get('ipset save') ?? '', /KUBE-LOOP-BACK 10\.244\.1\.2/);
 });
 
 test('the config picks ipvs mode and its scheduler; IPv6 uses KUBE-6- sets and bracketed addresses', async () => {
   const cfg = join(tmp, 'ipvs.yaml');
-  writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: 10.244.0.0/16\nipvs:\n  scheduler: wlc\n');
+  writeFileSync(
+    cfg,
+    'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\nclusterCIDR: 10.244.0.0/16\nipvs:\n  scheduler: wlc\n',
+  );
   const r = await render('--node', 'node-a', '--config', cfg);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^-A -t 10\.96\.0\.20:80 -s wlc$/m);
   assert.match(r.out, /--match-set KUBE-CLUSTER-IP dst,dst ! -s 10\.244\.0\.0\/16 -j KUBE-MARK-MASQ$/m);
   const v6 = await render('--node', 'node-a', '--mode', 'ipvs', '--ip-family', 'ipv6');
   assert.equal(v6.code, 0, v6.err);
-  assert.match(v6.out, /^-A -t \[fd00:10:96::20\]:80 -s rr\n-a -t \[fd00:10:96::20\]:80 -r \[fd00:10:244:1::10\]:8080 -m -w 1$/m);
-  assert.match(v6.out, /^create KUBE-6-CLUSTER-IP hash:ip,port family inet6 hashsize 1024 maxelem 65536\nadd KUBE-6-CLUSTER-IP fd00:10:96::20,tcp:80$/m);
+  assert.match(
+    v6.out,
+    /^-A -t \[fd00:10:96::20\]:80 -s rr\n-a -t \[fd00:10:96::20\]:80 -r \[fd00:10:244:1::10\]:8080 -m -w 1$/m,
+  );
+  assert.match(
+    v6.out,
+    /^create KUBE-6-CLUSTER-IP hash:ip,port family inet6 hashsize 1024 maxelem 65536\nadd KUBE-6-CLUSTER-IP fd00:10:96::20,tcp:80$/m,
+  );
   assert.match(v6.out, /^# ip6tables-save\n/m);
 });
 
@@ -108,8 +129,21 @@ for (const family of ['ipv4', 'ipv6'] as const) {
           .sort();
       assert.deepEqual(normalize(saved), normalize(ipsetText));
       const iptables = family === 'ipv4' ? 'iptables-restore' : 'ip6tables-restore';
-      await exec('ip', ['netns', 'exec', ns, iptables], { input: s.get(family === 'ipv4' ? 'iptables-save' : 'ip6tables-save') ?? '' });
-      const nat = (await exec('ip', ['netns', 'exec', ns, family === 'ipv4' ? 'iptables' : 'ip6tables', '-t', 'nat', '-S', 'KUBE-SERVICES'])).stdout;
+      await exec('ip', ['netns', 'exec', ns, iptables], {
+        input: s.get(family === 'ipv4' ? 'iptables-save' : 'ip6tables-save') ?? '',
+      });
+      const nat = (
+        await exec('ip', [
+          'netns',
+          'exec',
+          ns,
+          family === 'ipv4' ? 'iptables' : 'ip6tables',
+          '-t',
+          'nat',
+          '-S',
+          'KUBE-SERVICES',
+        ])
+      ).stdout;
       assert.match(nat, /-m set --match-set KUBE-(6-)?CLUSTER-IP dst,dst -j ACCEPT/);
     } finally {
       await exec('ip', ['netns', 'del', ns]);

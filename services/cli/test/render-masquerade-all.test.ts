@@ -29,7 +29,10 @@ test('a top-level masqueradeAll: true changes the rendered rules, as iptables.ma
   assert.match(top.out, MASQUERADE_ALL);
   assert.match(top.err, /warning: masqueradeAll: .*used as iptables\.masqueradeAll/);
   assert.match((await render('section', 'iptables:\n  masqueradeAll: true\n')).out, MASQUERADE_ALL);
-  assert.doesNotMatch((await render('both', 'masqueradeAll: true\niptables:\n  masqueradeAll: false\n')).out, MASQUERADE_ALL);
+  assert.doesNotMatch(
+    (await render('both', 'masqueradeAll: true\niptables:\n  masqueradeAll: false\n')).out,
+    MASQUERADE_ALL,
+  );
 });
 
 test('ipvs mode: a top-level masqueradeAll: true masquerades every packet to a cluster IP', async () => {

@@ -4,18 +4,33 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { IPFamily, checkObject, defaultKubeProxyConfig, loadClusterState, type ManifestObject } from '@kpx/model';
-import { RestoreFormat, compileIptables, compileIpvs, iptablesOptionsFromConfig, ipvsOptionsFromConfig, renderIpvsRuleSet, renderRestore } from '@kpx/compiler';
+import {
+  RestoreFormat,
+  compileIptables,
+  compileIpvs,
+  iptablesOptionsFromConfig,
+  ipvsOptionsFromConfig,
+  renderIpvsRuleSet,
+  renderRestore,
+} from '@kpx/compiler';
 
 /** The model's generators, from its built tests (a package's tests are not a package: loaded by path at run time). */
 interface ModelArbitraries {
   readonly nodeNames: readonly string[];
   readonly validNode: fc.Arbitrary<{ metadata: Record<string, unknown> }>;
-  readonly validService: fc.Arbitrary<{ metadata: { name: string; namespace: string }; spec: { ports: { name: string; port: number; protocol?: string }[] } }>;
+  readonly validService: fc.Arbitrary<{
+    metadata: { name: string; namespace: string };
+    spec: { ports: { name: string; port: number; protocol?: string }[] };
+  }>;
   readonly mutatedObject: fc.Arbitrary<unknown>;
 }
 const modelTest = new URL('../../../../libs/model/dist/test/', import.meta.url);
-const { mutatedObject, nodeNames, validNode, validService } = (await import(new URL('arbitraries.js', modelTest).href)) as ModelArbitraries;
-const { propertyParams } = (await import(new URL('property-runs.js', modelTest).href)) as { propertyParams: { seed: number; numRuns: number } };
+const { mutatedObject, nodeNames, validNode, validService } = (await import(
+  new URL('arbitraries.js', modelTest).href
+)) as ModelArbitraries;
+const { propertyParams } = (await import(new URL('property-runs.js', modelTest).href)) as {
+  propertyParams: { seed: number; numRuns: number };
+};
 
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
 
@@ -24,23 +39,35 @@ const cluster = fc
   .tuple(
     fc.tuple(...nodeNames.map((n) => validNode.map((o) => ({ ...o, metadata: { ...o.metadata, name: n } })))),
     fc.uniqueArray(validService, { maxLength: 6, selector: (s) => `${s.metadata.namespace}/${s.metadata.name}` }),
-    fc.array(fc.tuple(fc.integer({ min: 1, max: 250 }), fc.constantFrom(...nodeNames), fc.boolean()), { minLength: 6, maxLength: 18 }),
+    fc.array(fc.tuple(fc.integer({ min: 1, max: 250 }), fc.constantFrom(...nodeNames), fc.boolean()), {
+      minLength: 6,
+      maxLength: 18,
+    }),
   )
   .map(([nodes, services, eps]) => {
     const slices = services.map((s, i) => ({
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
-      metadata: { name: `${s.metadata.name}-s`, namespace: s.metadata.namespace, labels: { 'kubernetes.io/service-name': s.metadata.name } },
+      metadata: {
+        name: `${s.metadata.name}-s`,
+        namespace: s.metadata.namespace,
+        labels: { 'kubernetes.io/service-name': s.metadata.name },
+      },
       addressType: 'IPv4',
       ports: s.spec.ports.map((p) => ({ name: p.name, port: 8000 + (p.port % 1000), protocol: p.protocol })),
-      endpoints: eps.slice(i % 3, (i % 3) + 3).map(([host, node, ready]) => ({ addresses: [`10.244.${i}.${host}`], nodeName: node, conditions: { ready } })),
+      endpoints: eps
+        .slice(i % 3, (i % 3) + 3)
+        .map(([host, node, ready]) => ({ addresses: [`10.244.${i}.${host}`], nodeName: node, conditions: { ready } })),
     }));
     return [...nodes, ...services, ...slices];
   });
 
 /** Objects that are invalid (checked), each with a name of its own so that none replaces a valid object. */
 const invalidObjects = fc.array(
-  mutatedObject.filter((o) => typeof o === 'object' && o !== null && (o as { metadata?: unknown }).metadata !== undefined && !checkObject(o).ok),
+  mutatedObject.filter(
+    (o) =>
+      typeof o === 'object' && o !== null && (o as { metadata?: unknown }).metadata !== undefined && !checkObject(o).ok,
+  ),
   { maxLength: 6 },
 );
 
@@ -67,7 +94,10 @@ function render(objects: readonly Obj[]): string {
 }
 
 function shuffle<T>(xs: readonly T[], keys: readonly number[]): T[] {
-  return xs.map((x, i) => ({ x, k: keys[i % Math.max(1, keys.length)] ?? 0, i })).sort((a, b) => a.k - b.k || a.i - b.i).map((e) => e.x);
+  return xs
+    .map((x, i) => ({ x, k: keys[i % Math.max(1, keys.length)] ?? 0, i }))
+    .sort((a, b) => a.k - b.k || a.i - b.i)
+    .map((e) => e.x);
 }
 
 test('render is deterministic under shuffled input', () => {
@@ -81,11 +111,16 @@ test('render is deterministic under shuffled input', () => {
 
 test('the rules of valid objects are byte-identical with and without invalid objects beside them', () => {
   fc.assert(
-    fc.property(cluster, invalidObjects, fc.array(fc.nat(), { minLength: 1, maxLength: 40 }), (objects, invalid, keys) => {
-      const bad = withFreshNames(invalid);
-      for (const o of bad) assert.equal(checkObject(o).ok, false);
-      assert.equal(render(shuffle([...objects, ...bad], keys)), render(objects));
-    }),
+    fc.property(
+      cluster,
+      invalidObjects,
+      fc.array(fc.nat(), { minLength: 1, maxLength: 40 }),
+      (objects, invalid, keys) => {
+        const bad = withFreshNames(invalid);
+        for (const o of bad) assert.equal(checkObject(o).ok, false);
+        assert.equal(render(shuffle([...objects, ...bad], keys)), render(objects));
+      },
+    ),
     { ...propertyParams, numRuns: Math.max(10, Math.floor(propertyParams.numRuns / 4)) },
   );
 });

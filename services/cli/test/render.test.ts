@@ -9,7 +9,6 @@ const examples = new URL('../../../../examples', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'kpx-cli-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-
 test('render prints filter and nat tables for a node', async () => {
   const r = await runKpx('render', '--manifests', examples, '--node', 'node-a');
   assert.equal(r.code, 0, r.err);
@@ -62,7 +61,10 @@ test('nothing to render: unknown node, unreadable directory, bad config -> exit 
   assert.equal(nodir.code, 1);
   assert.match(nodir.err, /cannot read manifest directory/);
   const cfg = join(tmp, 'bad-config.yaml');
-  writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  masqueradeBit: 40\n');
+  writeFileSync(
+    cfg,
+    'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  masqueradeBit: 40\n',
+  );
   const bad = await runKpx('render', '--manifests', examples, '--node', 'node-a', '--config', cfg);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /iptables\.masqueradeBit/);
@@ -71,7 +73,10 @@ test('nothing to render: unknown node, unreadable directory, bad config -> exit 
 
 test('config: clusterCIDR adds off-cluster masquerade; unknown fields warn', async () => {
   const cfg = join(tmp, 'config.yaml');
-  writeFileSync(cfg, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nclusterCIDR: 10.244.0.0/16\nbogus: 1\n');
+  writeFileSync(
+    cfg,
+    'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nclusterCIDR: 10.244.0.0/16\nbogus: 1\n',
+  );
   const r = await runKpx('render', '--manifests', examples, '--node', 'node-a', '--config', cfg);
   assert.equal(r.code, 0);
   assert.match(r.out, /-d 10\.96\.0\.20 --dport 80 ! -s 10\.244\.0\.0\/16 -j KUBE-MARK-MASQ/);

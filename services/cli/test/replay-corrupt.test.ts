@@ -20,7 +20,8 @@ const published = new Map<number, string>();
 
 /** node-a's IPv4 delta of `generation`, as the controller published it. */
 async function ipv4Delta(js: JetStreamClient, generation: number): Promise<Delta> {
-  for await (const r of readDeltas(js, 'node-a', { ipFamily: 'IPv4' })) if (r.delta.generation === generation) return r.delta;
+  for await (const r of readDeltas(js, 'node-a', { ipFamily: 'IPv4' }))
+    if (r.delta.generation === generation) return r.delta;
   throw new Error(`no IPv4 delta ${generation} of node-a`);
 }
 
@@ -48,7 +49,8 @@ before(async () => {
   await js.publish(subject, Delta.encode({ ...second, generation: 2 ** 50, prevGeneration: 2 ** 50 - 1 }).finish());
   await js.publish(subject, new Uint8Array([0x0a, 0xff, 0x01]));
   await controller.stop();
-  for await (const r of readDeltas(js, 'node-a', { ipFamily: 'IPv4' })) if (r.headers['Kpx-Generation'] !== undefined) published.set(r.delta.generation, r.delta.digest);
+  for await (const r of readDeltas(js, 'node-a', { ipFamily: 'IPv4' }))
+    if (r.headers['Kpx-Generation'] !== undefined) published.set(r.delta.generation, r.delta.digest);
   await nc.close();
 });
 after(async () => {
@@ -66,9 +68,25 @@ test('kpx replay skips what the controller did not publish: every generation sti
   const newest = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '-o', 'json');
   assert.equal(newest.code, 0, newest.err);
   assert.equal((JSON.parse(newest.out) as { generation: number }).generation, 3);
-  const diff = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '3', '--diff', '-o', 'json');
+  const diff = await runKpx(
+    'replay',
+    '--nats',
+    nats.url,
+    '--node',
+    'node-a',
+    '--from',
+    '1',
+    '--to',
+    '3',
+    '--diff',
+    '-o',
+    'json',
+  );
   assert.equal(diff.code, 0, diff.err);
-  assert.deepEqual((JSON.parse(diff.out) as { steps: { generation: number }[] }).steps.map((s) => s.generation), [2, 3]);
+  assert.deepEqual(
+    (JSON.parse(diff.out) as { steps: { generation: number }[] }).steps.map((s) => s.generation),
+    [2, 3],
+  );
 });
 
 test('kpx audit --generation skips them too', async () => {

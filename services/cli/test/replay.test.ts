@@ -33,7 +33,8 @@ before(async () => {
   await waitFor(() => controller.pipeline.generation === 4);
   await controller.stop();
   const nc = await connect({ servers: nats.url });
-  for await (const r of readDeltas(jetstream(nc), 'node-a', { ipFamily: 'IPv4' })) published.set(r.delta.generation, r.delta.digest);
+  for await (const r of readDeltas(jetstream(nc), 'node-a', { ipFamily: 'IPv4' }))
+    published.set(r.delta.generation, r.delta.digest);
   await nc.close();
 });
 after(async () => {
@@ -46,7 +47,13 @@ test('the state at every past generation reproduces the digest published (and ac
   for (const [generation, digest] of published) {
     const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', String(generation), '-o', 'json');
     assert.equal(r.code, 0, r.err);
-    const j = JSON.parse(r.out) as { node: string; ipFamily: string; generation: number; digest: string; objects: { kind: string; key: string }[] };
+    const j = JSON.parse(r.out) as {
+      node: string;
+      ipFamily: string;
+      generation: number;
+      digest: string;
+      objects: { kind: string; key: string }[];
+    };
     assert.equal(j.node, 'node-a');
     assert.equal(j.generation, generation);
     assert.equal(j.digest, digest, `generation ${generation}`);
@@ -59,15 +66,45 @@ test('the state at every past generation reproduces the digest published (and ac
 });
 
 test('--diff lists each changed chain with the objects that caused it', async () => {
-  const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '3', '--diff', '-o', 'json');
+  const r = await runKpx(
+    'replay',
+    '--nats',
+    nats.url,
+    '--node',
+    'node-a',
+    '--from',
+    '1',
+    '--to',
+    '3',
+    '--diff',
+    '-o',
+    'json',
+  );
   assert.equal(r.code, 0, r.err);
-  const j = JSON.parse(r.out) as { from: number; to: number; steps: { generation: number; cause: { kind: string; namespace: string; name: string }[]; changes: { kind: string; key: string; change: string }[] }[] };
-  assert.deepEqual(j.steps.map((s) => s.generation), [2, 3]);
-  assert.deepEqual(j.steps[0]?.cause.map((c) => `${c.kind} ${c.namespace}/${c.name}`), ['EndpointSlice shop/web-abc12']);
+  const j = JSON.parse(r.out) as {
+    from: number;
+    to: number;
+    steps: {
+      generation: number;
+      cause: { kind: string; namespace: string; name: string }[];
+      changes: { kind: string; key: string; change: string }[];
+    }[];
+  };
+  assert.deepEqual(
+    j.steps.map((s) => s.generation),
+    [2, 3],
+  );
+  assert.deepEqual(
+    j.steps[0]?.cause.map((c) => `${c.kind} ${c.namespace}/${c.name}`),
+    ['EndpointSlice shop/web-abc12'],
+  );
   assert.ok(j.steps[0]?.changes.some((c) => c.key.startsWith('nat/KUBE-SEP-') && c.change === 'added'));
   assert.ok(j.steps[0]?.changes.some((c) => c.key.startsWith('nat/KUBE-SEP-') && c.change === 'removed'));
   assert.ok(j.steps[0]?.changes.some((c) => c.key.startsWith('nat/KUBE-SVC-') && c.change === 'changed'));
-  assert.ok(j.steps[1]?.cause.every((c) => c.kind === 'Service' && c.name === 'kube-dns'), JSON.stringify(j.steps[1]?.cause));
+  assert.ok(
+    j.steps[1]?.cause.every((c) => c.kind === 'Service' && c.name === 'kube-dns'),
+    JSON.stringify(j.steps[1]?.cause),
+  );
   const text = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--from', '1', '--to', '2', '--diff');
   assert.match(text.out, /^generation 2 \(after 1\) digest [0-9a-f]{64}/);
   assert.match(text.out, /cause: EndpointSlice shop\/web-abc12/);
@@ -79,7 +116,11 @@ test('a generation outside retention is refused, saying so', async () => {
   const r = await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '0');
   assert.equal(r.code, 1);
   assert.match(r.err, /outside retention: the oldest retained snapshot is generation 1/);
-  assert.equal((await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2', '--apply')).code, 2, '--apply needs --netns');
+  assert.equal(
+    (await runKpx('replay', '--nats', nats.url, '--node', 'node-a', '--to', '2', '--apply')).code,
+    2,
+    '--apply needs --netns',
+  );
 });
 
 test('--apply loads a past state into a namespace', async (t) => {
@@ -109,16 +150,26 @@ test('--follow prints deltas as they are published, until stopped', async (t) =>
   await controller.pipeline.settle();
   const ac = new AbortController();
   const io = textIo();
-  const done = replayCommand(['--nats', nats.url, '--node', 'node-b', '--follow', '-o', 'json'], io, { signal: ac.signal });
+  const done = replayCommand(['--nats', nats.url, '--node', 'node-b', '--follow', '-o', 'json'], io, {
+    signal: ac.signal,
+  });
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(io.out, '', 'only new deltas');
   const web = join(dir, 'web.yaml');
   await writeFile(web, (await readFile(web, 'utf8')).replace('10.244.1.30]', '10.244.1.40]'));
   await waitFor(() => io.out.includes('\n'));
-  const line = JSON.parse(io.out.split('\n')[0] ?? '') as { node: string; generation: number; cause: { name: string }[]; upserts: string[] };
+  const line = JSON.parse(io.out.split('\n')[0] ?? '') as {
+    node: string;
+    generation: number;
+    cause: { name: string }[];
+    upserts: string[];
+  };
   assert.equal(line.node, 'node-b');
   assert.equal(line.generation, controller.pipeline.generation);
-  assert.deepEqual(line.cause.map((c) => c.name), ['web-abc12']);
+  assert.deepEqual(
+    line.cause.map((c) => c.name),
+    ['web-abc12'],
+  );
   assert.ok(line.upserts.some((k) => k.startsWith('nat/KUBE-SEP-')));
   ac.abort();
   assert.equal(await done, 0);

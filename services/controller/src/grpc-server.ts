@@ -44,7 +44,8 @@ function rpcAttributes(method: string): Attributes {
   return { 'rpc.system': 'grpc', 'rpc.service': 'kpx.v1.NodeSync', 'rpc.method': method };
 }
 
-const notFound = (message: string): ServerErrorResponse => Object.assign(new Error(message), { code: GrpcStatus.NOT_FOUND });
+const notFound = (message: string): ServerErrorResponse =>
+  Object.assign(new Error(message), { code: GrpcStatus.NOT_FOUND });
 
 /** Why the controller will not listen on `listen` with these options (no TLS on a non-loopback address), or undefined. */
 export function insecureListenRefusal(listen: string, opts: { tls: boolean; insecure: boolean }): string | undefined {
@@ -57,7 +58,11 @@ export function insecureListenRefusal(listen: string, opts: { tls: boolean; inse
 export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer {
   const { pipeline, logger, tracer } = opts;
   /** Without TLS every call is allowed (loopback, or --insecure); with it, the error refusing this call, if any. */
-  const refuse = (call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } }, method: NodeSyncMethod, node: string): ServerErrorResponse | undefined => {
+  const refuse = (
+    call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } },
+    method: NodeSyncMethod,
+    node: string,
+  ): ServerErrorResponse | undefined => {
     if (!opts.tls) return undefined;
     const who = identityOfCertificate(call.getAuthContext().sslPeerCertificate);
     const why = denial(who, method, node);
@@ -74,12 +79,28 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
         return;
       }
       const parent = extractTraceMetadata(call.metadata);
-      const span = tracer.startSpan('kpx.ack', { kind: SpanKind.SERVER, attributes: { ...rpcAttributes('Ack'), 'kpx.node': call.request.node, 'kpx.generation': call.request.generation, 'kpx.family': call.request.ipFamily } }, parent);
+      const span = tracer.startSpan(
+        'kpx.ack',
+        {
+          kind: SpanKind.SERVER,
+          attributes: {
+            ...rpcAttributes('Ack'),
+            'kpx.node': call.request.node,
+            'kpx.generation': call.request.generation,
+            'kpx.family': call.request.ipFamily,
+          },
+        },
+        parent,
+      );
       context.with(trace.setSpan(parent, span), () => {
         const outcome = pipeline.tracker.ack(call.request);
         if (outcome.changeToAckSeconds !== undefined) opts.onChangeToAck?.(outcome.changeToAckSeconds);
         opts.onAck?.(call.request);
-        if (call.request.error) logger.warn({ node: call.request.node, generation: call.request.generation, error: call.request.error }, 'executor reported a failed apply');
+        if (call.request.error)
+          logger.warn(
+            { node: call.request.node, generation: call.request.generation, error: call.request.error },
+            'executor reported a failed apply',
+          );
         span.setAttribute('rpc.grpc.status_code', GrpcStatus.OK);
         span.end();
         callback(null, outcome.response);
@@ -93,21 +114,38 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
         return;
       }
       const chunkSize = req.maxObjectsPerChunk > 0 ? req.maxObjectsPerChunk : (opts.chunkObjects ?? 2000);
-      const span = tracer.startSpan('kpx.snapshot', { kind: SpanKind.SERVER, attributes: { ...rpcAttributes('GetSnapshot'), 'kpx.node': req.node, 'kpx.family': req.ipFamily } }, extractTraceMetadata(call.metadata));
+      const span = tracer.startSpan(
+        'kpx.snapshot',
+        {
+          kind: SpanKind.SERVER,
+          attributes: { ...rpcAttributes('GetSnapshot'), 'kpx.node': req.node, 'kpx.family': req.ipFamily },
+        },
+        extractTraceMetadata(call.metadata),
+      );
       pipeline
         .snapshot(req.node, req.ipFamily)
         .then((snap) => {
           if (!snap) {
             span.setAttribute('rpc.grpc.status_code', GrpcStatus.NOT_FOUND);
-            call.emit('error', notFound(`no rule set for node ${JSON.stringify(req.node)} family ${JSON.stringify(req.ipFamily)}`));
+            call.emit(
+              'error',
+              notFound(`no rule set for node ${JSON.stringify(req.node)} family ${JSON.stringify(req.ipFamily)}`),
+            );
             return;
           }
           if (req.generation !== 0 && req.generation > snap.generation) {
             span.setAttribute('rpc.grpc.status_code', GrpcStatus.NOT_FOUND);
-            call.emit('error', notFound(`generation ${req.generation} of node ${req.node} is not known (latest ${snap.generation})`));
+            call.emit(
+              'error',
+              notFound(`generation ${req.generation} of node ${req.node} is not known (latest ${snap.generation})`),
+            );
             return;
           }
-          span.setAttributes({ 'kpx.generation': snap.generation, 'kpx.objects': snap.objects.length, 'rpc.grpc.status_code': GrpcStatus.OK });
+          span.setAttributes({
+            'kpx.generation': snap.generation,
+            'kpx.objects': snap.objects.length,
+            'rpc.grpc.status_code': GrpcStatus.OK,
+          });
           // Older generations are not kept in memory: the latest is served (the chunk says which it is).
           const total = Math.max(1, Math.ceil(snap.objects.length / chunkSize));
           for (let i = 0; i < total; i++) {
@@ -139,7 +177,13 @@ export function nodeSyncImplementation(opts: GrpcServerOptions): NodeSyncServer 
         return;
       }
       const l = opts.leadership?.() ?? { leader: true, identity: '', epoch: 0 };
-      callback(null, { generation: pipeline.generation, nodes: pipeline.tracker.status(call.request.node), standby: !l.leader, leaderIdentity: l.identity, leaderEpoch: l.epoch });
+      callback(null, {
+        generation: pipeline.generation,
+        nodes: pipeline.tracker.status(call.request.node),
+        standby: !l.leader,
+        leaderIdentity: l.identity,
+        leaderEpoch: l.epoch,
+      });
     },
   };
 }
@@ -151,7 +195,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const server = new Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024 });
   server.addService(NodeSyncService, nodeSyncImplementation(opts));
   // With TLS, a client without a certificate signed by the client CA fails the handshake (checkClientCertificate).
-  const creds = opts.tls ? ServerCredentials.createSsl(opts.tls.ca, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], true) : ServerCredentials.createInsecure();
+  const creds = opts.tls
+    ? ServerCredentials.createSsl(opts.tls.ca, [{ cert_chain: opts.tls.cert, private_key: opts.tls.key }], true)
+    : ServerCredentials.createInsecure();
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatListenAddress({ host, port }), creds, (err, p) => (err ? reject(err) : resolve(p)));
   });

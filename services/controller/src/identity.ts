@@ -30,7 +30,8 @@ export function identityOfCertificate(cert: Pick<PeerCertificate, 'subject'> | u
   const cns = values(cert?.subject?.CN);
   const orgs = values(cert?.subject?.O);
   const cn = cns[0] ?? '';
-  if (cns.length !== 1 || cn === '') return { kind: IdentityKind.Invalid, name: cn, why: 'the certificate needs exactly one CN' };
+  if (cns.length !== 1 || cn === '')
+    return { kind: IdentityKind.Invalid, name: cn, why: 'the certificate needs exactly one CN' };
   const inNodes = orgs.includes(NodesGroup);
   if (cn.startsWith(NodeUserPrefix)) {
     const node = cn.slice(NodeUserPrefix.length);
@@ -47,13 +48,20 @@ export type NodeSyncMethod = (typeof NodeSyncMethod)[keyof typeof NodeSyncMethod
 
 /** Why `who` may not call `method` about `node`, or undefined when it may. */
 export function denial(who: PeerIdentity, method: NodeSyncMethod, node: string): string | undefined {
-  if (who.kind === IdentityKind.Invalid) return `certificate ${JSON.stringify(who.name)} is not a valid identity: ${who.why ?? ''}`;
+  if (who.kind === IdentityKind.Invalid)
+    return `certificate ${JSON.stringify(who.name)} is not a valid identity: ${who.why ?? ''}`;
   const ownNode = who.kind === IdentityKind.Node && who.node === node;
   switch (method) {
     case NodeSyncMethod.Ack:
-      return ownNode ? undefined : who.kind === IdentityKind.Node ? `${who.name} may ack only node ${who.node}, not ${JSON.stringify(node)}` : `${who.name} is not node ${JSON.stringify(node)}: only a node acks`;
+      return ownNode
+        ? undefined
+        : who.kind === IdentityKind.Node
+          ? `${who.name} may ack only node ${who.node}, not ${JSON.stringify(node)}`
+          : `${who.name} is not node ${JSON.stringify(node)}: only a node acks`;
     case NodeSyncMethod.GetSnapshot:
-      return ownNode || who.kind === IdentityKind.Operator ? undefined : `${who.name} may fetch only node ${who.node ?? ''}'s rules, not ${JSON.stringify(node)}'s`;
+      return ownNode || who.kind === IdentityKind.Operator
+        ? undefined
+        : `${who.name} may fetch only node ${who.node ?? ''}'s rules, not ${JSON.stringify(node)}'s`;
     case NodeSyncMethod.Status:
       return who.kind === IdentityKind.Operator ? undefined : `${who.name} is a node identity: status is for operators`;
   }

@@ -1,7 +1,16 @@
 export { ControllerPipeline, UnpublishedError, familyOptionsFromConfig, pipelineMode } from './pipeline.js';
 export type { PipelineLogger, PipelineMetrics, PipelineOptions, SyncOutcome } from './pipeline.js';
 export { MemoryGenerationStore } from './ports.js';
-export type { DeltaSink, GenerationAudit, GenerationStore, GenerationSummary, PublishedHead, PublishedHeads, PublishOutcome, SnapshotSink } from './ports.js';
+export type {
+  DeltaSink,
+  GenerationAudit,
+  GenerationStore,
+  GenerationSummary,
+  PublishedHead,
+  PublishedHeads,
+  PublishOutcome,
+  SnapshotSink,
+} from './ports.js';
 export { CoalescingRunner } from './runner.js';
 export type { RetryOptions } from './runner.js';
 export { Outbox } from './outbox.js';
@@ -16,13 +25,28 @@ export type { Source, SourceEvent, SourceHandler } from './sources/types.js';
 export { ConvergenceTracker, MaxDriftLines } from './tracker.js';
 export type { TrackerCounts, TrackerOptions } from './tracker.js';
 export { insecureListenRefusal, nodeSyncImplementation, startGrpcServer } from './grpc-server.js';
-export { IdentityKind, NodeSyncMethod, NodesGroup, NodeUserPrefix, denial, identityOfCertificate, isLoopbackHost } from './identity.js';
+export {
+  IdentityKind,
+  NodeSyncMethod,
+  NodesGroup,
+  NodeUserPrefix,
+  denial,
+  identityOfCertificate,
+  isLoopbackHost,
+} from './identity.js';
 export type { PeerIdentity } from './identity.js';
 export type { GrpcServerOptions, RunningGrpcServer } from './grpc-server.js';
 export { DefaultSilentWatchTimeoutMs, createKubernetesSource } from './sources/kubernetes.js';
 export type { KubernetesSource, KubernetesSourceOptions, SourceLogger } from './sources/kubernetes.js';
 export { DefaultLeaderElectionTiming, LeaderElector, LeaseConflictError, validateTiming } from './leader-election.js';
-export type { LeaderElectionLogger, LeaderElectionTiming, LeaderElectorOptions, LeaseRecord, LeaseStore, VersionedLease } from './leader-election.js';
+export type {
+  LeaderElectionLogger,
+  LeaderElectionTiming,
+  LeaderElectorOptions,
+  LeaseRecord,
+  LeaseStore,
+  VersionedLease,
+} from './leader-election.js';
 export { Leadership, NotLeaderError } from './leadership.js';
 export type { ControllerLeaderElection, LeaderStatus, LeadershipOptions, WritingPorts } from './leadership.js';
 export { LeaderBucket, natsLeaseStore } from './lease-nats.js';

@@ -52,7 +52,11 @@ export interface LeaderElectionTiming {
   readonly retryPeriodMs: number;
 }
 
-export const DefaultLeaderElectionTiming: LeaderElectionTiming = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
+export const DefaultLeaderElectionTiming: LeaderElectionTiming = {
+  leaseDurationMs: 15_000,
+  renewDeadlineMs: 10_000,
+  retryPeriodMs: 2_000,
+};
 
 export interface LeaderElectionLogger {
   info(obj: object, msg: string): void;
@@ -75,7 +79,8 @@ export interface LeaderElectorOptions extends Partial<LeaderElectionTiming> {
 /** Checks the timing as client-go does: lease duration > renew deadline > retry period × 1.2. */
 export function validateTiming(t: LeaderElectionTiming): string | undefined {
   if (t.leaseDurationMs <= t.renewDeadlineMs) return 'the lease duration must be longer than the renew deadline';
-  if (t.renewDeadlineMs <= t.retryPeriodMs * 1.2) return 'the renew deadline must be longer than 1.2 × the retry period';
+  if (t.renewDeadlineMs <= t.retryPeriodMs * 1.2)
+    return 'the renew deadline must be longer than 1.2 × the retry period';
   if (t.retryPeriodMs <= 0) return 'the retry period must be positive';
   return undefined;
 }
@@ -111,7 +116,9 @@ export class LeaderElector {
   isLeader(): boolean {
     if (!this.leading) return false;
     if (this.now() - this.lastRenew < this.timing.renewDeadlineMs) return true;
-    this.stepDown(`no renewal for ${Math.round(this.now() - this.lastRenew)}ms (renew deadline ${this.timing.renewDeadlineMs}ms)`);
+    this.stepDown(
+      `no renewal for ${Math.round(this.now() - this.lastRenew)}ms (renew deadline ${this.timing.renewDeadlineMs}ms)`,
+    );
     return false;
   }
 
@@ -144,13 +151,17 @@ export class LeaderElector {
   /** Moves the held lease's epoch up to `epoch` (the counter holds a newer one: the lease store was lost). */
   async raiseEpoch(epoch: number): Promise<void> {
     const held = this.current;
-    if (!this.isLeader() || !held || held.record.holder !== this.identity) throw new LeaseConflictError('not the leader');
+    if (!this.isLeader() || !held || held.record.holder !== this.identity)
+      throw new LeaseConflictError('not the leader');
     if (epoch <= held.record.epoch) return;
     const record = { ...held.record, epoch, renewTime: new Date().toISOString() };
     const version = await this.opts.store.update(record, held.version);
     this.current = { record, version };
     this.epochValue = epoch;
-    this.opts.logger.info({ epoch, lease: this.opts.store.description }, 'leader epoch raised above the generation counter');
+    this.opts.logger.info(
+      { epoch, lease: this.opts.store.description },
+      'leader epoch raised above the generation counter',
+    );
   }
 
   private tick(): void {
@@ -174,7 +185,13 @@ export class LeaderElector {
     if (got?.version !== this.observed?.version) this.observed = got ? { version: got.version, at } : undefined;
     this.current = got;
     if (!got) {
-      const record: LeaseRecord = { holder: this.identity, epoch: 1, leaseDurationMs: this.timing.leaseDurationMs, acquireTime: nowIso, renewTime: nowIso };
+      const record: LeaseRecord = {
+        holder: this.identity,
+        epoch: 1,
+        leaseDurationMs: this.timing.leaseDurationMs,
+        acquireTime: nowIso,
+        renewTime: nowIso,
+      };
       await this.write(() => store.create(record), record, at);
       return;
     }
@@ -189,7 +206,13 @@ export class LeaderElector {
         return;
       }
       if (got.record.holder !== '' && at - (this.observed?.at ?? at) < this.timing.leaseDurationMs) return;
-      const record: LeaseRecord = { holder: this.identity, epoch: got.record.epoch + 1, leaseDurationMs: this.timing.leaseDurationMs, acquireTime: nowIso, renewTime: nowIso };
+      const record: LeaseRecord = {
+        holder: this.identity,
+        epoch: got.record.epoch + 1,
+        leaseDurationMs: this.timing.leaseDurationMs,
+        acquireTime: nowIso,
+        renewTime: nowIso,
+      };
       await this.write(() => store.update(record, got.version), record, at);
       return;
     }
@@ -218,7 +241,10 @@ export class LeaderElector {
     this.leading = true;
     this.lastRenew = at;
     this.epochValue = record.epoch;
-    this.opts.logger.info({ identity: this.identity, epoch: record.epoch, lease: this.opts.store.description }, 'became the leader');
+    this.opts.logger.info(
+      { identity: this.identity, epoch: record.epoch, lease: this.opts.store.description },
+      'became the leader',
+    );
     this.opts.onStartedLeading(record.epoch);
   }
 
@@ -227,7 +253,10 @@ export class LeaderElector {
     this.lost = true;
     this.leading = false;
     clearTimeout(this.timer);
-    this.opts.logger.warn({ identity: this.identity, epoch: this.epochValue, reason, lease: this.opts.store.description }, 'leader election lost; not publishing anything more');
+    this.opts.logger.warn(
+      { identity: this.identity, epoch: this.epochValue, reason, lease: this.opts.store.description },
+      'leader election lost; not publishing anything more',
+    );
     this.opts.onStoppedLeading(reason);
   }
 }

@@ -75,7 +75,10 @@ export class Leadership {
   }
 
   start(): void {
-    this.opts.logger.info({ identity: this.elector.identity, lease: this.opts.store.description, ...this.elector.timing }, 'leader election: waiting to lead; a standby compiles and publishes nothing');
+    this.opts.logger.info(
+      { identity: this.elector.identity, lease: this.opts.store.description, ...this.elector.timing },
+      'leader election: waiting to lead; a standby compiles and publishes nothing',
+    );
     this.elector.start();
   }
 
@@ -90,7 +93,11 @@ export class Leadership {
 
   status(): LeaderStatus {
     const leader = this.isLeader();
-    return { leader, identity: (leader ? this.elector.identity : this.elector.holder) ?? '', epoch: leader ? this.elector.epoch : 0 };
+    return {
+      leader,
+      identity: (leader ? this.elector.identity : this.elector.holder) ?? '',
+      epoch: leader ? this.elector.epoch : 0,
+    };
   }
 
   /** Wraps every port that writes to JetStream: each write first checks leadership; a fenced counter deposes. */
@@ -110,13 +117,19 @@ export class Leadership {
     return {
       sink: { publish: (d, h) => fenced('publish a delta', () => p.sink.publish(d, h)) },
       snapshots: { put: (s) => fenced('store a snapshot', () => p.snapshots.put(s)) },
-      generations: { next: () => fenced('reserve a generation', () => p.generations.next()), fence: (f) => fenced('fence the counter', () => p.generations.fence(f)) },
+      generations: {
+        next: () => fenced('reserve a generation', () => p.generations.next()),
+        fence: (f) => fenced('fence the counter', () => p.generations.fence(f)),
+      },
       audit: { append: (r) => fenced('append to the audit log', () => p.audit.append(r)) },
     };
   }
 
   private deposed(err: FencedError): void {
-    this.opts.logger.error({ err, epoch: err.epoch, storedEpoch: err.storedEpoch }, 'generation refused by the counter: a newer leader claimed it; this controller was deposed and publishes nothing');
+    this.opts.logger.error(
+      { err, epoch: err.epoch, storedEpoch: err.storedEpoch },
+      'generation refused by the counter: a newer leader claimed it; this controller was deposed and publishes nothing',
+    );
     this.elector.depose(`the generation counter holds epoch ${err.storedEpoch}, above this leader's ${err.epoch}`);
   }
 

@@ -31,12 +31,19 @@ export function leaseToRecord(lease: V1Lease): LeaseRecord {
   };
 }
 
-export function recordToLease(r: LeaseRecord, meta: { name: string; namespace: string; resourceVersion?: string }): V1Lease {
+export function recordToLease(
+  r: LeaseRecord,
+  meta: { name: string; namespace: string; resourceVersion?: string },
+): V1Lease {
   const micro = (iso: string): V1MicroTime | undefined => (iso ? new V1MicroTime(iso) : undefined);
   return {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
-    metadata: { name: meta.name, namespace: meta.namespace, ...(meta.resourceVersion ? { resourceVersion: meta.resourceVersion } : {}) },
+    metadata: {
+      name: meta.name,
+      namespace: meta.namespace,
+      ...(meta.resourceVersion ? { resourceVersion: meta.resourceVersion } : {}),
+    },
     spec: {
       holderIdentity: r.holder,
       leaseDurationSeconds: Math.ceil(r.leaseDurationMs / 1000),
@@ -55,7 +62,8 @@ export function kubernetesLeaseStore(opts: KubernetesLeaseOptions): LeaseStore {
   const api = config.makeApiClient(CoordinationV1Api);
   const { name, namespace } = opts;
   const conflict = (err: unknown): never => {
-    if (statusOf(err) === 409) throw new LeaseConflictError(`Lease ${namespace}/${name} was written by someone else`, { cause: err });
+    if (statusOf(err) === 409)
+      throw new LeaseConflictError(`Lease ${namespace}/${name} was written by someone else`, { cause: err });
     throw err;
   };
   return {
@@ -70,7 +78,9 @@ export function kubernetesLeaseStore(opts: KubernetesLeaseOptions): LeaseStore {
       }
     },
     async create(record: LeaseRecord): Promise<string> {
-      const lease = await api.createNamespacedLease({ namespace, body: recordToLease(record, { name, namespace }) }).catch(conflict);
+      const lease = await api
+        .createNamespacedLease({ namespace, body: recordToLease(record, { name, namespace }) })
+        .catch(conflict);
       return lease.metadata?.resourceVersion ?? '';
     },
     async update(record: LeaseRecord, version: string): Promise<string> {

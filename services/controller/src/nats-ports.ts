@@ -3,8 +3,25 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { IPFamily } from '@kpx/model';
 import { Delta, type NodeRuleSet } from '@kpx/proto';
-import { DeltaStream, ensureDeltaStream, ensureSnapshotStore, lastDelta, openGenerationCounter, publishDelta, putSnapshot, readDeltas, type Signer } from '@kpx/transport';
-import type { DeltaSink, GenerationStore, PublishedHead, PublishedHeads, PublishOutcome, SnapshotSink } from './ports.js';
+import {
+  DeltaStream,
+  ensureDeltaStream,
+  ensureSnapshotStore,
+  lastDelta,
+  openGenerationCounter,
+  publishDelta,
+  putSnapshot,
+  readDeltas,
+  type Signer,
+} from '@kpx/transport';
+import type {
+  DeltaSink,
+  GenerationStore,
+  PublishedHead,
+  PublishedHeads,
+  PublishOutcome,
+  SnapshotSink,
+} from './ports.js';
 
 export interface NatsPortsOptions {
   /** How long a publish waits for JetStream's acknowledgement, ms (default 5 s). */
@@ -30,7 +47,11 @@ export interface NatsPorts {
   claimGenerations(epoch: number): Promise<void>;
 }
 
-export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts: NatsPortsOptions): Promise<NatsPorts> {
+export async function natsPorts(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  opts: NatsPortsOptions,
+): Promise<NatsPorts> {
   const replicas = opts.replicas !== undefined ? { replicas: opts.replicas } : {};
   await ensureDeltaStream(jsm, { historyPerSubject: opts.historyPerSubject, maxAgeMs: opts.maxAgeMs, ...replicas });
   await ensureSnapshotStore(js, replicas);
@@ -38,16 +59,25 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
   return {
     sink: {
       async publish(delta: Delta, headers: Record<string, string>): Promise<PublishOutcome> {
-        const ack = await publishDelta(js, delta, { traceHeaders: headers, timeoutMs: opts.publishTimeoutMs ?? 5000, ...(opts.signer ? { signer: opts.signer } : {}) });
+        const ack = await publishDelta(js, delta, {
+          traceHeaders: headers,
+          timeoutMs: opts.publishTimeoutMs ?? 5000,
+          ...(opts.signer ? { signer: opts.signer } : {}),
+        });
         if (!ack.duplicate) return {};
         // The msg id was seen: is the stored message this very delta (a retry after a lost acknowledgement)?
         const stored = await jsm.streams.getMessage(DeltaStream, { seq: ack.seq });
-        return { duplicate: { sameDelta: stored !== null && Buffer.from(stored.data).equals(Delta.encode(delta).finish()) } };
+        return {
+          duplicate: { sameDelta: stored !== null && Buffer.from(stored.data).equals(Delta.encode(delta).finish()) },
+        };
       },
     },
     snapshots: {
       async put(snapshot: NodeRuleSet): Promise<void> {
-        await putSnapshot(js, snapshot, { keepOlder: opts.snapshotsKept, ...(opts.signer ? { signer: opts.signer } : {}) });
+        await putSnapshot(js, snapshot, {
+          keepOlder: opts.snapshotsKept,
+          ...(opts.signer ? { signer: opts.signer } : {}),
+        });
       },
     },
     generations: { next: () => counter.next(), fence: (floor) => counter.fence(floor) },
@@ -59,7 +89,8 @@ export async function natsPorts(js: JetStreamClient, jsm: JetStreamManager, opts
         if (last.delta.ipFamily === family) return { generation: last.delta.generation, digest: last.delta.digest };
         // Both families share the subject: find the newest delta of this family.
         let found: PublishedHead | undefined;
-        for await (const r of readDeltas(js, node, { ipFamily: family })) found = { generation: r.delta.generation, digest: r.delta.digest };
+        for await (const r of readDeltas(js, node, { ipFamily: family }))
+          found = { generation: r.delta.generation, digest: r.delta.digest };
         return found;
       },
     },

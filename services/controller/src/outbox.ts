@@ -64,7 +64,13 @@ export class PendingChange {
   add(c: CompiledChange, causes: SyncCauses): void {
     // An initial change's upserts are the node's whole state, assembled on first read: never read here.
     if (c.initial) this.compose(true, c.digest, [], []);
-    else this.compose(false, c.digest, c.upserts, c.deletes.map((r) => [`${r.kind}:${r.key}`, r] as const));
+    else
+      this.compose(
+        false,
+        c.digest,
+        c.upserts,
+        c.deletes.map((r) => [`${r.kind}:${r.key}`, r] as const),
+      );
     if (!c.initial) for (const s of c.services) this.services.add(s);
     this.syncs.push({ causes, services: c.initial ? 'all' : c.services });
   }
@@ -84,7 +90,12 @@ export class PendingChange {
   }
 
   /** The newest value of every object wins; a whole state replaces everything before it. */
-  private compose(initial: boolean, digest: string, upserts: Iterable<HashedObject>, deletes: Iterable<readonly [string, ObjectRef]>): void {
+  private compose(
+    initial: boolean,
+    digest: string,
+    upserts: Iterable<HashedObject>,
+    deletes: Iterable<readonly [string, ObjectRef]>,
+  ): void {
     this.digest = digest;
     if (initial) return this.sendWholeState();
     if (this.initial) return;
@@ -148,7 +159,11 @@ export class Outbox {
   entry(node: string, family: string): Owed {
     const k = key(node, family);
     let e = this.entries.get(k);
-    if (!e) this.entries.set(k, (e = { node, family, head: undefined, headKnown: false, unsent: undefined, inFlight: undefined }));
+    if (!e)
+      this.entries.set(
+        k,
+        (e = { node, family, head: undefined, headKnown: false, unsent: undefined, inFlight: undefined }),
+      );
     return e;
   }
 

@@ -5,14 +5,45 @@
 // retried with backoff (runner.ts); nothing compiled is lost and no generation is reused.
 import { SpanKind, context, trace, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { msFromTimestamp, timestampFromMs } from '@kpx/common';
-import { ClusterState, LabelServiceName, ProxyMode, formatDiagnostic, type Diagnostic, type IPFamily, type KubeProxyConfig } from '@kpx/model';
-import { IptablesMode, IpvsMode, iptablesOptionsFromConfig, ipvsOptionsFromConfig, modeCompiler, type IptablesOptions, type IpvsOptions } from '@kpx/compiler';
+import {
+  ClusterState,
+  LabelServiceName,
+  ProxyMode,
+  formatDiagnostic,
+  type Diagnostic,
+  type IPFamily,
+  type KubeProxyConfig,
+} from '@kpx/model';
+import {
+  IptablesMode,
+  IpvsMode,
+  iptablesOptionsFromConfig,
+  ipvsOptionsFromConfig,
+  modeCompiler,
+  type IptablesOptions,
+  type IpvsOptions,
+} from '@kpx/compiler';
 import { FamilyStates } from '@kpx/node-states';
 import { Cause, Delta, ObjectRef, RuleObject, type NodeRuleSet } from '@kpx/proto';
 import { injectTraceContext } from '@kpx/telemetry';
 import { deltaSubject } from '@kpx/transport';
-import { Outbox, type InFlight, type NodeHead, type Owed, type PendingCause, type PendingChange, type SyncCauses } from './outbox.js';
-import type { DeltaSink, GenerationAudit, GenerationStore, GenerationSummary, PublishedHeads, SnapshotSink } from './ports.js';
+import {
+  Outbox,
+  type InFlight,
+  type NodeHead,
+  type Owed,
+  type PendingCause,
+  type PendingChange,
+  type SyncCauses,
+} from './outbox.js';
+import type {
+  DeltaSink,
+  GenerationAudit,
+  GenerationStore,
+  GenerationSummary,
+  PublishedHeads,
+  SnapshotSink,
+} from './ports.js';
 import { CoalescingRunner, type RetryOptions } from './runner.js';
 import { EventType, ObjectKind, type SourceEvent } from './sources/types.js';
 import { ConvergenceTracker } from './tracker.js';
@@ -45,7 +76,9 @@ export function pipelineMode(config: KubeProxyConfig): string {
 
 /** The compiler options of a family for a configuration's mode. */
 export function familyOptionsFromConfig(config: KubeProxyConfig, family: IPFamily): IptablesOptions | IpvsOptions {
-  return pipelineMode(config) === IpvsMode ? ipvsOptionsFromConfig(config, family) : iptablesOptionsFromConfig(config, family);
+  return pipelineMode(config) === IpvsMode
+    ? ipvsOptionsFromConfig(config, family)
+    : iptablesOptionsFromConfig(config, family);
 }
 
 export interface PipelineOptions {
@@ -117,8 +150,12 @@ export class ControllerPipeline {
 
   constructor(private readonly opts: PipelineOptions) {
     this.mode = opts.mode === IpvsMode ? IpvsMode : IptablesMode;
-    this.tracker = new ConvergenceTracker({ ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}) });
-    this.families = [...opts.families.entries()].map(([family, options]) => new FamilyStates({ family, options, compiler: modeCompiler(this.mode, options) }));
+    this.tracker = new ConvergenceTracker({
+      ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
+    });
+    this.families = [...opts.families.entries()].map(
+      ([family, options]) => new FamilyStates({ family, options, compiler: modeCompiler(this.mode, options) }),
+    );
     this.runner = new CoalescingRunner(
       () => this.sync(),
       opts.minSyncPeriodMs,
@@ -144,9 +181,16 @@ export class ControllerPipeline {
   onEvent(e: SourceEvent): void {
     const ns = e.object.metadata?.namespace || 'default';
     const name = e.object.metadata?.name ?? '';
-    const span = this.opts.tracer.startSpan(`kpx.event ${e.kind}`, { attributes: { 'k8s.kind': e.kind, 'k8s.namespace': ns, 'k8s.name': name, 'kpx.event': e.type } });
+    const span = this.opts.tracer.startSpan(`kpx.event ${e.kind}`, {
+      attributes: { 'k8s.kind': e.kind, 'k8s.namespace': ns, 'k8s.name': name, 'kpx.event': e.type },
+    });
     span.end();
-    const cause: Cause = { kind: e.kind, namespace: e.kind === ObjectKind.Node ? '' : ns, name, resourceVersion: e.object.metadata?.resourceVersion ?? '' };
+    const cause: Cause = {
+      kind: e.kind,
+      namespace: e.kind === ObjectKind.Node ? '' : ns,
+      name,
+      resourceVersion: e.object.metadata?.resourceVersion ?? '',
+    };
     const pc: PendingCause = { cause, observedAt: this.triggerTime(e), span };
     let diags: Diagnostic[] = [];
     switch (e.kind) {
@@ -237,11 +281,20 @@ export class ControllerPipeline {
 
   private async sync(): Promise<void> {
     const dirty = this.dirtyServices.size > 0 || this.dirtyNodes.size > 0;
-    const all = dirty ? [...this.serviceCauses.values(), ...this.nodeCauses.values()].flat().sort((a, b) => a.observedAt - b.observedAt) : [];
+    const all = dirty
+      ? [...this.serviceCauses.values(), ...this.nodeCauses.values()].flat().sort((a, b) => a.observedAt - b.observedAt)
+      : [];
     // One trace from the (earliest) API change to the publish; the other changes are linked.
     const parent: Context = all[0] ? trace.setSpan(context.active(), all[0].span) : context.active();
     const links: Link[] = all.slice(1, 32).map((c) => ({ context: c.span.spanContext() }));
-    const span = this.opts.tracer.startSpan('kpx.sync', { links, attributes: { 'kpx.services': this.dirtyServices.size, 'kpx.nodes': this.dirtyNodes.size, 'kpx.retry': !dirty } }, parent);
+    const span = this.opts.tracer.startSpan(
+      'kpx.sync',
+      {
+        links,
+        attributes: { 'kpx.services': this.dirtyServices.size, 'kpx.nodes': this.dirtyNodes.size, 'kpx.retry': !dirty },
+      },
+      parent,
+    );
     try {
       await context.with(trace.setSpan(parent, span), async () => {
         const compileSeconds = dirty ? this.compile() : 0;
@@ -312,7 +365,10 @@ export class ControllerPipeline {
     if (failures.length > 0 || left > 0 || this.auditOwed.length > 0) {
       const first = failures[0];
       const why = first instanceof Error ? `: ${first.message}` : '';
-      throw new UnpublishedError(`${left} node deltas and ${this.auditOwed.length} audit records not yet in JetStream${why}`, { cause: first });
+      throw new UnpublishedError(
+        `${left} node deltas and ${this.auditOwed.length} audit records not yet in JetStream${why}`,
+        { cause: first },
+      );
     }
   }
 
@@ -339,7 +395,14 @@ export class ControllerPipeline {
   private nothingToSend(e: Owed, head: NodeHead): void {
     e.unsent = undefined;
     this.familyOf(e.family)?.setGeneration(e.node, head.generation);
-    const at = { node: e.node, family: e.family, mode: this.mode, generation: head.generation, digest: head.digest, triggerTime: undefined };
+    const at = {
+      node: e.node,
+      family: e.family,
+      mode: this.mode,
+      generation: head.generation,
+      digest: head.digest,
+      triggerTime: undefined,
+    };
     this.tracker.built(at);
     this.tracker.published({ ...at, at: Date.now() });
   }
@@ -350,10 +413,22 @@ export class ControllerPipeline {
     span.setAttribute('kpx.generation', generation);
     const built = await this.buildDeltas(generation, ready, failures);
     if (built.length === 0) return;
-    await this.publishAll(built.map((b) => b.entry), failures);
+    await this.publishAll(
+      built.map((b) => b.entry),
+      failures,
+    );
     const bytes = built.reduce((a, b) => a + b.bytes, 0);
     this.opts.metrics?.synced?.({ generation, compileSeconds, nodes: built.length, bytes });
-    this.opts.logger.info({ generation, nodes: built.length, bytes, compileMs: Math.round(compileSeconds * 1000), unacknowledged: built.filter((b) => b.entry.inFlight).length }, 'published generation');
+    this.opts.logger.info(
+      {
+        generation,
+        nodes: built.length,
+        bytes,
+        compileMs: Math.round(compileSeconds * 1000),
+        unacknowledged: built.filter((b) => b.entry.inFlight).length,
+      },
+      'published generation',
+    );
     const outcome = summarize(generation, built);
     this.auditOwed.push({ outcome, since: Date.now() });
     for (const l of this.listeners) l(outcome);
@@ -411,20 +486,35 @@ export class ControllerPipeline {
         await this.maybeSnapshot(fam, e.node, generation, snapshot);
       } catch (err) {
         failures.push(err);
-        this.opts.logger.warn({ err, node: e.node, family: e.family, generation }, 'storing a snapshot failed; the node keeps its changes for the next try');
+        this.opts.logger.warn(
+          { err, node: e.node, family: e.family, generation },
+          'storing a snapshot failed; the node keeps its changes for the next try',
+        );
         continue;
       }
       fam.setGeneration(e.node, generation);
       const headers: Record<string, string> = {};
       e.unsent = undefined;
       e.inFlight = { delta, change, bytes: size, headers, attempts: 0 };
-      this.tracker.built({ node: e.node, family: e.family, mode: this.mode, generation, digest: delta.digest, triggerTime: causes.trigger });
+      this.tracker.built({
+        node: e.node,
+        family: e.family,
+        mode: this.mode,
+        generation,
+        digest: delta.digest,
+        triggerTime: causes.trigger,
+      });
       built.push({ entry: e, delta, change, bytes: size });
     }
     return built;
   }
 
-  private causesFor(node: string, change: PendingChange, byServices: Map<string, CauseSummary>, maxCauses: number): CauseSummary {
+  private causesFor(
+    node: string,
+    change: PendingChange,
+    byServices: Map<string, CauseSummary>,
+    maxCauses: number,
+  ): CauseSummary {
     const only = change.syncs.length === 1 ? change.syncs[0] : undefined;
     if (!only) return summarizeCauses(change.causesOf(node), maxCauses);
     // One sync (the common case): the services' causes are summarized once per distinct list of services and
@@ -494,12 +584,23 @@ export class ControllerPipeline {
       e.inFlight = undefined;
       e.head = { generation: d.generation, digest: d.digest };
       e.headKnown = true;
-      this.tracker.published({ node: d.node, family: d.ipFamily, mode: d.mode, generation: d.generation, digest: d.digest, triggerTime: d.triggerTime ? msFromTimestamp(d.triggerTime) : undefined, at: Date.now() });
+      this.tracker.published({
+        node: d.node,
+        family: d.ipFamily,
+        mode: d.mode,
+        generation: d.generation,
+        digest: d.digest,
+        triggerTime: d.triggerTime ? msFromTimestamp(d.triggerTime) : undefined,
+        at: Date.now(),
+      });
       return true;
     } catch (err) {
       span.recordException(err as Error);
       failures.push(err);
-      this.opts.logger.warn({ err, node: d.node, generation: d.generation, attempts: f.attempts }, 'publish not acknowledged; will retry the same delta');
+      this.opts.logger.warn(
+        { err, node: d.node, generation: d.generation, attempts: f.attempts },
+        'publish not acknowledged; will retry the same delta',
+      );
       return false;
     } finally {
       span.end();
@@ -509,7 +610,10 @@ export class ControllerPipeline {
   /** The generation of an in-flight delta was published before by someone else: its changes go back to unsent. */
   private async generationTaken(e: Owed, f: InFlight): Promise<void> {
     const generation = f.delta.generation;
-    this.opts.logger.error({ node: e.node, family: e.family, generation }, 'generation already published by another delta (the counter went backwards); fencing the counter and rebuilding');
+    this.opts.logger.error(
+      { node: e.node, family: e.family, generation },
+      'generation already published by another delta (the counter went backwards); fencing the counter and rebuilding',
+    );
     e.inFlight = undefined;
     const change = f.change;
     if (e.unsent) change.append(e.unsent);
@@ -587,7 +691,14 @@ export class ControllerPipeline {
   }
 
   private snapshotOf(fam: FamilyStates, node: string, generation: number): NodeRuleSet {
-    return { node, mode: this.mode, ipFamily: fam.family, generation, objects: fam.objects(node).map((o) => o.wire), digest: fam.digest(node) ?? '' };
+    return {
+      node,
+      mode: this.mode,
+      ipFamily: fam.family,
+      generation,
+      objects: fam.objects(node).map((o) => o.wire),
+      digest: fam.digest(node) ?? '',
+    };
   }
 
   /**

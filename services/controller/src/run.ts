@@ -5,8 +5,32 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { SerialQueue } from '@kpx/common';
 import { IPFamily, defaultKubeProxyConfig, type KubeProxyConfig } from '@kpx/model';
 import type { IptablesOptions, IpvsOptions } from '@kpx/compiler';
-import { controllerMetrics, createLogger, createMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
-import { type AuditRecord, connectWithRetry, ensureAuditStream, followConnection, type GenerationRecord, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, publishAuditRecord, readTlsFiles, type Signer, type TlsFiles } from '@kpx/transport';
+import {
+  controllerMetrics,
+  createLogger,
+  createMetrics,
+  startHttpServer,
+  startTracing,
+  type HttpServer,
+  type Logger,
+  type Tracer,
+  type Tracing,
+} from '@kpx/telemetry';
+import {
+  type AuditRecord,
+  connectWithRetry,
+  ensureAuditStream,
+  followConnection,
+  type GenerationRecord,
+  inboxPrefix,
+  type NatsAuth,
+  natsConnectionOptions,
+  NatsRole,
+  publishAuditRecord,
+  readTlsFiles,
+  type Signer,
+  type TlsFiles,
+} from '@kpx/transport';
 import { insecureListenRefusal, type RunningGrpcServer, startGrpcServer } from './grpc-server.js';
 import { Leadership, type ControllerLeaderElection } from './leadership.js';
 import { StandbyBuffer } from './standby-buffer.js';
@@ -16,7 +40,9 @@ import { ControllerPipeline, familyOptionsFromConfig, pipelineMode, type SyncOut
 import type { Source } from './sources/types.js';
 
 /** service.version of the traces' resource: this package's version. */
-const PackageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const PackageVersion = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 export interface ControllerRunOptions {
   readonly source: Source;
@@ -78,29 +104,63 @@ export interface RunningController {
 export async function runController(opts: ControllerRunOptions): Promise<RunningController> {
   const logger = createLogger({ name: 'kpx-controller', ...(opts.logLevel ? { level: opts.logLevel } : {}) });
   // One tracer provider per process: a caller that runs several components in one process passes its own.
-  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-controller', serviceVersion: PackageVersion, ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  const own: Tracing | undefined = opts.tracer
+    ? undefined
+    : startTracing({
+        serviceName: 'kpx-controller',
+        serviceVersion: PackageVersion,
+        ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}),
+      });
   const tracer: Tracer = opts.tracer ?? own!.tracer;
   const config = opts.config ?? defaultKubeProxyConfig();
-  const families = new Map<IPFamily, IptablesOptions | IpvsOptions>((opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, familyOptionsFromConfig(config, f)]));
+  const families = new Map<IPFamily, IptablesOptions | IpvsOptions>(
+    (opts.families ?? [IPFamily.IPv4, IPFamily.IPv6]).map((f) => [f, familyOptionsFromConfig(config, f)]),
+  );
   const registry = createMetrics({ processMetrics: true });
   const metrics = controllerMetrics(registry);
   const cleanups: (() => Promise<void>)[] = own ? [() => own.shutdown()] : [];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
-      for (const c of [...cleanups].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
+      for (const c of [...cleanups].reverse())
+        await c().catch((err: unknown) => logger.warn({ err }, 'error while stopping'));
     })());
   try {
     // Before anything else: an unreadable key or an unprotected listen address stops the start.
-    const tls = opts.grpcTls ? readTlsFiles(opts.grpcTls, { caFlag: '--client-ca-file', warn: (fields, message) => logger.warn(fields, message) }) : undefined;
-    const refusal = insecureListenRefusal(opts.grpcListen, { tls: tls !== undefined, insecure: opts.grpcInsecure === true });
+    const tls = opts.grpcTls
+      ? readTlsFiles(opts.grpcTls, {
+          caFlag: '--client-ca-file',
+          warn: (fields, message) => logger.warn(fields, message),
+        })
+      : undefined;
+    const refusal = insecureListenRefusal(opts.grpcListen, {
+      tls: tls !== undefined,
+      insecure: opts.grpcInsecure === true,
+    });
     if (refusal) throw new Error(refusal);
     if (!tls && insecureListenRefusal(opts.grpcListen, { tls: false, insecure: false }) !== undefined) {
-      logger.warn({ grpc: opts.grpcListen }, 'INSECURE: gRPC NodeSync serves a non-loopback address without TLS (--insecure): anyone who reaches it can ack for any node, fetch any node\'s rules and read status');
+      logger.warn(
+        { grpc: opts.grpcListen },
+        "INSECURE: gRPC NodeSync serves a non-loopback address without TLS (--insecure): anyone who reaches it can ack for any node, fetch any node's rules and read status",
+      );
     }
     const nc: NatsConnection = await connectWithRetry(
-      { servers: opts.natsUrl, name: 'kpx-controller', maxReconnectAttempts: -1, reconnectTimeWait: 500, inboxPrefix: inboxPrefix(NatsRole.Controller), ...(await natsConnectionOptions(opts.natsAuth ?? {})) },
-      { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
+      {
+        servers: opts.natsUrl,
+        name: 'kpx-controller',
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        inboxPrefix: inboxPrefix(NatsRole.Controller),
+        ...(await natsConnectionOptions(opts.natsAuth ?? {})),
+      },
+      {
+        signal: opts.signal,
+        onRetry: (err, attempt, waitMs) =>
+          logger.info(
+            { err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs },
+            'cannot reach NATS yet; retrying',
+          ),
+      },
     );
     let natsUp = true;
     // A drain waits for the server: bounded, and skipped while NATS is down, so SIGTERM always stops the process.
@@ -119,9 +179,17 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     });
     if (opts.signer) logger.info({ keyId: opts.signer.keyId }, 'signing deltas and snapshots');
     else logger.warn('deltas and snapshots are unsigned: executors cannot tell them from forged ones (--signing-key)');
-    await ensureAuditStream(jsm, { ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}), ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}) });
+    await ensureAuditStream(jsm, {
+      ...(opts.auditMaxAgeMs !== undefined ? { maxAgeMs: opts.auditMaxAgeMs } : {}),
+      ...(opts.natsReplicas !== undefined ? { replicas: opts.natsReplicas } : {}),
+    });
     // One record per generation, appended with its deltas: a failed append is retried like a failed publish.
-    const writing = { sink: ports.sink, snapshots: ports.snapshots, generations: ports.generations, audit: { append: (o: SyncOutcome) => publishAuditRecord(js, generationRecord(o)) } };
+    const writing = {
+      sink: ports.sink,
+      snapshots: ports.snapshots,
+      generations: ports.generations,
+      audit: { append: (o: SyncOutcome) => publishAuditRecord(js, generationRecord(o)) },
+    };
     let leadership: Leadership | undefined;
     /** While standing by: the newest version of every object, handed to the pipeline on taking over. */
     let standby: StandbyBuffer | undefined;
@@ -137,7 +205,9 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
         claim: (epoch) => ports.claimGenerations(epoch),
         onLeading: () => {
           metrics.leader.set(1);
-          startGrpc().catch((err: unknown) => logger.error({ err, listen: opts.grpcListen }, 'gRPC NodeSync could not listen'));
+          startGrpc().catch((err: unknown) =>
+            logger.error({ err, listen: opts.grpcListen }, 'gRPC NodeSync could not listen'),
+          );
           const objects = standby?.size ?? 0;
           standby?.drain((e) => pipeline.onEvent(e));
           standby = undefined;
@@ -205,7 +275,9 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     // is logged and dropped (the node's status keeps the newest).
     const auditQueue = new SerialQueue();
     const audit = (record: AuditRecord): void => {
-      auditQueue.run(() => publishAuditRecord(js, record)).catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
+      auditQueue
+        .run(() => publishAuditRecord(js, record))
+        .catch((err: unknown) => logger.warn({ err }, 'audit log append failed'));
     };
     cleanups.push(() => withTimeout(auditQueue.idle(), 2000));
     startGrpc = async (): Promise<void> => {
@@ -218,8 +290,24 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
         onChangeToAck: (s) => metrics.changeToAck.observe(s),
         onAck: (req) => {
           const time = new Date().toISOString();
-          if (req.drift.length > 0) audit({ type: 'drift', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: req.drift.slice(0, MaxDriftLines) });
-          if (req.error) audit({ type: 'apply-error', node: req.node, ipFamily: req.ipFamily, time, generation: req.generation, details: [req.error] });
+          if (req.drift.length > 0)
+            audit({
+              type: 'drift',
+              node: req.node,
+              ipFamily: req.ipFamily,
+              time,
+              generation: req.generation,
+              details: req.drift.slice(0, MaxDriftLines),
+            });
+          if (req.error)
+            audit({
+              type: 'apply-error',
+              node: req.node,
+              ipFamily: req.ipFamily,
+              time,
+              generation: req.generation,
+              details: [req.error],
+            });
         },
         ...(leadership ? { leadership: () => leadership.status() } : {}),
         ...(tls ? { tls } : {}),
@@ -240,7 +328,12 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
         const since = pipeline.unpublishedSince();
         const stuck = since !== undefined && Date.now() - since > graceMs;
         const leader = leadership ? { leader: leadership.isLeader() } : {};
-        const details = { generation: pipeline.generation, source: opts.sourceName, ...leader, ...(since !== undefined ? { unpublishedSince: new Date(since).toISOString() } : {}) };
+        const details = {
+          generation: pipeline.generation,
+          source: opts.sourceName,
+          ...leader,
+          ...(since !== undefined ? { unpublishedSince: new Date(since).toISOString() } : {}),
+        };
         return { ok: synced && !stuck, ...(synced ? { lastUpdated: new Date(since ?? Date.now()) } : {}), details };
       },
     });
@@ -261,7 +354,16 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
     cleanups.push(() => opts.source.stop());
     // Campaign once the source runs: a new leader compiles at once from a warm model.
     leadership?.start();
-    logger.info({ grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`, grpcTls: tls !== undefined, metrics: http.url, nats: opts.natsUrl, source: opts.sourceName }, 'kpx controller running');
+    logger.info(
+      {
+        grpc: grpc?.address ?? `${opts.grpcListen} (once leading)`,
+        grpcTls: tls !== undefined,
+        metrics: http.url,
+        nats: opts.natsUrl,
+        source: opts.sourceName,
+      },
+      'kpx controller running',
+    );
     return {
       pipeline,
       get grpcAddress() {
@@ -280,7 +382,11 @@ export async function runController(opts: ControllerRunOptions): Promise<Running
 /** Drains the connection, closing it outright after `ms` (a drain waits for a server that may be down). */
 async function closeNats(nc: NatsConnection, ms: number): Promise<void> {
   if (nc.isClosed()) return;
-  if (ms > 0) await withTimeout(nc.drain().catch(() => undefined), ms);
+  if (ms > 0)
+    await withTimeout(
+      nc.drain().catch(() => undefined),
+      ms,
+    );
   if (!nc.isClosed()) await nc.close().catch(() => undefined);
 }
 
@@ -302,11 +408,20 @@ export function generationRecord(o: SyncOutcome, now = new Date()): GenerationRe
     time: now.toISOString(),
     ...(o.triggerTime !== undefined ? { triggerTime: new Date(o.triggerTime).toISOString() } : {}),
     // A record stays far below NATS's max payload: an initial sync has a cause per object of the cluster.
-    causes: o.causes.slice(0, AuditMaxCauses).map((c) => ({ kind: c.kind, namespace: c.namespace, name: c.name, resourceVersion: c.resourceVersion })),
+    causes: o.causes
+      .slice(0, AuditMaxCauses)
+      .map((c) => ({ kind: c.kind, namespace: c.namespace, name: c.name, resourceVersion: c.resourceVersion })),
     causesTotal: o.causes.length,
     services: o.services.slice(0, AuditMaxCauses),
     servicesTotal: o.services.length,
-    nodes: o.deltas.slice(0, AuditMaxNodes).map((d, i) => ({ node: d.node, ipFamily: d.ipFamily, snapshot: d.snapshot, upserts: d.upserts.length, deletes: d.deletes.length, bytes: o.deltaBytes[i] ?? 0 })),
+    nodes: o.deltas.slice(0, AuditMaxNodes).map((d, i) => ({
+      node: d.node,
+      ipFamily: d.ipFamily,
+      snapshot: d.snapshot,
+      upserts: d.upserts.length,
+      deletes: d.deletes.length,
+      bytes: o.deltaBytes[i] ?? 0,
+    })),
     nodesTotal: o.deltas.length,
     bytes: o.deltaBytes.reduce((a, b) => a + b, 0),
   };

@@ -64,7 +64,10 @@ export class CoalescingRunner {
         },
         (err: unknown) => {
           this.failures++;
-          const backoff = backoffDelay(this.failures, { initialMs: this.retry.initialMs ?? 500, maxMs: this.retry.maxMs ?? 30_000 });
+          const backoff = backoffDelay(this.failures, {
+            initialMs: this.retry.initialMs ?? 500,
+            maxMs: this.retry.maxMs ?? 30_000,
+          });
           this.retryAt = Date.now() + backoff;
           this.pending = true;
           this.onError(err, backoff);

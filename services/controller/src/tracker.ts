@@ -78,11 +78,29 @@ export class ConvergenceTracker {
     let e = this.entries.get(id(node, family));
     if (!e) {
       e = {
-        node, family, mode,
-        desiredDigest: '', builtGeneration: 0, builtDigest: '', publishedGeneration: 0, publishedDigest: '',
-        pendingSince: undefined, triggerTime: undefined, unackedSince: undefined, createdAt: now,
-        ackedGeneration: 0, ackedDigest: '', lastError: '', lastAckTime: undefined, actualDigest: '',
-        lastDrift: [], lastDriftTotal: 0, driftRepairs: 0, lastDriftTime: undefined, rejectedMessages: 0, lastRejection: '',
+        node,
+        family,
+        mode,
+        desiredDigest: '',
+        builtGeneration: 0,
+        builtDigest: '',
+        publishedGeneration: 0,
+        publishedDigest: '',
+        pendingSince: undefined,
+        triggerTime: undefined,
+        unackedSince: undefined,
+        createdAt: now,
+        ackedGeneration: 0,
+        ackedDigest: '',
+        lastError: '',
+        lastAckTime: undefined,
+        actualDigest: '',
+        lastDrift: [],
+        lastDriftTotal: 0,
+        driftRepairs: 0,
+        lastDriftTime: undefined,
+        rejectedMessages: 0,
+        lastRejection: '',
       };
       this.entries.set(id(node, family), e);
     }
@@ -98,7 +116,14 @@ export class ConvergenceTracker {
   }
 
   /** A delta (or an adopted head) was built for a node at a generation. */
-  built(p: { node: string; family: string; mode: string; generation: number; digest: string; triggerTime: number | undefined }): void {
+  built(p: {
+    node: string;
+    family: string;
+    mode: string;
+    generation: number;
+    digest: string;
+    triggerTime: number | undefined;
+  }): void {
     const e = this.entry(p.node, p.family, p.mode, Date.now());
     e.builtGeneration = p.generation;
     e.builtDigest = p.digest;
@@ -107,7 +132,15 @@ export class ConvergenceTracker {
   }
 
   /** JetStream acknowledged a node's delta. */
-  published(p: { node: string; family: string; mode: string; generation: number; digest: string; triggerTime: number | undefined; at: number }): void {
+  published(p: {
+    node: string;
+    family: string;
+    mode: string;
+    generation: number;
+    digest: string;
+    triggerTime: number | undefined;
+    at: number;
+  }): void {
     const e = this.entry(p.node, p.family, p.mode, p.at);
     e.publishedGeneration = p.generation;
     e.publishedDigest = p.digest;
@@ -155,10 +188,14 @@ export class ConvergenceTracker {
     const resyncRequired = req.generation > e.builtGeneration || (req.generation === e.builtGeneration && !knownDigest);
     let changeToAckSeconds: number | undefined;
     if (reachedDesired) {
-      if (e.unackedSince !== undefined && e.triggerTime !== undefined) changeToAckSeconds = Math.max(0, (now - e.triggerTime) / 1000);
+      if (e.unackedSince !== undefined && e.triggerTime !== undefined)
+        changeToAckSeconds = Math.max(0, (now - e.triggerTime) / 1000);
       e.unackedSince = undefined;
     }
-    return { response: { resyncRequired, latestGeneration: e.builtGeneration }, ...(changeToAckSeconds !== undefined ? { changeToAckSeconds } : {}) };
+    return {
+      response: { resyncRequired, latestGeneration: e.builtGeneration },
+      ...(changeToAckSeconds !== undefined ? { changeToAckSeconds } : {}),
+    };
   }
 
   private isStale(e: Entry, now: number): boolean {
@@ -166,7 +203,12 @@ export class ConvergenceTracker {
   }
 
   private isInSync(e: Entry, now: number): boolean {
-    return e.ackedGeneration === e.builtGeneration && e.ackedDigest === e.desiredDigest && e.pendingSince === undefined && !this.isStale(e, now);
+    return (
+      e.ackedGeneration === e.builtGeneration &&
+      e.ackedDigest === e.desiredDigest &&
+      e.pendingSince === undefined &&
+      !this.isStale(e, now)
+    );
   }
 
   /** How many node and family entries are in sync, pending and stale now. */

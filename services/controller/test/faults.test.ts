@@ -9,7 +9,12 @@ import { ExamplesDir, waitFor, webSlice } from './fixtures.js';
 import { defaultIptablesOptions } from '@kpx/compiler';
 import { RuleState } from '@kpx/ruleset';
 import { Delta, type NodeRuleSet } from '@kpx/proto';
-import { ControllerPipeline, MemoryGenerationStore, type GenerationSummary, type PublishOutcome } from '../src/index.js';
+import {
+  ControllerPipeline,
+  MemoryGenerationStore,
+  type GenerationSummary,
+  type PublishOutcome,
+} from '../src/index.js';
 
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -25,14 +30,25 @@ class FlakySink {
     if (this.fail(d)) return Promise.reject(new Error('nats: timeout'));
     if (this.taken(d)) return Promise.resolve({ duplicate: { sameDelta: false } });
     // A retry of a delta already stored is a duplicate of itself (the server drops it).
-    const same = this.stored.find((s) => s.node === d.node && s.ipFamily === d.ipFamily && s.generation === d.generation);
-    if (same) return Promise.resolve({ duplicate: { sameDelta: Buffer.from(Delta.encode(same).finish()).equals(Delta.encode(d).finish()) } });
+    const same = this.stored.find(
+      (s) => s.node === d.node && s.ipFamily === d.ipFamily && s.generation === d.generation,
+    );
+    if (same)
+      return Promise.resolve({
+        duplicate: { sameDelta: Buffer.from(Delta.encode(same).finish()).equals(Delta.encode(d).finish()) },
+      });
     this.stored.push(d);
     return Promise.resolve({});
   }
 }
 
-function makePipeline(opts: { generations?: MemoryGenerationStore; snapshots?: { put(s: NodeRuleSet): Promise<void> }; audit?: { append(o: GenerationSummary): Promise<void> } } = {}) {
+function makePipeline(
+  opts: {
+    generations?: MemoryGenerationStore;
+    snapshots?: { put(s: NodeRuleSet): Promise<void> };
+    audit?: { append(o: GenerationSummary): Promise<void> };
+  } = {},
+) {
   const sink = new FlakySink();
   const families = new Map([
     [IPFamily.IPv4, { ...defaultIptablesOptions(IPFamily.IPv4), clusterCIDRs: [parseCidr('10.244.0.0/16')!] }],
@@ -55,14 +71,16 @@ function makePipeline(opts: { generations?: MemoryGenerationStore; snapshots?: {
 
 async function feed(p: ControllerPipeline): Promise<void> {
   for (const object of (await readManifestDir(ExamplesDir)).map((m) => m.object)) {
-    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node') p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
+    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node')
+      p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
   }
   p.onSynced();
   await waitFor(() => p.generation > 0);
   await p.settle();
 }
 
-const event = (p: ControllerPipeline, object: KubeObject): void => p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object, observedAt: Date.now() });
+const event = (p: ControllerPipeline, object: KubeObject): void =>
+  p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object, observedAt: Date.now() });
 
 /** Replays a node's stored deltas on the state it started from, checking each chains and reaches its digest. */
 function replay(start: NodeRuleSet, stored: readonly Delta[]): RuleState {
@@ -87,8 +105,14 @@ test('NATS down during a change: the sync is retried without another event, stat
   event(p, webSlice(['10.244.1.20', '10.244.2.20'], '50'));
   await waitFor(() => p.failingSyncs >= 2);
   const during = p.tracker.status().filter((s) => s.ipFamily === IPFamily.IPv4);
-  assert.ok(during.every((s) => s.pending && !s.inSync), 'every changed node shows pending, not in sync');
-  assert.ok(during.every((s) => s.publishedGeneration === before), 'nothing published past the outage');
+  assert.ok(
+    during.every((s) => s.pending && !s.inSync),
+    'every changed node shows pending, not in sync',
+  );
+  assert.ok(
+    during.every((s) => s.publishedGeneration === before),
+    'nothing published past the outage',
+  );
   // A second change while down is composed with the first (the built delta waits to be retried verbatim).
   event(p, webSlice(['10.244.1.20', '10.244.2.21'], '51'));
   await waitFor(() => p.failingSyncs >= 4);
@@ -100,19 +124,31 @@ test('NATS down during a change: the sync is retried without another event, stat
   assert.ok(sink.attempts.length > attemptsDown);
   for (const n of nodes) {
     const state = replay(starts.get(n)!, sink.stored);
-    assert.equal(state.digest, (await p.snapshot(n, IPFamily.IPv4))?.digest, `${n} reaches the desired state from what was stored`);
+    assert.equal(
+      state.digest,
+      (await p.snapshot(n, IPFamily.IPv4))?.digest,
+      `${n} reaches the desired state from what was stored`,
+    );
   }
   const status = p.tracker.status();
   assert.ok(status.every((s) => !s.pending && s.publishedDigest === s.desiredDigest));
   // Generations strictly increase per node; the retried delta kept its generation (msg id).
   for (const n of nodes) {
     const gens = sink.stored.filter((d) => d.node === n && d.ipFamily === IPFamily.IPv4).map((d) => d.generation);
-    assert.deepEqual(gens, [...gens].sort((a, b) => a - b));
+    assert.deepEqual(
+      gens,
+      [...gens].sort((a, b) => a - b),
+    );
     assert.equal(new Set(gens).size, gens.length);
   }
-  const retried = sink.attempts.filter((d) => d.generation === before + 1 && d.node === 'node-a' && d.ipFamily === IPFamily.IPv4);
+  const retried = sink.attempts.filter(
+    (d) => d.generation === before + 1 && d.node === 'node-a' && d.ipFamily === IPFamily.IPv4,
+  );
   assert.ok(retried.length > 1, 'the first built delta was retried');
-  assert.ok(retried.every((d) => Buffer.from(Delta.encode(d).finish()).equals(Delta.encode(retried[0]!).finish())), 'verbatim');
+  assert.ok(
+    retried.every((d) => Buffer.from(Delta.encode(d).finish()).equals(Delta.encode(retried[0]!).finish())),
+    'verbatim',
+  );
   await p.stop();
 });
 
@@ -128,7 +164,9 @@ test('one node failing does not hold back the others; its later changes chain fr
   event(p, webSlice(['10.244.1.31'], '61'));
   await waitFor(() => p.outbox.owed().length === 0);
   await p.settle();
-  const b = sink.stored.filter((d) => d.node === 'node-b' && d.ipFamily === IPFamily.IPv4 && d.generation > startB.generation);
+  const b = sink.stored.filter(
+    (d) => d.node === 'node-b' && d.ipFamily === IPFamily.IPv4 && d.generation > startB.generation,
+  );
   assert.equal(b.length, 2);
   assert.equal(b[1]!.prevGeneration, b[0]!.generation, 'chains from the delta that was retried');
   assert.equal(replay(startB, sink.stored).digest, (await p.snapshot('node-b', IPFamily.IPv4))?.digest);
@@ -146,7 +184,9 @@ test('a generation another delta already holds is never reused: the counter is f
   event(p, webSlice(['10.244.1.40'], '70'));
   await waitFor(() => p.outbox.owed().length === 0);
   await p.settle();
-  const a = sink.stored.filter((d) => d.node === 'node-a' && d.ipFamily === IPFamily.IPv4 && d.generation > start.generation);
+  const a = sink.stored.filter(
+    (d) => d.node === 'node-a' && d.ipFamily === IPFamily.IPv4 && d.generation > start.generation,
+  );
   assert.equal(a.length, 1);
   assert.ok(a[0]!.generation > taken, `rebuilt at ${a[0]!.generation}, above the taken ${taken}`);
   assert.equal(a[0]!.snapshot, true, 'the head is unknown after a clash: the node gets its whole state');
@@ -159,8 +199,15 @@ test('a snapshot that cannot be stored holds back only its delta; the audit log 
   let auditFailures = 3;
   const audited: number[] = [];
   const { p, sink } = makePipeline({
-    snapshots: { put: () => (snapshotFailures-- > 0 ? Promise.reject(new Error('object store: timeout')) : Promise.resolve()) },
-    audit: { append: (o) => (auditFailures-- > 0 ? Promise.reject(new Error('nats: timeout')) : (audited.push(o.generation), Promise.resolve())) },
+    snapshots: {
+      put: () => (snapshotFailures-- > 0 ? Promise.reject(new Error('object store: timeout')) : Promise.resolve()),
+    },
+    audit: {
+      append: (o) =>
+        auditFailures-- > 0
+          ? Promise.reject(new Error('nats: timeout'))
+          : (audited.push(o.generation), Promise.resolve()),
+    },
   });
   await feed(p);
   await waitFor(() => p.outbox.owed().length === 0 && audited.length > 0);
@@ -168,7 +215,10 @@ test('a snapshot that cannot be stored holds back only its delta; the audit log 
   const gens = [...new Set(sink.stored.map((d) => d.generation))].sort((a, b) => a - b);
   assert.ok(gens.length >= 2, 'the nodes whose snapshot failed went out in a later generation');
   assert.deepEqual(audited, gens, 'every generation with a delta is in the audit log, in order');
-  assert.ok(sink.stored.every((d) => d.snapshot), 'first deltas are snapshot deltas');
+  assert.ok(
+    sink.stored.every((d) => d.snapshot),
+    'first deltas are snapshot deltas',
+  );
   await p.stop();
 });
 
@@ -177,9 +227,33 @@ test('status: stale after the bound without acks, drift capped with its total', 
   const t = p.tracker;
   t.compiled({ node: 'n', family: 'IPv4', mode: 'iptables', digest: 'd1', at: 0 });
   t.built({ node: 'n', family: 'IPv4', mode: 'iptables', generation: 5, digest: 'd1', triggerTime: undefined });
-  t.published({ node: 'n', family: 'IPv4', mode: 'iptables', generation: 5, digest: 'd1', triggerTime: undefined, at: 0 });
+  t.published({
+    node: 'n',
+    family: 'IPv4',
+    mode: 'iptables',
+    generation: 5,
+    digest: 'd1',
+    triggerTime: undefined,
+    at: 0,
+  });
   const drift = Array.from({ length: 5000 }, (_, i) => `nat/KUBE-SVC-${i}: rules differ ${'x'.repeat(2000)}`);
-  t.ack({ node: 'n', ipFamily: 'IPv4', mode: 'iptables', generation: 5, digest: 'd1', applyDurationSeconds: 0, error: '', actualDigest: 'd1', drift, driftTotal: 5000, rejectedMessages: 2, lastRejection: 'decode' }, 1000);
+  t.ack(
+    {
+      node: 'n',
+      ipFamily: 'IPv4',
+      mode: 'iptables',
+      generation: 5,
+      digest: 'd1',
+      applyDurationSeconds: 0,
+      error: '',
+      actualDigest: 'd1',
+      drift,
+      driftTotal: 5000,
+      rejectedMessages: 2,
+      lastRejection: 'decode',
+    },
+    1000,
+  );
   const [fresh] = t.status('n', 2000);
   assert.equal(fresh?.inSync, true);
   assert.equal(fresh?.lastDrift.length, 100);
@@ -190,16 +264,51 @@ test('status: stale after the bound without acks, drift capped with its total', 
   assert.equal(later?.stale, true);
   assert.equal(later?.inSync, false, 'a silent executor is not in sync');
   // A digest the controller never built at that generation asks for a resync; the delta's own digest does not.
-  assert.equal(t.ack({ node: 'n', ipFamily: 'IPv4', mode: 'iptables', generation: 5, digest: 'other', applyDurationSeconds: 0, error: '', actualDigest: '', drift: [], driftTotal: 0, rejectedMessages: 0, lastRejection: '' }).response.resyncRequired, true);
-  assert.equal(t.ack({ node: 'n', ipFamily: 'IPv4', mode: 'iptables', generation: 9, digest: 'd1', applyDurationSeconds: 0, error: '', actualDigest: '', drift: [], driftTotal: 0, rejectedMessages: 0, lastRejection: '' }).response.resyncRequired, true);
+  assert.equal(
+    t.ack({
+      node: 'n',
+      ipFamily: 'IPv4',
+      mode: 'iptables',
+      generation: 5,
+      digest: 'other',
+      applyDurationSeconds: 0,
+      error: '',
+      actualDigest: '',
+      drift: [],
+      driftTotal: 0,
+      rejectedMessages: 0,
+      lastRejection: '',
+    }).response.resyncRequired,
+    true,
+  );
+  assert.equal(
+    t.ack({
+      node: 'n',
+      ipFamily: 'IPv4',
+      mode: 'iptables',
+      generation: 9,
+      digest: 'd1',
+      applyDurationSeconds: 0,
+      error: '',
+      actualDigest: '',
+      drift: [],
+      driftTotal: 0,
+      rejectedMessages: 0,
+      lastRejection: '',
+    }).response.resyncRequired,
+    true,
+  );
 });
 
 test('an audit log that cannot be appended to keeps the controller unpublished since the record was owed', async () => {
   let failing = true;
-  const { p } = makePipeline({ audit: { append: () => (failing ? Promise.reject(new Error('nats: timeout')) : Promise.resolve()) } });
+  const { p } = makePipeline({
+    audit: { append: () => (failing ? Promise.reject(new Error('nats: timeout')) : Promise.resolve()) },
+  });
   const before = Date.now();
   for (const object of (await readManifestDir(ExamplesDir)).map((m) => m.object)) {
-    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node') p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
+    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node')
+      p.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
   }
   p.onSynced();
   await waitFor(() => p.failingSyncs >= 3 && p.outbox.owed().length === 0);

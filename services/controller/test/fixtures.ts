@@ -5,7 +5,9 @@ export const ExamplesDir = new URL('../../../../examples/', import.meta.url).pat
 
 /** The Services, EndpointSlices and Nodes of examples/. */
 export async function exampleObjects(): Promise<KubeObject[]> {
-  return (await readManifestDir(ExamplesDir)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  return (await readManifestDir(ExamplesDir))
+    .map((m) => m.object)
+    .filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
 }
 
 /** shop/web's EndpointSlice (web-abc12) with ready endpoints at `ips` on node-a, at resourceVersion `rv`. */
@@ -13,7 +15,12 @@ export function webSlice(ips: readonly string[], rv: string): KubeObject {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { name: 'web-abc12', namespace: 'shop', resourceVersion: rv, labels: { 'kubernetes.io/service-name': 'web' } },
+    metadata: {
+      name: 'web-abc12',
+      namespace: 'shop',
+      resourceVersion: rv,
+      labels: { 'kubernetes.io/service-name': 'web' },
+    },
     addressType: 'IPv4',
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
     endpoints: ips.map((ip) => ({ addresses: [ip], nodeName: 'node-a', conditions: { ready: true } })),

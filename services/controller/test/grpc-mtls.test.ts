@@ -14,11 +14,23 @@ import { AckRequest, NodeSyncClient, type AckResponse, type SnapshotChunk, type 
 import { controllerMetrics, createMetrics, type ControllerMetrics } from '@kpx/telemetry';
 import { createTestPki, type TestPki } from '@kpx/testing';
 import { readTlsFiles } from '@kpx/transport';
-import { ControllerPipeline, MemoryGenerationStore, identityOfCertificate, insecureListenRefusal, startGrpcServer, type RunningGrpcServer } from '../src/index.js';
+import {
+  ControllerPipeline,
+  MemoryGenerationStore,
+  identityOfCertificate,
+  insecureListenRefusal,
+  startGrpcServer,
+  type RunningGrpcServer,
+} from '../src/index.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 const warnings: { fields: Record<string, unknown>; msg: string }[] = [];
-const logger = { info: () => {}, warn: (fields: unknown, msg?: string) => void warnings.push({ fields: fields as Record<string, unknown>, msg: msg ?? '' }), error: () => {} };
+const logger = {
+  info: () => {},
+  warn: (fields: unknown, msg?: string) =>
+    void warnings.push({ fields: fields as Record<string, unknown>, msg: msg ?? '' }),
+  error: () => {},
+};
 let pki: TestPki;
 let pipeline: ControllerPipeline;
 let server: RunningGrpcServer;
@@ -41,14 +53,25 @@ before(async () => {
     tracer: trace.getTracer('test'),
   });
   for (const { object } of await readManifestDir(examples)) {
-    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node') pipeline.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
+    if (object.kind === 'Service' || object.kind === 'EndpointSlice' || object.kind === 'Node')
+      pipeline.onEvent({ kind: object.kind, type: 'upsert', object, observedAt: Date.now() });
   }
   pipeline.onSynced();
   await new Promise((r) => setTimeout(r, 5));
   await pipeline.settle();
   metrics = controllerMetrics(createMetrics());
-  const tls = readTlsFiles({ certFile: pki.server.certFile, keyFile: pki.server.keyFile, caFile: pki.caFile }, { caFlag: '--client-ca-file' });
-  server = await startGrpcServer({ pipeline, listen: '127.0.0.1:0', logger, tracer: trace.getTracer('test'), tls, onDenied: (method, identity) => metrics.deniedRequests.inc({ method, identity }) });
+  const tls = readTlsFiles(
+    { certFile: pki.server.certFile, keyFile: pki.server.keyFile, caFile: pki.caFile },
+    { caFlag: '--client-ca-file' },
+  );
+  server = await startGrpcServer({
+    pipeline,
+    listen: '127.0.0.1:0',
+    logger,
+    tracer: trace.getTracer('test'),
+    tls,
+    onDenied: (method, identity) => metrics.deniedRequests.inc({ method, identity }),
+  });
 });
 
 after(async () => {
@@ -72,18 +95,38 @@ const clientAs = (who: keyof TestPki['clients'] | undefined): NodeSyncClient => 
 const deadline = (): { deadline: number } => ({ deadline: Date.now() + 5000 });
 
 const ack = (c: NodeSyncClient, node: string): Promise<AckResponse> =>
-  new Promise((resolve, reject) => c.ack(AckRequest.fromPartial({ node, mode: 'iptables', ipFamily: 'IPv4', generation: pipeline.generation, digest: '' }), new Metadata(), deadline(), (err, res) => (err ? reject(err) : resolve(res))));
+  new Promise((resolve, reject) =>
+    c.ack(
+      AckRequest.fromPartial({ node, mode: 'iptables', ipFamily: 'IPv4', generation: pipeline.generation, digest: '' }),
+      new Metadata(),
+      deadline(),
+      (err, res) => (err ? reject(err) : resolve(res)),
+    ),
+  );
 const snapshot = (c: NodeSyncClient, node: string): Promise<SnapshotChunk[]> =>
   new Promise((resolve, reject) => {
     const chunks: SnapshotChunk[] = [];
-    const s = c.getSnapshot({ node, mode: 'iptables', ipFamily: 'IPv4', generation: 0, maxObjectsPerChunk: 0 }, new Metadata(), deadline());
+    const s = c.getSnapshot(
+      { node, mode: 'iptables', ipFamily: 'IPv4', generation: 0, maxObjectsPerChunk: 0 },
+      new Metadata(),
+      deadline(),
+    );
     s.on('data', (x: SnapshotChunk) => chunks.push(x));
     s.on('error', reject);
     s.on('end', () => resolve(chunks));
   });
-const status = (c: NodeSyncClient): Promise<StatusResponse> => new Promise((resolve, reject) => c.status({ node: '' }, new Metadata(), deadline(), (err, res) => (err ? reject(err) : resolve(res))));
-const denied = (re: RegExp) => (err: unknown): boolean => (err as ServiceError).code === GrpcStatus.PERMISSION_DENIED && re.test((err as ServiceError).details);
-const deniedCount = async (method: string, identity: string): Promise<number> => (await metrics.deniedRequests.get()).values.find((v) => v.labels['method'] === method && v.labels['identity'] === identity)?.value ?? 0;
+const status = (c: NodeSyncClient): Promise<StatusResponse> =>
+  new Promise((resolve, reject) =>
+    c.status({ node: '' }, new Metadata(), deadline(), (err, res) => (err ? reject(err) : resolve(res))),
+  );
+const denied =
+  (re: RegExp) =>
+  (err: unknown): boolean =>
+    (err as ServiceError).code === GrpcStatus.PERMISSION_DENIED && re.test((err as ServiceError).details);
+const deniedCount = async (method: string, identity: string): Promise<number> =>
+  (await metrics.deniedRequests.get()).values.find(
+    (v) => v.labels['method'] === method && v.labels['identity'] === identity,
+  )?.value ?? 0;
 
 test('a node certificate acks and fetches its own node, and nothing of another node', async () => {
   const a = clientAs('nodeA');
@@ -95,7 +138,13 @@ test('a node certificate acks and fetches its own node, and nothing of another n
   assert.equal(await deniedCount('Ack', 'system:node:node-a'), 1);
   assert.equal(await deniedCount('GetSnapshot', 'system:node:node-a'), 1);
   const logged = warnings.filter((w) => w.msg.startsWith('denied NodeSync'));
-  assert.deepEqual(logged.map((w) => [w.fields['method'], w.fields['identity'], w.fields['node']]), [['Ack', 'system:node:node-a', 'node-b'], ['GetSnapshot', 'system:node:node-a', 'node-b']]);
+  assert.deepEqual(
+    logged.map((w) => [w.fields['method'], w.fields['identity'], w.fields['node']]),
+    [
+      ['Ack', 'system:node:node-a', 'node-b'],
+      ['GetSnapshot', 'system:node:node-a', 'node-b'],
+    ],
+  );
   // node-b's own certificate works for node-b.
   assert.ok((await ack(clientAs('nodeB'), 'node-b')).latestGeneration > 0);
 });
@@ -119,7 +168,10 @@ test('a CN system:node:* without O=system:nodes is no identity at all', async ()
 });
 
 test('a client without a certificate fails the handshake', async () => {
-  await assert.rejects(status(clientAs(undefined)), (err: unknown) => (err as ServiceError).code === GrpcStatus.UNAVAILABLE);
+  await assert.rejects(
+    status(clientAs(undefined)),
+    (err: unknown) => (err as ServiceError).code === GrpcStatus.UNAVAILABLE,
+  );
   // A plaintext client does not get through either.
   const plain = new NodeSyncClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
   clients.push(plain);
@@ -128,10 +180,18 @@ test('a client without a certificate fails the handshake', async () => {
 
 test('without TLS, a non-loopback listen address is refused unless insecure; loopback stays allowed', async () => {
   for (const listen of ['0.0.0.0:0', '[::]:0', '10.1.2.3:10260', 'node-a.example:10260']) {
-    assert.match(insecureListenRefusal(listen, { tls: false, insecure: false }) ?? '', /refusing to serve gRPC NodeSync on .* without TLS.*--insecure/, listen);
+    assert.match(
+      insecureListenRefusal(listen, { tls: false, insecure: false }) ?? '',
+      /refusing to serve gRPC NodeSync on .* without TLS.*--insecure/,
+      listen,
+    );
     assert.equal(insecureListenRefusal(listen, { tls: false, insecure: true }), undefined);
     assert.equal(insecureListenRefusal(listen, { tls: true, insecure: false }), undefined);
   }
-  for (const listen of ['127.0.0.1:0', 'localhost:0', '[::1]:0', '127.0.0.2:0', ':10260']) assert.equal(insecureListenRefusal(listen, { tls: false, insecure: false }), undefined, listen);
-  await assert.rejects(startGrpcServer({ pipeline, listen: '0.0.0.0:0', logger, tracer: trace.getTracer('test') }), /refusing to serve gRPC NodeSync on 0\.0\.0\.0:0 without TLS/);
+  for (const listen of ['127.0.0.1:0', 'localhost:0', '[::1]:0', '127.0.0.2:0', ':10260'])
+    assert.equal(insecureListenRefusal(listen, { tls: false, insecure: false }), undefined, listen);
+  await assert.rejects(
+    startGrpcServer({ pipeline, listen: '0.0.0.0:0', logger, tracer: trace.getTracer('test') }),
+    /refusing to serve gRPC NodeSync on 0\.0\.0\.0:0 without TLS/,
+  );
 });

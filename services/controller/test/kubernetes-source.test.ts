@@ -4,8 +4,21 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { readManifestDir, type KubeObject } from '@kpx/model';
-import { ExpiredWatchResponse, startKubeApiServer, type KubeApiObject, type KubeApiServer, type KubeApiServerOptions, type RecordedRequest } from '@kpx/testing';
-import { createKubernetesSource, ObjectKind, type KubernetesSource, type KubernetesSourceOptions, type SourceEvent } from '../src/index.js';
+import {
+  ExpiredWatchResponse,
+  startKubeApiServer,
+  type KubeApiObject,
+  type KubeApiServer,
+  type KubeApiServerOptions,
+  type RecordedRequest,
+} from '@kpx/testing';
+import {
+  createKubernetesSource,
+  ObjectKind,
+  type KubernetesSource,
+  type KubernetesSourceOptions,
+  type SourceEvent,
+} from '../src/index.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 
@@ -29,10 +42,17 @@ async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<vo
 }
 
 /** Options that make every timer of the source short. */
-const fast: KubernetesSourceOptions = { silentWatchTimeoutMs: 30_000, retryInitialMs: 50, retryMaxMs: 400, listTimeoutMs: 5_000 };
+const fast: KubernetesSourceOptions = {
+  silentWatchTimeoutMs: 30_000,
+  retryInitialMs: 50,
+  retryMaxMs: 400,
+  listTimeoutMs: 5_000,
+};
 
 async function exampleObjects(): Promise<KubeObject[]> {
-  return (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  return (await readManifestDir(examples))
+    .map((m) => m.object)
+    .filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
 }
 
 /** What a test started, undone last-started first (the source stops before its server closes). */
@@ -57,7 +77,11 @@ async function startServer(t: TestContext, options: KubeApiServerOptions = {}): 
 }
 
 /** Starts a source on `server` and records what it delivers; stopped (and checked to let go of every connection) after the test. */
-async function startSource(t: TestContext, server: KubeApiServer, options: KubernetesSourceOptions = {}): Promise<Harness> {
+async function startSource(
+  t: TestContext,
+  server: KubeApiServer,
+  options: KubernetesSourceOptions = {},
+): Promise<Harness> {
   const source = createKubernetesSource({ ...fast, ...options, kubeconfigPath: server.kubeconfigPath });
   const events: SourceEvent[] = [];
   const warnings: string[] = [];
@@ -73,16 +97,23 @@ async function startSource(t: TestContext, server: KubeApiServer, options: Kuber
   return { server, source, events, warnings, synced };
 }
 
-async function startSynced(t: TestContext, server: KubeApiServer, options: KubernetesSourceOptions = {}): Promise<Harness> {
+async function startSynced(
+  t: TestContext,
+  server: KubeApiServer,
+  options: KubernetesSourceOptions = {},
+): Promise<Harness> {
   const h = await startSource(t, server, options);
   await waitFor('onSynced', () => h.synced.count > 0);
   await waitFor('three watches', () => server.activeWatches().length === 3);
   return h;
 }
 
-const nameOf = (o: KubeApiObject | KubeObject): string => `${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name ?? ''}`;
-const describeEvent = (e: SourceEvent): string => `${e.type} ${e.kind} ${nameOf(e.object)} ${e.object.metadata?.resourceVersion ?? ''}`;
-const describeObject = (type: string, o: KubeApiObject): string => `${type} ${o.kind ?? ''} ${nameOf(o)} ${o.metadata?.resourceVersion ?? ''}`;
+const nameOf = (o: KubeApiObject | KubeObject): string =>
+  `${o.metadata?.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata?.name ?? ''}`;
+const describeEvent = (e: SourceEvent): string =>
+  `${e.type} ${e.kind} ${nameOf(e.object)} ${e.object.metadata?.resourceVersion ?? ''}`;
+const describeObject = (type: string, o: KubeApiObject): string =>
+  `${type} ${o.kind ?? ''} ${nameOf(o)} ${o.metadata?.resourceVersion ?? ''}`;
 const lists = (server: KubeApiServer): RecordedRequest[] => server.requests().filter((r) => !r.watch);
 const watches = (server: KubeApiServer): RecordedRequest[] => server.requests().filter((r) => r.watch);
 
@@ -108,7 +139,12 @@ const slice = (name: string, namespace: string, serviceName: string, ips: string
 });
 
 /** The source's view after a change: waits until the event for `object` (as the store returned it) has come. */
-async function delivered(h: Harness, type: 'upsert' | 'delete', object: KubeApiObject, ms = 5000): Promise<SourceEvent> {
+async function delivered(
+  h: Harness,
+  type: 'upsert' | 'delete',
+  object: KubeApiObject,
+  ms = 5000,
+): Promise<SourceEvent> {
   const want = describeObject(type, object);
   await waitFor(want, () => h.events.some((e) => describeEvent(e) === want), ms);
   const event = h.events.find((e) => describeEvent(e) === want);
@@ -121,14 +157,20 @@ test('initial list of Services, EndpointSlices and Nodes, then onSynced once; ob
   const stored = (await exampleObjects()).map((o) => server.store.apply(o as KubeApiObject));
   // A field newer than client-node's generated models: kept (the informer must not depend on the models).
   const future = service('future', 'shop', '10.96.0.99');
-  stored.push(server.store.apply({ ...future, spec: { ...(future.spec as object), fieldFromAFutureRelease: { enabled: true } } }));
+  stored.push(
+    server.store.apply({ ...future, spec: { ...(future.spec as object), fieldFromAFutureRelease: { enabled: true } } }),
+  );
   const listRv = server.store.resourceVersion;
   const h = await startSynced(t, server);
 
   assert.equal(h.synced.count, 1);
   assert.equal(h.synced.eventsBefore, stored.length, 'every object was delivered before onSynced');
   assert.deepEqual(h.events.map(describeEvent).sort(), stored.map((o) => describeObject('upsert', o)).sort());
-  for (const kind of Object.values(ObjectKind)) assert.ok(h.events.some((e) => e.kind === kind), `${kind} delivered`);
+  for (const kind of Object.values(ObjectKind))
+    assert.ok(
+      h.events.some((e) => e.kind === kind),
+      `${kind} delivered`,
+    );
   // Objects as the API writes them: kind and apiVersion set (list items come without), metav1.Time as RFC 3339
   // in seconds (the generated client's Dates written back), everything else as stored.
   for (const e of h.events) {
@@ -137,19 +179,30 @@ test('initial list of Services, EndpointSlices and Nodes, then onSynced once; ob
     assert.ok(e.observedAt > 0 && e.observedAt <= Date.now());
   }
   assert.deepEqual(
-    h.source.list(ObjectKind.Node).map((n) => n.metadata?.name).sort(),
+    h.source
+      .list(ObjectKind.Node)
+      .map((n) => n.metadata?.name)
+      .sort(),
     ['node-a', 'node-b', 'node-c'],
     'list() is the informer cache',
   );
 
   // One list per kind, then one watch per kind from the list's resourceVersion, with bookmarks asked for.
-  assert.deepEqual(lists(server).map((r) => r.path).sort(), ['/api/v1/nodes', '/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices']);
+  assert.deepEqual(
+    lists(server)
+      .map((r) => r.path)
+      .sort(),
+    ['/api/v1/nodes', '/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices'],
+  );
   const w = watches(server);
   assert.equal(w.length, 3);
   for (const r of w) {
     assert.equal(r.query.resourceVersion, listRv);
     assert.equal(r.query.allowWatchBookmarks, 'true');
-    assert.ok(Number(r.query.timeoutSeconds) >= 300 && Number(r.query.timeoutSeconds) < 600, `timeoutSeconds ${r.query.timeoutSeconds}`);
+    assert.ok(
+      Number(r.query.timeoutSeconds) >= 300 && Number(r.query.timeoutSeconds) < 600,
+      `timeoutSeconds ${r.query.timeoutSeconds}`,
+    );
     assert.equal(r.headers.authorization, `Bearer ${server.token}`);
   }
   assert.deepEqual(h.warnings, []);
@@ -184,16 +237,29 @@ test('ADDED, MODIFIED and DELETED of every kind become upserts and deletes', asy
   await delivered(h, 'upsert', svc2);
   await delivered(h, 'upsert', eps2);
 
-  const gone = [store.delete('EndpointSlice', 'shop', 'web-1'), store.delete('Service', 'shop', 'web'), store.delete('Node', undefined, 'node-b')];
+  const gone = [
+    store.delete('EndpointSlice', 'shop', 'web-1'),
+    store.delete('Service', 'shop', 'web'),
+    store.delete('Node', undefined, 'node-b'),
+  ];
   for (const object of gone) {
     assert.ok(object);
     const e = await delivered(h, 'delete', object);
     assert.deepEqual(e.object, object, 'a delete carries the last state');
   }
-  const expected = [svc, eps, nodeB, svc2, eps2, nodeB2].map((o) => describeObject('upsert', o)).concat(gone.map((o) => describeObject('delete', o!)));
-  assert.deepEqual(h.events.slice(from).map(describeEvent).sort(), expected.sort(), 'one event per change, no duplicates');
+  const expected = [svc, eps, nodeB, svc2, eps2, nodeB2]
+    .map((o) => describeObject('upsert', o))
+    .concat(gone.map((o) => describeObject('delete', o!)));
+  assert.deepEqual(
+    h.events.slice(from).map(describeEvent).sort(),
+    expected.sort(),
+    'one event per change, no duplicates',
+  );
   assert.equal(h.events.length - from, 9, 'one event per change, no duplicates');
-  assert.deepEqual(h.source.list(ObjectKind.Node).map((n) => n.metadata?.name), ['node-a']);
+  assert.deepEqual(
+    h.source.list(ObjectKind.Node).map((n) => n.metadata?.name),
+    ['node-a'],
+  );
   assert.equal(h.synced.count, 1);
 });
 
@@ -225,7 +291,11 @@ test('a dropped watch is watched again from the last resourceVersion; changes ma
   const rewatches = watches(server).slice(watchesBefore);
   assert.deepEqual(
     rewatches.map((r) => `${r.path} ${r.query.resourceVersion}`).sort(),
-    [`/api/v1/nodes ${listRv}`, `/api/v1/services ${seen.metadata?.resourceVersion}`, `/apis/discovery.k8s.io/v1/endpointslices ${listRv}`],
+    [
+      `/api/v1/nodes ${listRv}`,
+      `/api/v1/services ${seen.metadata?.resourceVersion}`,
+      `/apis/discovery.k8s.io/v1/endpointslices ${listRv}`,
+    ],
     'each kind resumes from the last resourceVersion it saw',
   );
   assert.equal(lists(server).length, listsBefore, 'no relist');
@@ -266,14 +336,20 @@ async function relistAfterGone(t: TestContext, mode: ExpiredWatchResponse): Prom
     const want = `delete ${nameOf(object)}`;
     await waitFor(want, () => h.events.slice(from).some((e) => `${e.type} ${nameOf(e.object)}` === want));
     const event = h.events.slice(from).find((e) => `${e.type} ${nameOf(e.object)}` === want);
-    assert.deepEqual(event?.object, { ...object, metadata: { ...object.metadata, resourceVersion: event?.object.metadata?.resourceVersion } });
+    assert.deepEqual(event?.object, {
+      ...object,
+      metadata: { ...object.metadata, resourceVersion: event?.object.metadata?.resourceVersion },
+    });
     assert.ok(Number(event?.object.metadata?.resourceVersion) < Number(object.metadata?.resourceVersion));
   }
   await waitFor('a watch per kind after the relist', () => server.activeWatches().length === 3);
   await sleep(100);
   // Only the differences: the unchanged Service, EndpointSlice and node-a are not delivered again.
   assert.deepEqual(
-    h.events.slice(from).map((e) => `${e.type} ${nameOf(e.object)}`).sort(),
+    h.events
+      .slice(from)
+      .map((e) => `${e.type} ${nameOf(e.object)}`)
+      .sort(),
     ['delete node-b', 'delete shop/gone', 'upsert node-c', 'upsert shop/changed'],
   );
 
@@ -282,9 +358,20 @@ async function relistAfterGone(t: TestContext, mode: ExpiredWatchResponse): Prom
     .filter((r) => r.query.resourceVersion === listRv);
   assert.equal(refused.length, 3, 'one refused re-watch per kind');
   for (const r of refused) assert.equal(r.status, mode === ExpiredWatchResponse.Http ? 410 : 200);
-  assert.deepEqual(lists(server).slice(listsBefore).map((r) => r.path).sort(), ['/api/v1/nodes', '/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices'], 'one relist per kind');
-  for (const w of server.activeWatches()) assert.equal(w.resourceVersion, store.resourceVersion, 'watching again from the relist');
-  assert.ok(h.warnings.some((w) => /410 Gone/.test(w)), h.warnings.join('\n'));
+  assert.deepEqual(
+    lists(server)
+      .slice(listsBefore)
+      .map((r) => r.path)
+      .sort(),
+    ['/api/v1/nodes', '/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices'],
+    'one relist per kind',
+  );
+  for (const w of server.activeWatches())
+    assert.equal(w.resourceVersion, store.resourceVersion, 'watching again from the relist');
+  assert.ok(
+    h.warnings.some((w) => /410 Gone/.test(w)),
+    h.warnings.join('\n'),
+  );
 
   // And the informers go on: a later change arrives through the new watches.
   const later = store.apply(slice('keep-1', 'shop', 'keep', ['10.244.1.11']));
@@ -326,9 +413,14 @@ test('a silent watch (open, no events, no bookmarks) is restarted within silentW
   assert.equal(server.activeWatches().length, 3, 'the silent watches were closed');
   const restarted = watches(server).slice(3);
   assert.equal(restarted.length, 3);
-  for (const r of restarted) assert.equal(r.query.resourceVersion, before, 'resumed from the last bookmark, before the change');
+  for (const r of restarted)
+    assert.equal(r.query.resourceVersion, before, 'resumed from the last bookmark, before the change');
   assert.equal(lists(server).length, listsBefore, 'no relist');
-  assert.equal(h.warnings.filter((w) => /delivered no event or bookmark for 500 ms/.test(w)).length, 3, h.warnings.join('\n'));
+  assert.equal(
+    h.warnings.filter((w) => /delivered no event or bookmark for 500 ms/.test(w)).length,
+    3,
+    h.warnings.join('\n'),
+  );
 });
 
 test('against a server that sends no bookmarks, idle watches are renewed every silentWatchTimeoutMs and nothing is lost', async (t) => {
@@ -353,7 +445,11 @@ test('a watch the server accepts but never answers is given up after silentWatch
   const svc = server.store.apply(service('web', 'shop', '10.96.0.20'));
   await delivered(h, 'upsert', svc, 4000);
   assert.equal(server.requests().filter((r) => r.status === 0).length, 3, 'the three re-watches hung');
-  await waitFor('only the three live watches connected', () => server.openConnections() === 3 && server.activeWatches().length === 3, 2000);
+  await waitFor(
+    'only the three live watches connected',
+    () => server.openConnections() === 3 && server.activeWatches().length === 3,
+    2000,
+  );
 });
 
 test('a failing list (HTTP 500) is retried with backoff; onSynced once, every object once', async (t) => {
@@ -380,12 +476,25 @@ test('a failing watch (HTTP 500) is retried from the last resourceVersion with a
   await delivered(h, 'upsert', svc);
   // Per kind: dropped (retry in 50 ms), then three 500s (100, 200, 400 ms), then the watch that works.
   for (const path of ['/api/v1/services', '/api/v1/nodes', '/apis/discovery.k8s.io/v1/endpointslices']) {
-    const times = [droppedAt, ...watches(server).slice(3).filter((r) => r.path === path).map((r) => r.at)];
-    const tries = watches(server).slice(3).filter((r) => r.path === path);
-    assert.ok(tries.every((r) => r.query.resourceVersion === rv), 'every retry resumes from the last resourceVersion');
+    const times = [
+      droppedAt,
+      ...watches(server)
+        .slice(3)
+        .filter((r) => r.path === path)
+        .map((r) => r.at),
+    ];
+    const tries = watches(server)
+      .slice(3)
+      .filter((r) => r.path === path);
+    assert.ok(
+      tries.every((r) => r.query.resourceVersion === rv),
+      'every retry resumes from the last resourceVersion',
+    );
     assert.equal(tries.at(-1)?.status, 200);
     const gaps = times.slice(1).map((at, i) => at - (times[i] ?? 0));
-    gaps.forEach((gap, i) => assert.ok(gap >= 50 * 2 ** i - 5, `${path}: retry ${i + 1} after ${gap} ms (${gaps.join(', ')})`));
+    gaps.forEach((gap, i) =>
+      assert.ok(gap >= 50 * 2 ** i - 5, `${path}: retry ${i + 1} after ${gap} ms (${gaps.join(', ')})`),
+    );
   }
   assert.equal(watches(server).filter((r) => r.status === 500).length, 9);
   assert.equal(lists(server).length, 3, 'no relist');
@@ -401,7 +510,10 @@ test('a list that does not answer is aborted after listTimeoutMs and retried', a
   assert.ok(took >= 300 && took < 2000, `synced after ${took} ms`);
   assert.equal(h.events.length, 1);
   assert.equal(lists(server).filter((r) => r.status === 0).length, 1);
-  assert.ok(h.warnings.some((w) => /list failed: no answer within 300 ms/.test(w)), h.warnings.join('\n'));
+  assert.ok(
+    h.warnings.some((w) => /list failed: no answer within 300 ms/.test(w)),
+    h.warnings.join('\n'),
+  );
   await waitFor('the hung list connection closed', () => server.openConnections() === 3, 2000);
 });
 
@@ -412,12 +524,20 @@ test('a watch the server ends (timeoutSeconds) is resumed at once from the last 
   await delivered(h, 'upsert', first);
   await waitFor('the second watch of every kind', () => watches(server).length === 6, 3000);
   const second = watches(server).slice(3);
-  const firstEnd = Math.min(...watches(server).slice(0, 3).map((r) => r.at)) + 1000;
+  const firstEnd =
+    Math.min(
+      ...watches(server)
+        .slice(0, 3)
+        .map((r) => r.at),
+    ) + 1000;
   for (const r of second) {
     assert.equal(r.query.timeoutSeconds, '1');
     assert.ok(r.at - firstEnd < 200, `re-watched ${r.at - firstEnd} ms after the end`);
   }
-  assert.equal(second.find((r) => r.path === '/api/v1/services')?.query.resourceVersion, first.metadata?.resourceVersion);
+  assert.equal(
+    second.find((r) => r.path === '/api/v1/services')?.query.resourceVersion,
+    first.metadata?.resourceVersion,
+  );
   const later = server.store.apply(service('web', 'shop', '10.96.0.20', 8080));
   await delivered(h, 'upsert', later);
   assert.deepEqual(h.warnings, []);
@@ -476,9 +596,18 @@ test('object conversion: an object the loader rejects (a name render refuses) is
   // The test API server stores what it is given; a real one would have refused these.
   const badName = server.store.apply(service('we"b', 'shop', '10.96.0.11'));
   await delivered(h, 'delete', badName);
-  const badPort = server.store.apply({ ...service('ok', 'shop', '10.96.0.12'), spec: { clusterIP: '10.96.0.12', ports: [{ name: 'ht\ntp', port: 80 }] } });
+  const badPort = server.store.apply({
+    ...service('ok', 'shop', '10.96.0.12'),
+    spec: { clusterIP: '10.96.0.12', ports: [{ name: 'ht\ntp', port: 80 }] },
+  });
   await delivered(h, 'delete', badPort);
-  assert.ok(h.warnings.some((w) => /^error: Service shop\/"we\\"b" metadata\.name: .*; handled as deleted$/.test(w)), h.warnings.join('\n'));
-  assert.ok(h.warnings.some((w) => /^error: Service shop\/ok spec\.ports\[0\]\.name: .*; handled as deleted$/.test(w)), h.warnings.join('\n'));
+  assert.ok(
+    h.warnings.some((w) => /^error: Service shop\/"we\\"b" metadata\.name: .*; handled as deleted$/.test(w)),
+    h.warnings.join('\n'),
+  );
+  assert.ok(
+    h.warnings.some((w) => /^error: Service shop\/ok spec\.ports\[0\]\.name: .*; handled as deleted$/.test(w)),
+    h.warnings.join('\n'),
+  );
   for (const w of h.warnings) assert.doesNotMatch(w, /\n/);
 });

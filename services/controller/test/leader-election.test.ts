@@ -56,8 +56,26 @@ interface Controller {
 }
 
 function spawnController(dir: string, name: string): Controller {
-  const args = ['controller', '--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--leader-elect',
-    '--leader-elect-lease-duration', '3s', '--leader-elect-renew-deadline', '2s', '--leader-elect-retry-period', '500ms', '--leader-elect-resource-name', name];
+  const args = [
+    'controller',
+    '--manifests',
+    dir,
+    '--nats',
+    nats.url,
+    '--grpc-listen',
+    '127.0.0.1:0',
+    '--metrics-listen',
+    '127.0.0.1:0',
+    '--leader-elect',
+    '--leader-elect-lease-duration',
+    '3s',
+    '--leader-elect-renew-deadline',
+    '2s',
+    '--leader-elect-retry-period',
+    '500ms',
+    '--leader-elect-resource-name',
+    name,
+  ];
   const child = spawn(process.execPath, [kpxBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -69,11 +87,14 @@ function spawnController(dir: string, name: string): Controller {
 const count = (text: string, what: string): number => text.split('\n').filter((l) => l.includes(what)).length;
 
 /** The leader's gRPC address, from its log. */
-const grpcOf = (log: string): string | undefined => /"grpc":"([^"]+)","msg":"gRPC NodeSync listening \(leader\)"/.exec(log)?.[1];
+const grpcOf = (log: string): string | undefined =>
+  /"grpc":"([^"]+)","msg":"gRPC NodeSync listening \(leader\)"/.exec(log)?.[1];
 
 function status(address: string): Promise<StatusResponse> {
   const client = new NodeSyncClient(address, credentials.createInsecure());
-  return new Promise<StatusResponse>((resolve, reject) => client.status({ node: '' }, (err, res) => (err ? reject(err) : resolve(res)))).finally(() => client.close());
+  return new Promise<StatusResponse>((resolve, reject) =>
+    client.status({ node: '' }, (err, res) => (err ? reject(err) : resolve(res))),
+  ).finally(() => client.close());
 }
 
 test('two controllers: only the leader publishes; kill -9 hands over; a paused leader that comes back publishes nothing and exits', async (t) => {
@@ -85,7 +106,8 @@ test('two controllers: only the leader publishes; kill -9 hands over; a paused l
   });
   await cp(examples, dir, { recursive: true });
   // A Service without endpoints changes every node's rules (its REJECT rule).
-  const node = (i: number): string => `apiVersion: v1\nkind: Service\nmetadata: {name: x${i}, namespace: ha}\nspec: {clusterIP: 10.96.200.${i}, ports: [{port: 80}]}\n`;
+  const node = (i: number): string =>
+    `apiVersion: v1\nkind: Service\nmetadata: {name: x${i}, namespace: ha}\nspec: {clusterIP: 10.96.200.${i}, ports: [{port: 80}]}\n`;
 
   const a = spawnController(dir, 'ha-test');
   kids.push(a);
@@ -119,21 +141,34 @@ test('two controllers: only the leader publishes; kill -9 hands over; a paused l
   assert.ok(handover < 6000, `published within the lease duration (+ retry period and sync): ${handover} ms`);
   await waitFor(async () => (await generations()).length > beforeKill.length, 5000, 'a new delta for node-a');
   const takenOver = await status(grpcOf(b.log())!);
-  assert.ok(!takenOver.standby && takenOver.leaderEpoch > leaderStatus.leaderEpoch, `epoch ${leaderStatus.leaderEpoch} → ${takenOver.leaderEpoch}`);
+  assert.ok(
+    !takenOver.standby && takenOver.leaderEpoch > leaderStatus.leaderEpoch,
+    `epoch ${leaderStatus.leaderEpoch} → ${takenOver.leaderEpoch}`,
+  );
 
   // B leads; C stands by. Pause B past the lease: C takes over; B, resumed, must not publish.
   const c = spawnController(dir, 'ha-test');
   kids.push(c);
   await waitFor(() => c.log().includes('a standby compiles nothing'), 15_000, 'the third controller to stand by');
   b.child.kill('SIGSTOP');
-  await waitFor(() => c.log().includes('generation counter claimed'), 10_000, 'the standby to take over from the paused leader');
+  await waitFor(
+    () => c.log().includes('generation counter claimed'),
+    10_000,
+    'the standby to take over from the paused leader',
+  );
   await writeFile(join(dir, 'x3.yaml'), node(3));
   await waitFor(() => count(c.log(), 'published generation') >= 1, 10_000, 'the new leader to publish a change');
   const publishedByB = count(b.log(), 'published generation');
   const beforeResume = await generations();
   b.child.kill('SIGCONT');
   const code = await Promise.race([b.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 8000))]);
-  t.diagnostic(b.log().split('\n').filter((l) => /leader election lost|refus|deposed/.test(l)).join('\n'));
+  t.diagnostic(
+    b
+      .log()
+      .split('\n')
+      .filter((l) => /leader election lost|refus|deposed/.test(l))
+      .join('\n'),
+  );
   assert.equal(code, 1, `the deposed leader exits 1\n${b.log().slice(-3000)}`);
   assert.match(b.log(), /leader election lost/);
   assert.equal(count(b.log(), 'published generation'), publishedByB, 'nothing published after SIGCONT');
@@ -141,7 +176,8 @@ test('two controllers: only the leader publishes; kill -9 hands over; a paused l
   await waitFor(() => count(c.log(), 'published generation') >= 2, 10_000, 'the leader to go on');
   const all = await generations();
   assert.ok(all.length > beforeResume.length);
-  for (let i = 1; i < all.length; i++) assert.ok(all[i]! > all[i - 1]!, `generations strictly increase on node-a: ${all.join(',')}`);
+  for (let i = 1; i < all.length; i++)
+    assert.ok(all[i]! > all[i - 1]!, `generations strictly increase on node-a: ${all.join(',')}`);
   assert.equal(a.child.signalCode, 'SIGKILL');
   c.child.kill('SIGTERM');
   assert.equal(await c.exited, 0);
@@ -166,7 +202,9 @@ class LyingLeaseStore implements LeaseStore {
 }
 
 test('a leader whose lease store says it still leads is refused by the counter once a newer epoch claimed it', async () => {
-  const objects: KubeObject[] = (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  const objects: KubeObject[] = (await readManifestDir(examples))
+    .map((m) => m.object)
+    .filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
   const source = new ScriptedSource(objects);
   let lost: string | undefined;
   const controller = await runController({
@@ -176,19 +214,38 @@ test('a leader whose lease store says it still leads is refused by the counter o
     grpcListen: '127.0.0.1:0',
     metricsListen: '127.0.0.1:0',
     logLevel: 'silent',
-    leaderElection: { store: () => Promise.resolve(new LyingLeaseStore()), leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200, onLost: (r) => (lost = r) },
+    leaderElection: {
+      store: () => Promise.resolve(new LyingLeaseStore()),
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 200,
+      onLost: (r) => (lost = r),
+    },
   });
   try {
-    await waitFor(async () => (await fetch(`${controller.metricsUrl}/metrics`).then((r) => r.text())).includes('kpx_controller_leader 1'), 5000, 'leading');
+    await waitFor(
+      async () =>
+        (await fetch(`${controller.metricsUrl}/metrics`).then((r) => r.text())).includes('kpx_controller_leader 1'),
+      5000,
+      'leading',
+    );
     const leading = controller.pipeline.generation;
     // A newer leader elsewhere claims the counter with epoch 1000.
     const successor = await openGenerationCounter(js);
     await successor.claim(1000);
     const taken = await successor.next();
-    source.upsert({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-fenced', resourceVersion: '9' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.7.7' }] } } as KubeObject);
+    source.upsert({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-fenced', resourceVersion: '9' },
+      status: { addresses: [{ type: 'InternalIP', address: '192.168.7.7' }] },
+    } as KubeObject);
     await waitFor(() => lost !== undefined, 5000, 'the deposed leader to stop');
     assert.match(lost!, /generation counter holds epoch 1000/);
-    assert.ok(controller.pipeline.generation < taken, `no generation reserved after the claim (${leading} → ${controller.pipeline.generation}, successor ${taken})`);
+    assert.ok(
+      controller.pipeline.generation < taken,
+      `no generation reserved after the claim (${leading} → ${controller.pipeline.generation}, successor ${taken})`,
+    );
     const text = await fetch(`${controller.metricsUrl}/metrics`).then((r) => r.text());
     assert.match(text, /kpx_controller_leader 0/);
   } finally {
@@ -201,7 +258,17 @@ test('the elector: a standby takes an unrenewed lease over only after the lease 
   await store.create({ holder: 'gone', epoch: 4, leaseDurationMs: 1000, acquireTime: '', renewTime: '' });
   let now = 0;
   let started: number | undefined;
-  const e = new LeaderElector({ store, identity: 'me', leaseDurationMs: 1000, renewDeadlineMs: 600, retryPeriodMs: 100, now: () => now, logger: { info: () => undefined, warn: () => undefined }, onStartedLeading: (epoch) => (started = epoch), onStoppedLeading: () => undefined });
+  const e = new LeaderElector({
+    store,
+    identity: 'me',
+    leaseDurationMs: 1000,
+    renewDeadlineMs: 600,
+    retryPeriodMs: 100,
+    now: () => now,
+    logger: { info: () => undefined, warn: () => undefined },
+    onStartedLeading: (epoch) => (started = epoch),
+    onStoppedLeading: () => undefined,
+  });
   e.start();
   await waitFor(async () => (await store.get())?.record.holder === 'gone' && now === 0, 1000);
   await new Promise((r) => setTimeout(r, 250));
@@ -217,7 +284,18 @@ test('the elector: a standby takes an unrenewed lease over only after the lease 
 
 test('a standby keeps only the newest version of each object, and hands them over oldest change first', () => {
   const buffer = new StandbyBuffer();
-  const ev = (kind: 'Service' | 'Node', name: string, type: 'upsert' | 'delete', at: number, rv: string): SourceEvent => ({ kind, type, observedAt: at, object: { metadata: { name, namespace: kind === 'Node' ? undefined : 'ns', resourceVersion: rv } } });
+  const ev = (
+    kind: 'Service' | 'Node',
+    name: string,
+    type: 'upsert' | 'delete',
+    at: number,
+    rv: string,
+  ): SourceEvent => ({
+    kind,
+    type,
+    observedAt: at,
+    object: { metadata: { name, namespace: kind === 'Node' ? undefined : 'ns', resourceVersion: rv } },
+  });
   for (let i = 0; i < 1000; i++) buffer.add(ev('Service', 'web', 'upsert', 10 + i, String(i)));
   buffer.add(ev('Node', 'n1', 'upsert', 5, 'a'));
   buffer.add(ev('Service', 'gone', 'upsert', 6, 'b'));

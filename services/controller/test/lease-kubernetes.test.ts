@@ -26,7 +26,14 @@ async function leaseServer(): Promise<{ url: string; leases: Map<string, StoredL
     res.writeHead(code, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   };
-  const status = (code: number, reason: string): object => ({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code, reason, message: reason });
+  const status = (code: number, reason: string): object => ({
+    kind: 'Status',
+    apiVersion: 'v1',
+    status: 'Failure',
+    code,
+    reason,
+    message: reason,
+  });
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     let text = '';
     req.on('data', (b: Buffer) => (text += b.toString()));
@@ -37,8 +44,14 @@ async function leaseServer(): Promise<{ url: string; leases: Map<string, StoredL
       const body = text ? (JSON.parse(text) as StoredLease) : undefined;
       const key = `${ns}/${name ?? body?.metadata.name}`;
       const have = leases.get(key);
-      const stored = (): StoredLease => ({ metadata: { name: body!.metadata.name, namespace: ns!, resourceVersion: String(++rv) }, spec: body!.spec });
-      if (req.method === 'GET') return have ? send(res, 200, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', ...have }) : send(res, 404, status(404, 'NotFound'));
+      const stored = (): StoredLease => ({
+        metadata: { name: body!.metadata.name, namespace: ns!, resourceVersion: String(++rv) },
+        spec: body!.spec,
+      });
+      if (req.method === 'GET')
+        return have
+          ? send(res, 200, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', ...have })
+          : send(res, 404, status(404, 'NotFound'));
       if (req.method === 'POST') {
         if (have) return send(res, 409, status(409, 'AlreadyExists'));
         leases.set(key, stored());
@@ -46,7 +59,8 @@ async function leaseServer(): Promise<{ url: string; leases: Map<string, StoredL
       }
       if (req.method === 'PUT') {
         if (!have) return send(res, 404, status(404, 'NotFound'));
-        if (body?.metadata.resourceVersion !== have.metadata.resourceVersion) return send(res, 409, status(409, 'Conflict'));
+        if (body?.metadata.resourceVersion !== have.metadata.resourceVersion)
+          return send(res, 409, status(409, 'Conflict'));
         leases.set(key, stored());
         return send(res, 200, leases.get(key));
       }
@@ -55,7 +69,11 @@ async function leaseServer(): Promise<{ url: string; leases: Map<string, StoredL
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, leases, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    leases,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 test('the Lease store: create, read, renew with resourceVersion; a stale one is a conflict; micro times on the wire', async (t) => {
@@ -72,7 +90,13 @@ test('the Lease store: create, read, renew with resourceVersion; a stale one is 
   const t0 = '2026-12-05T01:00:00.123Z';
   const v1 = await store.create({ holder: 'a', epoch: 1, leaseDurationMs: 15_000, acquireTime: t0, renewTime: t0 });
   const wire = api.leases.get('kpx-system/kpx-controller')!;
-  assert.deepEqual(wire.spec, { holderIdentity: 'a', leaseDurationSeconds: 15, leaseTransitions: 1, acquireTime: '2026-12-05T01:00:00.123000Z', renewTime: '2026-12-05T01:00:00.123000Z' });
+  assert.deepEqual(wire.spec, {
+    holderIdentity: 'a',
+    leaseDurationSeconds: 15,
+    leaseTransitions: 1,
+    acquireTime: '2026-12-05T01:00:00.123000Z',
+    renewTime: '2026-12-05T01:00:00.123000Z',
+  });
   const got = await store.get();
   assert.equal(got?.version, v1);
   assert.deepEqual(got?.record, { holder: 'a', epoch: 1, leaseDurationMs: 15_000, acquireTime: t0, renewTime: t0 });
@@ -83,8 +107,19 @@ test('the Lease store: create, read, renew with resourceVersion; a stale one is 
 
   // Two electors on one Lease: exactly one leads.
   const started: string[] = [];
-  const electors = ['x', 'y'].map((id) => new LeaderElector({ store: kubernetesLeaseStore({ kubeconfigPath, name: 'two', namespace: 'kpx-system' }), identity: id, leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200,
-    logger: { info: () => undefined, warn: () => undefined }, onStartedLeading: () => started.push(id), onStoppedLeading: () => undefined }));
+  const electors = ['x', 'y'].map(
+    (id) =>
+      new LeaderElector({
+        store: kubernetesLeaseStore({ kubeconfigPath, name: 'two', namespace: 'kpx-system' }),
+        identity: id,
+        leaseDurationMs: 3000,
+        renewDeadlineMs: 2000,
+        retryPeriodMs: 200,
+        logger: { info: () => undefined, warn: () => undefined },
+        onStartedLeading: () => started.push(id),
+        onStoppedLeading: () => undefined,
+      }),
+  );
   for (const e of electors) e.start();
   await new Promise((r) => setTimeout(r, 1200));
   assert.equal(started.length, 1, `one leader: ${started.join(',')}`);

@@ -9,7 +9,13 @@ import { IPFamily } from '@kpx/model';
 import { defaultIptablesOptions } from '@kpx/compiler';
 import type { Delta } from '@kpx/proto';
 import { trace } from '@opentelemetry/api';
-import { ControllerPipeline, ManifestsDirSource, MemoryGenerationStore, type SourceEvent, type SourceHandler } from '../src/index.js';
+import {
+  ControllerPipeline,
+  ManifestsDirSource,
+  MemoryGenerationStore,
+  type SourceEvent,
+  type SourceHandler,
+} from '../src/index.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 
@@ -27,7 +33,9 @@ class Recorder implements SourceHandler {
     this.warnings.push(message);
   }
   take(): string[] {
-    const out = this.events.map((e) => `${e.type} ${e.kind} ${e.object.metadata?.namespace ?? ''}/${e.object.metadata?.name ?? ''}`);
+    const out = this.events.map(
+      (e) => `${e.type} ${e.kind} ${e.object.metadata?.namespace ?? ''}/${e.object.metadata?.name ?? ''}`,
+    );
     this.events = [];
     return out;
   }
@@ -71,7 +79,10 @@ test('initial state, then only what changed: edits, broken files, removed files,
   await source.rescan();
   assert.deepEqual(rec.take(), []);
   assert.equal(rec.warnings.length, 1);
-  assert.match(rec.warnings[0] ?? '', /^keeping the previous objects of .*web\.yaml: .*web\.yaml: not valid YAML or JSON: .*\(\d+:\d+\)$/);
+  assert.match(
+    rec.warnings[0] ?? '',
+    /^keeping the previous objects of .*web\.yaml: .*web\.yaml: not valid YAML or JSON: .*\(\d+:\d+\)$/,
+  );
   await source.rescan();
   assert.equal(rec.warnings.length, 1, 'a broken file is reported once');
 
@@ -80,14 +91,25 @@ test('initial state, then only what changed: edits, broken files, removed files,
   assert.deepEqual(rec.take(), ['upsert EndpointSlice shop/web-abc12']);
 
   // The same object in a second file: the later file (name order) wins, with a warning.
-  await writeFile(join(dir, 'zz-override.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-c', labels: { 'topology.kubernetes.io/zone': 'zone-9' } } }));
+  await writeFile(
+    join(dir, 'zz-override.json'),
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-c', labels: { 'topology.kubernetes.io/zone': 'zone-9' } },
+    }),
+  );
   await source.rescan();
   assert.deepEqual(rec.take(), ['upsert Node /node-c']);
   assert.match(rec.warnings.at(-1) ?? '', /Node\/\/node-c is also defined in .*nodes\.yaml/);
 
   await unlink(join(dir, 'web.yaml'));
   await source.rescan();
-  assert.deepEqual(rec.take().sort(), ['delete EndpointSlice shop/web-abc12', 'delete EndpointSlice shop/web-v6xyz', 'delete Service shop/web']);
+  assert.deepEqual(rec.take().sort(), [
+    'delete EndpointSlice shop/web-abc12',
+    'delete EndpointSlice shop/web-v6xyz',
+    'delete Service shop/web',
+  ]);
 });
 
 test('a missing directory is an error at start', async () => {
@@ -122,7 +144,13 @@ test('file changes are noticed by the watcher; only rule changes make a generati
   const original = await readFile(web, 'utf8');
   // A label on the Service changes no rule: no generation.
   const seen = events;
-  await writeFile(web, original.replace('metadata: { name: web, namespace: shop }', 'metadata: { name: web, namespace: shop, labels: { team: shop } }'));
+  await writeFile(
+    web,
+    original.replace(
+      'metadata: { name: web, namespace: shop }',
+      'metadata: { name: web, namespace: shop, labels: { team: shop } }',
+    ),
+  );
   await waitFor(() => events === seen + 1);
   await p.settle();
   assert.equal(p.generation, 1, 'no generation for a label');
@@ -132,17 +160,28 @@ test('file changes are noticed by the watcher; only rule changes make a generati
   await waitFor(() => p.generation === 2);
   await p.settle();
   assert.deepEqual(published.map((d) => d.node).sort(), ['node-a', 'node-b', 'node-c']);
-  for (const d of published) assert.ok(d.upserts.every((u) => /KUBE-(SVC|SEP)-/.test(u.key)), d.upserts.map((u) => u.key).join(' '));
+  for (const d of published)
+    assert.ok(
+      d.upserts.every((u) => /KUBE-(SVC|SEP)-/.test(u.key)),
+      d.upserts.map((u) => u.key).join(' '),
+    );
   assert.ok(published.every((d) => d.cause.some((c) => c.kind === 'EndpointSlice' && c.name === 'web-abc12')));
 });
 
 /** What the source delivers from a directory: the events, sorted, with their objects. */
-async function deliveredFrom(dir: string): Promise<{ events: string[]; objects: Map<string, string>; warnings: string[]; sources: string[] }> {
+async function deliveredFrom(
+  dir: string,
+): Promise<{ events: string[]; objects: Map<string, string>; warnings: string[]; sources: string[] }> {
   const rec = new Recorder();
   const source = new ManifestsDirSource({ dir, rescanMs: 0 });
   await source.start(rec);
   await source.stop();
-  const objects = new Map(rec.events.map((e) => [`${e.kind} ${e.object.metadata?.namespace ?? ''}/${e.object.metadata?.name ?? ''}`, JSON.stringify(e.object)]));
+  const objects = new Map(
+    rec.events.map((e) => [
+      `${e.kind} ${e.object.metadata?.namespace ?? ''}/${e.object.metadata?.name ?? ''}`,
+      JSON.stringify(e.object),
+    ]),
+  );
   const sources = rec.events.map((e) => e.source ?? '');
   return { events: rec.take().sort(), objects, warnings: rec.warnings, sources };
 }
@@ -152,7 +191,10 @@ test('an unparsable file, a self-referencing alias and a 200,000-deep JSON file 
   t.after(() => rm(dir, { recursive: true, force: true }));
   const clean = await deliveredFrom(dir);
   await writeFile(join(dir, 'broken.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: {name: [\n');
-  await writeFile(join(dir, 'alias.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: &m {name: loop, namespace: x, labels: *m}\n');
+  await writeFile(
+    join(dir, 'alias.yaml'),
+    'apiVersion: v1\nkind: Service\nmetadata: &m {name: loop, namespace: x, labels: *m}\n',
+  );
   await writeFile(join(dir, 'deep.json'), `${'['.repeat(200_000)}${']'.repeat(200_000)}`);
   const started = Date.now();
   const got = await deliveredFrom(dir);
@@ -160,28 +202,63 @@ test('an unparsable file, a self-referencing alias and a 200,000-deep JSON file 
   assert.deepEqual(got.events, clean.events);
   assert.deepEqual(got.objects, clean.objects);
   assert.equal(got.warnings.length, 3, got.warnings.join('\n'));
-  for (const [file, why] of [['alias.yaml', /refers to itself/], ['broken.yaml', /not valid YAML/], ['deep.json', /deeper than the limit/]] as const) {
-    assert.ok(got.warnings.some((w) => w.startsWith(`error: ${join(dir, file)}`) && why.test(w)), `${file}: ${got.warnings.join('\n')}`);
+  for (const [file, why] of [
+    ['alias.yaml', /refers to itself/],
+    ['broken.yaml', /not valid YAML/],
+    ['deep.json', /deeper than the limit/],
+  ] as const) {
+    assert.ok(
+      got.warnings.some((w) => w.startsWith(`error: ${join(dir, file)}`) && why.test(w)),
+      `${file}: ${got.warnings.join('\n')}`,
+    );
   }
   // Each event names the file its object came from (the pipeline's diagnostics name it too).
-  assert.ok(got.sources.every((s) => s.startsWith(dir)), got.sources.join(' '));
+  assert.ok(
+    got.sources.every((s) => s.startsWith(dir)),
+    got.sources.join(' '),
+  );
 });
 
 test('a Service whose name or port name holds a newline, a quote or a space is not delivered; the diagnostic names file, object and field', async (t) => {
   const dir = await copyExamples();
   t.after(() => rm(dir, { recursive: true, force: true }));
   const clean = await deliveredFrom(dir);
-  const svc = (name: string, portName: string): object => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop' }, spec: { clusterIP: '10.96.9.9', ports: [{ name: portName, port: 80 }] } });
+  const svc = (name: string, portName: string): object => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'shop' },
+    spec: { clusterIP: '10.96.9.9', ports: [{ name: portName, port: 80 }] },
+  });
   const evil = ['x\n*filter\n-A INPUT -j DROP\nCOMMIT', 'x"y', 'x y'];
-  await writeFile(join(dir, 'evil.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [...evil.map((e) => svc(e, 'http')), ...evil.map((e, i) => svc(`ok${i}`, e))] }));
+  await writeFile(
+    join(dir, 'evil.json'),
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [...evil.map((e) => svc(e, 'http')), ...evil.map((e, i) => svc(`ok${i}`, e))],
+    }),
+  );
   // And one wrong apiVersion: the controller now refuses what render refuses.
-  await writeFile(join(dir, 'old.yaml'), 'apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: old, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n');
+  await writeFile(
+    join(dir, 'old.yaml'),
+    'apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: old, namespace: shop, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n',
+  );
   const got = await deliveredFrom(dir);
   assert.deepEqual(got.events, clean.events);
   assert.equal(got.warnings.length, 7, got.warnings.join('\n'));
   for (const w of got.warnings) assert.doesNotMatch(w, /\n/);
-  assert.equal(got.warnings.filter((w) => /^error: Service shop\/"x.*evil\.json#items\[[0-2]\]\) metadata\.name: /.test(w)).length, 3, got.warnings.join('\n'));
-  assert.equal(got.warnings.filter((w) => /^error: Service shop\/ok[0-2] \(.*evil\.json#items\[[3-5]\]\) spec\.ports\[0\]\.name: /.test(w)).length, 3, got.warnings.join('\n'));
+  assert.equal(
+    got.warnings.filter((w) => /^error: Service shop\/"x.*evil\.json#items\[[0-2]\]\) metadata\.name: /.test(w)).length,
+    3,
+    got.warnings.join('\n'),
+  );
+  assert.equal(
+    got.warnings.filter((w) =>
+      /^error: Service shop\/ok[0-2] \(.*evil\.json#items\[[3-5]\]\) spec\.ports\[0\]\.name: /.test(w),
+    ).length,
+    3,
+    got.warnings.join('\n'),
+  );
   assert.ok(got.warnings.some((w) => /^error: EndpointSlice shop\/old \(.*old\.yaml\) apiVersion: /.test(w)));
 });
 

@@ -36,14 +36,24 @@ after(async () => {
 });
 
 function start(source: ScriptedSource): Promise<RunningController> {
-  return runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent', publishTimeoutMs: 500, publishGraceMs: 1000 });
+  return runController({
+    source,
+    sourceName: 'test',
+    natsUrl: nats.url,
+    grpcListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+    publishTimeoutMs: 500,
+    publishGraceMs: 1000,
+  });
 }
 
 /** Every node's state rebuilt from JetStream alone (newest snapshot, then the deltas after it), per family. */
 async function rebuilt(node: string, family: string): Promise<{ generation: number; digest: string }> {
   const snap = (await getSnapshot(js, node, family))!;
   const state = RuleState.from(snap.objects, snap.generation);
-  for await (const r of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: family })) state.apply(r.delta);
+  for await (const r of readDeltas(js, node, { fromGeneration: snap.generation, ipFamily: family }))
+    state.apply(r.delta);
   return { generation: state.generation, digest: state.digest };
 }
 
@@ -68,7 +78,10 @@ test('NATS down during a change: published when NATS is back with no further eve
   source.upsert(slice(['10.244.1.10', '10.244.1.66'], '900'));
   await waitFor(() => c.pipeline.tracker.status().some((s) => s.pending), 5000, 'pending');
   const during = c.pipeline.tracker.status().filter((s) => s.ipFamily === 'IPv4');
-  assert.ok(during.every((s) => s.pending && !s.inSync && s.publishedGeneration === before), JSON.stringify(during));
+  assert.ok(
+    during.every((s) => s.pending && !s.inSync && s.publishedGeneration === before),
+    JSON.stringify(during),
+  );
   await waitFor(async () => (await healthz(c)) === 503, 5000, '/healthz to fail after the grace period');
   await waitFor(async () => (await metric(c, 'kpx_controller_sync_failures_total')) > 0, 5000, 'sync failures counted');
   await waitFor(async () => (await metric(c, 'kpx_controller_nats_connected')) === 0, 3000, 'nats_connected 0');
@@ -78,7 +91,11 @@ test('NATS down during a change: published when NATS is back with no further eve
   await nats.restart();
   const back = Date.now();
   // No further event: the controller's own retry publishes the change.
-  await waitFor(() => c.pipeline.outbox.owed().length === 0 && c.pipeline.unpublishedSince() === undefined, 30_000, 'the change to be published');
+  await waitFor(
+    () => c.pipeline.outbox.owed().length === 0 && c.pipeline.unpublishedSince() === undefined,
+    30_000,
+    'the change to be published',
+  );
   const publishedAfterMs = Date.now() - back;
   t.diagnostic(`published ${publishedAfterMs} ms after NATS came back`);
   assert.ok(c.pipeline.generation > before);
@@ -93,9 +110,21 @@ test('NATS down during a change: published when NATS is back with no further eve
   await waitFor(async () => (await healthz(c)) === 200, 3000, '/healthz back to 200');
   // The late generation is in the audit log, with its cause.
   const audited = new Map<number, string[]>();
-  for await (const e of readAudit(js)) if (e.record.type === 'generation') audited.set(e.record.generation, e.record.causes.map((x) => `${x.name}@${x.resourceVersion}`));
+  for await (const e of readAudit(js))
+    if (e.record.type === 'generation')
+      audited.set(
+        e.record.generation,
+        e.record.causes.map((x) => `${x.name}@${x.resourceVersion}`),
+      );
   for (let g = before + 1; g <= c.pipeline.generation; g++) {
-    const hasDelta = (await Promise.all(Nodes.map(async (n) => { for await (const r of readDeltas(js, n, { fromGeneration: g - 1 })) if (r.delta.generation === g) return true; return false; }))).some(Boolean);
+    const hasDelta = (
+      await Promise.all(
+        Nodes.map(async (n) => {
+          for await (const r of readDeltas(js, n, { fromGeneration: g - 1 })) if (r.delta.generation === g) return true;
+          return false;
+        }),
+      )
+    ).some(Boolean);
     if (hasDelta) assert.ok(audited.has(g), `generation ${g} in the audit log`);
   }
   assert.ok([...audited.values()].some((causes) => causes.includes('web-abc12@900')));
@@ -113,25 +142,55 @@ test('a generation counter that went backwards is never reused by the next contr
   // The KPX_STATE bucket is rewritten (restored from an old backup): the counter says 1.
   const kv = await new Kvm(js).open(StateBucket);
   await kv.put(GenerationKey, '1');
-  const source2 = new ScriptedSource([...(await exampleObjects()).filter((o) => o.metadata?.name !== 'web-abc12'), slice(['10.244.1.10', '10.244.1.68'], '951')]);
+  const source2 = new ScriptedSource([
+    ...(await exampleObjects()).filter((o) => o.metadata?.name !== 'web-abc12'),
+    slice(['10.244.1.10', '10.244.1.68'], '951'),
+  ]);
   const c2 = await start(source2);
   t.after(() => c2.stop());
-  await waitFor(() => c2.pipeline.generation > high && c2.pipeline.outbox.owed().length === 0, 10_000, 'the second controller to publish');
+  await waitFor(
+    () => c2.pipeline.generation > high && c2.pipeline.outbox.owed().length === 0,
+    10_000,
+    'the second controller to publish',
+  );
   await c2.pipeline.settle();
   for (const node of Nodes) {
     const gens: number[] = [];
     for await (const r of readDeltas(js, node, { ipFamily: 'IPv4' })) gens.push(r.delta.generation);
-    assert.deepEqual(gens, [...new Set(gens)].sort((a, b) => a - b), `${node}: strictly increasing, none reused`);
+    assert.deepEqual(
+      gens,
+      [...new Set(gens)].sort((a, b) => a - b),
+      `${node}: strictly increasing, none reused`,
+    );
     assert.equal((await rebuilt(node, 'IPv4')).digest, (await c2.pipeline.snapshot(node, 'IPv4'))?.digest);
   }
 });
 
 /** Starts `kpx controller`, kills NATS, changes a file, and sends SIGTERM once `ready(log, ms since the change)` holds; the stop's time. */
-async function sigtermWithNatsDown(t: TestContext, ready: (log: string, sinceChangeMs: number) => boolean, what: string): Promise<number> {
+async function sigtermWithNatsDown(
+  t: TestContext,
+  ready: (log: string, sinceChangeMs: number) => boolean,
+  what: string,
+): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'kpx-outage-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await cp(examples, dir, { recursive: true });
-  const child = spawn(process.execPath, [kpxBin, 'controller', '--manifests', dir, '--nats', nats.url, '--grpc-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      kpxBin,
+      'controller',
+      '--manifests',
+      dir,
+      '--nats',
+      nats.url,
+      '--grpc-listen',
+      '127.0.0.1:0',
+      '--metrics-listen',
+      '127.0.0.1:0',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   t.after(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
@@ -143,7 +202,10 @@ async function sigtermWithNatsDown(t: TestContext, ready: (log: string, sinceCha
   await new Promise((r) => setTimeout(r, 1500));
   await nats.kill9();
   t.after(() => nats.restart());
-  await writeFile(join(dir, 'zz-extra.yaml'), 'apiVersion: v1\nkind: Node\nmetadata: {name: node-z}\nstatus: {addresses: [{type: InternalIP, address: 192.168.9.9}]}\n');
+  await writeFile(
+    join(dir, 'zz-extra.yaml'),
+    'apiVersion: v1\nkind: Node\nmetadata: {name: node-z}\nstatus: {addresses: [{type: InternalIP, address: 192.168.9.9}]}\n',
+  );
   const changedAt = Date.now();
   await waitFor(() => ready(out, Date.now() - changedAt), 15_000, what);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -165,7 +227,11 @@ test('SIGTERM stops the controller within 2 s while a sync waits on a NATS that 
   // The sync starts within a second of the change (minSyncPeriod) and waits up to the 5 s publish timeout: SIGTERM
   // 2.5 s after the change lands while it waits, which the log shows by not having failed yet.
   let logged = '';
-  const ms = await sigtermWithNatsDown(t, (log, since) => ((logged = log), since > 2500), 'the sync to be waiting on NATS');
+  const ms = await sigtermWithNatsDown(
+    t,
+    (log, since) => ((logged = log), since > 2500),
+    'the sync to be waiting on NATS',
+  );
   assert.ok(!logged.includes('sync failed'), 'SIGTERM came while the sync was still waiting');
   t.diagnostic(`stopped ${ms} ms after SIGTERM (sync waiting on NATS)`);
   assert.ok(ms < 2000, `stopped in ${ms} ms`);

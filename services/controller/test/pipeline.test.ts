@@ -20,7 +20,15 @@ after(async () => tracing.shutdown());
 
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
 
-function makePipeline(opts: { generations?: MemoryGenerationStore; heads?: PublishedHeads; minSyncPeriodMs?: number; maxCauses?: number; metrics?: PipelineMetrics } = {}) {
+function makePipeline(
+  opts: {
+    generations?: MemoryGenerationStore;
+    heads?: PublishedHeads;
+    minSyncPeriodMs?: number;
+    maxCauses?: number;
+    metrics?: PipelineMetrics;
+  } = {},
+) {
   const published: { delta: Delta; headers: Record<string, string> }[] = [];
   const families = new Map([
     [IPFamily.IPv4, { ...defaultIptablesOptions(IPFamily.IPv4), clusterCIDRs: [parseCidr('10.244.0.0/16')!] }],
@@ -61,9 +69,17 @@ test('initial sync: one generation, a snapshot delta per node and family; later 
   const { p, published } = makePipeline();
   await feed(p);
   assert.equal(p.generation, 1);
-  assert.deepEqual(published.map((x) => `${x.delta.node}/${x.delta.ipFamily}/${x.delta.snapshot}/${x.delta.prevGeneration}`), [
-    'node-a/IPv4/true/0', 'node-b/IPv4/true/0', 'node-c/IPv4/true/0', 'node-a/IPv6/true/0', 'node-b/IPv6/true/0', 'node-c/IPv6/true/0',
-  ]);
+  assert.deepEqual(
+    published.map((x) => `${x.delta.node}/${x.delta.ipFamily}/${x.delta.snapshot}/${x.delta.prevGeneration}`),
+    [
+      'node-a/IPv4/true/0',
+      'node-b/IPv4/true/0',
+      'node-c/IPv4/true/0',
+      'node-a/IPv6/true/0',
+      'node-b/IPv6/true/0',
+      'node-c/IPv6/true/0',
+    ],
+  );
   // The executor of node-a starts from the controller's snapshot.
   const snap = await p.snapshot('node-a', IPFamily.IPv4);
   assert.ok(snap);
@@ -81,7 +97,10 @@ test('initial sync: one generation, a snapshot delta per node and family; later 
   assert.ok(d.triggerTime);
   applied.apply(d);
   assert.equal(applied.digest, (await p.snapshot('node-a', IPFamily.IPv4))?.digest);
-  assert.ok(d.upserts.length <= 3 && d.upserts.every((u) => /KUBE-(SVC|SEP)-/.test(u.key)), JSON.stringify(d.upserts.map((u) => u.key)));
+  assert.ok(
+    d.upserts.length <= 3 && d.upserts.every((u) => /KUBE-(SVC|SEP)-/.test(u.key)),
+    JSON.stringify(d.upserts.map((u) => u.key)),
+  );
   // Same content, new resourceVersion: no generation.
   published.length = 0;
   await change(p, webSlice(['10.244.1.10', '10.244.1.11', '10.244.2.10'], '51'));
@@ -95,7 +114,13 @@ test('events within minSyncPeriod are coalesced into one generation', async () =
   await feed(p);
   published.length = 0;
   const start = p.generation;
-  for (let i = 0; i < 5; i++) p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object: webSlice([`10.244.1.${20 + i}`], String(60 + i)), observedAt: Date.now() });
+  for (let i = 0; i < 5; i++)
+    p.onEvent({
+      kind: 'EndpointSlice',
+      type: 'upsert',
+      object: webSlice([`10.244.1.${20 + i}`], String(60 + i)),
+      observedAt: Date.now(),
+    });
   await new Promise((r) => setTimeout(r, 350));
   await p.settle();
   assert.equal(p.generation, start + 1, 'one generation for five changes');
@@ -110,9 +135,13 @@ test('a restarted controller continues the generation chain and republishes noth
   await change(first.p, webSlice(['10.244.1.10'], '70'));
   await first.p.stop();
   const heads = new Map<string, { generation: number; digest: string }>();
-  for (const { delta } of first.published) heads.set(`${delta.node}/${delta.ipFamily}`, { generation: delta.generation, digest: delta.digest });
+  for (const { delta } of first.published)
+    heads.set(`${delta.node}/${delta.ipFamily}`, { generation: delta.generation, digest: delta.digest });
   // The second controller sees the same cluster, and one node changed while it was down.
-  const second = makePipeline({ generations: gens, heads: { head: (n, f) => Promise.resolve(heads.get(`${n}/${f}`)) } });
+  const second = makePipeline({
+    generations: gens,
+    heads: { head: (n, f) => Promise.resolve(heads.get(`${n}/${f}`)) },
+  });
   await feed(second.p, [webSlice(['10.244.1.10'], '70')]);
   assert.equal(second.p.generation, first.p.generation, 'adopts the published heads');
   assert.equal(second.published.length, 0, 'nothing republished');
@@ -120,12 +149,19 @@ test('a restarted controller continues the generation chain and republishes noth
   assert.ok(second.published.length > 0);
   for (const { delta } of second.published) {
     assert.equal(delta.generation, first.p.generation + 1, 'the next generation, none reused');
-    assert.equal(delta.prevGeneration, heads.get(`${delta.node}/${delta.ipFamily}`)?.generation, 'chains to the published head');
+    assert.equal(
+      delta.prevGeneration,
+      heads.get(`${delta.node}/${delta.ipFamily}`)?.generation,
+      'chains to the published head',
+    );
   }
   heads.set('node-b/IPv4', { generation: 1, digest: 'stale' });
   const third = makePipeline({ generations: gens, heads: { head: (n, f) => Promise.resolve(heads.get(`${n}/${f}`)) } });
   await feed(third.p, [webSlice(['10.244.1.10'], '70')]);
-  assert.deepEqual(third.published.map((x) => [x.delta.node, x.delta.ipFamily, x.delta.snapshot, x.delta.prevGeneration]), [['node-b', 'IPv4', true, 1]]);
+  assert.deepEqual(
+    third.published.map((x) => [x.delta.node, x.delta.ipFamily, x.delta.snapshot, x.delta.prevGeneration]),
+    [['node-b', 'IPv4', true, 1]],
+  );
   await second.p.stop();
   await third.p.stop();
 });
@@ -142,10 +178,14 @@ test('one trace runs from the API event through compile to every publish', async
   assert.ok(event);
   const traceId = event.spanContext().traceId;
   for (const name of ['kpx.sync', 'kpx.compile', 'kpx.publish']) {
-    assert.ok(spans.some((s) => s.name === name && s.spanContext().traceId === traceId), `${name} in the event's trace`);
+    assert.ok(
+      spans.some((s) => s.name === name && s.spanContext().traceId === traceId),
+      `${name} in the event's trace`,
+    );
   }
   // The trace context travels with each delta.
-  for (const { headers } of published) assert.equal(trace.getSpanContext(extractTraceContext(headers))?.traceId, traceId);
+  for (const { headers } of published)
+    assert.equal(trace.getSpanContext(extractTraceContext(headers))?.traceId, traceId);
   await p.stop();
 });
 
@@ -160,16 +200,27 @@ test('a Service and its slice changed in one sync: the new spec is compiled, and
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'web', namespace: 'shop', resourceVersion: String(port) },
-      spec: { type: 'NodePort', clusterIP: '10.96.0.20', clusterIPs: ['10.96.0.20'], ports: [{ name: 'http', port, targetPort: 8080, nodePort: 30080, protocol: 'TCP' }] },
+      spec: {
+        type: 'NodePort',
+        clusterIP: '10.96.0.20',
+        clusterIPs: ['10.96.0.20'],
+        ports: [{ name: 'http', port, targetPort: 8080, nodePort: 30080, protocol: 'TCP' }],
+      },
     }) as KubeObject;
   published.length = 0;
   // Both events before the sync runs: one sync, where shop/web has a Service change and a slice change.
   p.onEvent({ kind: 'Service', type: 'upsert', object: web(81), observedAt: Date.now() });
-  p.onEvent({ kind: 'EndpointSlice', type: 'upsert', object: webSlice(['10.244.1.10', '10.244.1.12'], '90'), observedAt: Date.now() });
+  p.onEvent({
+    kind: 'EndpointSlice',
+    type: 'upsert',
+    object: webSlice(['10.244.1.10', '10.244.1.12'], '90'),
+    observedAt: Date.now(),
+  });
   await new Promise((r) => setTimeout(r, 5));
   await p.settle();
   await change(p, webSlice(['10.244.1.10', '10.244.1.13'], '91'));
-  for (const { delta } of published) if (delta.node === 'node-a' && delta.ipFamily === IPFamily.IPv4) replica.apply(delta);
+  for (const { delta } of published)
+    if (delta.node === 'node-a' && delta.ipFamily === IPFamily.IPv4) replica.apply(delta);
   const now = await p.snapshot('node-a', IPFamily.IPv4);
   assert.equal(replica.digest, now?.digest);
   const rules = JSON.stringify(replica.sortedObjects());
@@ -181,8 +232,12 @@ test('a Service and its slice changed in one sync: the new spec is compiled, and
 
 test('a first sync names at most maxCauses causes per delta, with the earliest trigger time of all', async () => {
   const { p, published } = makePipeline({ maxCauses: 2 });
-  const objects = (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
-  objects.forEach((object, i) => p.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: 5_000 + 1000 * i }));
+  const objects = (await readManifestDir(examples))
+    .map((m) => m.object)
+    .filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  objects.forEach((object, i) =>
+    p.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: 5_000 + 1000 * i }),
+  );
   p.onSynced();
   await new Promise((r) => setTimeout(r, 5));
   await p.settle();
@@ -203,6 +258,9 @@ test('bytes reported per sync are the encoded size of the deltas published', asy
   await change(p, webSlice(['10.244.1.10', '10.244.2.44'], '95'));
   assert.equal(synced.length, 1);
   assert.ok(published.some((x) => x.delta.upserts.length > 0));
-  assert.equal(synced[0], published.reduce((n, x) => n + Delta.encode(x.delta).finish().length, 0));
+  assert.equal(
+    synced[0],
+    published.reduce((n, x) => n + Delta.encode(x.delta).finish().length, 0),
+  );
   await p.stop();
 });

@@ -43,16 +43,32 @@ const { config } = loadKubeProxyConfig(
 const batchSlice = {
   apiVersion: 'discovery.k8s.io/v1',
   kind: 'EndpointSlice',
-  metadata: { name: 'batch-1', namespace: 'jobs', resourceVersion: '700', labels: { 'kubernetes.io/service-name': 'batch' } },
+  metadata: {
+    name: 'batch-1',
+    namespace: 'jobs',
+    resourceVersion: '700',
+    labels: { 'kubernetes.io/service-name': 'batch' },
+  },
   addressType: 'IPv4',
   ports: [{ port: 9000, protocol: 'TCP' }],
   endpoints: [{ addresses: ['10.244.2.90'], nodeName: 'node-b' }],
 } as KubeObject;
 
 test('mode ipvs: IPVS snapshots per node equal to compileIpvs, then one slice change is one virtual server', async (t) => {
-  const objects = (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  const objects = (await readManifestDir(examples))
+    .map((m) => m.object)
+    .filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
   const source = new ScriptedSource(objects);
-  const c = await runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent', config, families: [IPFamily.IPv4] });
+  const c = await runController({
+    source,
+    sourceName: 'test',
+    natsUrl: nats.url,
+    grpcListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+    config,
+    families: [IPFamily.IPv4],
+  });
   t.after(() => c.stop());
   await waitFor(() => c.pipeline.generation > 0);
   await c.pipeline.settle();
@@ -67,11 +83,23 @@ test('mode ipvs: IPVS snapshots per node equal to compileIpvs, then one slice ch
     const snap = await getSnapshot(js, node, 'IPv4', { generation: last.generation });
     assert.ok(snap);
     assert.equal(snap.mode, 'ipvs');
-    const want = compileIpvs({ state: loadClusterState(await readManifestDir(examples)).state, nodeName: node, options }).objects.map(toWire);
-    assert.equal(RuleState.from(snap.objects).digest, digestOf(want), `${node}: the published state is a full compile's`);
+    const want = compileIpvs({
+      state: loadClusterState(await readManifestDir(examples)).state,
+      nodeName: node,
+      options,
+    }).objects.map(toWire);
+    assert.equal(
+      RuleState.from(snap.objects).digest,
+      digestOf(want),
+      `${node}: the published state is a full compile's`,
+    );
     assert.equal(last.digest, digestOf(want));
     const vs = snap.objects.find((o) => o.key === 'TCP/10.96.0.20:80');
-    assert.equal(vs?.payload?.$case === 'ipvsService' ? vs.payload.value.scheduler : '', 'lc', 'the scheduler of the config');
+    assert.equal(
+      vs?.payload?.$case === 'ipvsService' ? vs.payload.value.scheduler : '',
+      'lc',
+      'the scheduler of the config',
+    );
   }
 
   source.upsert(batchSlice);
@@ -85,8 +113,13 @@ test('mode ipvs: IPVS snapshots per node equal to compileIpvs, then one slice ch
   assert.equal(onA.snapshot, false);
   assert.deepEqual(refs(onA), ['+ipvs.service:TCP/10.96.0.40:9000']);
   const vs = onA.upserts[0]?.payload;
-  assert.deepEqual(vs?.$case === 'ipvsService' ? vs.value.realServers : [], [{ address: '10.244.2.90', port: 9000, weight: 1 }]);
-  assert.deepEqual(onA.cause.map((x) => `${x.kind}/${x.namespace}/${x.name}`), ['EndpointSlice/jobs/batch-1']);
+  assert.deepEqual(vs?.$case === 'ipvsService' ? vs.value.realServers : [], [
+    { address: '10.244.2.90', port: 9000, weight: 1 },
+  ]);
+  assert.deepEqual(
+    onA.cause.map((x) => `${x.kind}/${x.namespace}/${x.name}`),
+    ['EndpointSlice/jobs/batch-1'],
+  );
   // node-b hosts the pod: also its hairpin member, as the service port's own fragment of KUBE-LOOP-BACK.
   const onB = (await lastDelta(js, 'node-b'))!.delta;
   assert.deepEqual(refs(onB), ['+ipset.entries:KUBE-LOOP-BACK/jobs/batch/TCP', '+ipvs.service:TCP/10.96.0.40:9000']);
@@ -97,6 +130,12 @@ test('mode ipvs: IPVS snapshots per node equal to compileIpvs, then one slice ch
   const state = RuleState.from(snap.objects, 1);
   for await (const r of readDeltas(js, 'node-b', { fromGeneration: 1, ipFamily: 'IPv4' })) state.apply(r.delta);
   assert.equal(state.digest, onB.digest);
-  const cluster = loadClusterState([...(await readManifestDir(examples)), { object: batchSlice, source: 'test' }]).state;
-  assert.equal(state.digest, digestOf(compileIpvs({ state: cluster, nodeName: 'node-b', options }).objects.map(toWire)));
+  const cluster = loadClusterState([
+    ...(await readManifestDir(examples)),
+    { object: batchSlice, source: 'test' },
+  ]).state;
+  assert.equal(
+    state.digest,
+    digestOf(compileIpvs({ state: cluster, nodeName: 'node-b', options }).objects.map(toWire)),
+  );
 });

@@ -10,14 +10,32 @@ import { endpointChainName, iptablesOptionsFromConfig, serviceChainNames } from 
 import type { Delta } from '@kpx/proto';
 import { SpanProcessing, startTracing } from '@kpx/telemetry';
 import { lastDelta } from '@kpx/transport';
-import { startKubeApiServer, startNatsServer, type KubeApiObject, type KubeApiServer, type NatsServer } from '@kpx/testing';
-import { ControllerPipeline, createKubernetesSource, natsPorts, runController, type KubernetesSourceOptions, type RunningController } from '../src/index.js';
+import {
+  startKubeApiServer,
+  startNatsServer,
+  type KubeApiObject,
+  type KubeApiServer,
+  type NatsServer,
+} from '@kpx/testing';
+import {
+  ControllerPipeline,
+  createKubernetesSource,
+  natsPorts,
+  runController,
+  type KubernetesSourceOptions,
+  type RunningController,
+} from '../src/index.js';
 
 const examples = new URL('../../../../examples/', import.meta.url).pathname;
 const Nodes = ['node-a', 'node-b', 'node-c'];
 const silent = { info: () => {}, warn: () => {}, error: () => {} };
 /** Short source timers; no coalescing delay, so each API change is one generation. */
-const sourceOptions: KubernetesSourceOptions = { silentWatchTimeoutMs: 30_000, retryInitialMs: 50, retryMaxMs: 500, listTimeoutMs: 5_000 };
+const sourceOptions: KubernetesSourceOptions = {
+  silentWatchTimeoutMs: 30_000,
+  retryInitialMs: 50,
+  retryMaxMs: 500,
+  listTimeoutMs: 5_000,
+};
 const config = { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 };
 
 async function waitFor(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
@@ -29,7 +47,9 @@ async function waitFor(what: string, cond: () => boolean, ms = 10_000): Promise<
 }
 
 async function exampleObjects(): Promise<KubeObject[]> {
-  return (await readManifestDir(examples)).map((m) => m.object).filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
+  return (await readManifestDir(examples))
+    .map((m) => m.object)
+    .filter((o) => ['Service', 'EndpointSlice', 'Node'].includes(o.kind ?? ''));
 }
 
 interface Cluster {
@@ -74,7 +94,11 @@ async function nextGeneration(c: RunningController, after: number): Promise<numb
  * given), their fragments of the shared chains (key ending in `/<port name>/<PROTOCOL>`) and the service's
  * healthcheck.service object (key: its healthCheckNodePort).
  */
-function ownedBy(ports: { name: string; protocol: 'TCP' | 'UDP' }[], endpoints: string[], healthCheckNodePort?: number): (key: string) => boolean {
+function ownedBy(
+  ports: { name: string; protocol: 'TCP' | 'UDP' }[],
+  endpoints: string[],
+  healthCheckNodePort?: number,
+): (key: string) => boolean {
   const chains = new Set<string>();
   for (const { name, protocol } of ports) {
     const proto = protocol.toLowerCase();
@@ -85,7 +109,11 @@ function ownedBy(ports: { name: string; protocol: 'TCP' | 'UDP' }[], endpoints: 
   const owners = ports.map((p) => `/${p.name}/${p.protocol}`);
   return (key) => {
     const [, chain] = key.split('/');
-    return (chain !== undefined && chains.has(chain) && key.split('/').length === 2) || owners.some((o) => key.endsWith(o)) || key === String(healthCheckNodePort);
+    return (
+      (chain !== undefined && chains.has(chain) && key.split('/').length === 2) ||
+      owners.some((o) => key.endsWith(o)) ||
+      key === String(healthCheckNodePort)
+    );
   };
 }
 
@@ -132,11 +160,17 @@ test('API changes through the Kubernetes source reach JetStream as per-node delt
   const endpoints = slice.endpoints as { addresses: string[]; nodeName: string; conditions: object }[];
   const changed = api.store.apply({
     ...slice,
-    endpoints: [...endpoints, { addresses: ['10.244.2.11'], nodeName: 'node-b', zone: 'zone-1', conditions: { ready: true } }],
+    endpoints: [
+      ...endpoints,
+      { addresses: ['10.244.2.11'], nodeName: 'node-b', zone: 'zone-1', conditions: { ready: true } },
+    ],
   });
   const g2 = await nextGeneration(c, g1);
   const afterSlice = await heads(js, Nodes);
-  const web = ownedBy([{ name: 'shop/web:http', protocol: 'TCP' }], ['10.244.1.10:8080', '10.244.2.10:8080', '10.244.2.11:8080', '10.244.3.10:8080']);
+  const web = ownedBy(
+    [{ name: 'shop/web:http', protocol: 'TCP' }],
+    ['10.244.1.10:8080', '10.244.2.10:8080', '10.244.2.11:8080', '10.244.3.10:8080'],
+  );
   for (const node of Nodes) {
     const d = afterSlice.get(node);
     assert.ok(d);
@@ -145,7 +179,10 @@ test('API changes through the Kubernetes source reach JetStream as per-node delt
     assert.equal(d.prevGeneration, g1);
     assert.equal(d.ipFamily, IPFamily.IPv4, 'the IPv4 slice changed: no IPv6 delta');
     assertOnly(d, web, 'shop/web');
-    assert.ok(d.upserts.some((u) => u.key === `nat/${endpointChainName('shop/web:http', 'tcp', '10.244.2.11:8080')}`), `${node}: the new endpoint's chain`);
+    assert.ok(
+      d.upserts.some((u) => u.key === `nat/${endpointChainName('shop/web:http', 'tcp', '10.244.2.11:8080')}`),
+      `${node}: the new endpoint's chain`,
+    );
     assert.deepEqual(
       d.cause.map((x) => `${x.kind} ${x.namespace}/${x.name} ${x.resourceVersion}`),
       [`EndpointSlice shop/web-abc12 ${changed.metadata?.resourceVersion}`],
@@ -166,7 +203,8 @@ test('API changes through the Kubernetes source reach JetStream as per-node delt
   assert.equal(afterNode.get('node-d')?.generation, g3);
   assert.equal(afterNode.get('node-d')?.snapshot, true);
   assert.equal(afterNode.get('node-d')?.prevGeneration, 0);
-  for (const node of Nodes) assert.equal(afterNode.get(node)?.generation, g2, `${node} is not republished for another node`);
+  for (const node of Nodes)
+    assert.equal(afterNode.get(node)?.generation, g2, `${node} is not republished for another node`);
 
   // 4. A Local-policy endpoint moves from node-a to node-b (edge/ingress, externalTrafficPolicy Local): only the
   //    nodes whose local endpoints change get a delta; the cluster-wide chains stay the same (same pod IP).
@@ -179,7 +217,11 @@ test('API changes through the Kubernetes source reach JetStream as per-node delt
   });
   const g4 = await nextGeneration(c, g3);
   const afterMove = await heads(js, [...Nodes, 'node-d']);
-  const edge = ownedBy([{ name: 'edge/ingress:https', protocol: 'TCP' }], ['10.244.1.20:8443', '10.244.1.21:8443'], 32000);
+  const edge = ownedBy(
+    [{ name: 'edge/ingress:https', protocol: 'TCP' }],
+    ['10.244.1.20:8443', '10.244.1.21:8443'],
+    32000,
+  );
   for (const node of ['node-a', 'node-b']) {
     const d = afterMove.get(node);
     assert.ok(d);
@@ -207,7 +249,10 @@ test('API changes through the Kubernetes source reach JetStream as per-node delt
   assert.ok(dB);
   assert.equal(dB.generation, g5);
   assertOnly(dB, dns, 'kube-system/kube-dns');
-  assert.deepEqual(dB.cause.map((x) => `${x.kind} ${x.name}`), ['Node node-b']);
+  assert.deepEqual(
+    dB.cause.map((x) => `${x.kind} ${x.name}`),
+    ['Node node-b'],
+  );
   assert.deepEqual(
     ['node-a', 'node-c', 'node-d'].map((n) => afterZone.get(n)?.generation),
     [g4, g2, g3],
@@ -228,7 +273,11 @@ test('one trace runs from the informer event to the NATS publish', async (t) => 
   cleanups.push(() => tracing.shutdown());
   const nc = await connect({ servers: nats.url });
   cleanups.push(() => nc.close());
-  const ports = await natsPorts(jetstream(nc), await jetstreamManager(nc), { historyPerSubject: 100, maxAgeMs: 0, snapshotsKept: 1 });
+  const ports = await natsPorts(jetstream(nc), await jetstreamManager(nc), {
+    historyPerSubject: 100,
+    maxAgeMs: 0,
+    snapshotsKept: 1,
+  });
   const pipeline = new ControllerPipeline({
     families: new Map([[IPFamily.IPv4, iptablesOptionsFromConfig(config, IPFamily.IPv4)]]),
     ...ports,
@@ -247,7 +296,10 @@ test('one trace runs from the informer event to the NATS publish', async (t) => 
 
   const slice = api.store.get('EndpointSlice', 'shop', 'web-abc12');
   assert.ok(slice);
-  const changed = api.store.apply({ ...slice, endpoints: [{ addresses: ['10.244.1.99'], nodeName: 'node-a', conditions: { ready: true } }] });
+  const changed = api.store.apply({
+    ...slice,
+    endpoints: [{ addresses: ['10.244.1.99'], nodeName: 'node-a', conditions: { ready: true } }],
+  });
   await waitFor('generation 2', () => pipeline.generation === 2);
   await pipeline.settle();
 
@@ -266,7 +318,10 @@ test('one trace runs from the informer event to the NATS publish', async (t) => 
   for (const node of Nodes) {
     const last = await lastDelta(js, node);
     assert.equal(last?.delta.generation, 2);
-    assert.deepEqual(last?.delta.cause.map((x) => x.resourceVersion), [changed.metadata?.resourceVersion]);
+    assert.deepEqual(
+      last?.delta.cause.map((x) => x.resourceVersion),
+      [changed.metadata?.resourceVersion],
+    );
     assert.match(last?.headers.traceparent ?? '', new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
   }
 });

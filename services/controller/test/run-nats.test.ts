@@ -15,7 +15,14 @@ let nc: NatsConnection;
 let js: JetStreamClient;
 
 async function start(source: Source): Promise<RunningController> {
-  const c = await runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent' });
+  const c = await runController({
+    source,
+    sourceName: 'test',
+    natsUrl: nats.url,
+    grpcListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+  });
   await waitFor(() => c.pipeline.generation > 0);
   await c.pipeline.settle();
   return c;
@@ -63,12 +70,26 @@ test('initial state for every node, then small deltas; a restart continues the c
   // Restart with the same cluster: nothing republished, generations continue.
   const before = (await jetstream(nc).jetstreamManager()).streams.info('KPX_DELTAS');
   const msgs = (await before).state.messages;
-  const source2 = new ScriptedSource([...(await exampleObjects()).filter((o) => o.metadata?.name !== 'web-abc12'), slice(['10.244.1.10', '10.244.1.77'], '500')]);
-  const c2 = await runController({ source: source2, sourceName: 'test', natsUrl: nats.url, grpcListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent' });
+  const source2 = new ScriptedSource([
+    ...(await exampleObjects()).filter((o) => o.metadata?.name !== 'web-abc12'),
+    slice(['10.244.1.10', '10.244.1.77'], '500'),
+  ]);
+  const c2 = await runController({
+    source: source2,
+    sourceName: 'test',
+    natsUrl: nats.url,
+    grpcListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+  });
   t.after(() => c2.stop());
   await c2.pipeline.settle();
   assert.equal(c2.pipeline.generation, 2, 'the restarted controller adopts the published heads');
-  assert.equal((await (await jetstream(nc).jetstreamManager()).streams.info('KPX_DELTAS')).state.messages, msgs, 'nothing republished');
+  assert.equal(
+    (await (await jetstream(nc).jetstreamManager()).streams.info('KPX_DELTAS')).state.messages,
+    msgs,
+    'nothing republished',
+  );
   source2.upsert(slice(['10.244.1.10'], '501'));
   await c2.pipeline.settle();
   const after = (await lastDelta(js, 'node-b'))!.delta;

@@ -8,7 +8,8 @@ export class ScriptedSource implements Source {
   constructor(private readonly initial: KubeObject[]) {}
   start(handler: SourceHandler): Promise<void> {
     this.handler = handler;
-    for (const object of this.initial) handler.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: Date.now() });
+    for (const object of this.initial)
+      handler.onEvent({ kind: object.kind as 'Service', type: 'upsert', object, observedAt: Date.now() });
     handler.onSynced();
     return Promise.resolve();
   }

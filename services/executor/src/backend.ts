@@ -20,7 +20,11 @@ export interface ReadBack {
  * kinds (`kernelDigest`) plus the applied state's objects that are no kernel object of this backend (e.g.
  * healthcheck.service, a node duty). Equal to `state.digest` exactly when the kernel matches.
  */
-export function readBackDigest(kernelDigest: string, state: RuleState, isKernelObject: (o: { kind: string }) => boolean): string {
+export function readBackDigest(
+  kernelDigest: string,
+  state: RuleState,
+  isKernelObject: (o: { kind: string }) => boolean,
+): string {
   const d = new Digest();
   d.merge(BigInt(`0x${kernelDigest}`));
   for (const o of state.objects.values()) if (!isKernelObject(o.wire)) d.add(o.hash);

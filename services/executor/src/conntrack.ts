@@ -40,8 +40,20 @@ export const StaleFlows = {
 } as const;
 
 export type ConntrackDeletion =
-  | { readonly kind: typeof StaleFlows.GoneEndpoint; readonly family: string; readonly servicePort: string; readonly frontend: UdpFrontend; readonly endpoint: string }
-  | { readonly kind: typeof StaleFlows.NewFrontend; readonly family: string; readonly servicePort: string; readonly frontend: UdpFrontend; readonly keep: readonly string[] };
+  | {
+      readonly kind: typeof StaleFlows.GoneEndpoint;
+      readonly family: string;
+      readonly servicePort: string;
+      readonly frontend: UdpFrontend;
+      readonly endpoint: string;
+    }
+  | {
+      readonly kind: typeof StaleFlows.NewFrontend;
+      readonly family: string;
+      readonly servicePort: string;
+      readonly frontend: UdpFrontend;
+      readonly keep: readonly string[];
+    };
 
 /** The object of an id (`kind:key`) in one state, before or after a change. */
 export type ObjectLookup = (id: string) => WireObject | undefined;
@@ -102,8 +114,11 @@ export function deriveConntrackDeletions({ family, before, after, changed }: Der
     const gone = was === undefined ? [] : [...was.endpoints].filter((e) => !now.endpoints.has(e)).sort();
     const keep = [...now.endpoints].sort();
     for (const [key, frontend] of now.frontends) {
-      if (was === undefined || !was.frontends.has(key)) out.push({ kind: StaleFlows.NewFrontend, family, servicePort, frontend, keep });
-      else for (const endpoint of gone) out.push({ kind: StaleFlows.GoneEndpoint, family, servicePort, frontend, endpoint });
+      if (was === undefined || !was.frontends.has(key))
+        out.push({ kind: StaleFlows.NewFrontend, family, servicePort, frontend, keep });
+      else
+        for (const endpoint of gone)
+          out.push({ kind: StaleFlows.GoneEndpoint, family, servicePort, frontend, endpoint });
     }
   }
   return out;
@@ -112,7 +127,8 @@ export function deriveConntrackDeletions({ family, before, after, changed }: Der
 /** {@link deriveConntrackDeletions} for a delta the executor applied: `state` is after it, `change.previous` before. */
 export function deletionsForChange(family: string, state: RuleState, change: AppliedChange): ConntrackDeletion[] {
   const after: ObjectLookup = (id) => state.objects.get(id)?.wire;
-  const before: ObjectLookup = (id) => (change.previous.has(id) ? change.previous.get(id)?.wire : state.objects.get(id)?.wire);
+  const before: ObjectLookup = (id) =>
+    change.previous.has(id) ? change.previous.get(id)?.wire : state.objects.get(id)?.wire;
   return deriveConntrackDeletions({ family, before, after, changed: change.previous.keys() });
 }
 
@@ -121,7 +137,12 @@ export function deletionsForRestore(family: string, before: RuleState, after: Ru
   const changed = new Set<string>();
   for (const [id, o] of after.objects) if (before.objects.get(id)?.hash !== o.hash) changed.add(id);
   for (const id of before.objects.keys()) if (!after.objects.has(id)) changed.add(id);
-  return deriveConntrackDeletions({ family, before: (id) => before.objects.get(id)?.wire, after: (id) => after.objects.get(id)?.wire, changed });
+  return deriveConntrackDeletions({
+    family,
+    before: (id) => before.objects.get(id)?.wire,
+    after: (id) => after.objects.get(id)?.wire,
+    changed,
+  });
 }
 
 // ---- the conntrack CLI ----
@@ -131,12 +152,24 @@ const CommandTimeoutMs = 30_000;
 function selector(family: string, frontend: UdpFrontend | undefined): string[] {
   const f = family === 'IPv6' ? 'ipv6' : 'ipv4';
   if (!frontend) return ['-f', f, '-p', 'udp'];
-  return ['-f', f, '-p', 'udp', ...(frontend.ip !== undefined ? ['--orig-dst', frontend.ip] : []), '--orig-port-dst', String(frontend.port)];
+  return [
+    '-f',
+    f,
+    '-p',
+    'udp',
+    ...(frontend.ip !== undefined ? ['--orig-dst', frontend.ip] : []),
+    '--orig-port-dst',
+    String(frontend.port),
+  ];
 }
 
 /** Deletes the UDP flows of `frontend` whose reply source is `replySource` (kube-proxy's filterForIPPortNAT / filterForPortNAT). */
 export function deleteCommand(family: string, frontend: UdpFrontend, replySource: string): Command {
-  return { file: 'conntrack', args: ['-D', ...selector(family, frontend), '--reply-src', replySource], timeoutMs: CommandTimeoutMs };
+  return {
+    file: 'conntrack',
+    args: ['-D', ...selector(family, frontend), '--reply-src', replySource],
+    timeoutMs: CommandTimeoutMs,
+  };
 }
 
 /** Lists the UDP flows of `frontend`, or every UDP flow of the family. */
@@ -159,7 +192,8 @@ export function parseConntrackList(text: string): ConntrackFlow[] {
   const flows: ConntrackFlow[] = [];
   for (const line of text.split('\n')) {
     const fields = line.trim().split(/\s+/);
-    const values = (name: string): string[] => fields.filter((f) => f.startsWith(`${name}=`)).map((f) => f.slice(name.length + 1));
+    const values = (name: string): string[] =>
+      fields.filter((f) => f.startsWith(`${name}=`)).map((f) => f.slice(name.length + 1));
     const [origDst] = values('dst');
     const [origDport] = values('dport');
     const replySrc = values('src')[1];
@@ -170,7 +204,10 @@ export function parseConntrackList(text: string): ConntrackFlow[] {
 }
 
 /** Reply sources of the flows to a frontend that just got endpoints that are not one of them. */
-export function staleReplySources(flows: readonly ConntrackFlow[], d: Extract<ConntrackDeletion, { kind: 'new-frontend' }>): string[] {
+export function staleReplySources(
+  flows: readonly ConntrackFlow[],
+  d: Extract<ConntrackDeletion, { kind: 'new-frontend' }>,
+): string[] {
   const keep = new Set(d.keep.map(normalizeIP));
   const ip = d.frontend.ip === undefined ? undefined : normalizeIP(d.frontend.ip);
   const stale = new Set<string>();
@@ -280,9 +317,12 @@ class CliConntrackCleaner implements ConntrackCleaner {
     };
     if (fresh.length > this.listAllAbove) {
       const flows = await list();
-      for (const d of fresh) for (const src of staleReplySources(flows, d)) addDelete(deleteCommand(family, d.frontend, src));
+      for (const d of fresh)
+        for (const src of staleReplySources(flows, d)) addDelete(deleteCommand(family, d.frontend, src));
     } else {
-      for (const d of fresh) for (const src of staleReplySources(await list(d.frontend), d)) addDelete(deleteCommand(family, d.frontend, src));
+      for (const d of fresh)
+        for (const src of staleReplySources(await list(d.frontend), d))
+          addDelete(deleteCommand(family, d.frontend, src));
     }
     let deleted = 0;
     for (const c of deletes.values()) {
@@ -291,7 +331,13 @@ class CliConntrackCleaner implements ConntrackCleaner {
         deleted += deletedCount((await this.runner.run(c)).stderr);
       } catch (err) {
         // Nothing matched: conntrack exits 1 saying it deleted 0 entries.
-        if (err instanceof CommandError && err.exitCode === 1 && deletedCount(err.stderr) === 0 && DeletedCount.test(err.stderr)) continue;
+        if (
+          err instanceof CommandError &&
+          err.exitCode === 1 &&
+          deletedCount(err.stderr) === 0 &&
+          DeletedCount.test(err.stderr)
+        )
+          continue;
         errors.push(err);
       }
     }
@@ -301,9 +347,15 @@ class CliConntrackCleaner implements ConntrackCleaner {
     if (errors.length > 0) this.metrics?.conntrackFailures.inc(labels, errors.length);
     const ms = Math.round(performance.now() - t0);
     if (errors.length > 0) {
-      this.logger.warn({ err: errors[0], family, failed: errors.length, commands, deleted, ms }, 'stale UDP conntrack cleanup failed; those flows stay until they time out');
+      this.logger.warn(
+        { err: errors[0], family, failed: errors.length, commands, deleted, ms },
+        'stale UDP conntrack cleanup failed; those flows stay until they time out',
+      );
     } else {
-      this.logger[deleted > 0 ? 'info' : 'debug']({ family, deleted, commands, ms, servicePorts: [...new Set(deletions.map((d) => d.servicePort))].slice(0, 20) }, 'deleted stale UDP conntrack entries');
+      this.logger[deleted > 0 ? 'info' : 'debug'](
+        { family, deleted, commands, ms, servicePorts: [...new Set(deletions.map((d) => d.servicePort))].slice(0, 20) },
+        'deleted stale UDP conntrack entries',
+      );
     }
     return result;
   }

@@ -13,18 +13,42 @@
 // deltas that arrive during an apply wait there.
 import { context, trace, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Backoff, SerialQueue, backoffDelay, msFromTimestamp, secondsFromMs, sleep, timestampFromMs } from '@kpx/common';
+import {
+  Backoff,
+  SerialQueue,
+  backoffDelay,
+  msFromTimestamp,
+  secondsFromMs,
+  sleep,
+  timestampFromMs,
+} from '@kpx/common';
 import { ProxyMode, type AckRequest, type AckResponse, type Delta } from '@kpx/proto';
 import { RuleState, type UndoToken } from '@kpx/ruleset';
 import { extractTraceContext, type ExecutorMetrics, type HealthTracker, type Logger } from '@kpx/telemetry';
 import { findForbiddenObject } from '@kpx/kernel';
 import { OutsideRetentionError, replayTo } from '@kpx/replay';
-import { deltaSubject, lastDeltaSeq, readDeltaMessages, RejectReason, StoppingError, type ControllerClient, type DeltaMessage, type DeltaRecord, type FetchedSnapshot, type Verifier } from '@kpx/transport';
+import {
+  deltaSubject,
+  lastDeltaSeq,
+  readDeltaMessages,
+  RejectReason,
+  StoppingError,
+  type ControllerClient,
+  type DeltaMessage,
+  type DeltaRecord,
+  type FetchedSnapshot,
+  type Verifier,
+} from '@kpx/transport';
 import { abortable } from './abortable.js';
 import type { Backend, ReadBack } from './backend.js';
 import type { ConntrackCleaner } from './conntrack.js';
 import { SnapshotDigestError } from './errors.js';
-import { healthChecksOf, updateHealthChecks, type HealthCheckServers, type HealthCheckService } from './health-check.js';
+import {
+  healthChecksOf,
+  updateHealthChecks,
+  type HealthCheckServers,
+  type HealthCheckService,
+} from './health-check.js';
 import { Rejections } from './rejections.js';
 
 export const IptablesMode = ProxyMode.IPTables;
@@ -172,14 +196,18 @@ export class Executor {
   private startHeartbeat(): void {
     const every = this.opts.heartbeatMs ?? 15_000;
     if (every <= 0) return;
-    this.heartbeatTimer = setInterval(() => {
-      for (const fam of this.families.values()) {
-        if (!fam.programmed || performance.now() - fam.lastAckAt < every) continue;
-        void this.sendAck(fam, { applyDurationSeconds: 0 }).then((res) => {
-          if (res?.resyncRequired && !this.abort.signal.aborted) void this.inLane(() => this.ackAndObey(fam, { applyDurationSeconds: 0 }));
-        });
-      }
-    }, Math.max(50, Math.floor(every / 3)));
+    this.heartbeatTimer = setInterval(
+      () => {
+        for (const fam of this.families.values()) {
+          if (!fam.programmed || performance.now() - fam.lastAckAt < every) continue;
+          void this.sendAck(fam, { applyDurationSeconds: 0 }).then((res) => {
+            if (res?.resyncRequired && !this.abort.signal.aborted)
+              void this.inLane(() => this.ackAndObey(fam, { applyDurationSeconds: 0 }));
+          });
+        }
+      },
+      Math.max(50, Math.floor(every / 3)),
+    );
     this.heartbeatTimer.unref();
   }
 
@@ -188,7 +216,11 @@ export class Executor {
     try {
       return await abortable(lastDeltaSeq(this.opts.js, this.opts.node), this.abort.signal, 'reading the subject head');
     } catch (err) {
-      if (!(err instanceof StoppingError)) this.opts.logger.warn({ err }, 'could not read the last seq of the node subject; following from the applied generation');
+      if (!(err instanceof StoppingError))
+        this.opts.logger.warn(
+          { err },
+          'could not read the last seq of the node subject; following from the applied generation',
+        );
       return 0;
     }
   }
@@ -242,7 +274,8 @@ export class Executor {
       const readBacks = { ms: 0 };
       try {
         const found: string[] = [];
-        for (const fam of this.families.values()) if (fam.programmed) found.push(...(await this.readBackAndRepair(fam, true, readBacks)));
+        for (const fam of this.families.values())
+          if (fam.programmed) found.push(...(await this.readBackAndRepair(fam, true, readBacks)));
         return found;
       } finally {
         this.lastDriftMs = readBacks.ms;
@@ -281,7 +314,12 @@ export class Executor {
         const from = Math.min(...[...this.families.values()].map((f) => f.state.generation));
         const position = this.lastSeq > 0 ? { startSeq: this.lastSeq + 1 } : { fromGeneration: from };
         const verifying = this.opts.verifier ? { verifier: this.opts.verifier } : {};
-        for await (const m of readDeltaMessages(this.opts.js, this.opts.node, { follow: true, signal, ...position, ...verifying })) {
+        for await (const m of readDeltaMessages(this.opts.js, this.opts.node, {
+          follow: true,
+          signal,
+          ...position,
+          ...verifying,
+        })) {
           this.lastSeq = m.ok ? m.record.seq : m.rejected.seq;
           await this.inLane(() => this.handle(m));
           backoff.reset();
@@ -301,19 +339,40 @@ export class Executor {
     const d = rec.delta;
     const fam = this.families.get(d.ipFamily);
     if (!fam) return; // a family this executor does not program
-    if (d.mode !== modeOf(fam.backend)) return this.rejected(fam, RejectReason.ModeFamily, `seq ${rec.seq}: a ${d.mode} delta, this node programs ${modeOf(fam.backend)}`);
-    if (d.generation <= fam.state.generation) return this.rejected(fam, RejectReason.Old, `seq ${rec.seq}: delta ${d.generation} is at or below generation ${fam.state.generation}`);
+    if (d.mode !== modeOf(fam.backend))
+      return this.rejected(
+        fam,
+        RejectReason.ModeFamily,
+        `seq ${rec.seq}: a ${d.mode} delta, this node programs ${modeOf(fam.backend)}`,
+      );
+    if (d.generation <= fam.state.generation)
+      return this.rejected(
+        fam,
+        RejectReason.Old,
+        `seq ${rec.seq}: delta ${d.generation} is at or below generation ${fam.state.generation}`,
+      );
     this.opts.health?.queuedUpdate(fam.family as 'IPv4');
     const maxBehind = this.opts.maxBehind ?? 1000;
     if (rec.pending > maxBehind) return this.resyncAndObey(fam, `${rec.pending} deltas behind`);
-    if (d.snapshot) return this.resyncForMessage(fam, `the controller published a snapshot at generation ${d.generation}`);
+    if (d.snapshot)
+      return this.resyncForMessage(fam, `the controller published a snapshot at generation ${d.generation}`);
     if (d.prevGeneration !== fam.state.generation) {
-      return this.rejected(fam, RejectReason.Gap, `delta ${d.generation} continues generation ${d.prevGeneration}, the node is at ${fam.state.generation}`);
+      return this.rejected(
+        fam,
+        RejectReason.Gap,
+        `delta ${d.generation} continues generation ${d.prevGeneration}, the node is at ${fam.state.generation}`,
+      );
     }
-    if (d.digest === '') return this.rejected(fam, RejectReason.Digest, `seq ${rec.seq}: delta ${d.generation} announces no digest`);
+    if (d.digest === '')
+      return this.rejected(fam, RejectReason.Digest, `seq ${rec.seq}: delta ${d.generation} announces no digest`);
     // Nothing outside kpx's namespace reaches the kernel, whoever published it: the whole delta is refused.
     const forbidden = findForbiddenObject(d.upserts);
-    if (forbidden) return this.rejected(fam, RejectReason.ForbiddenObject, `seq ${rec.seq}: delta ${d.generation}: ${forbidden.message}`);
+    if (forbidden)
+      return this.rejected(
+        fam,
+        RejectReason.ForbiddenObject,
+        `seq ${rec.seq}: delta ${d.generation}: ${forbidden.message}`,
+      );
     await this.apply(fam, d, rec.headers);
   }
 
@@ -330,9 +389,11 @@ export class Executor {
     }
     this.opts.logger.warn(log, 'rejected a message of the node subject');
     const fams = fam ? [fam] : [...this.families.values()];
-    if (reason !== RejectReason.ModeFamily) for (const f of fams) await this.resyncForMessage(f, `${reason}: ${detail}`);
+    if (reason !== RejectReason.ModeFamily)
+      for (const f of fams) await this.resyncForMessage(f, `${reason}: ${detail}`);
     const first = fams[0];
-    if (first && this.rejections.pending().rejectedMessages > 0) await this.ackAndObey(first, { applyDurationSeconds: 0 });
+    if (first && this.rejections.pending().rejectedMessages > 0)
+      await this.ackAndObey(first, { applyDurationSeconds: 0 });
   }
 
   /**
@@ -351,7 +412,10 @@ export class Executor {
     if (fam.heldTimer || this.abort.signal.aborted) return;
     const initial = this.opts.messageResyncHoldMs ?? 5_000;
     const wait = backoffDelay(++fam.holds, { initialMs: initial, maxMs: Math.max(initial, 60_000) });
-    this.opts.logger.info({ family: fam.family, reason, inMs: wait }, 'resync held back: the last bad message already caused one');
+    this.opts.logger.info(
+      { family: fam.family, reason, inMs: wait },
+      'resync held back: the last bad message already caused one',
+    );
     fam.heldTimer = setTimeout(() => {
       fam.heldTimer = undefined;
       void this.inLane(() => this.runHeldResync(fam));
@@ -404,7 +468,13 @@ export class Executor {
         span.recordException(err as Error);
         span.setStatus({ code: SpanStatusCode.ERROR, message: 'digest mismatch' });
         span.end();
-        await context.with(ctx, () => this.rejected(fam, RejectReason.Digest, `delta ${d.generation} does not reach its digest: ${(err as Error).message}`));
+        await context.with(ctx, () =>
+          this.rejected(
+            fam,
+            RejectReason.Digest,
+            `delta ${d.generation} does not reach its digest: ${(err as Error).message}`,
+          ),
+        );
         return;
       }
       try {
@@ -417,8 +487,13 @@ export class Executor {
         this.opts.metrics?.iptablesRestoreFailures.inc({ ip_family: fam.family });
         span.recordException(err as Error);
         span.setStatus({ code: SpanStatusCode.ERROR, message });
-        this.opts.logger.error({ err, generation: d.generation, family: fam.family }, 'apply failed; the old rules stay; resyncing');
-        await context.with(ctx, () => this.sendAck(fam, { error: message, applyDurationSeconds: (performance.now() - t0) / 1000 }));
+        this.opts.logger.error(
+          { err, generation: d.generation, family: fam.family },
+          'apply failed; the old rules stay; resyncing',
+        );
+        await context.with(ctx, () =>
+          this.sendAck(fam, { error: message, applyDurationSeconds: (performance.now() - t0) / 1000 }),
+        );
         span.end();
         await this.resyncAndObey(fam, 'failed apply');
         return;
@@ -429,10 +504,24 @@ export class Executor {
       this.observeSync(fam, seconds, false);
       if (d.triggerTime) {
         const trigger = msFromTimestamp(d.triggerTime);
-        this.opts.metrics?.networkProgrammingDuration.observe({ ip_family: fam.family }, Math.max(0, secondsFromMs(Date.now() - trigger)));
+        this.opts.metrics?.networkProgrammingDuration.observe(
+          { ip_family: fam.family },
+          Math.max(0, secondsFromMs(Date.now() - trigger)),
+        );
       }
       // Logged within the apply's span: the line carries its trace_id and span_id.
-      context.with(ctx, () => this.opts.logger.debug({ generation: d.generation, family: fam.family, upserts: d.upserts.length, deletes: d.deletes.length, ms: Math.round(seconds * 1000) }, 'applied delta'));
+      context.with(ctx, () =>
+        this.opts.logger.debug(
+          {
+            generation: d.generation,
+            family: fam.family,
+            upserts: d.upserts.length,
+            deletes: d.deletes.length,
+            ms: Math.round(seconds * 1000),
+          },
+          'applied delta',
+        ),
+      );
       // The rules are in the kernel: now the UDP flows they no longer describe can go (never rejects).
       await this.opts.conntrack?.afterApply(fam.family, fam.state, applied);
       if (updateHealthChecks(fam.healthChecks, fam.state, applied.previous.keys())) await this.syncHealthChecks(fam);
@@ -462,14 +551,24 @@ export class Executor {
   private async obey(fam: Family, res: AckResponse | undefined): Promise<boolean> {
     let answer = res;
     let resynced = false;
-    for (let round = 0; answer?.resyncRequired === true && round < MaxAnswerResyncs && !this.abort.signal.aborted; round++) {
+    for (
+      let round = 0;
+      answer?.resyncRequired === true && round < MaxAnswerResyncs && !this.abort.signal.aborted;
+      round++
+    ) {
       const here = stateKey(fam);
       if (fam.refused === here) {
-        this.opts.logger.warn({ family: fam.family, generation: fam.state.generation, latestGeneration: answer.latestGeneration }, 'the controller still refuses the state a resync gave; waiting for the next delta');
+        this.opts.logger.warn(
+          { family: fam.family, generation: fam.state.generation, latestGeneration: answer.latestGeneration },
+          'the controller still refuses the state a resync gave; waiting for the next delta',
+        );
         return resynced;
       }
       fam.refused = here;
-      answer = await this.resync(fam, `the controller refused generation ${fam.state.generation} digest ${fam.state.digest} (its newest: ${answer.latestGeneration})`);
+      answer = await this.resync(
+        fam,
+        `the controller refused generation ${fam.state.generation} digest ${fam.state.digest} (its newest: ${answer.latestGeneration})`,
+      );
       resynced = true;
     }
     if (answer && !answer.resyncRequired) fam.refused = undefined;
@@ -487,7 +586,10 @@ export class Executor {
   private async resync(fam: Family, reason: string): Promise<AckResponse | undefined> {
     const backoff = this.retryBackoff();
     const signal = this.abort.signal;
-    this.opts.logger.info({ family: fam.family, reason, generation: fam.state.generation }, 'resyncing from a snapshot');
+    this.opts.logger.info(
+      { family: fam.family, reason, generation: fam.state.generation },
+      'resyncing from a snapshot',
+    );
     while (!signal.aborted) {
       const t0 = performance.now();
       try {
@@ -511,7 +613,12 @@ export class Executor {
   }
 
   /** Restores `snap` into the kernel, makes it the family's state and acks it. */
-  private async converge(fam: Family, snap: FetchedSnapshot, reason: string, t0: number): Promise<AckResponse | undefined> {
+  private async converge(
+    fam: Family,
+    snap: FetchedSnapshot,
+    reason: string,
+    t0: number,
+  ): Promise<AckResponse | undefined> {
     const forbidden = findForbiddenObject(snap.objects);
     if (forbidden) {
       // Refused as a whole, like a delta; resync retries with backoff (the controller's next snapshot may be sound).
@@ -528,7 +635,16 @@ export class Executor {
     fam.resyncs++;
     const seconds = (performance.now() - t0) / 1000;
     this.observeSync(fam, seconds, true);
-    this.opts.logger.info({ family: fam.family, generation: state.generation, objects: state.objects.size, ms: Math.round(seconds * 1000), reason }, 'converged from snapshot');
+    this.opts.logger.info(
+      {
+        family: fam.family,
+        generation: state.generation,
+        objects: state.objects.size,
+        ms: Math.round(seconds * 1000),
+        reason,
+      },
+      'converged from snapshot',
+    );
     await this.opts.conntrack?.afterRestore(fam.family, before, state);
     fam.healthChecks = healthChecksOf(state);
     await this.syncHealthChecks(fam);
@@ -553,12 +669,25 @@ export class Executor {
     }
     let replayed;
     try {
-      replayed = await abortable(replayTo(this.opts.js, { node: this.opts.node, family: fam.family, badDigest: 'skip', verifier: this.opts.verifier }), signal, 'replay from JetStream');
+      replayed = await abortable(
+        replayTo(this.opts.js, {
+          node: this.opts.node,
+          family: fam.family,
+          badDigest: 'skip',
+          verifier: this.opts.verifier,
+        }),
+        signal,
+        'replay from JetStream',
+      );
     } catch (err) {
       if (err instanceof OutsideRetentionError) return undefined;
       throw err;
     }
-    if (replayed.skipped > 0) this.opts.logger.info({ family: fam.family, skipped: replayed.skipped }, 'replay skipped messages that are not part of the node chain');
+    if (replayed.skipped > 0)
+      this.opts.logger.info(
+        { family: fam.family, skipped: replayed.skipped },
+        'replay skipped messages that are not part of the node chain',
+      );
     return { generation: replayed.generation, digest: replayed.digest, objects: replayed.state.sortedObjects() };
   }
 
@@ -566,7 +695,10 @@ export class Executor {
   private async syncHealthChecks(fam: Family): Promise<void> {
     if (!this.opts.healthChecks) return;
     const r = await this.opts.healthChecks.sync(fam.family, [...fam.healthChecks.values()]);
-    this.opts.logger.debug({ family: fam.family, listening: r.listening, failed: r.failed.length }, 'health check servers synced');
+    this.opts.logger.debug(
+      { family: fam.family, listening: r.listening, failed: r.failed.length },
+      'health check servers synced',
+    );
   }
 
   private scheduleDriftCheck(): void {
@@ -601,7 +733,10 @@ export class Executor {
       return [];
     }
     const drift = rb.drift.length > 0 ? [...rb.drift] : [`digest ${rb.digest} instead of ${fam.state.digest}`];
-    this.opts.logger.warn({ family: fam.family, generation: fam.state.generation, drift: drift.slice(0, 20), differences: drift.length }, 'rules changed behind kpx; repairing');
+    this.opts.logger.warn(
+      { family: fam.family, generation: fam.state.generation, drift: drift.slice(0, 20), differences: drift.length },
+      'rules changed behind kpx; repairing',
+    );
     const t0 = performance.now();
     await fam.backend.restore(fam.state);
     this.observeSync(fam, (performance.now() - t0) / 1000, true);
@@ -609,7 +744,8 @@ export class Executor {
     this.opts.metrics?.driftRepairs.inc();
     const after = await fam.backend.readBack(fam.state);
     fam.actualDigest = after.digest;
-    if (after.digest !== fam.state.digest) this.opts.logger.error({ family: fam.family, drift: after.drift.slice(0, 20) }, 'drift persists after repair');
+    if (after.digest !== fam.state.digest)
+      this.opts.logger.error({ family: fam.family, drift: after.drift.slice(0, 20) }, 'drift persists after repair');
     if (report) {
       await this.ackAndObey(fam, { applyDurationSeconds: 0, drift });
       this.changed();

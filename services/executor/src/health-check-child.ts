@@ -4,7 +4,13 @@
 // executor as `result` events. It exits when stdin closes, that is when the executor stops or dies.
 import { serveAgent } from '@kpx/common';
 import type { NodePortAddresses } from '@kpx/model';
-import { ChildEvent, EveryAddress, LocalHealthCheckServers, type HealthCheckService, type HealthCheckSyncResult } from './health-check.js';
+import {
+  ChildEvent,
+  EveryAddress,
+  LocalHealthCheckServers,
+  type HealthCheckService,
+  type HealthCheckSyncResult,
+} from './health-check.js';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as { nodePortAddresses?: NodePortAddresses; retryMs?: number };
 let healthy = false;

@@ -45,7 +45,12 @@ export interface HealthCheckService {
 export function healthCheckOf(o: HashedObject | undefined): HealthCheckService | undefined {
   const p = o?.wire.payload;
   if (p?.$case !== 'healthCheckService') return undefined;
-  return { namespace: p.value.namespace, name: p.value.name, port: p.value.port, localEndpoints: p.value.localEndpoints };
+  return {
+    namespace: p.value.namespace,
+    name: p.value.name,
+    port: p.value.port,
+    localEndpoints: p.value.localEndpoints,
+  };
 }
 
 /** Every health check of a state, by key (the port). */
@@ -63,7 +68,11 @@ export function healthChecksOf(state: RuleState): Map<string, HealthCheckService
 export const isHealthCheckId = (id: string): boolean => id.startsWith(IdPrefix);
 
 /** Updates `checks` (by key) for the ids a change touched, from the state after it. Returns whether anything changed. */
-export function updateHealthChecks(checks: Map<string, HealthCheckService>, state: RuleState, ids: Iterable<string>): boolean {
+export function updateHealthChecks(
+  checks: Map<string, HealthCheckService>,
+  state: RuleState,
+  ids: Iterable<string>,
+): boolean {
   let changed = false;
   for (const id of ids) {
     if (!isHealthCheckId(id)) continue;
@@ -78,11 +87,19 @@ export function updateHealthChecks(checks: Map<string, HealthCheckService>, stat
 }
 
 function sameCheck(a: HealthCheckService | undefined, b: HealthCheckService | undefined): boolean {
-  return a?.namespace === b?.namespace && a?.name === b?.name && a?.port === b?.port && a?.localEndpoints === b?.localEndpoints;
+  return (
+    a?.namespace === b?.namespace &&
+    a?.name === b?.name &&
+    a?.port === b?.port &&
+    a?.localEndpoints === b?.localEndpoints
+  );
 }
 
 /** Whether two sets of checks are equal. */
-export function sameHealthChecks(a: ReadonlyMap<string, HealthCheckService>, b: ReadonlyMap<string, HealthCheckService>): boolean {
+export function sameHealthChecks(
+  a: ReadonlyMap<string, HealthCheckService>,
+  b: ReadonlyMap<string, HealthCheckService>,
+): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) if (!sameCheck(v, b.get(k))) return false;
   return true;
@@ -98,7 +115,10 @@ export interface HealthCheckResponse {
  * kube-proxy's answer, byte for byte: its JSON (tab-indented, no trailing newline), 200 when the node has local
  * endpoints and the proxy is healthy, else 503.
  */
-export function healthCheckResponse(svc: Pick<HealthCheckService, 'namespace' | 'name' | 'localEndpoints'>, proxyHealthy: boolean): HealthCheckResponse {
+export function healthCheckResponse(
+  svc: Pick<HealthCheckService, 'namespace' | 'name' | 'localEndpoints'>,
+  proxyHealthy: boolean,
+): HealthCheckResponse {
   const body = [
     '{',
     '\t"service": {',
@@ -121,17 +141,26 @@ export function healthCheckResponse(svc: Pick<HealthCheckService, 'namespace' | 
  * of the family (none of them /0): then the interface addresses inside them (`interfaces`: os.networkInterfaces()).
  * `primary` (the Node object's IPs, which the executor does not read) listens on every address.
  */
-export function listenAddresses(family: string, nodePortAddresses: NodePortAddresses, interfaces = networkInterfaces()): string[] {
+export function listenAddresses(
+  family: string,
+  nodePortAddresses: NodePortAddresses,
+  interfaces = networkInterfaces(),
+): string[] {
   const v6 = family === 'IPv6';
   const wildcard = v6 ? '::' : '0.0.0.0';
   const type = v6 ? 'ipv6' : 'ipv4';
-  const cidrs = nodePortAddresses.kind === NodePortAddressesKind.CIDRs ? nodePortAddresses.cidrs.filter((c) => c.family === family) : [];
+  const cidrs =
+    nodePortAddresses.kind === NodePortAddressesKind.CIDRs
+      ? nodePortAddresses.cidrs.filter((c) => c.family === family)
+      : [];
   if (cidrs.length === 0 || cidrs.some((c) => c.prefix === 0)) return [wildcard];
   const list = new BlockList();
   for (const c of cidrs) list.addSubnet(c.address, c.prefix, type);
   const out = new Set<string>();
   for (const addrs of Object.values(interfaces)) {
-    for (const a of addrs ?? []) if (a.family === (v6 ? 'IPv6' : 'IPv4') && !a.address.startsWith('fe80:') && list.check(a.address, type)) out.add(a.address);
+    for (const a of addrs ?? [])
+      if (a.family === (v6 ? 'IPv6' : 'IPv4') && !a.address.startsWith('fe80:') && list.check(a.address, type))
+        out.add(a.address);
   }
   return [...out].sort();
 }
@@ -220,7 +249,11 @@ export class LocalHealthCheckServers implements HealthCheckServers {
     });
   }
 
-  private async syncNow(family: string, services: readonly HealthCheckService[], retry: boolean): Promise<HealthCheckSyncResult> {
+  private async syncNow(
+    family: string,
+    services: readonly HealthCheckService[],
+    retry: boolean,
+  ): Promise<HealthCheckSyncResult> {
     if (this.closed) return { family, listening: [], failed: [] };
     let ports = this.families.get(family);
     if (!ports) this.families.set(family, (ports = new Map<number, Instance>()));
@@ -238,7 +271,14 @@ export class LocalHealthCheckServers implements HealthCheckServers {
       inst.svc = svc;
       if (inst.error !== undefined) failed.push(...(await this.open(family, inst)));
     }
-    const result: HealthCheckSyncResult = { family, listening: [...ports.values()].filter((i) => i.error === undefined).map((i) => i.svc.port).sort((a, b) => a - b), failed };
+    const result: HealthCheckSyncResult = {
+      family,
+      listening: [...ports.values()]
+        .filter((i) => i.error === undefined)
+        .map((i) => i.svc.port)
+        .sort((a, b) => a - b),
+      failed,
+    };
     this.opts.onResult?.(result, retry);
     this.scheduleRetry();
     return result;
@@ -256,7 +296,15 @@ export class LocalHealthCheckServers implements HealthCheckServers {
       } catch (err) {
         await Promise.all(servers.map(closeServer));
         inst.error = (err as Error).message;
-        return [{ family, port: inst.svc.port, service: `${inst.svc.namespace}/${inst.svc.name}`, address, error: inst.error }];
+        return [
+          {
+            family,
+            port: inst.svc.port,
+            service: `${inst.svc.namespace}/${inst.svc.name}`,
+            address,
+            error: inst.error,
+          },
+        ];
       }
     }
     inst.servers = servers;
@@ -286,7 +334,8 @@ export class LocalHealthCheckServers implements HealthCheckServers {
   }
 }
 
-const sameAddresses = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+const sameAddresses = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** The child's methods (health-check-child.ts): `sync(family, services)` answers a HealthCheckSyncResult. */
 export const ChildMethod = { Sync: 'sync', Healthy: 'healthy' } as const;
@@ -320,7 +369,8 @@ export class NetnsHealthCheckServers implements HealthCheckServers {
 
   sync(family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
     this.desired.set(family, services);
-    if (this.closed || (!this.child && services.length === 0)) return Promise.resolve({ family, listening: [], failed: [] });
+    if (this.closed || (!this.child && services.length === 0))
+      return Promise.resolve({ family, listening: [], failed: [] });
     const child = this.ensureChild();
     return this.request(child, family, services);
   }
@@ -331,14 +381,28 @@ export class NetnsHealthCheckServers implements HealthCheckServers {
     await this.child?.close(3_000);
   }
 
-  private async request(child: AgentProcess, family: string, services: readonly HealthCheckService[]): Promise<HealthCheckSyncResult> {
+  private async request(
+    child: AgentProcess,
+    family: string,
+    services: readonly HealthCheckService[],
+  ): Promise<HealthCheckSyncResult> {
     let result: HealthCheckSyncResult;
     try {
       result = await child.call<HealthCheckSyncResult>(ChildMethod.Sync, family, services);
     } catch (err) {
       // Asked and not answered (the child ended): failed; a later sync starts a new child and replays every family.
       const now = this.desired.get(family) ?? [];
-      return { family, listening: [], failed: now.map((s) => ({ family, port: s.port, service: `${s.namespace}/${s.name}`, address: '', error: `health check process: ${(err as Error).message}` })) };
+      return {
+        family,
+        listening: [],
+        failed: now.map((s) => ({
+          family,
+          port: s.port,
+          service: `${s.namespace}/${s.name}`,
+          address: '',
+          error: `health check process: ${(err as Error).message}`,
+        })),
+      };
     }
     this.opts.onResult?.(result);
     return result;
@@ -349,7 +413,12 @@ export class NetnsHealthCheckServers implements HealthCheckServers {
     const child: AgentProcess = new AgentProcess({
       name: 'health check process',
       script: ChildScript,
-      args: [JSON.stringify({ nodePortAddresses: this.opts.nodePortAddresses ?? EveryAddress, retryMs: this.opts.retryMs ?? 5_000 })],
+      args: [
+        JSON.stringify({
+          nodePortAddresses: this.opts.nodePortAddresses ?? EveryAddress,
+          retryMs: this.opts.retryMs ?? 5_000,
+        }),
+      ],
       netns: this.opts.netns,
       keepAlive: true,
       exitError: (why) => new Error(why),

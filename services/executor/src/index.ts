@@ -10,7 +10,13 @@ export { IptablesBackend, driftLines } from './iptables-backend.js';
 export type { IptablesBackendOptions } from './iptables-backend.js';
 export { IpvsBackend } from './ipvs-backend.js';
 export type { IpvsBackendOptions } from './ipvs-backend.js';
-export { StaleFlows, createConntrackCleaner, deletionsForChange, deletionsForRestore, deriveConntrackDeletions } from './conntrack.js';
+export {
+  StaleFlows,
+  createConntrackCleaner,
+  deletionsForChange,
+  deletionsForRestore,
+  deriveConntrackDeletions,
+} from './conntrack.js';
 export type { ConntrackCleaner, ConntrackDeletion, UdpFrontend } from './conntrack.js';
 export {
   ChildScript as HealthCheckChildScript,
@@ -21,4 +27,11 @@ export {
   healthChecksOf,
   listenAddresses,
 } from './health-check.js';
-export type { HealthCheckFailure, HealthCheckResponse, HealthCheckServers, HealthCheckServersOptions, HealthCheckService, HealthCheckSyncResult } from './health-check.js';
+export type {
+  HealthCheckFailure,
+  HealthCheckResponse,
+  HealthCheckServers,
+  HealthCheckServersOptions,
+  HealthCheckService,
+  HealthCheckSyncResult,
+} from './health-check.js';

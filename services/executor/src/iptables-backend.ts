@@ -1,6 +1,12 @@
 // The iptables backend: @kpx/kernel's applier for one IP family (iptables-* or ip6tables-*), optionally inside a
 // network namespace.
-import { createIptablesApplier, diffActual, isIptablesObject, type IptablesApplier, type IptablesDrift } from '@kpx/kernel';
+import {
+  createIptablesApplier,
+  diffActual,
+  isIptablesObject,
+  type IptablesApplier,
+  type IptablesDrift,
+} from '@kpx/kernel';
 import type { RuleState } from '@kpx/ruleset';
 import { readBackDigest, type AppliedChange, type Backend, type ReadBack } from './backend.js';
 

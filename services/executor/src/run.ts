@@ -1,17 +1,41 @@
 // Runs one node's executor: NATS JetStream for deltas, gRPC to the controller, /healthz /livez and /metrics.
 import { readFileSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { ControllerClient, connectWithRetry, followConnection, inboxPrefix, type NatsAuth, natsConnectionOptions, NatsRole, readTlsFiles, type TlsFiles, type Verifier } from '@kpx/transport';
+import {
+  ControllerClient,
+  connectWithRetry,
+  followConnection,
+  inboxPrefix,
+  type NatsAuth,
+  natsConnectionOptions,
+  NatsRole,
+  readTlsFiles,
+  type TlsFiles,
+  type Verifier,
+} from '@kpx/transport';
 import { jetstream } from '@nats-io/jetstream';
 import type { NodePortAddresses } from '@kpx/model';
-import { createHealthTracker, createLogger, createMetrics, executorMetrics, startHttpServer, startTracing, type HttpServer, type Logger, type Tracer, type Tracing } from '@kpx/telemetry';
+import {
+  createHealthTracker,
+  createLogger,
+  createMetrics,
+  executorMetrics,
+  startHttpServer,
+  startTracing,
+  type HttpServer,
+  type Logger,
+  type Tracer,
+  type Tracing,
+} from '@kpx/telemetry';
 import type { Backend } from './backend.js';
 import { createConntrackCleaner } from './conntrack.js';
 import { Executor } from './executor.js';
 import { createHealthCheckServers, type HealthCheckSyncResult } from './health-check.js';
 
 /** service.version of the traces' resource: this package's version. */
-const PackageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const PackageVersion = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 export interface ExecutorRunOptions {
   readonly node: string;
@@ -64,9 +88,18 @@ export interface RunningExecutor {
 }
 
 export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExecutor> {
-  const logger = createLogger({ name: 'kpx-executor', ...(opts.logLevel ? { level: opts.logLevel } : {}) }).child({ node: opts.node });
+  const logger = createLogger({ name: 'kpx-executor', ...(opts.logLevel ? { level: opts.logLevel } : {}) }).child({
+    node: opts.node,
+  });
   // One tracer provider per process: a caller that runs several components in one process passes its own.
-  const own: Tracing | undefined = opts.tracer ? undefined : startTracing({ serviceName: 'kpx-executor', serviceVersion: PackageVersion, resourceAttributes: { 'k8s.node.name': opts.node }, ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}) });
+  const own: Tracing | undefined = opts.tracer
+    ? undefined
+    : startTracing({
+        serviceName: 'kpx-executor',
+        serviceVersion: PackageVersion,
+        resourceAttributes: { 'k8s.node.name': opts.node },
+        ...(opts.otlpEndpoint ? { otlpEndpoint: opts.otlpEndpoint } : {}),
+      });
   const tracer: Tracer = opts.tracer ?? own!.tracer;
   const registry = createMetrics({ processMetrics: true });
   const metrics = executorMetrics(registry);
@@ -79,24 +112,50 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       for (const c of [...cleanups].reverse()) {
-        const done = await bounded(c.fn(), StopStepMs).catch((err: unknown) => (logger.warn({ err, step: c.what }, 'error while stopping'), true));
+        const done = await bounded(c.fn(), StopStepMs).catch(
+          (err: unknown) => (logger.warn({ err, step: c.what }, 'error while stopping'), true),
+        );
         if (!done) logger.warn({ step: c.what, ms: StopStepMs }, 'stop step unfinished; going on');
       }
     })());
   try {
-    const tls = opts.controllerTls ? readTlsFiles(opts.controllerTls, { caFlag: '--ca-file', warn: (fields, message) => logger.warn(fields, message) }) : undefined;
+    const tls = opts.controllerTls
+      ? readTlsFiles(opts.controllerTls, {
+          caFlag: '--ca-file',
+          warn: (fields, message) => logger.warn(fields, message),
+        })
+      : undefined;
     const controller = new ControllerClient(opts.controller, { tracerName: 'kpx-executor', ...(tls ? { tls } : {}) });
     cleanups.push({ what: 'controller client', fn: () => Promise.resolve(controller.close()) });
     // NATS may not be up yet (a node booting first, an outage): wait for it, stoppable by SIGTERM.
     const nc: NatsConnection = await connectWithRetry(
-      { servers: opts.natsUrl, name: `kpx-executor-${opts.node}`, maxReconnectAttempts: -1, reconnectTimeWait: 250, inboxPrefix: inboxPrefix(NatsRole.Node, opts.node), ...(await natsConnectionOptions(opts.natsAuth ?? {})) },
-      { signal: opts.signal, onRetry: (err, attempt, waitMs) => logger.info({ err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs }, 'cannot reach NATS yet; retrying') },
+      {
+        servers: opts.natsUrl,
+        name: `kpx-executor-${opts.node}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        inboxPrefix: inboxPrefix(NatsRole.Node, opts.node),
+        ...(await natsConnectionOptions(opts.natsAuth ?? {})),
+      },
+      {
+        signal: opts.signal,
+        onRetry: (err, attempt, waitMs) =>
+          logger.info(
+            { err: String(err), nats: opts.natsUrl, attempt, retryInMs: waitMs },
+            'cannot reach NATS yet; retrying',
+          ),
+      },
     );
     cleanups.push({ what: 'NATS connection', fn: () => nc.close() });
     void followConnection(nc, (up, server) => {
       if (up) health.sourceRestored();
       else health.sourceLost();
-      logger.info({ server }, up ? 'NATS reconnected; resuming from the last applied delta' : 'NATS disconnected; the kernel keeps its rules; reconnecting');
+      logger.info(
+        { server },
+        up
+          ? 'NATS reconnected; resuming from the last applied delta'
+          : 'NATS disconnected; the kernel keeps its rules; reconnecting',
+      );
     });
     const backends = new Map((opts.families ?? ['IPv4', 'IPv6']).map((f) => [f, opts.createBackend(f)]));
     /** Health check ports failing, `family/port: error`: a failure is logged when it starts and when it ends. */
@@ -112,12 +171,17 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
             if (r.failed.length > 0) metrics.healthCheckListenFailures.inc(labels, r.failed.length);
             const now = new Set(r.failed.map((f) => `${f.family}/${f.port}: ${f.error}`));
             const started = r.failed.filter((f) => !failing.has(`${f.family}/${f.port}: ${f.error}`));
-            if (started.length > 0) logger.error({ family: r.family, failed: started }, 'could not serve health check node ports; retrying every few seconds');
+            if (started.length > 0)
+              logger.error(
+                { family: r.family, failed: started },
+                'could not serve health check node ports; retrying every few seconds',
+              );
             for (const k of [...failing]) {
               if (!k.startsWith(`${r.family}/`) || now.has(k)) continue;
               failing.delete(k);
               const port = Number(k.slice(r.family.length + 1).split(':')[0]);
-              if (r.listening.includes(port)) logger.info({ family: r.family, port }, 'health check node port served again');
+              if (r.listening.includes(port))
+                logger.info({ family: r.family, port }, 'health check node port served again');
             }
             for (const k of now) failing.add(k);
           },
@@ -147,7 +211,10 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
       probeCounters: { proxyHealthz: metrics.proxyHealthz, proxyLivez: metrics.proxyLivez },
     });
     cleanups.push({ what: 'healthz server', fn: () => http.close() });
-    const metricsHttp: HttpServer = await startHttpServer({ listen: opts.metricsListen ?? '127.0.0.1:10249', registry });
+    const metricsHttp: HttpServer = await startHttpServer({
+      listen: opts.metricsListen ?? '127.0.0.1:10249',
+      registry,
+    });
     cleanups.push({ what: 'metrics server', fn: () => metricsHttp.close() });
     cleanups.push({ what: 'executor', fn: () => executor.stop() });
     const abortStart = (): void => void executor.stop();
@@ -157,7 +224,16 @@ export async function runExecutor(opts: ExecutorRunOptions): Promise<RunningExec
     } finally {
       opts.signal?.removeEventListener('abort', abortStart);
     }
-    logger.info({ nats: opts.natsUrl, controller: opts.controller, healthz: http.url, metrics: metricsHttp.url, backends: [...backends.values()].map((b) => b.name) }, 'kpx executor running');
+    logger.info(
+      {
+        nats: opts.natsUrl,
+        controller: opts.controller,
+        healthz: http.url,
+        metrics: metricsHttp.url,
+        backends: [...backends.values()].map((b) => b.name),
+      },
+      'kpx executor running',
+    );
     return { executor, healthzUrl: http.url, metricsUrl: metricsHttp.url, logger, stop };
   } catch (err) {
     await stop();

@@ -19,32 +19,39 @@ class RefusingBackend extends MemoryBackend {
   }
 }
 
-test('a delta the kernel refuses is undone: the failed ack carries the generation and digest before it, then the node resyncs', { timeout: 60_000 }, async () => {
-  const s = await setUp();
-  const backend = new RefusingBackend();
-  const e = newExecutor(s, backend);
-  try {
-    await e.executor.start();
-    const before = s.desired()!;
-    await waitFor(() => e.executor.status()[0]?.generation === before.generation, 'the first state');
-    assert.equal(e.executor.status()[0]?.digest, before.digest);
-    backend.refuseNext = true;
-    const acks = e.client.acks.length;
-    await s.change();
-    const want = s.desired()!;
-    await waitFor(() => e.client.acks.slice(acks).some((a) => a.error !== ''), 'the failed ack');
-    const failed = e.client.acks.slice(acks).find((a) => a.error !== '')!;
-    assert.match(failed.error, new RegExp(`^applying delta ${want.generation} failed: iptables-restore: line 3 failed$`));
-    assert.equal(backend.refused?.generation, want.generation, 'the backend was handed the state after the delta');
-    assert.ok((backend.refused?.previous ?? 0) > 0, 'and what the delta changed');
-    assert.equal(failed.generation, before.generation, 'the state went back to the generation before the delta');
-    assert.equal(failed.digest, before.digest, 'and to its digest');
-    // The resync that follows brings the node to the controller's newest state.
-    await waitFor(() => e.executor.status()[0]?.generation === want.generation, 'the resync');
-    assert.equal(e.executor.status()[0]?.digest, want.digest);
-    assert.ok(e.logs.some((l) => l.msg === 'apply failed; the old rules stay; resyncing'));
-  } finally {
-    await e.close();
-    await s.close();
-  }
-});
+test(
+  'a delta the kernel refuses is undone: the failed ack carries the generation and digest before it, then the node resyncs',
+  { timeout: 60_000 },
+  async () => {
+    const s = await setUp();
+    const backend = new RefusingBackend();
+    const e = newExecutor(s, backend);
+    try {
+      await e.executor.start();
+      const before = s.desired()!;
+      await waitFor(() => e.executor.status()[0]?.generation === before.generation, 'the first state');
+      assert.equal(e.executor.status()[0]?.digest, before.digest);
+      backend.refuseNext = true;
+      const acks = e.client.acks.length;
+      await s.change();
+      const want = s.desired()!;
+      await waitFor(() => e.client.acks.slice(acks).some((a) => a.error !== ''), 'the failed ack');
+      const failed = e.client.acks.slice(acks).find((a) => a.error !== '')!;
+      assert.match(
+        failed.error,
+        new RegExp(`^applying delta ${want.generation} failed: iptables-restore: line 3 failed$`),
+      );
+      assert.equal(backend.refused?.generation, want.generation, 'the backend was handed the state after the delta');
+      assert.ok((backend.refused?.previous ?? 0) > 0, 'and what the delta changed');
+      assert.equal(failed.generation, before.generation, 'the state went back to the generation before the delta');
+      assert.equal(failed.digest, before.digest, 'and to its digest');
+      // The resync that follows brings the node to the controller's newest state.
+      await waitFor(() => e.executor.status()[0]?.generation === want.generation, 'the resync');
+      assert.equal(e.executor.status()[0]?.digest, want.digest);
+      assert.ok(e.logs.some((l) => l.msg === 'apply failed; the old rules stay; resyncing'));
+    } finally {
+      await e.close();
+      await s.close();
+    }
+  },
+);

@@ -39,7 +39,9 @@ const slice = (i: number): EndpointSliceObject => ({
   metadata: { name: 'web-1', namespace: 'bp', labels: { 'kubernetes.io/service-name': 'web' } },
   addressType: 'IPv4',
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-  endpoints: [{ addresses: [`10.244.${Math.floor(i / 250)}.${(i % 250) + 1}`], nodeName: 'n1', conditions: { ready: true } }],
+  endpoints: [
+    { addresses: [`10.244.${Math.floor(i / 250)}.${(i % 250) + 1}`], nodeName: 'n1', conditions: { ready: true } },
+  ],
 });
 
 /** MemoryBackend whose applies can be held until released. */
@@ -63,7 +65,6 @@ class GatedBackend extends MemoryBackend {
     await super.apply();
   }
 }
-
 
 async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
@@ -115,7 +116,11 @@ async function farBehind(sc: Scenario): Promise<void> {
     js: jetstream(nc),
     controller: client,
     backends: new Map([['IPv4', backend]]),
-    logger: createLogger({ name: 'test', level: 'info', destination: { write: (line: string) => void logs.push(line) } }),
+    logger: createLogger({
+      name: 'test',
+      level: 'info',
+      destination: { write: (line: string) => void logs.push(line) },
+    }),
     tracer: trace.getTracer('test'),
     driftCheckMs: 0,
     ...(sc.maxBehind !== undefined ? { maxBehind: sc.maxBehind } : {}),
@@ -139,7 +144,9 @@ async function farBehind(sc: Scenario): Promise<void> {
     /** The executor's consumer: messages delivered to the process, and pending on the server. */
     const consumer = async (): Promise<{ delivered: number; serverPending: number }> => {
       const consumers = await jsm.consumers.list('KPX_DELTAS').next();
-      const mine = consumers.filter((c) => c.config.filter_subjects?.includes('kpx.delta.n1') || c.config.filter_subject === 'kpx.delta.n1');
+      const mine = consumers.filter(
+        (c) => c.config.filter_subjects?.includes('kpx.delta.n1') || c.config.filter_subject === 'kpx.delta.n1',
+      );
       assert.equal(mine.length, 1, 'one consumer of the node subject');
       return { delivered: mine[0]!.delivered.consumer_seq, serverPending: mine[0]!.num_pending };
     };
@@ -159,7 +166,10 @@ async function farBehind(sc: Scenario): Promise<void> {
     assert.ok(maxDelivered <= 257, `at most one batch delivered while the apply is stuck, got ${maxDelivered}`);
     const history = sc.history ?? 1_000;
     assert.ok(maxServerPending <= history, `the server keeps at most the history: ${maxServerPending}`);
-    assert.ok(blockedAt.serverPending >= Math.min(history, sc.total) - 257, `the rest waits on the server: ${blockedAt.serverPending} pending`);
+    assert.ok(
+      blockedAt.serverPending >= Math.min(history, sc.total) - 257,
+      `the rest waits on the server: ${blockedAt.serverPending} pending`,
+    );
     assert.equal(backend.applies, 0, 'nothing applied yet');
     assert.equal(executor.status()[0]?.resyncs, 1);
 
@@ -167,16 +177,27 @@ async function farBehind(sc: Scenario): Promise<void> {
     backend.open();
     await waitFor(() => desired()?.generation === controller.pipeline.generation, 'the tracker to see the last delta');
     const want = desired()!;
-    await waitFor(() => executor.status()[0]?.generation === want.generation, `the executor to reach generation ${want.generation}`);
+    await waitFor(
+      () => executor.status()[0]?.generation === want.generation,
+      `the executor to reach generation ${want.generation}`,
+    );
     const st = executor.status()[0]!;
     assert.equal(st.digest, want.digest, "the controller's digest");
     assert.equal(st.resyncs, 2, 'one jump to a snapshot');
     assert.equal(backend.restores, 2);
-    assert.ok(backend.applies <= 257, `the deltas behind the jump were skipped, not applied: ${backend.applies} applied`);
-    const jumps = logs.map((l) => JSON.parse(l) as { msg: string; reason?: string }).filter((l) => l.msg === 'resyncing from a snapshot' && l.reason !== 'start');
+    assert.ok(
+      backend.applies <= 257,
+      `the deltas behind the jump were skipped, not applied: ${backend.applies} applied`,
+    );
+    const jumps = logs
+      .map((l) => JSON.parse(l) as { msg: string; reason?: string })
+      .filter((l) => l.msg === 'resyncing from a snapshot' && l.reason !== 'start');
     assert.equal(jumps.length, 1, JSON.stringify(jumps));
     assert.match(jumps[0]!.reason ?? '', sc.reason);
-    await waitFor(() => controller.pipeline.tracker.status().every((n) => n.inSync), 'the controller to see n1 in sync');
+    await waitFor(
+      () => controller.pipeline.tracker.status().every((n) => n.inSync),
+      'the controller to see n1 in sync',
+    );
 
     // Caught up, it follows deltas one by one again.
     const appliesBefore = backend.applies;

@@ -98,9 +98,14 @@ ${endpoints.map((ip) => `  - { addresses: ["${ip}"], nodeName: n${ip.split(':')[
 `;
 }
 
-function compile(yaml: string, { node = 'n1', family = IPFamily.IPv4, ipvs = false }: { node?: string; family?: IPFamily; ipvs?: boolean } = {}): RuleState {
+function compile(
+  yaml: string,
+  { node = 'n1', family = IPFamily.IPv4, ipvs = false }: { node?: string; family?: IPFamily; ipvs?: boolean } = {},
+): RuleState {
   const { state } = loadClusterState(parseManifests(yaml ? `${nodesYaml}---\n${yaml}` : nodesYaml, 'test.yaml'));
-  const rs = ipvs ? compileIpvs({ state, nodeName: node, options: defaultIpvsOptions(family) }) : compileIptables({ state, nodeName: node, options: defaultIptablesOptions(family) });
+  const rs = ipvs
+    ? compileIpvs({ state, nodeName: node, options: defaultIpvsOptions(family) })
+    : compileIptables({ state, nodeName: node, options: defaultIptablesOptions(family) });
   return RuleState.from(rs.objects.map(toWire));
 }
 
@@ -113,18 +118,24 @@ function changeBetween(before: RuleState, after: RuleState): AppliedChange {
   return { upserts, deletes, previous };
 }
 
-function derive(before: string, after: string, opts: { node?: string; family?: IPFamily; ipvs?: boolean } = {}): ConntrackDeletion[] {
+function derive(
+  before: string,
+  after: string,
+  opts: { node?: string; family?: IPFamily; ipvs?: boolean } = {},
+): ConntrackDeletion[] {
   const a = compile(after, opts);
   return deletionsForChange(opts.family ?? 'IPv4', a, changeBetween(compile(before, opts), a));
 }
 
 /** One line per deletion: the conntrack -D for a gone endpoint, `new <frontend> keep <endpoints>` otherwise. */
 function show(ds: readonly ConntrackDeletion[]): string[] {
-  return ds.map((d) =>
-    d.kind === StaleFlows.GoneEndpoint
-      ? `conntrack ${deleteCommand(d.family, d.frontend, d.endpoint).args.join(' ')}`
-      : `new ${d.frontend.ip ?? '*'}:${d.frontend.port} keep ${d.keep.join(',')}`,
-  ).sort();
+  return ds
+    .map((d) =>
+      d.kind === StaleFlows.GoneEndpoint
+        ? `conntrack ${deleteCommand(d.family, d.frontend, d.endpoint).args.join(' ')}`
+        : `new ${d.frontend.ip ?? '*'}:${d.frontend.port} keep ${d.keep.join(',')}`,
+    )
+    .sort();
 }
 
 describe('deriving stale UDP conntrack deletions from a change', () => {
@@ -140,7 +151,10 @@ describe('deriving stale UDP conntrack deletions from a change', () => {
 
   test('IPVS mode: the same deletions from the same change (the conntrack.port duty is the same in every mode)', () => {
     const ipvs = { ipvs: true };
-    assert.deepEqual(show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }), ipvs)), show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }))));
+    assert.deepEqual(
+      show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }), ipvs)),
+      show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }))),
+    );
     assert.equal(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.1.10'] }), ipvs).length, 4);
     assert.deepEqual(show(derive(dnsYaml({ endpoints: [] }), dnsYaml({ endpoints: ['10.244.2.10'] }), ipvs)), [
       'new *:30053 keep 10.244.2.10',
@@ -153,21 +167,27 @@ describe('deriving stale UDP conntrack deletions from a change', () => {
   test('only conntrack.port duties drive the cleanup: a UDP rule without its duty deletes nothing', () => {
     const before = compile(dnsYaml());
     const after = compile(dnsYaml({ endpoints: ['10.244.1.10'] }));
-    for (const s of [before, after]) for (const o of [...s.objects.values()]) if (o.wire.kind === 'conntrack.port') s.delete(o.wire);
+    for (const s of [before, after])
+      for (const o of [...s.objects.values()]) if (o.wire.kind === 'conntrack.port') s.delete(o.wire);
     assert.deepEqual(deletionsForChange('IPv4', after, changeBetween(before, after)), []);
   });
 
   test('the same change on another node (the removed endpoint is remote there too): the same deletions', () => {
     const got = show(derive(dnsYaml(), dnsYaml({ endpoints: ['10.244.2.10'] }), { node: 'n2' }));
     assert.equal(got.length, 4);
-    assert.ok(got.every((l) => l.endsWith('--reply-src 10.244.1.10')), got.join('\n'));
+    assert.ok(
+      got.every((l) => l.endsWith('--reply-src 10.244.1.10')),
+      got.join('\n'),
+    );
   });
 
   test('endpoints added only, or only a TCP change: nothing to delete', () => {
     assert.deepEqual(derive(dnsYaml({ endpoints: ['10.244.1.10'] }), dnsYaml()), []);
     // A TCP-only change in the examples (shop/web gets another endpoint).
     const before = compileExamples();
-    const after = compileExamples((file, text) => (file === 'web.yaml' ? text.replace('10.244.1.10]', '10.244.1.11]') : text));
+    const after = compileExamples((file, text) =>
+      file === 'web.yaml' ? text.replace('10.244.1.10]', '10.244.1.11]') : text,
+    );
     assert.notEqual(before.digest, after.digest);
     assert.deepEqual(deletionsForChange('IPv4', after, changeBetween(before, after)), []);
   });
@@ -180,27 +200,48 @@ describe('deriving stale UDP conntrack deletions from a change', () => {
 
   test('a service without endpoints (REJECT) gets one: every flow of each frontend that does not reach it', () => {
     const before = compile(dnsYaml({ endpoints: [] }));
-    assert.ok([...before.objects.values()].some((o) => JSON.stringify(o.wire).includes('has no endpoints') && JSON.stringify(o.wire).includes('-j REJECT')), 'REJECT rules before');
+    assert.ok(
+      [...before.objects.values()].some(
+        (o) => JSON.stringify(o.wire).includes('has no endpoints') && JSON.stringify(o.wire).includes('-j REJECT'),
+      ),
+      'REJECT rules before',
+    );
     const got = show(derive(dnsYaml({ endpoints: [] }), dnsYaml({ endpoints: ['10.244.2.10'] })));
-    assert.deepEqual(got, ['new *:30053 keep 10.244.2.10', 'new 10.96.0.53:53 keep 10.244.2.10', 'new 192.0.2.53:53 keep 10.244.2.10', 'new 198.51.100.53:53 keep 10.244.2.10']);
+    assert.deepEqual(got, [
+      'new *:30053 keep 10.244.2.10',
+      'new 10.96.0.53:53 keep 10.244.2.10',
+      'new 192.0.2.53:53 keep 10.244.2.10',
+      'new 198.51.100.53:53 keep 10.244.2.10',
+    ]);
   });
 
   test('a new UDP service with endpoints, and a new external IP: only the new frontends', () => {
-    assert.deepEqual(show(derive('', dnsYaml({ type: 'ClusterIP', externalIPs: [] }))), ['new 10.96.0.53:53 keep 10.244.1.10,10.244.2.10']);
-    assert.deepEqual(show(derive(dnsYaml(), dnsYaml({ externalIPs: ['192.0.2.53', '192.0.2.54'] }))), ['new 192.0.2.54:53 keep 10.244.1.10,10.244.2.10']);
+    assert.deepEqual(show(derive('', dnsYaml({ type: 'ClusterIP', externalIPs: [] }))), [
+      'new 10.96.0.53:53 keep 10.244.1.10,10.244.2.10',
+    ]);
+    assert.deepEqual(show(derive(dnsYaml(), dnsYaml({ externalIPs: ['192.0.2.53', '192.0.2.54'] }))), [
+      'new 192.0.2.54:53 keep 10.244.1.10,10.244.2.10',
+    ]);
   });
 
   test('an endpoint that only changes its port keeps its flows (kube-proxy compares endpoint IPs)', () => {
     const before = compile(dnsYaml());
     const after = compile(dnsYaml({ targetPort: 9053 }));
-    assert.ok(changeBetween(before, after).deletes.some((r) => r.key.startsWith('nat/KUBE-SEP-')), 'the KUBE-SEP chains change');
+    assert.ok(
+      changeBetween(before, after).deletes.some((r) => r.key.startsWith('nat/KUBE-SEP-')),
+      'the KUBE-SEP chains change',
+    );
     assert.deepEqual(deletionsForChange('IPv4', after, changeBetween(before, after)), []);
   });
 
   test('internalTrafficPolicy Local: the local endpoint goes, the ClusterIP DROPs; its flows still go', () => {
-    const yaml = (eps: string[]): string => dnsYaml({ type: 'ClusterIP', externalIPs: [], itp: 'Local', endpoints: eps });
+    const yaml = (eps: string[]): string =>
+      dnsYaml({ type: 'ClusterIP', externalIPs: [], itp: 'Local', endpoints: eps });
     const after = compile(yaml(['10.244.2.10']));
-    assert.ok([...after.objects.values()].some((o) => JSON.stringify(o.wire).includes('-d 10.96.0.53 --dport 53 -j DROP')), 'DROP for the cluster IP');
+    assert.ok(
+      [...after.objects.values()].some((o) => JSON.stringify(o.wire).includes('-d 10.96.0.53 --dport 53 -j DROP')),
+      'DROP for the cluster IP',
+    );
     assert.deepEqual(show(derive(yaml(['10.244.1.10', '10.244.2.10']), yaml(['10.244.2.10']))), [
       'conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.53 --orig-port-dst 53 --reply-src 10.244.1.10',
     ]);
@@ -208,23 +249,32 @@ describe('deriving stale UDP conntrack deletions from a change', () => {
 
   test('IPv6: conntrack -f ipv6 with the addresses as the rules have them', () => {
     const opts = { family: IPFamily.IPv6 };
-    assert.deepEqual(show(derive(dns6Yaml(['fd00:10:244:1::10', 'fd00:10:244:2::10']), dns6Yaml(['fd00:10:244:1::10']), opts)), [
-      'conntrack -D -f ipv6 -p udp --orig-dst fd00:96::53 --orig-port-dst 53 --reply-src fd00:10:244:2::10',
-      'conntrack -D -f ipv6 -p udp --orig-port-dst 30063 --reply-src fd00:10:244:2::10',
-    ]);
+    assert.deepEqual(
+      show(derive(dns6Yaml(['fd00:10:244:1::10', 'fd00:10:244:2::10']), dns6Yaml(['fd00:10:244:1::10']), opts)),
+      [
+        'conntrack -D -f ipv6 -p udp --orig-dst fd00:96::53 --orig-port-dst 53 --reply-src fd00:10:244:2::10',
+        'conntrack -D -f ipv6 -p udp --orig-port-dst 30063 --reply-src fd00:10:244:2::10',
+      ],
+    );
   });
 
   test('the examples: kube-dns loses its zone-1 endpoint, node-a falls back to the zone-2 one', () => {
     const before = compileExamples();
-    const after = compileExamples((file, text) => (file === 'dns.json' ? text.replace(/\{ "addresses": \["10\.244\.1\.2"\][^\n]*\n/, '') : text));
+    const after = compileExamples((file, text) =>
+      file === 'dns.json' ? text.replace(/\{ "addresses": \["10\.244\.1\.2"\][^\n]*\n/, '') : text,
+    );
     const got = show(deletionsForChange('IPv4', after, changeBetween(before, after)));
-    assert.deepEqual(got, ['conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.1.2']);
+    assert.deepEqual(got, [
+      'conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.1.2',
+    ]);
   });
 
   test('a restore from an empty state (executor start): every UDP frontend with endpoints is reconciled', () => {
     const state = compileExamples();
     // Every serving endpoint of the port is kept, as kube-proxy's cleanup does, not only those node-a's topology uses.
-    assert.deepEqual(show(deletionsForRestore('IPv4', new RuleState(), state)), ['new 10.96.0.10:53 keep 10.244.1.2,10.244.3.2']);
+    assert.deepEqual(show(deletionsForRestore('IPv4', new RuleState(), state)), [
+      'new 10.96.0.10:53 keep 10.244.1.2,10.244.3.2',
+    ]);
     assert.deepEqual(deletionsForRestore('IPv4', state, state), []);
   });
 });
@@ -239,7 +289,9 @@ const examplesText = new Map(
 /** node-a's IPv4 rules of the examples, each file edited by `edit` first. */
 function compileExamples(edit: (file: string, text: string) => string = (_f, t) => t): RuleState {
   const { state } = loadClusterState([...examplesText].flatMap(([f, t]) => parseManifests(edit(f, t), f)));
-  return RuleState.from(compileIptables({ state, nodeName: 'node-a', options: defaultIptablesOptions(IPFamily.IPv4) }).objects.map(toWire));
+  return RuleState.from(
+    compileIptables({ state, nodeName: 'node-a', options: defaultIptablesOptions(IPFamily.IPv4) }).objects.map(toWire),
+  );
 }
 
 describe('conntrack output and commands', () => {
@@ -260,10 +312,31 @@ describe('conntrack output and commands', () => {
   });
 
   test('staleReplySources: flows to the frontend that reach none of the endpoints kept', () => {
-    const d = { kind: StaleFlows.NewFrontend, family: 'IPv4', servicePort: 'e2e/dns:dns', frontend: { ip: '10.96.0.53', port: 53 }, keep: ['10.244.2.10'] } as const;
+    const d = {
+      kind: StaleFlows.NewFrontend,
+      family: 'IPv4',
+      servicePort: 'e2e/dns:dns',
+      frontend: { ip: '10.96.0.53', port: 53 },
+      keep: ['10.244.2.10'],
+    } as const;
     assert.deepEqual(staleReplySources(parseConntrackList(listing), d), ['10.244.9.9', '10.96.0.53']);
-    assert.deepEqual(staleReplySources(parseConntrackList(listing), { ...d, frontend: { ip: undefined, port: 53 } }), ['10.244.9.9', '10.96.0.53', '10.96.0.99', 'fd00:96::53']);
-    assert.deepEqual(listCommand('IPv6', { ip: 'fd00:96::53', port: 53 }).args, ['-L', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00:96::53', '--orig-port-dst', '53']);
+    assert.deepEqual(staleReplySources(parseConntrackList(listing), { ...d, frontend: { ip: undefined, port: 53 } }), [
+      '10.244.9.9',
+      '10.96.0.53',
+      '10.96.0.99',
+      'fd00:96::53',
+    ]);
+    assert.deepEqual(listCommand('IPv6', { ip: 'fd00:96::53', port: 53 }).args, [
+      '-L',
+      '-f',
+      'ipv6',
+      '-p',
+      'udp',
+      '--orig-dst',
+      'fd00:96::53',
+      '--orig-port-dst',
+      '53',
+    ]);
   });
 });
 
@@ -279,7 +352,11 @@ class FakeRunner implements CommandRunner {
 }
 
 const noneDeleted = (c: Command): CommandError =>
-  new CommandError({ command: [c.file, ...c.args].join(' '), exitCode: 1, stderr: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n' });
+  new CommandError({
+    command: [c.file, ...c.args].join(' '),
+    exitCode: 1,
+    stderr: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n',
+  });
 
 describe('the conntrack cleaner', () => {
   const logger = createLogger({ name: 'test', level: 'silent' });
@@ -294,14 +371,24 @@ describe('the conntrack cleaner', () => {
     const after = compile(dnsYaml({ endpoints: ['10.244.1.10'] }));
     const r = await cleaner.afterApply('IPv4', after, changeBetween(before, after));
     assert.deepEqual(r, { deletions: 4, commands: 4, deleted: 6, failed: 0 });
-    assert.ok(runner.commands.every((c) => c.startsWith('conntrack -D -f ipv4 -p udp ') && c.endsWith('--reply-src 10.244.2.10')), runner.commands.join('\n'));
+    assert.ok(
+      runner.commands.every(
+        (c) => c.startsWith('conntrack -D -f ipv4 -p udp ') && c.endsWith('--reply-src 10.244.2.10'),
+      ),
+      runner.commands.join('\n'),
+    );
   });
 
   test('new frontends: listed, then only the stale reply sources deleted', async () => {
     const runner = new FakeRunner((c) => {
       if (c.args[0] === '-L') {
         const vip = c.args.includes('10.96.0.53');
-        return { stdout: vip ? 'udp 17 29 src=10.244.1.11 dst=10.96.0.53 sport=4000 dport=53 [UNREPLIED] src=10.96.0.53 dst=10.244.1.11 sport=53 dport=4000 mark=0 use=1\nudp 17 29 src=10.244.1.12 dst=10.96.0.53 sport=4000 dport=53 src=10.244.2.10 dst=10.244.1.12 sport=8053 dport=4000 mark=0 use=1\n' : '', stderr: '' };
+        return {
+          stdout: vip
+            ? 'udp 17 29 src=10.244.1.11 dst=10.96.0.53 sport=4000 dport=53 [UNREPLIED] src=10.96.0.53 dst=10.244.1.11 sport=53 dport=4000 mark=0 use=1\nudp 17 29 src=10.244.1.12 dst=10.96.0.53 sport=4000 dport=53 src=10.244.2.10 dst=10.244.1.12 sport=8053 dport=4000 mark=0 use=1\n'
+            : '',
+          stderr: '',
+        };
       }
       return { stdout: '', stderr: '1 flow entries have been deleted.\n' };
     });
@@ -309,12 +396,22 @@ describe('the conntrack cleaner', () => {
     const after = compile(dnsYaml({ endpoints: ['10.244.2.10'] }));
     const r = await createConntrackCleaner({ logger, runner }).afterApply('IPv4', after, changeBetween(before, after));
     assert.equal(runner.commands.filter((c) => c.startsWith('conntrack -L')).length, 4);
-    assert.deepEqual(runner.commands.filter((c) => c.startsWith('conntrack -D')), ['conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.53 --orig-port-dst 53 --reply-src 10.96.0.53']);
+    assert.deepEqual(
+      runner.commands.filter((c) => c.startsWith('conntrack -D')),
+      ['conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.53 --orig-port-dst 53 --reply-src 10.96.0.53'],
+    );
     assert.deepEqual(r, { deletions: 4, commands: 5, deleted: 1, failed: 0 });
     // Above the threshold: one listing of the whole family.
     runner.commands.length = 0;
-    await createConntrackCleaner({ logger, runner, listAllAbove: 2 }).afterApply('IPv4', after, changeBetween(before, after));
-    assert.deepEqual(runner.commands.filter((c) => c.startsWith('conntrack -L')), ['conntrack -L -f ipv4 -p udp']);
+    await createConntrackCleaner({ logger, runner, listAllAbove: 2 }).afterApply(
+      'IPv4',
+      after,
+      changeBetween(before, after),
+    );
+    assert.deepEqual(
+      runner.commands.filter((c) => c.startsWith('conntrack -L')),
+      ['conntrack -L -f ipv4 -p udp'],
+    );
   });
 
   test('failures are counted and logged, never thrown; a missing binary too', async () => {
@@ -323,9 +420,19 @@ describe('the conntrack cleaner', () => {
     const failing = new FakeRunner((c) => {
       throw new CommandError({ command: c.file, exitCode: 2, stderr: 'conntrack: operation failed\n' });
     });
-    const r = await createConntrackCleaner({ logger, runner: failing }).afterApply('IPv4', after, changeBetween(before, after));
+    const r = await createConntrackCleaner({ logger, runner: failing }).afterApply(
+      'IPv4',
+      after,
+      changeBetween(before, after),
+    );
     assert.deepEqual(r, { deletions: 4, commands: 4, deleted: 0, failed: 4 });
-    const missing = await createConntrackCleaner({ logger, runner: { netns: undefined, run: () => Promise.reject(new CommandError({ command: 'conntrack', stderr: 'spawn conntrack ENOENT' })) } }).afterApply('IPv4', after, changeBetween(before, after));
+    const missing = await createConntrackCleaner({
+      logger,
+      runner: {
+        netns: undefined,
+        run: () => Promise.reject(new CommandError({ command: 'conntrack', stderr: 'spawn conntrack ENOENT' })),
+      },
+    }).afterApply('IPv4', after, changeBetween(before, after));
     assert.equal(missing.failed, 4);
     // No UDP change: no command at all.
     const idle = new FakeRunner(() => ({ stdout: '', stderr: '' }));
@@ -342,17 +449,33 @@ describe('the conntrack cleaner', () => {
     };
     const before = compile(dnsYaml());
     const after = compile(dnsYaml({ endpoints: ['10.244.1.10'] }));
-    const deleting = new FakeRunner(() => ({ stdout: '', stderr: 'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n' }));
-    await createConntrackCleaner({ logger, runner: deleting, metrics }).afterApply('IPv4', after, changeBetween(before, after));
-    assert.equal(await value(registry, MetricName.ExecutorConntrackEntriesDeleted, 'IPv4'), 12, 'four deletes of three entries');
+    const deleting = new FakeRunner(() => ({
+      stdout: '',
+      stderr: 'conntrack v1.4.7 (conntrack-tools): 3 flow entries have been deleted.\n',
+    }));
+    await createConntrackCleaner({ logger, runner: deleting, metrics }).afterApply(
+      'IPv4',
+      after,
+      changeBetween(before, after),
+    );
+    assert.equal(
+      await value(registry, MetricName.ExecutorConntrackEntriesDeleted, 'IPv4'),
+      12,
+      'four deletes of three entries',
+    );
     assert.equal(await value(registry, MetricName.ExecutorConntrackFailures, 'IPv4'), 0);
     // Half the commands fail, the others find nothing (not a failure, nothing deleted).
     let n = 0;
     const flaky = new FakeRunner((c) => {
-      if (n++ % 2 === 0) throw new CommandError({ command: c.file, exitCode: 2, stderr: 'conntrack: operation failed\n' });
+      if (n++ % 2 === 0)
+        throw new CommandError({ command: c.file, exitCode: 2, stderr: 'conntrack: operation failed\n' });
       throw noneDeleted(c);
     });
-    await createConntrackCleaner({ logger, runner: flaky, metrics }).afterApply('IPv4', after, changeBetween(before, after));
+    await createConntrackCleaner({ logger, runner: flaky, metrics }).afterApply(
+      'IPv4',
+      after,
+      changeBetween(before, after),
+    );
     assert.equal(await value(registry, MetricName.ExecutorConntrackEntriesDeleted, 'IPv4'), 12);
     assert.equal(await value(registry, MetricName.ExecutorConntrackFailures, 'IPv4'), 2);
     assert.equal(await value(registry, MetricName.ExecutorConntrackFailures, 'IPv6'), 0);

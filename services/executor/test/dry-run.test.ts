@@ -42,7 +42,17 @@ after(async () => {
 });
 
 const startExecutor = (node: string): Promise<RunningExecutor> =>
-  runExecutor({ node, natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => new MemoryBackend(), healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 0, tracer: tracing.tracer });
+  runExecutor({
+    node,
+    natsUrl: nats.url,
+    controller: controller.grpcAddress,
+    createBackend: () => new MemoryBackend(),
+    healthzListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+    driftCheckMs: 0,
+    tracer: tracing.tracer,
+  });
 
 async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -76,12 +86,20 @@ test('executors converge, follow changes, and a restarted executor catches up', 
   assert.equal(((await health.json()) as { nodeEligible: boolean }).nodeEligible, true);
   // /metrics has its own listener (kube-proxy's 127.0.0.1:10249 by default), not the healthz port's.
   assert.equal((await fetch(`${executors.get('node-a')!.healthzUrl}/metrics`)).status, 404);
-  assert.match(await (await fetch(`${executors.get('node-a')!.metricsUrl}/metrics`)).text(), /kubeproxy_sync_proxy_rules_duration_seconds/);
+  assert.match(
+    await (await fetch(`${executors.get('node-a')!.metricsUrl}/metrics`)).text(),
+    /kubeproxy_sync_proxy_rules_duration_seconds/,
+  );
 
   const g0 = controller.pipeline.generation;
   await editWeb('10.244.1.10]', '10.244.1.11]');
   // Every node's IPv4 rules changed: in sync only once each acked a generation after g0.
-  const v4Acked = (after: number) => () => allInSync() && controller.pipeline.tracker.status().filter((n) => n.ipFamily === 'IPv4').every((n) => n.ackedGeneration > after);
+  const v4Acked = (after: number) => () =>
+    allInSync() &&
+    controller.pipeline.tracker
+      .status()
+      .filter((n) => n.ipFamily === 'IPv4')
+      .every((n) => n.ackedGeneration > after);
   await waitFor(v4Acked(g0), 'the change acked by every node');
   for (const [node, e] of executors) {
     const v4 = e.executor.status().find((s) => s.family === 'IPv4')!;
@@ -102,12 +120,25 @@ test('executors converge, follow changes, and a restarted executor catches up', 
   assert.equal(allInSync(), false);
   executors.set('node-b', await startExecutor('node-b'));
   await waitFor(v4Acked(g1 + 1), 'node-b caught up');
-  const b = executors.get('node-b')!.executor.status().find((s) => s.family === 'IPv4')!;
+  const b = executors
+    .get('node-b')!
+    .executor.status()
+    .find((s) => s.family === 'IPv4')!;
   assert.equal(b.digest, (await controller.pipeline.snapshot('node-b', 'IPv4'))?.digest);
 });
 
 test('without the controller, an executor converges from the snapshots and deltas in JetStream', async (t) => {
-  const e = await runExecutor({ node: 'node-c', natsUrl: nats.url, controller: '127.0.0.1:1', createBackend: () => new MemoryBackend(), healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 0, tracer: tracing.tracer });
+  const e = await runExecutor({
+    node: 'node-c',
+    natsUrl: nats.url,
+    controller: '127.0.0.1:1',
+    createBackend: () => new MemoryBackend(),
+    healthzListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+    driftCheckMs: 0,
+    tracer: tracing.tracer,
+  });
   t.after(() => e.stop());
   for (const family of ['IPv4', 'IPv6']) {
     const want = await controller.pipeline.snapshot('node-c', family);
@@ -132,7 +163,18 @@ class SlowReadBack extends MemoryBackend {
 
 test('periodic drift checks are spaced by ten times their read-back time, and do not pile up', async (t) => {
   const backend = new SlowReadBack(100);
-  const e = await runExecutor({ node: 'node-a', families: ['IPv4'], natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => backend, healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 10, tracer: tracing.tracer });
+  const e = await runExecutor({
+    node: 'node-a',
+    families: ['IPv4'],
+    natsUrl: nats.url,
+    controller: controller.grpcAddress,
+    createBackend: () => backend,
+    healthzListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+    driftCheckMs: 10,
+    tracer: tracing.tracer,
+  });
   t.after(() => e.stop());
   const before = backend.readBacks;
   await new Promise((r) => setTimeout(r, 2500));
@@ -149,7 +191,18 @@ test('periodic drift checks are spaced by ten times their read-back time, and do
 
 test('the read-back after a burst of applies waits for the periodic check when the last check was recent', async (t) => {
   const backend = new SlowReadBack(300);
-  const e = await runExecutor({ node: 'node-a', families: ['IPv4'], natsUrl: nats.url, controller: controller.grpcAddress, createBackend: () => backend, healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0', logLevel: 'silent', driftCheckMs: 60_000, tracer: tracing.tracer });
+  const e = await runExecutor({
+    node: 'node-a',
+    families: ['IPv4'],
+    natsUrl: nats.url,
+    controller: controller.grpcAddress,
+    createBackend: () => backend,
+    healthzListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
+    logLevel: 'silent',
+    driftCheckMs: 60_000,
+    tracer: tracing.tracer,
+  });
   t.after(() => e.stop());
   const generation = (): number => e.executor.status()[0]?.generation ?? 0;
   // A change: its read-back follows 500 ms after the apply (the last check is long ago: the start's resync).

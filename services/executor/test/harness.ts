@@ -4,8 +4,21 @@ import { trace } from '@opentelemetry/api';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { AckRequest, AckResponse } from '@kpx/proto';
-import { defaultKubeProxyConfig, type EndpointSliceObject, type KubeObject, type NodeObject, type ServiceObject } from '@kpx/model';
-import { EventType, ObjectKind, runController, type RunningController, type Source, type SourceHandler } from '@kpx/controller';
+import {
+  defaultKubeProxyConfig,
+  type EndpointSliceObject,
+  type KubeObject,
+  type NodeObject,
+  type ServiceObject,
+} from '@kpx/model';
+import {
+  EventType,
+  ObjectKind,
+  runController,
+  type RunningController,
+  type Source,
+  type SourceHandler,
+} from '@kpx/controller';
 import { startNatsServer, type NatsServer, freePort } from '@kpx/testing';
 import { createLogger, createMetrics, executorMetrics, type ExecutorMetrics } from '@kpx/telemetry';
 import { ControllerClient, type CallOptions, type Signer } from '@kpx/transport';
@@ -17,7 +30,8 @@ export class PushSource implements Source {
   constructor(private readonly initial: { kind: ObjectKind; object: KubeObject }[]) {}
   start(handler: SourceHandler): Promise<void> {
     this.handler = handler;
-    for (const { kind, object } of this.initial) handler.onEvent({ kind, type: EventType.Upsert, object, observedAt: Date.now() });
+    for (const { kind, object } of this.initial)
+      handler.onEvent({ kind, type: EventType.Upsert, object, observedAt: Date.now() });
     handler.onSynced();
     return Promise.resolve();
   }
@@ -51,7 +65,9 @@ export const slice = (i: number): EndpointSliceObject => ({
   metadata: { name: 'web-1', namespace: 'faults', labels: { 'kubernetes.io/service-name': 'web' } },
   addressType: 'IPv4',
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-  endpoints: [{ addresses: [`10.244.${Math.floor(i / 250)}.${(i % 250) + 1}`], nodeName: Node, conditions: { ready: true } }],
+  endpoints: [
+    { addresses: [`10.244.${Math.floor(i / 250)}.${(i % 250) + 1}`], nodeName: Node, conditions: { ready: true } },
+  ],
 });
 
 /** A ControllerClient that records every ack, and can make every answer ask for a resync. */
@@ -105,7 +121,17 @@ export async function setUp(options: SetupOptions = {}): Promise<Setup> {
   ]);
   const grpcListen = `127.0.0.1:${await freePort()}`;
   const start = (signer = options.signer): Promise<RunningController> =>
-    runController({ source, sourceName: 'test', natsUrl: nats.url, grpcListen, metricsListen: '127.0.0.1:0', config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 }, logLevel: 'silent', families: ['IPv4'], ...(signer ? { signer } : {}) });
+    runController({
+      source,
+      sourceName: 'test',
+      natsUrl: nats.url,
+      grpcListen,
+      metricsListen: '127.0.0.1:0',
+      config: { ...defaultKubeProxyConfig(), minSyncPeriodMs: 0 },
+      logLevel: 'silent',
+      families: ['IPv4'],
+      ...(signer ? { signer } : {}),
+    });
   let i = 1;
   const s: Setup = {
     nats,
@@ -146,7 +172,11 @@ export interface TestExecutor {
   close(): Promise<void>;
 }
 
-export function newExecutor(s: Setup, backend: Backend = new MemoryBackend(), extra: Partial<ExecutorOptions> = {}): TestExecutor {
+export function newExecutor(
+  s: Setup,
+  backend: Backend = new MemoryBackend(),
+  extra: Partial<ExecutorOptions> = {},
+): TestExecutor {
   const client = new RecordingClient(s.grpcListen);
   const metrics = executorMetrics(createMetrics());
   const logs: TestExecutor['logs'] = [];
@@ -155,7 +185,11 @@ export function newExecutor(s: Setup, backend: Backend = new MemoryBackend(), ex
     js: s.js,
     controller: client,
     backends: new Map([['IPv4', backend]]),
-    logger: createLogger({ name: 'test', level: 'debug', destination: { write: (line: string) => void logs.push(JSON.parse(line) as TestExecutor['logs'][number]) } }),
+    logger: createLogger({
+      name: 'test',
+      level: 'debug',
+      destination: { write: (line: string) => void logs.push(JSON.parse(line) as TestExecutor['logs'][number]) },
+    }),
     tracer: trace.getTracer('test'),
     metrics,
     driftCheckMs: 0,

@@ -22,7 +22,12 @@ import { updateHealthChecks } from '../src/health-check.js';
 
 /** nodePortAddresses listing these CIDRs (none: every address), as the configuration decodes them. */
 const cidrs = (...texts: string[]): NodePortAddresses =>
-  texts.length === 0 ? { kind: NodePortAddressesKind.All } : { kind: NodePortAddressesKind.CIDRs, cidrs: texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined) };
+  texts.length === 0
+    ? { kind: NodePortAddressesKind.All }
+    : {
+        kind: NodePortAddressesKind.CIDRs,
+        cidrs: texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined),
+      };
 
 test("the answer is kube-proxy's: its JSON, nosniff, 200 only with local endpoints and a healthy proxy", () => {
   const svc = { namespace: 'edge', name: 'ingress', localEndpoints: 2 };
@@ -30,8 +35,15 @@ test("the answer is kube-proxy's: its JSON, nosniff, 200 only with local endpoin
   assert.equal(ok.status, 200);
   assert.deepEqual(ok.headers, { 'Content-Type': 'application/json', 'X-Content-Type-Options': 'nosniff' });
   // kube-proxy: dedent of a tab-indented template, trimmed of newlines.
-  assert.equal(ok.body, '{\n\t"service": {\n\t\t"namespace": "edge",\n\t\t"name": "ingress"\n\t},\n\t"localEndpoints": 2,\n\t"serviceProxyHealthy": true\n}');
-  assert.deepEqual(JSON.parse(ok.body), { service: { namespace: 'edge', name: 'ingress' }, localEndpoints: 2, serviceProxyHealthy: true });
+  assert.equal(
+    ok.body,
+    '{\n\t"service": {\n\t\t"namespace": "edge",\n\t\t"name": "ingress"\n\t},\n\t"localEndpoints": 2,\n\t"serviceProxyHealthy": true\n}',
+  );
+  assert.deepEqual(JSON.parse(ok.body), {
+    service: { namespace: 'edge', name: 'ingress' },
+    localEndpoints: 2,
+    serviceProxyHealthy: true,
+  });
   assert.equal(healthCheckResponse({ ...svc, localEndpoints: 0 }, true).status, 503);
   const sick = healthCheckResponse(svc, false);
   assert.equal(sick.status, 503);
@@ -45,7 +57,14 @@ test('listen addresses: the family wildcard, or the interface addresses inside n
       { address: '::1', family: 'IPv6', netmask: '', mac: '', internal: true, cidr: '::1/128', scopeid: 0 },
     ],
     eth0: [
-      { address: '10.0.0.11', family: 'IPv4', netmask: '255.255.255.0', mac: '', internal: false, cidr: '10.0.0.11/24' },
+      {
+        address: '10.0.0.11',
+        family: 'IPv4',
+        netmask: '255.255.255.0',
+        mac: '',
+        internal: false,
+        cidr: '10.0.0.11/24',
+      },
       { address: 'fd00::11', family: 'IPv6', netmask: '', mac: '', internal: false, cidr: 'fd00::11/64', scopeid: 0 },
       { address: 'fe80::1', family: 'IPv6', netmask: '', mac: '', internal: false, cidr: 'fe80::1/64', scopeid: 2 },
     ],
@@ -58,7 +77,11 @@ test('listen addresses: the family wildcard, or the interface addresses inside n
   assert.deepEqual(listenAddresses('IPv6', cidrs('10.0.0.0/24'), ifs), ['::']);
   assert.deepEqual(listenAddresses('IPv6', cidrs('fd00::/64', '10.0.0.0/24'), ifs), ['fd00::11']);
   assert.deepEqual(listenAddresses('IPv4', cidrs('0.0.0.0/0', '10.0.0.0/24'), ifs), ['0.0.0.0']);
-  assert.deepEqual(listenAddresses('IPv4', { kind: NodePortAddressesKind.Primary }, ifs), ['0.0.0.0'], 'primary: every address');
+  assert.deepEqual(
+    listenAddresses('IPv4', { kind: NodePortAddressesKind.Primary }, ifs),
+    ['0.0.0.0'],
+    'primary: every address',
+  );
 });
 
 const hcObject = (port: number, localEndpoints: number, name = 'svc'): RuleObject => ({
@@ -66,7 +89,11 @@ const hcObject = (port: number, localEndpoints: number, name = 'svc'): RuleObjec
   key: String(port),
   payload: { $case: 'healthCheckService', value: { namespace: 'ns', name, port, localEndpoints } },
 });
-const chainObject = (name: string): RuleObject => ({ kind: 'iptables.chain', key: `nat/${name}`, payload: { $case: 'iptablesChain', value: { table: 'nat', name, rules: ['-j RETURN'] } } });
+const chainObject = (name: string): RuleObject => ({
+  kind: 'iptables.chain',
+  key: `nat/${name}`,
+  payload: { $case: 'iptablesChain', value: { table: 'nat', name, rules: ['-j RETURN'] } },
+});
 
 test('health checks of a state, and of the ids a change touched', () => {
   const state = RuleState.from([hcObject(32000, 2), hcObject(32001, 0, 'other'), chainObject('KUBE-SVC-X')]);
@@ -91,7 +118,10 @@ test("read-back digest: the kernel's objects plus the applied non-kernel objects
 });
 
 /** One GET on a new connection (no pooling: a closed server must be seen as closed). */
-function get(host: string, port: number): Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | 'refused'> {
+function get(
+  host: string,
+  port: number,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | 'refused'> {
   return new Promise((resolve, reject) => {
     const req = httpGet({ host, port, path: '/', agent: false, timeout: 3000 }, (res) => {
       let body = '';
@@ -111,12 +141,21 @@ const answer = async (host: string, port: number): Promise<[number, number] | 'r
 };
 
 describe('LocalHealthCheckServers on loopback', () => {
-  const svc = (port: number, localEndpoints: number, name = 'svc'): HealthCheckService => ({ namespace: 'ns', name, port, localEndpoints });
+  const svc = (port: number, localEndpoints: number, name = 'svc'): HealthCheckService => ({
+    namespace: 'ns',
+    name,
+    port,
+    localEndpoints,
+  });
 
   test('open, answer, update in place, close; one family per socket', async () => {
     let healthy = true;
     const results: HealthCheckSyncResult[] = [];
-    const servers = new LocalHealthCheckServers({ proxyHealthy: () => healthy, nodePortAddresses: cidrs('127.0.0.1/32', '::1/128'), onResult: (r) => results.push(r) });
+    const servers = new LocalHealthCheckServers({
+      proxyHealthy: () => healthy,
+      nodePortAddresses: cidrs('127.0.0.1/32', '::1/128'),
+      onResult: (r) => results.push(r),
+    });
     const [a, b] = [await freePort(), await freePort()];
     try {
       const r = await servers.sync('IPv4', [svc(a, 2), svc(b, 0, 'empty')]);
@@ -126,7 +165,11 @@ describe('LocalHealthCheckServers on loopback', () => {
       assert.equal(first.status, 200);
       assert.equal(first.headers['content-type'], 'application/json');
       assert.equal(first.headers['x-content-type-options'], 'nosniff');
-      assert.deepEqual(JSON.parse(first.body), { service: { namespace: 'ns', name: 'svc' }, localEndpoints: 2, serviceProxyHealthy: true });
+      assert.deepEqual(JSON.parse(first.body), {
+        service: { namespace: 'ns', name: 'svc' },
+        localEndpoints: 2,
+        serviceProxyHealthy: true,
+      });
       assert.deepEqual(await answer('127.0.0.1', b), [503, 0]);
       // The proxy turns unhealthy: every check fails, whatever its endpoints.
       healthy = false;
@@ -143,7 +186,11 @@ describe('LocalHealthCheckServers on loopback', () => {
       await servers.sync('IPv4', []);
       assert.equal(await get('127.0.0.1', a), 'refused');
       assert.deepEqual(await answer('::1', a), [200, 1]);
-      assert.deepEqual(results.map((r) => r.family), ['IPv4', 'IPv4', 'IPv6', 'IPv4'], 'one result per sync');
+      assert.deepEqual(
+        results.map((r) => r.family),
+        ['IPv4', 'IPv4', 'IPv6', 'IPv4'],
+        'one result per sync',
+      );
     } finally {
       await servers.close();
     }
@@ -152,7 +199,12 @@ describe('LocalHealthCheckServers on loopback', () => {
 
   test('a port in use fails alone, is reported, and is retried until it binds', async () => {
     const results: { r: HealthCheckSyncResult; retry: boolean }[] = [];
-    const servers = new LocalHealthCheckServers({ proxyHealthy: () => true, nodePortAddresses: cidrs('127.0.0.1/32'), retryMs: 100, onResult: (r, retry) => results.push({ r, retry }) });
+    const servers = new LocalHealthCheckServers({
+      proxyHealthy: () => true,
+      nodePortAddresses: cidrs('127.0.0.1/32'),
+      retryMs: 100,
+      onResult: (r, retry) => results.push({ r, retry }),
+    });
     const [free, taken] = [await freePort(), await freePort()];
     const squatter: Server = createTcpServer();
     await new Promise<void>((r) => squatter.listen(taken, '127.0.0.1', r));
@@ -166,7 +218,10 @@ describe('LocalHealthCheckServers on loopback', () => {
       assert.deepEqual(await answer('127.0.0.1', free), [200, 1]);
       // Retries report failures until the port is free, then it serves.
       await new Promise((res) => setTimeout(res, 350));
-      assert.ok(results.some((x) => x.retry && x.r.failed.length === 1), 'retries ran and failed while the port is taken');
+      assert.ok(
+        results.some((x) => x.retry && x.r.failed.length === 1),
+        'retries ran and failed while the port is taken',
+      );
       await new Promise<void>((res) => squatter.close(() => res()));
       const start = Date.now();
       while (!results.some((x) => x.retry && x.r.failed.length === 0 && x.r.listening.includes(taken))) {

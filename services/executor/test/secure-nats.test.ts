@@ -100,7 +100,8 @@ before(async () => {
     controller: controller.grpcAddress,
     createBackend: () => new MemoryBackend(),
     families: ['IPv4'],
-    healthzListen: '127.0.0.1:0', metricsListen: '127.0.0.1:0',
+    healthzListen: '127.0.0.1:0',
+    metricsListen: '127.0.0.1:0',
     driftCheckMs: 0,
     logLevel: 'silent',
     tracer: trace.getTracer('test'),
@@ -116,19 +117,31 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function connectAs(who: keyof typeof creds, role: NatsRole, node?: string): Promise<{ nc: NatsConnection; js: JetStreamClient }> {
-  const nc = await connect({ servers: nats.url, inboxPrefix: inboxPrefix(role, node), ...(await natsConnectionOptions(creds[who])) });
+async function connectAs(
+  who: keyof typeof creds,
+  role: NatsRole,
+  node?: string,
+): Promise<{ nc: NatsConnection; js: JetStreamClient }> {
+  const nc = await connect({
+    servers: nats.url,
+    inboxPrefix: inboxPrefix(role, node),
+    ...(await natsConnectionOptions(creds[who])),
+  });
   return { nc, js: jetstream(nc, { timeout: 3000 }) };
 }
 
 /** Rejects with a permission violation (the server's -ERR, surfaced by nats.js) within the JetStream timeout. */
 async function violation(what: string, p: Promise<unknown>): Promise<void> {
-  await assert.rejects(p, (err: Error) => {
-    const cause = (err as { cause?: unknown }).cause;
-    const text = `${err.name} ${err.message} ${cause instanceof Error ? cause.message : ''}`;
-    assert.match(text, /permission/i, `${what}: ${text}`);
-    return true;
-  }, what);
+  await assert.rejects(
+    p,
+    (err: Error) => {
+      const cause = (err as { cause?: unknown }).cause;
+      const text = `${err.name} ${err.message} ${cause instanceof Error ? cause.message : ''}`;
+      assert.match(text, /permission/i, `${what}: ${text}`);
+      return true;
+    },
+    what,
+  );
 }
 
 async function drain<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -138,51 +151,88 @@ async function drain<T>(it: AsyncIterable<T>): Promise<T[]> {
 }
 
 const rawDelta = (generation: number, prev: number, digest: string): Uint8Array =>
-  Delta.encode({ node: N1, generation, prevGeneration: prev, upserts: [], deletes: [], digest, cause: [], triggerTime: undefined, mode: 'iptables', ipFamily: 'IPv4', snapshot: false }).finish();
+  Delta.encode({
+    node: N1,
+    generation,
+    prevGeneration: prev,
+    upserts: [],
+    deletes: [],
+    digest,
+    cause: [],
+    triggerTime: undefined,
+    mode: 'iptables',
+    ipFamily: 'IPv4',
+    snapshot: false,
+  }).finish();
 
-test('the executor converges and follows with node credentials; the controller publishes with its own', { timeout: 30_000 }, async () => {
-  await waitFor(() => atDesired(), 'n1 at the controller state');
-  source.upsert(ObjectKind.EndpointSlice, slice(1));
-  const g = desired()!.generation;
-  await waitFor(() => desired()!.generation > g || atDesired(), 'a change');
-  await waitFor(() => atDesired(), 'n1 to follow the change');
-  assert.doesNotMatch(nats.logTail(), /Violation/, 'neither the controller nor the executor was refused anything');
-});
+test(
+  'the executor converges and follows with node credentials; the controller publishes with its own',
+  { timeout: 30_000 },
+  async () => {
+    await waitFor(() => atDesired(), 'n1 at the controller state');
+    source.upsert(ObjectKind.EndpointSlice, slice(1));
+    const g = desired()!.generation;
+    await waitFor(() => desired()!.generation > g || atDesired(), 'a change');
+    await waitFor(() => atDesired(), 'n1 to follow the change');
+    assert.doesNotMatch(nats.logTail(), /Violation/, 'neither the controller nor the executor was refused anything');
+  },
+);
 
-test("a node's credentials: its own subject and replay, nothing of another node's, no publish", { timeout: 60_000 }, async () => {
-  const { nc, js } = await connectAs('n1', NatsRole.Node, N1);
-  try {
-    // Its own: follow (a filtered consumer), the last message (direct get), a replay (snapshots + deltas).
-    assert.ok((await drain(readDeltas(js, N1, { verifier }))).length > 0);
-    assert.ok(await lastDelta(js, N1));
-    const r = await replayTo(js, { node: N1, family: 'IPv4', verifier });
-    assert.equal(r.digest, desired()!.digest);
-    // Another node's subject, by every way in.
-    const sub = nc.subscribe('kpx.delta.n2');
-    const closed = await sub.closed;
-    assert.match(String(closed), /permission/i, 'core subscribe to kpx.delta.n2');
-    const inbox = nc.subscribe(`${inboxPrefix(NatsRole.Node, 'n2')}.>`);
-    assert.match(String(await inbox.closed), /permission/i, "subscribe to n2's inbox");
-    await violation('a consumer filtered to kpx.delta.n2', drain(readDeltas(js, 'n2')));
-    await violation('a direct get of kpx.delta.n2', lastDelta(js, 'n2'));
-    // A hand-made create request whose subject names n1's filter but whose body asks for n2's, or for the whole
-    // stream: the server refuses the mismatch.
-    for (const filter of ['kpx.delta.n2', undefined]) {
-      const body = { stream_name: 'KPX_DELTAS', config: { name: 'evil', ack_policy: 'none', deliver_policy: 'all', ...(filter ? { filter_subject: filter } : {}) } };
-      const res = await nc.request('$JS.API.CONSUMER.CREATE.KPX_DELTAS.evil.kpx.delta.n1', JSON.stringify(body), { timeout: 3000 });
-      const answer = res.json<{ error?: { description: string } }>();
-      assert.match(answer.error?.description ?? 'created', /filter/i, `a body filtered to ${filter ?? 'nothing'}: ${JSON.stringify(answer)}`);
+test(
+  "a node's credentials: its own subject and replay, nothing of another node's, no publish",
+  { timeout: 60_000 },
+  async () => {
+    const { nc, js } = await connectAs('n1', NatsRole.Node, N1);
+    try {
+      // Its own: follow (a filtered consumer), the last message (direct get), a replay (snapshots + deltas).
+      assert.ok((await drain(readDeltas(js, N1, { verifier }))).length > 0);
+      assert.ok(await lastDelta(js, N1));
+      const r = await replayTo(js, { node: N1, family: 'IPv4', verifier });
+      assert.equal(r.digest, desired()!.digest);
+      // Another node's subject, by every way in.
+      const sub = nc.subscribe('kpx.delta.n2');
+      const closed = await sub.closed;
+      assert.match(String(closed), /permission/i, 'core subscribe to kpx.delta.n2');
+      const inbox = nc.subscribe(`${inboxPrefix(NatsRole.Node, 'n2')}.>`);
+      assert.match(String(await inbox.closed), /permission/i, "subscribe to n2's inbox");
+      await violation('a consumer filtered to kpx.delta.n2', drain(readDeltas(js, 'n2')));
+      await violation('a direct get of kpx.delta.n2', lastDelta(js, 'n2'));
+      // A hand-made create request whose subject names n1's filter but whose body asks for n2's, or for the whole
+      // stream: the server refuses the mismatch.
+      for (const filter of ['kpx.delta.n2', undefined]) {
+        const body = {
+          stream_name: 'KPX_DELTAS',
+          config: {
+            name: 'evil',
+            ack_policy: 'none',
+            deliver_policy: 'all',
+            ...(filter ? { filter_subject: filter } : {}),
+          },
+        };
+        const res = await nc.request('$JS.API.CONSUMER.CREATE.KPX_DELTAS.evil.kpx.delta.n1', JSON.stringify(body), {
+          timeout: 3000,
+        });
+        const answer = res.json<{ error?: { description: string } }>();
+        assert.match(
+          answer.error?.description ?? 'created',
+          /filter/i,
+          `a body filtered to ${filter ?? 'nothing'}: ${JSON.stringify(answer)}`,
+        );
+      }
+      // No publish: not a delta on its own subject, not on another's, not an audit record.
+      const d = desired()!;
+      await violation(
+        'publish a delta on kpx.delta.n1',
+        js.publish('kpx.delta.n1', rawDelta(d.generation + 1, d.generation, d.digest)),
+      );
+      await violation('publish on kpx.delta.n2', js.publish('kpx.delta.n2', new Uint8Array(1)));
+      await violation('publish an audit record', js.publish('kpx.audit.gen', new Uint8Array(1)));
+    } finally {
+      await nc.close();
     }
-    // No publish: not a delta on its own subject, not on another's, not an audit record.
-    const d = desired()!;
-    await violation('publish a delta on kpx.delta.n1', js.publish('kpx.delta.n1', rawDelta(d.generation + 1, d.generation, d.digest)));
-    await violation('publish on kpx.delta.n2', js.publish('kpx.delta.n2', new Uint8Array(1)));
-    await violation('publish an audit record', js.publish('kpx.audit.gen', new Uint8Array(1)));
-  } finally {
-    await nc.close();
-  }
-  assert.ok(atDesired(), 'n1 untouched');
-});
+    assert.ok(atDesired(), 'n1 untouched');
+  },
+);
 
 test('an operator replays and reads the audit log, and publishes nothing', { timeout: 60_000 }, async () => {
   const { nc, js } = await connectAs('operator', NatsRole.Operator);
@@ -197,26 +247,36 @@ test('an operator replays and reads the audit log, and publishes nothing', { tim
   }
 });
 
-test("a delta signed with an unknown key, published with the controller's credentials, is not applied", { timeout: 30_000 }, async () => {
-  const { nc, js } = await connectAs('controller', NatsRole.Controller);
-  try {
-    await waitFor(() => atDesired(), 'n1 at the controller state');
-    const d = desired()!;
-    const data = rawDelta(d.generation + 1, d.generation, d.digest);
-    const other = signerFromPem(generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
-    const h = headers();
-    h.set(Header.Node, N1);
-    h.set(Header.Generation, String(d.generation + 1));
-    h.set(Header.KeyId, other.keyId);
-    h.set(Header.Signature, other.sign(deltaSigningInput(N1, String(d.generation + 1), data)));
-    const seqBefore = executor.executor.status()[0]!.resyncs;
-    await js.publish('kpx.delta.n1', data, { headers: h });
-    await waitFor(() => executor.executor.status()[0]!.resyncs > seqBefore, 'the rejection to cause its one resync', 5_000);
-    await waitFor(() => atDesired(), 'n1 back at the controller state', 5_000);
-    assert.equal(executor.executor.status()[0]!.generation, d.generation, 'the forged generation was not applied');
-    const metrics = await (await fetch(`${executor.metricsUrl}/metrics`)).text();
-    assert.match(metrics, /kpx_executor_rejected_deltas_total\{reason="signature"\} 1/);
-  } finally {
-    await nc.close();
-  }
-});
+test(
+  "a delta signed with an unknown key, published with the controller's credentials, is not applied",
+  { timeout: 30_000 },
+  async () => {
+    const { nc, js } = await connectAs('controller', NatsRole.Controller);
+    try {
+      await waitFor(() => atDesired(), 'n1 at the controller state');
+      const d = desired()!;
+      const data = rawDelta(d.generation + 1, d.generation, d.digest);
+      const other = signerFromPem(
+        generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      );
+      const h = headers();
+      h.set(Header.Node, N1);
+      h.set(Header.Generation, String(d.generation + 1));
+      h.set(Header.KeyId, other.keyId);
+      h.set(Header.Signature, other.sign(deltaSigningInput(N1, String(d.generation + 1), data)));
+      const seqBefore = executor.executor.status()[0]!.resyncs;
+      await js.publish('kpx.delta.n1', data, { headers: h });
+      await waitFor(
+        () => executor.executor.status()[0]!.resyncs > seqBefore,
+        'the rejection to cause its one resync',
+        5_000,
+      );
+      await waitFor(() => atDesired(), 'n1 back at the controller state', 5_000);
+      assert.equal(executor.executor.status()[0]!.generation, d.generation, 'the forged generation was not applied');
+      const metrics = await (await fetch(`${executor.metricsUrl}/metrics`)).text();
+      assert.match(metrics, /kpx_executor_rejected_deltas_total\{reason="signature"\} 1/);
+    } finally {
+      await nc.close();
+    }
+  },
+);

@@ -35,7 +35,8 @@ export class AgentExitedError extends Error {
   override readonly name = 'AgentExitedError';
 }
 
-const defaultDecodeError = (wire: unknown): Error => new Error((wire as AgentWireError | undefined)?.message ?? JSON.stringify(wire));
+const defaultDecodeError = (wire: unknown): Error =>
+  new Error((wire as AgentWireError | undefined)?.message ?? JSON.stringify(wire));
 
 /** One agent child process; calls are answered in any order. Not restarted: a new AgentProcess starts a new child. */
 export class AgentProcess {
@@ -57,7 +58,9 @@ export class AgentProcess {
     this.exit = new Promise((resolve) => {
       const done = (why: string): void => {
         if (this.exitedWith) return;
-        this.exitedWith = opts.exitError?.(why, this.stderr.trim()) ?? new AgentExitedError(`${opts.name}: ${why}${this.stderr ? `: ${this.stderr.trim()}` : ''}`);
+        this.exitedWith =
+          opts.exitError?.(why, this.stderr.trim()) ??
+          new AgentExitedError(`${opts.name}: ${why}${this.stderr ? `: ${this.stderr.trim()}` : ''}`);
         for (const p of this.pending.values()) p.reject(this.exitedWith);
         this.pending.clear();
         opts.onExit?.(why);

@@ -18,7 +18,9 @@ export interface AgentServer {
   emit(event: string, data: unknown): void;
 }
 
-const defaultEncodeError = (err: unknown): AgentWireError => ({ message: err instanceof Error ? err.message : String(err) });
+const defaultEncodeError = (err: unknown): AgentWireError => ({
+  message: err instanceof Error ? err.message : String(err),
+});
 
 /** Serves `methods` on this process's stdin and stdout. */
 export function serveAgent(methods: AgentMethods, options: ServeAgentOptions = {}): AgentServer {

@@ -133,7 +133,15 @@ export class RuleBuilder {
 
   jump(table: Table, chain: string, target: string, rule: string): void {
     const position = this.jumps.filter((j) => j.table === table && j.chain === chain).length;
-    this.jumps.push({ kind: RuleKind.IptablesJump, key: `${table}/${chain}/${target}`, table, chain, target, rule, position });
+    this.jumps.push({
+      kind: RuleKind.IptablesJump,
+      key: `${table}/${chain}/${target}`,
+      table,
+      chain,
+      target,
+      rule,
+      position,
+    });
   }
 
   /** Every object, sorted. */
@@ -149,10 +157,23 @@ export class RuleBuilder {
   unsortedObjects(): RuleObject[] {
     const out: RuleObject[] = [];
     this.chains.forEach((c) => {
-      out.push({ kind: RuleKind.IptablesChain, key: [c.table, c.chain].join('/'), table: c.table, chain: c.chain, rules: c.exact ? c.rules : c.rules.slice() });
+      out.push({
+        kind: RuleKind.IptablesChain,
+        key: [c.table, c.chain].join('/'),
+        table: c.table,
+        chain: c.chain,
+        rules: c.exact ? c.rules : c.rules.slice(),
+      });
     });
     this.fragments.forEach((f) => {
-      out.push({ kind: RuleKind.IptablesRules, key: [f.table, f.chain, this.owner].join('/'), table: f.table, chain: f.chain, rules: f.rules.slice(), position: this.position });
+      out.push({
+        kind: RuleKind.IptablesRules,
+        key: [f.table, f.chain, this.owner].join('/'),
+        table: f.table,
+        chain: f.chain,
+        rules: f.rules.slice(),
+        position: this.position,
+      });
     });
     out.push(...this.jumps);
     return out;

@@ -45,17 +45,27 @@ function writeJumps(b: RuleBuilder, ctx: CompileContext): void {
 }
 
 function writeBaseChains(b: RuleBuilder, ctx: CompileContext): void {
-  for (const c of [Chain.Services, Chain.ExternalServices, Chain.Forward, Chain.NodePorts, Chain.ProxyFirewall]) b.chain(Table.Filter, c);
+  for (const c of [Chain.Services, Chain.ExternalServices, Chain.Forward, Chain.NodePorts, Chain.ProxyFirewall])
+    b.chain(Table.Filter, c);
   for (const c of [Chain.Services, Chain.NodePorts, Chain.Postrouting, Chain.MarkMasq]) b.chain(Table.Nat, c);
   const m = ctx.masqMark;
   b.nat(Chain.Postrouting, `-m mark ! --mark ${m}/${m} -j RETURN`);
   b.nat(Chain.Postrouting, `-j MARK --xor-mark ${m}`);
-  b.nat(Chain.Postrouting, comment('kubernetes service traffic requiring SNAT'), '-j MASQUERADE', ctx.opts.randomFully && '--random-fully');
+  b.nat(
+    Chain.Postrouting,
+    comment('kubernetes service traffic requiring SNAT'),
+    '-j MASQUERADE',
+    ctx.opts.randomFully && '--random-fully',
+  );
   b.nat(Chain.MarkMasq, `-j MARK --or-mark ${m}`);
   if (!ctx.isIPv6 && ctx.localhostNodePorts) {
     // route_localnet opens a hole (kubernetes#90259); kube-proxy (and kubelet) close it with this rule.
     b.chain(Table.Filter, Chain.KubeletFirewall);
-    b.filter(Chain.KubeletFirewall, comment('block incoming localnet connections'), '-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP');
+    b.filter(
+      Chain.KubeletFirewall,
+      comment('block incoming localnet connections'),
+      '-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
+    );
   }
 }
 
@@ -88,7 +98,11 @@ interface PortPlan {
  * The KUBE-SEP- chains of a port's endpoints, each named once: `allReachable` (every endpoint a rule uses) in
  * order, and for another list of them (the cluster or local endpoints, when not the same array), looked up.
  */
-function endpointChainNames(svc: ServicePort, proto: string, allReachable: readonly Endpoint[]): (endpoints: readonly Endpoint[]) => readonly string[] {
+function endpointChainNames(
+  svc: ServicePort,
+  proto: string,
+  allReachable: readonly Endpoint[],
+): (endpoints: readonly Endpoint[]) => readonly string[] {
   const nameOf = endpointChainNamer(svc.name, proto);
   const names = allReachable.map((ep) => nameOf(ep.address));
   let byEndpoint: Map<Endpoint, string> | undefined;
@@ -135,29 +149,67 @@ function planPort(ctx: CompileContext, svc: ServicePort, endpoints: readonly End
   };
 }
 
-const match = (p: PortPlan, dst: string, port: number): string => `-m ${p.proto} -p ${p.proto} -d ${dst} --dport ${port}`;
+const match = (p: PortPlan, dst: string, port: number): string =>
+  `-m ${p.proto} -p ${p.proto} -d ${dst} --dport ${port}`;
 
 function writeClusterIPRules(b: RuleBuilder, p: PortPlan): void {
   const { svc } = p;
-  if (p.hasInternalEndpoints) b.nat(Chain.Services, comment(`${svc.name} cluster IP`), match(p, svc.clusterIP, svc.port), `-j ${p.internalChain}`);
-  else if (p.internalFilter) b.filter(Chain.Services, comment(p.internalFilter.comment), match(p, svc.clusterIP, svc.port), `-j ${p.internalFilter.target}`);
+  if (p.hasInternalEndpoints)
+    b.nat(
+      Chain.Services,
+      comment(`${svc.name} cluster IP`),
+      match(p, svc.clusterIP, svc.port),
+      `-j ${p.internalChain}`,
+    );
+  else if (p.internalFilter)
+    b.filter(
+      Chain.Services,
+      comment(p.internalFilter.comment),
+      match(p, svc.clusterIP, svc.port),
+      `-j ${p.internalFilter.target}`,
+    );
 }
 
 function writeExternalIPRules(b: RuleBuilder, p: PortPlan): void {
   for (const ip of p.svc.externalIPs) {
-    if (p.hasEndpoints) b.nat(Chain.Services, comment(`${p.svc.name} external IP`), match(p, ip, p.svc.port), `-j ${p.chains.external}`);
-    if (p.externalFilter) b.filter(Chain.ExternalServices, comment(p.externalFilter.comment), match(p, ip, p.svc.port), `-j ${p.externalFilter.target}`);
+    if (p.hasEndpoints)
+      b.nat(Chain.Services, comment(`${p.svc.name} external IP`), match(p, ip, p.svc.port), `-j ${p.chains.external}`);
+    if (p.externalFilter)
+      b.filter(
+        Chain.ExternalServices,
+        comment(p.externalFilter.comment),
+        match(p, ip, p.svc.port),
+        `-j ${p.externalFilter.target}`,
+      );
   }
 }
 
 function writeLoadBalancerRules(b: RuleBuilder, p: PortPlan): void {
   const { svc } = p;
   for (const ip of svc.loadBalancerVIPs) {
-    if (p.hasEndpoints) b.nat(Chain.Services, comment(`${svc.name} loadbalancer IP`), match(p, ip, svc.port), `-j ${p.loadBalancerChain}`);
-    if (p.usesFirewallChain) b.filter(Chain.ProxyFirewall, comment(`${svc.name} traffic not accepted by ${p.chains.firewall}`), match(p, ip, svc.port), '-j DROP');
+    if (p.hasEndpoints)
+      b.nat(
+        Chain.Services,
+        comment(`${svc.name} loadbalancer IP`),
+        match(p, ip, svc.port),
+        `-j ${p.loadBalancerChain}`,
+      );
+    if (p.usesFirewallChain)
+      b.filter(
+        Chain.ProxyFirewall,
+        comment(`${svc.name} traffic not accepted by ${p.chains.firewall}`),
+        match(p, ip, svc.port),
+        '-j DROP',
+      );
   }
   if (p.externalFilter) {
-    for (const ip of svc.loadBalancerVIPs) b.filter(Chain.ExternalServices, comment(p.externalFilter.comment), match(p, ip, svc.port), `-j ${p.externalFilter.target}`);
+    for (const ip of svc.loadBalancerVIPs)
+      b.filter(
+        Chain.ExternalServices,
+        comment(p.externalFilter.comment),
+        match(p, ip, svc.port),
+        `-j ${p.externalFilter.target}`,
+      );
   }
 }
 
@@ -165,15 +217,32 @@ function writeNodePortRules(b: RuleBuilder, p: PortPlan): void {
   const { svc } = p;
   if (svc.nodePort === 0) return;
   // NodePorts are not subject to loadBalancerSourceRanges (kube-proxy cannot change that).
-  if (p.hasEndpoints) b.nat(Chain.NodePorts, comment(svc.name), `-m ${p.proto} -p ${p.proto} --dport ${svc.nodePort}`, `-j ${p.chains.external}`);
+  if (p.hasEndpoints)
+    b.nat(
+      Chain.NodePorts,
+      comment(svc.name),
+      `-m ${p.proto} -p ${p.proto} --dport ${svc.nodePort}`,
+      `-j ${p.chains.external}`,
+    );
   if (p.externalFilter) {
-    b.filter(Chain.ExternalServices, comment(p.externalFilter.comment), '-m addrtype --dst-type LOCAL', `-m ${p.proto} -p ${p.proto} --dport ${svc.nodePort}`, `-j ${p.externalFilter.target}`);
+    b.filter(
+      Chain.ExternalServices,
+      comment(p.externalFilter.comment),
+      '-m addrtype --dst-type LOCAL',
+      `-m ${p.proto} -p ${p.proto} --dport ${svc.nodePort}`,
+      `-j ${p.externalFilter.target}`,
+    );
   }
 }
 
 function writeHealthCheckRule(b: RuleBuilder, p: PortPlan): void {
   if (p.svc.healthCheckNodePort === 0) return;
-  b.filter(Chain.NodePorts, comment(`${p.svc.name} health check node port`), `-m tcp -p tcp --dport ${p.svc.healthCheckNodePort}`, '-j ACCEPT');
+  b.filter(
+    Chain.NodePorts,
+    comment(`${p.svc.name} health check node port`),
+    `-m tcp -p tcp --dport ${p.svc.healthCheckNodePort}`,
+    '-j ACCEPT',
+  );
 }
 
 /** Masquerade off-cluster (or all, with masqueradeAll) traffic to the cluster IP. */
@@ -193,9 +262,25 @@ function writeExternalChain(b: RuleBuilder, ctx: CompileContext, p: PortPlan): v
   if (!p.svc.externalPolicyLocal) {
     b.nat(ext, comment(`masquerade traffic for ${name} external destinations`), `-j ${Chain.MarkMasq}`);
   } else {
-    if (ctx.localDetector) b.nat(ext, comment(`pod traffic for ${name} external destinations`), ctx.localDetector.ifLocal, `-j ${p.chains.cluster}`);
-    b.nat(ext, comment(`masquerade LOCAL traffic for ${name} external destinations`), '-m addrtype --src-type LOCAL', `-j ${Chain.MarkMasq}`);
-    b.nat(ext, comment(`route LOCAL traffic for ${name} external destinations`), '-m addrtype --src-type LOCAL', `-j ${p.chains.cluster}`);
+    if (ctx.localDetector)
+      b.nat(
+        ext,
+        comment(`pod traffic for ${name} external destinations`),
+        ctx.localDetector.ifLocal,
+        `-j ${p.chains.cluster}`,
+      );
+    b.nat(
+      ext,
+      comment(`masquerade LOCAL traffic for ${name} external destinations`),
+      '-m addrtype --src-type LOCAL',
+      `-j ${Chain.MarkMasq}`,
+    );
+    b.nat(
+      ext,
+      comment(`route LOCAL traffic for ${name} external destinations`),
+      '-m addrtype --src-type LOCAL',
+      `-j ${p.chains.cluster}`,
+    );
   }
   if (p.hasExternalEndpoints) b.nat(ext, `-j ${p.externalPolicyChain}`);
 }
@@ -220,9 +305,16 @@ function writeFirewallChain(b: RuleBuilder, ctx: CompileContext, p: PortPlan): v
 // endpoint is built once per port, and values are passed as separate parts (joined with a space, the same text)
 // rather than spliced into a new string each time.
 
-function writeServiceToEndpointRules(b: RuleBuilder, ctx: CompileContext, p: PortPlan, chain: string, endpoints: readonly Endpoint[]): void {
+function writeServiceToEndpointRules(
+  b: RuleBuilder,
+  ctx: CompileContext,
+  p: PortPlan,
+  chain: string,
+  endpoints: readonly Endpoint[],
+): void {
   b.chain(Table.Nat, chain);
-  const epComment = (ep: Endpoint): string | undefined => (ctx.largeClusterMode ? undefined : comment(`${p.svc.name} -> ${ep.address}`));
+  const epComment = (ep: Endpoint): string | undefined =>
+    ctx.largeClusterMode ? undefined : comment(`${p.svc.name} -> ${ep.address}`);
   const names = p.endpointChains(endpoints);
   if (p.svc.affinityTimeoutSeconds > 0) {
     const check = `--rcheck --seconds ${p.svc.affinityTimeoutSeconds} --reap`;
@@ -246,7 +338,9 @@ function writeEndpointChains(b: RuleBuilder, ctx: CompileContext, p: PortPlan): 
     const chain = names[i] as string;
     // Hairpin: a pod reaching itself through the service must be masqueraded.
     const hairpin = ruleText(head, '-s', ep.ip, JUMP_MARK_MASQ);
-    const dnatRule = affinity ? ruleText(head, '-m recent --name', chain, '--set', dnat, ep.address) : ruleText(head, dnat, ep.address);
+    const dnatRule = affinity
+      ? ruleText(head, '-m recent --name', chain, '--set', dnat, ep.address)
+      : ruleText(head, dnat, ep.address);
     b.chainWithRules(Table.Nat, chain, [hairpin, dnatRule]);
   });
 }
@@ -284,7 +378,11 @@ export function portOwner(svc: ServicePort): string {
  * The rule objects one service port contributes on a node: its own chains (SVC, SVL, EXT, FW, SEP) and its
  * fragments of the node's top-level chains. Depends on the node only through {@link portVariantKey}.
  */
-export function compileServicePort(ctx: CompileContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+export function compileServicePort(
+  ctx: CompileContext,
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+): RuleObject[] {
   return sortObjects(servicePortObjects(ctx, svc, endpoints));
 }
 
@@ -320,7 +418,8 @@ export function portVariantKeyFn(
     if (byZone) parts.push(`z=${ctx.node.zone}`);
     if (special.has(ctx.node.name)) parts.push(`n=${ctx.node.name}`);
     if (byCidr) parts.push(`c=${ctx.localDetector?.ifLocal ?? ''}`);
-    if (ranges.length > 0) parts.push(`f=${ctx.nodeIP !== undefined && ranges.some((c) => cidrContains(c, ctx.nodeIP ?? ''))}`);
+    if (ranges.length > 0)
+      parts.push(`f=${ctx.nodeIP !== undefined && ranges.some((c) => cidrContains(c, ctx.nodeIP ?? ''))}`);
     return parts.join(',');
   };
 }
@@ -363,8 +462,17 @@ function writeNodePortsJump(ctx: CompileContext): RuleObject[] {
 function writeForwardRules(b: RuleBuilder, ctx: CompileContext): void {
   // Without tcp_be_liberal, out-of-window packets marked INVALID would reset connections (kubernetes#74839).
   if (!ctx.opts.conntrackTCPLiberal) b.filter(Chain.Forward, '-m conntrack --ctstate INVALID -j DROP');
-  b.filter(Chain.Forward, comment('kubernetes forwarding rules'), `-m mark --mark ${ctx.masqMark}/${ctx.masqMark}`, '-j ACCEPT');
-  b.filter(Chain.Forward, comment('kubernetes forwarding conntrack rule'), '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
+  b.filter(
+    Chain.Forward,
+    comment('kubernetes forwarding rules'),
+    `-m mark --mark ${ctx.masqMark}/${ctx.masqMark}`,
+    '-j ACCEPT',
+  );
+  b.filter(
+    Chain.Forward,
+    comment('kubernetes forwarding conntrack rule'),
+    '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  );
 }
 
 export interface CompileIptablesInput {

@@ -1,5 +1,15 @@
 // Per-node facts every rule family needs, computed once per compile.
-import { IPFamily, LocalMode, NodePortAddressesKind, cidrContains, isLoopback, parseCidr, primaryNodeIP, type Cidr, type NodeInfo } from '@kpx/model';
+import {
+  IPFamily,
+  LocalMode,
+  NodePortAddressesKind,
+  cidrContains,
+  isLoopback,
+  parseCidr,
+  primaryNodeIP,
+  type Cidr,
+  type NodeInfo,
+} from '@kpx/model';
 import type { IptablesOptions } from './options.js';
 
 export interface LocalDetector {
@@ -48,7 +58,9 @@ function localDetector(node: NodeInfo, opts: IptablesOptions): LocalDetector | u
       return c ? bySource(c.text) : undefined;
     }
     case LocalMode.BridgeInterface:
-      return opts.bridgeInterface ? { ifLocal: `-i ${opts.bridgeInterface}`, ifNotLocal: `! -i ${opts.bridgeInterface}` } : undefined;
+      return opts.bridgeInterface
+        ? { ifLocal: `-i ${opts.bridgeInterface}`, ifNotLocal: `! -i ${opts.bridgeInterface}` }
+        : undefined;
     case LocalMode.InterfaceNamePrefix:
       return opts.interfaceNamePrefix
         ? { ifLocal: `-i ${opts.interfaceNamePrefix}+`, ifNotLocal: `! -i ${opts.interfaceNamePrefix}+` }
@@ -60,14 +72,24 @@ function localDetector(node: NodeInfo, opts: IptablesOptions): LocalDetector | u
  * kube-proxy's NodePortAddresses for one family. kube-proxy reads the node's interface addresses; kpx
  * compiles centrally and uses the Node object's addresses (plus 127.0.0.1 where a CIDR covers loopback).
  */
-function nodePortDestinations(node: NodeInfo, opts: IptablesOptions, nodeIP: string | undefined): { dest: NodePortDestinations; containsLoopback: boolean } {
+function nodePortDestinations(
+  node: NodeInfo,
+  opts: IptablesOptions,
+  nodeIP: string | undefined,
+): { dest: NodePortDestinations; containsLoopback: boolean } {
   const family = opts.family;
   const npa = opts.nodePortAddresses;
   const isPrimary = npa.kind === NodePortAddressesKind.Primary;
-  const parsed = (texts: readonly string[]): Cidr[] => texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined && c.family === family);
+  const parsed = (texts: readonly string[]): Cidr[] =>
+    texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined && c.family === family);
   let cidrs = npa.kind === NodePortAddressesKind.CIDRs ? npa.cidrs.filter((c) => c.family === family) : [];
   if (cidrs.length === 0) {
-    const fallback = isPrimary && nodeIP ? `${nodeIP}/${family === IPFamily.IPv4 ? 32 : 128}` : family === IPFamily.IPv4 ? '0.0.0.0/0' : '::/0';
+    const fallback =
+      isPrimary && nodeIP
+        ? `${nodeIP}/${family === IPFamily.IPv4 ? 32 : 128}`
+        : family === IPFamily.IPv4
+          ? '0.0.0.0/0'
+          : '::/0';
     cidrs = parsed([fallback]);
   }
   const containsLoopback = family === IPFamily.IPv4 && cidrs.some((c) => cidrContains(c, '127.0.0.1'));
@@ -91,7 +113,10 @@ export function makeContext(node: NodeInfo, opts: IptablesOptions, totalEndpoint
     localDetector: localDetector(node, opts),
     // kube-proxy turns localhost NodePorts off when nodePortAddresses exclude loopback; never on IPv6.
     localhostNodePorts: opts.localhostNodePorts && np.containsLoopback && !isIPv6,
-    nodePorts: { matchAll: np.dest.matchAll, ips: np.dest.ips.filter((ip) => !isLoopback(ip) || (!isIPv6 && opts.localhostNodePorts && np.containsLoopback)) },
+    nodePorts: {
+      matchAll: np.dest.matchAll,
+      ips: np.dest.ips.filter((ip) => !isLoopback(ip) || (!isIPv6 && opts.localhostNodePorts && np.containsLoopback)),
+    },
     largeClusterMode: totalEndpoints > LargeClusterEndpointsThreshold,
   };
 }

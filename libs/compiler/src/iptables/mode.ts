@@ -12,7 +12,13 @@ export function iptablesModeCompiler(options: IptablesOptions): ModeCompiler<Com
     largeClusterMode: true,
     makeContext: (node, total) => makeContext(node, options, total),
     nodeBase: compileNodeBase,
-    servicePortParts: (svc, endpoints) => [{ name: '', keyFn: portVariantKeyFn(options, svc, endpoints), compile: (ctx) => compileServicePort(ctx, svc, endpoints) }],
+    servicePortParts: (svc, endpoints) => [
+      {
+        name: '',
+        keyFn: portVariantKeyFn(options, svc, endpoints),
+        compile: (ctx) => compileServicePort(ctx, svc, endpoints),
+      },
+    ],
     units: undefined,
     same: sameWire,
   };

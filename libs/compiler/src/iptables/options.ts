@@ -1,5 +1,13 @@
 // What the iptables compiler needs from kube-proxy's configuration, already resolved.
-import { LocalMode, NodePortAddressesKind, type Cidr, type IPFamily, type KubeProxyConfig, type NodePortAddresses, type TopologyOptions } from '@kpx/model';
+import {
+  LocalMode,
+  NodePortAddressesKind,
+  type Cidr,
+  type IPFamily,
+  type KubeProxyConfig,
+  type NodePortAddresses,
+  type TopologyOptions,
+} from '@kpx/model';
 
 export interface IptablesOptions {
   readonly family: IPFamily;

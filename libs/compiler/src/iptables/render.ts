@@ -1,5 +1,13 @@
 // Rule set -> iptables-restore input.
-import { RuleKind, Table, type IptablesChainObject, type IptablesJumpObject, type IptablesRulesObject, type NodeRuleSet, type RuleObject } from '../ruleset.js';
+import {
+  RuleKind,
+  Table,
+  type IptablesChainObject,
+  type IptablesJumpObject,
+  type IptablesRulesObject,
+  type NodeRuleSet,
+  type RuleObject,
+} from '../ruleset.js';
 import { Chain } from './names.js';
 
 export const RestoreFormat = {
@@ -19,12 +27,21 @@ const BUILTIN: Record<Table, readonly string[]> = {
 };
 
 const TOP_LEVEL: Record<Table, readonly string[]> = {
-  [Table.Filter]: [Chain.Services, Chain.ExternalServices, Chain.Forward, Chain.NodePorts, Chain.ProxyFirewall, Chain.KubeletFirewall],
+  [Table.Filter]: [
+    Chain.Services,
+    Chain.ExternalServices,
+    Chain.Forward,
+    Chain.NodePorts,
+    Chain.ProxyFirewall,
+    Chain.KubeletFirewall,
+  ],
   [Table.Nat]: [Chain.Services, Chain.NodePorts, Chain.Postrouting, Chain.MarkMasq],
 };
 
-const byChainName = (a: IptablesChainObject, b: IptablesChainObject): number => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0);
-const byPositionThenKey = (a: IptablesRulesObject, b: IptablesRulesObject): number => a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+const byChainName = (a: IptablesChainObject, b: IptablesChainObject): number =>
+  a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0;
+const byPositionThenKey = (a: IptablesRulesObject, b: IptablesRulesObject): number =>
+  a.position - b.position || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 
 /**
  * Stable sort, skipped when the array is already in order: a rule set's objects come sorted by key, so the
@@ -129,10 +146,12 @@ function splitObjects(objects: NodeRuleSet['objects']): SplitObjects {
       l.push(o);
     }
   });
-  for (const table of [Table.Filter, Table.Nat]) for (const l of fragments[table].values()) sortIfUnsorted(l, byPositionThenKey);
+  for (const table of [Table.Filter, Table.Nat])
+    for (const l of fragments[table].values()) sortIfUnsorted(l, byPositionThenKey);
   const chainsOf = (table: Table): ChainOrder => {
     if (count[table] === 0) return orderChains([], 0, 0, table);
-    if (last[table] - first[table] + 1 === count[table]) return orderChains(objects, first[table], last[table] + 1, table);
+    if (last[table] - first[table] + 1 === count[table])
+      return orderChains(objects, first[table], last[table] + 1, table);
     // Not one run (objects not in canonical order): the table's chains gathered first.
     const own = objects.filter((o): o is IptablesChainObject => o.kind === RuleKind.IptablesChain && o.table === table);
     return orderChains(own, 0, own.length, table);
@@ -142,9 +161,13 @@ function splitObjects(objects: NodeRuleSet['objects']): SplitObjects {
 
 /** The rules of one chain as the kernel gets them: its own rules, then its fragments. undefined if absent. */
 export function chainRules(rs: NodeRuleSet, table: Table, chain: string): string[] | undefined {
-  const own = rs.objects.find((o): o is IptablesChainObject => o.kind === RuleKind.IptablesChain && o.table === table && o.chain === chain);
+  const own = rs.objects.find(
+    (o): o is IptablesChainObject => o.kind === RuleKind.IptablesChain && o.table === table && o.chain === chain,
+  );
   if (!own) return undefined;
-  const fragments = rs.objects.filter((o): o is IptablesRulesObject => o.kind === RuleKind.IptablesRules && o.table === table && o.chain === chain);
+  const fragments = rs.objects.filter(
+    (o): o is IptablesRulesObject => o.kind === RuleKind.IptablesRules && o.table === table && o.chain === chain,
+  );
   return [...own.rules, ...sortIfUnsorted(fragments, byPositionThenKey).flatMap((f) => f.rules)];
 }
 
@@ -223,9 +246,15 @@ let chunkBuffer: Buffer | undefined;
  * collector copying young strings around (a third of a string render), and no fresh 30 MiB of memory for each
  * render (whose page faults cost as much again on a virtual machine).
  */
-export function writeRestore(rs: NodeRuleSet, format: RestoreFormat, write: (chunk: Uint8Array) => void, chunkBytes = CHUNK_BYTES): void {
+export function writeRestore(
+  rs: NodeRuleSet,
+  format: RestoreFormat,
+  write: (chunk: Uint8Array) => void,
+  chunkBytes = CHUNK_BYTES,
+): void {
   const images = tableImages(rs, format);
-  const buf = chunkBytes === CHUNK_BYTES ? (chunkBuffer ??= Buffer.allocUnsafe(CHUNK_BYTES)) : Buffer.allocUnsafe(chunkBytes);
+  const buf =
+    chunkBytes === CHUNK_BYTES ? (chunkBuffer ??= Buffer.allocUnsafe(CHUNK_BYTES)) : Buffer.allocUnsafe(chunkBytes);
   let at = 0;
   let handed = 0;
   const flush = (): void => {

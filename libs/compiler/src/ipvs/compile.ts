@@ -37,7 +37,17 @@ import { ProxyMode } from '@kpx/proto';
 import { NodeNotFoundError } from '../errors.js';
 import { RuleBuilder, comment } from '../iptables/builder.js';
 import { portOwner } from '../iptables/compile.js';
-import { RuleKind, Table, objectId, sortObjects, type IpsetSetObject, type IpvsRealServer, type IpvsServiceObject, type NodeRuleSet, type RuleObject } from '../ruleset.js';
+import {
+  RuleKind,
+  Table,
+  objectId,
+  sortObjects,
+  type IpsetSetObject,
+  type IpvsRealServer,
+  type IpvsServiceObject,
+  type NodeRuleSet,
+  type RuleObject,
+} from '../ruleset.js';
 import { makeIpvsContext, type IpvsContext } from './context.js';
 import { DummyInterface, IPSETS, IpsetName, IpsetType, IpvsChain, IpvsFlag, ipsetInfo, ipsetName } from './names.js';
 import type { IpvsOptions } from './options.js';
@@ -73,7 +83,8 @@ function ipsetDeclarations(ctx: IpvsContext): IpsetSetObject[] {
 
 /** Jumps from builtin chains in the order they end up on a fresh node (kube-proxy prepends each in turn). */
 function writeJumps(b: RuleBuilder): void {
-  const j = (table: Table, chain: string, target: string, text: string): void => b.jump(table, chain, target, `${comment(text)} -j ${target}`);
+  const j = (table: Table, chain: string, target: string, text: string): void =>
+    b.jump(table, chain, target, `${comment(text)} -j ${target}`);
   j(Table.Filter, 'INPUT', IpvsChain.IpvsFilter, 'kubernetes ipvs access filter');
   j(Table.Filter, 'INPUT', IpvsChain.ProxyFirewall, 'kube-proxy firewall rules');
   j(Table.Filter, 'INPUT', IpvsChain.NodePort, 'kubernetes health check rules');
@@ -106,7 +117,11 @@ function writeSetJumps(b: RuleBuilder, ctx: IpvsContext): void {
     b.nat(IpvsChain.NodePort, `-p ${proto}`, matchSet(ctx, local), dir, '-j RETURN');
     b.nat(IpvsChain.NodePort, `-p ${proto}`, matchSet(ctx, all), dir, MASQ);
   }
-  b.filter(IpvsChain.ProxyFirewall, matchSet(ctx, IpsetName.LoadBalancerFW), `dst,dst -j ${IpvsChain.SourceRangesFirewall}`);
+  b.filter(
+    IpvsChain.ProxyFirewall,
+    matchSet(ctx, IpsetName.LoadBalancerFW),
+    `dst,dst -j ${IpvsChain.SourceRangesFirewall}`,
+  );
   b.filter(IpvsChain.SourceRangesFirewall, matchSet(ctx, IpsetName.LoadBalancerSourceCIDR), 'dst,dst,src -j RETURN');
   b.filter(IpvsChain.SourceRangesFirewall, matchSet(ctx, IpsetName.LoadBalancerSourceIP), 'dst,dst,src -j RETURN');
 }
@@ -121,7 +136,11 @@ function writeServicesRules(b: RuleBuilder, ctx: IpvsContext): void {
   else b.nat(IpvsChain.Services, clusterIP, 'src,dst', MASQ);
   // Traffic to external IPs from off the machine (not bridged, not local) and to external IPs that are local.
   const acceptExternal = (set: IpsetName): void => {
-    b.nat(IpvsChain.Services, matchSet(ctx, set), 'dst,dst -m physdev ! --physdev-is-in -m addrtype ! --src-type LOCAL -j ACCEPT');
+    b.nat(
+      IpvsChain.Services,
+      matchSet(ctx, set),
+      'dst,dst -m physdev ! --physdev-is-in -m addrtype ! --src-type LOCAL -j ACCEPT',
+    );
     b.nat(IpvsChain.Services, matchSet(ctx, set), 'dst,dst -m addrtype --dst-type LOCAL -j ACCEPT');
   };
   b.nat(IpvsChain.Services, matchSet(ctx, IpsetName.ExternalIP), 'dst,dst', MASQ);
@@ -138,29 +157,57 @@ function writeServicesRules(b: RuleBuilder, ctx: IpvsContext): void {
 function writeFilterRules(b: RuleBuilder, ctx: IpvsContext): void {
   const m = ctx.masqMark;
   b.filter(IpvsChain.Forward, comment('kubernetes forwarding rules'), `-m mark --mark ${m}/${m}`, '-j ACCEPT');
-  b.filter(IpvsChain.Forward, comment('kubernetes forwarding conntrack rule'), '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
+  b.filter(
+    IpvsChain.Forward,
+    comment('kubernetes forwarding conntrack rule'),
+    '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  );
   b.filter(IpvsChain.NodePort, matchSet(ctx, IpsetName.HealthCheckNodePort), 'dst -j ACCEPT');
   // No access to host ports through the VIPs on kube-ipvs0 (kubernetes#72236), only to the services themselves.
   for (const set of [IpsetName.LoadBalancer, IpsetName.ClusterIP, IpsetName.ExternalIP, IpsetName.ExternalIPLocal]) {
     b.filter(IpvsChain.IpvsFilter, matchSet(ctx, set, false), 'dst,dst -j RETURN');
   }
   b.filter(IpvsChain.IpvsFilter, matchSet(ctx, IpsetName.HealthCheckNodePort, false), 'dst -j RETURN');
-  b.filter(IpvsChain.IpvsFilter, '-m conntrack --ctstate NEW', matchSet(ctx, IpsetName.IpvsIPs, false), 'dst -j REJECT');
+  b.filter(
+    IpvsChain.IpvsFilter,
+    '-m conntrack --ctstate NEW',
+    matchSet(ctx, IpsetName.IpvsIPs, false),
+    'dst -j REJECT',
+  );
 }
 
 function writePostrouting(b: RuleBuilder, ctx: IpvsContext): void {
   const m = ctx.masqMark;
   b.nat(IpvsChain.Postrouting, `-m mark ! --mark ${m}/${m} -j RETURN`);
   b.nat(IpvsChain.Postrouting, `-j MARK --xor-mark ${m}`);
-  b.nat(IpvsChain.Postrouting, comment('kubernetes service traffic requiring SNAT'), '-j MASQUERADE', ctx.opts.randomFully && '--random-fully');
+  b.nat(
+    IpvsChain.Postrouting,
+    comment('kubernetes service traffic requiring SNAT'),
+    '-j MASQUERADE',
+    ctx.opts.randomFully && '--random-fully',
+  );
   b.nat(IpvsChain.MarkMasq, `-j MARK --or-mark ${m}`);
 }
 
 /** The node's own objects: ipset declarations, companion chains with their fixed rules, jumps. */
 export function compileIpvsNodeBase(ctx: IpvsContext): RuleObject[] {
   const b = new RuleBuilder();
-  for (const c of [IpvsChain.Services, IpvsChain.Postrouting, IpvsChain.NodePort, IpvsChain.LoadBalancer, IpvsChain.MarkMasq]) b.chain(Table.Nat, c);
-  for (const c of [IpvsChain.Forward, IpvsChain.NodePort, IpvsChain.ProxyFirewall, IpvsChain.SourceRangesFirewall, IpvsChain.IpvsFilter, IpvsChain.IpvsOutFilter]) {
+  for (const c of [
+    IpvsChain.Services,
+    IpvsChain.Postrouting,
+    IpvsChain.NodePort,
+    IpvsChain.LoadBalancer,
+    IpvsChain.MarkMasq,
+  ])
+    b.chain(Table.Nat, c);
+  for (const c of [
+    IpvsChain.Forward,
+    IpvsChain.NodePort,
+    IpvsChain.ProxyFirewall,
+    IpvsChain.SourceRangesFirewall,
+    IpvsChain.IpvsFilter,
+    IpvsChain.IpvsOutFilter,
+  ]) {
     b.chain(Table.Filter, c);
   }
   writeJumps(b);
@@ -184,7 +231,8 @@ export function ipvsServiceKey(protocol: string, address: string, port: number):
   return `${protocol}/${joinHostPort(address, port)}`;
 }
 
-const realServers = (endpoints: readonly Endpoint[]): IpvsRealServer[] => endpoints.map((ep) => ({ address: ep.ip, port: ep.port, weight: 1 }));
+const realServers = (endpoints: readonly Endpoint[]): IpvsRealServer[] =>
+  endpoints.map((ep) => ({ address: ep.ip, port: ep.port, weight: 1 }));
 
 /** Builds one service port's objects. */
 class PortBuilder {
@@ -207,7 +255,8 @@ class PortBuilder {
     const scheduler = this.ctx.opts.scheduler || IPVSScheduler.RoundRobin;
     const affinity = this.svc.affinityTimeoutSeconds > 0;
     // mh needs the source-hash flag to hash source ports too (kube-proxy sets it for mh).
-    const flags = (affinity ? IpvsFlag.Persistent : 0) | (scheduler === IPVSScheduler.MaglevHashing ? IpvsFlag.SourceHash : 0);
+    const flags =
+      (affinity ? IpvsFlag.Persistent : 0) | (scheduler === IPVSScheduler.MaglevHashing ? IpvsFlag.SourceHash : 0);
     this.services.set(key, {
       kind: RuleKind.IpvsService,
       key,
@@ -252,7 +301,8 @@ function portEndpoints(ctx: IpvsContext, svc: ServicePort, endpoints: readonly E
   const cat = categorizeEndpoints(endpoints, svc, ctx.node, ctx.opts.topology);
   // kube-proxy's syncEndpoint: a Local policy uses the local endpoints, or the cluster ones when there are none
   // (kubernetes#97081: pods on the node can still reach the service).
-  const pick = (onlyLocal: boolean): readonly Endpoint[] => (onlyLocal && cat.local.length > 0 ? cat.local : cat.cluster);
+  const pick = (onlyLocal: boolean): readonly Endpoint[] =>
+    onlyLocal && cat.local.length > 0 ? cat.local : cat.cluster;
   return { internal: pick(svc.internalPolicyLocal), external: pick(svc.externalPolicyLocal) };
 }
 
@@ -281,7 +331,11 @@ function writeVipPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, eps: P
       // A node inside the source ranges reaches the VIP itself with the VIP as source; otherwise the node may not
       // reach the LB at all (kubernetes#119656): the source ranges cannot tell it apart on the IPVS path.
       if (allowFromNode) b.entry(IpsetName.LoadBalancerSourceIP, `${e},${ip}`);
-      else b.rules.filter(IpvsChain.IpvsOutFilter, `-s ${ip} -m ipvs --vaddr ${ip} --vproto ${proto} --vport ${svc.port} -j DROP`);
+      else
+        b.rules.filter(
+          IpvsChain.IpvsOutFilter,
+          `-s ${ip} -m ipvs --vaddr ${ip} --vproto ${proto} --vport ${svc.port} -j DROP`,
+        );
     }
     b.virtualServer(ip, svc.port, eps.external);
   }
@@ -299,7 +353,10 @@ function writeNodePortPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, e
     [Protocol.SCTP]: [IpsetName.NodePortSCTP, IpsetName.NodePortLocalSCTP] as const,
   }[svc.protocol];
   // bitmap:port sets hold the port; SCTP's hash:ip,port set holds it per node address.
-  const members = svc.protocol === Protocol.SCTP ? ctx.nodePortIPs.map((ip) => ipPort(ip, proto, svc.nodePort)) : [String(svc.nodePort)];
+  const members =
+    svc.protocol === Protocol.SCTP
+      ? ctx.nodePortIPs.map((ip) => ipPort(ip, proto, svc.nodePort))
+      : [String(svc.nodePort)];
   for (const m of members) {
     b.entry(sets[0], m);
     if (svc.externalPolicyLocal) b.entry(sets[1], m);
@@ -310,7 +367,8 @@ function writeNodePortPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, e
 /** The hairpin part: a pod reaching itself through the service is masqueraded (endpoints on this node, any state). */
 function writeLoopBackPart(b: PortBuilder, ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[]): void {
   const proto = svc.protocol.toLowerCase();
-  for (const ep of endpoints) if (isLocalEndpoint(ep, ctx.node)) b.entry(IpsetName.LoopBack, `${ipPort(ep.ip, proto, ep.port)},${ep.ip}`);
+  for (const ep of endpoints)
+    if (isLocalEndpoint(ep, ctx.node)) b.entry(IpsetName.LoopBack, `${ipPort(ep.ip, proto, ep.port)},${ep.ip}`);
 }
 
 /** {@link compileIpvsServicePort}'s objects, unsorted. */
@@ -330,7 +388,11 @@ function servicePortObjects(ctx: IpvsContext, svc: ServicePort, endpoints: reado
  * KUBE-IPVS-OUT-FILTER rules (not the addresses it binds: see {@link ipvsAddressClaims}). The union of its parts'
  * objects ({@link ipvsServicePortParts}).
  */
-export function compileIpvsServicePort(ctx: IpvsContext, svc: ServicePort, endpoints: readonly Endpoint[]): RuleObject[] {
+export function compileIpvsServicePort(
+  ctx: IpvsContext,
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+): RuleObject[] {
   return sortObjects(servicePortObjects(ctx, svc, endpoints));
 }
 
@@ -350,40 +412,63 @@ export interface IpvsPortPart {
 }
 
 /** Node facts the endpoint policy depends on: zone (topology hints), the node hosting local endpoints or named in hints. */
-function policyKeyFn(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[]): ((ctx: IpvsContext) => string) | undefined {
+function policyKeyFn(
+  opts: IpvsOptions,
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+): ((ctx: IpvsContext) => string) | undefined {
   const { byZone, nodes: special } = policyDependence(svc, endpoints, opts.topology.preferSameNodeHints ?? true);
   if (!byZone && special.size === 0) return undefined;
   return (ctx) => `${byZone ? `z=${ctx.node.zone}` : ''},${special.has(ctx.node.name) ? `n=${ctx.node.name}` : ''}`;
 }
 
 /** Joins key functions (undefined ones dropped); undefined when none is left. */
-function joinKeyFns(...fns: (((ctx: IpvsContext) => string) | undefined)[]): ((ctx: IpvsContext) => string) | undefined {
+function joinKeyFns(
+  ...fns: (((ctx: IpvsContext) => string) | undefined)[]
+): ((ctx: IpvsContext) => string) | undefined {
   const present = fns.filter((f): f is (ctx: IpvsContext) => string => f !== undefined);
   if (present.length === 0) return undefined;
   return (ctx) => present.map((f) => f(ctx)).join(';');
 }
 
 /** The parts of a service port (see {@link IpvsPortPart}); their objects together are {@link compileIpvsServicePort}'s. */
-export function ipvsServicePortParts(opts: IpvsOptions, svc: ServicePort, endpoints: readonly Endpoint[]): IpvsPortPart[] {
+export function ipvsServicePortParts(
+  opts: IpvsOptions,
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+): IpvsPortPart[] {
   const owner = portOwner(svc);
   const policy = policyKeyFn(opts, svc, endpoints);
   const ranges = svc.loadBalancerVIPs.length > 0 ? svc.loadBalancerSourceRanges : [];
-  const inRanges = ranges.length > 0 ? (ctx: IpvsContext): string => `f=${ctx.nodeIP !== undefined && ranges.some((c) => cidrContains(c, ctx.nodeIP ?? ''))}` : undefined;
+  const inRanges =
+    ranges.length > 0
+      ? (ctx: IpvsContext): string =>
+          `f=${ctx.nodeIP !== undefined && ranges.some((c) => cidrContains(c, ctx.nodeIP ?? ''))}`
+      : undefined;
   const build = (ctx: IpvsContext, write: (b: PortBuilder) => void): RuleObject[] => {
     const b = new PortBuilder(ctx, svc, owner);
     write(b);
     return sortObjects(b.objects());
   };
   const parts: IpvsPortPart[] = [
-    { name: '', keyFn: joinKeyFns(policy, inRanges), compile: (ctx) => build(ctx, (b) => writeVipPart(b, ctx, svc, portEndpoints(ctx, svc, endpoints))) },
+    {
+      name: '',
+      keyFn: joinKeyFns(policy, inRanges),
+      compile: (ctx) => build(ctx, (b) => writeVipPart(b, ctx, svc, portEndpoints(ctx, svc, endpoints))),
+    },
   ];
   if (svc.nodePort !== 0) {
     const addresses = (ctx: IpvsContext): string => `p=${ctx.nodePortIPs.join(',')}`;
-    parts.push({ name: 'np', keyFn: joinKeyFns(policy, addresses), compile: (ctx) => build(ctx, (b) => writeNodePortPart(b, ctx, svc, portEndpoints(ctx, svc, endpoints))) });
+    parts.push({
+      name: 'np',
+      keyFn: joinKeyFns(policy, addresses),
+      compile: (ctx) => build(ctx, (b) => writeNodePortPart(b, ctx, svc, portEndpoints(ctx, svc, endpoints))),
+    });
   }
   const hosts = new Set(endpoints.map((ep) => ep.nodeName).filter((n) => n !== ''));
   if (endpoints.length > 0) {
-    const keyFn = hosts.size > 0 ? (ctx: IpvsContext): string => (hosts.has(ctx.node.name) ? ctx.node.name : '') : undefined;
+    const keyFn =
+      hosts.size > 0 ? (ctx: IpvsContext): string => (hosts.has(ctx.node.name) ? ctx.node.name : '') : undefined;
     parts.push({ name: 'lb', keyFn, compile: (ctx) => build(ctx, (b) => writeLoopBackPart(b, ctx, svc, endpoints)) });
   }
   // The same on every node.
@@ -423,7 +508,12 @@ export function compileIpvsAddress(ctx: IpvsContext, claim: IpvsAddressClaim): R
   const set = ipsetName(IpsetName.IpvsIPs, ctx.isIPv6);
   return [
     { kind: RuleKind.IpsetEntries, key: `${set}/${addressOwner(claim.address)}`, set, entries: [claim.address] },
-    { kind: RuleKind.IpvsAddress, key: `${DummyInterface}/${claim.address}`, interface: DummyInterface, address: claim.address },
+    {
+      kind: RuleKind.IpvsAddress,
+      key: `${DummyInterface}/${claim.address}`,
+      interface: DummyInterface,
+      address: claim.address,
+    },
   ];
 }
 

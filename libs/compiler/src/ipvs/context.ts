@@ -1,5 +1,13 @@
 // Per-node facts the IPVS rule families need, computed once per compile.
-import { IPFamily, NodePortAddressesKind, cidrContains, isLoopback, parseCidr, type Cidr, type NodeInfo } from '@kpx/model';
+import {
+  IPFamily,
+  NodePortAddressesKind,
+  cidrContains,
+  isLoopback,
+  parseCidr,
+  type Cidr,
+  type NodeInfo,
+} from '@kpx/model';
 import { makeContext, type LocalDetector } from '../iptables/context.js';
 import type { IpvsOptions } from './options.js';
 
@@ -26,10 +34,13 @@ export interface IpvsContext {
  */
 function nodePortIPs(node: NodeInfo, opts: IpvsOptions, nodeIP: string | undefined): string[] {
   const family = opts.family;
-  const own = [...new Set(node.addresses.filter((a) => a.family === family).map((a) => a.ip))].filter((ip) => !isLoopback(ip));
+  const own = [...new Set(node.addresses.filter((a) => a.family === family).map((a) => a.ip))].filter(
+    (ip) => !isLoopback(ip),
+  );
   const npa = opts.nodePortAddresses;
   const isPrimary = npa.kind === NodePortAddressesKind.Primary;
-  const parsed = (texts: readonly string[]): Cidr[] => texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined && c.family === family);
+  const parsed = (texts: readonly string[]): Cidr[] =>
+    texts.map((t) => parseCidr(t)).filter((c): c is Cidr => c !== undefined && c.family === family);
   let cidrs = npa.kind === NodePortAddressesKind.CIDRs ? npa.cidrs.filter((c) => c.family === family) : [];
   if (cidrs.length === 0) {
     if (isPrimary) return nodeIP && !isLoopback(nodeIP) ? [nodeIP] : [];

@@ -6,7 +6,17 @@ import type { RuleObject as WireObject } from '@kpx/proto';
 import type { IptablesOptions } from '../iptables/options.js';
 import { sealed, type AnyModeCompiler, type ModeCompiler, type UnitClaim } from '../mode.js';
 import { sameWire } from '../wire.js';
-import { IpvsMode, compileIpvsAddress, compileIpvsNodeBase, ipvsAddressClaims, ipvsAddressVariantKeyFn, ipvsServicePortParts, makeIpvsContext, mergeAddressClaims, type IpvsAddressClaim } from './compile.js';
+import {
+  IpvsMode,
+  compileIpvsAddress,
+  compileIpvsNodeBase,
+  ipvsAddressClaims,
+  ipvsAddressVariantKeyFn,
+  ipvsServicePortParts,
+  makeIpvsContext,
+  mergeAddressClaims,
+  type IpvsAddressClaim,
+} from './compile.js';
 import type { IpvsContext } from './context.js';
 import type { IpvsOptions } from './options.js';
 
@@ -26,14 +36,23 @@ export function sameIpvsWire(a: WireObject, b: WireObject): boolean {
   if (p.$case === 'ipvsService' && q.$case === 'ipvsService') {
     const x = p.value;
     const y = q.value;
-    if (x.protocol !== y.protocol || x.address !== y.address || x.port !== y.port || x.scheduler !== y.scheduler || x.flags !== y.flags || x.timeoutSeconds !== y.timeoutSeconds) return false;
+    if (
+      x.protocol !== y.protocol ||
+      x.address !== y.address ||
+      x.port !== y.port ||
+      x.scheduler !== y.scheduler ||
+      x.flags !== y.flags ||
+      x.timeoutSeconds !== y.timeoutSeconds
+    )
+      return false;
     if (x.realServers.length !== y.realServers.length) return false;
     return x.realServers.every((r, i) => {
       const o = y.realServers[i];
       return o !== undefined && r.address === o.address && r.port === o.port && r.weight === o.weight;
     });
   }
-  if (p.$case === 'ipvsAddress' && q.$case === 'ipvsAddress') return p.value.interface === q.value.interface && p.value.address === q.value.address;
+  if (p.$case === 'ipvsAddress' && q.$case === 'ipvsAddress')
+    return p.value.interface === q.value.interface && p.value.address === q.value.address;
   return false;
 }
 

@@ -56,21 +56,77 @@ export interface IpsetInfo {
 
 /** kube-proxy's ipsetInfo, in its order. */
 export const IPSETS: readonly IpsetInfo[] = [
-  { name: IpsetName.LoopBack, type: IpsetType.HashIPPortIP, comment: 'Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose' },
-  { name: IpsetName.ClusterIP, type: IpsetType.HashIPPort, comment: 'Kubernetes service cluster ip + port for masquerade purpose' },
-  { name: IpsetName.ExternalIP, type: IpsetType.HashIPPort, comment: 'Kubernetes service external ip + port for masquerade and filter purpose' },
-  { name: IpsetName.ExternalIPLocal, type: IpsetType.HashIPPort, comment: 'Kubernetes service external ip + port with externalTrafficPolicy=local' },
+  {
+    name: IpsetName.LoopBack,
+    type: IpsetType.HashIPPortIP,
+    comment: 'Kubernetes endpoints dst ip:port, source ip for solving hairpin purpose',
+  },
+  {
+    name: IpsetName.ClusterIP,
+    type: IpsetType.HashIPPort,
+    comment: 'Kubernetes service cluster ip + port for masquerade purpose',
+  },
+  {
+    name: IpsetName.ExternalIP,
+    type: IpsetType.HashIPPort,
+    comment: 'Kubernetes service external ip + port for masquerade and filter purpose',
+  },
+  {
+    name: IpsetName.ExternalIPLocal,
+    type: IpsetType.HashIPPort,
+    comment: 'Kubernetes service external ip + port with externalTrafficPolicy=local',
+  },
   { name: IpsetName.LoadBalancer, type: IpsetType.HashIPPort, comment: 'Kubernetes service lb portal' },
-  { name: IpsetName.LoadBalancerFW, type: IpsetType.HashIPPort, comment: 'Kubernetes service load balancer ip + port for load balancer with sourceRange' },
-  { name: IpsetName.LoadBalancerLocal, type: IpsetType.HashIPPort, comment: 'Kubernetes service load balancer ip + port with externalTrafficPolicy=local' },
-  { name: IpsetName.LoadBalancerSourceIP, type: IpsetType.HashIPPortIP, comment: 'Kubernetes service load balancer ip + port + source IP for packet filter purpose' },
-  { name: IpsetName.LoadBalancerSourceCIDR, type: IpsetType.HashIPPortNet, comment: 'Kubernetes service load balancer ip + port + source cidr for packet filter purpose' },
-  { name: IpsetName.NodePortTCP, type: IpsetType.BitmapPort, comment: 'Kubernetes nodeport TCP port for masquerade purpose' },
-  { name: IpsetName.NodePortLocalTCP, type: IpsetType.BitmapPort, comment: 'Kubernetes nodeport TCP port with externalTrafficPolicy=local' },
-  { name: IpsetName.NodePortUDP, type: IpsetType.BitmapPort, comment: 'Kubernetes nodeport UDP port for masquerade purpose' },
-  { name: IpsetName.NodePortLocalUDP, type: IpsetType.BitmapPort, comment: 'Kubernetes nodeport UDP port with externalTrafficPolicy=local' },
-  { name: IpsetName.NodePortSCTP, type: IpsetType.HashIPPort, comment: "Kubernetes nodeport SCTP port for masquerade purpose with type 'hash ip:port'" },
-  { name: IpsetName.NodePortLocalSCTP, type: IpsetType.HashIPPort, comment: "Kubernetes nodeport SCTP port with externalTrafficPolicy=local with type 'hash ip:port'" },
+  {
+    name: IpsetName.LoadBalancerFW,
+    type: IpsetType.HashIPPort,
+    comment: 'Kubernetes service load balancer ip + port for load balancer with sourceRange',
+  },
+  {
+    name: IpsetName.LoadBalancerLocal,
+    type: IpsetType.HashIPPort,
+    comment: 'Kubernetes service load balancer ip + port with externalTrafficPolicy=local',
+  },
+  {
+    name: IpsetName.LoadBalancerSourceIP,
+    type: IpsetType.HashIPPortIP,
+    comment: 'Kubernetes service load balancer ip + port + source IP for packet filter purpose',
+  },
+  {
+    name: IpsetName.LoadBalancerSourceCIDR,
+    type: IpsetType.HashIPPortNet,
+    comment: 'Kubernetes service load balancer ip + port + source cidr for packet filter purpose',
+  },
+  {
+    name: IpsetName.NodePortTCP,
+    type: IpsetType.BitmapPort,
+    comment: 'Kubernetes nodeport TCP port for masquerade purpose',
+  },
+  {
+    name: IpsetName.NodePortLocalTCP,
+    type: IpsetType.BitmapPort,
+    comment: 'Kubernetes nodeport TCP port with externalTrafficPolicy=local',
+  },
+  {
+    name: IpsetName.NodePortUDP,
+    type: IpsetType.BitmapPort,
+    comment: 'Kubernetes nodeport UDP port for masquerade purpose',
+  },
+  {
+    name: IpsetName.NodePortLocalUDP,
+    type: IpsetType.BitmapPort,
+    comment: 'Kubernetes nodeport UDP port with externalTrafficPolicy=local',
+  },
+  {
+    name: IpsetName.NodePortSCTP,
+    type: IpsetType.HashIPPort,
+    comment: "Kubernetes nodeport SCTP port for masquerade purpose with type 'hash ip:port'",
+  },
+  {
+    name: IpsetName.NodePortLocalSCTP,
+    type: IpsetType.HashIPPort,
+    comment: "Kubernetes nodeport SCTP port with externalTrafficPolicy=local with type 'hash ip:port'",
+  },
   { name: IpsetName.HealthCheckNodePort, type: IpsetType.BitmapPort, comment: 'Kubernetes health check node port' },
   { name: IpsetName.IpvsIPs, type: IpsetType.HashIP, comment: 'Addresses on the ipvs interface' },
 ];

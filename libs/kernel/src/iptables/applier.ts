@@ -6,8 +6,22 @@ import { RuleKind } from '@kpx/proto';
 import { digestOf } from '@kpx/ruleset';
 import { CommandError, IptablesReadError, IptablesRestoreError } from '../errors.js';
 import { createCommandRunner, type CommandRunner } from '../runner.js';
-import { createScratchCanonicalizer, RuleSpellings, type CanonicalRequest, type RuleCanonicalizer } from './canonical.js';
-import { IptablesVariant, ReadTimeoutMs, compareTables, iptablesCommands, isKubeProxyChain, restoreTimeoutMs, waitArgs, type IptablesCommands } from './commands.js';
+import {
+  createScratchCanonicalizer,
+  RuleSpellings,
+  type CanonicalRequest,
+  type RuleCanonicalizer,
+} from './canonical.js';
+import {
+  IptablesVariant,
+  ReadTimeoutMs,
+  compareTables,
+  iptablesCommands,
+  isKubeProxyChain,
+  restoreTimeoutMs,
+  waitArgs,
+  type IptablesCommands,
+} from './commands.js';
 import { wireJumpOrder, type JumpOrder } from './jump-order.js';
 import { planFullRestore, planTransition, type RestorePlan } from './plan.js';
 import { readBackObjects } from './read-back.js';
@@ -73,7 +87,12 @@ export class IptablesApplier {
     this.isOwned = options.isOwnedChain ?? isKubeProxyChain;
     this.jumpOrder = options.jumpOrder ?? wireJumpOrder;
     this.spellings = new RuleSpellings(
-      options.canonicalizer ?? createScratchCanonicalizer({ runner: this.runner, commands: this.commands, waitSeconds: options.waitSeconds ?? 5 }),
+      options.canonicalizer ??
+        createScratchCanonicalizer({
+          runner: this.runner,
+          commands: this.commands,
+          waitSeconds: options.waitSeconds ?? 5,
+        }),
     );
   }
 
@@ -96,7 +115,12 @@ export class IptablesApplier {
         const builtinRules = new Map<ChainRef, string[]>();
         for (const ref of tr.builtins) builtinRules.set(ref, await this.listBuiltin(ref));
         await this.spellJumps([...tr.builtins].flatMap((ref) => state.jumpsFrom(ref)));
-        const plan = planTransition(state, tr, { builtinRules, spell: this.spell, jumpOrder: this.jumpOrder, isOwnedChain: this.isOwned });
+        const plan = planTransition(state, tr, {
+          builtinRules,
+          spell: this.spell,
+          jumpOrder: this.jumpOrder,
+          isOwnedChain: this.isOwned,
+        });
         if (plan.text !== '') await this.restore(plan.text);
         state.keptChains.clear();
         for (const ref of plan.keptAfter) state.keptChains.add(ref);
@@ -119,7 +143,12 @@ export class IptablesApplier {
       const desired = IptablesState.from(objects);
       const saved = await this.save([...new Set([...this.managedTables, ...desired.tables()])]);
       await this.spellJumps(desired.jumps());
-      const plan = planFullRestore(desired, saved, { spell: this.spell, jumpOrder: this.jumpOrder, isOwnedChain: this.isOwned, tables: this.managedTables });
+      const plan = planFullRestore(desired, saved, {
+        spell: this.spell,
+        jumpOrder: this.jumpOrder,
+        isOwnedChain: this.isOwned,
+        tables: this.managedTables,
+      });
       if (plan.text !== '') await this.restore(plan.text);
       const pinned = new Set<ChainRef>();
       for (const ref of plan.chainsKept) (desired.isReferenced(ref) ? desired.keptChains : pinned).add(ref);
@@ -142,7 +171,12 @@ export class IptablesApplier {
       const ask = (table: string, chain: string, rule: string): void => {
         used.add(RuleSpellings.key(table, rule));
         const target = ruleTarget(rule);
-        requests.push({ table, chain, rule, ...(target !== undefined && this.isChain(state, table, target) ? { target } : {}) });
+        requests.push({
+          table,
+          chain,
+          rule,
+          ...(target !== undefined && this.isChain(state, table, target) ? { target } : {}),
+        });
       };
       for (const [table, t] of saved) {
         for (const c of t.chains.values()) {
@@ -180,13 +214,21 @@ export class IptablesApplier {
     return this.isOwned(name) || state.chain(chainRef(table, name)) !== undefined;
   }
 
-  private async spellJumps(jumps: Iterable<{ table: string; chain: string; target: string; rule: string }>): Promise<void> {
-    await this.spellings.ensure([...jumps].map((j) => ({ table: j.table, chain: j.chain, rule: j.rule, target: j.target })));
+  private async spellJumps(
+    jumps: Iterable<{ table: string; chain: string; target: string; rule: string }>,
+  ): Promise<void> {
+    await this.spellings.ensure(
+      [...jumps].map((j) => ({ table: j.table, chain: j.chain, rule: j.rule, target: j.target })),
+    );
   }
 
   private async listBuiltin(ref: ChainRef): Promise<string[]> {
     const { table, chain } = parseChainRef(ref);
-    const { stdout } = await this.read(this.commands.iptables, [...this.wait, '-t', table, '-S', chain], `${this.commands.iptables} -t ${table} -S ${chain}`);
+    const { stdout } = await this.read(
+      this.commands.iptables,
+      [...this.wait, '-t', table, '-S', chain],
+      `${this.commands.iptables} -t ${table} -S ${chain}`,
+    );
     return parseListRules(stdout, chain);
   }
 
@@ -195,7 +237,8 @@ export class IptablesApplier {
       // iptables-save of a 10,000-service node (iptables-nft) can take minutes on a busy machine.
       return await this.runner.run({ file, args, timeoutMs: ReadTimeoutMs });
     } catch (err) {
-      if (err instanceof CommandError) throw new IptablesReadError(`${what} failed`, { stderr: err.stderr, cause: err });
+      if (err instanceof CommandError)
+        throw new IptablesReadError(`${what} failed`, { stderr: err.stderr, cause: err });
       throw err;
     }
   }
@@ -205,13 +248,18 @@ export class IptablesApplier {
     try {
       // A node with 10,000 services is a restore of tens of megabytes, which iptables-nft needs minutes for: the
       // time allowed grows with the input (a restore killed half-way would leave the node unable to converge).
-      await this.runner.run({ file: this.commands.restore, args, input: text, timeoutMs: restoreTimeoutMs(text.length) });
+      await this.runner.run({
+        file: this.commands.restore,
+        args,
+        input: text,
+        timeoutMs: restoreTimeoutMs(text.length),
+      });
     } catch (err) {
-      if (err instanceof CommandError) throw new IptablesRestoreError({ command: err.command, input: text, stderr: err.stderr, cause: err });
+      if (err instanceof CommandError)
+        throw new IptablesRestoreError({ command: err.command, input: text, stderr: err.stderr, cause: err });
       throw err;
     }
   }
-
 }
 
 export function createIptablesApplier(options: IptablesApplierOptions): IptablesApplier {

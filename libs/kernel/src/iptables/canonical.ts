@@ -6,7 +6,14 @@
 // with iptables-save. The answers are cached, so the spelling of a rule is looked up once.
 import { CommandError, RuleCanonicalizeError } from '../errors.js';
 import type { CommandRunner } from '../runner.js';
-import { BUILTIN_CHAINS, ReadTimeoutMs, compareTables, restoreTimeoutMs, waitArgs, type IptablesCommands } from './commands.js';
+import {
+  BUILTIN_CHAINS,
+  ReadTimeoutMs,
+  compareTables,
+  restoreTimeoutMs,
+  waitArgs,
+  type IptablesCommands,
+} from './commands.js';
 import { parseSave } from './save-format.js';
 
 export interface CanonicalRequest {
@@ -70,12 +77,23 @@ export function createScratchCanonicalizer(options: ScratchCanonicalizerOptions)
     try {
       ({ stdout } = await options.runner.run({
         file: 'unshare',
-        args: ['--net', '--', 'sh', '-c', SCRIPT, 'kpx-canonicalize', restore, save, ...waitArgs(options.waitSeconds ?? 5)],
+        args: [
+          '--net',
+          '--',
+          'sh',
+          '-c',
+          SCRIPT,
+          'kpx-canonicalize',
+          restore,
+          save,
+          ...waitArgs(options.waitSeconds ?? 5),
+        ],
         input,
         timeoutMs: options.timeoutMs ?? restoreTimeoutMs(input.length) + ReadTimeoutMs,
       }));
     } catch (err) {
-      if (err instanceof CommandError) throw new RuleCanonicalizeError('the scratch namespace rejected the rules', { stderr: err.stderr, cause: err });
+      if (err instanceof CommandError)
+        throw new RuleCanonicalizeError('the scratch namespace rejected the rules', { stderr: err.stderr, cause: err });
       throw err;
     }
     const saved = parseSave(stdout);
@@ -85,14 +103,18 @@ export function createScratchCanonicalizer(options: ScratchCanonicalizerOptions)
       const i = cursor.get(k) ?? 0;
       cursor.set(k, i + 1);
       const spelled = saved.get(r.table)?.chains.get(r.chain)?.rules[i];
-      if (spelled === undefined) throw new RuleCanonicalizeError(`iptables-save did not give back rule ${i + 1} of ${k}`);
+      if (spelled === undefined)
+        throw new RuleCanonicalizeError(`iptables-save did not give back rule ${i + 1} of ${k}`);
       return spelled;
     });
   };
   return {
     async canonicalize(requests) {
       const inBuiltin = requests.map((r) => BUILTIN_CHAINS.has(r.chain));
-      const [user, builtin] = await Promise.all([run(requests.filter((_, i) => !inBuiltin[i])), run(requests.filter((_, i) => inBuiltin[i]))]);
+      const [user, builtin] = await Promise.all([
+        run(requests.filter((_, i) => !inBuiltin[i])),
+        run(requests.filter((_, i) => inBuiltin[i])),
+      ]);
       let u = 0;
       let b = 0;
       return requests.map((_, i) => (inBuiltin[i] ? builtin[b++] : user[u++]) as string);

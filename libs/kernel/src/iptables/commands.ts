@@ -19,7 +19,10 @@ export interface IptablesCommands {
   readonly restore: string;
 }
 
-export function iptablesCommands(family: IpFamily, variant: IptablesVariant = IptablesVariant.System): IptablesCommands {
+export function iptablesCommands(
+  family: IpFamily,
+  variant: IptablesVariant = IptablesVariant.System,
+): IptablesCommands {
   const base = family === IpFamily.IPv6 ? 'ip6tables' : 'iptables';
   const tool = variant === IptablesVariant.System ? base : `${base}-${variant}`;
   return { iptables: tool, save: `${tool}-save`, restore: `${tool}-restore` };
@@ -50,7 +53,12 @@ export function compareTables(a: string, b: string): number {
  * Chains named KUBE-* that kpx does not own unless its state asks for them: kubelet's canaries and iptables
  * hint, kube-proxy's canary, and kubelet's KUBE-FIREWALL (kpx writes KUBE-FIREWALL only when its state holds it).
  */
-export const FOREIGN_KUBE_CHAINS: ReadonlySet<string> = new Set(['KUBE-KUBELET-CANARY', 'KUBE-PROXY-CANARY', 'KUBE-IPTABLES-HINT', 'KUBE-FIREWALL']);
+export const FOREIGN_KUBE_CHAINS: ReadonlySet<string> = new Set([
+  'KUBE-KUBELET-CANARY',
+  'KUBE-PROXY-CANARY',
+  'KUBE-IPTABLES-HINT',
+  'KUBE-FIREWALL',
+]);
 
 /** The default owner test: kpx owns every KUBE-* chain but the foreign ones above. */
 export function isKubeProxyChain(name: string): boolean {

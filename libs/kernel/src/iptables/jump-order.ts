@@ -7,4 +7,5 @@ import type { IptablesJump } from '@kpx/proto';
 export type JumpOrder = (a: IptablesJump, b: IptablesJump) => number;
 
 /** By the position the compiler gave each jump, then by target name (jumps of equal positions). */
-export const wireJumpOrder: JumpOrder = (a, b) => a.position - b.position || (a.target < b.target ? -1 : a.target > b.target ? 1 : 0);
+export const wireJumpOrder: JumpOrder = (a, b) =>
+  a.position - b.position || (a.target < b.target ? -1 : a.target > b.target ? 1 : 0);

@@ -79,7 +79,12 @@ export function planBuiltinJumps(input: BuiltinJumpInput): BuiltinJumpPlan {
  * Where the i-th prepended jump goes: just before the next of kpx's jumps that is present, else just after the
  * previous one, else at the head of the chain.
  */
-function insertionIndex(view: readonly string[], spelled: readonly string[], i: number, present: ReadonlySet<string>): number {
+function insertionIndex(
+  view: readonly string[],
+  spelled: readonly string[],
+  i: number,
+  present: ReadonlySet<string>,
+): number {
   for (let k = i + 1; k < spelled.length; k++) {
     const s = spelled[k] as string;
     if (present.has(s)) return view.indexOf(s);

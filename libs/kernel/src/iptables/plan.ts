@@ -155,7 +155,8 @@ interface EnsureJumps {
 function ensureJumps(tx: Transaction, ctx: JumpContext, e: EnsureJumps): void {
   const { table, chain } = parseChainRef(e.builtin);
   const desired = ctx.state.jumpsFrom(e.builtin).sort(ctx.order);
-  const isKpxTarget = (t: string): boolean => ctx.isOwned(t) || ctx.state.chain(chainRef(table, t)) !== undefined || e.alsoKpx(chainRef(table, t));
+  const isKpxTarget = (t: string): boolean =>
+    ctx.isOwned(t) || ctx.state.chain(chainRef(table, t)) !== undefined || e.alsoKpx(chainRef(table, t));
   tx.jumps(table, chain, planBuiltinJumps({ chain, current: e.current, desired, isKpxTarget, spell: e.spell }));
 }
 
@@ -181,7 +182,12 @@ export function planTransition(state: IptablesState, tr: Transition, options: Pl
       const observed = options.builtinRules?.get(builtin);
       const { table } = parseChainRef(builtin);
       if (observed) {
-        ensureJumps(tx, ctx, { builtin, current: observed, spell: (j) => options.spell?.(table, j.rule) ?? j.rule, alsoKpx: (r) => candidates.has(r) });
+        ensureJumps(tx, ctx, {
+          builtin,
+          current: observed,
+          spell: (j) => options.spell?.(table, j.rule) ?? j.rule,
+          alsoKpx: (r) => candidates.has(r),
+        });
       } else {
         // Trust `before`: its jumps, in order, are what the chain holds of kpx's.
         const before = [...(tr.jumpsBefore.get(builtin) ?? [])].sort(ctx.order).map((j) => j.rule);
@@ -209,7 +215,11 @@ export function changeBetween(before: IptablesState, after: IptablesState): Ipta
  * the chains that change. O(size of the change plus the size of the chains it rewrites) for a change; O(state)
  * when `after` is a whole state (it is diffed first). `before` is left as it was.
  */
-export function planDelta(before: IptablesState, after: IptablesState | IptablesChange, options: PlanOptions = {}): DeltaPlan {
+export function planDelta(
+  before: IptablesState,
+  after: IptablesState | IptablesChange,
+  options: PlanOptions = {},
+): DeltaPlan {
   const change = after instanceof IptablesState ? changeBetween(before, after) : after;
   const tr = before.apply(change);
   try {
@@ -240,8 +250,15 @@ function byTable(refs: Iterable<ChainRef>): Map<string, ChainRef[]> {
  * kpx's chains in one saved table that the state does not want, and those of them a chain of someone else
  * (neither kpx's nor builtin) still jumps to.
  */
-function staleChains(table: string, chains: ReadonlyMap<string, SavedChain>, desired: IptablesState, isOwned: (name: string) => boolean): { stale: string[]; pinned: Set<string> } {
-  const stale = [...chains.values()].filter((c) => c.policy === undefined && isOwned(c.name) && !desired.chain(chainRef(table, c.name))).map((c) => c.name);
+function staleChains(
+  table: string,
+  chains: ReadonlyMap<string, SavedChain>,
+  desired: IptablesState,
+  isOwned: (name: string) => boolean,
+): { stale: string[]; pinned: Set<string> } {
+  const stale = [...chains.values()]
+    .filter((c) => c.policy === undefined && isOwned(c.name) && !desired.chain(chainRef(table, c.name)))
+    .map((c) => c.name);
   const staleSet = new Set(stale);
   const pinned = new Set<string>();
   for (const c of chains.values()) {
@@ -260,7 +277,11 @@ function staleChains(table: string, chains: ReadonlyMap<string, SavedChain>, des
  * someone else still jumps to it); kpx's jumps ensured in every builtin chain. Chains of others, and rules of
  * builtin chains that do not jump to kpx's chains, are left alone.
  */
-export function planFullRestore(desired: IptablesState, saved: SavedTables, options: FullRestoreOptions = {}): RestorePlan {
+export function planFullRestore(
+  desired: IptablesState,
+  saved: SavedTables,
+  options: FullRestoreOptions = {},
+): RestorePlan {
   const tx = new Transaction();
   const isOwned = options.isOwnedChain ?? isKubeProxyChain;
   const ctx: JumpContext = { state: desired, order: options.jumpOrder ?? wireJumpOrder, isOwned };
@@ -282,11 +303,17 @@ export function planFullRestore(desired: IptablesState, saved: SavedTables, opti
     const isKpx = (t: string): boolean => isOwned(t) || desired.chain(chainRef(table, t)) !== undefined;
     const builtins = new Set(builtinsOf.get(table) ?? []);
     for (const c of chains.values()) {
-      if (c.policy !== undefined && BUILTIN_CHAINS.has(c.name) && c.rules.some((r) => isKpx(ruleTarget(r) ?? ''))) builtins.add(chainRef(table, c.name));
+      if (c.policy !== undefined && BUILTIN_CHAINS.has(c.name) && c.rules.some((r) => isKpx(ruleTarget(r) ?? '')))
+        builtins.add(chainRef(table, c.name));
     }
     for (const builtin of [...builtins].sort(byName)) {
       const current = chains.get(parseChainRef(builtin).chain)?.rules ?? [];
-      ensureJumps(tx, ctx, { builtin, current, spell: (j) => options.spell?.(table, j.rule) ?? j.rule, alsoKpx: (r) => staleSet.has(parseChainRef(r).chain) });
+      ensureJumps(tx, ctx, {
+        builtin,
+        current,
+        spell: (j) => options.spell?.(table, j.rule) ?? j.rule,
+        alsoKpx: (r) => staleSet.has(parseChainRef(r).chain),
+      });
     }
   }
   return tx.plan();

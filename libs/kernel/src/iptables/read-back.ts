@@ -78,11 +78,19 @@ function splitChain(lines: readonly string[], segs: readonly Segment[]): RuleObj
 }
 
 function chainObject(table: string, name: string, rules: string[]): RuleObject {
-  return { kind: RuleKind.IptablesChain, key: chainRef(table, name), payload: { $case: 'iptablesChain', value: { table, name, rules } } };
+  return {
+    kind: RuleKind.IptablesChain,
+    key: chainRef(table, name),
+    payload: { $case: 'iptablesChain', value: { table, name, rules } },
+  };
 }
 
 /** kpx's objects as the kernel holds them (`saved`: the tables kpx manages), read against `desired`. */
-export function readBackObjects(saved: SavedTables, desired: IptablesState, options: ReadBackOptions = {}): RuleObject[] {
+export function readBackObjects(
+  saved: SavedTables,
+  desired: IptablesState,
+  options: ReadBackOptions = {},
+): RuleObject[] {
   const isOwned = options.isOwnedChain ?? isKubeProxyChain;
   const spell = (table: string, rule: string): string => options.spell?.(table, rule) ?? rule;
   const out: RuleObject[] = [];
@@ -113,8 +121,16 @@ export function readBackObjects(saved: SavedTables, desired: IptablesState, opti
   return out;
 }
 
-function readJumps(table: string, c: SavedChain, desired: IptablesState, owned: (name: string) => boolean, spell: (table: string, rule: string) => string): RuleObject[] {
-  const kpx = c.rules.map((spec) => ({ spec, target: ruleTarget(spec) })).filter((r): r is { spec: string; target: string } => r.target !== undefined && owned(r.target));
+function readJumps(
+  table: string,
+  c: SavedChain,
+  desired: IptablesState,
+  owned: (name: string) => boolean,
+  spell: (table: string, rule: string) => string,
+): RuleObject[] {
+  const kpx = c.rules
+    .map((spec) => ({ spec, target: ruleTarget(spec) }))
+    .filter((r): r is { spec: string; target: string } => r.target !== undefined && owned(r.target));
   const taken = new Set<string>();
   const matched = new Set<number>();
   const out: RuleObject[] = [];
@@ -136,7 +152,14 @@ function readJumps(table: string, c: SavedChain, desired: IptablesState, owned: 
     taken.add(key);
     const want = desired.get(RuleKind.IptablesJump, base);
     const wanted = want?.payload?.$case === 'iptablesJump' ? want.payload.value : undefined;
-    const value = { table, chain: c.name, target: r.target, rule: r.spec, prepend: wanted?.prepend ?? true, position: wanted?.position ?? 0 };
+    const value = {
+      table,
+      chain: c.name,
+      target: r.target,
+      rule: r.spec,
+      prepend: wanted?.prepend ?? true,
+      position: wanted?.position ?? 0,
+    };
     out.push({ kind: RuleKind.IptablesJump, key, payload: { $case: 'iptablesJump', value } });
   });
   return out;
@@ -202,7 +225,9 @@ export function diffActual(desired: Iterable<RuleObject>, actual: Iterable<RuleO
     }
   }
   for (const ref of [...chains.missing, ...chains.extra]) chains.changed.delete(ref);
-  const inSync = [chains.missing, chains.extra, chains.changed, jumps.missing, jumps.extra, jumps.changed].every((s) => s.size === 0);
+  const inSync = [chains.missing, chains.extra, chains.changed, jumps.missing, jumps.extra, jumps.changed].every(
+    (s) => s.size === 0,
+  );
   return {
     inSync,
     chains: { missing: sorted(chains.missing), extra: sorted(chains.extra), changed: sorted(chains.changed) },

@@ -67,7 +67,8 @@ export function validateObject(o: RuleObject): void {
       if (o.kind !== RuleKind.IptablesRules) invalid(o, `kind does not match payload ${p.$case}`);
       if (!TABLE.test(table)) invalid(o, `bad table ${JSON.stringify(table)}`);
       if (!CHAIN.test(chain) || BUILTIN_CHAINS.has(chain)) invalid(o, `bad chain name ${JSON.stringify(chain)}`);
-      if (!o.key.startsWith(`${chainRef(table, chain)}/`)) invalid(o, `key does not start with ${chainRef(table, chain)}/`);
+      if (!o.key.startsWith(`${chainRef(table, chain)}/`))
+        invalid(o, `key does not start with ${chainRef(table, chain)}/`);
       checkRules(o, p.value.rules);
       return;
     }
@@ -105,7 +106,13 @@ export function sameObject(a: RuleObject, b: RuleObject): boolean {
   }
   if (x.$case === 'iptablesJump' && y.$case === 'iptablesJump') {
     const [p, q] = [x.value, y.value];
-    return p.table === q.table && p.chain === q.chain && p.target === q.target && p.rule === q.rule && p.prepend === q.prepend;
+    return (
+      p.table === q.table &&
+      p.chain === q.chain &&
+      p.target === q.target &&
+      p.rule === q.rule &&
+      p.prepend === q.prepend
+    );
   }
   return false;
 }
@@ -200,7 +207,9 @@ export class IptablesState {
 
   /** The jumps from one builtin chain (`table/BUILTIN`), in no particular order. */
   jumpsFrom(builtin: ChainRef): IptablesJump[] {
-    return [...(this.jumpsByBuiltin.get(builtin) ?? [])].map((k) => this.jumpsByKey.get(k)).filter((j): j is IptablesJump => j !== undefined);
+    return [...(this.jumpsByBuiltin.get(builtin) ?? [])]
+      .map((k) => this.jumpsByKey.get(k))
+      .filter((j): j is IptablesJump => j !== undefined);
   }
 
   /** Builtin chains (`table/BUILTIN`) that hold at least one jump. */

@@ -12,7 +12,8 @@ serveAgent(
     apply: async (ops: never) => (await kernel.apply(ops)).map(toWireError),
     ensureDummy: (name: never) => kernel.ensureDummy(name),
     linkAddresses: async (name: never) => (await kernel.linkAddresses(name)) ?? null,
-    changeAddresses: async (name: never, op: never, addresses: never) => (await kernel.changeAddresses(name, op, addresses)).map(toWireError),
+    changeAddresses: async (name: never, op: never, addresses: never) =>
+      (await kernel.changeAddresses(name, op, addresses)).map(toWireError),
     deleteLink: (name: never) => kernel.deleteLink(name),
     flush: () => kernel.flush(),
   },

@@ -14,7 +14,16 @@ import { IptablesVariant, iptablesCommands } from '../iptables/commands.js';
 import { createCommandRunner, type CommandRunner } from '../runner.js';
 import { IpvsApplyError, type NetlinkError } from './errors.js';
 import { IpsetTool, createLine, entryKey, isOwnedSet, sameSpec, type SavedSet } from './ipset.js';
-import { FWD_MASQ, IP_VS_SVC_F_HASHED, hostPort, serviceKey, type Destination, type IpvsOp, type KernelService, type VirtualService } from './ipvs-netlink.js';
+import {
+  FWD_MASQ,
+  IP_VS_SVC_F_HASHED,
+  hostPort,
+  serviceKey,
+  type Destination,
+  type IpvsOp,
+  type KernelService,
+  type VirtualService,
+} from './ipvs-netlink.js';
 import { createIpvsKernel, type IpvsKernel } from './kernel.js';
 import { IpvsState } from './state.js';
 
@@ -47,8 +56,18 @@ export interface IpvsApplierOptions {
  * templates, and forwarding.
  */
 export const NODE_SYSCTLS: Readonly<Record<'IPv4' | 'IPv6', readonly string[]>> = {
-  IPv4: ['net.ipv4.vs.conntrack=1', 'net.ipv4.vs.expire_nodest_conn=1', 'net.ipv4.vs.expire_quiescent_template=1', 'net.ipv4.ip_forward=1'],
-  IPv6: ['net.ipv4.vs.conntrack=1', 'net.ipv4.vs.expire_nodest_conn=1', 'net.ipv4.vs.expire_quiescent_template=1', 'net.ipv6.conf.all.forwarding=1'],
+  IPv4: [
+    'net.ipv4.vs.conntrack=1',
+    'net.ipv4.vs.expire_nodest_conn=1',
+    'net.ipv4.vs.expire_quiescent_template=1',
+    'net.ipv4.ip_forward=1',
+  ],
+  IPv6: [
+    'net.ipv4.vs.conntrack=1',
+    'net.ipv4.vs.expire_nodest_conn=1',
+    'net.ipv4.vs.expire_quiescent_template=1',
+    'net.ipv6.conf.all.forwarding=1',
+  ],
 };
 
 export interface IpvsApplyResult {
@@ -104,10 +123,13 @@ const vsOf = (s: IpvsService): VirtualService => ({
   flags: s.flags & ~IP_VS_SVC_F_HASHED,
   timeoutSeconds: s.timeoutSeconds,
 });
-const canonKey = (s: Pick<VirtualService, 'protocol' | 'address' | 'port'>): string => serviceKey({ ...s, address: canonicalIp(s.address) });
+const canonKey = (s: Pick<VirtualService, 'protocol' | 'address' | 'port'>): string =>
+  serviceKey({ ...s, address: canonicalIp(s.address) });
 const destKey = (d: { address: string; port: number }): string => hostPort(canonicalIp(d.address), d.port);
 const sameSettings = (a: VirtualService, b: VirtualService): boolean =>
-  a.scheduler === b.scheduler && (a.flags & ~IP_VS_SVC_F_HASHED) === (b.flags & ~IP_VS_SVC_F_HASHED) && a.timeoutSeconds === b.timeoutSeconds;
+  a.scheduler === b.scheduler &&
+  (a.flags & ~IP_VS_SVC_F_HASHED) === (b.flags & ~IP_VS_SVC_F_HASHED) &&
+  a.timeoutSeconds === b.timeoutSeconds;
 
 export class IpvsApplier {
   readonly family: 'IPv4' | 'IPv6';
@@ -134,7 +156,10 @@ export class IpvsApplier {
     this.ipset = new IpsetTool(runner);
     // The companion rules match KUBE-* sets: the scratch namespace the iptables applier learns the kernel's
     // spelling in must hold sets of those names too (declared empty there, before iptables-restore runs).
-    const canonicalizer = createScratchCanonicalizer({ runner: withScratchSets(runner, () => this.scratchSets), commands: iptablesCommands(options.family, IptablesVariant.System) });
+    const canonicalizer = createScratchCanonicalizer({
+      runner: withScratchSets(runner, () => this.scratchSets),
+      commands: iptablesCommands(options.family, IptablesVariant.System),
+    });
     this.iptables = options.iptables ?? createIptablesApplier({ family: options.family, runner, canonicalizer });
     this.dummy = options.dummyInterface ?? 'kube-ipvs0';
     this.exclude = (options.excludeCidrs ?? []).map((c) => {
@@ -158,7 +183,10 @@ export class IpvsApplier {
   }
 
   private isMine(address: string): boolean {
-    return (this.family === 'IPv4' ? isIPv4(address) : isIPv6(address)) && !this.exclude.some((c) => cidrContains(c, address));
+    return (
+      (this.family === 'IPv4' ? isIPv4(address) : isIPv6(address)) &&
+      !this.exclude.some((c) => cidrContains(c, address))
+    );
   }
 
   /**
@@ -176,18 +204,25 @@ export class IpvsApplier {
       }
       // VIPs on the dummy link.
       await this.kernel.ensureDummy(this.dummy);
-      const bound = new Set(((await this.kernel.linkAddresses(this.dummy)) ?? []).filter((a) => this.isMine(a) && !a.startsWith('fe80:')));
+      const bound = new Set(
+        ((await this.kernel.linkAddresses(this.dummy)) ?? []).filter((a) => this.isMine(a) && !a.startsWith('fe80:')),
+      );
       const wanted = new Set([...desired.addresses.values()].map((a) => canonicalIp(a.address)));
       const bind = [...wanted].filter((a) => !bound.has(a));
       const unbind = [...bound].filter((a) => !wanted.has(a));
       // Sets: created or updated before the rules that match them.
       const saved = await this.ipset.save();
       const setLines = this.setRestoreLines(desired, saved);
-      const stale = [...saved.values()].filter((s) => isOwnedSet(s.name, s.family, this.family) && !desired.sets.has(s.name));
+      const stale = [...saved.values()].filter(
+        (s) => isOwnedSet(s.name, s.family, this.family) && !desired.sets.has(s.name),
+      );
       // Services.
-      const kernelServices = new Map((await this.kernel.listServices()).filter((s) => this.isMine(s.address)).map((s) => [canonKey(s), s]));
+      const kernelServices = new Map(
+        (await this.kernel.listServices()).filter((s) => this.isMine(s.address)).map((s) => [canonKey(s), s]),
+      );
       const ops: IpvsOp[] = [];
-      for (const svc of desired.services.values()) this.convergeService(vsOf(svc), svc.realServers, kernelServices.get(canonKey(svc as VirtualService)), ops);
+      for (const svc of desired.services.values())
+        this.convergeService(vsOf(svc), svc.realServers, kernelServices.get(canonKey(svc as VirtualService)), ops);
       const wantedKeys = new Set([...desired.services.values()].map((d) => canonKey(d as VirtualService)));
       for (const [key, s] of kernelServices) {
         if (wantedKeys.has(key)) continue;
@@ -211,7 +246,12 @@ export class IpvsApplier {
       if (failures.length) throw new IpvsApplyError('full restore', failures);
       this.current = desired;
       this.scheduleDrain();
-      return { netlinkOps: ops.length + bind.length + unbind.length, ipsetLines: setLines.length + stale.length, durationMs: performance.now() - started, phasesMs: ph.ms };
+      return {
+        netlinkOps: ops.length + bind.length + unbind.length,
+        ipsetLines: setLines.length + stale.length,
+        durationMs: performance.now() - started,
+        phasesMs: ph.ms,
+      };
     });
   }
 
@@ -239,7 +279,8 @@ export class IpvsApplier {
       const wasMember = new Map<string, Set<string>>();
       for (const ref of [...change.deletes, ...change.upserts]) note(state.objects.get(objectIdOf(ref)));
       for (const o of change.upserts) note(o);
-      for (const [set, entries] of touched) wasMember.set(set, new Set([...entries].filter((e) => state.hasMember(set, e))));
+      for (const [set, entries] of touched)
+        wasMember.set(set, new Set([...entries].filter((e) => state.hasMember(set, e))));
       const setExisted = new Set([...touched.keys()].filter((s) => state.sets.has(s)));
       const store = keyedObjects(state);
       const previous = new Map<string, RuleObject | undefined>();
@@ -248,7 +289,11 @@ export class IpvsApplier {
         applyChange(store, change.deletes, change.upserts, objectIdOf, previous);
         state.checkFragments();
         // What each changed id held before the delta and holds after it, in the order the delta first touched it.
-        const changed = [...previous].map(([id, before]) => ({ ref: refOfId(id), before, after: state.objects.get(id) }));
+        const changed = [...previous].map(([id, before]) => ({
+          ref: refOfId(id),
+          before,
+          after: state.objects.get(id),
+        }));
         const ops: IpvsOp[] = [];
         const bind: string[] = [];
         const unbind: string[] = [];
@@ -257,8 +302,10 @@ export class IpvsApplier {
         for (const c of changed) {
           if (c.ref.kind === RuleKind.IpvsService) this.serviceDelta(c.before, c.after, ops);
           else if (c.ref.kind === RuleKind.IpvsAddress) {
-            const b = c.before?.payload?.$case === 'ipvsAddress' ? canonicalIp(c.before.payload.value.address) : undefined;
-            const a = c.after?.payload?.$case === 'ipvsAddress' ? canonicalIp(c.after.payload.value.address) : undefined;
+            const b =
+              c.before?.payload?.$case === 'ipvsAddress' ? canonicalIp(c.before.payload.value.address) : undefined;
+            const a =
+              c.after?.payload?.$case === 'ipvsAddress' ? canonicalIp(c.after.payload.value.address) : undefined;
             if (b !== undefined && b !== a) unbind.push(b);
             if (a !== undefined && a !== b) bind.push(a);
           } else if (c.ref.kind === RuleKind.IpsetSet) {
@@ -290,7 +337,8 @@ export class IpvsApplier {
         ph.lap('netlink');
         if (failures.length) throw new IpvsApplyError('delta', failures);
         this.scratchSets = [...state.sets.values()];
-        if (iptUpserts.length || iptDeletes.length) await this.iptables.applyDelta({ upserts: iptUpserts, deletes: iptDeletes });
+        if (iptUpserts.length || iptDeletes.length)
+          await this.iptables.applyDelta({ upserts: iptUpserts, deletes: iptDeletes });
         ph.lap('iptables');
         failures.push(...(await this.kernel.changeAddresses(this.dummy, 'del', unbind)));
         ph.lap('netlink');
@@ -298,7 +346,12 @@ export class IpvsApplier {
         ph.lap('ipset');
         if (failures.length) throw new IpvsApplyError('delta', failures);
         this.scheduleDrain();
-        return { netlinkOps: ops.length + bind.length + unbind.length, ipsetLines: setLines.length + destroy.length, durationMs: performance.now() - started, phasesMs: ph.ms };
+        return {
+          netlinkOps: ops.length + bind.length + unbind.length,
+          ipsetLines: setLines.length + destroy.length,
+          durationMs: performance.now() - started,
+          phasesMs: ph.ms,
+        };
       } catch (err) {
         undoChange(store, previous);
         throw err;
@@ -324,7 +377,11 @@ export class IpvsApplier {
         if (!this.isMine(a) || a.startsWith('fe80:')) continue;
         const d = desiredAddr.get(a);
         const value = d ?? { interface: this.dummy, address: a };
-        objects.push({ kind: RuleKind.IpvsAddress, key: `${value.interface}/${value.address}`, payload: { $case: 'ipvsAddress', value } });
+        objects.push({
+          kind: RuleKind.IpvsAddress,
+          key: `${value.interface}/${value.address}`,
+          payload: { $case: 'ipvsAddress', value },
+        });
       }
       objects.push(...this.setObjects(state, await this.ipset.save()));
       this.scratchSets = [...state.sets.values()];
@@ -404,7 +461,12 @@ export class IpvsApplier {
   }
 
   /** Operations taking the kernel's service `cur` (or none) to the desired one. */
-  private convergeService(want: VirtualService, servers: readonly IpvsRealServer[], cur: KernelService | undefined, ops: IpvsOp[]): void {
+  private convergeService(
+    want: VirtualService,
+    servers: readonly IpvsRealServer[],
+    cur: KernelService | undefined,
+    ops: IpvsOp[],
+  ): void {
     if (!cur) {
       ops.push({ op: 'addService', service: want });
       for (const r of servers) ops.push({ op: 'addDest', service: want, dest: r });
@@ -420,7 +482,8 @@ export class IpvsApplier {
       have.delete(k);
       const wasDraining = this.draining.delete(`${svcKey}|${k}`);
       if (!d) ops.push({ op: 'addDest', service: want, dest: r });
-      else if (d.weight !== r.weight || d.forward !== MASQ_ONLY || wasDraining) ops.push({ op: 'editDest', service: want, dest: r });
+      else if (d.weight !== r.weight || d.forward !== MASQ_ONLY || wasDraining)
+        ops.push({ op: 'editDest', service: want, dest: r });
     }
     for (const d of have.values()) this.removeDest(want, d, ops);
   }
@@ -439,7 +502,10 @@ export class IpvsApplier {
       this.convergeService(vsOf(a), a.realServers, undefined, ops);
       return;
     }
-    const have: KernelService = { ...vsOf(b), destinations: b.realServers.map((r) => ({ ...r, forward: MASQ_ONLY, activeConns: 0, inactiveConns: 0 })) };
+    const have: KernelService = {
+      ...vsOf(b),
+      destinations: b.realServers.map((r) => ({ ...r, forward: MASQ_ONLY, activeConns: 0, inactiveConns: 0 })),
+    };
     this.convergeService(vsOf(a), a.realServers, have, ops);
   }
 
@@ -459,7 +525,8 @@ export class IpvsApplier {
       present.delete(destKey(r));
       realServers.push({ address: r.address, port: r.port, weight: d.weight });
     }
-    for (const [, d] of [...present].sort(([x], [y]) => (x < y ? -1 : 1))) realServers.push({ address: d.address, port: d.port, weight: d.weight });
+    for (const [, d] of [...present].sort(([x], [y]) => (x < y ? -1 : 1)))
+      realServers.push({ address: d.address, port: d.port, weight: d.weight });
     const value: IpvsService = {
       protocol: k.protocol,
       address: desired?.address ?? k.address,
@@ -469,7 +536,11 @@ export class IpvsApplier {
       timeoutSeconds: k.timeoutSeconds,
       realServers,
     };
-    return { kind: RuleKind.IpvsService, key: serviceKey(value as VirtualService), payload: { $case: 'ipvsService', value } };
+    return {
+      kind: RuleKind.IpvsService,
+      key: serviceKey(value as VirtualService),
+      payload: { $case: 'ipvsService', value },
+    };
   }
 
   private setObjects(state: IpvsState, saved: Map<string, SavedSet>): RuleObject[] {
@@ -485,7 +556,11 @@ export class IpvsApplier {
           return s.entries.has(k);
         });
       for (const f of state.fragmentsOf(s.name)) {
-        out.push({ kind: RuleKind.IpsetEntries, key: f.key, payload: { $case: 'ipsetEntries', value: { set: f.value.set, entries: keep(f.value.entries) } } });
+        out.push({
+          kind: RuleKind.IpsetEntries,
+          key: f.key,
+          payload: { $case: 'ipsetEntries', value: { set: f.value.set, entries: keep(f.value.entries) } },
+        });
       }
       const own = keep(want?.entries ?? []);
       const extra = [...s.entries].filter((e) => !claimed.has(e)).sort();
@@ -526,9 +601,13 @@ export class IpvsApplier {
   /** A set whose type or options change: built aside, swapped in, the old one destroyed (rules keep matching it). */
   private recreateLines(s: IpsetSet, members: Iterable<string>): string[] {
     const tmp = `KPX-TMP-${s.name}`.slice(0, 31);
-    return [createLine(s, tmp), ...[...members].map((e) => `add ${tmp} ${e}`), `swap ${tmp} ${s.name}`, `destroy ${tmp}`];
+    return [
+      createLine(s, tmp),
+      ...[...members].map((e) => `add ${tmp} ${e}`),
+      `swap ${tmp} ${s.name}`,
+      `destroy ${tmp}`,
+    ];
   }
-
 }
 
 /**
@@ -540,8 +619,18 @@ function withScratchSets(runner: CommandRunner, sets: () => readonly IpsetSet[])
     netns: runner.netns,
     run: (command) => {
       const [net, dashes, sh, c, script, ...rest] = command.args;
-      if (command.file !== 'unshare' || net !== '--net' || dashes !== '--' || sh !== 'sh' || c !== '-c' || script === undefined) return runner.run(command);
-      const declare = sets().map((s) => createLine(s)).join('\n');
+      if (
+        command.file !== 'unshare' ||
+        net !== '--net' ||
+        dashes !== '--' ||
+        sh !== 'sh' ||
+        c !== '-c' ||
+        script === undefined
+      )
+        return runner.run(command);
+      const declare = sets()
+        .map((s) => createLine(s))
+        .join('\n');
       const wrap = `ipset -exist restore <<'KPX_SETS_EOF' || exit 1\n${declare}\nKPX_SETS_EOF\nexec sh -c "$0" "$@"`;
       return runner.run({ ...command, args: [net, dashes, sh, c, wrap, script, ...rest] });
     },

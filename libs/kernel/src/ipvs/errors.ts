@@ -24,7 +24,10 @@ export class IpvsApplyError extends Error {
   readonly failures: readonly NetlinkError[];
 
   constructor(what: string, failures: readonly NetlinkError[]) {
-    const shown = failures.slice(0, 5).map((f) => f.message).join('; ');
+    const shown = failures
+      .slice(0, 5)
+      .map((f) => f.message)
+      .join('; ');
     super(`${what}: ${failures.length} operation(s) failed: ${shown}${failures.length > 5 ? '; …' : ''}`);
     this.failures = failures;
   }

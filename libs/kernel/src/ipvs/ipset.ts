@@ -108,7 +108,8 @@ export class IpsetTool {
     try {
       await this.runner.run({ file: 'ipset', args: ['-exist', 'restore'], input, timeoutMs: 300_000 });
     } catch (err) {
-      if (err instanceof CommandError) throw new IpsetError(`ipset restore rejected ${lines.length} line(s)`, { stderr: err.stderr, cause: err });
+      if (err instanceof CommandError)
+        throw new IpsetError(`ipset restore rejected ${lines.length} line(s)`, { stderr: err.stderr, cause: err });
       throw err;
     }
   }

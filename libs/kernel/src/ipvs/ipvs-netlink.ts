@@ -3,7 +3,21 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { canonicalIP, joinHostPort } from '@kpx/model';
 import { NetlinkError } from './errors.js';
-import { NETLINK_GENERIC, NLM_F, NetlinkConn, decodeAttrs, genlPayload, readCstr, resolveGenlFamily, u16, u16be, u32, cstr, type Attr, type NetlinkRequest } from './netlink.js';
+import {
+  NETLINK_GENERIC,
+  NLM_F,
+  NetlinkConn,
+  decodeAttrs,
+  genlPayload,
+  readCstr,
+  resolveGenlFamily,
+  u16,
+  u16be,
+  u32,
+  cstr,
+  type Attr,
+  type NetlinkRequest,
+} from './netlink.js';
 
 /** The identity and settings of a virtual service (what `ipvsadm -A` takes). */
 export interface VirtualService {
@@ -35,20 +49,58 @@ export interface KernelService extends VirtualService {
 /** One change of the IPVS table. */
 export type IpvsOp =
   | { readonly op: 'addService' | 'editService' | 'delService'; readonly service: VirtualService }
-  | { readonly op: 'addDest' | 'editDest' | 'delDest'; readonly service: VirtualService; readonly dest: { address: string; port: number; weight: number } };
+  | {
+      readonly op: 'addDest' | 'editDest' | 'delDest';
+      readonly service: VirtualService;
+      readonly dest: { address: string; port: number; weight: number };
+    };
 
 export const IP_VS_SVC_F_HASHED = 0x2;
 export const FWD_MASQ = 0;
 
-const CMD = { NEW_SERVICE: 1, SET_SERVICE: 2, DEL_SERVICE: 3, GET_SERVICE: 4, NEW_DEST: 5, SET_DEST: 6, DEL_DEST: 7, GET_DEST: 8, FLUSH: 17 } as const;
+const CMD = {
+  NEW_SERVICE: 1,
+  SET_SERVICE: 2,
+  DEL_SERVICE: 3,
+  GET_SERVICE: 4,
+  NEW_DEST: 5,
+  SET_DEST: 6,
+  DEL_DEST: 7,
+  GET_DEST: 8,
+  FLUSH: 17,
+} as const;
 const CMD_ATTR = { SERVICE: 1, DEST: 2 } as const;
-const SVC = { AF: 1, PROTOCOL: 2, ADDR: 3, PORT: 4, FWMARK: 5, SCHED_NAME: 6, FLAGS: 7, TIMEOUT: 8, NETMASK: 9 } as const;
-const DEST = { ADDR: 1, PORT: 2, FWD_METHOD: 3, WEIGHT: 4, U_THRESH: 5, L_THRESH: 6, ACTIVE_CONNS: 7, INACT_CONNS: 8, ADDR_FAMILY: 11 } as const;
+const SVC = {
+  AF: 1,
+  PROTOCOL: 2,
+  ADDR: 3,
+  PORT: 4,
+  FWMARK: 5,
+  SCHED_NAME: 6,
+  FLAGS: 7,
+  TIMEOUT: 8,
+  NETMASK: 9,
+} as const;
+const DEST = {
+  ADDR: 1,
+  PORT: 2,
+  FWD_METHOD: 3,
+  WEIGHT: 4,
+  U_THRESH: 5,
+  L_THRESH: 6,
+  ACTIVE_CONNS: 7,
+  INACT_CONNS: 8,
+  ADDR_FAMILY: 11,
+} as const;
 const GENL_VERSION = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const PROTO = { TCP: 6, UDP: 17, SCTP: 132 } as const;
-const PROTO_NAME = new Map<number, VirtualService['protocol']>([[6, 'TCP'], [17, 'UDP'], [132, 'SCTP']]);
+const PROTO_NAME = new Map<number, VirtualService['protocol']>([
+  [6, 'TCP'],
+  [17, 'UDP'],
+  [132, 'SCTP'],
+]);
 
 /** `TCP/10.96.0.10:53`, `UDP/[fd00::a]:53`: the key of an ipvs.service object. */
 export function serviceKey(s: Pick<VirtualService, 'protocol' | 'address' | 'port'>): string {
@@ -92,7 +144,8 @@ export function addressText(bytes: Buffer, family: number): string {
 
 function serviceIdAttrs(s: Pick<VirtualService, 'protocol' | 'address' | 'port'>): Attr[] {
   const proto = PROTO[s.protocol];
-  if (proto === undefined) throw new NetlinkError(`service ${serviceKey(s)}`, 0, `unknown protocol ${JSON.stringify(s.protocol)}`);
+  if (proto === undefined)
+    throw new NetlinkError(`service ${serviceKey(s)}`, 0, `unknown protocol ${JSON.stringify(s.protocol)}`);
   return [
     { type: SVC.AF, value: u16(familyOf(s.address)) },
     { type: SVC.PROTOCOL, value: u16(proto) },
@@ -138,7 +191,8 @@ function parseService(payload: Buffer): VirtualService | undefined {
   const protocol = PROTO_NAME.get(a.get(SVC.PROTOCOL)?.readUInt16LE(0) ?? -1);
   const addr = a.get(SVC.ADDR);
   // fwmark services (no address) are not kpx's; they are reported to no one.
-  if (af === undefined || protocol === undefined || !addr || a.has(SVC.FWMARK) && !a.get(SVC.PORT)?.readUInt16BE(0)) return undefined;
+  if (af === undefined || protocol === undefined || !addr || (a.has(SVC.FWMARK) && !a.get(SVC.PORT)?.readUInt16BE(0)))
+    return undefined;
   return {
     protocol,
     address: addressText(addr, af),
@@ -202,16 +256,24 @@ export class IpvsNetlink {
 
   /** The real servers of one service, with their connection counters; NetlinkError (ESRCH) when it is gone. */
   async listDestinations(s: Pick<VirtualService, 'protocol' | 'address' | 'port'>): Promise<Destination[]> {
-    const req = await this.req(CMD.GET_DEST, [{ type: CMD_ATTR.SERVICE, value: serviceIdAttrs(s) }], `dump destinations of ${serviceKey(s)}`, NLM_F.DUMP);
+    const req = await this.req(
+      CMD.GET_DEST,
+      [{ type: CMD_ATTR.SERVICE, value: serviceIdAttrs(s) }],
+      `dump destinations of ${serviceKey(s)}`,
+      NLM_F.DUMP,
+    );
     const af = familyOf(s.address);
-    return (await this.dumpConn.request(req)).map((p) => parseDest(p, af)).filter((d): d is Destination => d !== undefined);
+    return (await this.dumpConn.request(req))
+      .map((p) => parseDest(p, af))
+      .filter((d): d is Destination => d !== undefined);
   }
 
   /** Applies the operations, pipelined, in order of kind: services are added before their destinations. */
   async apply(ops: readonly IpvsOp[]): Promise<NetlinkError[]> {
     const reqs = await Promise.all(ops.map((o) => this.opRequest(o)));
     // Phases: a destination needs its service; a service is deleted after its destinations went.
-    const phase = (o: IpvsOp): number => (o.op === 'addService' || o.op === 'editService' ? 0 : o.op === 'delService' ? 2 : 1);
+    const phase = (o: IpvsOp): number =>
+      o.op === 'addService' || o.op === 'editService' ? 0 : o.op === 'delService' ? 2 : 1;
     const failures: NetlinkError[] = [];
     for (const p of [0, 1, 2]) {
       const these = reqs.filter((_, i) => phase(ops[i]!) === p);
@@ -230,11 +292,23 @@ export class IpvsNetlink {
     const key = serviceKey(o.service);
     switch (o.op) {
       case 'addService':
-        return this.req(CMD.NEW_SERVICE, [{ type: CMD_ATTR.SERVICE, value: serviceAttrs(o.service) }], `add service ${key}`);
+        return this.req(
+          CMD.NEW_SERVICE,
+          [{ type: CMD_ATTR.SERVICE, value: serviceAttrs(o.service) }],
+          `add service ${key}`,
+        );
       case 'editService':
-        return this.req(CMD.SET_SERVICE, [{ type: CMD_ATTR.SERVICE, value: serviceAttrs(o.service) }], `edit service ${key}`);
+        return this.req(
+          CMD.SET_SERVICE,
+          [{ type: CMD_ATTR.SERVICE, value: serviceAttrs(o.service) }],
+          `edit service ${key}`,
+        );
       case 'delService':
-        return this.req(CMD.DEL_SERVICE, [{ type: CMD_ATTR.SERVICE, value: serviceIdAttrs(o.service) }], `delete service ${key}`);
+        return this.req(
+          CMD.DEL_SERVICE,
+          [{ type: CMD_ATTR.SERVICE, value: serviceIdAttrs(o.service) }],
+          `delete service ${key}`,
+        );
       case 'addDest':
       case 'editDest':
       case 'delDest': {

@@ -81,7 +81,15 @@ export class LocalIpvsKernel implements IpvsKernel {
   }
 }
 
-type Method = 'listServices' | 'listDestinations' | 'apply' | 'ensureDummy' | 'linkAddresses' | 'changeAddresses' | 'deleteLink' | 'flush';
+type Method =
+  | 'listServices'
+  | 'listDestinations'
+  | 'apply'
+  | 'ensureDummy'
+  | 'linkAddresses'
+  | 'changeAddresses'
+  | 'deleteLink'
+  | 'flush';
 
 /** What crosses the pipe for a NetlinkError. */
 export interface WireError {
@@ -92,7 +100,9 @@ export interface WireError {
 }
 
 export const toWireError = (e: unknown): WireError =>
-  e instanceof NetlinkError ? { operation: e.operation, errno: e.errno, code: e.code } : { operation: 'agent', errno: 0, code: String((e as Error)?.message ?? e) };
+  e instanceof NetlinkError
+    ? { operation: e.operation, errno: e.errno, code: e.code }
+    : { operation: 'agent', errno: 0, code: String((e as Error)?.message ?? e) };
 const fromWireError = (w: WireError): NetlinkError => new NetlinkError(w.operation, w.errno, w.code);
 
 /** Runs the agent inside a named network namespace and forwards every call to it. */
@@ -106,7 +116,8 @@ export class NetnsIpvsKernel implements IpvsKernel {
       netns,
       // An idle agent must not keep the executor alive on its own (the default).
       decodeError: (w) => fromWireError(w as WireError),
-      exitError: (why, stderr) => new NetlinkError(`IPVS agent in network namespace ${netns}`, 0, `${why}${stderr ? `: ${stderr}` : ''}`),
+      exitError: (why, stderr) =>
+        new NetlinkError(`IPVS agent in network namespace ${netns}`, 0, `${why}${stderr ? `: ${stderr}` : ''}`),
     });
   }
 

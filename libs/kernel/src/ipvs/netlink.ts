@@ -7,7 +7,15 @@ import { SerialQueue } from '@kpx/common';
 import { createNetlink, type NetlinkSocket } from 'netlink';
 import { NetlinkError } from './errors.js';
 
-export const NLM_F = { REQUEST: 0x1, MULTI: 0x2, ACK: 0x4, DUMP: 0x300, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400 } as const;
+export const NLM_F = {
+  REQUEST: 0x1,
+  MULTI: 0x2,
+  ACK: 0x4,
+  DUMP: 0x300,
+  REPLACE: 0x100,
+  EXCL: 0x200,
+  CREATE: 0x400,
+} as const;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 export const NETLINK_ROUTE = 0;
@@ -65,7 +73,8 @@ export function u32(v: number): Buffer {
   return b;
 }
 export const cstr = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
-export const readCstr = (b: Buffer | undefined): string | undefined => (b === undefined ? undefined : b.toString('utf8').replace(/\0.*$/s, ''));
+export const readCstr = (b: Buffer | undefined): string | undefined =>
+  b === undefined ? undefined : b.toString('utf8').replace(/\0.*$/s, '');
 
 /** A request and what it is, for error messages ("add service TCP/10.96.0.10:80"). */
 export interface NetlinkRequest {
@@ -125,7 +134,8 @@ export class NetlinkConn {
         try {
           await this.request(reqs[i] as NetlinkRequest);
         } catch (err) {
-          failures[i] = err instanceof NetlinkError ? err : new NetlinkError(reqs[i]!.what, 0, String((err as Error).message));
+          failures[i] =
+            err instanceof NetlinkError ? err : new NetlinkError(reqs[i]!.what, 0, String((err as Error).message));
         }
       }
     };

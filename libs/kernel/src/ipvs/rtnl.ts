@@ -64,26 +64,43 @@ export class Rtnl {
         { type: IFLA_LINKINFO, value: [{ type: IFLA_INFO_KIND, value: cstr('dummy') }] },
       ];
       try {
-        await this.conn.request({ type: RTM.NEWLINK, flags: NLM_F.CREATE | NLM_F.EXCL, payload: Buffer.concat([ifinfomsg(0), encodeAttrs(attrs)]), what: `create dummy link ${name}` });
+        await this.conn.request({
+          type: RTM.NEWLINK,
+          flags: NLM_F.CREATE | NLM_F.EXCL,
+          payload: Buffer.concat([ifinfomsg(0), encodeAttrs(attrs)]),
+          what: `create dummy link ${name}`,
+        });
       } catch (err) {
         if (!(err instanceof NetlinkError && err.errno === EEXIST)) throw err;
       }
       index = await this.linkIndex(name);
-      if (index === undefined) throw new NetlinkError(`create dummy link ${name}`, 0, 'the link is missing after its creation');
+      if (index === undefined)
+        throw new NetlinkError(`create dummy link ${name}`, 0, 'the link is missing after its creation');
     }
-    await this.conn.request({ type: RTM.NEWLINK, flags: 0, payload: ifinfomsg(index, IFF_UP, IFF_UP), what: `set link ${name} up` });
+    await this.conn.request({
+      type: RTM.NEWLINK,
+      flags: 0,
+      payload: ifinfomsg(index, IFF_UP, IFF_UP),
+      what: `set link ${name} up`,
+    });
     return index;
   }
 
   /** Deletes link `name` if it exists (tests). */
   async deleteLink(name: string): Promise<void> {
     const index = await this.linkIndex(name);
-    if (index !== undefined) await this.conn.request({ type: RTM.DELLINK, flags: 0, payload: ifinfomsg(index), what: `delete link ${name}` });
+    if (index !== undefined)
+      await this.conn.request({ type: RTM.DELLINK, flags: 0, payload: ifinfomsg(index), what: `delete link ${name}` });
   }
 
   /** The addresses bound to link `index`, textual, without prefix length. */
   async addresses(index: number): Promise<string[]> {
-    const replies = await this.conn.request({ type: RTM.GETADDR, flags: NLM_F.DUMP, payload: ifaddrmsg(0, 0, 0, 0), what: 'dump addresses' });
+    const replies = await this.conn.request({
+      type: RTM.GETADDR,
+      flags: NLM_F.DUMP,
+      payload: ifaddrmsg(0, 0, 0, 0),
+      what: 'dump addresses',
+    });
     const out: string[] = [];
     for (const r of replies) {
       if (r.readUInt32LE(4) !== index) continue;
@@ -108,7 +125,10 @@ export class Rtnl {
         return {
           type: op === 'add' ? RTM.NEWADDR : RTM.DELADDR,
           flags: op === 'add' ? NLM_F.CREATE | NLM_F.REPLACE : 0,
-          payload: Buffer.concat([ifaddrmsg(v4 ? AF_INET : AF_INET6, v4 ? 32 : 128, v4 ? 0 : IFA_F_NODAD, index), encodeAttrs(attrs)]),
+          payload: Buffer.concat([
+            ifaddrmsg(v4 ? AF_INET : AF_INET6, v4 ? 32 : 128, v4 ? 0 : IFA_F_NODAD, index),
+            encodeAttrs(attrs),
+          ]),
           what: `${op === 'add' ? 'bind' : 'unbind'} address ${address}`,
         };
       }),

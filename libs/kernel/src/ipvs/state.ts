@@ -11,7 +11,12 @@ import { serviceKey } from './ipvs-netlink.js';
 
 /** Kinds this module programs itself (iptables kinds go to the iptables applier). */
 export function isIpvsObject(o: { kind: string }): boolean {
-  return o.kind === RuleKind.IpvsService || o.kind === RuleKind.IpvsAddress || o.kind === RuleKind.IpsetSet || o.kind === RuleKind.IpsetEntries;
+  return (
+    o.kind === RuleKind.IpvsService ||
+    o.kind === RuleKind.IpvsAddress ||
+    o.kind === RuleKind.IpsetSet ||
+    o.kind === RuleKind.IpsetEntries
+  );
 }
 
 /** Every kind an IPVS-mode node programs into the kernel: IPVS, ipset and the companion iptables kinds. */
@@ -41,8 +46,13 @@ export function validateIpvsObject(o: RuleObject): void {
       if (!PROTOCOLS.has(s.protocol)) bad(o, `protocol ${JSON.stringify(s.protocol)} is not TCP, UDP or SCTP`);
       if (!isIP(s.address)) bad(o, `address ${JSON.stringify(s.address)} is not an IP address`);
       checkPort(o, 'port', s.port);
-      if (!/^[a-z0-9_]{1,15}$/.test(s.scheduler)) bad(o, `scheduler ${JSON.stringify(s.scheduler)} is not a scheduler name`);
-      if (o.key !== serviceKey(s as { protocol: 'TCP'; address: string; port: number })) bad(o, `key does not match the payload (${serviceKey(s as { protocol: 'TCP'; address: string; port: number })})`);
+      if (!/^[a-z0-9_]{1,15}$/.test(s.scheduler))
+        bad(o, `scheduler ${JSON.stringify(s.scheduler)} is not a scheduler name`);
+      if (o.key !== serviceKey(s as { protocol: 'TCP'; address: string; port: number }))
+        bad(
+          o,
+          `key does not match the payload (${serviceKey(s as { protocol: 'TCP'; address: string; port: number })})`,
+        );
       const seen = new Set<string>();
       for (const r of s.realServers) {
         if (!isIP(r.address)) bad(o, `real server address ${JSON.stringify(r.address)} is not an IP address`);
@@ -57,18 +67,24 @@ export function validateIpvsObject(o: RuleObject): void {
     case 'ipvsAddress':
       if (!isIP(p.value.address)) bad(o, `address ${JSON.stringify(p.value.address)} is not an IP address`);
       if (!p.value.interface) bad(o, 'interface is empty');
-      if (o.key !== `${p.value.interface}/${p.value.address}`) bad(o, `key does not match the payload (${p.value.interface}/${p.value.address})`);
+      if (o.key !== `${p.value.interface}/${p.value.address}`)
+        bad(o, `key does not match the payload (${p.value.interface}/${p.value.address})`);
       return;
     case 'ipsetSet':
-      if (!SET_NAME.test(p.value.name) || !p.value.name.startsWith('KUBE-')) bad(o, `name ${JSON.stringify(p.value.name)} is not a KUBE-* set name of at most 31 characters`);
+      if (!SET_NAME.test(p.value.name) || !p.value.name.startsWith('KUBE-'))
+        bad(o, `name ${JSON.stringify(p.value.name)} is not a KUBE-* set name of at most 31 characters`);
       if (o.key !== p.value.name) bad(o, 'key does not match the set name');
-      if (!/^(hash|bitmap|list):[a-z,]+$/.test(p.value.type)) bad(o, `type ${JSON.stringify(p.value.type)} is not an ipset type`);
-      if (p.value.family !== '' && p.value.family !== 'inet' && p.value.family !== 'inet6') bad(o, `family ${JSON.stringify(p.value.family)} is not inet or inet6`);
-      for (const e of p.value.entries) if (!/^[0-9A-Za-z.:,/_-]+$/.test(e)) bad(o, `entry ${JSON.stringify(e)} is not an ipset entry`);
+      if (!/^(hash|bitmap|list):[a-z,]+$/.test(p.value.type))
+        bad(o, `type ${JSON.stringify(p.value.type)} is not an ipset type`);
+      if (p.value.family !== '' && p.value.family !== 'inet' && p.value.family !== 'inet6')
+        bad(o, `family ${JSON.stringify(p.value.family)} is not inet or inet6`);
+      for (const e of p.value.entries)
+        if (!/^[0-9A-Za-z.:,/_-]+$/.test(e)) bad(o, `entry ${JSON.stringify(e)} is not an ipset entry`);
       return;
     case 'ipsetEntries':
       if (!o.key.startsWith(`${p.value.set}/`)) bad(o, `key does not start with the set name ${p.value.set}/`);
-      for (const e of p.value.entries) if (!/^[0-9A-Za-z.:,/_-]+$/.test(e)) bad(o, `entry ${JSON.stringify(e)} is not an ipset entry`);
+      for (const e of p.value.entries)
+        if (!/^[0-9A-Za-z.:,/_-]+$/.test(e)) bad(o, `entry ${JSON.stringify(e)} is not an ipset entry`);
       return;
     default:
       bad(o, 'not an IPVS, ipset or iptables object');
@@ -164,7 +180,9 @@ export class IpvsState {
 
   /** Every fragment must name a declared set. */
   checkFragments(): void {
-    for (const [key, f] of this.fragments) if (!this.sets.has(f.set)) bad({ kind: RuleKind.IpsetEntries, key }, `set ${f.set} is not declared by an ipset.set object`);
+    for (const [key, f] of this.fragments)
+      if (!this.sets.has(f.set))
+        bad({ kind: RuleKind.IpsetEntries, key }, `set ${f.set} is not declared by an ipset.set object`);
   }
 
   /** The members of set `name` as the kernel spells them (entryKey), own entries and every fragment's. */
@@ -197,8 +215,10 @@ function serviceDetail(want: RuleObject, have: RuleObject): string {
   const w = want.payload.value;
   const h = have.payload.value;
   const out: string[] = [];
-  for (const f of ['scheduler', 'flags', 'timeoutSeconds'] as const) if (w[f] !== h[f]) out.push(`${f} ${h[f]} instead of ${w[f]}`);
-  const rs = (list: IpvsService['realServers']): Map<string, number> => new Map(list.map((r) => [`${r.address}:${r.port}`, r.weight]));
+  for (const f of ['scheduler', 'flags', 'timeoutSeconds'] as const)
+    if (w[f] !== h[f]) out.push(`${f} ${h[f]} instead of ${w[f]}`);
+  const rs = (list: IpvsService['realServers']): Map<string, number> =>
+    new Map(list.map((r) => [`${r.address}:${r.port}`, r.weight]));
   const wr = rs(w.realServers);
   const hr = rs(h.realServers);
   for (const [k, weight] of wr) {

@@ -55,22 +55,62 @@ import {
 
 // Field names of KubeProxyConfiguration v1alpha1 (staging/src/k8s.io/kube-proxy/config/v1alpha1/types.go).
 const TOP_LEVEL_FIELDS = [
-  'apiVersion', 'kind', 'featureGates', 'clientConnection', 'logging', 'hostnameOverride', 'bindAddress',
-  'healthzBindAddress', 'metricsBindAddress', 'bindAddressHardFail', 'enableProfiling', 'showHiddenMetricsForVersion',
-  'mode', 'iptables', 'ipvs', 'nftables', 'winkernel', 'detectLocalMode', 'detectLocal', 'clusterCIDR',
-  'nodePortAddresses', 'oomScoreAdj', 'conntrack', 'configSyncPeriod', 'portRange', 'windowsRunAsService',
+  'apiVersion',
+  'kind',
+  'featureGates',
+  'clientConnection',
+  'logging',
+  'hostnameOverride',
+  'bindAddress',
+  'healthzBindAddress',
+  'metricsBindAddress',
+  'bindAddressHardFail',
+  'enableProfiling',
+  'showHiddenMetricsForVersion',
+  'mode',
+  'iptables',
+  'ipvs',
+  'nftables',
+  'winkernel',
+  'detectLocalMode',
+  'detectLocal',
+  'clusterCIDR',
+  'nodePortAddresses',
+  'oomScoreAdj',
+  'conntrack',
+  'configSyncPeriod',
+  'portRange',
+  'windowsRunAsService',
 ] as const;
 /** Accepted at the top level by kpx although v1alpha1 has them only per mode. */
 const TOP_LEVEL_ALIASES = ['masqueradeAll', 'syncPeriod', 'minSyncPeriod'] as const;
 const IPTABLES_FIELDS = [
-  'masqueradeBit', 'masqueradeAll', 'localhostNodePorts', 'snatNodeInternalIP', 'syncPeriod', 'minSyncPeriod',
+  'masqueradeBit',
+  'masqueradeAll',
+  'localhostNodePorts',
+  'snatNodeInternalIP',
+  'syncPeriod',
+  'minSyncPeriod',
 ] as const;
 const IPVS_FIELDS = [
-  'syncPeriod', 'minSyncPeriod', 'scheduler', 'excludeCIDRs', 'strictARP', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout',
+  'syncPeriod',
+  'minSyncPeriod',
+  'scheduler',
+  'excludeCIDRs',
+  'strictARP',
+  'tcpTimeout',
+  'tcpFinTimeout',
+  'udpTimeout',
 ] as const;
 const NFTABLES_FIELDS = ['masqueradeBit', 'masqueradeAll', 'syncPeriod', 'minSyncPeriod'] as const;
 const CONNTRACK_FIELDS = [
-  'maxPerCore', 'min', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'tcpBeLiberal', 'udpTimeout', 'udpStreamTimeout',
+  'maxPerCore',
+  'min',
+  'tcpEstablishedTimeout',
+  'tcpCloseWaitTimeout',
+  'tcpBeLiberal',
+  'udpTimeout',
+  'udpStreamTimeout',
 ] as const;
 const DETECT_LOCAL_FIELDS = ['bridgeInterface', 'interfaceNamePrefix'] as const;
 const CLIENT_CONNECTION_FIELDS = ['kubeconfig', 'acceptContentTypes', 'contentType', 'qps', 'burst'] as const;
@@ -100,13 +140,19 @@ export function parseYaml(text: string, reader: Reader, source: string | undefin
   const list = Array.isArray(docs) ? docs : [docs];
   const first = list[0];
   if (first === undefined || first.contents === null) {
-    throw new KubeProxyConfigError([{ field: '', message: 'the document is empty; expected a KubeProxyConfiguration' }], {
-      source,
-    });
+    throw new KubeProxyConfigError(
+      [{ field: '', message: 'the document is empty; expected a KubeProxyConfiguration' }],
+      {
+        source,
+      },
+    );
   }
   for (const doc of list) {
     if (doc.errors.length > 0) {
-      const problems = doc.errors.map((e) => ({ field: '', message: `not valid YAML or JSON: ${firstLine(e.message)}` }));
+      const problems = doc.errors.map((e) => ({
+        field: '',
+        message: `not valid YAML or JSON: ${firstLine(e.message)}`,
+      }));
       throw new KubeProxyConfigError(problems, { source, cause: doc.errors[0] });
     }
   }
@@ -293,7 +339,10 @@ export interface TopLevelAliases {
 }
 
 /** The settings that are read in one place only: decoded, they are already resolved. */
-export type SingleSourceSettings = Omit<KubeProxyConfig, 'masqueradeAll' | 'masqueradeBit' | 'syncPeriodMs' | 'minSyncPeriodMs' | 'iptables' | 'ipvs'>;
+export type SingleSourceSettings = Omit<
+  KubeProxyConfig,
+  'masqueradeAll' | 'masqueradeBit' | 'syncPeriodMs' | 'minSyncPeriodMs' | 'iptables' | 'ipvs'
+>;
 
 /** A file decoded and defaulted, field by field; the settings given in more than one place are not resolved yet. */
 export interface DecodedConfig {
@@ -347,7 +396,8 @@ export function decodeConfig(root: unknown, reader: Reader): DecodedConfig | und
 
   const featureGates = top.boolMap('featureGates') ?? {};
   const gateNames = Object.keys(featureGates);
-  if (gateNames.length > 0) reader.warn('featureGates', `ignored: kpx does not act on feature gates (${gateNames.join(', ')})`);
+  if (gateNames.length > 0)
+    reader.warn('featureGates', `ignored: kpx does not act on feature gates (${gateNames.join(', ')})`);
 
   const settings: SingleSourceSettings = {
     mode,
@@ -395,7 +445,10 @@ function decodeIPTables(s: Section, reader: Reader): IPTablesSection {
   const bitProblem = checkMasqueradeBit(masqueradeBit);
   if (bitProblem !== undefined) reader.problem(s.field('masqueradeBit'), bitProblem);
   if (s.bool('snatNodeInternalIP') === true) {
-    reader.warn(s.field('snatNodeInternalIP'), 'ignored: kpx does not support SNAT to the node InternalIP; the egress address is used');
+    reader.warn(
+      s.field('snatNodeInternalIP'),
+      'ignored: kpx does not support SNAT to the node InternalIP; the egress address is used',
+    );
   }
   return {
     masqueradeBit,
@@ -414,12 +467,17 @@ function decodeIPVS(s: Section, reader: Reader, inEffect: boolean): IPVSSection 
     scheduler = schedulerRaw;
   } else if (schedulerRaw !== '') {
     const names = Object.values(IPVSScheduler).join(', ');
-    reader.report(inEffect, s.field('scheduler'), `invalid value ${show(schedulerRaw)}: must be one of ${names}, or blank for rr`);
+    reader.report(
+      inEffect,
+      s.field('scheduler'),
+      `invalid value ${show(schedulerRaw)}: must be one of ${names}, or blank for rr`,
+    );
   }
   const excludeCIDRs: Cidr[] = [];
   (s.stringList('excludeCIDRs') ?? []).forEach((text, i) => {
     const cidr = parseConfigCidr(text);
-    if (cidr === undefined) reader.report(inEffect, `${s.field('excludeCIDRs')}[${i}]`, `invalid value ${show(text)}: must be a valid CIDR`);
+    if (cidr === undefined)
+      reader.report(inEffect, `${s.field('excludeCIDRs')}[${i}]`, `invalid value ${show(text)}: must be a valid CIDR`);
     else excludeCIDRs.push(cidr);
   });
   const timeout = (key: string): number => {
@@ -461,8 +519,13 @@ function decodeLocalDetection(
   if (isOneOf(raw, Object.values(LocalMode))) {
     detectLocalMode = raw;
   } else if (raw !== '') {
-    const names = Object.values(LocalMode).map((m) => show(m)).join(', ');
-    reader.problem('detectLocalMode', `unsupported value ${show(raw)}: supported values are ${names} (blank means ClusterCIDR)`);
+    const names = Object.values(LocalMode)
+      .map((m) => show(m))
+      .join(', ');
+    reader.problem(
+      'detectLocalMode',
+      `unsupported value ${show(raw)}: supported values are ${names} (blank means ClusterCIDR)`,
+    );
   }
 
   const dl = top.section('detectLocal');
@@ -525,12 +588,14 @@ function decodeAddresses(
   let hostnameOverride: string | undefined;
   if (hostRaw !== '') {
     hostnameOverride = hostRaw.trim().toLowerCase();
-    if (hostnameOverride === '') reader.problem('hostnameOverride', `invalid value ${show(hostRaw)}: must not be blank`);
+    if (hostnameOverride === '')
+      reader.problem('hostnameOverride', `invalid value ${show(hostRaw)}: must not be blank`);
   }
 
   const bindAddress = top.string('bindAddress') || '0.0.0.0';
   const bindFamily = ipFamily(bindAddress);
-  if (bindFamily === undefined) reader.problem('bindAddress', `invalid value ${show(bindAddress)}: not a valid IP address`);
+  if (bindFamily === undefined)
+    reader.problem('bindAddress', `invalid value ${show(bindAddress)}: not a valid IP address`);
   // kube-proxy picks the default server addresses by the family of bindAddress (not IPv4, or invalid: IPv6).
   const v4 = bindFamily === IPFamily.IPv4;
   const hostPort = (key: string, defaultHost: string, port: number): string => {
@@ -599,7 +664,8 @@ function warnIgnoredFields(top: Section, reader: Reader): void {
   }
   const oom = top.int32('oomScoreAdj');
   if (oom !== undefined) {
-    if (oom < -1000 || oom > 1000) reader.problem('oomScoreAdj', `invalid value ${oom}: must be within the range [-1000, 1000]`);
+    if (oom < -1000 || oom > 1000)
+      reader.problem('oomScoreAdj', `invalid value ${oom}: must be within the range [-1000, 1000]`);
     else if (oom !== KUBE_PROXY_OOM_SCORE_ADJ) ignored('oomScoreAdj');
   }
   const winkernel = top.section('winkernel');
@@ -608,7 +674,8 @@ function warnIgnoredFields(top: Section, reader: Reader): void {
   if (logging.obj !== undefined) {
     // Defaults as kubeadm writes them: text format, 5s flush.
     const { format, flushFrequency, ...rest } = logging.obj;
-    const defaultish = (format === undefined || format === '' || format === 'text') &&
+    const defaultish =
+      (format === undefined || format === '' || format === 'text') &&
       (flushFrequency === undefined || flushFrequency === '5s' || flushFrequency === 5e9 || isZeroish(flushFrequency));
     if (!defaultish || !isZeroish(rest)) ignored('logging');
   }
@@ -635,4 +702,3 @@ function isZeroish(v: unknown): boolean {
 function joinPath(prefix: string, key: string): string {
   return prefix === '' ? key : `${prefix}.${key}`;
 }
-

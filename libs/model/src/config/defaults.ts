@@ -40,7 +40,11 @@ export const DEFAULT_NFTABLES: NFTablesSection = {
   syncPeriodMs: 30 * SECOND,
   minSyncPeriodMs: 1 * SECOND,
 };
-export const DEFAULT_SECTIONS: ModeSections = { iptables: DEFAULT_IPTABLES, ipvs: DEFAULT_IPVS, nftables: DEFAULT_NFTABLES };
+export const DEFAULT_SECTIONS: ModeSections = {
+  iptables: DEFAULT_IPTABLES,
+  ipvs: DEFAULT_IPVS,
+  nftables: DEFAULT_NFTABLES,
+};
 export const DEFAULT_CONNTRACK: KubeProxyConntrackConfig = {
   maxPerCore: 32 * 1024,
   min: 128 * 1024,

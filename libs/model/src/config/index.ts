@@ -80,7 +80,10 @@ export async function readKubeProxyConfigFile(path: string): Promise<KubeProxyCo
     text = await readFile(path, 'utf8');
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new KubeProxyConfigError([{ field: '', message: `cannot read the file: ${reason}` }], { source: path, cause: err });
+    throw new KubeProxyConfigError([{ field: '', message: `cannot read the file: ${reason}` }], {
+      source: path,
+      cause: err,
+    });
   }
   return loadKubeProxyConfig(text, { source: path });
 }

@@ -13,15 +13,26 @@ import { checkSyncPeriods } from './validate.js';
 // Section fields that only one mode uses, with the section property that holds them.
 const SECTION_PROPS: Readonly<Record<SectionName, Readonly<Record<string, string>>>> = {
   iptables: {
-    masqueradeBit: 'masqueradeBit', masqueradeAll: 'masqueradeAll', localhostNodePorts: 'localhostNodePorts',
-    syncPeriod: 'syncPeriodMs', minSyncPeriod: 'minSyncPeriodMs',
+    masqueradeBit: 'masqueradeBit',
+    masqueradeAll: 'masqueradeAll',
+    localhostNodePorts: 'localhostNodePorts',
+    syncPeriod: 'syncPeriodMs',
+    minSyncPeriod: 'minSyncPeriodMs',
   },
   ipvs: {
-    scheduler: 'scheduler', syncPeriod: 'syncPeriodMs', minSyncPeriod: 'minSyncPeriodMs', excludeCIDRs: 'excludeCIDRs',
-    strictARP: 'strictARP', tcpTimeout: 'tcpTimeoutMs', tcpFinTimeout: 'tcpFinTimeoutMs', udpTimeout: 'udpTimeoutMs',
+    scheduler: 'scheduler',
+    syncPeriod: 'syncPeriodMs',
+    minSyncPeriod: 'minSyncPeriodMs',
+    excludeCIDRs: 'excludeCIDRs',
+    strictARP: 'strictARP',
+    tcpTimeout: 'tcpTimeoutMs',
+    tcpFinTimeout: 'tcpFinTimeoutMs',
+    udpTimeout: 'udpTimeoutMs',
   },
   nftables: {
-    masqueradeBit: 'masqueradeBit', masqueradeAll: 'masqueradeAll', syncPeriod: 'syncPeriodMs',
+    masqueradeBit: 'masqueradeBit',
+    masqueradeAll: 'masqueradeAll',
+    syncPeriod: 'syncPeriodMs',
     minSyncPeriod: 'minSyncPeriodMs',
   },
 };
@@ -32,7 +43,9 @@ const UNUSED_IN_MODE: Readonly<Record<ProxyMode, readonly (readonly [SectionName
     ...Object.keys(SECTION_PROPS.nftables).map((k) => ['nftables', k] as const),
   ],
   ipvs: [
-    ['iptables', 'localhostNodePorts'], ['iptables', 'syncPeriod'], ['iptables', 'minSyncPeriod'],
+    ['iptables', 'localhostNodePorts'],
+    ['iptables', 'syncPeriod'],
+    ['iptables', 'minSyncPeriod'],
     ...Object.keys(SECTION_PROPS.nftables).map((k) => ['nftables', k] as const),
   ],
   nftables: [
@@ -42,7 +55,10 @@ const UNUSED_IN_MODE: Readonly<Record<ProxyMode, readonly (readonly [SectionName
 };
 
 /** The section whose sync periods the mode reads, and the one whose masquerade settings it reads. */
-export function modeSections(mode: ProxyMode): { readonly sync: SectionName; readonly masquerade: 'iptables' | 'nftables' } {
+export function modeSections(mode: ProxyMode): {
+  readonly sync: SectionName;
+  readonly masquerade: 'iptables' | 'nftables';
+} {
   return { sync: mode, masquerade: mode === ProxyMode.NFTables ? 'nftables' : 'iptables' };
 }
 
@@ -58,9 +74,17 @@ export function resolveConfig(decoded: DecodedConfig, reader: Reader): KubeProxy
     const given = aliases[key] as { readonly value: T | undefined } | undefined;
     if (given === undefined) return undefined;
     const sectionSets = written[sectionName].has(key);
-    const wins = sectionSets ? `; ${sectionName}.${key} is also set and takes precedence` : `; used as ${sectionName}.${key}`;
-    const places = key === 'masqueradeAll' ? 'iptables.masqueradeAll or nftables.masqueradeAll' : `iptables.${key}, ipvs.${key} or nftables.${key}`;
-    reader.warn(key, `not a KubeProxyConfiguration v1alpha1 field (kube-proxy ignores it; its place is ${places})${wins}`);
+    const wins = sectionSets
+      ? `; ${sectionName}.${key} is also set and takes precedence`
+      : `; used as ${sectionName}.${key}`;
+    const places =
+      key === 'masqueradeAll'
+        ? 'iptables.masqueradeAll or nftables.masqueradeAll'
+        : `iptables.${key}, ipvs.${key} or nftables.${key}`;
+    reader.warn(
+      key,
+      `not a KubeProxyConfiguration v1alpha1 field (kube-proxy ignores it; its place is ${places})${wins}`,
+    );
     return sectionSets ? undefined : given.value;
   };
 

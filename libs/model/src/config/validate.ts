@@ -37,7 +37,11 @@ export function checkPositiveDuration(ms: number): string | undefined {
 }
 
 /** `syncPeriod` against `minSyncPeriod` (named `minField` in the message). */
-export function checkSyncPeriods(syncPeriodMs: number, minSyncPeriodMs: number, minField: string): { sync?: string; min?: string } {
+export function checkSyncPeriods(
+  syncPeriodMs: number,
+  minSyncPeriodMs: number,
+  minField: string,
+): { sync?: string; min?: string } {
   const min = checkNonNegativeDuration(minSyncPeriodMs);
   let sync = checkPositiveDuration(syncPeriodMs);
   if (sync === undefined && minSyncPeriodMs > syncPeriodMs) {
@@ -61,7 +65,10 @@ export function parseClusterCidrs(text: string): { cidrs: Cidr[]; problems: stri
   const parts = text.split(',');
   const example = '(e.g. "10.100.0.0/16" or "10.100.0.0/16,fde4:8dba:82e1::/48")';
   if (parts.length > 2) {
-    return { cidrs: [], problems: [`invalid value ${show(text)}: must be a single CIDR or a dual-stack pair of CIDRs ${example}`] };
+    return {
+      cidrs: [],
+      problems: [`invalid value ${show(text)}: must be a single CIDR or a dual-stack pair of CIDRs ${example}`],
+    };
   }
   const cidrs: Cidr[] = [];
   const problems: string[] = [];
@@ -76,7 +83,9 @@ export function parseClusterCidrs(text: string): { cidrs: Cidr[]; problems: stri
   }
   const [a, b] = cidrs;
   if (a !== undefined && b !== undefined && a.family === b.family) {
-    problems.push(`invalid value ${show(text)}: two ${a.family} CIDRs; a dual-stack pair needs one IPv4 and one IPv6 CIDR ${example}`);
+    problems.push(
+      `invalid value ${show(text)}: two ${a.family} CIDRs; a dual-stack pair needs one IPv4 and one IPv6 CIDR ${example}`,
+    );
   }
   return { cidrs: cidrs.length === parts.length ? cidrs : [], problems };
 }

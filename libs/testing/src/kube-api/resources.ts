@@ -14,7 +14,15 @@ export interface ResourceDef {
 }
 
 function resource(kind: string, group: string, version: string, plural: string, namespaced: boolean): ResourceDef {
-  return { kind, listKind: `${kind}List`, group, version, apiVersion: group ? `${group}/${version}` : version, plural, namespaced };
+  return {
+    kind,
+    listKind: `${kind}List`,
+    group,
+    version,
+    apiVersion: group ? `${group}/${version}` : version,
+    plural,
+    namespaced,
+  };
 }
 
 /** Services, EndpointSlices and Nodes: what kube-proxy (and kpx) watch. */
@@ -37,7 +45,10 @@ export interface ResourcePath {
 
 /** Resolves /api/v1/..., /apis/<group>/<version>/...; undefined when the path names no served resource. */
 export function parseResourcePath(pathname: string): ResourcePath | undefined {
-  const parts = pathname.split('/').filter((p) => p !== '').map((p) => decodeURIComponent(p));
+  const parts = pathname
+    .split('/')
+    .filter((p) => p !== '')
+    .map((p) => decodeURIComponent(p));
   let group: string;
   let version: string;
   let rest: string[];

@@ -122,7 +122,8 @@ function status(code: number, message: string, reason = ReasonByStatus[code] ?? 
 }
 
 /** strconv.ParseBool, as the API server reads boolean query parameters. */
-const parseBool = (value: string | null): boolean => value !== null && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value);
+const parseBool = (value: string | null): boolean =>
+  value !== null && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value);
 
 /** List items come without kind and apiVersion, as kube-apiserver sends them. */
 function listItem(object: KubeApiObject): KubeApiObject {
@@ -132,7 +133,10 @@ function listItem(object: KubeApiObject): KubeApiObject {
 
 /** Starts the server on 127.0.0.1 (a free port) and writes its kubeconfig. */
 export async function startKubeApiServer(options: KubeApiServerOptions = {}): Promise<KubeApiServer> {
-  const store = new ObjectStore({ historyLimit: options.historyLimit, initialResourceVersion: options.initialResourceVersion });
+  const store = new ObjectStore({
+    historyLimit: options.historyLimit,
+    initialResourceVersion: options.initialResourceVersion,
+  });
   const token = options.token ?? randomBytes(16).toString('hex');
   const bookmarkIntervalMs = options.bookmarkIntervalMs ?? 60_000;
   let expiredMode: ExpiredWatchResponse = options.expiredWatchResponse ?? ExpiredWatchResponse.Event;
@@ -163,7 +167,11 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
 
   const reply = (res: ServerResponse, code: number, body: unknown): void => {
     const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-cache, private' });
+    res.writeHead(code, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(text),
+      'Cache-Control': 'no-cache, private',
+    });
     res.end(text);
   };
 
@@ -182,11 +190,19 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
         reply(res, 410, gone);
         return 410;
       }
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+      res.writeHead(200, {
+        'Content-Type': 'application/json',
+        'Cache-Control': 'no-cache, private',
+        'Transfer-Encoding': 'chunked',
+      });
       res.end(`${JSON.stringify({ type: 'ERROR', object: gone })}\n`);
       return 200;
     }
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'no-cache, private',
+      'Transfer-Encoding': 'chunked',
+    });
     res.flushHeaders();
     req.socket.setNoDelay(true);
     const conn: WatchConn = {
@@ -306,7 +322,9 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new KubeApiServerError(`cannot listen on 127.0.0.1: ${err.message}`, { cause: err })));
+    server.once('error', (err) =>
+      reject(new KubeApiServerError(`cannot listen on 127.0.0.1: ${err.message}`, { cause: err })),
+    );
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
@@ -328,7 +346,8 @@ export async function startKubeApiServer(options: KubeApiServerOptions = {}): Pr
     token,
     store,
     requests: () => [...recorded],
-    activeWatches: () => [...watches].map((w) => ({ path: w.path, resourceVersion: w.startResourceVersion, paused: w.paused })),
+    activeWatches: () =>
+      [...watches].map((w) => ({ path: w.path, resourceVersion: w.startResourceVersion, paused: w.paused })),
     openConnections: () => sockets.size,
     dropWatches: () => {
       const open = [...watches];

@@ -91,7 +91,8 @@ export class ObjectStore implements KubeApiStore {
 
   constructor(options: ObjectStoreOptions = {}) {
     this.revision = options.initialResourceVersion ?? 1000;
-    if (!Number.isInteger(this.revision) || this.revision < 1) throw new KubeApiStoreError(`initialResourceVersion must be a positive integer, got ${this.revision}`);
+    if (!Number.isInteger(this.revision) || this.revision < 1)
+      throw new KubeApiStoreError(`initialResourceVersion must be a positive integer, got ${this.revision}`);
     this.oldestResumable = this.revision;
     this.historyLimit = options.historyLimit ?? 1000;
   }
@@ -126,7 +127,8 @@ export class ObjectStore implements KubeApiStore {
     else delete meta.namespace;
     next.metadata = meta;
     if (existing !== undefined && userContent(existing) === userContent(next)) return clone(existing);
-    meta.uid = existing?.metadata?.uid ?? (typeof object.metadata?.uid === 'string' ? object.metadata.uid : randomUUID());
+    meta.uid =
+      existing?.metadata?.uid ?? (typeof object.metadata?.uid === 'string' ? object.metadata.uid : randomUUID());
     meta.creationTimestamp = existing?.metadata?.creationTimestamp ?? apiTimestamp(Date.now());
     meta.resourceVersion = String(++this.revision);
     objects.set(key, next);
@@ -201,7 +203,8 @@ export class ObjectStore implements KubeApiStore {
 
   private resourceOf(kind: string | undefined): ResourceDef {
     const resource = kind === undefined ? undefined : resourceForKind(kind);
-    if (resource === undefined) throw new KubeApiStoreError(`kind ${JSON.stringify(kind)} is not served (Service, Node, EndpointSlice)`);
+    if (resource === undefined)
+      throw new KubeApiStoreError(`kind ${JSON.stringify(kind)} is not served (Service, Node, EndpointSlice)`);
     return resource;
   }
 

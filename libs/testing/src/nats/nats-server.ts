@@ -70,7 +70,11 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   };
   process.once('exit', onExit);
 
-  const writeConfig = (): Promise<void> => writeFile(configFile, renderConfig({ port, storeDir, maxPayload: options.maxPayload, extraConfig: options.extraConfig }));
+  const writeConfig = (): Promise<void> =>
+    writeFile(
+      configFile,
+      renderConfig({ port, storeDir, maxPayload: options.maxPayload, extraConfig: options.extraConfig }),
+    );
 
   const launch = async (): Promise<void> => {
     await writeConfig();
@@ -135,12 +139,23 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   };
 }
 
-function renderConfig(options: { port: number; storeDir: string; maxPayload: number | undefined; extraConfig: string | undefined }): string {
+function renderConfig(options: {
+  port: number;
+  storeDir: string;
+  maxPayload: number | undefined;
+  extraConfig: string | undefined;
+}): string {
   const lines = [`listen: "127.0.0.1:${options.port}"`];
   if (options.maxPayload !== undefined) lines.push(`max_payload: ${options.maxPayload}`);
   if (options.storeDir !== '') {
     // Bounded limits so a test run cannot claim the host's disk or memory.
-    lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(options.storeDir)}`, `  max_memory_store: 268435456`, `  max_file_store: 4294967296`, `}`);
+    lines.push(
+      `jetstream {`,
+      `  store_dir: ${JSON.stringify(options.storeDir)}`,
+      `  max_memory_store: 268435456`,
+      `  max_file_store: 4294967296`,
+      `}`,
+    );
   }
   if (options.extraConfig !== undefined) lines.push(options.extraConfig);
   return `${lines.join('\n')}\n`;
@@ -244,7 +259,9 @@ async function findBinary(): Promise<string> {
       // Not in this directory; try the next one.
     }
   }
-  throw new ServerStartError('nats-server not found (install it, e.g. `apt-get install nats-server`, or set NATS_SERVER_BIN)');
+  throw new ServerStartError(
+    'nats-server not found (install it, e.g. `apt-get install nats-server`, or set NATS_SERVER_BIN)',
+  );
 }
 
 function tail(log: readonly string[]): string {

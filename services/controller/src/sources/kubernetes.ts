@@ -158,7 +158,12 @@ class GuardedWatch extends Watch {
     super(config);
   }
 
-  override watch(path: string, queryParams: WatchParams, callback: WatchCallback, done: WatchDone): Promise<AbortController> {
+  override watch(
+    path: string,
+    queryParams: WatchParams,
+    callback: WatchCallback,
+    done: WatchDone,
+  ): Promise<AbortController> {
     return this.guard.openWatch(path, queryParams, callback, done);
   }
 }
@@ -215,7 +220,13 @@ function parseList(text: string, spec: KindSpec): KubernetesListObject<Kubernete
     throw new ListResponseError(`the ${spec.kind} list response has no items array`);
   }
   const items = list.items.map((item) => ({ ...item, kind: spec.kind, apiVersion: spec.apiVersion }));
-  return { ...list, apiVersion: list.apiVersion ?? spec.apiVersion, kind: list.kind ?? `${spec.kind}List`, metadata: list.metadata ?? {}, items };
+  return {
+    ...list,
+    apiVersion: list.apiVersion ?? spec.apiVersion,
+    kind: list.kind ?? `${spec.kind}List`,
+    metadata: list.metadata ?? {},
+    items,
+  };
 }
 
 function isGone(err: unknown): boolean {
@@ -254,7 +265,12 @@ class KindInformer {
     private readonly config: KubeConfig,
     private readonly ctx: SourceContext,
   ) {
-    this.informer = new ListWatch<KubernetesObject>(spec.path, new GuardedWatch(config, this), () => this.list(), false);
+    this.informer = new ListWatch<KubernetesObject>(
+      spec.path,
+      new GuardedWatch(config, this),
+      () => this.list(),
+      false,
+    );
     this.informer.on('add', (obj) => ctx.emit(spec, EventType.Upsert, obj));
     this.informer.on('update', (obj) => ctx.emit(spec, EventType.Upsert, obj));
     this.informer.on('delete', (obj) => ctx.emit(spec, EventType.Delete, obj));
@@ -277,7 +293,12 @@ class KindInformer {
   }
 
   /** Called by GuardedWatch for every watch ListWatch starts; ListWatch has just applied a list when it first calls. */
-  async openWatch(path: string, queryParams: WatchParams, callback: WatchCallback, done: WatchDone): Promise<AbortController> {
+  async openWatch(
+    path: string,
+    queryParams: WatchParams,
+    callback: WatchCallback,
+    done: WatchDone,
+  ): Promise<AbortController> {
     if (this.stopping) return abortedController();
     if (!this.hasSynced) {
       this.hasSynced = true;
@@ -313,7 +334,8 @@ class KindInformer {
       }
       // ListWatch's watchHandler is async: keep its rejections (a malformed object) from going unhandled.
       const result: unknown = callback(phase, obj, raw);
-      if (result instanceof Promise) result.catch((err: unknown) => this.ctx.warn(this.spec, `watch event ${phase} could not be applied`, err));
+      if (result instanceof Promise)
+        result.catch((err: unknown) => this.ctx.warn(this.spec, `watch event ${phase} could not be applied`, err));
     };
     const watch = new Watch(
       configForOneRequest(this.config, (agent) => {
@@ -359,7 +381,10 @@ class KindInformer {
     const kind = this.spec.kind;
     if (attempt.silent) {
       this.failures = 0;
-      this.ctx.warn(this.spec, `${kind} watch delivered no event or bookmark for ${this.ctx.silentWatchTimeoutMs} ms; restarting it`);
+      this.ctx.warn(
+        this.spec,
+        `${kind} watch delivered no event or bookmark for ${this.ctx.silentWatchTimeoutMs} ms; restarting it`,
+      );
       done(null);
       return;
     }
@@ -370,7 +395,11 @@ class KindInformer {
       if (healthy) this.goneStreak = 0;
       const delay = this.goneStreak === 0 ? 0 : this.backoff(this.goneStreak);
       this.goneStreak++;
-      this.ctx.warn(this.spec, `${kind} watch: resourceVersion expired (410 Gone); relisting${delay ? ` in ${delay} ms` : ''}`, err ?? attempt.errorEvent);
+      this.ctx.warn(
+        this.spec,
+        `${kind} watch: resourceVersion expired (410 Gone); relisting${delay ? ` in ${delay} ms` : ''}`,
+        err ?? attempt.errorEvent,
+      );
       this.after(delay, () => done(err ?? null));
       return;
     }
@@ -381,7 +410,12 @@ class KindInformer {
       return;
     }
     const delay = this.backoff(++this.failures);
-    const why = err !== null && err !== undefined ? `failed: ${describe(err)}` : attempt.errorEvent !== undefined ? `got ERROR ${describe(attempt.errorEvent)}` : 'ended at once';
+    const why =
+      err !== null && err !== undefined
+        ? `failed: ${describe(err)}`
+        : attempt.errorEvent !== undefined
+          ? `got ERROR ${describe(attempt.errorEvent)}`
+          : 'ended at once';
     this.ctx.warn(this.spec, `${kind} watch ${why}; watching again in ${delay} ms`, err ?? attempt.errorEvent);
     this.after(delay, () => done(null));
   }
@@ -458,7 +492,12 @@ function kindSpecs(config: KubeConfig): KindSpec[] {
   const core = config.makeApiClient(CoreV1Api);
   const discovery = config.makeApiClient(DiscoveryV1Api);
   return [
-    { kind: ObjectKind.Service, apiVersion: 'v1', path: '/api/v1/services', list: (o) => core.listServiceForAllNamespaces({}, o) },
+    {
+      kind: ObjectKind.Service,
+      apiVersion: 'v1',
+      path: '/api/v1/services',
+      list: (o) => core.listServiceForAllNamespaces({}, o),
+    },
     {
       kind: ObjectKind.EndpointSlice,
       apiVersion: 'discovery.k8s.io/v1',
@@ -495,7 +534,10 @@ export function createKubernetesSource(options: KubernetesSourceOptions = {}): K
     retryMaxMs: options.retryMaxMs ?? DefaultRetryMaxMs,
     emit(spec, type, object) {
       if (stopped || handler === undefined) return;
-      const wire: KubeObject = object.kind === spec.kind && object.apiVersion === spec.apiVersion ? object : { ...object, kind: spec.kind, apiVersion: spec.apiVersion };
+      const wire: KubeObject =
+        object.kind === spec.kind && object.apiVersion === spec.apiVersion
+          ? object
+          : { ...object, kind: spec.kind, apiVersion: spec.apiVersion };
       let eventType = type;
       if (type === EventType.Upsert) {
         // The loader's checks, as for a manifest: an object the API server should never have admitted (or that
@@ -503,7 +545,8 @@ export function createKubernetesSource(options: KubernetesSourceOptions = {}): K
         // stays programmed.
         const checked = checkObject(wire);
         if (!checked.ok) {
-          for (const d of checked.diagnostics) if (d.severity === Severity.Error) warn(spec, `${formatDiagnostic(d)}; handled as deleted`);
+          for (const d of checked.diagnostics)
+            if (d.severity === Severity.Error) warn(spec, `${formatDiagnostic(d)}; handled as deleted`);
           eventType = EventType.Delete;
         }
       }

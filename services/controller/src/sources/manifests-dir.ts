@@ -12,7 +12,15 @@
 // deletes what was already applied. A removed file removes its objects.
 import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Severity, checkObject, formatDiagnostic, listManifestFiles, readManifestFile, type KubeObject, type ManifestObject } from '@kpx/model';
+import {
+  Severity,
+  checkObject,
+  formatDiagnostic,
+  listManifestFiles,
+  readManifestFile,
+  type KubeObject,
+  type ManifestObject,
+} from '@kpx/model';
 import { EventType, ObjectKind, type Source, type SourceHandler } from './types.js';
 
 export interface ManifestsDirSourceOptions {
@@ -40,7 +48,8 @@ interface Held {
   readonly source: string;
 }
 
-const objectKey = (o: KubeObject): string => `${o.kind ?? ''}/${o.kind === ObjectKind.Node ? '' : o.metadata?.namespace || 'default'}/${o.metadata?.name ?? ''}`;
+const objectKey = (o: KubeObject): string =>
+  `${o.kind ?? ''}/${o.kind === ObjectKind.Node ? '' : o.metadata?.namespace || 'default'}/${o.metadata?.name ?? ''}`;
 
 export class ManifestsDirSource implements Source {
   private readonly files = new Map<string, FileState>();
@@ -73,7 +82,9 @@ export class ManifestsDirSource implements Source {
     handler.onSynced();
     try {
       this.watcher = watch(this.opts.dir, { persistent: false }, () => this.schedule());
-      this.watcher.on('error', (err) => handler.onWarning?.(`watching ${this.opts.dir} failed; relying on the periodic rescan`, err));
+      this.watcher.on('error', (err) =>
+        handler.onWarning?.(`watching ${this.opts.dir} failed; relying on the periodic rescan`, err),
+      );
     } catch (err) {
       handler.onWarning?.(`cannot watch ${this.opts.dir}; relying on the periodic rescan`, err);
     }
@@ -150,11 +161,19 @@ export class ManifestsDirSource implements Source {
         // Half-written, or broken: keep the previous objects; size and mtime are remembered so that a broken
         // file is reported once, not every scan.
         this.files.set(file.name, { ...file, objects: prev.objects });
-        for (const d of fileErrors) this.warn(`keeping the previous objects of ${file.path}: ${d.source ?? file.path}: ${d.message.replace(/; (file|document) skipped$/, '')}`);
+        for (const d of fileErrors)
+          this.warn(
+            `keeping the previous objects of ${file.path}: ${d.source ?? file.path}: ${d.message.replace(/; (file|document) skipped$/, '')}`,
+          );
         continue;
       }
       for (const d of fileErrors) this.warn(formatDiagnostic(d));
-      this.files.set(file.name, { realPath: file.realPath, size: file.size, mtimeMs: file.mtimeMs, objects: this.validObjects(parsed.objects) });
+      this.files.set(file.name, {
+        realPath: file.realPath,
+        size: file.size,
+        mtimeMs: file.mtimeMs,
+        objects: this.validObjects(parsed.objects),
+      });
       changed = true;
     }
     if (changed && !this.stopped) this.deliver();
@@ -169,7 +188,9 @@ export class ManifestsDirSource implements Source {
     for (const mo of objects) {
       const checked = checkObject(mo.object, mo.source);
       if (checked.ok) out.push(mo);
-      else for (const d of checked.diagnostics) if (d.severity === Severity.Error || checked.kind === undefined) this.warn(formatDiagnostic(d));
+      else
+        for (const d of checked.diagnostics)
+          if (d.severity === Severity.Error || checked.kind === undefined) this.warn(formatDiagnostic(d));
     }
     return out;
   }
@@ -187,7 +208,10 @@ export class ManifestsDirSource implements Source {
         if (earlier) {
           const dup = `${key} ${earlier.source} ${source}`;
           duplicates.add(dup);
-          if (!this.duplicates.has(dup)) this.handler?.onWarning?.(`${source}: ${key} is also defined in ${earlier.source}; the later definition wins`);
+          if (!this.duplicates.has(dup))
+            this.handler?.onWarning?.(
+              `${source}: ${key} is also defined in ${earlier.source}; the later definition wins`,
+            );
         }
         next.set(key, { kind: kind as ObjectKind, object, json: JSON.stringify(object), source });
       }
@@ -197,7 +221,9 @@ export class ManifestsDirSource implements Source {
     const handler = this.handler;
     if (!handler) return;
     // Deletes first: an object renamed within one change is a delete and an add, in that order.
-    for (const [key, h] of this.held) if (!next.has(key)) handler.onEvent({ kind: h.kind, type: EventType.Delete, object: h.object, observedAt: now, source: h.source });
+    for (const [key, h] of this.held)
+      if (!next.has(key))
+        handler.onEvent({ kind: h.kind, type: EventType.Delete, object: h.object, observedAt: now, source: h.source });
     for (const [key, h] of next) {
       const before = this.held.get(key);
       if (before?.json === h.json) continue;

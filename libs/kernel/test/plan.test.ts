@@ -387,3 +387,44 @@ test('a full restore plan of a very large state renders without exhausting the c
   const text = planFullRestore(state, new Map()).text;
   assert.equal(text.split('\n').filter((l) => l.startsWith('-A KUBE-BIG ')).length, 200_000);
 });
+
+test('a transition undone puts every index back: objects, chain rules with fragments, jumps, references', () => {
+  const start = [
+    chain('nat', 'KUBE-SERVICES', ['-j KUBE-MARK']),
+    frag('nat', 'KUBE-SERVICES', 'ns/a:p/TCP', ['-d 10.0.0.1/32 -j KUBE-SVC-A'], 1),
+    chain('nat', 'KUBE-SVC-A', ['-j KUBE-SEP-A']),
+    chain('nat', 'KUBE-SEP-A', ['-j DNAT --to-destination 10.244.1.2:80']),
+    jump('nat', 'PREROUTING', 'KUBE-SERVICES', '-j KUBE-SERVICES'),
+  ];
+  const state = IptablesState.from(start);
+  const view = (): unknown => ({
+    objects: [...state.objects()].map((o) => `${o.kind}:${o.key}`).sort(),
+    services: state.chainRules('nat/KUBE-SERVICES'),
+    jumps: state.jumpsFrom('nat/PREROUTING').map((j) => j.target),
+    svcReferenced: state.isReferenced('nat/KUBE-SVC-A'),
+    sepReferenced: state.isReferenced('nat/KUBE-SEP-A'),
+  });
+  const before = view();
+  // Replace a chain, delete one, add a fragment, a chain and a jump, and touch one object twice.
+  const tr = state.apply({
+    deletes: [
+      { kind: 'iptables.chain', key: 'nat/KUBE-SEP-A' },
+      { kind: 'iptables.rules', key: 'nat/KUBE-SERVICES/ns/a:p/TCP' },
+    ],
+    upserts: [
+      chain('nat', 'KUBE-SVC-A', ['-j KUBE-SEP-B']),
+      chain('nat', 'KUBE-SEP-B', ['-j DNAT --to-destination 10.244.1.3:80']),
+      frag('nat', 'KUBE-SERVICES', 'ns/b:p/TCP', ['-d 10.0.0.2/32 -j KUBE-SVC-A'], 2),
+      frag('nat', 'KUBE-SERVICES', 'ns/a:p/TCP', ['-d 10.0.0.9/32 -j KUBE-SVC-A'], 1),
+      jump('nat', 'OUTPUT', 'KUBE-SERVICES', '-j KUBE-SERVICES'),
+    ],
+  });
+  assert.notDeepEqual(view(), before);
+  tr.undo();
+  assert.deepEqual(view(), before);
+  assert.deepEqual(state.jumpsFrom('nat/OUTPUT'), []);
+  assert.deepEqual(
+    [...state.objects()].sort((a, b) => (a.key < b.key ? -1 : 1)),
+    [...start].sort((a, b) => (a.key < b.key ? -1 : 1)),
+  );
+});

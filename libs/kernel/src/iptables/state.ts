@@ -3,7 +3,7 @@
 // chain, and who references each chain.
 import type { IptablesChain, IptablesJump, IptablesRules, ObjectRef, RuleObject } from '@kpx/proto';
 import { RuleKind } from '@kpx/proto';
-import { objectIdOf } from '@kpx/ruleset';
+import { objectIdOf, undoChange, type KeyedObjects } from '@kpx/ruleset';
 import { InvalidRuleObjectError } from '../errors.js';
 import { BUILTIN_CHAINS } from './commands.js';
 import { chainRef, ruleTarget, type ChainRef } from './rule-text.js';
@@ -160,6 +160,18 @@ export class IptablesState {
    * when they were to be deleted. A later change deletes them once nothing does.
    */
   readonly keptChains = new Set<ChainRef>();
+  /** The state as ruleset's keyed store, for undoChange: every write goes through set(), which keeps the indexes. */
+  private readonly keyed: KeyedObjects<RuleObject> = {
+    get: (id) => this.byId.get(id),
+    upsert: (o) => {
+      const id = objectIdOf(o);
+      this.set(id, this.byId.get(id), o);
+    },
+    remove: (ref) => {
+      const id = objectIdOf(ref);
+      this.set(id, this.byId.get(id), undefined);
+    },
+  };
 
   static from(objects: Iterable<RuleObject>): IptablesState {
     const s = new IptablesState();
@@ -245,7 +257,8 @@ export class IptablesState {
    */
   apply(change: IptablesChange): Transition {
     for (const o of change.upserts) validateObject(o);
-    const undo: Array<[string, RuleObject | undefined]> = [];
+    /** The object of every id changed, as it was before its first change (undefined: absent). */
+    const previous = new Map<string, RuleObject | undefined>();
     const rewritten = new Set<ChainRef>();
     const deleted = new Set<ChainRef>();
     const builtins = new Set<ChainRef>();
@@ -270,7 +283,7 @@ export class IptablesState {
       if (prev === next || (prev && next && sameObject(prev, next))) return;
       if (prev) note(prev);
       if (next) note(next);
-      undo.push([id, prev]);
+      if (!previous.has(id)) previous.set(id, prev);
       this.set(id, prev, next);
     };
     for (const ref of change.deletes) put(objectIdOf(ref), undefined);
@@ -284,12 +297,7 @@ export class IptablesState {
       deleted,
       builtins,
       jumpsBefore,
-      undo: () => {
-        for (let i = undo.length - 1; i >= 0; i--) {
-          const [id, prev] = undo[i] as [string, RuleObject | undefined];
-          this.set(id, this.byId.get(id), prev);
-        }
-      },
+      undo: () => undoChange(this.keyed, previous),
     };
   }
 

@@ -25,7 +25,8 @@ import { BlockList } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AgentProcess, SerialQueue } from '@kpx/common';
-import { NodePortAddressesKind, type NodePortAddresses } from '@kpx/model';
+// Type-only, like RuleKind below: the kind literals are checked against the union, and the child does not load @kpx/model.
+import type { NodePortAddresses } from '@kpx/model';
 import type { RuleKind } from '@kpx/proto';
 import type { HashedObject, RuleState } from '@kpx/ruleset';
 
@@ -149,10 +150,7 @@ export function listenAddresses(
   const v6 = family === 'IPv6';
   const wildcard = v6 ? '::' : '0.0.0.0';
   const type = v6 ? 'ipv6' : 'ipv4';
-  const cidrs =
-    nodePortAddresses.kind === NodePortAddressesKind.CIDRs
-      ? nodePortAddresses.cidrs.filter((c) => c.family === family)
-      : [];
+  const cidrs = nodePortAddresses.kind === 'cidrs' ? nodePortAddresses.cidrs.filter((c) => c.family === family) : [];
   if (cidrs.length === 0 || cidrs.some((c) => c.prefix === 0)) return [wildcard];
   const list = new BlockList();
   for (const c of cidrs) list.addSubnet(c.address, c.prefix, type);
@@ -166,7 +164,7 @@ export function listenAddresses(
 }
 
 /** nodePortAddresses by default: every address. */
-export const EveryAddress: NodePortAddresses = { kind: NodePortAddressesKind.All };
+export const EveryAddress: NodePortAddresses = { kind: 'all' };
 
 export interface HealthCheckFailure {
   readonly family: string;

@@ -1,14 +1,10 @@
 export { NodeNotFoundError } from './errors.js';
-export { conntrackObjects } from './conntrack.js';
 export {
   healthCheckClaims,
   healthCheckObjects,
   healthCheckVariantKeyFn,
-  isHealthCheckClaim,
   mergeHealthCheckClaims,
-  serviceHealthChecks,
   servesHealthCheck,
-  withHealthChecks,
 } from './healthcheck.js';
 export type { HealthCheckClaim } from './healthcheck.js';
 export {
@@ -57,7 +53,6 @@ export {
   renderIpvsRuleSet,
   renderIpvsadm,
 } from './ipvs/render.js';
-export { sealed } from './mode.js';
 export type { AnyModeCompiler, ModeCompiler, NodeContext, PortPart, UnitClaim, UnitCompiler } from './mode.js';
 export { modeCompiler } from './modes.js';
 export type { ModeOptions } from './modes.js';

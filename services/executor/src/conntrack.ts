@@ -20,7 +20,7 @@
 // and never fail the apply.
 import { createCommandRunner, CommandError, type Command, type CommandRunner } from '@kpx/kernel';
 import { RuleKind, type RuleObject as WireObject } from '@kpx/proto';
-import type { RuleState } from '@kpx/ruleset';
+import { diffStates, objectIdOf, type RuleState } from '@kpx/ruleset';
 import type { ExecutorMetrics, Logger } from '@kpx/telemetry';
 import type { AppliedChange } from './backend.js';
 
@@ -134,14 +134,12 @@ export function deletionsForChange(family: string, state: RuleState, change: App
 
 /** {@link deriveConntrackDeletions} between two whole states (a resync; from an empty state on start). */
 export function deletionsForRestore(family: string, before: RuleState, after: RuleState): ConntrackDeletion[] {
-  const changed = new Set<string>();
-  for (const [id, o] of after.objects) if (before.objects.get(id)?.hash !== o.hash) changed.add(id);
-  for (const id of before.objects.keys()) if (!after.objects.has(id)) changed.add(id);
+  const { upserts, deletes } = diffStates(before.objects, after.objects);
   return deriveConntrackDeletions({
     family,
     before: (id) => before.objects.get(id)?.wire,
     after: (id) => after.objects.get(id)?.wire,
-    changed,
+    changed: [...upserts.map((o) => o.id), ...deletes.map(objectIdOf)],
   });
 }
 

@@ -4,6 +4,7 @@
 // its epoch before anything else, and every port that writes to JetStream asks first whether this process still
 // leads. Losing the lease (or the counter refusing the epoch) stops publishing at once and is reported to the
 // caller, which exits: a supervisor restarts it as a standby, as kube-controller-manager does.
+import { sleep } from '@kpx/common';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { FencedError } from '@kpx/transport';
 import { LeaderElector, type LeaderElectionTiming, type LeaseStore } from './leader-election.js';
@@ -155,7 +156,7 @@ export class Leadership {
           }
         }
         this.opts.logger.warn({ err }, 'claiming the generation counter failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, this.elector.timing.retryPeriodMs));
+        await sleep(this.elector.timing.retryPeriodMs);
       }
     }
   }

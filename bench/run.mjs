@@ -28,6 +28,7 @@ const SUITES = {
     about: 'iptables-restore with and without --noflush as chains grow (issue #4 full resync)',
   },
   replay: { file: 'replay.mjs', about: 'replaying 10,000 deltas for one node (issue #6)' },
+  hash: { file: 'hash.mjs', about: 'the one object hasher and RuleState.apply with undo vs without (issue #14)' },
   ipvs: {
     file: 'ipvs.mjs',
     about: 'IPVS one-endpoint delta vs from scratch on a 5,000-service node, inside tools/ipvs-vm (issue #5)',
